@@ -1,0 +1,928 @@
+//! Main-content detection.
+//!
+//! The approach is score propagation in the spirit of Arc90/Readability, with its own
+//! signals: paragraph-like units (real `<p>`, phrasing-only blocks and runs of inline
+//! content inside mixed blocks) are scored by length, commas and their own link density,
+//! and the score flows to a few levels of ancestors. Candidates are weighted by tag,
+//! class/id vocabulary, semantic markers (`<article>`, `itemprop=articleBody`, `<main>`)
+//! and penalised by link density. The best candidate is widened to a common ancestor
+//! when several good candidates share it, joined with related siblings, and then cleaned
+//! of boilerplate blocks (share bars, related links, comments, forms, link lists...).
+//!
+//! Several passes run with progressively relaxed rules; the first one yielding enough
+//! text wins, otherwise the longest.
+
+use std::collections::HashMap;
+
+use crate::dom::{Data, Dom, Element, NodeId};
+
+/// Tags that are removed before anything else: never content.
+const ALWAYS_DROP: &[&str] = &[
+    "script", "style", "link", "meta", "noscript", "template", "iframe", "frame", "frameset", "object", "embed",
+    "applet", "canvas", "svg", "input", "button", "select", "textarea", "option", "datalist", "dialog",
+    "nav", "menu", "audio", "video", "source", "track", "map", "area", "head", "title", "base", "param",
+];
+
+/// Block-level tags (everything else is treated as phrasing content).
+pub(crate) const BLOCK_TAGS: &[&str] = &[
+    "address", "article", "aside", "blockquote", "body", "center", "dd", "details", "dialog", "dir", "div", "dl",
+    "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+    "hgroup", "hr", "html", "li", "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
+    "td", "tfoot", "th", "thead", "tr", "ul", "caption", "listing", "xmp", "plaintext", "legend", "noscript",
+    "search",
+];
+
+pub(crate) fn is_block_tag(tag: &str) -> bool {
+    BLOCK_TAGS.contains(&tag)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Flags {
+    strip_unlikely: bool,
+    weight_classes: bool,
+    clean_conditionally: bool,
+}
+
+/// Result of content detection: a container node holding the article body.
+pub(crate) struct Content {
+    pub dom: Dom,
+    pub root: NodeId,
+    /// Byline text found (and removed) in the content, if any.
+    pub byline: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Class / id vocabulary
+
+/// Lower-cased "class id" string of an element.
+fn class_id(dom: &Dom, id: NodeId) -> String {
+    let mut s = String::new();
+    if let Some(c) = dom.attr(id, "class") {
+        s.push_str(c);
+    }
+    if let Some(i) = element_id(dom, id) {
+        s.push(' ');
+        s.push_str(i);
+    }
+    s.to_lowercase()
+}
+
+/// The `id` attribute, unless it is a slug of the element's own heading (documentation
+/// generators derive section ids from titles: "sharing-with-a-single-developer" says
+/// nothing about share bars).
+fn element_id(dom: &Dom, id: NodeId) -> Option<&str> {
+    let v = dom.attr(id, "id")?;
+    let heading = dom.element_children(id).next().filter(|&c| matches!(dom.tag(c), "h1" | "h2" | "h3" | "h4" | "h5" | "h6"));
+    if let Some(h) = heading {
+        let slug = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+        let (a, b) = (slug(v), slug(&dom.text_content(h)));
+        if !a.is_empty() && !b.is_empty() && (a.contains(&b) || b.contains(&a)) {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// Splits class/id text into tokens on anything that is not a letter or digit.
+fn tokens(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty())
+}
+
+fn has_token(s: &str, list: &[&str]) -> bool {
+    tokens(s).any(|t| list.contains(&t))
+}
+
+fn has_sub(s: &str, list: &[&str]) -> bool {
+    list.iter().any(|p| s.contains(p))
+}
+
+/// Substrings that mark an element as very likely boilerplate (removed before scoring).
+const UNLIKELY_SUB: &[&str] = &[
+    "banner", "breadcrumb", "combx", "comment", "community", "cover-wrap", "disqus", "extra", "footer", "gdpr",
+    "header", "legends", "menu", "related", "remark", "replies", "rss", "shoutbox", "sidebar", "skyscraper",
+    "social", "sponsor", "supplemental", "ad-break", "agegate", "pagination", "pager", "popup", "yom-remote",
+];
+/// Weaker markers: also removed before scoring, unless the element holds real prose.
+const UNLIKELY_WEAK_SUB: &[&str] = &[
+    "cookie", "consent", "newsletter", "share", "sharing", "outbrain", "taboola", "recommend", "promo", "subscribe",
+    "signup", "modal", "skiplink", "skip-link", "toolbar", "masthead", "trending",
+];
+const UNLIKELY_TOK: &[&str] = &["ad", "ads", "advert", "advertisement", "nav", "navbar", "navigation", "tags"];
+/// Substrings that rescue an element from [`UNLIKELY_SUB`].
+const MAYBE_SUB: &[&str] = &["article", "body", "column", "content", "main", "shadow", "story", "entry", "post-text", "prose"];
+
+const UNLIKELY_ROLES: &[&str] = &["menu", "menubar", "complementary", "navigation", "alert", "alertdialog", "dialog", "banner", "contentinfo", "search"];
+
+const POSITIVE_SUB: &[&str] = &[
+    "article", "body", "content", "entry", "hentry", "h-entry", "main", "page", "post", "text", "blog", "story", "prose",
+    "markdown", "rich-text", "richtext",
+];
+const NEGATIVE_SUB: &[&str] = &[
+    "-ad-", "banner", "combx", "comment", "contact", "footer", "gdpr", "masthead", "media", "meta", "outbrain",
+    "promo", "related", "scroll", "share", "shoutbox", "sidebar", "skyscraper", "sponsor", "shopping", "widget",
+    "social", "cookie", "newsletter", "subscribe", "taboola", "recommend", "byline", "author", "caption", "teaser",
+    "nav", "menu", "breadcrumb", "pagination", "toolbar", "signup", "popular", "trending",
+];
+const NEGATIVE_TOK: &[&str] = &["ad", "ads", "hidden", "hid", "tags", "tag", "aside", "links", "footnote"];
+
+/// Comment threads: removed even when they are prose-rich.
+const HARD_BOILER_SUB: &[&str] = &["comment-list", "commentlist", "comments", "disqus", "comment-respond", "reply-form"];
+const HARD_BOILER_TOK: &[&str] = &["comment", "respond", "replies"];
+
+/// Strong boilerplate markers used when cleaning the selected content.
+const BOILER_SUB: &[&str] = &[
+    "share", "sharing", "social", "related", "newsletter", "advert", "sponsor", "outbrain", "taboola", "disqus",
+    "breadcrumb", "sidebar", "popup", "cookie", "consent", "gdpr", "skyscraper", "recommend", "subscribe", "signup",
+    "sign-up", "promo", "more-stories",
+    "jump-link", "skip-link", "screen-reader", "sr-only", "visually-hidden", "visuallyhidden", "print-only",
+    "noprint", "trending", "most-popular", "mostpopular", "author-bio", "toolbar", "paywall", "inline-ad", "ad-container",
+    "ad-slot", "ad-wrapper", "adslot", "adunit", "ad-unit",
+];
+const BOILER_TOK: &[&str] = &["ad", "ads", "adv", "comment", "nav", "navbar", "menu", "footer", "tags", "hidden", "widget", "pagination", "pager", "reply"];
+
+fn class_weight(dom: &Dom, id: NodeId) -> f64 {
+    let mut w = 0.0;
+    for attr in ["class", "id"] {
+        let v = if attr == "id" { element_id(dom, id) } else { dom.attr(id, attr) };
+        let Some(v) = v else { continue };
+        let v = v.to_lowercase();
+        if v.is_empty() {
+            continue;
+        }
+        if has_sub(&v, NEGATIVE_SUB) || has_token(&v, NEGATIVE_TOK) {
+            w -= 25.0;
+        }
+        if has_sub(&v, POSITIVE_SUB) {
+            w += 25.0;
+        }
+    }
+    if dom.attr(id, "itemprop").is_some_and(|p| p.contains("articleBody") || p.contains("text")) {
+        w += 30.0;
+    }
+    match dom.tag(id) {
+        "article" => w += 10.0,
+        "main" => w += 5.0,
+        _ => {}
+    }
+    if dom.attr(id, "role").is_some_and(|r| r == "main" || r == "article") {
+        w += 10.0;
+    }
+    w
+}
+
+// ---------------------------------------------------------------------------
+// Visibility and preprocessing
+
+/// Is the element hidden by attributes or inline style?
+pub(crate) fn is_hidden(dom: &Dom, id: NodeId) -> bool {
+    let Some(e) = dom.element(id) else { return false };
+    for (k, v) in &e.attrs {
+        match &**k {
+            "hidden" => return true,
+            "aria-hidden" if v.trim() == "true" => {
+                // Readers keep fallback images marked aria-hidden.
+                let c = dom.attr(id, "class").unwrap_or("");
+                return !c.contains("fallback-image");
+            }
+            "style" => {
+                let s: String = v.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+                if s.contains("display:none") || s.contains("visibility:hidden") {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Removes never-content elements, comments and hidden subtrees (done once per document).
+pub(crate) fn preprocess(dom: &mut Dom) {
+    let Some(body) = dom.body() else { return };
+    let mut stack = vec![body];
+    let mut remove = Vec::new();
+    while let Some(n) = stack.pop() {
+        for &c in dom.children(n) {
+            match &dom.nodes[c].data {
+                Data::Other => remove.push(c),
+                Data::Element(e) => {
+                    let t = &*e.tag;
+                    if ALWAYS_DROP.contains(&t) || is_hidden(dom, c) {
+                        // Keep the image fallback of lazy-loading scripts: handled in rendering.
+                        remove.push(c);
+                    } else {
+                        stack.push(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for r in remove {
+        dom.detach(r);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text measures
+
+#[derive(Default, Clone, Copy)]
+struct Measure {
+    chars: usize,
+    link_chars: f64,
+    commas: usize,
+}
+
+fn measure(dom: &Dom, id: NodeId) -> Measure {
+    let mut m = Measure::default();
+    measure_into(dom, id, &mut m, None);
+    m
+}
+
+fn measure_into(dom: &Dom, id: NodeId, m: &mut Measure, link_weight: Option<f64>) {
+    match &dom.nodes[id].data {
+        Data::Text(t) => {
+            let n = t.chars().filter(|c| !c.is_whitespace()).count();
+            m.chars += n;
+            m.commas += t.chars().filter(|&c| matches!(c, ',' | '，' | '、' | '،' | '﹐' | '︐')).count();
+            if let Some(w) = link_weight {
+                m.link_chars += n as f64 * w;
+            }
+        }
+        Data::Element(e) => {
+            let mut lw = link_weight;
+            if &*e.tag == "a" && lw.is_none() {
+                let href = dom.attr(id, "href").unwrap_or("");
+                // In-page anchors (footnotes, tables of contents) count less than real links.
+                lw = Some(if href.trim_start().starts_with('#') { 0.3 } else { 1.0 });
+            }
+            for &c in &dom.nodes[id].children {
+                measure_into(dom, c, m, lw);
+            }
+        }
+        Data::Document => {
+            for &c in &dom.nodes[id].children {
+                measure_into(dom, c, m, link_weight);
+            }
+        }
+        Data::Other => {}
+    }
+}
+
+fn link_density(m: &Measure) -> f64 {
+    if m.chars == 0 { 0.0 } else { (m.link_chars / m.chars as f64).min(1.0) }
+}
+
+/// Characters of paragraph text (`<p>`/`<pre>` with low link density) in a subtree.
+///
+/// Paragraphs inside list items and figures (galleries, captions, teasers) do not count.
+fn prose_chars(dom: &Dom, id: NodeId) -> usize {
+    let mut total = 0;
+    let mut stack = vec![id];
+    while let Some(d) = stack.pop() {
+        let tag = dom.tag(d);
+        if d != id && matches!(tag, "li" | "figure" | "figcaption") {
+            continue;
+        }
+        if !matches!(tag, "p" | "pre") {
+            stack.extend(dom.element_children(d));
+            continue;
+        }
+        {
+            let m = measure(dom, d);
+            if m.chars >= 40 && link_density(&m) < 0.3 {
+                total += m.chars;
+            }
+        }
+    }
+    total
+}
+
+/// [`prose_chars`] skipping subtrees whose class/id weigh negative (comments, sidebars...).
+fn prose_chars_weighted(dom: &Dom, id: NodeId, flags: Flags) -> usize {
+    if !flags.weight_classes {
+        return prose_chars(dom, id);
+    }
+    let mut total = 0;
+    let mut stack = vec![id];
+    while let Some(d) = stack.pop() {
+        if d != id && (class_weight(dom, d) < 0.0 || matches!(dom.tag(d), "aside" | "footer")) {
+            continue;
+        }
+        if matches!(dom.tag(d), "p" | "pre") {
+            total += prose_chars(dom, d);
+            continue;
+        }
+        if d != id && matches!(dom.tag(d), "li" | "figure" | "figcaption") {
+            continue;
+        }
+        stack.extend(dom.element_children(d));
+    }
+    total
+}
+
+/// Images that are content (not inline glyphs: math, emoji, icons, tiny pixels).
+fn content_images(dom: &Dom, id: NodeId) -> usize {
+    dom.descendants(id).into_iter().skip(1).filter(|&d| dom.tag(d) == "img" && !is_glyph_image(dom, d)).count()
+}
+
+pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
+    let c = dom.attr(img, "class").unwrap_or("").to_lowercase();
+    let alt = dom.attr(img, "alt").unwrap_or("");
+    if has_sub(&c, &["math", "latex", "equation", "emoji", "smiley", "icon", "avatar"]) || alt.starts_with("{\\displaystyle") {
+        return true;
+    }
+    let small = |a: &str| dom.attr(img, a).and_then(|v| v.trim().trim_end_matches("px").parse::<u32>().ok()).is_some_and(|v| v <= 32);
+    small("width") || small("height")
+}
+
+/// Does the element contain any block-level descendant?
+fn has_block_child(dom: &Dom, id: NodeId) -> bool {
+    dom.descendants(id).into_iter().skip(1).any(|d| is_block_tag(dom.tag(d)))
+}
+
+// ---------------------------------------------------------------------------
+// Entry point
+
+/// Finds and cleans the main content. `title` is the chosen article title (used to drop a
+/// duplicate heading).
+pub(crate) fn extract(base: &Dom, title: Option<&str>) -> Option<Content> {
+    let passes = [
+        Flags { strip_unlikely: true, weight_classes: true, clean_conditionally: true },
+        Flags { strip_unlikely: false, weight_classes: true, clean_conditionally: true },
+        Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: true },
+        Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: false },
+    ];
+    let mut best: Option<(usize, Content)> = None;
+    for flags in passes {
+        let mut dom = base.clone();
+        let Some((root, byline)) = grab(&mut dom, flags, title) else { continue };
+        let len = measure(&dom, root).chars;
+        let content = Content { dom, root, byline };
+        if len >= 400 {
+            return Some(content);
+        }
+        if best.as_ref().is_none_or(|(l, _)| len > *l) {
+            best = Some((len, content));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Option<String>)> {
+    let body = dom.body()?;
+
+    // 1. Remove unlikely candidates (but never one holding most of the page's prose).
+    if flags.strip_unlikely {
+        let total_prose = prose_chars(dom, body).max(1);
+        let mut remove = Vec::new();
+        let mut stack = vec![body];
+        while let Some(n) = stack.pop() {
+            for c in dom.element_children(n).collect::<Vec<_>>() {
+                let unlikely = match is_unlikely(dom, c) {
+                    Unlikely::No => false,
+                    Unlikely::Strong => prose_chars(dom, c) * 10 < total_prose * 4,
+                    Unlikely::Weak => {
+                        let p = prose_chars(dom, c);
+                        p * 10 < total_prose * 4 && p < 500
+                    }
+                };
+                if unlikely {
+                    crate::trace!("unlikely <{}> {:?}", dom.tag(c), class_id(dom, c));
+                    remove.push(c);
+                } else {
+                    stack.push(c);
+                }
+            }
+        }
+        for r in remove {
+            dom.detach(r);
+        }
+    }
+
+    // 2. Score paragraph-like units.
+    let mut scores: HashMap<NodeId, f64> = HashMap::new();
+    let order = dom.descendants(body);
+    for &n in &order {
+        let Some(e) = dom.element(n) else { continue };
+        let tag = &*e.tag;
+        if matches!(tag, "p" | "pre") || (is_container_like(tag) && !has_block_child(dom, n) && n != body) {
+            if tag != "p" && tag != "pre" && dom.ancestors(n).any(|a| matches!(dom.tag(a), "p" | "pre")) {
+                continue;
+            }
+            let m = measure(dom, n);
+            score_unit(dom, n, dom.parent(n), &m, flags, &mut scores);
+        } else if is_container_like(tag) || tag == "body" {
+            // Runs of inline content directly inside a mixed block count as paragraphs of it.
+            let kids = dom.children(n).to_vec();
+            let mut run = Measure::default();
+            for (i, &c) in kids.iter().enumerate() {
+                let block = is_block_tag(dom.tag(c)) || (dom.is_element(c) && has_block_child(dom, c));
+                if !block {
+                    let mut m = Measure::default();
+                    measure_into(dom, c, &mut m, None);
+                    run.chars += m.chars;
+                    run.commas += m.commas;
+                    run.link_chars += m.link_chars;
+                }
+                if block || i + 1 == kids.len() {
+                    if run.chars > 0 {
+                        score_unit(dom, n, Some(n), &run, flags, &mut scores);
+                    }
+                    run = Measure::default();
+                }
+            }
+        }
+    }
+
+    // 3. Final candidate scores: scaled by link density.
+    let mut cands: Vec<(NodeId, f64)> = scores
+        .iter()
+        .filter(|(n, _)| dom.nodes[**n].parent.is_some() || **n == body)
+        .map(|(&n, &s)| (n, s * (1.0 - link_density(&measure(dom, n)))))
+        .collect();
+    cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let final_score: HashMap<NodeId, f64> = cands.iter().copied().collect();
+
+    let mut top = match cands.first() {
+        Some(&(n, _)) if n != body && dom.tag(n) != "html" => n,
+        _ => {
+            // No usable candidate: take the whole body.
+            let root = new_container(dom, dom.children(body).to_vec());
+            let by = clean(dom, root, flags, title, &final_score);
+            return Some((root, by));
+        }
+    };
+    let top_score = cands[0].1;
+
+    // 4. Widen to a common ancestor of several near-best candidates.
+    let alternatives: Vec<NodeId> = cands.iter().skip(1).take(4).filter(|(_, s)| *s >= top_score * 0.75).map(|(n, _)| *n).collect();
+    if alternatives.len() >= 3 {
+        let mut p = dom.parent(top);
+        while let Some(a) = p {
+            if a == body || dom.tag(a) == "html" {
+                break;
+            }
+            let shared = alternatives.iter().filter(|&&alt| dom.is_ancestor(a, alt)).count();
+            if shared >= 3 {
+                top = a;
+                break;
+            }
+            p = dom.parent(a);
+        }
+    }
+
+    crate::trace!("after step 4: <{}> {:?}", dom.tag(top), class_id(dom, top));
+    // 5. Climb while the parent is clearly better (its score grew from children).
+    {
+        let mut last = final_score.get(&top).copied().unwrap_or(0.0);
+        let threshold = last / 3.0;
+        let mut p = dom.parent(top);
+        while let Some(a) = p {
+            if a == body || dom.tag(a) == "html" {
+                break;
+            }
+            let Some(&s) = final_score.get(&a) else {
+                p = dom.parent(a);
+                continue;
+            };
+            if s < threshold {
+                break;
+            }
+            if s > last {
+                top = a;
+                break;
+            }
+            last = s;
+            p = dom.parent(a);
+        }
+    }
+
+    crate::trace!("after step 5: <{}> {:?}", dom.tag(top), class_id(dom, top));
+    // 5b. Articles split into several blocks (around figures, ads, "read more" folds) are
+    // cousins rather than siblings: widen to a near ancestor holding much more prose.
+    {
+        let top_prose = prose_chars_weighted(dom, top, flags);
+        let mut p = dom.parent(top);
+        let mut steps = 0;
+        while let Some(a) = p {
+            if a == body || dom.tag(a) == "html" || steps >= 3 || top_prose == 0 {
+                break;
+            }
+            let ap = prose_chars_weighted(dom, a, flags);
+            if ap * 10 >= top_prose * 14 && link_density(&measure(dom, a)) < 0.3 {
+                crate::trace!("widen to <{}> {:?}: prose {} -> {}", dom.tag(a), class_id(dom, a), top_prose, ap);
+                top = a;
+                break;
+            }
+            // Only branching levels count: single-child wrappers are free.
+            if dom.element_children(a).nth(1).is_some() {
+                steps += 1;
+            }
+            p = dom.parent(a);
+        }
+    }
+
+    // 6. A lone child adds nothing: use the parent.
+    while let Some(p) = dom.parent(top) {
+        if p == body || dom.tag(p) == "html" || dom.element_children(p).count() != 1 {
+            break;
+        }
+        top = p;
+    }
+
+    // 7. Join related siblings.
+    let top_score = final_score.get(&top).copied().unwrap_or(top_score);
+    crate::trace!("pass {:?}: top <{}> {:?} score {:.1}; first cands {:?}", flags, dom.tag(top), class_id(dom, top), top_score,
+        cands.iter().take(5).map(|(n, s)| format!("<{}> {:?} {:.1}", dom.tag(*n), class_id(dom, *n), s)).collect::<Vec<_>>());
+    let threshold = (top_score * 0.2).max(10.0);
+    let top_class = dom.attr(top, "class").unwrap_or("").to_string();
+    let mut picked = Vec::new();
+    let parent = dom.parent(top).unwrap_or(body);
+    for s in dom.children(parent).to_vec() {
+        if s == top {
+            picked.push(s);
+            continue;
+        }
+        if !dom.is_element(s) {
+            continue;
+        }
+        let mut bonus = 0.0;
+        if !top_class.is_empty() && dom.attr(s, "class") == Some(top_class.as_str()) {
+            bonus += top_score * 0.2;
+        }
+        if let Some(&sc) = final_score.get(&s)
+            && sc + bonus >= threshold
+        {
+            picked.push(s);
+            continue;
+        }
+        let tag = dom.tag(s);
+        if tag == "p" || (is_container_like(tag) && !has_block_child(dom, s)) {
+            let m = measure(dom, s);
+            let ld = link_density(&m);
+            let text = dom.text_content(s);
+            if m.chars > 80 && ld < 0.25 {
+                picked.push(s);
+            } else if m.chars > 0 && m.chars <= 80 && ld == 0.0 && ends_sentence(&text) {
+                picked.push(s);
+            }
+        }
+    }
+    let root = new_container(dom, picked);
+    let by = clean(dom, root, flags, title, &final_score);
+    Some((root, by))
+}
+
+fn ends_sentence(t: &str) -> bool {
+    let t = t.trim_end();
+    t.ends_with('.') || t.ends_with('!') || t.ends_with('?') || t.ends_with('。') || t.ends_with('"') || t.ends_with('”')
+}
+
+fn is_container_like(tag: &str) -> bool {
+    matches!(tag, "div" | "section" | "article" | "main" | "td" | "li" | "blockquote" | "center" | "dd" | "font" | "span")
+}
+
+fn score_unit(dom: &Dom, unit: NodeId, first: Option<NodeId>, m: &Measure, flags: Flags, scores: &mut HashMap<NodeId, f64>) {
+    if m.chars < 25 {
+        return;
+    }
+    let ld = link_density(m);
+    let mut s = 1.0 + m.commas as f64 + (m.chars as f64 / 100.0).floor().min(3.0);
+    s *= 1.0 - ld;
+    if s <= 0.0 {
+        return;
+    }
+    let _ = unit;
+    let mut level = 0usize;
+    let mut cur = first;
+    while let Some(a) = cur {
+        if level >= 5 || !dom.is_element(a) {
+            break;
+        }
+        let divider = match level {
+            0 => 1.0,
+            1 => 2.0,
+            l => l as f64 * 3.0,
+        };
+        let entry = scores.entry(a).or_insert_with(|| init_score(dom, a, flags));
+        *entry += s / divider;
+        level += 1;
+        cur = dom.parent(a);
+    }
+}
+
+fn init_score(dom: &Dom, id: NodeId, flags: Flags) -> f64 {
+    let base = match dom.tag(id) {
+        "div" | "article" | "section" | "main" => 5.0,
+        "pre" | "td" | "blockquote" => 3.0,
+        "address" | "ol" | "ul" | "dl" | "dd" | "dt" | "li" | "form" => -3.0,
+        "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "th" => -5.0,
+        _ => 0.0,
+    };
+    base + if flags.weight_classes { class_weight(dom, id) } else { 0.0 }
+}
+
+#[derive(PartialEq, Eq)]
+enum Unlikely {
+    No,
+    Weak,
+    Strong,
+}
+
+fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
+    let tag = dom.tag(id);
+    if matches!(tag, "body" | "a" | "article" | "main" | "html") {
+        return Unlikely::No;
+    }
+    if dom.attr(id, "itemprop").is_some_and(|p| p.contains("articleBody")) {
+        return Unlikely::No;
+    }
+    if matches!(tag, "aside" | "footer") {
+        return Unlikely::Strong;
+    }
+    if let Some(role) = dom.attr(id, "role")
+        && UNLIKELY_ROLES.contains(&role.trim().to_lowercase().as_str())
+    {
+        return Unlikely::Strong;
+    }
+    let ci = class_id(dom, id);
+    if ci.trim().is_empty() || has_sub(&ci, MAYBE_SUB) {
+        return Unlikely::No;
+    }
+    let strength = if has_sub(&ci, UNLIKELY_SUB) || has_token(&ci, UNLIKELY_TOK) {
+        Unlikely::Strong
+    } else if has_sub(&ci, UNLIKELY_WEAK_SUB) {
+        Unlikely::Weak
+    } else {
+        return Unlikely::No;
+    };
+    // Never inside tables or code.
+    if dom.ancestors(id).any(|a| matches!(dom.tag(a), "table" | "pre" | "code")) {
+        return Unlikely::No;
+    }
+    strength
+}
+
+fn new_container(dom: &mut Dom, children: Vec<NodeId>) -> NodeId {
+    let id = dom.nodes.len();
+    for &c in &children {
+        if let Some(p) = dom.nodes[c].parent {
+            dom.nodes[p].children.retain(|&x| x != c);
+        }
+        dom.nodes[c].parent = Some(id);
+    }
+    dom.nodes.push(crate::dom::Node {
+        parent: None,
+        children,
+        data: Data::Element(Element { tag: "div".into(), ns: html5ever::ns!(html), attrs: Vec::new(), template: None }),
+    });
+    id
+}
+
+// ---------------------------------------------------------------------------
+// Cleaning the selected content
+
+fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores: &HashMap<NodeId, f64>) -> Option<String> {
+    let total = measure(dom, root).chars.max(1);
+    let mut byline = None;
+
+    // Structural boilerplate and class/id boilerplate (guarded: never most of the content).
+    let all = dom.descendants(root);
+    let mut remove = Vec::new();
+    for &n in all.iter().skip(1) {
+        let Some(e) = dom.element(n) else { continue };
+        let tag = &*e.tag;
+        if remove.iter().any(|&r| dom.is_ancestor(r, n)) {
+            continue;
+        }
+        let phrasing = !is_block_tag(tag) && !has_block_child(dom, n);
+        let drop = match tag {
+            _ if phrasing => false,
+            "aside" | "footer" | "form" | "fieldset" | "label" | "legend" => {
+                tag != "form" || measure(dom, n).chars * 2 < total
+            }
+            "header" => {
+                let m = measure(dom, n);
+                m.chars * 2 < total && (link_density(&m) > 0.3 || m.chars < 200 || dom.first_tag(n, "p").is_none())
+            }
+            _ => {
+                let ci = class_id(dom, n);
+                let hard = !ci.is_empty() && (has_sub(&ci, HARD_BOILER_SUB) || has_token(&ci, HARD_BOILER_TOK));
+                let soft = !ci.is_empty()
+                    && (has_sub(&ci, BOILER_SUB) || has_token(&ci, BOILER_TOK))
+                    && !has_sub(&ci, &["article-body", "articlebody", "entry-content", "post-content", "story-body", "main-content"])
+                    && dom.attr(n, "itemprop").is_none_or(|p| !p.contains("articleBody"));
+                let role = dom.attr(n, "role").map(|r| r.trim().to_lowercase());
+                let bad_role = role.as_deref().is_some_and(|r| UNLIKELY_ROLES.contains(&r));
+                (hard || soft || bad_role) && {
+                    let m = measure(dom, n);
+                    // Class names lie (ids made from headings, "read-more" wrappers):
+                    // prose-rich blocks stay unless they are comment threads.
+                    (m.chars * 2 < total || m.chars < 500) && (hard || prose_chars(dom, n) < 400)
+                }
+            }
+        };
+        if drop {
+            remove.push(n);
+            continue;
+        }
+        // Byline: short element marked as author/byline.
+        let ci = class_id(dom, n);
+        let is_byline_marker = dom.attr(n, "rel") == Some("author")
+            || dom.attr(n, "itemprop").is_some_and(|p| p.contains("author"))
+            || has_sub(&ci, &["byline", "dateline", "writtenby", "p-author"])
+            || has_token(&ci, &["author", "authors"]);
+        if is_byline_marker && !matches!(tag, "a" | "span") || (is_byline_marker && dom.parent(n) == Some(root)) {
+            let t = dom.text_content(n);
+            if !t.is_empty() && t.chars().count() < 100 && !has_block_desc_of(dom, n, &["p", "h1", "h2", "h3", "pre", "table", "ul", "ol"]) {
+                if byline.is_none() {
+                    byline = Some(crate::meta::clean_byline(&t));
+                }
+                remove.push(n);
+            }
+        }
+    }
+    for r in remove {
+        crate::trace!("boilerplate remove <{}> {:?}: {:.80}", dom.tag(r), class_id(dom, r), dom.text_content(r));
+        dom.detach(r);
+    }
+
+    // Headings: negative class weight, or duplicating the title.
+    let mut title_removed = false;
+    for h in dom.find_tags(root, &["h1", "h2", "h3", "h4", "h5", "h6"]) {
+        if flags.weight_classes && class_weight(dom, h) < 0.0 {
+            dom.detach(h);
+            continue;
+        }
+        if !title_removed
+            && let Some(t) = title
+            && matches!(dom.tag(h), "h1" | "h2")
+            && similar_title(&dom.text_content(h), t)
+        {
+            dom.detach(h);
+            title_removed = true;
+        }
+    }
+
+    // Conditional cleaning of blocks that look like link lists, galleries or widgets.
+    if flags.clean_conditionally {
+        for tag in ["table", "ul", "ol", "div", "section", "header", "figure"] {
+            let nodes: Vec<NodeId> = dom.find_tags(root, &[tag]);
+            for &n in nodes.iter().rev() {
+                if dom.nodes[n].parent.is_none() || !dom.is_ancestor(root, n) {
+                    continue;
+                }
+                if should_remove_conditionally(dom, n, flags, scores) {
+                    crate::trace!("conditional remove <{}> {:?}: {:.80}", tag, class_id(dom, n), dom.text_content(n));
+                    dom.detach(n);
+                }
+            }
+        }
+    }
+
+    // Empty blocks.
+    for n in dom.descendants(root).into_iter().rev() {
+        if n == root || dom.nodes[n].parent.is_none() {
+            continue;
+        }
+        let tag = dom.tag(n);
+        if matches!(tag, "p" | "div" | "section" | "span" | "li" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "figure" | "strong" | "em" | "b" | "i" | "a")
+            && measure(dom, n).chars == 0
+            && !has_block_desc_of(dom, n, &["img", "picture", "br", "hr", "table", "pre"])
+        {
+            dom.detach(n);
+        }
+    }
+    byline
+}
+
+fn has_block_desc_of(dom: &Dom, id: NodeId, tags: &[&str]) -> bool {
+    dom.descendants(id).into_iter().skip(1).any(|d| tags.contains(&dom.tag(d)))
+}
+
+fn similar_title(heading: &str, title: &str) -> bool {
+    let n = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+    let (h, t) = (n(heading), n(title));
+    if h.is_empty() || t.is_empty() {
+        return false;
+    }
+    h == t || (h.len() > 15 && (t.contains(&h) || h.contains(&t)) && h.len().min(t.len()) * 10 >= h.len().max(t.len()) * 8)
+}
+
+fn count_tags(dom: &Dom, id: NodeId, tag: &str) -> usize {
+    dom.descendants(id).into_iter().skip(1).filter(|&d| dom.tag(d) == tag).count()
+}
+
+fn is_data_table(dom: &Dom, t: NodeId) -> bool {
+    if dom.attr(t, "role").is_some_and(|r| r == "presentation") {
+        return false;
+    }
+    if dom.attr(t, "datatable").is_some_and(|v| v == "0") {
+        return false;
+    }
+    if dom.attr(t, "summary").is_some() {
+        return true;
+    }
+    let desc = dom.descendants(t);
+    if desc.iter().skip(1).any(|&d| dom.tag(d) == "table") {
+        return false;
+    }
+    if desc.iter().any(|&d| matches!(dom.tag(d), "caption" | "thead" | "tfoot" | "colgroup" | "col" | "th")) {
+        return true;
+    }
+    let rows = desc.iter().filter(|&&d| dom.tag(d) == "tr").count();
+    let cols = desc
+        .iter()
+        .filter(|&&d| dom.tag(d) == "tr")
+        .map(|&r| dom.element_children(r).filter(|&c| matches!(dom.tag(c), "td" | "th")).count())
+        .max()
+        .unwrap_or(0);
+    if rows == 1 || cols == 1 {
+        return false;
+    }
+    rows >= 10 || cols > 4 || rows * cols > 10
+}
+
+fn should_remove_conditionally(dom: &Dom, n: NodeId, flags: Flags, scores: &HashMap<NodeId, f64>) -> bool {
+    let tag = dom.tag(n);
+    // Code and data tables are content.
+    if dom.ancestors(n).any(|a| matches!(dom.tag(a), "pre" | "code")) {
+        return false;
+    }
+    if tag == "table" && is_data_table(dom, n) {
+        return false;
+    }
+    if dom.ancestors(n).any(|a| dom.tag(a) == "table" && is_data_table(dom, a)) {
+        return false;
+    }
+    // Real prose is never a widget.
+    if prose_chars(dom, n) >= 1000 {
+        return false;
+    }
+    let weight = if flags.weight_classes { class_weight(dom, n) } else { 0.0 };
+    let score = scores.get(&n).copied().unwrap_or(0.0);
+    if weight < 0.0 && weight + score < 0.0 {
+        return true;
+    }
+    let m = measure(dom, n);
+    if m.commas >= 10 {
+        return false;
+    }
+    let is_list = matches!(tag, "ul" | "ol" | "dl") || {
+        // A div made of a list is a list.
+        let lists: usize = dom.find_tags(n, &["ul", "ol"]).iter().map(|&l| measure(dom, l).chars).sum();
+        m.chars > 0 && lists as f64 / m.chars as f64 > 0.9
+    };
+    let p = count_tags(dom, n, "p") as f64;
+    let img = content_images(dom, n) as f64;
+    let li = count_tags(dom, n, "li") as f64 - 100.0;
+    let inputs = (count_tags(dom, n, "input") + count_tags(dom, n, "select") + count_tags(dom, n, "textarea")) as f64;
+    let headings: usize = dom.find_tags(n, &["h1", "h2", "h3", "h4", "h5", "h6"]).iter().map(|&h| measure(dom, h).chars).sum();
+    let heading_density = if m.chars == 0 { 0.0 } else { headings as f64 / m.chars as f64 };
+    let ld = link_density(&m);
+    let in_figure = tag == "figure" || dom.ancestors(n).any(|a| dom.tag(a) == "figure");
+    let has_pre = count_tags(dom, n, "pre") > 0 || tag == "pre";
+    if has_pre && ld < 0.5 {
+        return false;
+    }
+
+    // Image galleries made of lists keep their images.
+    if is_list {
+        let items: Vec<NodeId> = dom.element_children(n).collect();
+        if !items.is_empty() && items.iter().all(|&i| count_tags(dom, i, "img") == 1 && measure(dom, i).chars < 200) {
+            return false;
+        }
+    }
+
+    let rules = [
+        img > 1.0 && p / img < 0.5 && !in_figure,
+        !is_list && li > p,
+        inputs > (p / 3.0).floor(),
+        !is_list && heading_density < 0.9 && m.chars < 25 && (img == 0.0 || img > 2.0) && !in_figure,
+        !is_list && weight < 25.0 && ld > 0.2 && m.chars < 2000,
+        weight >= 25.0 && ld > 0.5,
+    ];
+    let hit = rules.iter().position(|&r| r);
+    if let Some(_i) = hit {
+        crate::trace!("  rule {_i}: img {img} p {p} ld {ld:.2} weight {weight} chars {}", m.chars);
+    }
+    hit.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn title_similarity() {
+        assert!(similar_title("The Big Story", "The big story"));
+        assert!(!similar_title("Introduction", "The big story about everything"));
+    }
+
+    #[test]
+    fn token_match() {
+        assert!(has_token("post ad-slot", &["ad"]));
+        assert!(!has_token("header shadow", &["ad"]));
+    }
+}

@@ -1,0 +1,227 @@
+//! Integration tests on hand-written pages under `tests/pages/`.
+
+use d402_page_extractor::{Article, ExtractOptions, Rejection, detect_interstitial, extract, interstitial_checks};
+
+const URL: &str = "https://www.example.com/news/2024/05/article-123";
+
+fn page(name: &str) -> String {
+    let path = format!("{}/tests/pages/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn article(name: &str) -> Article {
+    match extract(&page(name), URL, &ExtractOptions::default()) {
+        Ok(a) => a,
+        Err(e) => panic!("{name} rejected: {e}"),
+    }
+}
+
+fn blocked(name: &str) -> String {
+    match extract(&page(name), URL, &ExtractOptions::default()) {
+        Err(Rejection::Blocked { detector, evidence }) => {
+            assert!(!evidence.is_empty(), "{name}: empty evidence");
+            assert!(interstitial_checks().contains(&detector.as_str()), "{name}: unknown detector {detector}");
+            detector
+        }
+        other => panic!("{name}: expected a Blocked rejection, got {other:?}"),
+    }
+}
+
+/// Whitespace discipline every output must follow.
+fn assert_clean_markdown(md: &str) {
+    assert!(!md.contains("\n\n\n"), "run of blank lines:\n{md}");
+    assert!(!md.starts_with('\n') && md.ends_with('\n') && !md.ends_with("\n\n"), "bad trimming:\n{md:?}");
+    for line in md.lines() {
+        assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
+    }
+    assert!(!md.contains("]()"), "empty link target:\n{md}");
+    assert!(!md.contains("[]("), "empty link text:\n{md}");
+    for tag in ["<div", "<span", "<p>", "<script", "<a ", "<img", "</"] {
+        assert!(!md.contains(tag), "leftover HTML {tag}:\n{md}");
+    }
+}
+
+#[test]
+fn news_article_keeps_body_and_drops_boilerplate() {
+    let a = article("news-article.html");
+    let md = &a.markdown;
+    assert_clean_markdown(md);
+    // Title once, as the first line.
+    assert!(md.starts_with("# Harbour council approves new tidal barrier\n\n"), "{md}");
+    assert_eq!(md.matches("tidal barrier\n").count(), 1, "duplicated title heading:\n{md}");
+    // Body, structure.
+    assert!(md.contains("The harbour council voted nine to two on Wednesday night"));
+    assert!(md.contains("\n## Residents divided\n"));
+    assert!(md.contains("> This is the most important decision the council has taken in a generation."));
+    assert!(md.contains("- Phase one: northern gate and control house\n- Phase two"));
+    assert!(md.contains("An artist's impression of the completed barrier."));
+    // Boilerplate gone.
+    for junk in ["cookie", "Share on Twitter", "Related stories", "Floods hit lower town", "seagull42", "About time too", "Most read", "All rights reserved", "Advertisement", "Sport", "By Mara Quinlan"] {
+        assert!(!md.contains(junk), "boilerplate {junk:?} kept:\n{md}");
+    }
+}
+
+#[test]
+fn links_and_images_are_absolute() {
+    let md = article("news-article.html").markdown;
+    // Relative to <base href>, root-relative, and images.
+    assert!(md.contains("[environmental assessment](https://www.coastal-gazette.example/news/reports/barrier-assessment.pdf)"), "{md}");
+    assert!(md.contains("[project page](https://www.coastal-gazette.example/projects/tidal-barrier)"), "{md}");
+    assert!(md.contains("![Artist's impression of the tidal barrier](https://www.coastal-gazette.example/images/barrier-render.jpg)"), "{md}");
+    // Without <base>, the page URL is the base.
+    let html = "<html><body><article><p>Read the <a href=\"../other/page.html\">other page</a> for the full details of this long enough paragraph about nothing in particular, really.</p></article></body></html>";
+    let a = extract(html, "https://site.example/a/b/c.html", &ExtractOptions::default()).unwrap();
+    assert!(a.markdown.contains("[other page](https://site.example/a/other/page.html)"), "{}", a.markdown);
+}
+
+#[test]
+fn options_drop_links_images_and_title() {
+    let opts = ExtractOptions { keep_images: false, keep_links: false, title_heading: false, ..Default::default() };
+    let a = extract(&page("news-article.html"), URL, &opts).unwrap();
+    assert!(!a.markdown.contains("]("), "{}", a.markdown);
+    assert!(a.markdown.contains("environmental assessment is approved"));
+    assert!(a.markdown.starts_with("The harbour council voted"), "{}", a.markdown);
+}
+
+#[test]
+fn news_article_metadata() {
+    let a = article("news-article.html");
+    assert_eq!(a.title.as_deref(), Some("Harbour council approves new tidal barrier"));
+    assert_eq!(a.byline.as_deref(), Some("Mara Quinlan"));
+    assert_eq!(a.site_name.as_deref(), Some("The Coastal Gazette"));
+    assert_eq!(a.lang.as_deref(), Some("en-GB"));
+    assert_eq!(a.published_time.as_deref(), Some("2024-03-14T09:30:00Z"));
+    assert_eq!(a.excerpt.as_deref(), Some("The council voted 9 to 2 to fund a tidal barrier at the harbour mouth."));
+}
+
+#[test]
+fn blog_code_blocks_tables_and_escaping() {
+    let a = article("blog-code-table.html");
+    let md = &a.markdown;
+    assert_clean_markdown(md);
+    assert!(md.contains("```rust\nfn parse_date(s: &str) -> Result<Date, Error> {\n    let mut parts = s.splitn(3, '-');\n    // year, month, day\n    todo!()\n}\n```"), "{md}");
+    assert!(md.contains("```python\nprint(\"hello\")\n```"), "{md}");
+    assert!(md.contains("| Library | Strict mode | Speed (µs) |\n| --- | --- | --- |\n| chrono | yes | 0.41 |"), "{md}");
+    assert!(md.contains("`YYYY-MM-DD`"));
+    assert!(md.contains("\\*stars\\* and \\_underscores\\_"), "{md}");
+    assert!(!md.contains("Archives"), "sidebar kept:\n{md}");
+    // JSON-LD metadata; the site suffix is not part of the title.
+    assert_eq!(a.title.as_deref(), Some("Parsing dates without regrets"));
+    assert_eq!(a.byline.as_deref(), Some("Ada Fennimore"));
+    assert_eq!(a.published_time.as_deref(), Some("2023-11-02"));
+    assert_eq!(a.site_name.as_deref(), Some("Ada's notebook"));
+}
+
+#[test]
+fn docs_page_sections_survive() {
+    let md = article("docs-page.html").markdown;
+    assert_clean_markdown(&md);
+    assert!(md.starts_with("# Configuration reference\n"), "{md}");
+    assert_eq!(md.matches("Configuration reference").count(), 1, "{md}");
+    assert!(md.contains("## Server"));
+    // A section whose id merely contains "sharing" is content, not a share bar.
+    assert!(md.contains("## Sharing storage between instances"), "{md}");
+    assert!(md.contains("1. Configure exactly one writer.\n2. Point readers"), "{md}");
+    assert!(md.contains("```toml\n[server]\nlisten = \"127.0.0.1:8080\""), "{md}");
+    assert!(!md.contains("Table of contents") && !md.contains("Copyright"), "{md}");
+}
+
+#[test]
+fn blocked_pages_name_their_detector() {
+    assert_eq!(blocked("cloudflare-challenge.html"), "cloudflare-challenge");
+    assert_eq!(blocked("akamai-denied.html"), "akamai");
+    assert_eq!(blocked("recaptcha-wall.html"), "recaptcha");
+    assert_eq!(blocked("hcaptcha-wall.html"), "hcaptcha");
+    assert_eq!(blocked("js-shell.html"), "enable-javascript-shell");
+    assert_eq!(blocked("rate-limited.html"), "rate-limited");
+    assert_eq!(blocked("access-denied.html"), "access-denied");
+}
+
+#[test]
+fn standalone_detector_agrees() {
+    let (d, ev) = detect_interstitial(&page("cloudflare-challenge.html")).expect("challenge not detected");
+    assert_eq!(d, "cloudflare-challenge");
+    assert!(ev.contains("_cf_chl_opt") && ev.contains("just a moment"), "{ev}");
+    assert_eq!(detect_interstitial(&page("news-article.html")), None);
+    assert_eq!(interstitial_checks().first(), Some(&"cloudflare-challenge"));
+}
+
+#[test]
+fn article_about_challenges_is_not_blocked() {
+    assert_eq!(detect_interstitial(&page("article-about-cloudflare.html")), None);
+    let a = article("article-about-cloudflare.html");
+    assert!(a.markdown.contains("Under the hood, the challenge page sets a configuration object called `window._cf_chl_opt`"));
+    assert!(a.markdown.contains("```\n<form id=\"challenge-form\""), "{}", a.markdown);
+    assert!(!a.markdown.contains("Leave a comment"), "{}", a.markdown);
+}
+
+#[test]
+fn noscript_notice_with_real_body_is_not_blocked() {
+    assert_eq!(detect_interstitial(&page("noscript-notice.html")), None);
+    let a = article("noscript-notice.html");
+    assert!(a.markdown.contains("Der Stadtwald ist an einem frühen Sommermorgen fast menschenleer."));
+    assert!(a.markdown.contains("Aussichtsturm"));
+    assert!(!a.markdown.contains("enable JavaScript"), "{}", a.markdown);
+    assert_eq!(a.lang.as_deref(), Some("de"));
+    assert_eq!(a.byline.as_deref(), Some("Jonas Reinholt"));
+    assert_eq!(a.published_time.as_deref(), Some("2022-06-01T08:00:00+02:00"));
+}
+
+#[test]
+fn detection_can_be_disabled() {
+    let opts = ExtractOptions { detect_interstitials: false, ..Default::default() };
+    // The rate-limit page then extracts as (tiny) content instead of being blocked.
+    let a = extract(&page("rate-limited.html"), URL, &opts).expect("extracted");
+    assert!(a.markdown.contains("too many requests"), "{}", a.markdown);
+}
+
+#[test]
+fn empty_and_oversized_inputs() {
+    assert_eq!(extract("", URL, &ExtractOptions::default()), Err(Rejection::NoContent));
+    assert_eq!(
+        extract("<html><body><div><p>   </p></div></body></html>", URL, &ExtractOptions::default()),
+        Err(Rejection::NoContent)
+    );
+    let opts = ExtractOptions { max_input_bytes: 10, ..Default::default() };
+    assert_eq!(extract("<p>hello world</p>", URL, &opts), Err(Rejection::TooLarge { bytes: 18, limit: 10 }));
+}
+
+#[test]
+fn output_is_deterministic() {
+    let html = page("news-article.html");
+    let a = extract(&html, URL, &ExtractOptions::default()).unwrap();
+    let b = extract(&html, URL, &ExtractOptions::default()).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn markdown_escaping_and_inline_formatting() {
+    let html = r#"<html><head><title>Inline things</title></head><body><article>
+        <p>Some <strong>bold</strong> and <em>italic</em> text, a <a href="javascript:void(0)">script link</a>,
+        an <a href="https://x.example/"></a>empty link, <code>a`b</code> code, 1 &lt; 2 &amp; <b> </b>more words to reach the length.</p>
+        <p>2024. A line that starts like an ordered list item and # a hash, with plenty of other words around it.</p>
+        <p>Line one<br>line two</p>
+        </article></body></html>"#;
+    let md = extract(html, URL, &ExtractOptions::default()).unwrap().markdown;
+    assert_clean_markdown(&md);
+    assert!(md.contains("Some **bold** and *italic* text, a script link,"), "{md}");
+    assert!(md.contains("empty link, ``a`b`` code, 1 < 2 & more words"), "{md}");
+    assert!(md.contains("2024\\. A line that starts"), "{md}");
+    assert!(md.contains("Line one\\\nline two"), "{md}");
+}
+
+#[test]
+fn pathological_nesting_does_not_overflow() {
+    let depth = 20_000;
+    let mut html = String::from("<html><head><title>Deep</title></head><body>");
+    for _ in 0..depth {
+        html.push_str("<div>");
+    }
+    html.push_str("<p>Deeply nested text that is long enough to count as a paragraph of prose, with commas, and more.</p>");
+    for _ in 0..depth {
+        html.push_str("</div>");
+    }
+    html.push_str("</body></html>");
+    let a = extract(&html, URL, &ExtractOptions::default()).expect("extracted");
+    assert!(a.markdown.contains("Deeply nested text"), "{}", a.markdown);
+}

@@ -1,0 +1,342 @@
+//! `d402 capability …`: manifests, registrations, namespace proofs and implementation packages.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use d402_blobstore::BlobStore;
+use d402_protocol::{
+    CapabilityManifest, CapabilityRegistration, ContentId, CreatorCommission,
+    DEFAULT_MAX_CREATOR_COMMISSION_BPS, ImplementationPackage, Keypair, NamespaceProof,
+    PROOF_TYPE_WALLET, PublicKey, Signed, WORLD_PURE, WORLD_WEB,
+};
+
+use crate::files::{now, pretty, read_bytes, read_json, read_manifest, write_json};
+
+/// Capability subcommands.
+#[derive(Subcommand)]
+pub enum CapabilityCommand {
+    /// Print a valid manifest skeleton for a new capability.
+    Template {
+        /// Dotted capability id; its first segment is the namespace.
+        #[arg(long)]
+        id: String,
+        /// Version (a major number like 1, or 1.2.0).
+        #[arg(long, default_value = "1")]
+        version: String,
+        /// Use the web world (browser permission) instead of the pure one.
+        #[arg(long)]
+        web: bool,
+    },
+    /// Validate a manifest's shape and schemas and print its CID.
+    Validate {
+        /// The manifest file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Also check that runtime.artifactCid is this WASM file's CID.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
+    /// Sign a registration envelope binding the manifest CID to a namespace.
+    Register(RegisterArgs),
+    /// Verify a registration: signature, manifest CID, commission cap and namespace proof.
+    Verify {
+        /// The registration envelope.
+        #[arg(long)]
+        file: PathBuf,
+        /// The manifest the registration must name exactly.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Largest creator commission accepted, in basis points.
+        #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
+        max_commission_bps: u32,
+    },
+    /// Sign a namespace proof: the namespace owner lets a publisher key publish under it.
+    NamespaceProof {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The owner's key file (signs the proof).
+        #[arg(long)]
+        key: PathBuf,
+        /// The publisher address allowed to publish; defaults to the owner.
+        #[arg(long)]
+        delegate: Option<PublicKey>,
+        /// Days until the proof expires; never when absent.
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        /// Where to write the proof.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create or install signed implementation packages (manifest → WASM artifact).
+    #[command(subcommand)]
+    Implementation(ImplementationCommand),
+}
+
+/// Arguments of `capability register`.
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// The manifest file.
+    #[arg(long)]
+    file: PathBuf,
+    /// Publisher state directory (holds wallet.json and the registrations).
+    #[arg(long)]
+    state: PathBuf,
+    /// Namespace to register under; must be the capability id's first segment.
+    #[arg(long)]
+    namespace: String,
+    /// Publisher key file; defaults to <state>/wallet.json (created if missing).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Creator commission in basis points (needs --commission-wallet).
+    #[arg(long, requires = "commission_wallet")]
+    commission_bps: Option<u32>,
+    /// Account the creator commission is paid to.
+    #[arg(long, requires = "commission_bps")]
+    commission_wallet: Option<String>,
+    /// Rail the commission is paid on.
+    #[arg(long, default_value = "solana")]
+    commission_rail: String,
+    /// A namespace proof file to embed.
+    #[arg(long)]
+    namespace_proof: Option<PathBuf>,
+    /// Largest creator commission accepted, in basis points.
+    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
+    max_commission_bps: u32,
+}
+
+/// Implementation package subcommands.
+#[derive(Subcommand)]
+pub enum ImplementationCommand {
+    /// Sign a package pointing a manifest at a WASM component.
+    Create {
+        /// The manifest file.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The WASM component.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// Publisher key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the package.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a package against its WASM (and manifest) and install it into a node's store.
+    Install {
+        /// The package file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The WASM component it names.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The manifest it implements (stored alongside).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The node's state directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Accept only packages signed by one of these publishers (repeatable).
+        #[arg(long)]
+        trusted_publisher: Vec<PublicKey>,
+    },
+}
+
+/// Runs one capability subcommand.
+pub fn run(command: CapabilityCommand) -> anyhow::Result<()> {
+    match command {
+        CapabilityCommand::Template { id, version, web } => template(&id, &version, web),
+        CapabilityCommand::Validate { file, wasm } => validate(&file, wasm.as_deref()),
+        CapabilityCommand::Register(args) => register(args),
+        CapabilityCommand::Verify {
+            file,
+            manifest,
+            max_commission_bps,
+        } => verify(&file, manifest.as_deref(), max_commission_bps),
+        CapabilityCommand::NamespaceProof {
+            namespace,
+            key,
+            delegate,
+            expires_in_days,
+            out,
+        } => namespace_proof(&namespace, &key, delegate, expires_in_days, &out),
+        CapabilityCommand::Implementation(ImplementationCommand::Create {
+            manifest,
+            wasm,
+            key,
+            out,
+        }) => implementation_create(&manifest, &wasm, &key, &out),
+        CapabilityCommand::Implementation(ImplementationCommand::Install {
+            file,
+            wasm,
+            manifest,
+            state,
+            trusted_publisher,
+        }) => implementation_install(&file, &wasm, &manifest, &state, &trusted_publisher),
+    }
+}
+
+fn template(id: &str, version: &str, web: bool) -> anyhow::Result<()> {
+    let mut manifest = CapabilityManifest::template(id, version);
+    if web {
+        manifest.runtime.world = WORLD_WEB.to_string();
+    }
+    manifest
+        .validate()
+        .context("cannot make a template from these arguments")?;
+    debug_assert!(web || manifest.runtime.world == WORLD_PURE);
+    print!("{}", pretty(&manifest)?);
+    Ok(())
+}
+
+fn validate(file: &Path, wasm: Option<&Path>) -> anyhow::Result<()> {
+    let manifest = read_manifest(file)?;
+    if let Some(wasm) = wasm {
+        let actual = ContentId::of_bytes(&read_bytes(wasm)?);
+        match manifest.runtime.artifact_cid {
+            Some(pinned) if pinned == actual => {}
+            Some(pinned) => bail!(
+                "runtime.artifactCid: the manifest pins {pinned}, but {} is {actual}",
+                wasm.display()
+            ),
+            None => bail!("runtime.artifactCid: not set; {} is {actual}", wasm.display()),
+        }
+    } else if manifest.runtime.artifact_cid.is_none() {
+        eprintln!("note: runtime.artifactCid is not set: the manifest can be registered but not run");
+    }
+    println!("{}", manifest.cid()?);
+    Ok(())
+}
+
+fn register(args: RegisterArgs) -> anyhow::Result<()> {
+    let manifest = read_manifest(&args.file)?;
+    if manifest.namespace() != args.namespace {
+        bail!(
+            "--namespace {:?}: capability {} belongs to namespace {:?}",
+            args.namespace,
+            manifest.id,
+            manifest.namespace()
+        );
+    }
+    let key_path = args.key.clone().unwrap_or_else(|| args.state.join("wallet.json"));
+    let key = d402_wallet::load_or_create(&key_path)?;
+    let mut registration = CapabilityRegistration::for_manifest(&manifest, key.public(), now())?;
+    if let (Some(rate_bps), Some(wallet)) = (args.commission_bps, args.commission_wallet) {
+        registration.creator_commission = Some(CreatorCommission::new(rate_bps, wallet, args.commission_rail));
+    }
+    if let Some(path) = &args.namespace_proof {
+        registration.namespace_proof = Some(read_json(path)?);
+    }
+    let envelope = Signed::sign(registration, &key)?;
+    // Check before writing anything: a registration we would refuse is never stored.
+    envelope
+        .verify_registration(Some(&manifest), args.max_commission_bps, now())
+        .context("refusing to register")?;
+    let cid = envelope.cid()?;
+    write_json(&args.state.join("manifests").join(format!("{}.json", manifest.cid()?)), &manifest)?;
+    let path = args.state.join("registrations").join(format!("{cid}.json"));
+    write_json(&path, &envelope)?;
+    print!("{}", pretty(&envelope)?);
+    eprintln!("registration {cid} written to {}", path.display());
+    Ok(())
+}
+
+fn verify(file: &Path, manifest: Option<&Path>, max_commission_bps: u32) -> anyhow::Result<()> {
+    let envelope: Signed<CapabilityRegistration> = read_json(file)?;
+    let manifest = manifest.map(read_manifest).transpose()?;
+    let registration = envelope
+        .verify_registration(manifest.as_ref(), max_commission_bps, now())
+        .with_context(|| format!("{} does not verify", file.display()))?;
+    println!("registration {}", envelope.cid()?);
+    println!("  signature      ok (publisher {})", registration.publisher);
+    match manifest {
+        Some(_) => println!("  manifest       ok ({})", registration.manifest_cid),
+        None => println!("  manifest       not checked (pass --manifest)"),
+    }
+    match &registration.creator_commission {
+        Some(c) => println!("  commission     ok ({} bps to {}, cap {max_commission_bps})", c.rate_bps, c.wallet),
+        None => println!("  commission     none"),
+    }
+    match &registration.namespace_proof {
+        Some(proof) => println!("  namespace      ok ({} owned by {})", registration.namespace, proof.signer),
+        None => println!("  namespace      no proof"),
+    }
+    Ok(())
+}
+
+fn namespace_proof(
+    namespace: &str,
+    key: &Path,
+    delegate: Option<PublicKey>,
+    expires_in_days: Option<u64>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    if let Err(reason) = d402_protocol::check_capability_name(&format!("{namespace}.x")) {
+        bail!("--namespace {namespace:?}: {reason}");
+    }
+    let owner: Keypair = d402_wallet::load(key)?;
+    let issued_at = now();
+    let proof = NamespaceProof {
+        namespace: namespace.to_string(),
+        proof_type: PROOF_TYPE_WALLET.to_string(),
+        delegate: delegate.unwrap_or_else(|| owner.public()),
+        issued_at,
+        expires_at: expires_in_days.map(|days| issued_at.plus_millis(days * 86_400_000)),
+    };
+    let envelope = Signed::sign(proof, &owner)?;
+    write_json(out, &envelope)?;
+    println!("{}", envelope.cid()?);
+    Ok(())
+}
+
+fn implementation_create(manifest: &Path, wasm: &Path, key: &Path, out: &Path) -> anyhow::Result<()> {
+    let manifest = read_manifest(manifest)?;
+    let artifact = read_bytes(wasm)?;
+    let key = d402_wallet::load(key)?;
+    let package = ImplementationPackage {
+        capability_id: manifest.capability_id(),
+        manifest_cid: manifest.cid()?,
+        artifact_cid: ContentId::of_bytes(&artifact),
+        artifact_bytes: artifact.len() as u64,
+        world: manifest.runtime.world.clone(),
+        publisher: key.public(),
+        created_at: now(),
+    };
+    let envelope = Signed::sign(package, &key)?;
+    envelope
+        .verify_package(&artifact, Some(&manifest))
+        .context("refusing to create the package")?;
+    write_json(out, &envelope)?;
+    println!("{}", envelope.cid()?);
+    Ok(())
+}
+
+fn implementation_install(
+    file: &Path,
+    wasm: &Path,
+    manifest_path: &Path,
+    state: &Path,
+    trusted: &[PublicKey],
+) -> anyhow::Result<()> {
+    let envelope: Signed<ImplementationPackage> = read_json(file)?;
+    let manifest = read_manifest(manifest_path)?;
+    let artifact = read_bytes(wasm)?;
+    let package = envelope
+        .verify_package(&artifact, Some(&manifest))
+        .with_context(|| format!("{} does not verify", file.display()))?;
+    if !trusted.is_empty() && !trusted.contains(&package.publisher) {
+        bail!("publisher {} is not one of the trusted publishers", package.publisher);
+    }
+    // Everything is verified; only now does anything reach the store.
+    BlobStore::open(state.join("blobs"))?.put_verified(&artifact, &package.artifact_cid)?;
+    write_json(&state.join("manifests").join(format!("{}.json", package.manifest_cid)), &manifest)?;
+    let package_cid = envelope.cid()?;
+    write_json(&state.join("implementations").join(format!("{package_cid}.json")), &envelope)?;
+    println!(
+        "installed {} (manifest {}, artifact {})",
+        package.capability_id, package.manifest_cid, package.artifact_cid
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The `d402` command line: argument parsing and one module per command group.
+
+mod capability;
+mod files;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// d402: a distributed execution market for paid agent work, built on HTTP 402.
+#[derive(Parser)]
+#[command(name = "d402", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an ed25519 wallet key file and print its base58 address.
+    Keygen {
+        /// Where to write the key (a Solana-compatible keypair JSON file, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create, validate, register, verify, run and install capabilities.
+    #[command(subcommand)]
+    Capability(capability::CapabilityCommand),
+}
+
+/// Runs the command line and maps failures to exit code 1 with the full error on stderr.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Keygen { out, force } => keygen(&out, force),
+        Command::Capability(command) => capability::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("D402_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let key = d402_wallet::generate();
+    d402_wallet::save(out, &key, force)?;
+    println!("{}", key.public());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

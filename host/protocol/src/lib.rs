@@ -1,0 +1,38 @@
+//! d402 protocol objects: typed, serde-mapped exactly as the spec writes them, with RFC 8785
+//! canonical JSON, CIDv1 content IDs and domain-separated ed25519 signatures.
+//!
+//! This crate does no I/O: no files, no network, no clock, no global randomness.
+
+pub mod canonical;
+mod content_id;
+mod error;
+mod implementation;
+mod keys;
+mod manifest;
+mod market;
+mod money;
+mod receipts;
+mod registration;
+mod release;
+mod signed;
+mod time;
+
+pub use content_id::{ContentHash, ContentId, Sha256Digest};
+pub use error::{Defect, Defects, ProtocolError, from_value, parse_json};
+pub use implementation::ImplementationPackage;
+pub use keys::{Keypair, PublicKey, Signature};
+pub use manifest::*;
+pub use market::{Bid, Lease, NodeOffer, OfferedCapability, ResultClaim, TaskIntent, ValidatorOffer};
+pub use money::{Amount, BPS_DENOMINATOR, MICROS_PER_DOLLAR, Price};
+pub use receipts::{
+    Payout, PayoutReason, Refund, ReputationEvent, ReputationKind, SettlementReceipt,
+    ValidationReceipt, ValidationStatus,
+};
+pub use registration::{
+    CREATOR_COMMISSION_SCHEMA, CapabilityRegistration, CreatorCommission,
+    DEFAULT_MAX_CREATOR_COMMISSION_BPS, NamespaceProof, PROOF_TYPE_WALLET, capability_shard,
+    is_payout_account,
+};
+pub use release::{ProtocolCompatibility, ReleaseArtifact, ReleaseManifest};
+pub use signed::{SignatureEntry, Signed, SignedObject, ThresholdSigned, signing_message};
+pub use time::Timestamp;

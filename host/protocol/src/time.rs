@@ -1,0 +1,82 @@
+//! Timestamps: unix milliseconds, written as RFC 3339 UTC text.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::ProtocolError;
+
+/// A point in time with millisecond precision, e.g. `2026-11-21T10:00:00.000Z`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// From unix milliseconds.
+    pub fn from_unix_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+
+    /// From a system time (the protocol crate never reads the clock itself).
+    pub fn from_system_time(time: SystemTime) -> Self {
+        Self(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    }
+
+    /// Unix milliseconds.
+    pub fn unix_millis(self) -> u64 {
+        self.0
+    }
+
+    /// This time plus `ms` milliseconds (saturating).
+    pub fn plus_millis(self, ms: u64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = UNIX_EPOCH + Duration::from_millis(self.0);
+        write!(f, "{}", humantime::format_rfc3339_millis(time))
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = ProtocolError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        humantime::parse_rfc3339(text)
+            .map(Self::from_system_time)
+            .map_err(|e| ProtocolError::Malformed {
+                path: ".".into(),
+                reason: format!("invalid RFC 3339 timestamp {text:?}: {e}"),
+            })
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_rfc3339() {
+        let t = Timestamp::from_unix_millis(1_795_000_000_123);
+        let text = t.to_string();
+        assert_eq!(text, "2026-11-18T11:06:40.123Z");
+        assert_eq!(text.parse::<Timestamp>().unwrap(), t);
+        assert!("yesterday".parse::<Timestamp>().is_err());
+    }
+}
