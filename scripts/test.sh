@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for the test suite and runs all of it.
-# Installs only what is missing: the wasm32-wasip2 Rust target (capability components).
+# Sets up a fresh machine for the test suite and runs all of it: installs what is missing
+# (the wasm32-wasip2 Rust target), builds the capability components the tests load, then
+# runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 ensure_rust_targets
-cargo test --locked "$@"
+./scripts/build-capabilities.sh
+cargo test --locked --workspace "$@"

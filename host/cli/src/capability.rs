@@ -1,6 +1,7 @@
 //! `d402 capability …`: manifests, registrations, namespace proofs and implementation packages.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -72,6 +73,22 @@ pub enum CapabilityCommand {
     /// Create or install signed implementation packages (manifest → WASM artifact).
     #[command(subcommand)]
     Implementation(ImplementationCommand),
+    /// Run a capability locally in the sandbox and print its output and run evidence.
+    Run(crate::run::RunArgs),
+    /// Create a working capability crate (Rust, d402-sdk) and its manifest.
+    New {
+        /// Crate name, e.g. word-count.
+        name: String,
+        /// Capability id; defaults to local.<name>.
+        #[arg(long)]
+        id: Option<String>,
+        /// Directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path of the d402-sdk crate (defaults to the SDK this d402 was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `capability register`.
@@ -145,8 +162,12 @@ pub enum ImplementationCommand {
 }
 
 /// Runs one capability subcommand.
-pub fn run(command: CapabilityCommand) -> anyhow::Result<()> {
-    match command {
+pub fn run(command: CapabilityCommand) -> anyhow::Result<ExitCode> {
+    let done = match command {
+        CapabilityCommand::Run(args) => return crate::run::run(args),
+        CapabilityCommand::New { name, id, dir, sdk_path } => {
+            crate::scaffold::new_capability(&name, id.as_deref(), &dir, sdk_path.as_deref())
+        }
         CapabilityCommand::Template { id, version, web } => template(&id, &version, web),
         CapabilityCommand::Validate { file, wasm } => validate(&file, wasm.as_deref()),
         CapabilityCommand::Register(args) => register(args),
@@ -175,7 +196,8 @@ pub fn run(command: CapabilityCommand) -> anyhow::Result<()> {
             state,
             trusted_publisher,
         }) => implementation_install(&file, &wasm, &manifest, &state, &trusted_publisher),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn template(id: &str, version: &str, web: bool) -> anyhow::Result<()> {

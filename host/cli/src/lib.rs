@@ -2,6 +2,8 @@
 
 mod capability;
 mod files;
+mod run;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,11 +39,11 @@ pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Keygen { out, force } => keygen(&out, force),
+        Command::Keygen { out, force } => keygen(&out, force).map(|()| ExitCode::SUCCESS),
         Command::Capability(command) => capability::run(command),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -1,4 +1,4 @@
-//! `cargo run --release -p d402-page-extractor --example extract -- PATH URL [--meta]`
+//! `cargo run --release -p d402-page-extractor --example extract -- PATH URL [--meta] [--no-title]`
 //!
 //! Prints the Markdown of the page at PATH (fetched from URL). Exits 2 on rejection.
 //! Writes `extract_ms=<ms>` to stderr (in-process extraction time).
@@ -8,7 +8,7 @@ use d402_page_extractor::{ExtractOptions, extract};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: extract PATH URL [--meta]");
+        eprintln!("usage: extract PATH URL [--meta] [--no-title]");
         std::process::exit(64);
     }
     let bytes = match std::fs::read(&args[1]) {
@@ -20,7 +20,8 @@ fn main() {
     };
     let html = String::from_utf8_lossy(&bytes);
     let t0 = std::time::Instant::now();
-    let res = extract(&html, &args[2], &ExtractOptions::default());
+    let opts = ExtractOptions { title_heading: !args.iter().any(|a| a == "--no-title"), ..Default::default() };
+    let res = extract(&html, &args[2], &opts);
     eprintln!("extract_ms={:.3}", t0.elapsed().as_secs_f64() * 1000.0);
     match res {
         Ok(a) => {

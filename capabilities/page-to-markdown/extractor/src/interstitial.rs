@@ -192,7 +192,11 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     }
 
     // --- Captcha walls ----------------------------------------------------------
-    if small {
+    // A captcha widget is also found in comment and login forms of real pages: it is a
+    // wall only on a near-empty page or one whose title/heading asks for verification.
+    let verify_words = ["verif", "robot", "human", "security", "captcha", "check", "attention", "one more step", "access", "blocked", "unusual traffic"];
+    let asks_verification = verify_words.iter().any(|w| f.title.contains(w) || f.heading.contains(w));
+    if small && (vis_len < 600 || asks_verification) {
         if let Some(m) = any_in(&f.raw, &["class=\"h-captcha\"", "hcaptcha.com/1/api.js", "js.hcaptcha.com", "data-hcaptcha", "h-captcha"]) {
             return Some(("hcaptcha".into(), ev(format!("marker={m:?}"))));
         }

@@ -223,7 +223,7 @@ fn tidy(md: &str) -> String {
             in_fence = Some("`".repeat(n));
         }
         let l = line.trim_end();
-        if l.trim().is_empty() || l.trim() == ">" && false {
+        if l.trim().is_empty() {
             blank += 1;
             if blank > 1 || out.is_empty() {
                 continue;

@@ -411,7 +411,7 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
                 continue;
             }
             let m = measure(dom, n);
-            score_unit(dom, n, dom.parent(n), &m, flags, &mut scores);
+            score_unit(dom, dom.parent(n), &m, flags, &mut scores);
         } else if is_container_like(tag) || tag == "body" {
             // Runs of inline content directly inside a mixed block count as paragraphs of it.
             let kids = dom.children(n).to_vec();
@@ -427,7 +427,7 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
                 }
                 if block || i + 1 == kids.len() {
                     if run.chars > 0 {
-                        score_unit(dom, n, Some(n), &run, flags, &mut scores);
+                        score_unit(dom, Some(n), &run, flags, &mut scores);
                     }
                     run = Measure::default();
                 }
@@ -583,7 +583,7 @@ fn is_container_like(tag: &str) -> bool {
     matches!(tag, "div" | "section" | "article" | "main" | "td" | "li" | "blockquote" | "center" | "dd" | "font" | "span")
 }
 
-fn score_unit(dom: &Dom, unit: NodeId, first: Option<NodeId>, m: &Measure, flags: Flags, scores: &mut HashMap<NodeId, f64>) {
+fn score_unit(dom: &Dom, first: Option<NodeId>, m: &Measure, flags: Flags, scores: &mut HashMap<NodeId, f64>) {
     if m.chars < 25 {
         return;
     }
@@ -593,7 +593,6 @@ fn score_unit(dom: &Dom, unit: NodeId, first: Option<NodeId>, m: &Measure, flags
     if s <= 0.0 {
         return;
     }
-    let _ = unit;
     let mut level = 0usize;
     let mut cur = first;
     while let Some(a) = cur {

@@ -1,0 +1,134 @@
+//! `d402 capability run`: run one capability locally in the sandbox and print the output
+//! with its run evidence. `--snapshot URL=FILE` serves the browser import from files
+//! (replay mode), as validators do.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use d402_blobstore::BlobStore;
+use d402_protocol::{CapabilityManifest, ContentId, ImplementationPackage, Signed};
+use d402_runtime::{PageSource, ReplaySource, Runtime, RuntimeConfig, TaskInfo};
+use serde_json::{Value, json};
+
+use crate::files::{read_bytes, read_json, read_manifest};
+
+/// Arguments of `capability run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Manifest file (with --wasm), instead of --capability.
+    #[arg(long, requires = "wasm", conflicts_with = "capability")]
+    manifest: Option<PathBuf>,
+    /// The WASM component for --manifest.
+    #[arg(long, requires = "manifest")]
+    wasm: Option<PathBuf>,
+    /// Capability ID (`web.page_to_markdown@1`) or manifest CID installed in --state.
+    #[arg(long)]
+    capability: Option<String>,
+    /// The task input as JSON text.
+    #[arg(long)]
+    input: String,
+    /// Serve the browser import from a file: URL=FILE (repeatable). Replay mode.
+    #[arg(long = "snapshot", value_name = "URL=FILE")]
+    snapshots: Vec<String>,
+    /// Node state directory (installed capabilities, compile cache).
+    #[arg(long, env = "D402_STATE", default_value = "state/node")]
+    state: PathBuf,
+    /// Task ID handed to the capability.
+    #[arg(long, default_value = "task:local")]
+    task_id: String,
+}
+
+/// Runs the capability; prints `{"result", "evidence"}` (exit 0) or `{"error", "evidence"}`
+/// (exit 2) as JSON on stdout.
+pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let input: Value = serde_json::from_str(&args.input).context("--input is not valid JSON")?;
+    let pages = replay_source(&args.snapshots)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let runtime = Runtime::new(RuntimeConfig {
+        compile_cache_dir: Some(args.state.join("compile-cache")),
+        ..RuntimeConfig::default()
+    })?;
+    let loaded = match (&args.manifest, &args.wasm, &args.capability) {
+        (Some(manifest), Some(wasm), None) => {
+            let bytes = read_bytes(wasm)?;
+            let manifest = pin_artifact(read_manifest(manifest)?, &bytes, wasm)?;
+            runtime.load(&manifest, &bytes)?
+        }
+        (None, None, Some(reference)) => {
+            let manifest = find_installed(&args.state, reference)?;
+            runtime.load_from_store(&manifest, &BlobStore::open(args.state.join("blobs"))?)?
+        }
+        _ => bail!("pass either --manifest with --wasm, or --capability"),
+    };
+    let task = TaskInfo { task_id: args.task_id };
+    let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, pages));
+    let (document, code) = match outcome {
+        Ok(report) => (json!({"result": report.output, "evidence": report.evidence}), 0),
+        Err(failure) => (json!({"error": failure.error, "evidence": failure.evidence}), 2),
+    };
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(std::process::ExitCode::from(code))
+}
+
+/// Uses `wasm` as the manifest's artifact: refuses a different pinned artifact, pins an
+/// unpinned manifest in memory (the manifest CID then covers the artifact).
+fn pin_artifact(mut manifest: CapabilityManifest, bytes: &[u8], wasm: &Path) -> anyhow::Result<CapabilityManifest> {
+    let actual = ContentId::of_bytes(bytes);
+    match manifest.runtime.artifact_cid {
+        Some(pinned) if pinned != actual => bail!(
+            "artifact digest mismatch: the manifest pins {pinned}, but {} is {actual}",
+            wasm.display()
+        ),
+        Some(_) => {}
+        None => manifest.runtime.artifact_cid = Some(actual),
+    }
+    Ok(manifest)
+}
+
+fn replay_source(snapshots: &[String]) -> anyhow::Result<Option<Arc<dyn PageSource>>> {
+    if snapshots.is_empty() {
+        return Ok(None);
+    }
+    let mut source = ReplaySource::new();
+    for spec in snapshots {
+        let (url, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--snapshot {spec:?}: expected URL=FILE"))?;
+        source.insert_html(url, read_bytes(Path::new(file))?);
+    }
+    Ok(Some(Arc::new(source)))
+}
+
+/// Finds an installed capability by manifest CID or capability ID (the newest package wins).
+fn find_installed(state: &Path, reference: &str) -> anyhow::Result<CapabilityManifest> {
+    let by_cid = reference.parse::<ContentId>().ok();
+    let dir = state.join("implementations");
+    let mut best: Option<ImplementationPackage> = None;
+    let entries = std::fs::read_dir(&dir)
+        .with_context(|| format!("no capabilities installed in {} (see `d402 capability implementation install`)", state.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let envelope: Signed<ImplementationPackage> = read_json(&path)?;
+        let package = envelope
+            .verify()
+            .with_context(|| format!("{} does not verify", path.display()))?
+            .clone();
+        let matches = by_cid.map_or(package.capability_id == reference, |cid| package.manifest_cid == cid);
+        if matches && best.as_ref().is_none_or(|b| b.created_at < package.created_at) {
+            best = Some(package);
+        }
+    }
+    let package = best.with_context(|| format!("capability {reference} is not installed in {}", state.display()))?;
+    let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
+    let mut manifest = read_manifest(&manifest_path)?;
+    if manifest.cid()? != package.manifest_cid {
+        bail!("{} does not hash to its name", manifest_path.display());
+    }
+    manifest.runtime.artifact_cid.get_or_insert(package.artifact_cid);
+    Ok(manifest)
+}

@@ -1,0 +1,127 @@
+//! `d402 capability run` and `d402 capability new` through the real binary, on real
+//! components built by scripts/build-capabilities.sh.
+
+use std::path::Path;
+use std::process::Command;
+
+use d402_protocol::ContentId;
+use d402_testkit::{component, components_dir, fetch_permission, hostile_manifest, json_transform_manifest_path};
+use serde_json::{Value, json};
+
+fn d402(dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args(args)
+        .current_dir(dir)
+        .env("D402_STATE", dir.join("state"))
+        .output()
+        .expect("d402 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn runs_a_pure_capability_and_prints_result_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = components_dir().join("json_transform.wasm");
+    let manifest = json_transform_manifest_path();
+    let input = r#"{"value": {"k": [5, 6]}, "select": ["k.1"]}"#;
+    let args = ["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", input];
+    let (code, out, stderr) = d402(dir.path(), &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(out["result"], json!({"result": {"k.1": 6}, "missing": []}));
+    assert_eq!(out["evidence"]["artifactCid"], json!(ContentId::of_bytes(&component("json_transform")).to_string()));
+    assert!(out["evidence"]["contentHash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(out["evidence"]["fuelUsed"].as_u64().unwrap() > 0);
+
+    let (code, out, _) = d402(dir.path(), &["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", r#"{"select": 3}"#]);
+    assert_eq!(code, 2);
+    assert_eq!(out["error"]["kind"], "invalid-input");
+
+    let (code, _, stderr) = d402(dir.path(), &["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", "{oops"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--input is not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn snapshots_serve_the_browser_import_and_replays_are_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = component("hostile");
+    let manifest = hostile_manifest(&bytes, 2000, Some(fetch_permission(&["example.com"], 2)), "snapshot-deterministic");
+    std::fs::write(dir.path().join("m.json"), serde_json::to_string(&manifest).unwrap()).unwrap();
+    std::fs::write(dir.path().join("page.html"), "<p>saved page</p>").unwrap();
+    let wasm = components_dir().join("hostile.wasm");
+    let args = [
+        "capability", "run", "--manifest", "m.json", "--wasm", path(&wasm),
+        "--input", r#"{"behaviour": "fetch", "url": "https://example.com/a"}"#,
+        "--snapshot", "https://example.com/a=page.html",
+    ];
+    let (code, first, stderr) = d402(dir.path(), &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first["result"]["body"], "<p>saved page</p>");
+    assert_eq!(first["evidence"]["snapshotCids"], json!([ContentId::of_bytes(b"<p>saved page</p>").to_string()]));
+    let (_, second, _) = d402(dir.path(), &args);
+    assert_eq!(first["result"], second["result"]);
+    assert_eq!(first["evidence"]["contentHash"], second["evidence"]["contentHash"]);
+}
+
+#[test]
+fn a_pinned_manifest_refuses_another_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = component("hostile");
+    let manifest = hostile_manifest(&bytes, 2000, Some(fetch_permission(&["example.com"], 2)), "snapshot-deterministic");
+    std::fs::write(dir.path().join("m.json"), serde_json::to_string(&manifest).unwrap()).unwrap();
+    let other = components_dir().join("json_transform.wasm");
+    let (code, _, stderr) = d402(dir.path(), &["capability", "run", "--manifest", "m.json", "--wasm", path(&other), "--input", "{}"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("artifact digest mismatch"), "{stderr}");
+}
+
+#[test]
+fn installed_capabilities_run_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = components_dir().join("json_transform.wasm");
+    let manifest = path(&json_transform_manifest_path()).to_string();
+    let run = |args: &[&str]| {
+        let (code, out, stderr) = d402(dir.path(), args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        out
+    };
+    run(&["keygen", "--out", "publisher.json"]);
+    run(&["capability", "implementation", "create", "--manifest", &manifest, "--wasm", path(&wasm), "--key", "publisher.json", "--out", "impl.json"]);
+    run(&["capability", "implementation", "install", "--file", "impl.json", "--wasm", path(&wasm), "--manifest", &manifest, "--state", "state"]);
+    let out = run(&["capability", "run", "--capability", "util.json_transform@1", "--input", r#"{"value": [1], "select": ["0"]}"#]);
+    assert_eq!(out["result"]["result"], json!({"0": 1}));
+    let (code, _, stderr) = d402(dir.path(), &["capability", "run", "--capability", "util.missing@1", "--input", "{}"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not installed"), "{stderr}");
+}
+
+#[test]
+fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = d402(dir.path(), &["capability", "new", "word-count", "--id", "example.word_count"]);
+    assert_eq!(code, 0, "{stderr}");
+    let crate_dir = dir.path().join("word-count");
+    let build = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let wasm = crate_dir.join("target/wasm32-wasip2/release/word_count.wasm");
+    let (code, out, stderr) = d402(&crate_dir, &[
+        "capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "one two three"}"#,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(out["result"], json!({"result": "3 words"}));
+    let (code, out, _) = d402(&crate_dir, &["capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "  "}"#]);
+    assert_eq!(code, 2);
+    assert_eq!(out["error"], json!({"kind": "invalid-input", "message": "text is empty"}));
+}

@@ -1,0 +1,71 @@
+//! Test support: locating the capability components built by scripts/build-capabilities.sh
+//! and making manifests for them.
+
+use std::path::PathBuf;
+
+use d402_protocol::{CapabilityManifest, ContentId};
+use serde_json::{Value, json};
+
+/// The directory scripts/build-capabilities.sh writes components to.
+pub fn components_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("wasm32-wasip2/wasm")
+}
+
+/// Path of the json-transform manifest in the source tree.
+pub fn json_transform_manifest_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../capabilities/json-transform/manifest.json")
+}
+
+/// Bytes of a built capability component (`hostile`, `json_transform`).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = components_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}. Build the components first: scripts/build-capabilities.sh", path.display())
+    })
+}
+
+/// A manifest for the hostile test component with the given limits and browser permission.
+pub fn hostile_manifest(bytes: &[u8], deadline_ms: u64, browser: Option<Value>, determinism: &str) -> CapabilityManifest {
+    let mut manifest = json!({
+        "manifestVersion": 1,
+        "id": "test.hostile",
+        "version": "1",
+        "description": "misbehaves on purpose",
+        "inputSchema": {"type": "object", "required": ["behaviour"]},
+        "outputSchema": {"type": "object"},
+        "runtime": {
+            "type": "wasm-component",
+            "world": "d402:capability/web@0.1.0",
+            "artifactCid": ContentId::of_bytes(bytes).to_string()
+        },
+        "determinism": determinism,
+        "validator": {"model": "canonicalized", "method": "jcs"},
+        "pricing": {"unit": "task", "price": "$0.001"},
+        "executionModes": ["single"],
+        "limits": {"deadlineMs": deadline_ms, "memoryBytes": 33554432, "outputBytes": 65536}
+    });
+    if let Some(browser) = browser {
+        manifest["permissions"] = json!({"browser": browser});
+    }
+    serde_json::from_value::<CapabilityManifest>(manifest).expect("valid test manifest")
+}
+
+/// A browser permission allowing fetches from `hosts`.
+pub fn fetch_permission(hosts: &[&str], max_requests: u32) -> Value {
+    json!({
+        "fetch": true, "render": false, "allowedHosts": hosts,
+        "maxResponseBytes": 1048576, "maxRequests": max_requests
+    })
+}
+
+/// The json-transform capability's manifest, pinned to its built component.
+pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
+    let bytes = component("json_transform");
+    let text = std::fs::read_to_string(json_transform_manifest_path()).unwrap();
+    let mut manifest = CapabilityManifest::from_json(&text).unwrap();
+    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
+    (manifest, bytes)
+}
