@@ -7,3 +7,11 @@ ensure_rust_targets() {
     rustup target add wasm32-wasip2
   fi
 }
+
+# cargo-component: the second supported way to build a capability (tested).
+ensure_cargo_component() {
+  if ! cargo component --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-component 0.21.1 (takes ~10 minutes on 2 cores)" >&2
+    cargo install --locked cargo-component --version 0.21.1
+  fi
+}

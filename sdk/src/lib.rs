@@ -90,6 +90,9 @@ macro_rules! export_capability {
             }
         }
 
+        // Component exports exist only in the wasm build; native builds (tests, cdylib)
+        // cannot carry WIT export names such as `d402:capability/capability@0.1.0#run`.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_world!(__D402Export with_types_in $crate::bindings);
     };
 }

@@ -1,5 +1,6 @@
 //! The `d402` command line: argument parsing and one module per command group.
 
+mod bench;
 mod capability;
 mod files;
 mod run;
@@ -32,6 +33,9 @@ enum Command {
     /// Create, validate, register, verify, run and install capabilities.
     #[command(subcommand)]
     Capability(capability::CapabilityCommand),
+    /// Benchmarks (figures are ratios against a baseline from the same run).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the command line and maps failures to exit code 1 with the full error on stderr.
@@ -41,6 +45,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Keygen { out, force } => keygen(&out, force).map(|()| ExitCode::SUCCESS),
         Command::Capability(command) => capability::run(command),
+        Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

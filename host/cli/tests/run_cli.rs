@@ -102,21 +102,26 @@ fn installed_capabilities_run_by_id() {
     assert!(stderr.contains("not installed"), "{stderr}");
 }
 
-#[test]
-fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = d402(dir.path(), &["capability", "new", "word-count", "--id", "example.word_count"]);
-    assert_eq!(code, 0, "{stderr}");
-    let crate_dir = dir.path().join("word-count");
+/// Builds the crate in `crate_dir` with `cargo <args>` and returns the component path.
+fn cargo_build(crate_dir: &Path, args: &[&str], artifact: &str) -> std::path::PathBuf {
     let build = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&crate_dir)
+        .args(args)
+        .current_dir(crate_dir)
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
-    let wasm = crate_dir.join("target/wasm32-wasip2/release/word_count.wasm");
-    let (code, out, stderr) = d402(&crate_dir, &[
+    assert!(build.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&build.stderr));
+    crate_dir.join(artifact)
+}
+
+fn new_crate(dir: &Path) -> std::path::PathBuf {
+    let (code, _, stderr) = d402(dir, &["capability", "new", "word-count", "--id", "example.word_count"]);
+    assert_eq!(code, 0, "{stderr}");
+    dir.join("word-count")
+}
+
+fn assert_counts_words(crate_dir: &Path, wasm: &Path) {
+    let (code, out, stderr) = d402(crate_dir, &[
         "capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "one two three"}"#,
     ]);
     assert_eq!(code, 0, "{stderr}");
@@ -124,4 +129,31 @@ fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
     let (code, out, _) = d402(&crate_dir, &["capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "  "}"#]);
     assert_eq!(code, 2);
     assert_eq!(out["error"], json!({"kind": "invalid-input", "message": "text is empty"}));
+}
+
+#[test]
+fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = new_crate(dir.path());
+    // The generated unit test runs natively against the SDK's test helpers.
+    let test = Command::new(env!("CARGO")).arg("test").current_dir(&crate_dir).env_remove("CARGO_TARGET_DIR").output().unwrap();
+    assert!(test.status.success(), "cargo test: {}", String::from_utf8_lossy(&test.stderr));
+    assert!(String::from_utf8_lossy(&test.stdout).contains("counts_words ... ok"));
+    let wasm = cargo_build(
+        &crate_dir,
+        &["build", "--release", "--target", "wasm32-wasip2"],
+        "target/wasm32-wasip2/release/word_count.wasm",
+    );
+    assert_counts_words(&crate_dir, &wasm);
+}
+
+/// The second build path. scripts/test.sh installs cargo-component.
+#[test]
+fn the_same_crate_builds_with_cargo_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = new_crate(dir.path());
+    let wasm = cargo_build(&crate_dir, &["component", "build", "--release"], "target/wasm32-wasip1/release/word_count.wasm");
+    let header = std::fs::read(&wasm).unwrap();
+    assert_eq!(&header[..8], b"\0asm\x0d\x00\x01\x00", "cargo component must produce a component");
+    assert_counts_words(&crate_dir, &wasm);
 }

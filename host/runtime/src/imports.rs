@@ -7,8 +7,8 @@ use wasmtime::component::Component;
 use crate::error::LoadError;
 
 /// WASI interfaces every component may import: streams for stdio, the (empty) environment,
-/// exit, clocks and randomness (both fixed for deterministic classes). No filesystem, no
-/// sockets, no HTTP.
+/// exit, clocks and randomness (both fixed for deterministic classes), and the filesystem
+/// interfaces with no preopened directory (nothing to open). No sockets, no HTTP.
 const WASI_ALWAYS: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
@@ -28,6 +28,8 @@ const WASI_ALWAYS: &[&str] = &[
     "wasi:random/random",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
 ];
 
 /// d402 interfaces every component may import.
@@ -56,9 +58,7 @@ pub fn check(component: &Component, engine: &Engine, manifest: &CapabilityManife
                 ),
             });
         }
-        let reason = if unversioned.starts_with("wasi:filesystem/") {
-            "but capabilities get no filesystem access".to_string()
-        } else if unversioned.starts_with("wasi:sockets/") || unversioned.starts_with("wasi:http/") {
+        let reason = if unversioned.starts_with("wasi:sockets/") || unversioned.starts_with("wasi:http/") {
             "but capabilities get no network access except through the browser permission".to_string()
         } else {
             "which no d402 permission provides".to_string()

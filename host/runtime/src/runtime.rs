@@ -389,6 +389,35 @@ impl Runtime {
     }
 }
 
+/// The bare wasmtime path, for benchmarks: a fresh store with an empty WASI context,
+/// instantiate from the same `InstancePre`, call `run`. No limits, schema checks, hashing or
+/// evidence — what d402 adds on top is exactly the difference to [`Runtime::run`].
+impl Runtime {
+    #[doc(hidden)]
+    pub async fn bare_call(&self, capability: &LoadedCapability, input_json: &str) -> Result<String, RunError> {
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut store = Store::new(&self.engine, HostState::new(wasi, usize::MAX, None, None, far));
+        if self.config.default_fuel.is_some() {
+            store.set_fuel(u64::MAX / 2).map_err(|e| RunError::Host(format!("{e:#}")))?;
+        }
+        store.set_epoch_deadline(u64::MAX / 2);
+        let context = types::TaskContext {
+            task_id: String::new(),
+            capability_id: String::new(),
+            manifest_cid: String::new(),
+            deadline_ms: 0,
+        };
+        let instance = capability.pre.instantiate_async(&mut store).await.map_err(|e| RunError::Host(format!("{e:#}")))?;
+        instance
+            .d402_capability_capability()
+            .call_run(&mut store, &context, input_json)
+            .await
+            .map_err(|e| RunError::Host(format!("{e:#}")))?
+            .map_err(from_guest)
+    }
+}
+
 fn from_guest(error: types::RunError) -> RunError {
     match error {
         types::RunError::InvalidInput(m) => RunError::InvalidInput(m),

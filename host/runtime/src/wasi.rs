@@ -1,5 +1,7 @@
-//! The minimal WASI the sandbox links: io, cli stdio/environment/exit, clocks and random.
-//! Filesystem and sockets are never linked.
+//! The minimal WASI the sandbox links: io, cli stdio/environment/exit, clocks, random, and
+//! the filesystem interfaces with no preopened directory (so there is nothing to open: the
+//! wasip1 adapter that cargo-component uses imports them even when unused). Sockets are
+//! never linked.
 
 use std::time::Duration;
 
@@ -7,6 +9,7 @@ use d402_protocol::{DeterminismClass, Sha256Digest};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi::clocks::WasiClocks;
+use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::WasiRandom;
@@ -23,6 +26,7 @@ impl HasData for HasTable {
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::WasiCliView as _;
     use wasmtime_wasi::clocks::WasiClocksView as _;
+    use wasmtime_wasi::filesystem::WasiFilesystemView as _;
     use wasmtime_wasi::random::WasiRandomView as _;
     wasi::io::error::add_to_linker::<HostState, HasTable>(linker, |s| &mut s.table)?;
     wasi::io::poll::add_to_linker::<HostState, HasTable>(linker, |s| &mut s.table)?;
@@ -42,6 +46,9 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasi::random::random::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
     wasi::random::insecure::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
     wasi::random::insecure_seed::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
+    // The context has no preopens, so these expose no file or directory.
+    wasi::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(linker, HostState::filesystem)?;
+    wasi::filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(linker, HostState::filesystem)?;
     Ok(())
 }
 

@@ -1,0 +1,133 @@
+//! `d402 bench`: benchmarks that print figures as ratios against a baseline measured in the
+//! same run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Subcommand;
+use d402_protocol::ContentId;
+use d402_runtime::{Runtime, RuntimeConfig, TaskInfo};
+use serde_json::json;
+
+use crate::files::{read_bytes, read_manifest};
+
+/// Benchmark subcommands.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Sandbox overhead: bare wasmtime instantiate+call vs the full d402 run path, and cold
+    /// load from the compile cache vs a fresh compile.
+    Sandbox {
+        /// Manifest of the trivial capability.
+        #[arg(long, default_value = "capabilities/json-transform/manifest.json")]
+        manifest: PathBuf,
+        /// Its WASM component.
+        #[arg(long, default_value = "target/wasm32-wasip2/wasm/json_transform.wasm")]
+        wasm: PathBuf,
+        /// Calls measured per path (after warm-up).
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
+        /// Loads measured per cold-load variant.
+        #[arg(long, default_value_t = 5)]
+        loads: u32,
+    },
+}
+
+/// Runs one benchmark.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Sandbox { manifest, wasm, iterations, loads } => sandbox(&manifest, &wasm, iterations, loads),
+    }
+}
+
+fn sandbox(manifest: &std::path::Path, wasm: &std::path::Path, iterations: u32, loads: u32) -> anyhow::Result<()> {
+    let bytes = read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let mut manifest = read_manifest(manifest)?;
+    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let capability = runtime.load(&manifest, &bytes)?;
+    let input = json!({"value": {"a": 1}, "select": ["a"]});
+    let input_text = input.to_string();
+    let task = TaskInfo { task_id: "task:bench".into() };
+
+    eprintln!("bench sandbox: {iterations} calls per path, {} warm-up", iterations / 10);
+    let (bare, full) = tokio.block_on(async {
+        for _ in 0..iterations / 10 {
+            runtime.bare_call(&capability, &input_text).await.expect("bare call");
+            runtime.run(&capability, &task, &input, None).await.expect("full run");
+        }
+        // Interleave the two paths so drift (thermal, other load) hits both alike.
+        let mut bare = Vec::with_capacity(iterations as usize);
+        let mut full = Vec::with_capacity(iterations as usize);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            runtime.bare_call(&capability, &input_text).await.expect("bare call");
+            bare.push(t.elapsed());
+            let t = Instant::now();
+            runtime.run(&capability, &task, &input, None).await.expect("full run");
+            full.push(t.elapsed());
+        }
+        (bare, full)
+    });
+    let (bare50, bare99) = percentiles(bare);
+    let (full50, full99) = percentiles(full);
+    println!("warm call ({}, {} bytes of input)", manifest.capability_id(), input_text.len());
+    println!("  bare wasmtime instantiate+call   p50 {:>8.1} µs   p99 {:>8.1} µs   (baseline)", micros(bare50), micros(bare99));
+    println!(
+        "  full d402 run path               p50 {:>8.1} µs   p99 {:>8.1} µs   ratio p50 {:.2}x  p99 {:.2}x",
+        micros(full50),
+        micros(full99),
+        micros(full50) / micros(bare50),
+        micros(full99) / micros(bare99)
+    );
+
+    let cache_dir = tempfile_dir()?;
+    let config = RuntimeConfig { compile_cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() };
+    let mut fresh = Vec::new();
+    let mut cached = Vec::new();
+    for i in 0..loads {
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        let t = Instant::now();
+        let loaded = Runtime::new(config.clone())?.load(&manifest, &bytes)?;
+        fresh.push(t.elapsed());
+        assert!(!loaded.from_compile_cache());
+        let t = Instant::now();
+        let loaded = Runtime::new(config.clone())?.load(&manifest, &bytes)?;
+        cached.push(t.elapsed());
+        assert!(loaded.from_compile_cache(), "load {i} missed the cache");
+    }
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    let (fresh50, _) = percentiles(fresh);
+    let (cached50, _) = percentiles(cached);
+    println!("cold load ({} KiB component, new engine each time)", bytes.len() / 1024);
+    println!("  fresh compile                    p50 {:>8.1} ms   (baseline)", millis(fresh50));
+    println!(
+        "  from compile cache               p50 {:>8.1} ms   ratio {:.3}x ({:.0}x faster)",
+        millis(cached50),
+        millis(cached50) / millis(fresh50),
+        millis(fresh50) / millis(cached50)
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("d402-bench-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
