@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 ensure_rust_targets
 cargo build --locked --target wasm32-wasip2 --profile wasm \
-  -p json-transform -p hostile
+  -p page-to-markdown -p json-transform -p hostile

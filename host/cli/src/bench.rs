@@ -32,12 +32,29 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         loads: u32,
     },
+    /// web.page_to_markdown@1 on a corpus of saved pages: the WASM component through the
+    /// full sandbox path vs the same extraction code compiled natively.
+    Extract {
+        /// Directory of pages: `*.html` files, or folders holding `source.html`.
+        #[arg(long, default_value = "../shared/extraction-dev/readability")]
+        pages: PathBuf,
+        /// The capability's manifest.
+        #[arg(long, default_value = "capabilities/page-to-markdown/manifest.json")]
+        manifest: PathBuf,
+        /// Its WASM component.
+        #[arg(long, default_value = "target/wasm32-wasip2/wasm/page_to_markdown.wasm")]
+        wasm: PathBuf,
+        /// Passes over the corpus per path.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
 }
 
 /// Runs one benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sandbox { manifest, wasm, iterations, loads } => sandbox(&manifest, &wasm, iterations, loads),
+        BenchCommand::Extract { pages, manifest, wasm, rounds } => extract(&pages, &manifest, &wasm, rounds),
     }
 }
 
@@ -108,6 +125,100 @@ fn sandbox(manifest: &std::path::Path, wasm: &std::path::Path, iterations: u32, 
         millis(cached50),
         millis(cached50) / millis(fresh50),
         millis(fresh50) / millis(cached50)
+    );
+    Ok(())
+}
+
+fn load_corpus(dir: &std::path::Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut pages = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        let file = if path.is_dir() { path.join("source.html") } else { path.clone() };
+        if file.extension().is_some_and(|e| e == "html") && file.is_file() {
+            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            pages.push((format!("https://bench.example/{name}"), std::fs::read(&file)?));
+        }
+    }
+    pages.sort();
+    anyhow::ensure!(!pages.is_empty(), "no pages in {}", dir.display());
+    Ok(pages)
+}
+
+fn extract(pages_dir: &std::path::Path, manifest: &std::path::Path, wasm: &std::path::Path, rounds: u32) -> anyhow::Result<()> {
+    let pages = load_corpus(pages_dir)?;
+    let total_bytes: usize = pages.iter().map(|(_, body)| body.len()).sum();
+    let bytes = read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let mut manifest = read_manifest(manifest)?;
+    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let capability = runtime.load(&manifest, &bytes)?;
+    let mut replay = d402_runtime::ReplaySource::new();
+    for (url, body) in &pages {
+        replay.insert_html(url, body.clone());
+    }
+    let replay: Arc<dyn d402_runtime::PageSource> = Arc::new(replay);
+    let native_pages: Vec<page_to_markdown::Page> = pages
+        .iter()
+        .map(|(url, body)| page_to_markdown::Page {
+            final_url: url.clone(),
+            status: 200,
+            content_type: "text/html".into(),
+            body: body.clone(),
+            rendered: false,
+            snapshot_cid: ContentId::of_bytes(body).to_string(),
+            snapshotter_version: "bench".into(),
+            fetched_at: "1970-01-01T00:00:00.000Z".into(),
+        })
+        .collect();
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let task = TaskInfo { task_id: "task:bench".into() };
+    eprintln!("bench extract: {} pages ({:.1} MB), {rounds} rounds per path", pages.len(), total_bytes as f64 / 1e6);
+    let mut native = Duration::ZERO;
+    let mut wasm_time = Duration::ZERO;
+    let mut agree = 0;
+    for round in 0..rounds {
+        // Alternate which path runs first, so caches and drift favour neither.
+        for path in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let started = Instant::now();
+            if path == 0 {
+                for page in &native_pages {
+                    let _ = std::hint::black_box(page_to_markdown::convert(page));
+                }
+                native += started.elapsed();
+            } else {
+                tokio.block_on(async {
+                    for (url, _) in &pages {
+                        let _ = runtime.run(&capability, &task, &json!({"url": url}), Some(replay.clone())).await;
+                    }
+                });
+                wasm_time += started.elapsed();
+            }
+        }
+    }
+    // Both paths must produce the same markdown, or the comparison means nothing.
+    tokio.block_on(async {
+        for ((url, _), page) in pages.iter().zip(&native_pages) {
+            let wasm_out = runtime.run(&capability, &task, &json!({"url": url}), Some(replay.clone())).await;
+            let native_out = page_to_markdown::convert(page);
+            let same = match (&wasm_out, &native_out) {
+                (Ok(w), Ok(n)) => w.output["markdown"] == json!(n.markdown),
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            agree += usize::from(same);
+        }
+    });
+    let per_path = |d: Duration| {
+        let secs = d.as_secs_f64() / f64::from(rounds);
+        (pages.len() as f64 / secs, total_bytes as f64 / 1e6 / secs)
+    };
+    let (native_pps, native_mbs) = per_path(native);
+    let (wasm_pps, wasm_mbs) = per_path(wasm_time);
+    println!("page-to-markdown on {} pages ({} identical outputs native vs WASM)", pages.len(), agree);
+    println!("  native (same code, x86_64)      {native_pps:>8.1} pages/s  {native_mbs:>6.2} MB/s   (baseline)");
+    println!(
+        "  WASM component, full run path   {wasm_pps:>8.1} pages/s  {wasm_mbs:>6.2} MB/s   time ratio {:.2}x",
+        wasm_time.as_secs_f64() / native.as_secs_f64()
     );
     Ok(())
 }

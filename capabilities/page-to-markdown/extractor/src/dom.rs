@@ -51,6 +51,14 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Dom {
     pub nodes: Vec<Node>,
+    /// Number of nodes made by the parser (later ones are synthetic containers).
+    parsed_len: usize,
+}
+
+/// Tree links saved by [`Dom::snapshot`].
+pub(crate) struct Snapshot {
+    links: Vec<(Option<NodeId>, Vec<NodeId>)>,
+    data: Vec<Data>,
 }
 
 impl Dom {
@@ -61,6 +69,7 @@ impl Dom {
         opts.tree_builder.scripting_enabled = false;
         let mut dom = html5ever::parse_document(Sink::default(), opts).one(StrTendril::from(html));
         dom.limit_depth();
+        dom.parsed_len = dom.nodes.len();
         dom
     }
 
@@ -135,6 +144,26 @@ impl Dom {
     pub fn detach(&mut self, id: NodeId) {
         if let Some(p) = self.nodes[id].parent.take() {
             self.nodes[p].children.retain(|&c| c != id);
+        }
+    }
+
+    /// The tree's links (and the nodes appended since `Dom::parse`), to undo relinking.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            links: self.nodes.iter().map(|n| (n.parent, n.children.clone())).collect(),
+            data: self.nodes[self.parsed_len..].iter().map(|n| n.data.clone()).collect(),
+        }
+    }
+
+    /// Restores the links (and appended nodes) of a [`Dom::snapshot`].
+    pub fn restore(&mut self, snap: &Snapshot) {
+        self.nodes.truncate(self.parsed_len);
+        for d in &snap.data {
+            self.nodes.push(Node { parent: None, children: Vec::new(), data: d.clone() });
+        }
+        for (node, (parent, children)) in self.nodes.iter_mut().zip(&snap.links) {
+            node.parent = *parent;
+            node.children.clone_from(children);
         }
     }
 
@@ -310,7 +339,7 @@ impl TreeSink for Sink {
     type ElemName<'a> = OwnedName;
 
     fn finish(self) -> Dom {
-        Dom { nodes: self.nodes.into_inner() }
+        Dom { nodes: self.nodes.into_inner(), parsed_len: 0 }
     }
 
     fn parse_error(&self, _msg: Cow<'static, str>) {}

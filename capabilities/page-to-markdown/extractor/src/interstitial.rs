@@ -27,7 +27,8 @@ pub(crate) const CHECKS: &[&str] = &[
 
 /// Facts about the page the rules look at.
 struct Facts {
-    /// Lower-cased raw HTML (markers in attributes and scripts).
+    /// ASCII-lower-cased raw HTML (markers in attributes and scripts); left empty for
+    /// pages with substantial prose, which are never interstitials.
     raw: String,
     /// Lower-cased, whitespace-normalised `<title>`.
     title: String,
@@ -41,6 +42,46 @@ struct Facts {
     scripts: usize,
     /// Number of `<p>` elements with at least 80 characters of text.
     long_paragraphs: usize,
+    /// Document structure that interstitials do not have: code blocks, several section
+    /// headings, article markup (`<article>`, `og:type=article`, `itemprop=articleBody`).
+    structure: Structure,
+}
+
+#[derive(Default)]
+struct Structure {
+    pre: usize,
+    subheadings: usize,
+    article: bool,
+}
+
+impl Structure {
+    /// Does the page look like a document (docs page, blog post, article) rather than a
+    /// status page? Status pages are one heading and a line or two of text.
+    fn documentish(&self, long_paragraphs: usize) -> bool {
+        self.article || self.pre > 0 || self.subheadings >= 2 || long_paragraphs >= 3
+    }
+}
+
+fn structure(dom: &Dom) -> Structure {
+    let mut s = Structure::default();
+    for n in dom.descendants(crate::dom::DOCUMENT) {
+        match dom.tag(n) {
+            "pre" => s.pre += 1,
+            "h2" | "h3" => s.subheadings += 1,
+            "article" => s.article = true,
+            "meta" => {
+                let prop = dom.attr(n, "property").or_else(|| dom.attr(n, "name")).unwrap_or("");
+                if prop.eq_ignore_ascii_case("og:type") && dom.attr(n, "content").is_some_and(|c| c.trim().eq_ignore_ascii_case("article")) {
+                    s.article = true;
+                }
+            }
+            _ => {}
+        }
+        if dom.attr(n, "itemprop").is_some_and(|p| p.contains("articleBody")) {
+            s.article = true;
+        }
+    }
+    s
 }
 
 fn gather(dom: &Dom, html: &str) -> Facts {
@@ -61,14 +102,18 @@ fn gather(dom: &Dom, html: &str) -> Facts {
     let root = dom.body().unwrap_or(crate::dom::DOCUMENT);
     walk_visible(dom, root, &mut visible, &mut noscript, &mut scripts, &mut long_paragraphs);
     scripts += dom.head().map(|h| dom.find_tags(h, &["script"]).len()).unwrap_or(0);
+    let visible = normalize_ws(&visible);
+    // Lower-casing the raw markup is the costly part: pages with real prose skip it.
+    let substantial = visible.chars().count() >= 2500 || long_paragraphs >= 5;
     Facts {
-        raw: html.to_lowercase(),
+        raw: if substantial { String::new() } else { html.to_ascii_lowercase() },
         title,
         heading,
-        visible: normalize_ws(&visible).to_lowercase(),
+        visible: visible.to_ascii_lowercase(),
         noscript: normalize_ws(&noscript).to_lowercase(),
         scripts,
         long_paragraphs,
+        structure: if substantial { Structure::default() } else { structure(dom) },
     }
 }
 
@@ -179,9 +224,9 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
         ("imperva", &["_incapsula_resource", "incapsula incident id", "/_incapsula_"]),
         ("datadome", &["captcha-delivery.com", "datadome"]),
         ("perimeterx", &["px-captcha", "perimeterx", "_pxappid", "human challenge"]),
-        ("sucuri", &["sucuri website firewall", "sucuri.net/privacy-policy", "cloudproxy@sucuri"]),
+        ("sucuri", &["sucuri website firewall", "sucuri.net/privacy-policy", "cloudproxy@sucuri", "sucuri_cloudproxy_js"]),
         ("ddos-guard", &["ddos-guard", "ddos guard"]),
-        ("aws-waf", &["awswafcookiedomainlist", "aws-waf-token", "gokuprops", "/challenge.compact.js"]),
+        ("aws-waf", &["awswafcookiedomainlist", "aws-waf-token", "gokuprops", "/challenge.compact.js", ".sdk.awswaf.com", "awswafintegration"]),
     ];
     if small {
         for (name, markers) in vendors {
@@ -196,7 +241,8 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     // wall only on a near-empty page or one whose title/heading asks for verification.
     let verify_words = ["verif", "robot", "human", "security", "captcha", "check", "attention", "one more step", "access", "blocked", "unusual traffic"];
     let asks_verification = verify_words.iter().any(|w| f.title.contains(w) || f.heading.contains(w));
-    if small && (vis_len < 600 || asks_verification) {
+    let documentish = f.structure.documentish(f.long_paragraphs);
+    if small && (asks_verification || (vis_len < 600 && !documentish)) {
         if let Some(m) = any_in(&f.raw, &["class=\"h-captcha\"", "hcaptcha.com/1/api.js", "js.hcaptcha.com", "data-hcaptcha", "h-captcha"]) {
             return Some(("hcaptcha".into(), ev(format!("marker={m:?}"))));
         }
@@ -208,15 +254,19 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
         }
     }
 
+    // Title/heading patterns alone are weak evidence ("Slow down" is also a blog post,
+    // "429 Too Many Requests" a documentation page): only status-page shaped pages count.
+    let status_page = small && !documentish;
+
     // --- Rate limiting ----------------------------------------------------------
-    if small
+    if status_page
         && let Some(p) = head_or_title(&["too many requests", "429 too many", "error 429", "rate limit exceeded", "rate limited", "you have been rate limited", "slow down"])
     {
         return Some(("rate-limited".into(), ev(format!("pattern={p:?}"))));
     }
 
     // --- Generic access denied --------------------------------------------------
-    if small
+    if status_page
         && let Some(p) = head_or_title(&[
             "access denied",
             "access to this page has been denied",

@@ -35,7 +35,7 @@ mod readable;
 use std::fmt;
 
 /// Version of the extraction rules; bumped whenever the output for some input changes.
-pub const EXTRACTOR_VERSION: &str = "0.1.0";
+pub const EXTRACTOR_VERSION: &str = "0.2.0";
 
 /// Options of [`extract`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,8 @@ pub fn extract(html: &str, url: &str, opts: &ExtractOptions) -> Result<Article, 
     let base = base_url(&doc, url);
     readable::preprocess(&mut doc);
 
-    let content = readable::extract(&doc, meta.title.as_deref()).ok_or(Rejection::NoContent)?;
-    let renderer = markdown::Renderer::new(&content.dom, content.root, base, opts.keep_images, opts.keep_links);
+    let content = readable::extract(&mut doc, meta.title.as_deref()).ok_or(Rejection::NoContent)?;
+    let renderer = markdown::Renderer::new(&doc, content.root, base, opts.keep_images, opts.keep_links);
     let body = renderer.render(content.root);
     let body = tidy(&body);
     if !body.chars().any(char::is_alphanumeric) {

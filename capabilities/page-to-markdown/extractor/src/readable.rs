@@ -10,7 +10,10 @@
 //! of boilerplate blocks (share bars, related links, comments, forms, link lists...).
 //!
 //! Several passes run with progressively relaxed rules; the first one yielding enough
-//! text wins, otherwise the longest.
+//! text wins, otherwise the longest. Passes relink nodes in place and are undone from a
+//! snapshot of the tree's links (no tree copies); text statistics (characters, link
+//! characters, commas, paragraph characters) are computed bottom-up once per pass and
+//! updated along the ancestor chain when a subtree is removed.
 
 use std::collections::HashMap;
 
@@ -45,7 +48,6 @@ struct Flags {
 
 /// Result of content detection: a container node holding the article body.
 pub(crate) struct Content {
-    pub dom: Dom,
     pub root: NodeId,
     /// Byline text found (and removed) in the content, if any.
     pub byline: Option<String>,
@@ -120,7 +122,7 @@ const POSITIVE_SUB: &[&str] = &[
 const NEGATIVE_SUB: &[&str] = &[
     "-ad-", "banner", "combx", "comment", "contact", "footer", "gdpr", "masthead", "media", "meta", "outbrain",
     "promo", "related", "scroll", "share", "shoutbox", "sidebar", "skyscraper", "sponsor", "shopping", "widget",
-    "social", "cookie", "newsletter", "subscribe", "taboola", "recommend", "byline", "author", "caption", "teaser",
+    "social", "cookie", "newsletter", "subscribe", "taboola", "recommend", "byline", "author", "teaser",
     "nav", "menu", "breadcrumb", "pagination", "toolbar", "signup", "popular", "trending",
 ];
 const NEGATIVE_TOK: &[&str] = &["ad", "ads", "hidden", "hid", "tags", "tag", "aside", "links", "footnote"];
@@ -226,46 +228,142 @@ pub(crate) fn preprocess(dom: &mut Dom) {
 // ---------------------------------------------------------------------------
 // Text measures
 
-#[derive(Default, Clone, Copy)]
-struct Measure {
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct Measure {
     chars: usize,
     link_chars: f64,
     commas: usize,
 }
 
-fn measure(dom: &Dom, id: NodeId) -> Measure {
-    let mut m = Measure::default();
-    measure_into(dom, id, &mut m, None);
-    m
+/// Per-node text statistics, computed bottom-up once and kept up to date on removals,
+/// so that no decision re-walks a subtree to count its text.
+pub(crate) struct Stats {
+    /// Non-whitespace characters and commas of each text node (fixed for the document).
+    text: Vec<(u32, u32)>,
+    /// Text measure of each node's subtree (links weighted as in [`link_density`]).
+    m: Vec<Measure>,
+    /// Paragraph characters of the subtree ([`Stats::prose`] semantics for the node as root).
+    prose: Vec<usize>,
+    /// Does the subtree contain a block-level element (root excluded)?
+    block: Vec<bool>,
 }
 
-fn measure_into(dom: &Dom, id: NodeId, m: &mut Measure, link_weight: Option<f64>) {
-    match &dom.nodes[id].data {
-        Data::Text(t) => {
-            let n = t.chars().filter(|c| !c.is_whitespace()).count();
-            m.chars += n;
-            m.commas += t.chars().filter(|&c| matches!(c, ',' | '，' | '、' | '،' | '﹐' | '︐')).count();
-            if let Some(w) = link_weight {
-                m.link_chars += n as f64 * w;
-            }
+fn is_comma(c: char) -> bool {
+    matches!(c, ',' | '，' | '、' | '،' | '﹐' | '︐')
+}
+
+impl Stats {
+    pub(crate) fn new(dom: &Dom) -> Stats {
+        let text = dom
+            .nodes
+            .iter()
+            .map(|n| match &n.data {
+                Data::Text(t) => {
+                    let (mut chars, mut commas) = (0u32, 0u32);
+                    for c in t.chars() {
+                        if !c.is_whitespace() {
+                            chars += 1;
+                            if is_comma(c) {
+                                commas += 1;
+                            }
+                        }
+                    }
+                    (chars, commas)
+                }
+                _ => (0, 0),
+            })
+            .collect();
+        Stats { text, m: Vec::new(), prose: Vec::new(), block: Vec::new() }
+    }
+
+    fn grow(&mut self, len: usize) {
+        if self.m.len() < len {
+            self.m.resize(len, Measure::default());
+            self.prose.resize(len, 0);
+            self.block.resize(len, false);
         }
-        Data::Element(e) => {
-            let mut lw = link_weight;
-            if &*e.tag == "a" && lw.is_none() {
-                let href = dom.attr(id, "href").unwrap_or("");
-                // In-page anchors (footnotes, tables of contents) count less than real links.
-                lw = Some(if href.trim_start().starts_with('#') { 0.3 } else { 1.0 });
-            }
-            for &c in &dom.nodes[id].children {
-                measure_into(dom, c, m, lw);
-            }
+    }
+
+    /// Recomputes the statistics of the subtree at `root`.
+    fn compute(&mut self, dom: &Dom, root: NodeId) {
+        self.grow(dom.nodes.len());
+        for n in dom.descendants(root).into_iter().rev() {
+            self.update(dom, n);
         }
-        Data::Document => {
-            for &c in &dom.nodes[id].children {
-                measure_into(dom, c, m, link_weight);
+    }
+
+    /// Recomputes one node from its children (whose statistics are current).
+    fn update(&mut self, dom: &Dom, n: NodeId) {
+        let node = &dom.nodes[n];
+        let mut m = Measure::default();
+        let mut block = false;
+        match &node.data {
+            Data::Text(_) => {
+                let (c, k) = self.text.get(n).copied().unwrap_or((0, 0));
+                m.chars = c as usize;
+                m.commas = k as usize;
             }
+            Data::Element(_) | Data::Document => {
+                for &c in &node.children {
+                    let cm = self.m[c];
+                    m.chars += cm.chars;
+                    m.commas += cm.commas;
+                    m.link_chars += cm.link_chars;
+                    block |= self.block[c] || is_block_tag(dom.tag(c));
+                }
+                if let Data::Element(e) = &node.data
+                    && &*e.tag == "a"
+                {
+                    // In-page anchors (footnotes, tables of contents) count less than real links.
+                    let href = dom.attr(n, "href").unwrap_or("");
+                    let w = if href.trim_start().starts_with('#') { 0.3 } else { 1.0 };
+                    m.link_chars = m.chars as f64 * w;
+                }
+            }
+            Data::Other => {}
         }
-        Data::Other => {}
+        self.m[n] = m;
+        self.block[n] = block;
+        self.prose[n] = match dom.tag(n) {
+            "p" | "pre" => {
+                if m.chars >= 40 && link_density(&m) < 0.3 {
+                    m.chars
+                } else {
+                    0
+                }
+            }
+            _ => node.children.iter().map(|&c| self.prose_contribution(dom, c)).sum(),
+        };
+    }
+
+    /// Paragraph characters a child adds to its parent: paragraphs inside list items and
+    /// figures (galleries, captions, teasers) do not count.
+    fn prose_contribution(&self, dom: &Dom, c: NodeId) -> usize {
+        if matches!(dom.tag(c), "li" | "figure" | "figcaption") { 0 } else { self.prose[c] }
+    }
+
+    fn measure(&self, id: NodeId) -> Measure {
+        self.m[id]
+    }
+
+    /// Characters of paragraph text (`<p>`/`<pre>` with low link density) in a subtree.
+    fn prose(&self, id: NodeId) -> usize {
+        self.prose[id]
+    }
+
+    fn has_block_child(&self, id: NodeId) -> bool {
+        self.block[id]
+    }
+
+    /// Detaches `id` and updates the statistics of its former ancestors.
+    fn detach(&mut self, dom: &mut Dom, id: NodeId) {
+        let parent = dom.parent(id);
+        dom.detach(id);
+        let mut cur = parent;
+        while let Some(a) = cur {
+            self.update(dom, a);
+            cur = dom.parent(a);
+        }
     }
 }
 
@@ -273,35 +371,10 @@ fn link_density(m: &Measure) -> f64 {
     if m.chars == 0 { 0.0 } else { (m.link_chars / m.chars as f64).min(1.0) }
 }
 
-/// Characters of paragraph text (`<p>`/`<pre>` with low link density) in a subtree.
-///
-/// Paragraphs inside list items and figures (galleries, captions, teasers) do not count.
-fn prose_chars(dom: &Dom, id: NodeId) -> usize {
-    let mut total = 0;
-    let mut stack = vec![id];
-    while let Some(d) = stack.pop() {
-        let tag = dom.tag(d);
-        if d != id && matches!(tag, "li" | "figure" | "figcaption") {
-            continue;
-        }
-        if !matches!(tag, "p" | "pre") {
-            stack.extend(dom.element_children(d));
-            continue;
-        }
-        {
-            let m = measure(dom, d);
-            if m.chars >= 40 && link_density(&m) < 0.3 {
-                total += m.chars;
-            }
-        }
-    }
-    total
-}
-
 /// [`prose_chars`] skipping subtrees whose class/id weigh negative (comments, sidebars...).
-fn prose_chars_weighted(dom: &Dom, id: NodeId, flags: Flags) -> usize {
+fn prose_chars_weighted(dom: &Dom, st: &Stats, id: NodeId, flags: Flags) -> usize {
     if !flags.weight_classes {
-        return prose_chars(dom, id);
+        return st.prose(id);
     }
     let mut total = 0;
     let mut stack = vec![id];
@@ -310,7 +383,7 @@ fn prose_chars_weighted(dom: &Dom, id: NodeId, flags: Flags) -> usize {
             continue;
         }
         if matches!(dom.tag(d), "p" | "pre") {
-            total += prose_chars(dom, d);
+            total += st.prose(d);
             continue;
         }
         if d != id && matches!(dom.tag(d), "li" | "figure" | "figcaption") {
@@ -319,11 +392,6 @@ fn prose_chars_weighted(dom: &Dom, id: NodeId, flags: Flags) -> usize {
         stack.extend(dom.element_children(d));
     }
     total
-}
-
-/// Images that are content (not inline glyphs: math, emoji, icons, tiny pixels).
-fn content_images(dom: &Dom, id: NodeId) -> usize {
-    dom.descendants(id).into_iter().skip(1).filter(|&d| dom.tag(d) == "img" && !is_glyph_image(dom, d)).count()
 }
 
 pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
@@ -336,54 +404,59 @@ pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
     small("width") || small("height")
 }
 
-/// Does the element contain any block-level descendant?
-fn has_block_child(dom: &Dom, id: NodeId) -> bool {
-    dom.descendants(id).into_iter().skip(1).any(|d| is_block_tag(dom.tag(d)))
-}
-
 // ---------------------------------------------------------------------------
 // Entry point
 
-/// Finds and cleans the main content. `title` is the chosen article title (used to drop a
-/// duplicate heading).
-pub(crate) fn extract(base: &Dom, title: Option<&str>) -> Option<Content> {
+/// Finds and cleans the main content of `dom` (modified in place: the result is a new
+/// container node holding the content). `title` is the chosen article title (used to drop
+/// a duplicate heading).
+pub(crate) fn extract(dom: &mut Dom, title: Option<&str>) -> Option<Content> {
     let passes = [
         Flags { strip_unlikely: true, weight_classes: true, clean_conditionally: true },
         Flags { strip_unlikely: false, weight_classes: true, clean_conditionally: true },
         Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: true },
         Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: false },
     ];
-    let mut best: Option<(usize, Content)> = None;
-    for flags in passes {
-        let mut dom = base.clone();
-        let Some((root, byline)) = grab(&mut dom, flags, title) else { continue };
-        let len = measure(&dom, root).chars;
-        let content = Content { dom, root, byline };
+    let mut st = Stats::new(dom);
+    // Passes only relink nodes (and append containers): a snapshot of the links is enough
+    // to start the next pass from the original tree.
+    let original = dom.snapshot();
+    let mut best: Option<(usize, Content, crate::dom::Snapshot)> = None;
+    for (i, flags) in passes.into_iter().enumerate() {
+        if i > 0 {
+            dom.restore(&original);
+        }
+        let Some((root, byline)) = grab(dom, &mut st, flags, title) else { continue };
+        let len = st.measure(root).chars;
+        let content = Content { root, byline };
         if len >= 400 {
             return Some(content);
         }
-        if best.as_ref().is_none_or(|(l, _)| len > *l) {
-            best = Some((len, content));
+        if best.as_ref().is_none_or(|(l, _, _)| len > *l) {
+            best = Some((len, content, dom.snapshot()));
         }
     }
-    best.map(|(_, c)| c)
+    let (_, content, snap) = best?;
+    dom.restore(&snap);
+    Some(content)
 }
 
-fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Option<String>)> {
+fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Option<(NodeId, Option<String>)> {
     let body = dom.body()?;
+    st.compute(dom, body);
 
     // 1. Remove unlikely candidates (but never one holding most of the page's prose).
     if flags.strip_unlikely {
-        let total_prose = prose_chars(dom, body).max(1);
+        let total_prose = st.prose(body).max(1);
         let mut remove = Vec::new();
         let mut stack = vec![body];
         while let Some(n) = stack.pop() {
             for c in dom.element_children(n).collect::<Vec<_>>() {
                 let unlikely = match is_unlikely(dom, c) {
                     Unlikely::No => false,
-                    Unlikely::Strong => prose_chars(dom, c) * 10 < total_prose * 4,
+                    Unlikely::Strong => st.prose(c) * 10 < total_prose * 4,
                     Unlikely::Weak => {
-                        let p = prose_chars(dom, c);
+                        let p = st.prose(c);
                         p * 10 < total_prose * 4 && p < 500
                     }
                 };
@@ -396,7 +469,7 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
             }
         }
         for r in remove {
-            dom.detach(r);
+            st.detach(dom, r);
         }
     }
 
@@ -406,21 +479,20 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
     for &n in &order {
         let Some(e) = dom.element(n) else { continue };
         let tag = &*e.tag;
-        if matches!(tag, "p" | "pre") || (is_container_like(tag) && !has_block_child(dom, n) && n != body) {
+        if matches!(tag, "p" | "pre") || (is_container_like(tag) && !st.has_block_child(n) && n != body) {
             if tag != "p" && tag != "pre" && dom.ancestors(n).any(|a| matches!(dom.tag(a), "p" | "pre")) {
                 continue;
             }
-            let m = measure(dom, n);
+            let m = st.measure(n);
             score_unit(dom, dom.parent(n), &m, flags, &mut scores);
         } else if is_container_like(tag) || tag == "body" {
             // Runs of inline content directly inside a mixed block count as paragraphs of it.
             let kids = dom.children(n).to_vec();
             let mut run = Measure::default();
             for (i, &c) in kids.iter().enumerate() {
-                let block = is_block_tag(dom.tag(c)) || (dom.is_element(c) && has_block_child(dom, c));
+                let block = is_block_tag(dom.tag(c)) || (dom.is_element(c) && st.has_block_child(c));
                 if !block {
-                    let mut m = Measure::default();
-                    measure_into(dom, c, &mut m, None);
+                    let m = st.measure(c);
                     run.chars += m.chars;
                     run.commas += m.commas;
                     run.link_chars += m.link_chars;
@@ -439,7 +511,7 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
     let mut cands: Vec<(NodeId, f64)> = scores
         .iter()
         .filter(|(n, _)| dom.nodes[**n].parent.is_some() || **n == body)
-        .map(|(&n, &s)| (n, s * (1.0 - link_density(&measure(dom, n)))))
+        .map(|(&n, &s)| (n, s * (1.0 - link_density(&st.measure(n)))))
         .collect();
     cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let final_score: HashMap<NodeId, f64> = cands.iter().copied().collect();
@@ -448,8 +520,8 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
         Some(&(n, _)) if n != body && dom.tag(n) != "html" => n,
         _ => {
             // No usable candidate: take the whole body.
-            let root = new_container(dom, dom.children(body).to_vec());
-            let by = clean(dom, root, flags, title, &final_score);
+            let root = new_container(dom, st, dom.children(body).to_vec());
+            let by = clean(dom, st, root, flags, title, &final_score);
             return Some((root, by));
         }
     };
@@ -502,15 +574,15 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
     // 5b. Articles split into several blocks (around figures, ads, "read more" folds) are
     // cousins rather than siblings: widen to a near ancestor holding much more prose.
     {
-        let top_prose = prose_chars_weighted(dom, top, flags);
+        let top_prose = prose_chars_weighted(dom, st, top, flags);
         let mut p = dom.parent(top);
         let mut steps = 0;
         while let Some(a) = p {
             if a == body || dom.tag(a) == "html" || steps >= 3 || top_prose == 0 {
                 break;
             }
-            let ap = prose_chars_weighted(dom, a, flags);
-            if ap * 10 >= top_prose * 14 && link_density(&measure(dom, a)) < 0.3 {
+            let ap = prose_chars_weighted(dom, st, a, flags);
+            if ap * 10 >= top_prose * 14 && link_density(&st.measure(a)) < 0.3 {
                 crate::trace!("widen to <{}> {:?}: prose {} -> {}", dom.tag(a), class_id(dom, a), top_prose, ap);
                 top = a;
                 break;
@@ -558,8 +630,8 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
             continue;
         }
         let tag = dom.tag(s);
-        if tag == "p" || (is_container_like(tag) && !has_block_child(dom, s)) {
-            let m = measure(dom, s);
+        if tag == "p" || (is_container_like(tag) && !st.has_block_child(s)) {
+            let m = st.measure(s);
             let ld = link_density(&m);
             let text = dom.text_content(s);
             if m.chars > 80 && ld < 0.25 {
@@ -569,8 +641,8 @@ fn grab(dom: &mut Dom, flags: Flags, title: Option<&str>) -> Option<(NodeId, Opt
             }
         }
     }
-    let root = new_container(dom, picked);
-    let by = clean(dom, root, flags, title, &final_score);
+    let root = new_container(dom, st, picked);
+    let by = clean(dom, st, root, flags, title, &final_score);
     Some((root, by))
 }
 
@@ -631,7 +703,7 @@ enum Unlikely {
 
 fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
     let tag = dom.tag(id);
-    if matches!(tag, "body" | "a" | "article" | "main" | "html") {
+    if matches!(tag, "body" | "a" | "article" | "main" | "html") || is_math(dom, id) {
         return Unlikely::No;
     }
     if dom.attr(id, "itemprop").is_some_and(|p| p.contains("articleBody")) {
@@ -656,14 +728,25 @@ fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
     } else {
         return Unlikely::No;
     };
-    // Never inside tables or code.
-    if dom.ancestors(id).any(|a| matches!(dom.tag(a), "table" | "pre" | "code")) {
+    // Never inside tables, code or running text.
+    if dom.ancestors(id).any(|a| matches!(dom.tag(a), "table" | "pre" | "code" | "p")) {
         return Unlikely::No;
     }
     strength
 }
 
-fn new_container(dom: &mut Dom, children: Vec<NodeId>) -> NodeId {
+/// Formula markup (MathML, MathJax/KaTeX containers, formula images): content whatever
+/// its class names say.
+fn is_math(dom: &Dom, id: NodeId) -> bool {
+    let tag = dom.tag(id);
+    if tag == "math" || tag.starts_with("mjx-") {
+        return true;
+    }
+    let c = dom.attr(id, "class").unwrap_or("");
+    c.contains("MathJax") || c.contains("katex") || c.contains("mwe-math")
+}
+
+fn new_container(dom: &mut Dom, st: &mut Stats, children: Vec<NodeId>) -> NodeId {
     let id = dom.nodes.len();
     for &c in &children {
         if let Some(p) = dom.nodes[c].parent {
@@ -676,14 +759,16 @@ fn new_container(dom: &mut Dom, children: Vec<NodeId>) -> NodeId {
         children,
         data: Data::Element(Element { tag: "div".into(), ns: html5ever::ns!(html), attrs: Vec::new(), template: None }),
     });
+    st.grow(dom.nodes.len());
+    st.update(dom, id);
     id
 }
 
 // ---------------------------------------------------------------------------
 // Cleaning the selected content
 
-fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores: &HashMap<NodeId, f64>) -> Option<String> {
-    let total = measure(dom, root).chars.max(1);
+fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Option<&str>, scores: &HashMap<NodeId, f64>) -> Option<String> {
+    let total = st.measure(root).chars.max(1);
     let mut byline = None;
 
     // Structural boilerplate and class/id boilerplate (guarded: never most of the content).
@@ -695,14 +780,21 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
         if remove.iter().any(|&r| dom.is_ancestor(r, n)) {
             continue;
         }
-        let phrasing = !is_block_tag(tag) && !has_block_child(dom, n);
+        let phrasing = !is_block_tag(tag) && !st.has_block_child(n);
         let drop = match tag {
+            // Skip links ("Jump to navigation") are the only inline boilerplate.
+            "a" if phrasing => {
+                // (footnote references may carry the same classes: they are short numbers).
+                dom.attr(n, "href").is_some_and(|h| h.starts_with('#'))
+                    && has_sub(&class_id(dom, n), &["skip", "jump"])
+                    && dom.text_content(n).split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).count() >= 2
+            }
             _ if phrasing => false,
             "aside" | "footer" | "form" | "fieldset" | "label" | "legend" => {
-                tag != "form" || measure(dom, n).chars * 2 < total
+                tag != "form" || st.measure(n).chars * 2 < total
             }
             "header" => {
-                let m = measure(dom, n);
+                let m = st.measure(n);
                 m.chars * 2 < total && (link_density(&m) > 0.3 || m.chars < 200 || dom.first_tag(n, "p").is_none())
             }
             _ => {
@@ -715,10 +807,10 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
                 let role = dom.attr(n, "role").map(|r| r.trim().to_lowercase());
                 let bad_role = role.as_deref().is_some_and(|r| UNLIKELY_ROLES.contains(&r));
                 (hard || soft || bad_role) && {
-                    let m = measure(dom, n);
+                    let m = st.measure(n);
                     // Class names lie (ids made from headings, "read-more" wrappers):
                     // prose-rich blocks stay unless they are comment threads.
-                    (m.chars * 2 < total || m.chars < 500) && (hard || prose_chars(dom, n) < 400)
+                    (m.chars * 2 < total || m.chars < 500) && (hard || st.prose(n) < 400)
                 }
             }
         };
@@ -744,14 +836,14 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
     }
     for r in remove {
         crate::trace!("boilerplate remove <{}> {:?}: {:.80}", dom.tag(r), class_id(dom, r), dom.text_content(r));
-        dom.detach(r);
+        st.detach(dom, r);
     }
 
     // Headings: negative class weight, or duplicating the title.
     let mut title_removed = false;
     for h in dom.find_tags(root, &["h1", "h2", "h3", "h4", "h5", "h6"]) {
         if flags.weight_classes && class_weight(dom, h) < 0.0 {
-            dom.detach(h);
+            st.detach(dom, h);
             continue;
         }
         if !title_removed
@@ -759,7 +851,7 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
             && matches!(dom.tag(h), "h1" | "h2")
             && similar_title(&dom.text_content(h), t)
         {
-            dom.detach(h);
+            st.detach(dom, h);
             title_removed = true;
         }
     }
@@ -772,9 +864,9 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
                 if dom.nodes[n].parent.is_none() || !dom.is_ancestor(root, n) {
                     continue;
                 }
-                if should_remove_conditionally(dom, n, flags, scores) {
+                if should_remove_conditionally(dom, st, n, flags, scores) {
                     crate::trace!("conditional remove <{}> {:?}: {:.80}", tag, class_id(dom, n), dom.text_content(n));
-                    dom.detach(n);
+                    st.detach(dom, n);
                 }
             }
         }
@@ -787,10 +879,10 @@ fn clean(dom: &mut Dom, root: NodeId, flags: Flags, title: Option<&str>, scores:
         }
         let tag = dom.tag(n);
         if matches!(tag, "p" | "div" | "section" | "span" | "li" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "figure" | "strong" | "em" | "b" | "i" | "a")
-            && measure(dom, n).chars == 0
+            && st.measure(n).chars == 0
             && !has_block_desc_of(dom, n, &["img", "picture", "br", "hr", "table", "pre"])
         {
-            dom.detach(n);
+            st.detach(dom, n);
         }
     }
     byline
@@ -843,7 +935,50 @@ fn is_data_table(dom: &Dom, t: NodeId) -> bool {
     rows >= 10 || cols > 4 || rows * cols > 10
 }
 
-fn should_remove_conditionally(dom: &Dom, n: NodeId, flags: Flags, scores: &HashMap<NodeId, f64>) -> bool {
+/// Tag counts of a subtree (root excluded), gathered in one walk.
+#[derive(Default)]
+struct Counts {
+    p: usize,
+    li: usize,
+    pre: usize,
+    img: usize,
+    content_img: usize,
+    inputs: usize,
+    /// Text characters of all lists (nested lists count again).
+    list_chars: usize,
+    /// Text characters of all headings.
+    heading_chars: usize,
+    /// Formula markup or formula images.
+    math: bool,
+}
+
+fn counts(dom: &Dom, st: &Stats, id: NodeId) -> Counts {
+    let mut c = Counts::default();
+    let mut stack: Vec<NodeId> = dom.children(id).to_vec();
+    while let Some(d) = stack.pop() {
+        let Some(e) = dom.element(d) else { continue };
+        match &*e.tag {
+            "p" => c.p += 1,
+            "li" => c.li += 1,
+            "pre" => c.pre += 1,
+            "img" => {
+                c.img += 1;
+                c.math |= dom.attr(d, "alt").is_some_and(|a| a.trim_start().starts_with("{\\displaystyle"));
+                if !is_glyph_image(dom, d) {
+                    c.content_img += 1;
+                }
+            }
+            "input" | "select" | "textarea" => c.inputs += 1,
+            "ul" | "ol" => c.list_chars += st.measure(d).chars,
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => c.heading_chars += st.measure(d).chars,
+            _ => c.math |= is_math(dom, d),
+        }
+        stack.extend_from_slice(dom.children(d));
+    }
+    c
+}
+
+fn should_remove_conditionally(dom: &Dom, st: &Stats, n: NodeId, flags: Flags, scores: &HashMap<NodeId, f64>) -> bool {
     let tag = dom.tag(n);
     // Code and data tables are content.
     if dom.ancestors(n).any(|a| matches!(dom.tag(a), "pre" | "code")) {
@@ -855,8 +990,12 @@ fn should_remove_conditionally(dom: &Dom, n: NodeId, flags: Flags, scores: &Hash
     if dom.ancestors(n).any(|a| dom.tag(a) == "table" && is_data_table(dom, a)) {
         return false;
     }
-    // Real prose is never a widget.
-    if prose_chars(dom, n) >= 1000 {
+    // Real prose is never a widget, nor is a formula.
+    if st.prose(n) >= 1000 {
+        return false;
+    }
+    let k = counts(dom, st, n);
+    if k.math || is_math(dom, n) {
         return false;
     }
     let weight = if flags.weight_classes { class_weight(dom, n) } else { 0.0 };
@@ -864,24 +1003,22 @@ fn should_remove_conditionally(dom: &Dom, n: NodeId, flags: Flags, scores: &Hash
     if weight < 0.0 && weight + score < 0.0 {
         return true;
     }
-    let m = measure(dom, n);
+    let m = st.measure(n);
     if m.commas >= 10 {
         return false;
     }
     let is_list = matches!(tag, "ul" | "ol" | "dl") || {
         // A div made of a list is a list.
-        let lists: usize = dom.find_tags(n, &["ul", "ol"]).iter().map(|&l| measure(dom, l).chars).sum();
-        m.chars > 0 && lists as f64 / m.chars as f64 > 0.9
+        m.chars > 0 && k.list_chars as f64 / m.chars as f64 > 0.9
     };
-    let p = count_tags(dom, n, "p") as f64;
-    let img = content_images(dom, n) as f64;
-    let li = count_tags(dom, n, "li") as f64 - 100.0;
-    let inputs = (count_tags(dom, n, "input") + count_tags(dom, n, "select") + count_tags(dom, n, "textarea")) as f64;
-    let headings: usize = dom.find_tags(n, &["h1", "h2", "h3", "h4", "h5", "h6"]).iter().map(|&h| measure(dom, h).chars).sum();
-    let heading_density = if m.chars == 0 { 0.0 } else { headings as f64 / m.chars as f64 };
+    let p = k.p as f64;
+    let img = k.content_img as f64;
+    let li = k.li as f64 - 100.0;
+    let inputs = k.inputs as f64;
+    let heading_density = if m.chars == 0 { 0.0 } else { k.heading_chars as f64 / m.chars as f64 };
     let ld = link_density(&m);
     let in_figure = tag == "figure" || dom.ancestors(n).any(|a| dom.tag(a) == "figure");
-    let has_pre = count_tags(dom, n, "pre") > 0 || tag == "pre";
+    let has_pre = k.pre > 0 || tag == "pre";
     if has_pre && ld < 0.5 {
         return false;
     }
@@ -889,16 +1026,20 @@ fn should_remove_conditionally(dom: &Dom, n: NodeId, flags: Flags, scores: &Hash
     // Image galleries made of lists keep their images.
     if is_list {
         let items: Vec<NodeId> = dom.element_children(n).collect();
-        if !items.is_empty() && items.iter().all(|&i| count_tags(dom, i, "img") == 1 && measure(dom, i).chars < 200) {
+        if !items.is_empty() && items.iter().all(|&i| count_tags(dom, i, "img") == 1 && st.measure(i).chars < 200) {
             return false;
         }
     }
+
+    // A block of phrasing content without links is a paragraph, however short
+    // ("Gotcha." in dialogue), when it reads as a sentence.
+    let sentence = m.link_chars == 0.0 && m.chars > 0 && k.li == 0 && k.img == 0 && k.heading_chars == 0 && ends_sentence(&dom.text_content(n));
 
     let rules = [
         img > 1.0 && p / img < 0.5 && !in_figure,
         !is_list && li > p,
         inputs > (p / 3.0).floor(),
-        !is_list && heading_density < 0.9 && m.chars < 25 && (img == 0.0 || img > 2.0) && !in_figure,
+        !is_list && heading_density < 0.9 && m.chars < 25 && (img == 0.0 || img > 2.0) && !in_figure && !sentence,
         !is_list && weight < 25.0 && ld > 0.2 && m.chars < 2000,
         weight >= 25.0 && ld > 0.5,
     ];

@@ -241,3 +241,56 @@ fn short_post_with_captcha_comment_form_is_not_a_wall() {
     let a = extract(html, URL, &ExtractOptions::default()).expect("not blocked");
     assert!(a.markdown.contains("Volunteers are still needed"));
 }
+
+#[test]
+fn bot_manager_walls_name_their_vendor() {
+    assert_eq!(blocked("imperva-incident.html"), "imperva");
+    assert_eq!(blocked("datadome-captcha.html"), "datadome");
+    assert_eq!(blocked("perimeterx-press-hold.html"), "perimeterx");
+    assert_eq!(blocked("sucuri-denied.html"), "sucuri");
+    assert_eq!(blocked("sucuri-js-challenge.html"), "sucuri");
+    assert_eq!(blocked("ddos-guard-check.html"), "ddos-guard");
+    assert_eq!(blocked("aws-waf-challenge.html"), "aws-waf");
+    // The standalone detector agrees and reports what it saw.
+    let (d, ev) = detect_interstitial(&page("imperva-incident.html")).expect("imperva not detected");
+    assert_eq!(d, "imperva");
+    assert!(ev.contains("incapsula"), "{ev}");
+}
+
+#[test]
+fn every_detector_name_is_listed_once() {
+    let checks = interstitial_checks();
+    for name in ["imperva", "datadome", "perimeterx", "sucuri", "ddos-guard", "aws-waf", "rate-limited", "access-denied"] {
+        assert_eq!(checks.iter().filter(|c| **c == name).count(), 1, "{name}");
+    }
+}
+
+#[test]
+fn long_article_quoting_access_denied_is_content() {
+    let html = page("article-quoting-access-denied.html");
+    assert_eq!(detect_interstitial(&html), None);
+    let a = article("article-quoting-access-denied.html");
+    assert!(a.markdown.contains("It is not produced by the website you wanted to read."), "{}", a.markdown);
+    assert!(a.markdown.contains("> Access Denied. You don't have permission"), "{}", a.markdown);
+}
+
+#[test]
+fn docs_page_about_429_is_content() {
+    // Title and heading are exactly a rate-limit status line, but the page is documentation:
+    // code blocks and sections make it a document.
+    assert_eq!(detect_interstitial(&page("docs-429.html")), None);
+    let a = article("docs-429.html");
+    assert!(a.markdown.starts_with("# 429 Too Many Requests"), "{}", a.markdown);
+    assert!(a.markdown.contains("A `Retry-After` header might be included"), "{}", a.markdown);
+    assert!(a.markdown.contains("```\nHTTP/1.1 429 Too Many Requests\nContent-Type: text/html\nRetry-After: 3600\n```"), "{}", a.markdown);
+}
+
+#[test]
+fn short_post_with_status_like_title_is_content() {
+    // "Slow down" is a rate-limit phrase and the page carries a captcha comment form, but it
+    // is a (very short) article.
+    assert_eq!(detect_interstitial(&page("short-post-slow-down.html")), None);
+    let a = article("short-post-slow-down.html");
+    assert!(a.markdown.contains("Nothing else happened. That was the point."), "{}", a.markdown);
+    assert!(a.markdown.contains("three shops"), "{}", a.markdown);
+}
