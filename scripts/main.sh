@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs the main job.
-# Today the node is not there yet: this builds `d402` and publishes the template capability
-# into ./state/publisher (keygen, template, validate, register, verify). It becomes
-# `d402 node` on embedded defaults as the gateway lands.
+# Today the gateway node is not there yet: this builds `d402` and the capability
+# components, installs them into ./state/node, publishes the template capability into
+# ./state/publisher (keygen, template, validate, register, verify), and runs
+# web.page_to_markdown@1 in the sandbox on a saved page. It becomes `d402 node` on embedded
+# defaults as the gateway lands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 ensure_rust_targets
+./scripts/build-capabilities.sh
 cargo build --locked --release --bin d402
 d402=target/release/d402
+./scripts/install-capabilities.sh "$d402" state/node
 state=state/publisher
 mkdir -p "$state"
 $d402 capability template --id example.extract_product --version 1 > "$state/capability.json"
 echo "manifest CID: $($d402 capability validate --file "$state/capability.json")"
 $d402 capability register --file "$state/capability.json" --state "$state" --namespace example > "$state/registration.json"
 $d402 capability verify --file "$state/registration.json" --manifest "$state/capability.json"
+page=$(mktemp --suffix=.html)
+cat > "$page" <<'HTML'
+<html><head><title>Hello from d402</title></head><body><nav>Home | About</nav>
+<article><h1>Hello from d402</h1><p>This page was converted to markdown by the
+web.page_to_markdown@1 capability, running as a WebAssembly component in the d402 sandbox.</p>
+<p>The result carries the snapshot CID, a content hash and evidence a validator can replay.</p>
+</article><footer>Copyright</footer></body></html>
+HTML
+$d402 capability run --capability web.page_to_markdown@1 \
+  --input '{"url":"https://example.com/hello"}' --snapshot "https://example.com/hello=$page"
+rm -f "$page"

@@ -147,14 +147,23 @@ pub fn convert(page: &Page) -> Result<Output, RunError> {
     })
 }
 
-/// Decodes the body: BOM, then the Content-Type charset, then `<meta charset>`, else UTF-8.
+/// Decodes the body: a BOM wins, then the HTTP Content-Type charset; without either, bytes
+/// that are valid UTF-8 are UTF-8 (legacy encodings almost never are by accident, and saved
+/// pages are often re-encoded while keeping their old `<meta charset>`), then the
+/// `<meta charset>`, then windows-1252 (the web's default for undeclared legacy pages).
 pub fn decode(body: &[u8], content_type: &str) -> String {
-    let declared = charset_param(content_type).or_else(|| meta_charset(body));
-    let encoding = declared
-        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()))
-        .unwrap_or(encoding_rs::UTF_8);
-    let (text, _, _) = encoding.decode(body);
-    text.into_owned()
+    if let Some((encoding, bom_length)) = encoding_rs::Encoding::for_bom(body) {
+        return encoding.decode_without_bom_handling(&body[bom_length..]).0.into_owned();
+    }
+    let label = |label: Option<String>| label.and_then(|l| encoding_rs::Encoding::for_label(l.as_bytes()));
+    if let Some(encoding) = label(charset_param(content_type)) {
+        return encoding.decode_without_bom_handling(body).0.into_owned();
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        return text.to_string();
+    }
+    let encoding = label(meta_charset(body)).unwrap_or(encoding_rs::WINDOWS_1252);
+    encoding.decode_without_bom_handling(body).0.into_owned()
 }
 
 fn charset_param(content_type: &str) -> Option<String> {
@@ -228,5 +237,12 @@ mod tests {
         assert_eq!(decode(b"caf\xe9", "text/html; charset=ISO-8859-1"), "café");
         assert_eq!(decode(b"<meta charset=\"windows-1252\">caf\xe9", "text/html"), "<meta charset=\"windows-1252\">café");
         assert_eq!(decode("café".as_bytes(), "text/html"), "café");
+        // Valid UTF-8 wins over a stale meta declaration; a BOM wins over everything.
+        assert_eq!(decode("<meta charset=\"gb2312\">中文".as_bytes(), "text/html"), "<meta charset=\"gb2312\">中文");
+        assert_eq!(decode(b"\xef\xbb\xbfcaf\xc3\xa9", "text/html; charset=iso-8859-1"), "café");
+        // Undeclared, not UTF-8: windows-1252.
+        assert_eq!(decode(b"caf\xe9", "text/html"), "café");
+        // GBK bytes declared in a meta tag.
+        assert_eq!(decode(b"<meta charset=\"gbk\">\xd6\xd0\xce\xc4", ""), "<meta charset=\"gbk\">中文");
     }
 }

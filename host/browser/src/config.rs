@@ -53,7 +53,12 @@ impl Default for BrowserConfig {
             max_fetch_time: Duration::from_secs(60),
             max_redirects: 5,
             max_body_bytes: 10 * 1024 * 1024,
-            user_agent: concat!("Mozilla/5.0 (compatible; d402/", env!("CARGO_PKG_VERSION"), ")").to_string(),
+            user_agent: concat!(
+                "Mozilla/5.0 (compatible; d402/",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            )
+            .to_string(),
             chromium_path: std::env::var_os(CHROMIUM_ENV)
                 .filter(|p| !p.is_empty())
                 .map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from),

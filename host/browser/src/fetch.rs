@@ -41,43 +41,55 @@ pub struct PlainFetcher {
 
 impl std::fmt::Debug for PlainFetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlainFetcher").field("resolver", &self.resolver).finish_non_exhaustive()
+        f.debug_struct("PlainFetcher")
+            .field("resolver", &self.resolver)
+            .finish_non_exhaustive()
     }
 }
 
 impl PlainFetcher {
     /// A fetcher with `config`, checking addresses with `resolver`.
-    pub fn new(config: Arc<BrowserConfig>, resolver: CheckedResolver) -> Result<Self, FetchFailure> {
-        Ok(Self { config, resolver, tls: Arc::new(tls_config()?) })
+    pub fn new(
+        config: Arc<BrowserConfig>,
+        resolver: CheckedResolver,
+    ) -> Result<Self, FetchFailure> {
+        Ok(Self {
+            config,
+            resolver,
+            tls: Arc::new(tls_config()?),
+        })
     }
 
     /// Fetches `url` (GET), following at most `max_redirects` redirects; the body may be at
     /// most `max_bytes` long. The caller bounds the time.
     pub async fn fetch(&self, url: &str, max_bytes: u64) -> Result<RawPage, FetchFailure> {
-        let mut current = Url::parse(url).map_err(|e| FetchFailure::InvalidUrl(format!("{url:?}: {e}")))?;
+        let mut current =
+            Url::parse(url).map_err(|e| FetchFailure::InvalidUrl(format!("{url:?}: {e}")))?;
         let mut redirects = 0;
         loop {
             let response = self.send(&current).await?;
             let status = response.status();
-            if status.is_redirection() {
-                if let Some(location) = response.headers().get(LOCATION) {
-                    let location = location
-                        .to_str()
-                        .map_err(|_| FetchFailure::Upstream(format!("{current}: redirect Location is not text")))?;
-                    let next = current
-                        .join(location)
-                        .map_err(|e| FetchFailure::Upstream(format!("{current}: bad redirect Location {location:?}: {e}")))?;
-                    redirects += 1;
-                    if redirects > self.config.max_redirects {
-                        return Err(FetchFailure::Upstream(format!(
-                            "{url}: more than {} redirects",
-                            self.config.max_redirects
-                        )));
-                    }
-                    tracing::debug!(from = %current, to = %next, "following redirect");
-                    current = next;
-                    continue;
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    FetchFailure::Upstream(format!("{current}: redirect Location is not text"))
+                })?;
+                let next = current.join(location).map_err(|e| {
+                    FetchFailure::Upstream(format!(
+                        "{current}: bad redirect Location {location:?}: {e}"
+                    ))
+                })?;
+                redirects += 1;
+                if redirects > self.config.max_redirects {
+                    return Err(FetchFailure::Upstream(format!(
+                        "{url}: more than {} redirects",
+                        self.config.max_redirects
+                    )));
                 }
+                tracing::debug!(from = %current, to = %next, "following redirect");
+                current = next;
+                continue;
             }
             let content_type = response
                 .headers()
@@ -86,7 +98,12 @@ impl PlainFetcher {
                 .unwrap_or_default()
                 .to_string();
             let body = read_capped(response, max_bytes).await?;
-            return Ok(RawPage { final_url: current.to_string(), status: status.as_u16(), content_type, body });
+            return Ok(RawPage {
+                final_url: current.to_string(),
+                status: status.as_u16(),
+                content_type,
+                body,
+            });
         }
     }
 
@@ -113,12 +130,17 @@ impl PlainFetcher {
             let host = url.host_str().unwrap_or(name);
             builder = builder.resolve_to_addrs(host, &addrs);
         }
-        let client = builder.build().map_err(|e| FetchFailure::Upstream(format!("HTTP client: {e}")))?;
+        let client = builder
+            .build()
+            .map_err(|e| FetchFailure::Upstream(format!("HTTP client: {e}")))?;
         tracing::debug!(%url, ?addrs, "fetching");
         client
             .get(url.clone())
             .header(USER_AGENT, &self.config.user_agent)
-            .header(ACCEPT, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+            .header(
+                ACCEPT,
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            )
             .send()
             .await
             .map_err(|e| upstream(url, &e))
@@ -126,8 +148,15 @@ impl PlainFetcher {
 }
 
 /// Reads the body, stopping as soon as it exceeds `max_bytes`.
-async fn read_capped(mut response: reqwest::Response, max_bytes: u64) -> Result<Vec<u8>, FetchFailure> {
-    let too_large = |n: &dyn std::fmt::Display| FetchFailure::TooLarge(format!("body of {n} bytes is over the {max_bytes} byte cap"));
+async fn read_capped(
+    mut response: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Vec<u8>, FetchFailure> {
+    let too_large = |n: &dyn std::fmt::Display| {
+        FetchFailure::TooLarge(format!(
+            "body of {n} bytes is over the {max_bytes} byte cap"
+        ))
+    };
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -154,7 +183,11 @@ fn upstream(url: &Url, error: &reqwest::Error) -> FetchFailure {
         message.push_str(&format!(": {inner}"));
         source = inner.source();
     }
-    if error.is_timeout() { FetchFailure::Timeout(message) } else { FetchFailure::Upstream(message) }
+    if error.is_timeout() {
+        FetchFailure::Timeout(message)
+    } else {
+        FetchFailure::Upstream(message)
+    }
 }
 
 /// rustls with the ring provider and the platform's certificate verifier.
@@ -174,7 +207,10 @@ struct RefuseAll;
 
 impl reqwest::dns::Resolve for RefuseAll {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let message = format!("{} was not resolved through the address policy", name.as_str());
+        let message = format!(
+            "{} was not resolved through the address policy",
+            name.as_str()
+        );
         Box::pin(async move { Err(message.into()) })
     }
 }

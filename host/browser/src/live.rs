@@ -39,7 +39,14 @@ impl LiveSource {
         let resolver = CheckedResolver::new(config.address_policy(), config.dns_overrides.clone());
         let fetcher = PlainFetcher::new(config.clone(), resolver.clone())?;
         let pool = BrowserPool::new(config.clone(), resolver);
-        Ok(Self { inner: Arc::new(Inner { config, store, fetcher, pool }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                fetcher,
+                pool,
+            }),
+        })
     }
 
     /// The Chromium pool (for inspection and tests).
@@ -73,18 +80,29 @@ impl LiveSource {
             };
             Ok::<(RawPage, bool, String), FetchFailure>(match rendered {
                 Some(r) => (r.page, true, render_snapshotter(&r.chromium_version)),
-                None => (inner.fetcher.fetch(&spec.url, max_bytes).await?, false, FETCH_SNAPSHOTTER.to_string()),
+                None => (
+                    inner.fetcher.fetch(&spec.url, max_bytes).await?,
+                    false,
+                    FETCH_SNAPSHOTTER.to_string(),
+                ),
             })
         };
-        let (page, rendered, snapshotter) = tokio::time::timeout(budget, work)
-            .await
-            .map_err(|_| FetchFailure::Timeout(format!("{}: no page within {} ms", spec.url, budget.as_millis())))??;
+        let (page, rendered, snapshotter) =
+            tokio::time::timeout(budget, work).await.map_err(|_| {
+                FetchFailure::Timeout(format!(
+                    "{}: no page within {} ms",
+                    spec.url,
+                    budget.as_millis()
+                ))
+            })??;
         let store = inner.store.clone();
         let url = spec.url.clone();
-        tokio::task::spawn_blocking(move || store_snapshot(&store, &url, page, rendered, &snapshotter, fetched_at))
-            .await
-            .map_err(|e| FetchFailure::Upstream(format!("snapshot task failed: {e}")))?
-            .map_err(|e| FetchFailure::Upstream(format!("cannot record the snapshot: {e}")))
+        tokio::task::spawn_blocking(move || {
+            store_snapshot(&store, &url, page, rendered, &snapshotter, fetched_at)
+        })
+        .await
+        .map_err(|e| FetchFailure::Upstream(format!("snapshot task failed: {e}")))?
+        .map_err(|e| FetchFailure::Upstream(format!("cannot record the snapshot: {e}")))
     }
 }
 

@@ -109,7 +109,8 @@ fn low_v4(ip: Ipv6Addr) -> Ipv4Addr {
 /// Why an IPv6 address is not public, or `None`.
 fn v6_reason(ip: Ipv6Addr) -> Option<String> {
     let s = ip.segments();
-    let embedded = |form: &str, v4: Ipv4Addr| v4_reason(v4).map(|r| format!("{form} of {v4}, which is {r}"));
+    let embedded =
+        |form: &str, v4: Ipv4Addr| v4_reason(v4).map(|r| format!("{form} of {v4}, which is {r}"));
     if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
         return Some("cloud metadata endpoint".into());
     }
@@ -124,7 +125,8 @@ fn v6_reason(ip: Ipv6Addr) -> Option<String> {
     }
     // IPv4-compatible (deprecated) ::a.b.c.d: judged by the embedded address.
     if s[..6] == [0; 6] {
-        return embedded("IPv4-compatible form", low_v4(ip)).or_else(|| Some("IPv4-compatible form (deprecated, ::/96)".into()));
+        return embedded("IPv4-compatible form", low_v4(ip))
+            .or_else(|| Some("IPv4-compatible form (deprecated, ::/96)".into()));
     }
     // NAT64 well-known prefix 64:ff9b::/96 reaches the embedded IPv4 address.
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
@@ -180,10 +182,14 @@ pub enum UrlRefusal {
 /// Checks a URL's scheme, credentials, port and (for IP literals) address.
 pub fn check_url(url: &Url, policy: &AddressPolicy) -> Result<Target, UrlRefusal> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(UrlRefusal::Invalid(format!("{url}: only http and https URLs can be fetched")));
+        return Err(UrlRefusal::Invalid(format!(
+            "{url}: only http and https URLs can be fetched"
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(UrlRefusal::Denied(format!("{url}: URLs with credentials are refused")));
+        return Err(UrlRefusal::Denied(format!(
+            "{url}: URLs with credentials are refused"
+        )));
     }
     let port = url
         .port_or_known_default()
@@ -204,7 +210,11 @@ pub enum HostRefusal {
 }
 
 /// Checks a host and port (URL or CONNECT target); IP literals are checked at once.
-pub fn check_host(host: Option<Host<&str>>, port: u16, policy: &AddressPolicy) -> Result<Target, HostRefusal> {
+pub fn check_host(
+    host: Option<Host<&str>>,
+    port: u16,
+    policy: &AddressPolicy,
+) -> Result<Target, HostRefusal> {
     if !port_allowed(port) {
         return Err(HostRefusal::Denied(Refusal(format!(
             "port {port} is refused (only 80, 443 and ports from 1024 up)"
@@ -212,9 +222,15 @@ pub fn check_host(host: Option<Host<&str>>, port: u16, policy: &AddressPolicy) -
     }
     match host {
         None => Err(HostRefusal::Missing),
-        Some(Host::Ipv4(v4)) => policy.check_ip(IpAddr::V4(v4)).map(|()| Target::Ip(IpAddr::V4(v4), port)).map_err(HostRefusal::Denied),
-        Some(Host::Ipv6(v6)) => policy.check_ip(IpAddr::V6(v6)).map(|()| Target::Ip(IpAddr::V6(v6), port)).map_err(HostRefusal::Denied),
-        Some(Host::Domain(d)) if d.is_empty() => Err(HostRefusal::Missing),
+        Some(Host::Ipv4(v4)) => policy
+            .check_ip(IpAddr::V4(v4))
+            .map(|()| Target::Ip(IpAddr::V4(v4), port))
+            .map_err(HostRefusal::Denied),
+        Some(Host::Ipv6(v6)) => policy
+            .check_ip(IpAddr::V6(v6))
+            .map(|()| Target::Ip(IpAddr::V6(v6), port))
+            .map_err(HostRefusal::Denied),
+        Some(Host::Domain("")) => Err(HostRefusal::Missing),
         Some(Host::Domain(d)) => Ok(Target::Domain(d.to_ascii_lowercase(), port)),
     }
 }
@@ -230,11 +246,31 @@ mod tests {
     #[test]
     fn refuses_non_public_ipv4() {
         for ip in [
-            "0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254",
-            "100.100.100.200", "127.0.0.1", "127.8.9.10", "169.254.0.1", "169.254.169.254",
-            "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.0.2.1", "192.88.99.1", "192.168.1.1",
-            "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.9", "224.0.0.1",
-            "239.255.255.250", "240.0.0.1", "255.255.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "10.255.255.255",
+            "100.64.0.1",
+            "100.127.255.254",
+            "100.100.100.200",
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(refused(ip), "{ip} should be refused");
         }
@@ -242,7 +278,19 @@ mod tests {
 
     #[test]
     fn accepts_public_ipv4() {
-        for ip in ["1.1.1.1", "8.8.8.8", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.15.0.1", "172.32.0.1", "192.0.1.1", "198.17.0.1", "198.20.0.1", "223.255.255.255"] {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.15.0.1",
+            "172.32.0.1",
+            "192.0.1.1",
+            "198.17.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+        ] {
             assert!(!refused(ip), "{ip} should be allowed");
         }
     }
@@ -258,9 +306,24 @@ mod tests {
     #[test]
     fn refuses_non_public_ipv6() {
         for ip in [
-            "::", "::1", "fe80::1", "febf::1", "fec0::1", "fc00::1", "fd12:3456::1", "fd00:ec2::254",
-            "ff02::1", "ff05::2", "2001:db8::1", "2001::1", "2001:10::1", "3fff::1", "100::1",
-            "64:ff9b:1::1", "4000::1", "::ffff:0:1",
+            "::",
+            "::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fd00:ec2::254",
+            "ff02::1",
+            "ff05::2",
+            "2001:db8::1",
+            "2001::1",
+            "2001:10::1",
+            "3fff::1",
+            "100::1",
+            "64:ff9b:1::1",
+            "4000::1",
+            "::ffff:0:1",
         ] {
             assert!(refused(ip), "{ip} should be refused");
         }
@@ -270,8 +333,15 @@ mod tests {
     fn judges_embedded_ipv4_forms() {
         // Mapped, compatible, NAT64 and 6to4 forms of private addresses are refused...
         for ip in [
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
-            "::10.1.2.3", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2002:c0a8:101::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::10.1.2.3",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
             "2002:a9fe:a9fe::",
         ] {
             let reason = non_public_reason(ip.parse().unwrap());
@@ -282,12 +352,19 @@ mod tests {
             assert!(!refused(ip), "{ip} should be allowed");
         }
         let reason = non_public_reason("::ffff:127.0.0.1".parse().unwrap()).unwrap();
-        assert!(reason.contains("127.0.0.1") && reason.contains("loopback"), "{reason}");
+        assert!(
+            reason.contains("127.0.0.1") && reason.contains("loopback"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn accepts_global_ipv6() {
-        for ip in ["2606:4700:4700::1111", "2a00:1450:4001:80b::200e", "2001:4860:4860::8888"] {
+        for ip in [
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:80b::200e",
+            "2001:4860:4860::8888",
+        ] {
             assert!(!refused(ip), "{ip} should be allowed");
         }
     }
@@ -296,15 +373,34 @@ mod tests {
     fn dev_switch_and_test_addresses() {
         let strict = AddressPolicy::default();
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(strict.check_ip(loopback).unwrap_err().0.contains("loopback"));
-        let dev = AddressPolicy { allow_private_addresses: true, ..AddressPolicy::default() };
+        assert!(
+            strict
+                .check_ip(loopback)
+                .unwrap_err()
+                .0
+                .contains("loopback")
+        );
+        let dev = AddressPolicy {
+            allow_private_addresses: true,
+            ..AddressPolicy::default()
+        };
         assert!(dev.check_ip(loopback).is_ok());
         assert!(dev.check_ip("10.0.0.1".parse().unwrap()).is_ok());
         // Still refused in development: nothing is served from these.
-        for ip in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255", "::ffff:0.0.0.0"] {
+        for ip in [
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "::ffff:0.0.0.0",
+        ] {
             assert!(dev.check_ip(ip.parse().unwrap()).is_err(), "{ip}");
         }
-        let test = AddressPolicy { public_test_addresses: vec![loopback], ..AddressPolicy::default() };
+        let test = AddressPolicy {
+            public_test_addresses: vec![loopback],
+            ..AddressPolicy::default()
+        };
         assert!(test.check_ip(loopback).is_ok());
         assert!(test.check_ip("127.0.0.2".parse().unwrap()).is_err());
     }
@@ -325,21 +421,52 @@ mod tests {
 
     #[test]
     fn url_checks() {
-        assert_eq!(url_check("https://example.com/a").unwrap(), Target::Domain("example.com".into(), 443));
-        assert_eq!(url_check("http://8.8.8.8:8080/").unwrap(), Target::Ip("8.8.8.8".parse().unwrap(), 8080));
-        assert!(matches!(url_check("ftp://example.com/"), Err(UrlRefusal::Invalid(_))));
-        assert!(matches!(url_check("file:///etc/passwd"), Err(UrlRefusal::Invalid(_))));
-        assert!(matches!(url_check("http://user:pw@example.com/"), Err(UrlRefusal::Denied(_))));
-        assert!(matches!(url_check("http://user@example.com/"), Err(UrlRefusal::Denied(_))));
-        assert!(matches!(url_check("http://example.com:22/"), Err(UrlRefusal::Denied(_))));
+        assert_eq!(
+            url_check("https://example.com/a").unwrap(),
+            Target::Domain("example.com".into(), 443)
+        );
+        assert_eq!(
+            url_check("http://8.8.8.8:8080/").unwrap(),
+            Target::Ip("8.8.8.8".parse().unwrap(), 8080)
+        );
+        assert!(matches!(
+            url_check("ftp://example.com/"),
+            Err(UrlRefusal::Invalid(_))
+        ));
+        assert!(matches!(
+            url_check("file:///etc/passwd"),
+            Err(UrlRefusal::Invalid(_))
+        ));
+        assert!(matches!(
+            url_check("http://user:pw@example.com/"),
+            Err(UrlRefusal::Denied(_))
+        ));
+        assert!(matches!(
+            url_check("http://user@example.com/"),
+            Err(UrlRefusal::Denied(_))
+        ));
+        assert!(matches!(
+            url_check("http://example.com:22/"),
+            Err(UrlRefusal::Denied(_))
+        ));
         // Every spelling of loopback the URL parser accepts is an IP literal, checked directly.
         for text in [
-            "http://127.0.0.1/", "http://2130706433/", "http://0x7f.0.0.1/", "http://0177.0.0.1/", "http://127.1/",
-            "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://169.254.169.254/latest/meta-data/",
-            "http://[fd00:ec2::254]/", "http://0.0.0.0/",
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.0.0.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fd00:ec2::254]/",
+            "http://0.0.0.0/",
         ] {
             match url_check(text) {
-                Err(UrlRefusal::Denied(reason)) => assert!(reason.contains("refused"), "{text}: {reason}"),
+                Err(UrlRefusal::Denied(reason)) => {
+                    assert!(reason.contains("refused"), "{text}: {reason}")
+                }
                 other => panic!("{text}: {other:?}"),
             }
         }

@@ -39,6 +39,10 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--no-first-run",
     "--no-default-browser-check",
     "--no-pings",
+    "--no-service-autorun",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,NetworkTimeServiceQuerying,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions",
     "--disable-quic",
     "--dns-prefetch-disable",
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
@@ -106,7 +110,13 @@ impl BrowserPool {
     /// make is checked by `resolver`.
     pub fn new(config: Arc<BrowserConfig>, resolver: CheckedResolver) -> Self {
         let tabs = Arc::new(Semaphore::new(config.max_tabs.max(1)));
-        Self { config, resolver, tabs, current: Mutex::new(None), launches: AtomicU64::new(0) }
+        Self {
+            config,
+            resolver,
+            tabs,
+            current: Mutex::new(None),
+            launches: AtomicU64::new(0),
+        }
     }
 
     /// How many times Chromium was launched.
@@ -117,7 +127,10 @@ impl BrowserPool {
     /// Process id of the running Chromium, if one is running.
     pub async fn chromium_pid(&self) -> Option<u32> {
         let current = self.current.lock().await;
-        current.as_ref().filter(|i| !i.is_dead()).and_then(|i| i.pid)
+        current
+            .as_ref()
+            .filter(|i| !i.is_dead())
+            .and_then(|i| i.pid)
     }
 
     /// The checker every rendered request goes through.
@@ -132,7 +145,11 @@ impl BrowserPool {
 
     /// Waits for a free tab slot.
     pub(crate) async fn tab_permit(&self) -> OwnedSemaphorePermit {
-        self.tabs.clone().acquire_owned().await.expect("the tab semaphore is never closed")
+        self.tabs
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the tab semaphore is never closed")
     }
 
     /// The running instance, launching (or relaunching after a crash) as needed.
@@ -179,9 +196,12 @@ async fn launch(config: &BrowserConfig, resolver: &CheckedResolver) -> Result<In
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start Chromium at {}: {e}", config.chromium_path.display()))?;
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "cannot start Chromium at {}: {e}",
+            config.chromium_path.display()
+        )
+    })?;
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
     let ws_url = tokio::time::timeout(config.launch_timeout, async {
@@ -201,6 +221,7 @@ async fn launch(config: &BrowserConfig, resolver: &CheckedResolver) -> Result<In
     let dead_tx = Arc::new(dead_tx);
     let (stop, stopped) = oneshot::channel::<()>();
     let watcher_dead = dead_tx.clone();
+    let mut process = Process { child, profile: Some(profile) };
     tokio::spawn(async move {
         let drain = async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -209,17 +230,16 @@ async fn launch(config: &BrowserConfig, resolver: &CheckedResolver) -> Result<In
             std::future::pending::<()>().await
         };
         tokio::select! {
-            status = child.wait() => tracing::warn!(?status, pid, "Chromium exited"),
+            status = process.child.wait() => tracing::warn!(?status, pid, "Chromium exited"),
             _ = stopped => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                let _ = process.child.start_kill();
+                let _ = process.child.wait().await;
                 tracing::debug!(pid, "Chromium stopped");
             }
             () = drain => {}
         }
         watcher_dead.send_replace(true);
-        // Only now, with the process gone, is the profile deleted.
-        drop(profile);
+        // `process` drops here: the profile is deleted now that Chromium is gone.
     });
 
     let handler_config = HandlerConfig {
@@ -243,8 +263,46 @@ async fn launch(config: &BrowserConfig, resolver: &CheckedResolver) -> Result<In
         }
         handler_dead.send_replace(true);
     });
-    let product = browser.version().await.map_err(|e| format!("cannot ask Chromium its version: {e}"))?.product;
-    let version = product.split_once('/').map_or(product.as_str(), |(_, v)| v).to_string();
+    let product = browser
+        .version()
+        .await
+        .map_err(|e| format!("cannot ask Chromium its version: {e}"))?
+        .product;
+    let version = product
+        .split_once('/')
+        .map_or(product.as_str(), |(_, v)| v)
+        .to_string();
     tracing::info!(pid, %version, "Chromium launched");
-    Ok(Instance { browser, version, pid, dead, handler, _stop: stop, _backstop: backstop })
+    Ok(Instance {
+        browser,
+        version,
+        pid,
+        dead,
+        handler,
+        _stop: stop,
+        _backstop: backstop,
+    })
+}
+
+/// The Chromium child and its profile directory. Dropping it (also when the runtime shuts
+/// down and cancels the watcher) kills the process, waits briefly for it to exit, and only
+/// then deletes the profile, so Chromium cannot recreate files in a half-deleted directory.
+struct Process {
+    child: tokio::process::Child,
+    profile: Option<tempfile::TempDir>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.start_kill();
+            for _ in 0..200 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        drop(self.profile.take());
+    }
 }

@@ -54,11 +54,18 @@ pub struct PolicyProxy {
 
 impl PolicyProxy {
     /// Starts a proxy on an ephemeral 127.0.0.1 port.
-    pub async fn start(resolver: CheckedResolver, connect_timeout: Duration) -> std::io::Result<Self> {
+    pub async fn start(
+        resolver: CheckedResolver,
+        connect_timeout: Duration,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let log = Arc::new(ProxyLog::default());
-        let shared = Arc::new(Shared { resolver, connect_timeout, log: log.clone() });
+        let shared = Arc::new(Shared {
+            resolver,
+            connect_timeout,
+            log: log.clone(),
+        });
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -125,7 +132,14 @@ impl Shared {
             }
         };
         let Some(head) = parse_request(&raw) else {
-            let _ = respond(&mut client, 400, "Bad Request", "malformed request head", None).await;
+            let _ = respond(
+                &mut client,
+                400,
+                "Bad Request",
+                "malformed request head",
+                None,
+            )
+            .await;
             return;
         };
         let result = if head.method.eq_ignore_ascii_case("CONNECT") {
@@ -137,7 +151,11 @@ impl Shared {
             match failure {
                 Failure::Denied(reason) => {
                     tracing::warn!(target = %head.target, %reason, "policy proxy refused a request");
-                    self.log.denied.lock().expect("proxy log").push(reason.clone());
+                    self.log
+                        .denied
+                        .lock()
+                        .expect("proxy log")
+                        .push(reason.clone());
                     let _ = respond(&mut client, 403, "Forbidden", &reason, Some(&reason)).await;
                 }
                 Failure::Upstream(reason) => {
@@ -151,10 +169,14 @@ impl Shared {
 
     /// Resolves, checks and connects to `host:port`.
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Failure> {
-        let addrs = self.resolver.resolve_host_port(host, port).await.map_err(|e| match e {
-            ResolveError::Denied(m) => Failure::Denied(m),
-            ResolveError::NotFound(m) => Failure::Upstream(m),
-        })?;
+        let addrs = self
+            .resolver
+            .resolve_host_port(host, port)
+            .await
+            .map_err(|e| match e {
+                ResolveError::Denied(m) => Failure::Denied(m),
+                ResolveError::NotFound(m) => Failure::Upstream(m),
+            })?;
         let mut last = String::from("no address");
         for addr in addrs {
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
@@ -163,13 +185,25 @@ impl Shared {
                 Err(_) => last = format!("{addr}: connect timed out"),
             }
         }
-        Err(Failure::Upstream(format!("cannot connect to {host}:{port}: {last}")))
+        Err(Failure::Upstream(format!(
+            "cannot connect to {host}:{port}: {last}"
+        )))
     }
 
-    async fn tunnel(&self, client: &mut TcpStream, head: &Head, rest: Vec<u8>) -> Result<(), Failure> {
-        let (host, port) = split_authority(&head.target).ok_or_else(|| Failure::Denied(format!("bad CONNECT target {:?}", head.target)))?;
+    async fn tunnel(
+        &self,
+        client: &mut TcpStream,
+        head: &Head,
+        rest: Vec<u8>,
+    ) -> Result<(), Failure> {
+        let (host, port) = split_authority(&head.target)
+            .ok_or_else(|| Failure::Denied(format!("bad CONNECT target {:?}", head.target)))?;
         let mut upstream = self.connect(&host, port).await?;
-        self.log.forwarded.lock().expect("proxy log").push(format!("{host}:{port}"));
+        self.log
+            .forwarded
+            .lock()
+            .expect("proxy log")
+            .push(format!("{host}:{port}"));
         client
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await
@@ -181,10 +215,18 @@ impl Shared {
         Ok(())
     }
 
-    async fn forward(&self, client: &mut TcpStream, head: &Head, rest: Vec<u8>) -> Result<(), Failure> {
-        let url = Url::parse(&head.target).map_err(|_| Failure::Denied(format!("not an absolute URL: {:?}", head.target)))?;
+    async fn forward(
+        &self,
+        client: &mut TcpStream,
+        head: &Head,
+        rest: Vec<u8>,
+    ) -> Result<(), Failure> {
+        let url = Url::parse(&head.target)
+            .map_err(|_| Failure::Denied(format!("not an absolute URL: {:?}", head.target)))?;
         if url.scheme() != "http" {
-            return Err(Failure::Denied(format!("{url}: only http is forwarded (https goes through CONNECT)")));
+            return Err(Failure::Denied(format!(
+                "{url}: only http is forwarded (https goes through CONNECT)"
+            )));
         }
         check_url(&url, self.resolver.policy()).map_err(|e| match e {
             UrlRefusal::Invalid(m) | UrlRefusal::Denied(m) => Failure::Denied(m),
@@ -192,7 +234,11 @@ impl Shared {
         let host = url.host_str().unwrap_or_default().to_string();
         let port = url.port_or_known_default().unwrap_or(80);
         let upstream = self.connect(&host, port).await?;
-        self.log.forwarded.lock().expect("proxy log").push(url.to_string());
+        self.log
+            .forwarded
+            .lock()
+            .expect("proxy log")
+            .push(url.to_string());
         let mut path = url.path().to_string();
         if let Some(query) = url.query() {
             path.push('?');
@@ -207,8 +253,14 @@ impl Shared {
         out.push_str("Connection: close\r\n\r\n");
         let (mut up_read, mut up_write) = upstream.into_split();
         let (mut client_read, mut client_write) = client.split();
-        up_write.write_all(out.as_bytes()).await.map_err(|e| Failure::Upstream(e.to_string()))?;
-        up_write.write_all(&rest).await.map_err(|e| Failure::Upstream(e.to_string()))?;
+        up_write
+            .write_all(out.as_bytes())
+            .await
+            .map_err(|e| Failure::Upstream(e.to_string()))?;
+        up_write
+            .write_all(&rest)
+            .await
+            .map_err(|e| Failure::Upstream(e.to_string()))?;
         // The request body (if any) flows on while the response is relayed.
         let body = async move {
             let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
@@ -217,12 +269,23 @@ impl Shared {
         let response = async {
             let (raw, rest) = match read_head(&mut up_read).await {
                 Ok(Some(parts)) => parts,
-                Ok(None) => return Err(Failure::Upstream("upstream closed without a response".into())),
+                Ok(None) => {
+                    return Err(Failure::Upstream(
+                        "upstream closed without a response".into(),
+                    ));
+                }
                 Err(e) => return Err(Failure::Upstream(e)),
             };
-            let head = rewrite_response_head(&raw).ok_or_else(|| Failure::Upstream("malformed response head".into()))?;
-            client_write.write_all(head.as_bytes()).await.map_err(|_| Failure::Done)?;
-            client_write.write_all(&rest).await.map_err(|_| Failure::Done)?;
+            let head = rewrite_response_head(&raw)
+                .ok_or_else(|| Failure::Upstream("malformed response head".into()))?;
+            client_write
+                .write_all(head.as_bytes())
+                .await
+                .map_err(|_| Failure::Done)?;
+            client_write
+                .write_all(&rest)
+                .await
+                .map_err(|_| Failure::Done)?;
             let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
             let _ = client_write.shutdown().await;
             Ok(())
@@ -243,17 +306,26 @@ enum Failure {
 }
 
 /// Reads until the end of an HTTP head; returns the head and any bytes read past it.
-async fn read_head<R: AsyncReadExt + Unpin>(stream: &mut R) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+async fn read_head<R: AsyncReadExt + Unpin>(
+    stream: &mut R,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
         let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
         if n == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err("connection closed inside the head".into()) };
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err("connection closed inside the head".into())
+            };
         }
         let searched_from = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf[searched_from..].windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(end) = buf[searched_from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        {
             let end = searched_from + end + 4;
             let rest = buf.split_off(end);
             return Ok(Some((buf, rest)));
@@ -274,9 +346,17 @@ fn parse_request(raw: &[u8]) -> Option<Head> {
     }
     let headers = lines
         .filter(|l| !l.is_empty())
-        .map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
         .collect::<Option<Vec<_>>>()?;
-    Some(Head { method: method.to_string(), target: target.to_string(), version: version.to_string(), headers })
+    Some(Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        version: version.to_string(),
+        headers,
+    })
 }
 
 /// The response head with connection management replaced by `Connection: close`.
@@ -296,9 +376,15 @@ fn rewrite_response_head(raw: &[u8]) -> Option<String> {
 }
 
 fn is_hop_header(name: &str) -> bool {
-    ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Splits `host:port` / `[v6]:port`.
@@ -308,10 +394,22 @@ fn split_authority(authority: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-async fn respond(client: &mut TcpStream, code: u16, reason: &str, body: &str, denied: Option<&str>) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+async fn respond(
+    client: &mut TcpStream,
+    code: u16,
+    reason: &str,
+    body: &str,
+    denied: Option<&str>,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     if let Some(why) = denied {
-        let clean: String = why.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let clean: String = why
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         head.push_str(&format!("{DENIED_HEADER}: {clean}\r\n"));
     }
     head.push_str("\r\n");
@@ -327,13 +425,22 @@ mod tests {
     #[test]
     fn parses_heads() {
         let head = parse_request(b"GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\nProxy-Connection: keep-alive\r\n\r\n").unwrap();
-        assert_eq!((head.method.as_str(), head.target.as_str()), ("GET", "http://a.example/x?y"));
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("GET", "http://a.example/x?y")
+        );
         assert_eq!(head.headers.len(), 2);
         assert!(parse_request(b"GET /x\r\n\r\n").is_none());
         assert_eq!(split_authority("[::1]:443"), Some(("[::1]".into(), 443)));
-        assert_eq!(split_authority("example.com:8443"), Some(("example.com".into(), 8443)));
+        assert_eq!(
+            split_authority("example.com:8443"),
+            Some(("example.com".into(), 8443))
+        );
         assert_eq!(split_authority("example.com"), None);
         let rewritten = rewrite_response_head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\n").unwrap();
-        assert_eq!(rewritten, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            rewritten,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
     }
 }

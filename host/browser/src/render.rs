@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use chromiumoxide::cdp::browser_protocol::network::{
-    EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived, ResourceType,
+    EventRequestWillBeSent, EventResponseReceived, ResourceType,
 };
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::cdp::browser_protocol::page::{EventLifecycleEvent, FrameId};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
 use d402_runtime::FetchFailure;
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -33,21 +36,31 @@ pub struct Rendered {
 
 /// Snapshotter name for pages rendered by `chromium_version`.
 pub fn render_snapshotter(chromium_version: &str) -> String {
-    format!("d402-render/{} (chromium {chromium_version})", env!("CARGO_PKG_VERSION"))
+    format!(
+        "d402-render/{} (chromium {chromium_version})",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Renders `url` in headless Chromium. The caller bounds the time.
-pub async fn render(pool: &BrowserPool, url: &str, max_bytes: u64) -> Result<Rendered, FetchFailure> {
+pub async fn render(
+    pool: &BrowserPool,
+    url: &str,
+    max_bytes: u64,
+) -> Result<Rendered, FetchFailure> {
     let parsed = Url::parse(url).map_err(|e| FetchFailure::InvalidUrl(format!("{url:?}: {e}")))?;
     // The first hop is checked here so a refused URL fails before a browser is involved.
     let target = check_url(&parsed, pool.resolver().policy()).map_err(|e| match e {
         UrlRefusal::Invalid(m) => FetchFailure::InvalidUrl(m),
         UrlRefusal::Denied(m) => FetchFailure::Denied(m),
     })?;
-    pool.resolver().resolve(&target).await.map_err(|e| match e {
-        ResolveError::Denied(m) => FetchFailure::Denied(format!("{url}: {m}")),
-        ResolveError::NotFound(m) => FetchFailure::Upstream(m),
-    })?;
+    pool.resolver()
+        .resolve(&target)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Denied(m) => FetchFailure::Denied(format!("{url}: {m}")),
+            ResolveError::NotFound(m) => FetchFailure::Upstream(m),
+        })?;
     let _permit = pool.tab_permit().await;
     // One retry on a fresh Chromium when the current one turns out to be dead.
     for attempt in 0..2 {
@@ -57,7 +70,12 @@ pub async fn render(pool: &BrowserPool, url: &str, max_bytes: u64) -> Result<Ren
             () = instance.died() => Err(Attempt::Crashed),
         };
         match outcome {
-            Ok(page) => return Ok(Rendered { page, chromium_version: instance.version.clone() }),
+            Ok(page) => {
+                return Ok(Rendered {
+                    page,
+                    chromium_version: instance.version.clone(),
+                });
+            }
             Err(Attempt::Failed(failure)) => return Err(failure),
             Err(Attempt::Crashed) => {
                 tracing::warn!(attempt, %url, "Chromium died during a render");
@@ -65,7 +83,9 @@ pub async fn render(pool: &BrowserPool, url: &str, max_bytes: u64) -> Result<Ren
             }
         }
     }
-    Err(FetchFailure::Upstream(format!("{url}: Chromium crashed twice while rendering")))
+    Err(FetchFailure::Upstream(format!(
+        "{url}: Chromium crashed twice while rendering"
+    )))
 }
 
 enum Attempt {
@@ -73,10 +93,19 @@ enum Attempt {
     Crashed,
 }
 
-async fn render_in(pool: &BrowserPool, instance: &Arc<Instance>, url: &Url, max_bytes: u64) -> Result<RawPage, Attempt> {
+async fn render_in(
+    pool: &BrowserPool,
+    instance: &Arc<Instance>,
+    url: &Url,
+    max_bytes: u64,
+) -> Result<RawPage, Attempt> {
     let proxy = PolicyProxy::start(pool.resolver().clone(), pool.config().connect_timeout)
         .await
-        .map_err(|e| Attempt::Failed(FetchFailure::Upstream(format!("cannot start the policy proxy: {e}"))))?;
+        .map_err(|e| {
+            Attempt::Failed(FetchFailure::Upstream(format!(
+                "cannot start the policy proxy: {e}"
+            )))
+        })?;
     let browser = &instance.browser;
     let cdp = |what: &'static str| move |e| cdp_error(instance, what, e);
     let context = browser
@@ -124,10 +153,18 @@ async fn load(
     proxy: &PolicyProxy,
 ) -> Result<RawPage, Attempt> {
     let cdp = |what: &'static str| move |e| cdp_error(instance, what, e);
-    let mut responses = page.event_listener::<EventResponseReceived>().await.map_err(cdp("listen"))?;
-    let mut started = page.event_listener::<EventRequestWillBeSent>().await.map_err(cdp("listen"))?;
-    let mut finished = page.event_listener::<EventLoadingFinished>().await.map_err(cdp("listen"))?;
-    let mut failed = page.event_listener::<EventLoadingFailed>().await.map_err(cdp("listen"))?;
+    let mut responses = page
+        .event_listener::<EventResponseReceived>()
+        .await
+        .map_err(cdp("listen"))?;
+    let mut started = page
+        .event_listener::<EventRequestWillBeSent>()
+        .await
+        .map_err(cdp("listen"))?;
+    let mut lifecycle = page
+        .event_listener::<EventLifecycleEvent>()
+        .await
+        .map_err(cdp("listen"))?;
     if let Err(e) = page.goto(url.as_str()).await {
         if let Some(reason) = proxy.log().denied().first() {
             return Err(Attempt::Failed(FetchFailure::Denied(reason.clone())));
@@ -136,25 +173,36 @@ async fn load(
     }
     let main_frame = page.mainframe().await.map_err(cdp("main frame"))?;
 
-    // Settle: wait until no request has been in flight for `network_idle`, at most `max_settle_time`.
+    // Settle on Chromium's own lifecycle signals for the main frame: `networkIdle` (no
+    // connection for 500 ms), or `networkAlmostIdle` (at most two) once no request has
+    // started for `network_idle` — so long polls do not hold the page. At most `max_settle_time`.
     let config = pool.config();
     let give_up = Instant::now() + config.max_settle_time;
-    let mut in_flight: i64 = 0;
     let mut document: Option<EventResponseReceived> = None;
+    let mut almost_idle = false;
+    let mut quiet_since = Instant::now();
+    let is_main = |frame: &FrameId| main_frame.as_ref().is_none_or(|m| m == frame);
     loop {
-        let idle = tokio::time::sleep(config.network_idle);
+        let idle_at = quiet_since + config.network_idle;
         tokio::select! {
             Some(event) = responses.next() => {
-                if event.r#type == ResourceType::Document && (main_frame.is_none() || event.frame_id == main_frame) {
+                if event.r#type == ResourceType::Document && event.frame_id.as_ref().is_none_or(is_main) {
                     document = Some((*event).clone());
                 }
             }
-            Some(_) = started.next() => in_flight += 1,
-            Some(_) = finished.next() => in_flight -= 1,
-            Some(_) = failed.next() => in_flight -= 1,
-            () = idle, if in_flight <= 0 => break,
+            Some(_) = started.next() => quiet_since = Instant::now(),
+            Some(event) = lifecycle.next() => {
+                if is_main(&event.frame_id) {
+                    match event.name.as_str() {
+                        "networkIdle" => break,
+                        "networkAlmostIdle" => almost_idle = true,
+                        _ => {}
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(idle_at), if almost_idle => break,
             () = tokio::time::sleep_until(give_up) => {
-                tracing::debug!(%url, in_flight, "render: settle time used up");
+                tracing::debug!(%url, "render: settle time used up");
                 break;
             }
         }
@@ -174,7 +222,11 @@ async fn load(
             html.len()
         ))));
     }
-    let final_url = page.url().await.map_err(cdp("read the URL"))?.unwrap_or_else(|| url.to_string());
+    let final_url = page
+        .url()
+        .await
+        .map_err(cdp("read the URL"))?
+        .unwrap_or_else(|| url.to_string());
     Ok(RawPage {
         final_url,
         status: u16::try_from(status).unwrap_or(0),
@@ -185,7 +237,14 @@ async fn load(
 
 /// A response header, by case-insensitive name.
 fn header(event: &EventResponseReceived, name: &str) -> Option<String> {
-    event.response.headers.inner().as_object()?.iter().find_map(|(k, v)| {
-        k.eq_ignore_ascii_case(name).then(|| v.as_str().unwrap_or_default().to_string())
-    })
+    event
+        .response
+        .headers
+        .inner()
+        .as_object()?
+        .iter()
+        .find_map(|(k, v)| {
+            k.eq_ignore_ascii_case(name)
+                .then(|| v.as_str().unwrap_or_default().to_string())
+        })
 }

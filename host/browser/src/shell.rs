@@ -14,7 +14,9 @@ const MOUNT_IDS: [&str; 6] = ["root", "app", "__next", "__nuxt", "svelte", "___g
 pub fn looks_like_script_shell(content_type: &str, body: &[u8]) -> bool {
     let ct = content_type.to_ascii_lowercase();
     let html = String::from_utf8_lossy(body).to_ascii_lowercase();
-    let is_html = ct.contains("html") || (ct.is_empty() && html.trim_start().starts_with("<!doctype html")) || (ct.is_empty() && html.contains("<html"));
+    let is_html = ct.contains("html")
+        || (ct.is_empty() && html.trim_start().starts_with("<!doctype html"))
+        || (ct.is_empty() && html.contains("<html"));
     if !is_html || !html.contains("<script") {
         return false;
     }
@@ -31,7 +33,9 @@ fn noscript_asks_for_javascript(html: &str) -> bool {
         let inner = &rest[start..];
         let end = inner.find("</noscript").unwrap_or(inner.len());
         let block = &inner[..end];
-        if block.contains("javascript") && (block.contains("enable") || block.contains("requires") || block.contains("need")) {
+        if block.contains("javascript")
+            && (block.contains("enable") || block.contains("requires") || block.contains("need"))
+        {
             return true;
         }
         rest = &inner[end..];
@@ -40,9 +44,11 @@ fn noscript_asks_for_javascript(html: &str) -> bool {
 }
 
 fn has_mount_point(html: &str) -> bool {
-    MOUNT_IDS
-        .iter()
-        .any(|id| html.contains(&format!("id=\"{id}\"")) || html.contains(&format!("id='{id}'")) || html.contains(&format!("id={id}>")))
+    MOUNT_IDS.iter().any(|id| {
+        html.contains(&format!("id=\"{id}\""))
+            || html.contains(&format!("id='{id}'"))
+            || html.contains(&format!("id={id}>"))
+    })
 }
 
 /// Characters of text outside tags, scripts, styles, templates and noscript, whitespace collapsed.
@@ -52,14 +58,18 @@ fn visible_text_len(html: &str) -> usize {
     let mut last_space = true;
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('<') {
-            let skipped = ["script", "style", "template", "noscript"].iter().find_map(|tag| {
-                after
-                    .strip_prefix(tag)
-                    .filter(|r| r.starts_with(['>', ' ', '\t', '\n', '\r', '/']))
-                    .map(|r| r.find(&format!("</{tag}")).map_or("", |i| &r[i..]))
-            });
+            let skipped = ["script", "style", "template", "noscript"]
+                .iter()
+                .find_map(|tag| {
+                    after
+                        .strip_prefix(tag)
+                        .filter(|r| r.starts_with(['>', ' ', '\t', '\n', '\r', '/']))
+                        .map(|r| r.find(&format!("</{tag}")).map_or("", |i| &r[i..]))
+                });
             rest = match skipped {
-                Some(r) => r.get(2..).map_or("", |r| r.find('>').map_or("", |i| &r[i + 1..])),
+                Some(r) => r
+                    .get(2..)
+                    .map_or("", |r| r.find('>').map_or("", |i| &r[i + 1..])),
                 None => after.find('>').map_or("", |i| &after[i + 1..]),
             };
             continue;
@@ -89,7 +99,10 @@ mod tests {
     fn spa_shells_are_detected() {
         let react = br#"<!doctype html><html><head><title>App</title><script src="/main.js"></script></head><body><div id="root"></div></body></html>"#;
         assert!(looks_like_script_shell(HTML, react));
-        let next = format!(r#"<html><body><div id="__next">{}</div><script>self.__next_f=[]</script></body></html>"#, "Loading… ".repeat(40));
+        let next = format!(
+            r#"<html><body><div id="__next">{}</div><script>self.__next_f=[]</script></body></html>"#,
+            "Loading… ".repeat(40)
+        );
         assert!(looks_like_script_shell(HTML, next.as_bytes()));
         let noscript = format!(
             "<html><body><p>{}</p><noscript>You need to enable JavaScript to run this app.</noscript><script src=a.js></script></body></html>",
@@ -106,14 +119,23 @@ mod tests {
         );
         assert!(!looks_like_script_shell(HTML, article.as_bytes()));
         // No script, nothing to render.
-        assert!(!looks_like_script_shell(HTML, b"<html><body><div id=\"root\"></div></body></html>"));
+        assert!(!looks_like_script_shell(
+            HTML,
+            b"<html><body><div id=\"root\"></div></body></html>"
+        ));
         // Not HTML.
-        assert!(!looks_like_script_shell("application/json", b"{\"a\":\"<script>\"}"));
+        assert!(!looks_like_script_shell(
+            "application/json",
+            b"{\"a\":\"<script>\"}"
+        ));
     }
 
     #[test]
     fn counts_only_visible_text() {
-        assert_eq!(visible_text_len("<p>ab  cd</p><script>lots of code here</script><style>p{}</style>"), 5);
+        assert_eq!(
+            visible_text_len("<p>ab  cd</p><script>lots of code here</script><style>p{}</style>"),
+            5
+        );
         assert_eq!(visible_text_len("<scripty>ab</scripty>"), 2);
         assert_eq!(visible_text_len("<script>unterminated"), 0);
     }

@@ -74,16 +74,25 @@ pub fn store_snapshot(
     };
     let bytes = canonical::to_vec(&record).map_err(|e| SnapshotError::Encode(e.to_string()))?;
     let snapshot_cid = store.put(&bytes)?;
-    debug_assert_eq!(Ok(snapshot_cid), ContentId::of_json(&record).map_err(|_| ()));
+    debug_assert_eq!(
+        Ok(snapshot_cid),
+        ContentId::of_json(&record).map_err(|_| ())
+    );
     tracing::debug!(%url, %snapshot_cid, %body_cid, rendered, "stored page snapshot");
     Ok(into_page(record, page.body, snapshot_cid))
 }
 
 /// Loads a snapshot record and its body by the record's CID (both re-hashed on read).
-pub fn load_snapshot(store: &BlobStore, cid: &ContentId) -> Result<(SnapshotRecord, Vec<u8>), SnapshotError> {
+pub fn load_snapshot(
+    store: &BlobStore,
+    cid: &ContentId,
+) -> Result<(SnapshotRecord, Vec<u8>), SnapshotError> {
     let bytes = store.get(cid)?;
     let record: SnapshotRecord =
-        serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Malformed { cid: *cid, reason: e.to_string() })?;
+        serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Malformed {
+            cid: *cid,
+            reason: e.to_string(),
+        })?;
     let body = store.get(&record.body_cid)?;
     Ok((record, body))
 }
@@ -135,7 +144,9 @@ impl PageSource for SnapshotSource {
     fn fetch(&self, spec: FetchSpec) -> SourceFuture<'_> {
         let page = self.pages.get(&spec.url).cloned();
         Box::pin(async move {
-            let page = page.ok_or_else(|| FetchFailure::Upstream(format!("no snapshot recorded for {}", spec.url)))?;
+            let page = page.ok_or_else(|| {
+                FetchFailure::Upstream(format!("no snapshot recorded for {}", spec.url))
+            })?;
             if page.body.len() as u64 > spec.max_bytes {
                 return Err(FetchFailure::TooLarge(format!(
                     "{} bytes is over the {} byte cap",

@@ -47,6 +47,9 @@ pub enum BenchCommand {
         /// Passes over the corpus per path.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Run the sandbox without fuel metering (to measure what metering costs).
+        #[arg(long)]
+        no_fuel: bool,
     },
 }
 
@@ -54,7 +57,10 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sandbox { manifest, wasm, iterations, loads } => sandbox(&manifest, &wasm, iterations, loads),
-        BenchCommand::Extract { pages, manifest, wasm, rounds } => extract(&pages, &manifest, &wasm, rounds),
+        BenchCommand::Extract { pages, manifest, wasm, rounds, no_fuel } => {
+            let config = RuntimeConfig { default_fuel: (!no_fuel).then_some(u64::MAX / 2), ..RuntimeConfig::default() };
+            extract(&pages, &manifest, &wasm, rounds, config)
+        }
     }
 }
 
@@ -144,13 +150,19 @@ fn load_corpus(dir: &std::path::Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> 
     Ok(pages)
 }
 
-fn extract(pages_dir: &std::path::Path, manifest: &std::path::Path, wasm: &std::path::Path, rounds: u32) -> anyhow::Result<()> {
+fn extract(
+    pages_dir: &std::path::Path,
+    manifest: &std::path::Path,
+    wasm: &std::path::Path,
+    rounds: u32,
+    config: RuntimeConfig,
+) -> anyhow::Result<()> {
     let pages = load_corpus(pages_dir)?;
     let total_bytes: usize = pages.iter().map(|(_, body)| body.len()).sum();
     let bytes = read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
     let mut manifest = read_manifest(manifest)?;
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(config)?;
     let capability = runtime.load(&manifest, &bytes)?;
     let mut replay = d402_runtime::ReplaySource::new();
     for (url, body) in &pages {
@@ -175,7 +187,7 @@ fn extract(pages_dir: &std::path::Path, manifest: &std::path::Path, wasm: &std::
     eprintln!("bench extract: {} pages ({:.1} MB), {rounds} rounds per path", pages.len(), total_bytes as f64 / 1e6);
     let mut native = Duration::ZERO;
     let mut wasm_time = Duration::ZERO;
-    let mut agree = 0;
+    let mut differing = Vec::new();
     for round in 0..rounds {
         // Alternate which path runs first, so caches and drift favour neither.
         for path in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
@@ -205,7 +217,10 @@ fn extract(pages_dir: &std::path::Path, manifest: &std::path::Path, wasm: &std::
                 (Err(_), Err(_)) => true,
                 _ => false,
             };
-            agree += usize::from(same);
+            if !same {
+                let wasm_error = wasm_out.as_ref().err().map(|f| f.error.to_string());
+                differing.push(format!("{url} ({})", wasm_error.unwrap_or_else(|| "different markdown".into())));
+            }
         }
     });
     let per_path = |d: Duration| {
@@ -214,7 +229,14 @@ fn extract(pages_dir: &std::path::Path, manifest: &std::path::Path, wasm: &std::
     };
     let (native_pps, native_mbs) = per_path(native);
     let (wasm_pps, wasm_mbs) = per_path(wasm_time);
-    println!("page-to-markdown on {} pages ({} identical outputs native vs WASM)", pages.len(), agree);
+    println!(
+        "page-to-markdown on {} pages ({} identical outputs native vs WASM)",
+        pages.len(),
+        pages.len() - differing.len()
+    );
+    for page in &differing {
+        println!("  differs: {page}");
+    }
     println!("  native (same code, x86_64)      {native_pps:>8.1} pages/s  {native_mbs:>6.2} MB/s   (baseline)");
     println!(
         "  WASM component, full run path   {wasm_pps:>8.1} pages/s  {wasm_mbs:>6.2} MB/s   time ratio {:.2}x",

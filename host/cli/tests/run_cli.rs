@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use d402_protocol::ContentId;
-use d402_testkit::{component, components_dir, fetch_permission, hostile_manifest, json_transform_manifest_path};
+use d402_testkit::{component, components_dir, fetch_permission, hostile_manifest, manifest_path, repo_path};
 use serde_json::{Value, json};
 
 fn d402(dir: &Path, args: &[&str]) -> (i32, Value, String) {
@@ -29,7 +29,7 @@ fn path(p: &Path) -> &str {
 fn runs_a_pure_capability_and_prints_result_with_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = components_dir().join("json_transform.wasm");
-    let manifest = json_transform_manifest_path();
+    let manifest = manifest_path("json-transform");
     let input = r#"{"value": {"k": [5, 6]}, "select": ["k.1"]}"#;
     let args = ["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", input];
     let (code, out, stderr) = d402(dir.path(), &args);
@@ -86,7 +86,7 @@ fn a_pinned_manifest_refuses_another_wasm() {
 fn installed_capabilities_run_by_id() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = components_dir().join("json_transform.wasm");
-    let manifest = path(&json_transform_manifest_path()).to_string();
+    let manifest = path(&manifest_path("json-transform")).to_string();
     let run = |args: &[&str]| {
         let (code, out, stderr) = d402(dir.path(), args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
@@ -156,4 +156,34 @@ fn the_same_crate_builds_with_cargo_component() {
     let header = std::fs::read(&wasm).unwrap();
     assert_eq!(&header[..8], b"\0asm\x0d\x00\x01\x00", "cargo component must produce a component");
     assert_counts_words(&crate_dir, &wasm);
+}
+
+#[test]
+fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_path("page-to-markdown");
+    let wasm = components_dir().join("page_to_markdown.wasm");
+    let pages = repo_path("capabilities/page-to-markdown/extractor/tests/pages");
+    let run = |page: &str| {
+        let snapshot = format!("https://news.example.com/story={}", pages.join(page).display());
+        d402(dir.path(), &[
+            "capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm),
+            "--input", r#"{"url": "https://news.example.com/story"}"#, "--snapshot", &snapshot,
+        ])
+    };
+    let (code, out, stderr) = run("news-article.html");
+    assert_eq!(code, 0, "{stderr}");
+    let result = &out["result"];
+    let markdown = result["markdown"].as_str().unwrap();
+    assert!(markdown.starts_with("# "), "{markdown}");
+    let digest = d402_protocol::ContentHash::of(markdown.as_bytes()).to_string();
+    assert_eq!(result["contentHash"], json!(digest));
+    assert_eq!(result["snapshotCid"], out["evidence"]["snapshotCids"][0]);
+    assert_eq!(result["evidence"]["converter"], "d402-page-extractor");
+    assert_eq!(result["evidence"]["httpStatus"], 200);
+
+    let (code, out, _) = run("cloudflare-challenge.html");
+    assert_eq!(code, 2);
+    assert_eq!(out["error"]["kind"], "blocked");
+    assert!(out["error"]["message"].as_str().unwrap().contains("cloudflare"), "{out}");
 }

@@ -97,13 +97,14 @@ impl ReplaySource {
         self.pages.insert(url.to_string(), page);
     }
 
-    /// Serves raw HTML bytes (e.g. a saved file) at `url` as a 200 response. Metadata that a
-    /// plain file cannot carry is fixed (fetched at the Unix epoch), so replays are exact.
+    /// Serves raw HTML bytes (e.g. a saved file) at `url` as a 200 `text/html` response with
+    /// no charset claimed (the capability sniffs it). Metadata that a plain file cannot carry
+    /// is fixed (fetched at the Unix epoch), so replays are exact.
     pub fn insert_html(&mut self, url: &str, body: Vec<u8>) {
         let page = FetchedPage {
             final_url: url.to_string(),
             status: 200,
-            content_type: "text/html; charset=utf-8".to_string(),
+            content_type: "text/html".to_string(),
             snapshot_cid: ContentId::of_bytes(&body),
             body,
             rendered: false,

@@ -14,9 +14,17 @@ pub fn components_dir() -> PathBuf {
         .join("wasm32-wasip2/wasm")
 }
 
-/// Path of the json-transform manifest in the source tree.
-pub fn json_transform_manifest_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../capabilities/json-transform/manifest.json")
+/// Path of a capability's manifest in the source tree, e.g. `manifest_path("json-transform")`.
+pub fn manifest_path(capability_dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../capabilities")
+        .join(capability_dir)
+        .join("manifest.json")
+}
+
+/// Path of a file in the source tree, relative to the repository root.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
 }
 
 /// Bytes of a built capability component (`hostile`, `json_transform`).
@@ -64,7 +72,7 @@ pub fn fetch_permission(hosts: &[&str], max_requests: u32) -> Value {
 /// The json-transform capability's manifest, pinned to its built component.
 pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
     let bytes = component("json_transform");
-    let text = std::fs::read_to_string(json_transform_manifest_path()).unwrap();
+    let text = std::fs::read_to_string(manifest_path("json-transform")).unwrap();
     let mut manifest = CapabilityManifest::from_json(&text).unwrap();
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     (manifest, bytes)

@@ -15,7 +15,11 @@ use tokio::net::TcpListener;
 /// What a test server answers.
 pub enum Reply {
     /// A complete response.
-    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Reads the request and never answers.
     Hang,
     /// 200 with a chunked body that never ends.
@@ -25,12 +29,20 @@ pub enum Reply {
 impl Reply {
     /// 200 text/html.
     pub fn html(body: impl Into<String>) -> Self {
-        Reply::Full { status: 200, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: body.into().into_bytes() }
+        Reply::Full {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.into().into_bytes(),
+        }
     }
 
     /// A redirect to `location`.
     pub fn redirect(location: impl Into<String>) -> Self {
-        Reply::Full { status: 302, headers: vec![("Location".into(), location.into())], body: Vec::new() }
+        Reply::Full {
+            status: 302,
+            headers: vec![("Location".into(), location.into())],
+            body: Vec::new(),
+        }
     }
 }
 
@@ -45,7 +57,10 @@ pub struct Server {
 
 impl Server {
     /// Starts a server on `ip` (e.g. 127.0.0.1 or 127.0.0.2), port chosen by the OS.
-    pub async fn start(ip: &str, handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Server {
+    pub async fn start(
+        ip: &str,
+        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let ip: IpAddr = ip.parse().unwrap();
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -54,7 +69,9 @@ impl Server {
         let log = requests.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let handler = handler.clone();
                 let log = log.clone();
                 tokio::spawn(async move {
@@ -70,8 +87,15 @@ impl Server {
                     let path = text.split(' ').nth(1).unwrap_or("/").to_string();
                     log.lock().unwrap().push(path.clone());
                     match handler(&path) {
-                        Reply::Full { status, headers, body } => {
-                            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+                        Reply::Full {
+                            status,
+                            headers,
+                            body,
+                        } => {
+                            let mut out = format!(
+                                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                                body.len()
+                            );
                             for (k, v) in headers {
                                 out.push_str(&format!("{k}: {v}\r\n"));
                             }
@@ -126,7 +150,7 @@ pub fn strict_config(public: &[&str]) -> BrowserConfig {
 }
 
 /// A source over a fresh blob store; the temp dir lives as long as the returned guard.
-pub fn source(config: BrowserConfig) -> (LiveSource, tempfile::TempDir) {
+pub fn live_source(config: BrowserConfig) -> (LiveSource, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path()).unwrap();
     (LiveSource::new(config, store).unwrap(), dir)
@@ -134,11 +158,20 @@ pub fn source(config: BrowserConfig) -> (LiveSource, tempfile::TempDir) {
 
 /// A fetch spec with generous limits.
 pub fn spec(url: &str, render: RenderMode) -> FetchSpec {
-    FetchSpec { url: url.to_string(), render, timeout: Duration::from_secs(30), max_bytes: 1 << 20 }
+    FetchSpec {
+        url: url.to_string(),
+        render,
+        timeout: Duration::from_secs(30),
+        max_bytes: 1 << 20,
+    }
 }
 
 /// Fetches through the `PageSource` trait, as the runtime does.
-pub async fn fetch(source: &LiveSource, url: &str, render: RenderMode) -> Result<FetchedPage, FetchFailure> {
+pub async fn fetch(
+    source: &LiveSource,
+    url: &str,
+    render: RenderMode,
+) -> Result<FetchedPage, FetchFailure> {
     PageSource::fetch(source, spec(url, render)).await
 }
 
@@ -146,12 +179,18 @@ pub async fn fetch(source: &LiveSource, url: &str, render: RenderMode) -> Result
 #[track_caller]
 pub fn assert_denied(result: Result<FetchedPage, FetchFailure>, needle: &str) {
     match result {
-        Err(FetchFailure::Denied(reason)) => assert!(reason.contains(needle), "denial {reason:?} should mention {needle:?}"),
+        Err(FetchFailure::Denied(reason)) => assert!(
+            reason.contains(needle),
+            "denial {reason:?} should mention {needle:?}"
+        ),
         other => panic!("expected a denial mentioning {needle:?}, got {other:?}"),
     }
 }
 
 /// Installs a test log subscriber (once).
 pub fn logs() {
-    let _ = tracing_subscriber::fmt().with_env_filter("d402_browser=debug").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("d402_browser=debug")
+        .with_test_writer()
+        .try_init();
 }
