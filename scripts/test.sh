@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for the test suite and runs all of it: installs what is missing
-# (the wasm32-wasip2 Rust target, cargo-component), builds the capability components the
+# (the wasm32-wasip2 Rust target, cargo-component, Chromium), builds the capability components the
 # tests load, then runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 ensure_rust_targets
 ensure_cargo_component
+ensure_chromium
 ./scripts/build-capabilities.sh
 cargo test --locked --workspace "$@"

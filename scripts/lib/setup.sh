@@ -15,3 +15,12 @@ ensure_cargo_component() {
     cargo install --locked cargo-component --version 0.21.1
   fi
 }
+
+# Debian's Chromium for the browser provider's rendering tests (never downloaded at run time).
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ] && [ -z "${D402_CHROMIUM:-}" ]; then
+    echo "setup: installing Debian's chromium" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}

@@ -47,9 +47,9 @@ pub enum BenchCommand {
         /// Passes over the corpus per path.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
-        /// Run the sandbox without fuel metering (to measure what metering costs).
+        /// Run the sandbox with fuel metering on (to measure what metering costs).
         #[arg(long)]
-        no_fuel: bool,
+        fuel: bool,
     },
 }
 
@@ -57,8 +57,8 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sandbox { manifest, wasm, iterations, loads } => sandbox(&manifest, &wasm, iterations, loads),
-        BenchCommand::Extract { pages, manifest, wasm, rounds, no_fuel } => {
-            let config = RuntimeConfig { default_fuel: (!no_fuel).then_some(u64::MAX / 2), ..RuntimeConfig::default() };
+        BenchCommand::Extract { pages, manifest, wasm, rounds, fuel } => {
+            let config = RuntimeConfig { fuel_metering: fuel, ..RuntimeConfig::default() };
             extract(&pages, &manifest, &wasm, rounds, config)
         }
     }

@@ -1,6 +1,7 @@
 //! `d402 capability run`: run one capability locally in the sandbox and print the output
-//! with its run evidence. `--snapshot URL=FILE` serves the browser import from files
-//! (replay mode), as validators do.
+//! with its run evidence. Pages come from the live fetcher (public addresses only; snapshots
+//! recorded in the node's store), or with `--snapshot URL=FILE` from files (replay mode), as
+//! validators do.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,17 +39,35 @@ pub struct RunArgs {
     /// Task ID handed to the capability.
     #[arg(long, default_value = "task:local")]
     task_id: String,
+    /// DEVELOPMENT ONLY: let live fetches reach private, loopback and link-local addresses
+    /// (for pages served on 127.0.0.1). Off by default; never use it on a public node.
+    #[arg(long)]
+    allow_private_addresses: bool,
 }
 
 /// Runs the capability; prints `{"result", "evidence"}` (exit 0) or `{"error", "evidence"}`
 /// (exit 2) as JSON on stdout.
 pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let input: Value = serde_json::from_str(&args.input).context("--input is not valid JSON")?;
-    let pages = replay_source(&args.snapshots)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Without snapshots, pages come from the live fetcher (recording snapshots in the store).
+    let pages = match replay_source(&args.snapshots)? {
+        Some(replay) => replay,
+        None => {
+            let config = d402_browser::BrowserConfig {
+                allow_private_addresses: args.allow_private_addresses,
+                ..d402_browser::BrowserConfig::default()
+            };
+            let store = BlobStore::open(args.state.join("blobs"))?;
+            let _guard = tokio.enter();
+            let live = d402_browser::LiveSource::new(config, store)
+                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+            Arc::new(live)
+        }
+    };
     let runtime = Runtime::new(RuntimeConfig {
         compile_cache_dir: Some(args.state.join("compile-cache")),
         ..RuntimeConfig::default()
@@ -66,7 +85,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         _ => bail!("pass either --manifest with --wasm, or --capability"),
     };
     let task = TaskInfo { task_id: args.task_id };
-    let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, pages));
+    let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, Some(pages)));
     let (document, code) = match outcome {
         Ok(report) => (json!({"result": report.output, "evidence": report.evidence}), 0),
         Err(failure) => (json!({"error": failure.error, "evidence": failure.evidence}), 2),
@@ -90,6 +109,7 @@ fn pin_artifact(mut manifest: CapabilityManifest, bytes: &[u8], wasm: &Path) -> 
     Ok(manifest)
 }
 
+/// The replay source for `--snapshot URL=FILE` arguments, or `None` when there are none.
 fn replay_source(snapshots: &[String]) -> anyhow::Result<Option<Arc<dyn PageSource>>> {
     if snapshots.is_empty() {
         return Ok(None);

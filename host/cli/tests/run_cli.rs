@@ -37,7 +37,7 @@ fn runs_a_pure_capability_and_prints_result_with_evidence() {
     assert_eq!(out["result"], json!({"result": {"k.1": 6}, "missing": []}));
     assert_eq!(out["evidence"]["artifactCid"], json!(ContentId::of_bytes(&component("json_transform")).to_string()));
     assert!(out["evidence"]["contentHash"].as_str().unwrap().starts_with("sha256:"));
-    assert!(out["evidence"]["fuelUsed"].as_u64().unwrap() > 0);
+    assert!(out["evidence"]["elapsedUs"].as_u64().unwrap() > 0);
 
     let (code, out, _) = d402(dir.path(), &["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", r#"{"select": 3}"#]);
     assert_eq!(code, 2);
@@ -186,4 +186,49 @@ fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
     assert_eq!(code, 2);
     assert_eq!(out["error"]["kind"], "blocked");
     assert!(out["error"]["message"].as_str().unwrap().contains("cloudflare"), "{out}");
+}
+
+/// Serves `body` as text/html to every connection on 127.0.0.1 until the process ends.
+fn serve(body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    format!("http://{address}/story")
+}
+
+#[test]
+fn live_fetches_refuse_loopback_unless_the_development_flag_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(include_str!("../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"));
+    let manifest = manifest_path("page-to-markdown");
+    let wasm = components_dir().join("page_to_markdown.wasm");
+    let input = json!({"url": url, "render": "never"}).to_string();
+    let base = ["capability", "run", "--manifest", path(&manifest), "--wasm", path(&wasm), "--input", &input];
+
+    let (code, out, _) = d402(dir.path(), &base);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(out["error"]["kind"], "upstream-failure");
+    assert!(out["error"]["message"].as_str().unwrap().contains("127.0.0.1"), "{out}");
+
+    let mut allowed = base.to_vec();
+    allowed.push("--allow-private-addresses");
+    let (code, out, stderr) = d402(dir.path(), &allowed);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out["result"]["markdown"].as_str().unwrap().starts_with("# "), "{out}");
+    assert_eq!(out["result"]["evidence"]["rendered"], false);
+    // The page was recorded as a content-addressed snapshot in the node's store.
+    let snapshot = out["result"]["snapshotCid"].as_str().unwrap();
+    assert!(dir.path().join("state/blobs").join(snapshot).is_file(), "snapshot {snapshot} not stored");
 }

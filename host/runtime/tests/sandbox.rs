@@ -12,6 +12,10 @@ fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).unwrap()
 }
 
+fn metered_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig { fuel_metering: true, ..RuntimeConfig::default() }).unwrap()
+}
+
 fn task() -> TaskInfo {
     TaskInfo { task_id: "task:test".into() }
 }
@@ -35,7 +39,7 @@ async fn a_well_behaved_run_reports_output_and_evidence() {
     let expected = ContentHash::of(&canonical::to_vec(&json!({"text": "hi"})).unwrap());
     assert_eq!(report.evidence.content_hash, Some(expected));
     assert_eq!(report.evidence.artifact_cid, Some(ContentId::of_bytes(&component("hostile"))));
-    assert!(report.evidence.fuel_used.unwrap() > 0);
+    assert_eq!(report.evidence.fuel_used, None, "metering is off by default");
 }
 
 #[tokio::test]
@@ -55,13 +59,15 @@ async fn infinite_loop_is_stopped_within_the_deadline() {
 
 #[tokio::test]
 async fn fuel_limits_stop_a_loop_deterministically() {
-    let rt = runtime();
+    let rt = metered_runtime();
     let (mut manifest, bytes) = hostile(5000);
     manifest.limits.fuel = Some(5_000_000);
     let cap = rt.load(&manifest, &bytes).unwrap();
     let failure = rt.run(&cap, &task(), &json!({"behaviour": "loop"}), None).await.unwrap_err();
     assert!(matches!(failure.error, RunError::FuelExhausted(_)), "{:?}", failure.error);
     assert_eq!(failure.evidence.fuel_used, Some(5_000_000));
+    // A node without metering refuses a manifest that needs it.
+    assert!(matches!(runtime().load(&manifest, &bytes), Err(LoadError::Policy(m)) if m.contains("fuel")));
 }
 
 #[tokio::test]
@@ -237,7 +243,7 @@ async fn input_failing_the_schema_never_reaches_the_guest() {
 
 #[tokio::test]
 async fn pure_capability_runs_and_is_deterministic() {
-    let rt = runtime();
+    let rt = metered_runtime();
     let (manifest, bytes) = json_transform();
     let cap = rt.load(&manifest, &bytes).unwrap();
     let input = json!({"value": {"a": [1, {"b": "x"}]}, "select": ["a.1.b", "a.7"]});
@@ -245,7 +251,8 @@ async fn pure_capability_runs_and_is_deterministic() {
     assert_eq!(report.output, json!({"result": {"a.1.b": "x"}, "missing": ["a.7"]}));
     let again = rt.run(&cap, &task(), &input, None).await.unwrap();
     assert_eq!(report.evidence.content_hash, again.evidence.content_hash);
-    assert_eq!(report.evidence.fuel_used, again.evidence.fuel_used);
+    assert!(report.evidence.fuel_used.unwrap() > 0);
+    assert_eq!(report.evidence.fuel_used, again.evidence.fuel_used, "fuel is deterministic");
 }
 
 #[test]
