@@ -1,11 +1,10 @@
 //! Content-addressed page snapshots: the body and a small JSON record, both in the blob
 //! store; the record's CID is the page's `snapshot_cid`. [`SnapshotSource`] replays them.
 
-use std::collections::HashMap;
 
 use d402_blobstore::{BlobError, BlobStore};
 use d402_protocol::{ContentId, Timestamp, canonical};
-use d402_runtime::{FetchFailure, FetchSpec, FetchedPage, PageSource, SourceFuture};
+use d402_runtime::{FetchedPage, ReplaySource};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -113,48 +112,17 @@ fn into_page(record: SnapshotRecord, body: Vec<u8>, snapshot_cid: ContentId) -> 
 /// Replays recorded snapshots by requested URL (what validators use to re-run a claim).
 /// A URL without a snapshot is an upstream failure; when several snapshots share a URL the
 /// last one given wins.
-#[derive(Debug, Clone, Default)]
-pub struct SnapshotSource {
-    pages: HashMap<String, FetchedPage>,
-}
+pub struct SnapshotSource;
 
 impl SnapshotSource {
-    /// Loads the snapshots named by `cids` from `store`.
-    pub fn load(store: &BlobStore, cids: &[ContentId]) -> Result<Self, SnapshotError> {
-        let mut pages = HashMap::new();
+    /// Loads the snapshots named by `cids` from `store` into a replaying page source.
+    pub fn load(store: &BlobStore, cids: &[ContentId]) -> Result<ReplaySource, SnapshotError> {
+        let mut source = ReplaySource::new();
         for cid in cids {
             let (record, body) = load_snapshot(store, cid)?;
-            pages.insert(record.url.clone(), into_page(record, body, *cid));
+            let url = record.url.clone();
+            source.insert(&url, into_page(record, body, *cid));
         }
-        Ok(Self { pages })
-    }
-
-    /// Number of URLs served.
-    pub fn len(&self) -> usize {
-        self.pages.len()
-    }
-
-    /// True when no snapshot is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
-    }
-}
-
-impl PageSource for SnapshotSource {
-    fn fetch(&self, spec: FetchSpec) -> SourceFuture<'_> {
-        let page = self.pages.get(&spec.url).cloned();
-        Box::pin(async move {
-            let page = page.ok_or_else(|| {
-                FetchFailure::Upstream(format!("no snapshot recorded for {}", spec.url))
-            })?;
-            if page.body.len() as u64 > spec.max_bytes {
-                return Err(FetchFailure::TooLarge(format!(
-                    "{} bytes is over the {} byte cap",
-                    page.body.len(),
-                    spec.max_bytes
-                )));
-            }
-            Ok(page)
-        })
+        Ok(source)
     }
 }
