@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs the main job.
-# Today the gateway node is not there yet: this builds `d402` and the capability
-# components, installs them into ./state/node, publishes the template capability into
-# ./state/publisher (keygen, template, validate, register, verify), and runs
-# web.page_to_markdown@1 in the sandbox on a saved page. It becomes `d402 node` on embedded
-# defaults as the gateway lands.
+# Builds `d402` and the capability components, installs them into ./state/node, publishes
+# the template capability into ./state/publisher (keygen, template, validate, register,
+# verify), runs web.page_to_markdown@1 in the sandbox on a saved page, and ends by running
+# the gateway node in the foreground on embedded defaults (http://127.0.0.1:8402).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
@@ -30,3 +29,5 @@ HTML
 $d402 capability run --capability web.page_to_markdown@1 \
   --input '{"url":"https://example.com/hello"}' --snapshot "https://example.com/hello=$page"
 rm -f "$page"
+echo "starting the gateway node on embedded defaults (Ctrl-C stops it)" >&2
+exec $d402 node

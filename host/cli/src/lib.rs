@@ -3,6 +3,7 @@
 mod bench;
 mod capability;
 mod files;
+mod node;
 mod run;
 mod scaffold;
 
@@ -36,6 +37,12 @@ enum Command {
     /// Benchmarks (figures are ratios against a baseline from the same run).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a node (gateway, worker, validator) on embedded defaults.
+    Node(d402_node::NodeArgs),
+    /// Fund an account on the simulated payment rail's ledger (development).
+    Faucet(node::FaucetArgs),
+    /// Call an HTTP gateway: discovery, 402 challenge, signed payment, result and receipt.
+    HttpTask(node::HttpTaskArgs),
 }
 
 /// Runs the command line and maps failures to exit code 1 with the full error on stderr.
@@ -46,6 +53,9 @@ pub fn main() -> ExitCode {
         Command::Keygen { out, force } => keygen(&out, force).map(|()| ExitCode::SUCCESS),
         Command::Capability(command) => capability::run(command),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => node::node(args),
+        Command::Faucet(args) => node::faucet(args),
+        Command::HttpTask(args) => node::http_task(args),
     };
     match outcome {
         Ok(code) => code,

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use d402_blobstore::BlobStore;
-use d402_protocol::{CapabilityManifest, ContentId, ImplementationPackage, Signed};
+use d402_node::find_installed;
+use d402_protocol::{CapabilityManifest, ContentId};
 use d402_runtime::{PageSource, ReplaySource, Runtime, RuntimeConfig, TaskInfo};
 use serde_json::{Value, json};
 
-use crate::files::{read_bytes, read_json, read_manifest};
+use crate::files::{read_bytes, read_manifest};
 
 /// Arguments of `capability run`.
 #[derive(Args)]
@@ -122,33 +123,4 @@ fn replay_source(snapshots: &[String]) -> anyhow::Result<Option<Arc<dyn PageSour
         source.insert_html(url, read_bytes(Path::new(file))?);
     }
     Ok(Some(Arc::new(source)))
-}
-
-/// Finds an installed capability by manifest CID or capability ID (the newest package wins).
-fn find_installed(state: &Path, reference: &str) -> anyhow::Result<CapabilityManifest> {
-    let by_cid = reference.parse::<ContentId>().ok();
-    let dir = state.join("implementations");
-    let mut best: Option<ImplementationPackage> = None;
-    let entries = std::fs::read_dir(&dir)
-        .with_context(|| format!("no capabilities installed in {} (see `d402 capability implementation install`)", state.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        let envelope: Signed<ImplementationPackage> = read_json(&path)?;
-        let package = envelope
-            .verify()
-            .with_context(|| format!("{} does not verify", path.display()))?
-            .clone();
-        let matches = by_cid.map_or(package.capability_id == reference, |cid| package.manifest_cid == cid);
-        if matches && best.as_ref().is_none_or(|b| b.created_at < package.created_at) {
-            best = Some(package);
-        }
-    }
-    let package = best.with_context(|| format!("capability {reference} is not installed in {}", state.display()))?;
-    let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
-    let mut manifest = read_manifest(&manifest_path)?;
-    if manifest.cid()? != package.manifest_cid {
-        bail!("{} does not hash to its name", manifest_path.display());
-    }
-    manifest.runtime.artifact_cid.get_or_insert(package.artifact_cid);
-    Ok(manifest)
 }

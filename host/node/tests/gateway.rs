@@ -1,0 +1,216 @@
+//! End-to-end tests of the gateway over real HTTP on 127.0.0.1, serving the json-transform
+//! component (build it first: scripts/build-capabilities.sh).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated};
+use d402_node::{Gateway, NodeConfig};
+use d402_protocol::{Amount, Keypair, Signed, Timestamp};
+use serde_json::{Value, json};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    gateway: Arc<Gateway>,
+    base: String,
+    client: reqwest::Client,
+    buyer: Keypair,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = d402_testkit::json_transform();
+    let config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
+    let gateway = Gateway::open_with(config, &manifest, &bytes).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, d402_node::router(gateway.clone())).into_future());
+    let buyer = Keypair::from_seed(&[7; 32]);
+    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(1_000_000)).unwrap();
+    Harness { _dir: dir, gateway, base, client: d402_node::client::http_client().unwrap(), buyer }
+}
+
+impl Harness {
+    fn balance(&self) -> u64 {
+        self.gateway.store().balance(&self.buyer.public().to_string()).unwrap().micros()
+    }
+
+    async fn post(&self, body: &Value, payment: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}/tasks", self.base)).json(body);
+        if let Some(payment) = payment {
+            request = request.header("payment-signature", payment);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn challenge(&self, body: &Value) -> PaymentRequired {
+        let response = self.post(body, None).await;
+        assert_eq!(response.status(), 402);
+        let header = response.headers()["payment-required"].to_str().unwrap().to_string();
+        let decoded: PaymentRequired = decode_header(&header).unwrap();
+        let in_body: PaymentRequired = response.json().await.unwrap();
+        assert_eq!(decoded, in_body, "header and body carry the same challenge");
+        decoded
+    }
+
+    async fn pay(&self, body: &Value) -> String {
+        let challenge = self.challenge(body).await;
+        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, now()).unwrap()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+fn task_body(select: &str) -> Value {
+    json!({"input": {"value": {"a": {"b": 2}}, "select": [select]}})
+}
+
+/// Re-signs a payment after `edit` changes its authorization (or leaves the old signature
+/// when `resign` is false: a forgery).
+fn tamper(header: &str, key: &Keypair, resign: bool, edit: impl FnOnce(&mut d402_node::SimulatedAuthorization)) -> String {
+    let mut payload: PaymentPayload = decode_header(header).unwrap();
+    let mut auth = payload.payload.payload.clone();
+    edit(&mut auth);
+    if resign {
+        payload.payload = Signed::sign(auth, key).unwrap();
+    } else {
+        payload.payload.payload = auth;
+    }
+    encode_header(&payload)
+}
+
+#[tokio::test]
+async fn challenge_pay_replay_and_reuse() {
+    let h = start().await;
+    let body = task_body("a.b");
+    let challenge = h.challenge(&body).await;
+    assert_eq!(challenge.x402_version, 2);
+    let req = &challenge.accepts[0];
+    assert_eq!((req.scheme.as_str(), req.network.as_str(), req.amount.as_str()), ("exact", "d402:simulated", "100"));
+    assert_eq!(req.pay_to, h.gateway.account());
+
+    let payment = pay_simulated(req, None, &body, &h.buyer, now()).unwrap();
+    let paid = h.post(&body, Some(&payment)).await;
+    assert_eq!(paid.status(), 200);
+    let response: Value = decode_header(paid.headers()["payment-response"].to_str().unwrap()).unwrap();
+    assert_eq!(response["success"], true);
+    assert_eq!(response["amount"], "100");
+    let task: Value = paid.json().await.unwrap();
+    assert_eq!(task["status"], "accepted");
+    assert_eq!(task["result"]["result"]["a.b"], 2, "{task}");
+    assert_eq!(task["validationReceipt"]["status"], "accepted");
+    let payouts = task["settlement"]["payouts"].as_array().unwrap();
+    let total: f64 = payouts.iter().map(|p| p["amount"].as_f64().unwrap()).sum();
+    assert!((total - 0.0001).abs() < 1e-12, "payouts add up to the price: {total}");
+    assert_eq!(h.balance(), 1_000_000 - 100);
+    assert_eq!(h.gateway.store().balance(&h.gateway.account()).unwrap().micros(), 100);
+
+    // Same proof, same body: the same task, marked as a replay, charged once.
+    let replay = h.post(&body, Some(&payment)).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["x-d402-idempotent-replay"], "true");
+    assert_eq!(replay.headers()["x-dnc-idempotent-replay"], "true");
+    let again: Value = replay.json().await.unwrap();
+    assert_eq!(again["taskId"], task["taskId"]);
+    assert_eq!(h.balance(), 1_000_000 - 100);
+
+    // Same proof, another body: refused (the binding no longer matches).
+    let other = h.post(&task_body("a"), Some(&payment)).await;
+    assert!(other.status().is_client_error(), "{}", other.status());
+    // Re-bound by the buyer to another body but with the same nonce: refused as reuse.
+    let rebound = tamper(&payment, &h.buyer, true, |a| a.task_binding = d402_node::task_binding(&task_body("a")));
+    let reused = h.post(&task_body("a"), Some(&rebound)).await;
+    assert_eq!(reused.status(), 409);
+    assert_eq!(h.balance(), 1_000_000 - 100);
+
+    // Task, result and receipt endpoints.
+    let id = task["taskId"].as_str().unwrap();
+    let receipt: Value = h.client.get(format!("{}/tasks/{id}/receipt", h.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(receipt["validationReceipt"]["status"], "accepted");
+    assert_eq!(receipt["settlement"]["payouts"], task["settlement"]["payouts"]);
+    let result = h.client.get(format!("{}/tasks/{id}/result", h.base)).send().await.unwrap();
+    assert_eq!(result.status(), 200);
+    let missing = h.client.get(format!("{}/tasks/task:nope", h.base)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_payments_and_bad_input_charge_nothing() {
+    let h = start().await;
+    let body = task_body("a.b");
+    let payment = h.pay(&body).await;
+    let cases = [
+        ("forged", tamper(&payment, &h.buyer, false, |a| a.amount = "1".into())),
+        ("underpaid", tamper(&payment, &h.buyer, true, |a| a.amount = "99".into())),
+        ("expired", tamper(&payment, &h.buyer, true, |a| a.expires_at = Timestamp::from_unix_millis(1_000))),
+        ("wrong payee", tamper(&payment, &h.buyer, true, |a| a.pay_to = h.buyer.public().to_string())),
+        ("not base64", "%%%".to_string()),
+    ];
+    for (name, header) in cases {
+        let response = h.post(&body, Some(&header)).await;
+        assert!(response.status().is_client_error(), "{name}: {}", response.status());
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["code"].is_string(), "{name}: {error}");
+    }
+    // A payment bound to another body.
+    let response = h.post(&task_body("a"), Some(&payment)).await;
+    assert!(response.status().is_client_error());
+
+    let raw = |bytes: Vec<u8>| h.client.post(format!("{}/tasks", h.base)).body(bytes).send();
+    let malformed = raw(b"{not json".to_vec()).await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(malformed.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    let big = raw(vec![b' '; 70 * 1024]).await.unwrap();
+    assert_eq!(big.status(), 413);
+    let bad_url = h.post(&json!({"input": {"url": "not a url"}}), Some(&payment)).await;
+    assert_eq!(bad_url.status(), 400);
+    assert_eq!(bad_url.json::<Value>().await.unwrap()["error"]["code"], "bad_url");
+    assert_eq!(h.balance(), 1_000_000, "nothing charged");
+
+    // The untouched payment still works afterwards, and client-supplied policy is ignored.
+    let ok = h.post(&body, Some(&payment)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(h.balance(), 1_000_000 - 100);
+}
+
+#[tokio::test]
+async fn async_task_is_polled_to_completion() {
+    let h = start().await;
+    let body = json!({"sync": false, "price": "$0", "payTo": "x", "input": {"value": {"k": 1}, "select": ["k"]}});
+    let payment = h.pay(&body).await;
+    let response = h.post(&body, Some(&payment)).await;
+    assert_eq!(response.status(), 202);
+    let task: Value = response.json().await.unwrap();
+    let id = task["taskId"].as_str().unwrap().to_string();
+    let mut status = task["status"].clone();
+    for _ in 0..100 {
+        if status == "accepted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let t: Value = h.client.get(format!("{}/tasks/{id}", h.base)).send().await.unwrap().json().await.unwrap();
+        status = t["status"].clone();
+    }
+    assert_eq!(status, "accepted");
+    assert_eq!(h.balance(), 1_000_000 - 100, "charged the price, not the client's \"price\"");
+}
+
+#[tokio::test]
+async fn discovery_health_and_capabilities() {
+    let h = start().await;
+    for path in ["/.well-known/d402-gateway.json", "/.well-known/dnc-gateway.json"] {
+        let d: Value = h.client.get(format!("{}{path}", h.base)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(d["d402GatewayVersion"], 1);
+        assert_eq!(d["capabilities"][0]["capabilityId"], "util.json_transform@1");
+        assert_eq!(d["payment"]["creatorCommission"]["maxRateBps"], 2000);
+    }
+    let health: Value = h.client.get(format!("{}/health", h.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["policy"]["price"], "$0.0001");
+    let healthz = h.client.get(format!("{}/healthz", h.base)).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+    let caps: Value = h.client.get(format!("{}/capabilities", h.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(caps["capabilities"][0]["capabilityId"], "util.json_transform@1");
+}
