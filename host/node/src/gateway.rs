@@ -341,13 +341,19 @@ struct TaskRequest {
     body: Value,
 }
 
-fn parse_request(g: &Gateway, bytes: &[u8]) -> Result<TaskRequest, Response> {
+/// Parses a task request. On the page-to-markdown alias (`bare_input_ok`) a body without
+/// `input` is the input itself, as in the spec's `{"url": "https://example.com"}` example.
+fn parse_request(g: &Gateway, bytes: &[u8], bare_input_ok: bool) -> Result<TaskRequest, Response> {
     let body: Value = serde_json::from_slice(bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not JSON: {e}")))?;
     let Some(object) = body.as_object() else {
         return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "request body must be a JSON object"));
     };
-    let input = object.get("input").cloned().ok_or_else(|| error(StatusCode::BAD_REQUEST, "missing_input", "the request has no \"input\""))?;
+    let input = match object.get("input") {
+        Some(input) => input.clone(),
+        None if bare_input_ok => body.clone(),
+        None => return Err(error(StatusCode::BAD_REQUEST, "missing_input", "the request has no \"input\"")),
+    };
     let sync = match object.get("sync") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
@@ -387,7 +393,7 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
         Ok(bytes) => bytes,
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body is over {limit} bytes")),
     };
-    let request = match parse_request(&g, &bytes) {
+    let request = match parse_request(&g, &bytes, path == "/v1/web/page-to-markdown") {
         Ok(request) => request,
         Err(response) => return response,
     };

@@ -214,3 +214,28 @@ async fn discovery_health_and_capabilities() {
     let caps: Value = h.client.get(format!("{}/capabilities", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(caps["capabilities"][0]["capabilityId"], "util.json_transform@1");
 }
+
+/// The spec's Zero example: the alias takes the bare input and answers 402 with a challenge.
+#[tokio::test]
+async fn page_to_markdown_alias_takes_the_bare_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = d402_testkit::component("page_to_markdown");
+    let text = std::fs::read_to_string(d402_testkit::manifest_path("page-to-markdown")).unwrap();
+    let mut manifest = d402_protocol::CapabilityManifest::from_json(&text).unwrap();
+    manifest.runtime.artifact_cid = Some(d402_protocol::ContentId::of_bytes(&bytes));
+    let config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
+    let gateway = Gateway::open_with(config, &manifest, &bytes).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1/web/page-to-markdown", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, d402_node::router(gateway)).into_future());
+    let client = d402_node::client::http_client().unwrap();
+
+    let response = client.post(&base).json(&json!({"url": "https://example.com"})).send().await.unwrap();
+    assert_eq!(response.status(), 402);
+    let header = response.headers()["payment-required"].to_str().unwrap().to_string();
+    let challenge: PaymentRequired = decode_header(&header).unwrap();
+    assert_eq!(challenge.accepts[0].amount, "10000", "$0.01 in micro-dollars");
+
+    let response = client.post(&base).json(&json!({"url": "ftp://example.com/"})).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+}
