@@ -79,10 +79,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             let manifest = pin_artifact(read_manifest(manifest)?, &bytes, wasm)?;
             runtime.load(&manifest, &bytes)?
         }
-        (None, None, Some(reference)) => {
-            let manifest = find_installed(&args.state, reference)?;
-            runtime.load_from_store(&manifest, &BlobStore::open(args.state.join("blobs"))?)?
-        }
+        (None, None, Some(reference)) => match find_installed(&args.state, reference) {
+            Ok(manifest) => runtime.load_from_store(&manifest, &BlobStore::open(args.state.join("blobs"))?)?,
+            Err(not_installed) => {
+                let Some((manifest, bytes)) = source_tree_build(reference)? else {
+                    return Err(not_installed);
+                };
+                eprintln!(
+                    "note: {reference} is not installed in {}; using this source tree's build",
+                    args.state.display()
+                );
+                runtime.load(&manifest, &bytes)?
+            }
+        },
         _ => bail!("pass either --manifest with --wasm, or --capability"),
     };
     let task = TaskInfo { task_id: args.task_id };
@@ -108,6 +117,30 @@ fn pin_artifact(mut manifest: CapabilityManifest, bytes: &[u8], wasm: &Path) -> 
         None => manifest.runtime.artifact_cid = Some(actual),
     }
     Ok(manifest)
+}
+
+/// Run from a d402 checkout (after scripts/build-capabilities.sh), a capability that is not
+/// installed is taken from `capabilities/<crate>/manifest.json` and its built component.
+fn source_tree_build(reference: &str) -> anyhow::Result<Option<(CapabilityManifest, Vec<u8>)>> {
+    let Ok(entries) = std::fs::read_dir("capabilities") else {
+        return Ok(None);
+    };
+    for entry in entries {
+        let dir = entry?.path();
+        let manifest_path = dir.join("manifest.json");
+        let crate_name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
+        let wasm = Path::new("target/wasm32-wasip2/wasm").join(format!("{crate_name}.wasm"));
+        if !manifest_path.is_file() || !wasm.is_file() {
+            continue;
+        }
+        let manifest = read_manifest(&manifest_path)?;
+        let by_cid = reference.parse::<ContentId>().is_ok_and(|cid| manifest.cid().is_ok_and(|own| own == cid));
+        if manifest.capability_id() == reference || by_cid {
+            let bytes = read_bytes(&wasm)?;
+            return Ok(Some((pin_artifact(manifest, &bytes, &wasm)?, bytes)));
+        }
+    }
+    Ok(None)
 }
 
 /// The replay source for `--snapshot URL=FILE` arguments, or `None` when there are none.

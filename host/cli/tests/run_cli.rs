@@ -232,3 +232,28 @@ fn live_fetches_refuse_loopback_unless_the_development_flag_is_given() {
     let snapshot = out["result"]["snapshotCid"].as_str().unwrap();
     assert!(dir.path().join("state/blobs").join(snapshot).is_file(), "snapshot {snapshot} not stored");
 }
+
+#[test]
+fn an_uninstalled_capability_runs_from_the_source_tree_build() {
+    let state = tempfile::tempdir().unwrap();
+    let page = repo_path("capabilities/page-to-markdown/extractor/tests/pages/news-article.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args([
+            "capability", "run", "--capability", "web.page_to_markdown@1",
+            "--input", r#"{"url": "https://news.example.com/story"}"#,
+            "--snapshot", &format!("https://news.example.com/story={}", page.display()),
+            "--state", path(state.path()),
+        ])
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("using this source tree's build"), "{stderr}");
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(out["result"]["markdown"].as_str().unwrap().starts_with("# "));
+    // Elsewhere (no checkout) the same call names what is missing.
+    let elsewhere = d402(state.path(), &["capability", "run", "--capability", "web.page_to_markdown@1", "--input", "{}"]);
+    assert_eq!(elsewhere.0, 1);
+    assert!(elsewhere.2.contains("installed in"), "{}", elsewhere.2);
+}
