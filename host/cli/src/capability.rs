@@ -9,7 +9,7 @@ use d402_blobstore::BlobStore;
 use d402_protocol::{
     CapabilityManifest, CapabilityRegistration, ContentId, CreatorCommission,
     DEFAULT_MAX_CREATOR_COMMISSION_BPS, ImplementationPackage, Keypair, NamespaceProof,
-    PROOF_TYPE_WALLET, PublicKey, Signed, WORLD_PURE, WORLD_WEB,
+    PROOF_TYPE_WALLET, PublicKey, Signed, WORLD_WEB,
 };
 
 use crate::files::{now, pretty, read_bytes, read_json, read_manifest, write_json};
@@ -208,7 +208,6 @@ fn template(id: &str, version: &str, web: bool) -> anyhow::Result<()> {
     manifest
         .validate()
         .context("cannot make a template from these arguments")?;
-    debug_assert!(web || manifest.runtime.world == WORLD_PURE);
     print!("{}", pretty(&manifest)?);
     Ok(())
 }

@@ -61,11 +61,6 @@ impl ContentId {
         Ok(Self::of_bytes(&canonical::to_vec(value)?))
     }
 
-    /// Builds a CID from a digest.
-    pub fn from_digest(digest: Sha256Digest) -> Self {
-        Self(digest)
-    }
-
     /// The sha2-256 digest this CID names.
     pub fn digest(&self) -> Sha256Digest {
         self.0
@@ -74,11 +69,6 @@ impl ContentId {
     /// The spec's `sha256:<hex>` form of the same digest.
     pub fn to_sha256_string(&self) -> String {
         format!("{SHA256_PREFIX}{}", self.0.to_hex())
-    }
-
-    /// True when `bytes` hash to this CID.
-    pub fn matches(&self, bytes: &[u8]) -> bool {
-        Sha256Digest::of(bytes) == self.0
     }
 
     fn to_cid(self) -> Cid {

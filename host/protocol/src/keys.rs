@@ -177,11 +177,6 @@ impl Keypair {
         self.0.to_keypair_bytes()
     }
 
-    /// The 32-byte secret seed.
-    pub fn seed(&self) -> [u8; 32] {
-        self.0.to_bytes()
-    }
-
     /// The public key (wallet address).
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())

@@ -30,7 +30,7 @@ pub use receipts::{
 };
 pub use registration::{
     CREATOR_COMMISSION_SCHEMA, CapabilityRegistration, CreatorCommission,
-    DEFAULT_MAX_CREATOR_COMMISSION_BPS, NamespaceProof, PROOF_TYPE_WALLET, capability_shard,
+    DEFAULT_MAX_CREATOR_COMMISSION_BPS, NamespaceProof, PROOF_TYPE_WALLET,
     is_payout_account,
 };
 pub use release::{ProtocolCompatibility, ReleaseArtifact, ReleaseManifest};

@@ -43,11 +43,6 @@ impl Amount {
         self.0.checked_add(other.0).map(Amount)
     }
 
-    /// Difference, or `None` when `other` is larger.
-    pub fn checked_sub(self, other: Amount) -> Option<Amount> {
-        self.0.checked_sub(other.0).map(Amount)
-    }
-
     /// The amount as a JSON-friendly number of dollars.
     pub fn as_dollars(self) -> f64 {
         self.0 as f64 / MICROS_PER_DOLLAR as f64

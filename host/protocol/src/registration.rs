@@ -1,7 +1,6 @@
 //! Capability registrations, creator commission terms and namespace proofs.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::content_id::{ContentHash, ContentId};
 use crate::error::{Defects, ProtocolError};
@@ -274,9 +273,4 @@ impl CapabilityRegistration {
             created_at,
         })
     }
-}
-
-/// The DHT / index shard of a capability ID: the first byte of its sha256, in hex.
-pub fn capability_shard(capability_id: &str) -> String {
-    hex::encode(&Sha256::digest(capability_id.as_bytes())[..1])
 }

@@ -216,7 +216,7 @@ impl Runtime {
         blobs: &d402_blobstore::BlobStore,
     ) -> Result<Arc<LoadedCapability>, LoadError> {
         let cid = manifest.runtime.artifact_cid.ok_or(LoadError::NoArtifact)?;
-        if let Some(loaded) = self.cached(manifest, cid)? {
+        if let Some(loaded) = self.cached(manifest.cid()?, cid) {
             return Ok(loaded);
         }
         let bytes = blobs.get(&cid).map_err(|e| match e {
@@ -226,9 +226,8 @@ impl Runtime {
         self.load_verified(manifest, cid, &bytes)
     }
 
-    fn cached(&self, manifest: &CapabilityManifest, artifact: ContentId) -> Result<Option<Arc<LoadedCapability>>, LoadError> {
-        let key = (manifest.cid()?, artifact);
-        Ok(self.loaded.lock().expect("load map poisoned").get(&key).cloned())
+    fn cached(&self, manifest_cid: ContentId, artifact: ContentId) -> Option<Arc<LoadedCapability>> {
+        self.loaded.lock().expect("load map poisoned").get(&(manifest_cid, artifact)).cloned()
     }
 
     fn load_verified(
@@ -237,7 +236,8 @@ impl Runtime {
         artifact_cid: ContentId,
         bytes: &[u8],
     ) -> Result<Arc<LoadedCapability>, LoadError> {
-        if let Some(loaded) = self.cached(manifest, artifact_cid)? {
+        let manifest_cid = manifest.cid()?;
+        if let Some(loaded) = self.cached(manifest_cid, artifact_cid) {
             return Ok(loaded);
         }
         manifest.validate()?;
@@ -258,7 +258,7 @@ impl Runtime {
             .and_then(WebPre::new)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let loaded = Arc::new(LoadedCapability {
-            manifest_cid: manifest.cid()?,
+            manifest_cid,
             schemas: manifest.compile_schemas()?,
             manifest: manifest.clone(),
             artifact_cid,
