@@ -9,4 +9,6 @@ ensure_rust_targets
 ensure_cargo_component
 ensure_chromium
 ./scripts/build-capabilities.sh
+# A one-shot test run gains nothing from incremental caches; they only fill the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --locked --workspace "$@"

@@ -102,16 +102,28 @@ fn installed_capabilities_run_by_id() {
     assert!(stderr.contains("not installed"), "{stderr}");
 }
 
-/// Builds the crate in `crate_dir` with `cargo <args>` and returns the component path.
-fn cargo_build(crate_dir: &Path, args: &[&str], artifact: &str) -> std::path::PathBuf {
-    let build = Command::new(env!("CARGO"))
+/// The target dir the outside-the-repository crates share: beside the workspace's own, so the
+/// builds land on the build disk (not a small /tmp) and the second build reuses the first's deps.
+fn outside_target_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("outside-crates")
+}
+
+/// Runs `cargo <args>` in `crate_dir` against the shared outside target dir.
+fn cargo(crate_dir: &Path, args: &[&str]) -> std::process::Output {
+    let output = Command::new(env!("CARGO"))
         .args(args)
         .current_dir(crate_dir)
-        .env_remove("CARGO_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", outside_target_dir())
         .output()
         .unwrap();
-    assert!(build.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&build.stderr));
-    crate_dir.join(artifact)
+    assert!(output.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Builds the crate in `crate_dir` with `cargo <args>` and returns the component path.
+fn cargo_build(crate_dir: &Path, args: &[&str], artifact: &str) -> std::path::PathBuf {
+    cargo(crate_dir, args);
+    outside_target_dir().join(artifact)
 }
 
 fn new_crate(dir: &Path) -> std::path::PathBuf {
@@ -136,13 +148,12 @@ fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = new_crate(dir.path());
     // The generated unit test runs natively against the SDK's test helpers.
-    let test = Command::new(env!("CARGO")).arg("test").current_dir(&crate_dir).env_remove("CARGO_TARGET_DIR").output().unwrap();
-    assert!(test.status.success(), "cargo test: {}", String::from_utf8_lossy(&test.stderr));
+    let test = cargo(&crate_dir, &["test"]);
     assert!(String::from_utf8_lossy(&test.stdout).contains("counts_words ... ok"));
     let wasm = cargo_build(
         &crate_dir,
         &["build", "--release", "--target", "wasm32-wasip2"],
-        "target/wasm32-wasip2/release/word_count.wasm",
+        "wasm32-wasip2/release/word_count.wasm",
     );
     assert_counts_words(&crate_dir, &wasm);
 }
@@ -152,7 +163,7 @@ fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
 fn the_same_crate_builds_with_cargo_component() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = new_crate(dir.path());
-    let wasm = cargo_build(&crate_dir, &["component", "build", "--release"], "target/wasm32-wasip1/release/word_count.wasm");
+    let wasm = cargo_build(&crate_dir, &["component", "build", "--release"], "wasm32-wasip1/release/word_count.wasm");
     let header = std::fs::read(&wasm).unwrap();
     assert_eq!(&header[..8], b"\0asm\x0d\x00\x01\x00", "cargo component must produce a component");
     assert_counts_words(&crate_dir, &wasm);
