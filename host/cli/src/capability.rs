@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use d402_blobstore::BlobStore;
 use d402_protocol::{
     CapabilityManifest, CapabilityRegistration, ContentId, CreatorCommission,
     DEFAULT_MAX_CREATOR_COMMISSION_BPS, ImplementationPackage, Keypair, NamespaceProof,
@@ -142,23 +141,34 @@ pub enum ImplementationCommand {
         out: PathBuf,
     },
     /// Verify a package against its WASM (and manifest) and install it into a node's store.
-    Install {
-        /// The package file.
-        #[arg(long)]
-        file: PathBuf,
-        /// The WASM component it names.
-        #[arg(long)]
-        wasm: PathBuf,
-        /// The manifest it implements (stored alongside).
-        #[arg(long)]
-        manifest: PathBuf,
-        /// The node's state directory.
-        #[arg(long)]
-        state: PathBuf,
-        /// Accept only packages signed by one of these publishers (repeatable).
-        #[arg(long)]
-        trusted_publisher: Vec<PublicKey>,
-    },
+    Install(InstallArgs),
+}
+
+/// Arguments of `d402 capability implementation install`.
+#[derive(Args)]
+pub struct InstallArgs {
+    /// The package file.
+    #[arg(long)]
+    file: PathBuf,
+    /// The WASM component it names.
+    #[arg(long)]
+    wasm: PathBuf,
+    /// The manifest it implements (stored alongside).
+    #[arg(long)]
+    manifest: PathBuf,
+    /// The node's state directory.
+    #[arg(long)]
+    state: PathBuf,
+    /// Accept only packages signed by one of these publishers (repeatable).
+    #[arg(long)]
+    trusted_publisher: Vec<PublicKey>,
+    /// A signed registration of the manifest to install with it (creator commission terms,
+    /// namespace proof); verified first.
+    #[arg(long)]
+    registration: Option<PathBuf>,
+    /// Cap on the registration's creator commission, basis points.
+    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
+    max_commission_bps: u32,
 }
 
 /// Runs one capability subcommand.
@@ -189,13 +199,7 @@ pub fn run(command: CapabilityCommand) -> anyhow::Result<ExitCode> {
             key,
             out,
         }) => implementation_create(&manifest, &wasm, &key, &out),
-        CapabilityCommand::Implementation(ImplementationCommand::Install {
-            file,
-            wasm,
-            manifest,
-            state,
-            trusted_publisher,
-        }) => implementation_install(&file, &wasm, &manifest, &state, &trusted_publisher),
+        CapabilityCommand::Implementation(ImplementationCommand::Install(args)) => implementation_install(args),
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -315,46 +319,29 @@ fn namespace_proof(
 fn implementation_create(manifest: &Path, wasm: &Path, key: &Path, out: &Path) -> anyhow::Result<()> {
     let manifest = read_manifest(manifest)?;
     let artifact = read_bytes(wasm)?;
-    let key = d402_wallet::load(key)?;
-    let package = ImplementationPackage {
-        capability_id: manifest.capability_id(),
-        manifest_cid: manifest.cid()?,
-        artifact_cid: ContentId::of_bytes(&artifact),
-        artifact_bytes: artifact.len() as u64,
-        world: manifest.runtime.world.clone(),
-        publisher: key.public(),
-        created_at: now(),
-    };
-    let envelope = Signed::sign(package, &key)?;
-    envelope
-        .verify_package(&artifact, Some(&manifest))
-        .context("refusing to create the package")?;
+    let envelope = d402_node::installed::create_package(&manifest, &artifact, &d402_wallet::load(key)?, now())?;
     write_json(out, &envelope)?;
     println!("{}", envelope.cid()?);
     Ok(())
 }
 
-fn implementation_install(
-    file: &Path,
-    wasm: &Path,
-    manifest_path: &Path,
-    state: &Path,
-    trusted: &[PublicKey],
-) -> anyhow::Result<()> {
-    let envelope: Signed<ImplementationPackage> = read_json(file)?;
-    let manifest = read_manifest(manifest_path)?;
-    let artifact = read_bytes(wasm)?;
-    let package = envelope
-        .verify_package(&artifact, Some(&manifest))
-        .with_context(|| format!("{} does not verify", file.display()))?;
-    if !trusted.is_empty() && !trusted.contains(&package.publisher) {
-        bail!("publisher {} is not one of the trusted publishers", package.publisher);
+fn implementation_install(args: InstallArgs) -> anyhow::Result<()> {
+    let envelope: Signed<ImplementationPackage> = read_json(&args.file)?;
+    let manifest = read_manifest(&args.manifest)?;
+    let artifact = read_bytes(&args.wasm)?;
+    let registration: Option<Signed<CapabilityRegistration>> = args.registration.as_deref().map(read_json).transpose()?;
+    // Everything is verified before anything reaches the store.
+    if let Some(registration) = &registration {
+        registration
+            .verify_registration(Some(&manifest), args.max_commission_bps, now())
+            .context("the registration does not verify")?;
     }
-    // Everything is verified; only now does anything reach the store.
-    BlobStore::open(state.join("blobs"))?.put_verified(&artifact, &package.artifact_cid)?;
-    write_json(&state.join("manifests").join(format!("{}.json", package.manifest_cid)), &manifest)?;
-    let package_cid = envelope.cid()?;
-    write_json(&state.join("implementations").join(format!("{package_cid}.json")), &envelope)?;
+    let package = d402_node::installed::install_package(&args.state, &envelope, &manifest, &artifact, &args.trusted_publisher)
+        .with_context(|| format!("{} does not verify", args.file.display()))?;
+    if let Some(registration) = &registration {
+        let cid = d402_node::installed::install_registration(&args.state, registration, &manifest, args.max_commission_bps, now())?;
+        println!("registration {cid} installed");
+    }
     println!(
         "installed {} (manifest {}, artifact {})",
         package.capability_id, package.manifest_cid, package.artifact_cid

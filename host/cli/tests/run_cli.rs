@@ -134,11 +134,11 @@ fn new_crate(dir: &Path) -> std::path::PathBuf {
 
 fn assert_counts_words(crate_dir: &Path, wasm: &Path) {
     let (code, out, stderr) = d402(crate_dir, &[
-        "capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "one two three"}"#,
+        "capability", "run", "--manifest", "manifest.json", "--wasm", path(wasm), "--input", r#"{"text": "one two three"}"#,
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(out["result"], json!({"result": "3 words"}));
-    let (code, out, _) = d402(&crate_dir, &["capability", "run", "--manifest", "manifest.json", "--wasm", path(&wasm), "--input", r#"{"text": "  "}"#]);
+    let (code, out, _) = d402(crate_dir, &["capability", "run", "--manifest", "manifest.json", "--wasm", path(wasm), "--input", r#"{"text": "  "}"#]);
     assert_eq!(code, 2);
     assert_eq!(out["error"], json!({"kind": "invalid-input", "message": "text is empty"}));
 }
@@ -199,30 +199,10 @@ fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
     assert!(out["error"]["message"].as_str().unwrap().contains("cloudflare"), "{out}");
 }
 
-/// Serves `body` as text/html to every connection on 127.0.0.1 until the process ends.
-fn serve(body: &'static str) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes());
-        }
-    });
-    format!("http://{address}/story")
-}
-
 #[test]
 fn live_fetches_refuse_loopback_unless_the_development_flag_is_given() {
     let dir = tempfile::tempdir().unwrap();
-    let url = serve(include_str!("../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"));
+    let url = d402_testkit::serve_html(include_str!("../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"));
     let manifest = manifest_path("page-to-markdown");
     let wasm = components_dir().join("page_to_markdown.wasm");
     let input = json!({"url": url, "render": "never"}).to_string();

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use d402_protocol::{Amount, DEFAULT_MAX_CREATOR_COMMISSION_BPS, Price};
+use d402_protocol::{Amount, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price};
 
 /// A role a node process can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -58,6 +58,16 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// DEVELOPMENT ONLY: let page fetches reach private and loopback addresses.
     pub allow_private_addresses: bool,
+    /// Size of the node's local worker pool.
+    pub local_workers: u32,
+    /// Execution mode for capabilities whose manifest supports it.
+    pub mode: ExecutionMode,
+    /// Workers leased per task (race and quorum).
+    pub fanout: u32,
+    /// Agreeing workers required (quorum).
+    pub quorum: u32,
+    /// The validator's fee, in basis points of the price.
+    pub validator_fee_bps: u32,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +91,11 @@ impl Default for NodeConfig {
             payment_timeout_seconds: 300,
             max_body_bytes: 64 * 1024,
             allow_private_addresses: false,
+            local_workers: 3,
+            mode: ExecutionMode::Single,
+            fanout: 1,
+            quorum: 1,
+            validator_fee_bps: 0,
         }
     }
 }
@@ -166,6 +181,7 @@ impl NodeArgs {
             payment_timeout_seconds: self.payment_timeout_seconds,
             max_body_bytes: self.max_body_bytes,
             allow_private_addresses: self.allow_private_addresses,
+            ..NodeConfig::default()
         }
     }
 }

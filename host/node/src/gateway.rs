@@ -1,30 +1,75 @@
-//! The gateway: HTTP API, 402 flow, local single-mode execution, validation and settlement.
+//! The gateway: the capabilities it serves, the 402 payment flow, task admission, execution
+//! on the local worker pool, validation receipts and settlement. The HTTP surface over it
+//! is in [`crate::http`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use axum::body::{Body, to_bytes};
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use d402_blobstore::BlobStore;
 use d402_protocol::{
-    Amount, CapabilityManifest, CompiledSchemas, ContentHash, ContentId, ExecutionMode, Keypair, Payout,
-    PayoutReason, Refund, ResultClaim, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
-    ValidationStatus,
+    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskIntent, Timestamp,
+    ValidationModel, ValidationReceipt, ValidationStatus,
 };
-use d402_runtime::{LoadedCapability, PageSource, Runtime, RuntimeConfig, TaskInfo};
+use d402_runtime::{PageSource, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
-use crate::config::{NodeConfig, Role};
+use crate::catalog::{Catalog, ServedCapability};
+use crate::config::NodeConfig;
+use crate::engine::{Engine, Execution, Verdict, worker_id};
+use crate::installed::list_installed;
 use crate::payment::{
     Expectation, PaymentError, PaymentRail, PaymentRequired, PaymentResponse, Resource, SimulatedRail, X402_VERSION,
-    encode_header, task_binding,
+    task_binding,
 };
+use crate::settlement::{EarningWorker, Split, payouts};
 use crate::store::{Accepted, NodeStore, Receipts, StoreError, TaskRecord, TaskStatus};
+
+/// The execution policy a gateway applies to one capability: server-owned, whatever the
+/// buyer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutionPolicy {
+    /// Execution mode.
+    pub mode: ExecutionMode,
+    /// Workers leased per task.
+    pub fanout: u32,
+    /// Agreeing workers required (quorum mode; 1 otherwise).
+    pub quorum: u32,
+}
+
+/// A task request the gateway will take payment for.
+#[derive(Clone)]
+pub struct TaskRequest {
+    /// The capability that runs it.
+    pub capability: Arc<ServedCapability>,
+    /// The input (valid against the capability's input schema).
+    pub input: Value,
+    /// The whole request body, which the payment is bound to.
+    pub body: Value,
+}
+
+/// What [`Gateway::admit`] decided about a paid request.
+#[derive(Debug)]
+pub enum Admission {
+    /// A fresh payment: debited, the task stored as running.
+    New(TaskRecord),
+    /// The same payment for the same request again: the existing task.
+    Replay(TaskRecord),
+}
+
+/// Why a paid request was refused (nothing was charged).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The payment does not verify or does not cover the request.
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// The payment or the ledger refused it, or the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing the task intent failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
 
 /// A running gateway's shared state.
 pub struct Gateway {
@@ -32,95 +77,71 @@ pub struct Gateway {
     key: Keypair,
     node_id: String,
     store: NodeStore,
-    runtime: Runtime,
-    capability: Arc<LoadedCapability>,
-    schemas: CompiledSchemas,
-    pages: Option<Arc<dyn PageSource>>,
+    catalog: Catalog,
+    engine: Arc<Engine>,
     rail: Box<dyn PaymentRail>,
-    price: Amount,
 }
 
 impl Gateway {
-    /// Opens the node described by `config`: wallet (`<state>/wallet.json`, created if
-    /// missing), store, the installed capability it serves, and the page fetcher if the
-    /// capability needs one. Must run inside a tokio runtime.
+    /// Opens the node described by `config`: its wallet (`<state>/wallet.json`, created if
+    /// missing), the store, every installed capability that passes the policy, the local
+    /// worker pool and, when a served capability may fetch pages, the page fetcher. Tasks a
+    /// previous run left unsettled are refunded. Must run inside a tokio runtime.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
-        let reference = config.accepted_manifest_cids.first().cloned().unwrap_or_else(|| config.capability.clone());
-        let manifest = crate::installed::find_installed(&config.state, &reference)?;
-        let runtime = new_runtime(&config, &manifest)?;
-        let blobs = BlobStore::open(config.state.join("blobs"))?;
-        let capability = runtime.load_from_store(&manifest, &blobs)?;
-        Self::with_capability(config, runtime, capability)
-    }
-
-    /// Opens a node serving `manifest` with the component `bytes` (tests, development).
-    pub fn open_with(config: NodeConfig, manifest: &CapabilityManifest, bytes: &[u8]) -> anyhow::Result<Arc<Self>> {
-        let runtime = new_runtime(&config, manifest)?;
-        let capability = runtime.load(manifest, bytes)?;
-        Self::with_capability(config, runtime, capability)
-    }
-
-    fn with_capability(config: NodeConfig, runtime: Runtime, capability: Arc<LoadedCapability>) -> anyhow::Result<Arc<Self>> {
         if config.rail != "simulated" {
             bail!("payment rail {:?} is not available yet; use --rail simulated", config.rail);
         }
-        if config.require_capability_registration
-            || config.require_signed_capability_registration
-            || config.require_capability_namespace_proof
-        {
-            tracing::warn!("registration and namespace-proof requirements are accepted but not enforced yet");
-        }
-        let manifest = capability.manifest();
-        let cid = capability.manifest_cid().to_string();
-        if !config.accepted_manifest_cids.is_empty() && !config.accepted_manifest_cids.iter().any(|c| *c == cid) {
-            bail!("manifest {cid} is not among --accepted-manifest-cid");
-        }
-        if !config.trusted_capability_namespaces.is_empty()
-            && !config.trusted_capability_namespaces.iter().any(|n| n == manifest.namespace())
-        {
-            bail!("namespace {:?} is not a --trusted-capability-namespace", manifest.namespace());
-        }
-        let price = config.price.map_or(manifest.pricing.price.0, |p| p.0);
-        if let Some(cap) = config.safety_max_task_budget
-            && price > cap
-        {
-            bail!("price {} is above D402_SAFETY_MAX_TASK_BUDGET {}", d402_protocol::Price(price), d402_protocol::Price(cap));
-        }
         std::fs::create_dir_all(&config.state).with_context(|| format!("cannot create {}", config.state.display()))?;
+        let installed = list_installed(&config.state)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            compile_cache_dir: Some(config.state.join("compile-cache")),
+            fuel_metering: installed.iter().any(|i| i.manifest.limits.fuel.is_some()),
+            ..RuntimeConfig::default()
+        })?;
+        let catalog = Catalog::load(&config, &runtime, installed)?;
         let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
         let store = NodeStore::open(&config.state.join("node.redb"))?;
-        let pages: Option<Arc<dyn PageSource>> = if manifest.permissions.browser.is_some() {
-            let browser = d402_browser::BrowserConfig {
-                allow_private_addresses: config.allow_private_addresses,
-                ..d402_browser::BrowserConfig::default()
+        let blobs = BlobStore::open(config.state.join("blobs"))?;
+        let pages: Option<Arc<dyn PageSource>> =
+            if catalog.all().iter().any(|c| c.loaded.manifest().permissions.browser.is_some()) {
+                let browser = d402_browser::BrowserConfig {
+                    allow_private_addresses: config.allow_private_addresses,
+                    ..d402_browser::BrowserConfig::default()
+                };
+                let live = d402_browser::LiveSource::new(browser, blobs.clone())
+                    .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+                Some(Arc::new(live))
+            } else {
+                None
             };
-            let live = d402_browser::LiveSource::new(browser, BlobStore::open(config.state.join("blobs"))?)
-                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
-            Some(Arc::new(live))
-        } else {
-            None
-        };
-        let schemas = manifest.compile_schemas()?;
-        let node_id = format!("gateway:{}", key.public());
+        let engine_key = Keypair::from_keypair_bytes(&key.to_keypair_bytes())?;
+        let engine = Arc::new(Engine::open(&config.state, config.local_workers as usize, runtime, engine_key, pages, blobs)?);
         let gateway = Arc::new(Self {
+            node_id: format!("gateway:{}", key.public()),
             config,
             key,
-            node_id,
             store,
-            runtime,
-            capability,
-            schemas,
-            pages,
+            catalog,
+            engine,
             rail: Box::new(SimulatedRail),
-            price,
         });
         gateway.recover()?;
         Ok(gateway)
     }
 
-    /// The gateway wallet (receives payments; base58).
+    /// The gateway wallet: receives payments, signs intents, leases and receipts (base58).
     pub fn account(&self) -> String {
         self.key.public().to_string()
+    }
+
+    /// The node id (`gateway:<account>`).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
     }
 
     /// The durable store (tests and the faucet read balances through it).
@@ -128,643 +149,307 @@ impl Gateway {
         &self.store
     }
 
-    /// The price of one task.
-    pub fn price(&self) -> Amount {
-        self.price
+    /// The served capabilities.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
-    /// Refunds every task that was paid but never settled (the node stopped mid-run).
-    fn recover(&self) -> anyhow::Result<()> {
-        for record in self.store.running()? {
-            tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
-            self.settle_rejected(record, json!({"kind": "interrupted", "message": "the node stopped before the task finished"}), Vec::new())?;
-        }
-        Ok(())
+    /// The local worker pool's payout accounts.
+    pub fn worker_accounts(&self) -> Vec<String> {
+        self.engine.workers().iter().map(|w| w.account()).collect()
     }
 
-    fn base_url(&self) -> String {
+    /// The payment rail.
+    pub fn rail(&self) -> &dyn PaymentRail {
+        self.rail.as_ref()
+    }
+
+    /// The base URL announced in discovery.
+    pub fn base_url(&self) -> String {
         self.config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}:{}", self.config.http_host, self.config.http_port))
     }
 
-    fn capability_id(&self) -> String {
-        self.capability.manifest().capability_id()
+    /// The execution policy for `served`: the configured mode when the manifest supports
+    /// it, single otherwise.
+    pub fn policy(&self, served: &ServedCapability) -> ExecutionPolicy {
+        let config = &self.config;
+        if config.mode == ExecutionMode::Single || !served.loaded.manifest().execution_modes.contains(&config.mode) {
+            return ExecutionPolicy { mode: ExecutionMode::Single, fanout: 1, quorum: 1 };
+        }
+        let quorum = if config.mode == ExecutionMode::Quorum { config.quorum } else { 1 };
+        ExecutionPolicy { mode: config.mode, fanout: config.fanout, quorum }
     }
 
-    fn commission_policy(&self) -> Value {
-        json!({
-            "pricingMode": "included",
-            "scope": "exact-manifest",
-            "maxRateBps": self.config.max_creator_commission_bps,
-            "payoutRail": self.rail.name(),
-            "requiresEscrowForDirectProviderPayTo": true
-        })
-    }
-
-    fn challenge(&self, path: &str, error: Option<String>) -> PaymentRequired {
+    /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
+    pub fn challenge(&self, served: &ServedCapability, path: &str, error: Option<String>) -> PaymentRequired {
         PaymentRequired {
             x402_version: X402_VERSION,
             error,
             resource: Resource {
                 url: format!("{}{path}", self.base_url()),
-                description: Some(format!("{} task", self.capability_id())),
+                description: Some(format!("{} task", served.capability_id)),
                 mime_type: Some("application/json".into()),
             },
-            accepts: vec![self.rail.requirements(self.price, &self.account(), self.config.payment_timeout_seconds)],
+            accepts: vec![self.rail.requirements(served.price, &self.account(), self.config.payment_timeout_seconds)],
         }
     }
-}
 
-fn new_runtime(config: &NodeConfig, manifest: &CapabilityManifest) -> anyhow::Result<Runtime> {
-    Ok(Runtime::new(RuntimeConfig {
-        compile_cache_dir: Some(config.state.join("compile-cache")),
-        fuel_metering: manifest.limits.fuel.is_some(),
-        ..RuntimeConfig::default()
-    })?)
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// A JSON error response: `{"error": {"code", "message"}}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
-}
-
-fn store_error(e: StoreError) -> Response {
-    tracing::error!(error = %e, "store failure");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "store_failure", e.to_string())
-}
-
-/// The HTTP API over `gateway`.
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/healthz", get(healthz))
-        .route("/.well-known/d402-gateway.json", get(discovery))
-        .route("/.well-known/dnc-gateway.json", get(discovery))
-        .route("/capabilities", get(capabilities))
-        .route("/tasks", post(create_task))
-        .route("/v1/web/page-to-markdown", post(create_page_task))
-        .route("/tasks/{id}", get(get_task))
-        .route("/tasks/{id}/result", get(get_result))
-        .route("/tasks/{id}/receipt", get(get_receipt))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .with_state(gateway)
-}
-
-/// Binds the configured address and serves until the process ends. Prints the bound
-/// address (`d402 node listening on http://…`) on stdout once listening.
-pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
-    let address = (gateway.config.http_host, gateway.config.http_port);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", address.0, address.1))?;
-    let bound = listener.local_addr()?;
-    println!("d402 node listening on http://{bound} (node {}, {} at {})", gateway.node_id, gateway.capability_id(), d402_protocol::Price(gateway.price));
-    tracing::info!(%bound, "gateway listening");
-    axum::serve(listener, router(gateway)).await?;
-    Ok(())
-}
-
-async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
-    Json(json!({
-        "ok": true,
-        "nodeId": g.node_id,
-        "policy": {
-            "price": d402_protocol::Price(g.price).to_string(),
-            "capabilityId": g.capability_id(),
-            "mode": "single",
-            "fanout": 1,
-            "quorum": 1,
-            "deadlineMs": g.capability.manifest().limits.deadline_ms,
-            "allowAsync": true,
-            "paymentRouter": g.rail.name(),
-            "creatorCommission": g.commission_policy()
-        }
-    }))
-}
-
-async fn healthz() -> Json<Value> {
-    Json(json!({"ok": true}))
-}
-
-async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
-    let base = g.base_url();
-    let roles: Vec<&str> = g
-        .config
-        .roles
-        .iter()
-        .map(|r| match r {
-            Role::Gateway => "gateway",
-            Role::Worker => "worker",
-            Role::Validator => "validator",
-        })
-        .collect();
-    let price = d402_protocol::Price(g.price).to_string();
-    Json(json!({
-        "d402GatewayVersion": 1,
-        "dncGatewayVersion": 1,
-        "nodeId": g.node_id,
-        "roles": roles,
-        "protocol": {
-            "transport": if base.starts_with("https") { "https" } else { "http" },
-            "taskApi": "d402-http-task-v1",
-            "legacyTaskApi": "dnc-http-task-v1",
-            "paymentChallenge": "x402"
-        },
-        "endpoints": {
-            "health": format!("{base}/health"),
-            "createTask": format!("{base}/tasks"),
-            "task": format!("{base}/tasks/{{taskId}}"),
-            "result": format!("{base}/tasks/{{taskId}}/result"),
-            "receipt": format!("{base}/tasks/{{taskId}}/receipt")
-        },
-        "capabilities": [{
-            "capabilityId": g.capability_id(),
-            "manifestCid": g.capability.manifest_cid().to_string(),
-            "price": price,
-            "mode": "single",
-            "fanout": 1,
-            "quorum": 1
-        }],
-        "payment": {
-            "rail": g.rail.name(),
-            "network": g.rail.network(),
-            "asset": crate::payment::SIMULATED_ASSET,
-            "payTo": g.account(),
-            "price": price,
-            "creatorCommission": g.commission_policy()
-        }
-    }))
-}
-
-async fn capabilities(State(g): State<Arc<Gateway>>) -> Json<Value> {
-    let manifest = g.capability.manifest();
-    Json(json!({
-        "capabilities": [{
-            "capabilityId": g.capability_id(),
-            "manifestCid": g.capability.manifest_cid().to_string(),
-            "artifactCid": g.capability.artifact_cid().to_string(),
-            "namespace": manifest.namespace(),
-            "description": manifest.description,
-            "tags": manifest.tags,
-            "determinism": manifest.determinism,
-            "validator": manifest.validator,
-            "price": d402_protocol::Price(g.price).to_string(),
-            "executionModes": ["single"],
-            "accepted": true,
-            "registration": null
-        }]
-    }))
-}
-
-async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle_task(g, "/tasks", headers, body).await
-}
-
-async fn create_page_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    if g.capability.manifest().id != "web.page_to_markdown" {
-        return error(StatusCode::NOT_FOUND, "unknown_capability", "this gateway does not serve web.page_to_markdown@1");
-    }
-    handle_task(g, "/v1/web/page-to-markdown", headers, body).await
-}
-
-/// The request fields the gateway honours; everything else a client sends (capabilityId,
-/// mode, fanout, quorum, maxBudget, price, payTo) is server-owned policy and ignored.
-struct TaskRequest {
-    input: Value,
-    sync: bool,
-    body: Value,
-}
-
-/// Parses a task request. On the page-to-markdown alias (`bare_input_ok`) a body without
-/// `input` is the input itself, as in the spec's `{"url": "https://example.com"}` example.
-fn parse_request(g: &Gateway, bytes: &[u8], bare_input_ok: bool) -> Result<TaskRequest, Response> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not JSON: {e}")))?;
-    let Some(object) = body.as_object() else {
-        return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "request body must be a JSON object"));
-    };
-    let input = match object.get("input") {
-        Some(input) => input.clone(),
-        None if bare_input_ok => body.clone(),
-        None => return Err(error(StatusCode::BAD_REQUEST, "missing_input", "the request has no \"input\"")),
-    };
-    let sync = match object.get("sync") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"sync\" must be a boolean")),
-    };
-    for ignored in ["capabilityId", "mode", "fanout", "quorum", "maxBudget", "price", "payTo"] {
-        if object.contains_key(ignored) {
-            tracing::debug!(field = ignored, "ignoring client-supplied policy field");
-        }
-    }
-    if let Some(url) = input.get("url") {
-        let ok = url.as_str().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| {
-            matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-        });
-        if !ok {
-            return Err(error(StatusCode::BAD_REQUEST, "bad_url", "input.url must be an absolute http(s) URL"));
-        }
-    }
-    g.schemas
-        .validate_input(&input)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
-    Ok(TaskRequest { input, sync, body })
-}
-
-fn payment_refused(g: &Gateway, path: &str, status: StatusCode, code: &str, message: String) -> Response {
-    let challenge = g.challenge(path, Some(message.clone()));
-    let mut response = error(status, code, message);
-    if let Ok(value) = HeaderValue::from_str(&encode_header(&challenge)) {
-        response.headers_mut().insert("payment-required", value);
-    }
-    response
-}
-
-async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
-    let limit = g.config.max_body_bytes;
-    let bytes = match to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body is over {limit} bytes")),
-    };
-    let request = match parse_request(&g, &bytes, path == "/v1/web/page-to-markdown") {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let header = headers.get("payment-signature").or_else(|| headers.get("x-payment"));
-    let Some(header) = header else {
-        let challenge = g.challenge(path, None);
-        let mut response = (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response();
-        response
-            .headers_mut()
-            .insert("payment-required", HeaderValue::from_str(&encode_header(&challenge)).expect("base64 is a header value"));
-        return response;
-    };
-    let Ok(header) = header.to_str() else {
-        return payment_refused(&g, path, StatusCode::BAD_REQUEST, "malformed_payment", "payment header is not text".into());
-    };
-    let binding = task_binding(&request.body);
-    let account = g.account();
-    let expectation = Expectation {
-        price: g.price,
-        pay_to: &account,
-        binding: &binding,
-        now: now(),
-        max_timeout_seconds: g.config.payment_timeout_seconds,
-    };
-    let verified = match g.rail.verify(header, &expectation) {
-        Ok(verified) => verified,
-        Err(e) => {
-            let status = match e {
-                PaymentError::Malformed(_) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::PAYMENT_REQUIRED,
-            };
-            return payment_refused(&g, path, status, e.code(), e.to_string());
-        }
-    };
-    let task_id = format!("task:{}", &hex::encode(sha2_digest(verified.payment_key.as_bytes()))[..32]);
-    let manifest = g.capability.manifest();
-    let intent = TaskIntent {
-        task_id: task_id.clone(),
-        capability_id: g.capability_id(),
-        manifest_cid: g.capability.manifest_cid(),
-        input: request.input,
-        mode: ExecutionMode::Single,
-        fanout: 1,
-        quorum: 1,
-        deadline_ms: manifest.limits.deadline_ms,
-        budget: g.price,
-        validation: manifest.validator.model,
-        gateway: g.key.public(),
-        created_at: now(),
-    };
-    let intent = match Signed::sign(intent, &g.key) {
-        Ok(intent) => intent,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    let payment_response = PaymentResponse {
-        success: true,
-        error_reason: None,
-        payer: Some(verified.payer.clone()),
-        transaction: verified.transaction.clone(),
-        network: g.rail.network().into(),
-        amount: Some(g.price.micros().to_string()),
-    };
-    let record = TaskRecord {
-        task_id: task_id.clone(),
-        status: TaskStatus::Running,
-        intent,
-        payer: verified.payer,
-        payment_key: verified.payment_key,
-        binding,
-        amount: g.price,
-        payment_response: serde_json::to_value(&payment_response).expect("serialisable"),
-        result: None,
-        evidence: None,
-        error: None,
-        created_at: now(),
-        completed_at: None,
-    };
-    // The payment is consumed durably (and the buyer debited) before any work runs.
-    let store = g.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let result = store.store.accept_payment(&record);
-        (result, record)
-    })
-    .await;
-    let (accepted, record) = match outcome {
-        Ok(pair) => pair,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    match accepted {
-        Ok(Accepted::Replay(existing)) => {
-            tracing::info!(task = %existing.task_id, "idempotent replay");
-            let mut response = task_response(&g, &existing);
-            let headers = response.headers_mut();
-            headers.insert("x-d402-idempotent-replay", HeaderValue::from_static("true"));
-            headers.insert("x-dnc-idempotent-replay", HeaderValue::from_static("true"));
-            response
-        }
-        Err(StoreError::PaymentReused(task)) => error(
-            StatusCode::CONFLICT,
-            "payment_already_used",
-            format!("this payment was already used for task {task} with a different request"),
-        ),
-        Err(StoreError::InsufficientFunds { balance, needed }) => payment_refused(
-            &g,
-            path,
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_funds",
-            format!("the payer's simulated balance is {balance} atomic units, the price is {needed}"),
-        ),
-        Err(e) => store_error(e),
-        Ok(Accepted::New) => {
-            tracing::info!(task = %task_id, payer = %record.payer, "payment accepted");
-            if request.sync {
-                let record = g.clone().execute(record).await;
-                task_response(&g, &record)
-            } else {
-                let running = record.clone();
-                tokio::spawn(g.clone().execute(record));
-                let mut response = task_response(&g, &running);
-                *response.status_mut() = StatusCode::ACCEPTED;
-                response
+    /// Verifies the `PAYMENT-SIGNATURE` header for `request` and consumes the payment: in
+    /// one durable transaction the buyer is debited and the task stored as running, or the
+    /// existing task is returned for the same payment and request. Blocking (store I/O).
+    pub fn admit(&self, request: TaskRequest, header: &str) -> Result<Admission, Refusal> {
+        let served = &request.capability;
+        let binding = task_binding(&request.body);
+        let account = self.account();
+        let expectation = Expectation {
+            price: served.price,
+            pay_to: &account,
+            binding: &binding,
+            now: now(),
+            max_timeout_seconds: self.config.payment_timeout_seconds,
+        };
+        let verified = self.rail.verify(header, &expectation)?;
+        let task_id = crate::payment::task_id_for(&verified.payment_key);
+        let manifest = served.loaded.manifest();
+        let policy = self.policy(served);
+        let intent = TaskIntent {
+            task_id: task_id.clone(),
+            capability_id: served.capability_id.clone(),
+            manifest_cid: served.manifest_cid,
+            input: request.input,
+            mode: policy.mode,
+            fanout: policy.fanout,
+            quorum: policy.quorum,
+            deadline_ms: manifest.limits.deadline_ms,
+            budget: served.price,
+            validation: manifest.validator.model,
+            gateway: self.key.public(),
+            created_at: now(),
+        };
+        let intent = Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
+        let payment_response = PaymentResponse {
+            success: true,
+            error_reason: None,
+            payer: Some(verified.payer.clone()),
+            transaction: verified.transaction.clone(),
+            network: self.rail.network().into(),
+            amount: Some(served.price.micros().to_string()),
+        };
+        let record = TaskRecord {
+            task_id,
+            status: TaskStatus::Running,
+            intent,
+            payer: verified.payer,
+            payment_key: verified.payment_key,
+            binding,
+            amount: served.price,
+            payment_response: serde_json::to_value(&payment_response).expect("serialisable"),
+            workers: Vec::new(),
+            result: None,
+            evidence: None,
+            error: None,
+            created_at: now(),
+            completed_at: None,
+        };
+        match self.store.accept_payment(&record)? {
+            Accepted::New => {
+                tracing::info!(task = %record.task_id, payer = %record.payer, "payment accepted");
+                Ok(Admission::New(record))
+            }
+            Accepted::Replay(existing) => {
+                tracing::info!(task = %existing.task_id, "idempotent replay");
+                Ok(Admission::Replay(*existing))
             }
         }
     }
-}
 
-fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-impl Gateway {
-    /// Runs a paid task locally (single mode), validates and settles it. Returns the
-    /// settled record (or the running one if the store failed; a restart refunds it).
-    async fn execute(self: Arc<Self>, record: TaskRecord) -> TaskRecord {
-        let info = TaskInfo { task_id: record.task_id.clone() };
-        let input = record.intent.payload.input.clone();
-        let outcome = self.runtime.run(&self.capability, &info, &input, self.pages.clone()).await;
+    /// Executes an admitted task, validates and settles it. Returns the settled record, or
+    /// the running one if settlement could not be stored (a restart refunds it).
+    pub async fn execute(self: Arc<Self>, record: TaskRecord) -> TaskRecord {
+        let task_id = record.task_id.clone();
+        let Some(served) = self.catalog.get(&record.intent.payload.manifest_cid.to_string()).cloned() else {
+            let error = json!({"kind": "unavailable", "message": "the capability is no longer served"});
+            return self.settle_in_background(move |g| g.settle_rejected(record, error, None)).await.unwrap_or_else(|| self.stored(&task_id));
+        };
         let this = self.clone();
-        let settled = tokio::task::spawn_blocking(move || match outcome {
-            Ok(report) => this.settle_accepted(record, report),
-            Err(failure) => {
-                let error = json!(failure.error);
-                let evidence = serde_json::to_value(&failure.evidence).unwrap_or(Value::Null);
-                this.settle_rejected(record, error, vec![]).map(|mut r| {
-                    r.evidence = Some(evidence);
-                    r
-                })
-            }
-        })
-        .await;
-        match settled {
-            Ok(Ok(record)) => record,
+        let reputation = move |account: &str| this.store.reputation(account).unwrap_or(0);
+        let execution = self.engine.execute(&record.intent.payload, &served, reputation).await;
+        let settled = self
+            .settle_in_background(move |g| match execution.decision.clone() {
+                Ok(_) => g.settle_accepted(record, &served, execution),
+                Err(error) => g.settle_rejected(record, error, Some(execution)),
+            })
+            .await;
+        settled.unwrap_or_else(|| self.stored(&task_id))
+    }
+
+    fn stored(&self, task_id: &str) -> TaskRecord {
+        self.store.task(task_id).ok().flatten().expect("an admitted task is stored")
+    }
+
+    async fn settle_in_background(
+        self: &Arc<Self>,
+        settle: impl FnOnce(&Gateway) -> anyhow::Result<TaskRecord> + Send + 'static,
+    ) -> Option<TaskRecord> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || settle(&this)).await {
+            Ok(Ok(record)) => Some(record),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "settlement failed; the task is refunded on restart");
-                self.store.task(&info.task_id).ok().flatten().expect("the task was stored")
+                None
             }
-            Err(e) => panic!("settlement task panicked: {e}"),
+            Err(e) => panic!("settlement panicked: {e}"),
         }
     }
 
-    fn settle_accepted(&self, mut record: TaskRecord, report: d402_runtime::RunReport) -> anyhow::Result<TaskRecord> {
-        let evidence = serde_json::to_value(&report.evidence)?;
-        let output_hash = report
-            .evidence
-            .content_hash
-            .unwrap_or_else(|| ContentHash::of(&d402_protocol::canonical::to_vec(&report.output).unwrap_or_default()));
-        let claim = ResultClaim {
-            task_id: record.task_id.clone(),
-            lease_id: format!("lease:{}", &record.task_id["task:".len()..]),
-            worker: self.key.public(),
-            manifest_cid: self.capability.manifest_cid(),
-            artifact_cid: self.capability.artifact_cid(),
-            input_hash: report.evidence.input_hash.unwrap_or_else(|| ContentHash::of(b"")),
-            output: report.output.clone(),
-            output_hash,
-            snapshot_cids: report.evidence.snapshot_cids.clone(),
-            evidence: evidence.clone(),
-            completed_at: now(),
-        };
-        let claim = Signed::sign(claim, &self.key)?;
-        let claim_cid: ContentId = claim.cid()?;
-        // The runtime already checked the output against the manifest's output schema; in
-        // single mode with a local worker that is the whole validation.
-        let validation = Signed::sign(
+    /// Refunds every task that was paid but never settled (the node stopped mid-run).
+    fn recover(&self) -> anyhow::Result<()> {
+        for record in self.store.running()? {
+            tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
+            let error = json!({"kind": "interrupted", "message": "the node stopped before the task finished"});
+            self.settle_rejected(record, error, None)?;
+        }
+        Ok(())
+    }
+
+    fn validation_receipt(
+        &self,
+        record: &TaskRecord,
+        status: ValidationStatus,
+        execution: Option<&Execution>,
+        reason: Option<String>,
+    ) -> anyhow::Result<Signed<ValidationReceipt>> {
+        let accepted = execution.map_or_else(Vec::new, |e| e.accepted().iter().filter_map(|c| c.cid().ok()).collect());
+        let model: ValidationModel = record.intent.payload.validation;
+        Ok(Signed::sign(
             ValidationReceipt {
                 task_id: record.task_id.clone(),
-                status: ValidationStatus::Accepted,
-                accepted_claim_cids: vec![claim_cid],
-                rejected_claim_cids: vec![],
-                model: self.capability.manifest().validator.model,
+                status,
+                accepted_claim_cids: accepted,
+                rejected_claim_cids: execution.map_or_else(Vec::new, Execution::rejected_cids),
+                model,
                 validator: self.key.public(),
-                reason: None,
+                reason,
                 issued_at: now(),
             },
             &self.key,
-        )?;
-        let worker = self.account();
-        let payouts = vec![Payout {
-            account: worker.clone(),
-            worker_id: Some(format!("node:{worker}")),
-            amount: record.amount,
-            gross_amount: Some(record.amount),
-            reason: PayoutReason::AcceptedResult,
-            rate_bps: None,
-            rail: Some(self.rail.name().into()),
-            manifest_cid: None,
-            registration_cid: None,
-            publisher: None,
-            namespace: None,
-        }];
+        )?)
+    }
+
+    fn settle_accepted(&self, mut record: TaskRecord, served: &ServedCapability, execution: Execution) -> anyhow::Result<TaskRecord> {
+        let accepted = execution.accepted();
+        let first = accepted.first().context("an accepted task has a claim")?;
+        let workers: Vec<EarningWorker> = accepted
+            .iter()
+            .map(|c| {
+                let account = c.payload.worker.to_string();
+                EarningWorker { worker_id: worker_id(&account), account }
+            })
+            .collect();
+        let commission = served.commission();
+        let validator = self.account();
+        let split = Split {
+            price: record.amount,
+            workers: &workers,
+            commission: commission.as_ref(),
+            validator: Some((validator.as_str(), self.config.validator_fee_bps)),
+            rail: self.rail.name(),
+        };
+        let payouts = payouts(&split);
         let credits: Vec<(String, Amount)> = payouts.iter().map(|p| (p.account.clone(), p.amount)).collect();
-        let settlement = Signed::sign(
-            SettlementReceipt {
-                task_id: record.task_id.clone(),
-                payouts,
-                refunds: vec![],
-                rail: self.rail.name().into(),
-                issued_at: now(),
-            },
-            &self.key,
-        )?;
+        let settlement = self.sign_settlement(&record, payouts, Vec::new())?;
         if settlement.payload.total() != Some(record.amount) {
             bail!("payouts do not add up to the price");
         }
+        let validation = self.validation_receipt(&record, ValidationStatus::Accepted, Some(&execution), None)?;
         record.status = TaskStatus::Accepted;
-        record.result = Some(report.output);
-        record.evidence = Some(evidence);
+        record.result = Some(first.payload.output.clone());
+        record.evidence = Some(first.payload.evidence.clone());
+        record.workers = execution.workers.clone();
         record.completed_at = Some(now());
-        let receipts = Receipts { validation_receipt: validation, settlement_receipt: settlement, claim_cids: vec![claim_cid] };
-        self.store.settle(&record, &receipts, &credits)?;
+        self.store.settle(&record, &receipts(validation, settlement, execution), &credits)?;
         tracing::info!(task = %record.task_id, "task accepted and settled");
         Ok(record)
     }
 
-    fn settle_rejected(&self, mut record: TaskRecord, error: Value, rejected: Vec<ContentId>) -> anyhow::Result<TaskRecord> {
+    fn settle_rejected(&self, mut record: TaskRecord, error: Value, execution: Option<Execution>) -> anyhow::Result<TaskRecord> {
         let reason = error.get("kind").and_then(Value::as_str).unwrap_or("failed").to_string();
-        let validation = Signed::sign(
-            ValidationReceipt {
-                task_id: record.task_id.clone(),
-                status: ValidationStatus::Rejected,
-                accepted_claim_cids: vec![],
-                rejected_claim_cids: rejected,
-                model: self.capability.manifest().validator.model,
-                validator: self.key.public(),
-                reason: Some(error.to_string()),
-                issued_at: now(),
-            },
-            &self.key,
-        )?;
+        let validation = self.validation_receipt(&record, ValidationStatus::Rejected, execution.as_ref(), Some(error.to_string()))?;
         let refund = Refund { account: record.payer.clone(), amount: record.amount, reason };
         let credits = vec![(refund.account.clone(), refund.amount)];
-        let settlement = Signed::sign(
-            SettlementReceipt {
-                task_id: record.task_id.clone(),
-                payouts: vec![],
-                refunds: vec![refund],
-                rail: self.rail.name().into(),
-                issued_at: now(),
-            },
-            &self.key,
-        )?;
+        let settlement = self.sign_settlement(&record, Vec::new(), vec![refund])?;
         record.status = TaskStatus::Rejected;
+        if let Some(execution) = &execution {
+            record.workers = execution.workers.clone();
+            if let Some((claim, _)) = execution.claims.first() {
+                record.evidence = Some(claim.payload.evidence.clone());
+            }
+        }
         record.error = Some(error);
         record.completed_at = Some(now());
-        let receipts = Receipts { validation_receipt: validation, settlement_receipt: settlement, claim_cids: vec![] };
+        let receipts = match execution {
+            Some(execution) => receipts(validation, settlement, execution),
+            None => Receipts {
+                validation_receipt: validation,
+                settlement_receipt: settlement,
+                claim_cids: Vec::new(),
+                claims: Vec::new(),
+                verdicts: Vec::new(),
+                failures: Vec::new(),
+                reputation: Vec::new(),
+            },
+        };
         self.store.settle(&record, &receipts, &credits)?;
         tracing::info!(task = %record.task_id, "task rejected and refunded");
         Ok(record)
     }
-}
 
-fn links(task_id: &str) -> Value {
-    json!({
-        "task": format!("/tasks/{task_id}"),
-        "result": format!("/tasks/{task_id}/result"),
-        "receipt": format!("/tasks/{task_id}/receipt")
-    })
-}
-
-/// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`.
-fn task_response(g: &Gateway, record: &TaskRecord) -> Response {
-    let receipts = match g.store.receipts(&record.task_id) {
-        Ok(receipts) => receipts,
-        Err(e) => return store_error(e),
-    };
-    let mut document = json!({
-        "taskId": record.task_id,
-        "status": record.status.as_str(),
-        "capabilityId": record.intent.payload.capability_id,
-        "manifestCid": record.intent.payload.manifest_cid,
-        "links": links(&record.task_id),
-    });
-    if let Some(result) = &record.result {
-        document["result"] = result.clone();
-    }
-    if let Some(evidence) = &record.evidence {
-        document["evidence"] = evidence.clone();
-    }
-    if let Some(error) = &record.error {
-        document["error"] = error.clone();
-    }
-    if let Some(receipts) = receipts {
-        document["validationReceipt"] = json!(receipts.validation_receipt.payload);
-        document["settlement"] = json!({
-            "payouts": receipts.settlement_receipt.payload.payouts,
-            "refunds": receipts.settlement_receipt.payload.refunds
-        });
-    }
-    let mut response = (StatusCode::OK, Json(document)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&encode_header(&record.payment_response)) {
-        response.headers_mut().insert("payment-response", value);
-    }
-    response
-}
-
-fn load_task(g: &Gateway, id: &str) -> Result<TaskRecord, Response> {
-    match g.store.task(id) {
-        Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, "unknown_task", format!("no task {id}"))),
-        Err(e) => Err(store_error(e)),
+    fn sign_settlement(
+        &self,
+        record: &TaskRecord,
+        payouts: Vec<d402_protocol::Payout>,
+        refunds: Vec<Refund>,
+    ) -> anyhow::Result<Signed<SettlementReceipt>> {
+        let receipt = SettlementReceipt {
+            task_id: record.task_id.clone(),
+            payouts,
+            refunds,
+            rail: self.rail.name().into(),
+            issued_at: now(),
+        };
+        Ok(Signed::sign(receipt, &self.key)?)
     }
 }
 
-async fn get_task(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
-    match load_task(&g, &id) {
-        Ok(record) => task_response(&g, &record),
-        Err(response) => response,
+fn receipts(
+    validation: Signed<ValidationReceipt>,
+    settlement: Signed<SettlementReceipt>,
+    execution: Execution,
+) -> Receipts {
+    let claim_cids: Vec<ContentId> = execution.claims.iter().filter_map(|(c, _)| c.cid().ok()).collect();
+    let verdicts = execution
+        .claims
+        .iter()
+        .map(|(_, v)| match v {
+            Verdict::Accepted => json!({"status": "accepted"}),
+            Verdict::Rejected(reason) => json!({"status": "rejected", "reason": reason}),
+            Verdict::Unused => json!({"status": "unused"}),
+        })
+        .collect();
+    Receipts {
+        validation_receipt: validation,
+        settlement_receipt: settlement,
+        claim_cids,
+        claims: execution.claims.into_iter().map(|(c, _)| c).collect(),
+        verdicts,
+        failures: execution.failures.into_iter().map(|(worker, error)| json!({"workerId": worker, "error": error})).collect(),
+        reputation: execution.reputation,
     }
 }
 
-async fn get_result(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
-    let record = match load_task(&g, &id) {
-        Ok(record) => record,
-        Err(response) => return response,
-    };
-    match record.status {
-        TaskStatus::Running => (StatusCode::ACCEPTED, Json(json!({"taskId": id, "status": "running", "links": links(&id)}))).into_response(),
-        TaskStatus::Accepted => Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response(),
-        TaskStatus::Rejected => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": {"code": "task_rejected", "message": record.error.map(|e| e.to_string()).unwrap_or_default()}, "taskId": id, "status": "rejected"})),
-        )
-            .into_response(),
-    }
-}
-
-async fn get_receipt(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
-    let record = match load_task(&g, &id) {
-        Ok(record) => record,
-        Err(response) => return response,
-    };
-    match g.store.receipts(&id) {
-        Ok(Some(receipts)) => Json(json!({
-            "taskId": id,
-            "status": record.status.as_str(),
-            "validationReceipt": receipts.validation_receipt.payload,
-            "settlement": {
-                "payouts": receipts.settlement_receipt.payload.payouts,
-                "refunds": receipts.settlement_receipt.payload.refunds
-            },
-            "payment": record.payment_response,
-            "signed": {
-                "taskIntent": record.intent,
-                "validationReceipt": receipts.validation_receipt,
-                "settlementReceipt": receipts.settlement_receipt,
-                "claimCids": receipts.claim_cids
-            }
-        }))
-        .into_response(),
-        Ok(None) => (StatusCode::ACCEPTED, Json(json!({"taskId": id, "status": "running", "links": links(&id)}))).into_response(),
-        Err(e) => store_error(e),
-    }
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
 }

@@ -1,53 +1,156 @@
-//! Resolving a capability installed in a node's state directory.
+//! Capabilities installed in a node's state directory, and installing them.
 //!
-//! Layout: `<state>/implementations/*.json` (signed implementation packages),
-//! `<state>/manifests/<cid>.json`, `<state>/blobs/` (artifacts by CID).
+//! Layout: `<state>/implementations/<package-cid>.json` (signed implementation packages),
+//! `<state>/manifests/<manifest-cid>.json`, `<state>/registrations/<registration-cid>.json`
+//! (signed registration envelopes) and `<state>/blobs/` (artifacts by CID). Files are
+//! written atomically (temporary file, then rename), after everything verified.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use d402_protocol::{CapabilityManifest, ContentId, ImplementationPackage, Signed, parse_json};
+use d402_blobstore::BlobStore;
+use d402_protocol::{
+    CapabilityManifest, CapabilityRegistration, ContentId, ImplementationPackage, Keypair, PublicKey, Signed, Timestamp,
+    parse_json,
+};
 
-/// Finds an installed capability by manifest CID or capability ID (`web.page_to_markdown@1`);
-/// the newest verifying package wins. The returned manifest is validated, hashes to the
-/// package's manifest CID, and has its artifact CID pinned.
-pub fn find_installed(state: &Path, reference: &str) -> anyhow::Result<CapabilityManifest> {
-    let by_cid = reference.parse::<ContentId>().ok();
+/// An installed capability: the newest verifying package for a manifest and the manifest.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The implementation package.
+    pub package: ImplementationPackage,
+    /// The validated manifest, its artifact CID pinned to the package's.
+    pub manifest: CapabilityManifest,
+}
+
+/// Every installed capability of `state`, one per manifest CID (the newest package wins),
+/// newest first.
+pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
     let dir = state.join("implementations");
-    let mut best: Option<ImplementationPackage> = None;
     let entries = std::fs::read_dir(&dir).with_context(|| {
-        format!(
-            "no capabilities installed in {} (see `d402 capability implementation install`)",
-            state.display()
-        )
+        format!("no capabilities installed in {} (see `d402 capability implementation install`)", state.display())
     })?;
+    let mut packages: Vec<ImplementationPackage> = Vec::new();
     for entry in entries {
         let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
         let envelope: Signed<ImplementationPackage> = read_json(&path)?;
-        let package = envelope
-            .verify()
-            .with_context(|| format!("{} does not verify", path.display()))?
-            .clone();
-        let matches = by_cid.map_or(package.capability_id == reference, |cid| package.manifest_cid == cid);
-        if matches && best.as_ref().is_none_or(|b| b.created_at < package.created_at) {
-            best = Some(package);
+        let package = envelope.verify().with_context(|| format!("{} does not verify", path.display()))?.clone();
+        match packages.iter_mut().find(|p| p.manifest_cid == package.manifest_cid) {
+            Some(existing) if existing.created_at < package.created_at => *existing = package,
+            Some(_) => {}
+            None => packages.push(package),
         }
     }
-    let package =
-        best.with_context(|| format!("capability {reference} is not installed in {}", state.display()))?;
-    let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
-    let mut manifest: CapabilityManifest = read_json(&manifest_path)?;
-    manifest
-        .validate()
-        .with_context(|| format!("{} is not a valid capability manifest", manifest_path.display()))?;
-    if manifest.cid()? != package.manifest_cid {
-        bail!("{} does not hash to its name", manifest_path.display());
+    packages.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+    packages
+        .into_iter()
+        .map(|package| {
+            let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
+            let mut manifest: CapabilityManifest = read_json(&manifest_path)?;
+            manifest
+                .validate()
+                .with_context(|| format!("{} is not a valid capability manifest", manifest_path.display()))?;
+            if manifest.cid()? != package.manifest_cid {
+                bail!("{} does not hash to its name", manifest_path.display());
+            }
+            manifest.runtime.artifact_cid.get_or_insert(package.artifact_cid);
+            Ok(Installed { package, manifest })
+        })
+        .collect()
+}
+
+/// Finds an installed capability by manifest CID or capability ID (`web.page_to_markdown@1`);
+/// for an ID the newest package wins.
+pub fn find_installed(state: &Path, reference: &str) -> anyhow::Result<CapabilityManifest> {
+    let by_cid = reference.parse::<ContentId>().ok();
+    list_installed(state)?
+        .into_iter()
+        .find(|i| by_cid.map_or(i.package.capability_id == reference, |cid| i.package.manifest_cid == cid))
+        .map(|i| i.manifest)
+        .with_context(|| format!("capability {reference} is not installed in {}", state.display()))
+}
+
+/// Signs an implementation package for `manifest` and `artifact` with `key`, verified
+/// before it is returned.
+pub fn create_package(
+    manifest: &CapabilityManifest,
+    artifact: &[u8],
+    key: &Keypair,
+    now: Timestamp,
+) -> anyhow::Result<Signed<ImplementationPackage>> {
+    let package = ImplementationPackage {
+        capability_id: manifest.capability_id(),
+        manifest_cid: manifest.cid()?,
+        artifact_cid: ContentId::of_bytes(artifact),
+        artifact_bytes: artifact.len() as u64,
+        world: manifest.runtime.world.clone(),
+        publisher: key.public(),
+        created_at: now,
+    };
+    let envelope = Signed::sign(package, key)?;
+    envelope.verify_package(artifact, Some(manifest)).context("refusing to create the package")?;
+    Ok(envelope)
+}
+
+/// Verifies `envelope` against `artifact` and `manifest` (and, when `trusted` is not empty,
+/// that one of those publishers signed it), then installs all three into `state`. Nothing
+/// is written unless everything verifies.
+pub fn install_package(
+    state: &Path,
+    envelope: &Signed<ImplementationPackage>,
+    manifest: &CapabilityManifest,
+    artifact: &[u8],
+    trusted: &[PublicKey],
+) -> anyhow::Result<ImplementationPackage> {
+    manifest.validate().context("the manifest is not valid")?;
+    let package = envelope.verify_package(artifact, Some(manifest))?.clone();
+    if !trusted.is_empty() && !trusted.contains(&package.publisher) {
+        bail!("publisher {} is not one of the trusted publishers", package.publisher);
     }
-    manifest.runtime.artifact_cid.get_or_insert(package.artifact_cid);
-    Ok(manifest)
+    BlobStore::open(state.join("blobs"))?.put_verified(artifact, &package.artifact_cid)?;
+    write_json(&state.join("manifests").join(format!("{}.json", package.manifest_cid)), manifest)?;
+    write_json(&state.join("implementations").join(format!("{}.json", envelope.cid()?)), envelope)?;
+    Ok(package)
+}
+
+/// Verifies a signed registration of `manifest` (signature, rules, commission within
+/// `max_commission_bps`, namespace proof if present) and installs it into `state`, where
+/// the gateway reads it for its acceptance policy and creator commissions.
+pub fn install_registration(
+    state: &Path,
+    envelope: &Signed<CapabilityRegistration>,
+    manifest: &CapabilityManifest,
+    max_commission_bps: u32,
+    now: Timestamp,
+) -> anyhow::Result<ContentId> {
+    envelope.verify_registration(Some(manifest), max_commission_bps, now)?;
+    let cid = envelope.cid()?;
+    write_json(&state.join("registrations").join(format!("{cid}.json")), envelope)?;
+    Ok(cid)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_json(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// Writes pretty JSON to `path` atomically: a temporary file in the same directory, synced,
+/// then renamed over the target.
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let dir = path.parent().context("a state file has a parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

@@ -275,10 +275,25 @@ impl PaymentRail for SimulatedRail {
             return Err(PaymentError::Malformed("nonce must be 16 to 128 hex digits".into()));
         }
         let payer = envelope.signer.to_string();
-        let payment_key = format!("{payer}:{}", auth.nonce.to_ascii_lowercase());
+        let payment_key = payment_key(&payer, &auth.nonce);
         let transaction = format!("sim:{}", hex::encode(Sha256::digest(payment_key.as_bytes())));
         Ok(VerifiedPayment { payer, payment_key, authorized: Amount::from_micros(offered), transaction })
     }
+}
+
+/// The task a payment pays for: `task:` and 32 hex digits of sha256 of its once-only
+/// payment key (`<payer>:<nonce>`), so a replayed payment always names the same task.
+pub fn task_id_for(payment_key: &str) -> String {
+    format!("task:{}", &hex::encode(Sha256::digest(payment_key.as_bytes()))[..32])
+}
+
+/// The task a `PAYMENT-SIGNATURE` payload would pay for (see [`task_id_for`]).
+pub fn task_id_of(payload: &PaymentPayload) -> String {
+    task_id_for(&payment_key(&payload.payload.signer.to_string(), &payload.payload.payload.nonce))
+}
+
+fn payment_key(payer: &str, nonce: &str) -> String {
+    format!("{payer}:{}", nonce.to_ascii_lowercase())
 }
 
 /// `sha256:<hex>` of the RFC 8785 form of a request body: what a payment is bound to.

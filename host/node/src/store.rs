@@ -1,11 +1,12 @@
 //! Durable node state in one redb file (`<state>/node.redb`): tasks, payments seen,
-//! receipts and the simulated ledger. Every state change that involves money is one
+//! receipts with the signed claims they decided on, reputation scores and the simulated
+//! ledger. Every state change that involves money is one
 //! write transaction, committed (fsync'd) before the caller acts on it.
 
 use std::path::Path;
 
 use d402_protocol::{
-    Amount, ContentId, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
+    Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ const PAYMENTS: TableDefinition<&str, &str> = TableDefinition::new("payments");
 const RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 /// Account (base58) → balance in micro-dollars, the simulated rail's ledger.
 const LEDGER: TableDefinition<&str, u64> = TableDefinition::new("ledger");
+/// Account (base58) → reputation score, the sum of the deltas of its reputation events.
+const REPUTATION: TableDefinition<&str, i64> = TableDefinition::new("reputation");
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,9 @@ pub struct TaskRecord {
     pub payer: String,
     /// The consumed payment key.
     pub payment_key: String,
+    /// Worker ids leased (known once the task settled).
+    #[serde(default)]
+    pub workers: Vec<String>,
     /// `sha256:<hex>` of the canonical request body the payment is bound to.
     pub binding: String,
     /// Amount charged.
@@ -119,6 +125,18 @@ pub struct Receipts {
     /// CIDs of the signed result claims considered.
     #[serde(default)]
     pub claim_cids: Vec<ContentId>,
+    /// The signed result claims themselves.
+    #[serde(default)]
+    pub claims: Vec<Signed<ResultClaim>>,
+    /// The validator's verdict on each claim (`{status, reason?}`), in claim order.
+    #[serde(default)]
+    pub verdicts: Vec<Value>,
+    /// Leased runs that produced no claim (`{workerId, error}`).
+    #[serde(default)]
+    pub failures: Vec<Value>,
+    /// Reputation events issued for the task.
+    #[serde(default)]
+    pub reputation: Vec<Signed<ReputationEvent>>,
 }
 
 /// What [`NodeStore::accept_payment`] did.
@@ -147,6 +165,7 @@ impl NodeStore {
         txn.open_table(PAYMENTS).map_err(db)?;
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
+        txn.open_table(REPUTATION).map_err(db)?;
         txn.commit().map_err(db)?;
         Ok(Self { db: db_ })
     }
@@ -187,8 +206,8 @@ impl NodeStore {
         Ok(Accepted::New)
     }
 
-    /// Settles a task in one transaction: stores the final record and its receipts and
-    /// credits every `(account, amount)`.
+    /// Settles a task in one transaction: stores the final record and its receipts, credits
+    /// every `(account, amount)` and applies the receipts' reputation events.
     pub fn settle(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db)?;
         {
@@ -202,8 +221,21 @@ impl NodeStore {
                 let next = balance.checked_add(amount.micros()).ok_or(StoreError::Overflow)?;
                 ledger.insert(account.as_str(), next).map_err(db)?;
             }
+            let mut reputation = txn.open_table(REPUTATION).map_err(db)?;
+            for event in &receipts.reputation {
+                let subject = event.payload.subject.to_string();
+                let score = reputation.get(subject.as_str()).map_err(db)?.map_or(0, |g| g.value());
+                reputation.insert(subject.as_str(), score.saturating_add(i64::from(event.payload.delta))).map_err(db)?;
+            }
         }
         txn.commit().map_err(db)
+    }
+
+    /// The reputation score of `account` (0 when unknown).
+    pub fn reputation(&self, account: &str) -> Result<i64, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(REPUTATION).map_err(db)?;
+        Ok(table.get(account).map_err(db)?.map_or(0, |g| g.value()))
     }
 
     /// Adds `amount` to `account` (the development faucet); returns the new balance.

@@ -1,66 +1,15 @@
 //! End-to-end tests of the gateway over real HTTP on 127.0.0.1, serving the json-transform
 //! component (build it first: scripts/build-capabilities.sh).
 
-use std::sync::Arc;
-use std::time::SystemTime;
+mod common;
 
+use common::{FUNDS, Node, install, now, paid_out, serve, start};
 use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated};
-use d402_node::{Gateway, NodeConfig};
-use d402_protocol::{Amount, Keypair, Signed, Timestamp};
+use d402_protocol::{Keypair, Signed, Timestamp};
 use serde_json::{Value, json};
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    gateway: Arc<Gateway>,
-    base: String,
-    client: reqwest::Client,
-    buyer: Keypair,
-}
-
-async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let (manifest, bytes) = d402_testkit::json_transform();
-    let config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
-    let gateway = Gateway::open_with(config, &manifest, &bytes).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, d402_node::router(gateway.clone())).into_future());
-    let buyer = Keypair::from_seed(&[7; 32]);
-    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(1_000_000)).unwrap();
-    Harness { _dir: dir, gateway, base, client: d402_node::client::http_client().unwrap(), buyer }
-}
-
-impl Harness {
-    fn balance(&self) -> u64 {
-        self.gateway.store().balance(&self.buyer.public().to_string()).unwrap().micros()
-    }
-
-    async fn post(&self, body: &Value, payment: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.post(format!("{}/tasks", self.base)).json(body);
-        if let Some(payment) = payment {
-            request = request.header("payment-signature", payment);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn challenge(&self, body: &Value) -> PaymentRequired {
-        let response = self.post(body, None).await;
-        assert_eq!(response.status(), 402);
-        let header = response.headers()["payment-required"].to_str().unwrap().to_string();
-        let decoded: PaymentRequired = decode_header(&header).unwrap();
-        let in_body: PaymentRequired = response.json().await.unwrap();
-        assert_eq!(decoded, in_body, "header and body carry the same challenge");
-        decoded
-    }
-
-    async fn pay(&self, body: &Value) -> String {
-        let challenge = self.challenge(body).await;
-        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, now()).unwrap()
-    }
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
+async fn start_default() -> Node {
+    start(|_| {}).await
 }
 
 fn task_body(select: &str) -> Value {
@@ -83,7 +32,7 @@ fn tamper(header: &str, key: &Keypair, resign: bool, edit: impl FnOnce(&mut d402
 
 #[tokio::test]
 async fn challenge_pay_replay_and_reuse() {
-    let h = start().await;
+    let h = start_default().await;
     let body = task_body("a.b");
     let challenge = h.challenge(&body).await;
     assert_eq!(challenge.x402_version, 2);
@@ -101,11 +50,11 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!(task["status"], "accepted");
     assert_eq!(task["result"]["result"]["a.b"], 2, "{task}");
     assert_eq!(task["validationReceipt"]["status"], "accepted");
-    let payouts = task["settlement"]["payouts"].as_array().unwrap();
-    let total: f64 = payouts.iter().map(|p| p["amount"].as_f64().unwrap()).sum();
-    assert!((total - 0.0001).abs() < 1e-12, "payouts add up to the price: {total}");
-    assert_eq!(h.balance(), 1_000_000 - 100);
-    assert_eq!(h.gateway.store().balance(&h.gateway.account()).unwrap().micros(), 100);
+    assert_eq!(paid_out(&task), 100, "payouts add up to the price");
+    assert_eq!(h.buyer_balance(), FUNDS - 100);
+    let worker = task["settlement"]["payouts"][0]["account"].as_str().unwrap();
+    assert!(h.gateway.worker_accounts().iter().any(|w| w == worker), "a local worker earned it");
+    assert_eq!(h.balance(worker), 100);
 
     // Same proof, same body: the same task, marked as a replay, charged once.
     let replay = h.post(&body, Some(&payment)).await;
@@ -114,7 +63,7 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!(replay.headers()["x-dnc-idempotent-replay"], "true");
     let again: Value = replay.json().await.unwrap();
     assert_eq!(again["taskId"], task["taskId"]);
-    assert_eq!(h.balance(), 1_000_000 - 100);
+    assert_eq!(h.buyer_balance(), FUNDS - 100);
 
     // Same proof, another body: refused (the binding no longer matches).
     let other = h.post(&task_body("a"), Some(&payment)).await;
@@ -123,7 +72,7 @@ async fn challenge_pay_replay_and_reuse() {
     let rebound = tamper(&payment, &h.buyer, true, |a| a.task_binding = d402_node::task_binding(&task_body("a")));
     let reused = h.post(&task_body("a"), Some(&rebound)).await;
     assert_eq!(reused.status(), 409);
-    assert_eq!(h.balance(), 1_000_000 - 100);
+    assert_eq!(h.buyer_balance(), FUNDS - 100);
 
     // Task, result and receipt endpoints.
     let id = task["taskId"].as_str().unwrap();
@@ -138,7 +87,7 @@ async fn challenge_pay_replay_and_reuse() {
 
 #[tokio::test]
 async fn bad_payments_and_bad_input_charge_nothing() {
-    let h = start().await;
+    let h = start_default().await;
     let body = task_body("a.b");
     let payment = h.pay(&body).await;
     let cases = [
@@ -167,17 +116,17 @@ async fn bad_payments_and_bad_input_charge_nothing() {
     let bad_url = h.post(&json!({"input": {"url": "not a url"}}), Some(&payment)).await;
     assert_eq!(bad_url.status(), 400);
     assert_eq!(bad_url.json::<Value>().await.unwrap()["error"]["code"], "bad_url");
-    assert_eq!(h.balance(), 1_000_000, "nothing charged");
+    assert_eq!(h.buyer_balance(), FUNDS, "nothing charged");
 
     // The untouched payment still works afterwards, and client-supplied policy is ignored.
     let ok = h.post(&body, Some(&payment)).await;
     assert_eq!(ok.status(), 200);
-    assert_eq!(h.balance(), 1_000_000 - 100);
+    assert_eq!(h.buyer_balance(), FUNDS - 100);
 }
 
 #[tokio::test]
 async fn async_task_is_polled_to_completion() {
-    let h = start().await;
+    let h = start_default().await;
     let body = json!({"sync": false, "price": "$0", "payTo": "x", "input": {"value": {"k": 1}, "select": ["k"]}});
     let payment = h.pay(&body).await;
     let response = h.post(&body, Some(&payment)).await;
@@ -194,12 +143,12 @@ async fn async_task_is_polled_to_completion() {
         status = t["status"].clone();
     }
     assert_eq!(status, "accepted");
-    assert_eq!(h.balance(), 1_000_000 - 100, "charged the price, not the client's \"price\"");
+    assert_eq!(h.buyer_balance(), FUNDS - 100, "charged the price, not the client's \"price\"");
 }
 
 #[tokio::test]
 async fn discovery_health_and_capabilities() {
-    let h = start().await;
+    let h = start_default().await;
     for path in ["/.well-known/d402-gateway.json", "/.well-known/dnc-gateway.json"] {
         let d: Value = h.client.get(format!("{}{path}", h.base)).send().await.unwrap().json().await.unwrap();
         assert_eq!(d["d402GatewayVersion"], 1);
@@ -223,11 +172,9 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
     let text = std::fs::read_to_string(d402_testkit::manifest_path("page-to-markdown")).unwrap();
     let mut manifest = d402_protocol::CapabilityManifest::from_json(&text).unwrap();
     manifest.runtime.artifact_cid = Some(d402_protocol::ContentId::of_bytes(&bytes));
-    let config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
-    let gateway = Gateway::open_with(config, &manifest, &bytes).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1/web/page-to-markdown", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, d402_node::router(gateway)).into_future());
+    install(dir.path(), &manifest, &bytes);
+    let node = serve(dir, |_| {}).await.unwrap();
+    let base = format!("{}/v1/web/page-to-markdown", node.base);
     let client = d402_node::client::http_client().unwrap();
 
     let response = client.post(&base).json(&json!({"url": "https://example.com"})).send().await.unwrap();

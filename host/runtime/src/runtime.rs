@@ -89,6 +89,10 @@ impl LoadedCapability {
     pub fn artifact_cid(&self) -> ContentId {
         self.artifact_cid
     }
+    /// The manifest's compiled input and output schemas.
+    pub fn schemas(&self) -> &CompiledSchemas {
+        &self.schemas
+    }
     /// True when the compiled code came from the disk cache.
     pub fn from_compile_cache(&self) -> bool {
         self.compile_source == CompileSource::Cache

@@ -77,3 +77,24 @@ pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     (manifest, bytes)
 }
+
+/// Serves `body` as text/html to every connection on 127.0.0.1 until the process ends;
+/// returns the page URL (`http://127.0.0.1:<port>/story`).
+pub fn serve_html(body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    format!("http://{address}/story")
+}

@@ -1,0 +1,280 @@
+//! A real `d402 node` process on 127.0.0.1: a buyer pays for a local page through
+//! web.page_to_markdown@1 end to end, and a node killed with SIGKILL mid-task loses no
+//! accepted payment, result or receipt.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, pay_simulated};
+use d402_protocol::{Keypair, Timestamp};
+use d402_testkit::{components_dir, manifest_path};
+use serde_json::{Value, json};
+
+fn d402(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_d402")).args(args).current_dir(dir).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = d402(dir, args);
+    assert_eq!(code, 0, "d402 {args:?}: {err}");
+    out
+}
+
+/// Installs the component `wasm` (in the build's components dir) for the manifest of
+/// `capability_dir` into `dir/state`, packaged by a fresh publisher key.
+fn install(dir: &Path, capability_dir: &str, wasm: &str) {
+    if !dir.join("publisher.json").exists() {
+        ok(dir, &["keygen", "--out", "publisher.json"]);
+    }
+    let manifest = manifest_path(capability_dir);
+    let manifest = manifest.to_str().unwrap();
+    let wasm = components_dir().join(wasm);
+    let wasm = wasm.to_str().unwrap();
+    let package = format!("{capability_dir}.package.json");
+    ok(dir, &["capability", "implementation", "create", "--manifest", manifest, "--wasm", wasm, "--key", "publisher.json", "--out", &package]);
+    ok(dir, &["capability", "implementation", "install", "--file", &package, "--wasm", wasm, "--manifest", manifest, "--state", "state"]);
+}
+
+/// A buyer key in `dir/buyer.json`, funded with $1 on the node's ledger (node stopped).
+fn funded_buyer(dir: &Path) -> Keypair {
+    ok(dir, &["keygen", "--out", "buyer.json"]);
+    let buyer = d402_wallet::load(&dir.join("buyer.json")).unwrap();
+    ok(dir, &["faucet", "--state", "state", "--account", &buyer.public().to_string(), "--amount", "1"]);
+    buyer
+}
+
+/// A `d402 node` child process; killed (SIGKILL) when dropped.
+struct NodeProcess {
+    child: Child,
+    base: String,
+}
+
+impl NodeProcess {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args(["node", "--state", "state", "--http-port", "0"])
+            .args(extra)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let address = line
+            .strip_prefix("d402 node listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        Self { child, base: address.to_string() }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+fn micros(value: &Value) -> u64 {
+    (value.as_f64().unwrap() * 1e6).round() as u64
+}
+
+fn paid_out(settlement: &Value) -> u64 {
+    let sum = |key: &str| settlement[key].as_array().unwrap().iter().map(|p| micros(&p["amount"])).sum::<u64>();
+    sum("payouts") + sum("refunds")
+}
+
+#[test]
+fn a_buyer_pays_for_a_local_page_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "page-to-markdown", "page_to_markdown.wasm");
+    let buyer = funded_buyer(dir);
+    let page = d402_testkit::serve_html(include_str!("../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"));
+    let node = NodeProcess::start(dir, &["--allow-private-addresses"]);
+
+    // The CLI buyer: discovery, 402, signed payment, result and receipts.
+    let out = ok(dir, &["http-task", "--gateway", &node.base, "--url", &page, "--key", "buyer.json"]);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["challenge"]["x402Version"], 2);
+    assert_eq!(out["challenge"]["accepts"][0]["amount"], "10000");
+    let task = &out["task"];
+    assert_eq!(task["status"], "accepted", "{task}");
+    let result = &task["result"];
+    assert!(result["markdown"].as_str().unwrap().starts_with("# "), "{result}");
+    assert!(result["contentHash"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(result["url"], page.as_str());
+    assert_eq!(task["validationReceipt"]["status"], "accepted");
+    assert_eq!(out["receipt"]["validationReceipt"]["status"], "accepted");
+    assert_eq!(paid_out(&out["receipt"]["settlement"]), 10_000, "payouts add up to the price");
+    assert_eq!(out["paymentResponse"]["success"], true);
+
+    // The async path.
+    let out = ok(dir, &["http-task", "--gateway", &node.base, "--url", &page, "--key", "buyer.json", "--async"]);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["task"]["status"], "accepted", "{out}");
+
+    // Replay of the same paid request, and the same proof for another task.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = d402_node::client::http_client().unwrap();
+        let post = |body: &Value, payment: Option<&str>| {
+            let mut request = client.post(format!("{}/tasks", node.base)).json(body);
+            if let Some(payment) = payment {
+                request = request.header("payment-signature", payment);
+            }
+            request.send()
+        };
+        let body = json!({"input": {"url": page}});
+        let first = post(&body, None).await.unwrap();
+        assert_eq!(first.status(), 402);
+        let challenge: PaymentRequired = first.json().await.unwrap();
+        let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now()).unwrap();
+        let paid = post(&body, Some(&payment)).await.unwrap();
+        assert_eq!(paid.status(), 200);
+        let paid: Value = paid.json().await.unwrap();
+        let replay = post(&body, Some(&payment)).await.unwrap();
+        assert_eq!(replay.headers()["x-d402-idempotent-replay"], "true");
+        let replay: Value = replay.json().await.unwrap();
+        assert_eq!(replay["taskId"], paid["taskId"]);
+        let other = json!({"input": {"url": format!("{page}?other")}});
+        let mut reused: PaymentPayload = decode_header(&payment).unwrap();
+        reused.payload = d402_protocol::Signed::sign(
+            d402_node::SimulatedAuthorization { task_binding: d402_node::task_binding(&other), ..reused.payload.payload.clone() },
+            &buyer,
+        )
+        .unwrap();
+        let reused = post(&other, Some(&d402_node::payment::encode_header(&reused))).await.unwrap();
+        assert_eq!(reused.status(), 409, "a payment proof pays for one task only");
+    });
+    drop(node);
+    let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
+    assert_eq!(store.balance(&buyer.public().to_string()).unwrap().micros(), 1_000_000 - 3 * 10_000, "three tasks charged");
+}
+
+/// SIGKILL while tasks are in flight; after a restart every accepted payment has a receipt
+/// with a result or a refund, nothing is lost, no payment counts twice, and money is
+/// conserved on the ledger.
+#[test]
+fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    // A capability that runs until its deadline keeps tasks in flight when the node dies.
+    let hostile = components_dir().join("hostile.wasm");
+    let manifest = d402_testkit::hostile_manifest(
+        &std::fs::read(&hostile).unwrap(),
+        20_000,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "snapshot-deterministic",
+    );
+    std::fs::write(dir.join("hostile.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let hostile = hostile.to_str().unwrap();
+    ok(dir, &["capability", "implementation", "create", "--manifest", "hostile.json", "--wasm", hostile, "--key", "publisher.json", "--out", "h.json"]);
+    ok(dir, &["capability", "implementation", "install", "--file", "h.json", "--wasm", hostile, "--manifest", "hostile.json", "--state", "state"]);
+    let buyer = funded_buyer(dir);
+    let mut node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sent: Vec<(Value, String, Option<u16>)> = runtime.block_on(async {
+        let client = d402_node::client::http_client().unwrap();
+        let base = node.base.clone();
+        let challenge = |body: Value| {
+            let client = client.clone();
+            let base = base.clone();
+            async move {
+                let response = client.post(format!("{base}/tasks")).json(&body).send().await.unwrap();
+                let challenge: PaymentRequired = response.json().await.unwrap();
+                challenge
+            }
+        };
+        let mut bodies: Vec<Value> = (0..8)
+            .map(|i| json!({"sync": false, "capabilityId": "test.hostile@1", "input": {"behaviour": "loop"}, "n": i}))
+            .collect();
+        bodies.extend((0..150).map(|i| json!({"input": {"value": {"k": i}, "select": ["k"]}})));
+        let mut requests = Vec::new();
+        for body in bodies {
+            let challenge = challenge(body.clone()).await;
+            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now()).unwrap();
+            requests.push((body, payment));
+        }
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for (body, payment) in requests {
+            let client = client.clone();
+            let url = format!("{base}/tasks");
+            let answered = answered.clone();
+            handles.push(tokio::spawn(async move {
+                let response = client.post(url).header("payment-signature", &payment).json(&body).send().await.ok();
+                let status = response.map(|r| r.status().as_u16());
+                if status.is_some() {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                (body, payment, status)
+            }));
+        }
+        // Kill the node in the middle of the burst: once a few tasks have been answered.
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < 12 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        node.kill();
+        let mut sent = Vec::new();
+        for handle in handles {
+            sent.push(handle.await.unwrap());
+        }
+        sent
+    });
+    let answered = sent.iter().filter(|(_, _, s)| s.is_some()).count();
+    assert!(answered > 0 && answered < sent.len(), "the kill landed mid-burst ({answered} of {} answered)", sent.len());
+
+    // Restart on the same state: interrupted tasks are refunded before serving.
+    let node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
+    let settled: Vec<Value> = runtime.block_on(async {
+        let client = d402_node::client::http_client().unwrap();
+        let mut settled = Vec::new();
+        for (_, payment, status) in &sent {
+            let id = d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            let response = client.get(format!("{}/tasks/{id}/receipt", node.base)).send().await.unwrap();
+            match response.status().as_u16() {
+                200 => {
+                    let receipt: Value = response.json().await.unwrap();
+                    assert_ne!(receipt["status"], "running");
+                    let price = if receipt["signed"]["taskIntent"]["payload"]["capabilityId"] == "test.hostile@1" { 1_000 } else { 100 };
+                    assert_eq!(paid_out(&receipt["settlement"]), price, "payouts or refunds account for the whole price");
+                    settled.push(receipt);
+                }
+                404 => assert!(!matches!(status, Some(200 | 202)), "an answered payment ({status:?}) lost its task"),
+                other => panic!("unexpected status {other} for {id}"),
+            }
+        }
+        settled
+    });
+    let hostile_refunds = settled
+        .iter()
+        .filter(|r| r["settlement"]["refunds"].as_array().is_some_and(|x| !x.is_empty()) && r["validationReceipt"]["status"] == "rejected")
+        .count();
+    assert!(hostile_refunds >= 1, "the looping tasks in flight were refunded");
+    drop(node);
+
+    // Conservation: what the buyer lost is exactly what the receipts paid out.
+    let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
+    let charged: u64 = settled
+        .iter()
+        .map(|r| r["settlement"]["payouts"].as_array().unwrap().iter().map(|p| micros(&p["amount"])).sum::<u64>())
+        .sum();
+    assert_eq!(store.balance(&buyer.public().to_string()).unwrap().micros(), 1_000_000 - charged);
+    assert!(store.running().unwrap().is_empty(), "nothing left running");
+}

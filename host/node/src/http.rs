@@ -1,0 +1,478 @@
+//! The gateway's HTTP API (axum): discovery, health, capability search, the 402 flow on
+//! `POST /tasks` and the page-to-markdown alias, and task, result and receipt reads. Every
+//! error is JSON `{"error": {"code", "message"}}` and changes nothing.
+
+// Helpers return the finished error `Response` as their `Err`, the axum idiom.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use d402_protocol::Price;
+use serde_json::{Value, json};
+
+use crate::catalog::{CapabilityQuery, ServedCapability};
+use crate::config::Role;
+use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
+use crate::payment::{PaymentError, encode_header};
+use crate::store::{StoreError, TaskRecord, TaskStatus};
+
+/// The page-to-markdown alias route and the capability it serves.
+const PAGE_ALIAS: (&str, &str) = ("/v1/web/page-to-markdown", "web.page_to_markdown@1");
+
+/// The HTTP API over `gateway`.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/healthz", get(healthz))
+        .route("/.well-known/d402-gateway.json", get(discovery))
+        .route("/.well-known/dnc-gateway.json", get(discovery))
+        .route("/capabilities", get(capabilities))
+        .route("/tasks", post(create_task))
+        .route(PAGE_ALIAS.0, post(create_page_task))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/result", get(get_result))
+        .route("/tasks/{id}/receipt", get(get_receipt))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(gateway)
+}
+
+/// Binds the configured address and serves until the process ends. Prints the bound
+/// address (`d402 node listening on http://…`) on stdout once listening.
+pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
+    let config = gateway.config();
+    let address = (config.http_host, config.http_port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", address.0, address.1))?;
+    let bound = listener.local_addr()?;
+    let default = gateway.catalog().default_capability();
+    println!(
+        "d402 node listening on http://{bound} (node {}, {} capabilities, default {} at {})",
+        gateway.node_id(),
+        gateway.catalog().all().len(),
+        default.capability_id,
+        Price(default.price)
+    );
+    tracing::info!(%bound, "gateway listening");
+    axum::serve(listener, router(gateway)).await?;
+    Ok(())
+}
+
+/// A JSON error response: `{"error": {"code", "message"}}`.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+fn store_error(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "store failure");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "store_failure", e.to_string())
+}
+
+fn commission_policy(g: &Gateway) -> Value {
+    json!({
+        "pricingMode": "included",
+        "scope": "exact-manifest",
+        "maxRateBps": g.config().max_creator_commission_bps,
+        "payoutRail": g.rail().name(),
+        "requiresEscrowForDirectProviderPayTo": true
+    })
+}
+
+fn mode_name(mode: d402_protocol::ExecutionMode) -> Value {
+    json!(mode)
+}
+
+async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
+    let served = g.catalog().default_capability();
+    let policy = g.policy(served);
+    Json(json!({
+        "ok": true,
+        "nodeId": g.node_id(),
+        "policy": {
+            "price": Price(served.price).to_string(),
+            "capabilityId": served.capability_id,
+            "mode": mode_name(policy.mode),
+            "fanout": policy.fanout,
+            "quorum": policy.quorum,
+            "deadlineMs": served.loaded.manifest().limits.deadline_ms,
+            "allowAsync": true,
+            "paymentRouter": g.rail().name(),
+            "creatorCommission": commission_policy(&g)
+        }
+    }))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
+    let base = g.base_url();
+    let roles: Vec<&str> = g
+        .config()
+        .roles
+        .iter()
+        .map(|r| match r {
+            Role::Gateway => "gateway",
+            Role::Worker => "worker",
+            Role::Validator => "validator",
+        })
+        .collect();
+    let capabilities: Vec<Value> = g
+        .catalog()
+        .all()
+        .iter()
+        .map(|served| {
+            let policy = g.policy(served);
+            json!({
+                "capabilityId": served.capability_id,
+                "manifestCid": served.manifest_cid,
+                "price": Price(served.price).to_string(),
+                "mode": mode_name(policy.mode),
+                "fanout": policy.fanout,
+                "quorum": policy.quorum
+            })
+        })
+        .collect();
+    let default = g.catalog().default_capability();
+    Json(json!({
+        "d402GatewayVersion": 1,
+        "dncGatewayVersion": 1,
+        "nodeId": g.node_id(),
+        "roles": roles,
+        "protocol": {
+            "transport": if base.starts_with("https") { "https" } else { "http" },
+            "taskApi": "d402-http-task-v1",
+            "legacyTaskApi": "dnc-http-task-v1",
+            "paymentChallenge": "x402"
+        },
+        "endpoints": {
+            "health": format!("{base}/health"),
+            "createTask": format!("{base}/tasks"),
+            "task": format!("{base}/tasks/{{taskId}}"),
+            "result": format!("{base}/tasks/{{taskId}}/result"),
+            "receipt": format!("{base}/tasks/{{taskId}}/receipt"),
+            "capabilities": format!("{base}/capabilities"),
+            "openapi": format!("{base}/openapi.json")
+        },
+        "capabilities": capabilities,
+        "payment": {
+            "rail": g.rail().name(),
+            "network": g.rail().network(),
+            "asset": crate::payment::SIMULATED_ASSET,
+            "payTo": g.account(),
+            "price": Price(default.price).to_string(),
+            "creatorCommission": commission_policy(&g)
+        }
+    }))
+}
+
+fn describe(g: &Gateway, served: &ServedCapability) -> Value {
+    let manifest = served.loaded.manifest();
+    let policy = g.policy(served);
+    let registration = served.registration.as_ref().map(|r| {
+        json!({
+            "registrationCid": r.cid,
+            "publisher": r.registration.publisher,
+            "namespace": r.registration.namespace,
+            "signed": true,
+            "namespaceProof": r.registration.namespace_proof.is_some(),
+            "deprecated": r.registration.deprecated,
+            "creatorCommission": r.registration.creator_commission
+        })
+    });
+    json!({
+        "capabilityId": served.capability_id,
+        "manifestCid": served.manifest_cid,
+        "artifactCid": served.loaded.artifact_cid(),
+        "namespace": manifest.namespace(),
+        "description": manifest.description,
+        "tags": manifest.tags,
+        "shard": served.shard,
+        "determinism": manifest.determinism,
+        "validator": manifest.validator,
+        "price": Price(served.price).to_string(),
+        "executionModes": manifest.execution_modes,
+        "mode": mode_name(policy.mode),
+        "fanout": policy.fanout,
+        "quorum": policy.quorum,
+        "inputSchema": manifest.input_schema,
+        "outputSchema": manifest.output_schema,
+        "accepted": true,
+        "registration": registration
+    })
+}
+
+async fn capabilities(State(g): State<Arc<Gateway>>, Query(query): Query<CapabilityQuery>) -> Json<Value> {
+    let found: Vec<Value> = g.catalog().search(&query).into_iter().map(|served| describe(&g, served)).collect();
+    Json(json!({"capabilities": found}))
+}
+
+async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle_task(g, "/tasks", headers, body).await
+}
+
+async fn create_page_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle_task(g, PAGE_ALIAS.0, headers, body).await
+}
+
+/// Parses a task request body. The capability is the alias's, or the one named by
+/// `capabilityId` among those served (never one outside the gateway's policy), or the
+/// default. Everything else a client sends about policy (mode, fanout, quorum, maxBudget,
+/// price, payTo) is server-owned and ignored. On the alias a body without `input` is the
+/// input itself, as in the spec's `{"url": "https://example.com"}` example.
+fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), Response> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not JSON: {e}")))?;
+    let Some(object) = body.as_object() else {
+        return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "request body must be a JSON object"));
+    };
+    let alias = path == PAGE_ALIAS.0;
+    let requested = match (alias, object.get("capabilityId")) {
+        (true, _) => Some(PAGE_ALIAS.1),
+        (false, None | Some(Value::Null)) => None,
+        (false, Some(Value::String(id))) => Some(id.as_str()),
+        (false, Some(_)) => {
+            return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"capabilityId\" must be a string"));
+        }
+    };
+    let capability = match requested {
+        None => g.catalog().default_capability().clone(),
+        Some(id) => g
+            .catalog()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "unknown_capability", format!("this gateway does not serve {id}")))?,
+    };
+    let input = match object.get("input") {
+        Some(input) => input.clone(),
+        None if alias => body.clone(),
+        None => return Err(error(StatusCode::BAD_REQUEST, "missing_input", "the request has no \"input\"")),
+    };
+    let sync = match object.get("sync") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"sync\" must be a boolean")),
+    };
+    if let Some(url) = input.get("url") {
+        let ok = url
+            .as_str()
+            .and_then(|u| url::Url::parse(u).ok())
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !ok {
+            return Err(error(StatusCode::BAD_REQUEST, "bad_url", "input.url must be an absolute http(s) URL"));
+        }
+    }
+    capability
+        .loaded
+        .schemas()
+        .validate_input(&input)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
+    Ok((TaskRequest { capability, input, body }, sync))
+}
+
+fn with_challenge(g: &Gateway, served: &ServedCapability, path: &str, mut response: Response, message: Option<String>) -> Response {
+    let challenge = g.challenge(served, path, message);
+    if let Ok(value) = HeaderValue::from_str(&encode_header(&challenge)) {
+        response.headers_mut().insert("payment-required", value);
+    }
+    response
+}
+
+async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
+    let limit = g.config().max_body_bytes;
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body is over {limit} bytes"));
+    };
+    let (request, sync) = match parse_request(&g, &bytes, path) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let served = request.capability.clone();
+    let header = headers.get("payment-signature").or_else(|| headers.get("x-payment"));
+    let Some(header) = header else {
+        let challenge = g.challenge(&served, path, None);
+        let response = (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response();
+        return with_challenge(&g, &served, path, response, None);
+    };
+    let Ok(header) = header.to_str().map(str::to_string) else {
+        let response = error(StatusCode::BAD_REQUEST, "malformed_payment", "payment header is not text");
+        return with_challenge(&g, &served, path, response, Some("payment header is not text".into()));
+    };
+    let this = g.clone();
+    let admitted = match tokio::task::spawn_blocking(move || this.admit(request, &header)).await {
+        Ok(admitted) => admitted,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    match admitted {
+        Ok(Admission::Replay(existing)) => {
+            let mut response = task_response(&g, &existing);
+            let headers = response.headers_mut();
+            headers.insert("x-d402-idempotent-replay", HeaderValue::from_static("true"));
+            headers.insert("x-dnc-idempotent-replay", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(Admission::New(record)) if sync => {
+            let record = g.clone().execute(record).await;
+            task_response(&g, &record)
+        }
+        Ok(Admission::New(record)) => {
+            let running = record.clone();
+            tokio::spawn(g.clone().execute(record));
+            let mut response = task_response(&g, &running);
+            *response.status_mut() = StatusCode::ACCEPTED;
+            response
+        }
+        Err(refusal) => refused(&g, &served, path, &refusal),
+    }
+}
+
+/// The response to a refused payment: 400 for an unreadable one, 409 for a proof already
+/// used for another request, 402 with a fresh challenge otherwise.
+fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> Response {
+    let (status, code, message) = match refusal {
+        Refusal::Payment(e @ PaymentError::Malformed(_)) => (StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        Refusal::Payment(e) => (StatusCode::PAYMENT_REQUIRED, e.code(), e.to_string()),
+        Refusal::Store(StoreError::PaymentReused(task)) => {
+            let message = format!("this payment was already used for task {task} with a different request");
+            return error(StatusCode::CONFLICT, "payment_already_used", message);
+        }
+        Refusal::Store(StoreError::InsufficientFunds { balance, needed }) => (
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_funds",
+            format!("the payer's simulated balance is {balance} atomic units, the price is {needed}"),
+        ),
+        Refusal::Store(e) => return store_error(e),
+        Refusal::Internal(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.clone()),
+    };
+    with_challenge(g, served, path, error(status, code, message.clone()), Some(message))
+}
+
+fn links(task_id: &str) -> Value {
+    json!({
+        "task": format!("/tasks/{task_id}"),
+        "result": format!("/tasks/{task_id}/result"),
+        "receipt": format!("/tasks/{task_id}/receipt")
+    })
+}
+
+/// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`.
+fn task_response(g: &Gateway, record: &TaskRecord) -> Response {
+    let receipts = match g.store().receipts(&record.task_id) {
+        Ok(receipts) => receipts,
+        Err(e) => return store_error(&e),
+    };
+    let intent = &record.intent.payload;
+    let mut document = json!({
+        "taskId": record.task_id,
+        "status": record.status.as_str(),
+        "capabilityId": intent.capability_id,
+        "manifestCid": intent.manifest_cid,
+        "mode": mode_name(intent.mode),
+        "fanout": intent.fanout,
+        "quorum": intent.quorum,
+        "workers": record.workers,
+        "links": links(&record.task_id),
+    });
+    if let Some(result) = &record.result {
+        document["result"] = result.clone();
+    }
+    if let Some(evidence) = &record.evidence {
+        document["evidence"] = evidence.clone();
+    }
+    if let Some(error) = &record.error {
+        document["error"] = error.clone();
+    }
+    if let Some(receipts) = receipts {
+        document["validationReceipt"] = json!(receipts.validation_receipt.payload);
+        document["settlement"] = json!({
+            "payouts": receipts.settlement_receipt.payload.payouts,
+            "refunds": receipts.settlement_receipt.payload.refunds
+        });
+    }
+    let mut response = (StatusCode::OK, Json(document)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&encode_header(&record.payment_response)) {
+        response.headers_mut().insert("payment-response", value);
+    }
+    response
+}
+
+fn load_task(g: &Gateway, id: &str) -> Result<TaskRecord, Response> {
+    match g.store().task(id) {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "unknown_task", format!("no task {id}"))),
+        Err(e) => Err(store_error(&e)),
+    }
+}
+
+fn still_running(id: &str) -> Response {
+    (StatusCode::ACCEPTED, Json(json!({"taskId": id, "status": "running", "links": links(id)}))).into_response()
+}
+
+async fn get_task(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+    match load_task(&g, &id) {
+        Ok(record) => task_response(&g, &record),
+        Err(response) => response,
+    }
+}
+
+async fn get_result(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+    let record = match load_task(&g, &id) {
+        Ok(record) => record,
+        Err(response) => return response,
+    };
+    match record.status {
+        TaskStatus::Running => still_running(&id),
+        TaskStatus::Accepted => {
+            Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response()
+        }
+        TaskStatus::Rejected => {
+            let message = record.error.map(|e| e.to_string()).unwrap_or_default();
+            let body = json!({"error": {"code": "task_rejected", "message": message}, "taskId": id, "status": "rejected"});
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}
+
+async fn get_receipt(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+    let record = match load_task(&g, &id) {
+        Ok(record) => record,
+        Err(response) => return response,
+    };
+    match g.store().receipts(&id) {
+        Ok(Some(receipts)) => Json(json!({
+            "taskId": id,
+            "status": record.status.as_str(),
+            "validationReceipt": receipts.validation_receipt.payload,
+            "settlement": {
+                "payouts": receipts.settlement_receipt.payload.payouts,
+                "refunds": receipts.settlement_receipt.payload.refunds
+            },
+            "payment": record.payment_response,
+            "claims": receipts.claims.iter().zip(&receipts.verdicts).map(|(claim, verdict)| json!({
+                "claimCid": claim.cid().ok(),
+                "workerId": crate::engine::worker_id(&claim.payload.worker.to_string()),
+                "outputHash": claim.payload.output_hash,
+                "verdict": verdict
+            })).collect::<Vec<_>>(),
+            "failures": receipts.failures,
+            "signed": {
+                "taskIntent": record.intent,
+                "validationReceipt": receipts.validation_receipt,
+                "settlementReceipt": receipts.settlement_receipt,
+                "claims": receipts.claims,
+                "reputationEvents": receipts.reputation
+            }
+        }))
+        .into_response(),
+        Ok(None) => still_running(&id),
+        Err(e) => store_error(&e),
+    }
+}

@@ -1,0 +1,131 @@
+//! A gateway on 127.0.0.1 over a temporary state directory with installed capabilities.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use d402_node::installed::{create_package, install_package, install_registration};
+use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
+use d402_node::{Gateway, NodeConfig};
+use d402_protocol::{Amount, CapabilityManifest, CapabilityRegistration, Keypair, Signed, Timestamp};
+use serde_json::Value;
+
+/// Micro-dollars every test buyer starts with.
+pub const FUNDS: u64 = 1_000_000;
+
+/// A running gateway with a funded buyer.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub gateway: Arc<Gateway>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub buyer: Keypair,
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// The capability publisher all tests use.
+pub fn publisher() -> Keypair {
+    Keypair::from_seed(&[3; 32])
+}
+
+/// Installs `manifest` + `bytes` into `state`, packaged by the test publisher.
+pub fn install(state: &Path, manifest: &CapabilityManifest, bytes: &[u8]) {
+    let package = create_package(manifest, bytes, &publisher(), now()).unwrap();
+    install_package(state, &package, manifest, bytes, &[]).unwrap();
+}
+
+/// Installs a signed registration of `manifest` made by the test publisher; `edit` adjusts it
+/// before signing.
+pub fn register(state: &Path, manifest: &CapabilityManifest, edit: impl FnOnce(&mut CapabilityRegistration)) {
+    let mut registration = CapabilityRegistration::for_manifest(manifest, publisher().public(), now()).unwrap();
+    edit(&mut registration);
+    let envelope = Signed::sign(registration, &publisher()).unwrap();
+    install_registration(state, &envelope, manifest, 10_000, now()).unwrap();
+}
+
+/// The json-transform capability (`util.json_transform@1`, $0.0001).
+pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
+    d402_testkit::json_transform()
+}
+
+/// Opens a gateway on `state` with `config` adjusted by `configure` and serves it.
+pub async fn serve(dir: tempfile::TempDir, configure: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<Node> {
+    let mut config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
+    configure(&mut config);
+    let gateway = Gateway::open(config)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, d402_node::router(gateway.clone())).into_future());
+    let buyer = Keypair::from_seed(&[7; 32]);
+    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(FUNDS)).unwrap();
+    Ok(Node { dir, gateway, base, client: d402_node::client::http_client().unwrap(), buyer })
+}
+
+/// A gateway serving json-transform with `configure` applied.
+pub async fn start(configure: impl FnOnce(&mut NodeConfig)) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    install(dir.path(), &manifest, &bytes);
+    serve(dir, configure).await.unwrap()
+}
+
+impl Node {
+    pub fn balance(&self, account: &str) -> u64 {
+        self.gateway.store().balance(account).unwrap().micros()
+    }
+
+    pub fn buyer_balance(&self) -> u64 {
+        self.balance(&self.buyer.public().to_string())
+    }
+
+    pub async fn post(&self, body: &Value, payment: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}/tasks", self.base)).json(body);
+        if let Some(payment) = payment {
+            request = request.header("payment-signature", payment);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn challenge(&self, body: &Value) -> PaymentRequired {
+        let response = self.post(body, None).await;
+        assert_eq!(response.status(), 402);
+        let header = response.headers()["payment-required"].to_str().unwrap().to_string();
+        let decoded: PaymentRequired = decode_header(&header).unwrap();
+        let in_body: PaymentRequired = response.json().await.unwrap();
+        assert_eq!(decoded, in_body, "header and body carry the same challenge");
+        decoded
+    }
+
+    pub async fn pay(&self, body: &Value) -> String {
+        let challenge = self.challenge(body).await;
+        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, now()).unwrap()
+    }
+
+    /// Pays for `body` and returns the settled task document.
+    pub async fn run(&self, body: &Value) -> Value {
+        let payment = self.pay(body).await;
+        let response = self.post(body, Some(&payment)).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+/// Sum of a settlement's payout amounts, in micro-dollars.
+pub fn paid_out(task: &Value) -> u64 {
+    task["settlement"]["payouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["amount"].as_f64().unwrap() * 1e6).round() as u64)
+        .sum()
+}
