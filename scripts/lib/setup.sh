@@ -24,3 +24,23 @@ ensure_chromium() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
 }
+
+# schemathesis (PyPI, pinned) checks the gateway's /openapi.json against a live node
+# (host/cli/tests/openapi_cli.rs). Installed into a venv under target/ when no working one
+# is found; exports D402_SCHEMATHESIS, which the test runs.
+ensure_schemathesis() {
+  local venv=target/schemathesis
+  if "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+    export D402_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
+  elif schemathesis --version >/dev/null 2>&1; then
+    D402_SCHEMATHESIS="$(command -v schemathesis)"
+    export D402_SCHEMATHESIS
+  else
+    echo "setup: installing schemathesis 4.32.5 into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+    "$venv/bin/schemathesis" --version >/dev/null
+    export D402_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
+  fi
+}

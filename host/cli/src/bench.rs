@@ -51,6 +51,22 @@ pub enum BenchCommand {
         #[arg(long)]
         fuel: bool,
     },
+    /// Paid tasks per second through the gateway (HTTP, payment, durable receipts) on
+    /// 127.0.0.1 against GET /healthz on the same server, and each stage's cost alone.
+    Gateway {
+        /// Manifest of the trivial capability.
+        #[arg(long, default_value = "capabilities/json-transform/manifest.json")]
+        manifest: PathBuf,
+        /// Its WASM component.
+        #[arg(long, default_value = "target/wasm32-wasip2/wasm/json_transform.wasm")]
+        wasm: PathBuf,
+        /// Paid tasks sent (and as many baseline requests).
+        #[arg(long, default_value_t = 5_000)]
+        tasks: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 /// Runs one benchmark.
@@ -60,6 +76,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Extract { pages, manifest, wasm, rounds, fuel } => {
             let config = RuntimeConfig { fuel_metering: fuel, ..RuntimeConfig::default() };
             extract(&pages, &manifest, &wasm, rounds, config)
+        }
+        BenchCommand::Gateway { manifest, wasm, tasks, concurrency } => {
+            crate::bench_gateway::run(&crate::bench_gateway::GatewayBench { manifest: &manifest, wasm: &wasm, tasks, concurrency })
         }
     }
 }
@@ -251,16 +270,16 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+pub(crate) fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
 }
 
-fn micros(d: Duration) -> f64 {
+pub(crate) fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

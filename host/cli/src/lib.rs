@@ -1,6 +1,7 @@
 //! The `d402` command line: argument parsing and one module per command group.
 
 mod bench;
+mod bench_gateway;
 mod capability;
 mod files;
 mod node;
@@ -37,7 +38,7 @@ enum Command {
     /// Benchmarks (figures are ratios against a baseline from the same run).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Run a node (gateway, worker, validator) on embedded defaults.
+    /// Run a node (gateway, worker, validator): embedded defaults < --config FILE < environment < flags.
     Node(d402_node::NodeArgs),
     /// Fund an account on the simulated payment rail's ledger (development).
     Faucet(node::FaucetArgs),

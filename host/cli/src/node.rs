@@ -54,7 +54,7 @@ fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio()?;
     runtime.block_on(async {
-        let gateway = Gateway::open(args.into_config())?;
+        let gateway = Gateway::open(args.resolve()?)?;
         d402_node::serve(gateway).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -80,7 +80,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             runtime.load(&manifest, &bytes)?
         }
         (None, None, Some(reference)) => match find_installed(&args.state, reference) {
-            Ok(manifest) => runtime.load_from_store(&manifest, &BlobStore::open(args.state.join("blobs"))?)?,
+            Ok(installed) => runtime.load_from_store(
+                &installed.manifest,
+                installed.package.artifact_cid,
+                &BlobStore::open(args.state.join("blobs"))?,
+            )?,
             Err(not_installed) => {
                 let Some((manifest, bytes)) = source_tree_build(reference)? else {
                     return Err(not_installed);

@@ -106,7 +106,7 @@ impl Catalog {
         let mut entries = Vec::new();
         for installed in installed {
             let manifest = installed.manifest;
-            let cid = manifest.cid()?;
+            let cid = installed.package.manifest_cid;
             let registration = envelopes
                 .iter()
                 .filter(|(_, envelope)| envelope.payload.manifest_cid == cid)
@@ -124,7 +124,7 @@ impl Catalog {
                 tracing::warn!(capability = %manifest.capability_id(), manifest = %cid, "not served: {reason}");
                 continue;
             }
-            let loaded = match runtime.load_from_store(&manifest, &blobs) {
+            let loaded = match runtime.load_from_store(&manifest, installed.package.artifact_cid, &blobs) {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     tracing::error!(capability = %manifest.capability_id(), manifest = %cid, "not served: cannot load: {e}");

@@ -1,14 +1,32 @@
-//! Node configuration: embedded defaults ([`NodeConfig::default`]), command-line flags and
-//! the spec's environment variables ([`NodeArgs`]).
+//! Node configuration, in layers: embedded defaults ([`NodeConfig::default`]) < a TOML file
+//! (`--config FILE` or `D402_CONFIG`) < environment variables (`D402_STATE`,
+//! `D402_MAX_CREATOR_COMMISSION_BPS`, `D402_SAFETY_MAX_TASK_BUDGET`) < command-line flags.
+//! [`NodeArgs::resolve`] layers them and checks the result ([`NodeConfig::validate`]).
+//!
+//! The file's keys are the flag names, e.g.:
+//!
+//! ```toml
+//! http-port = 9000
+//! roles = ["gateway", "worker"]
+//! accepted-manifest-cid = ["bafkrei..."]
+//! price = "$0.01"
+//! mode = "quorum"
+//! fanout = 3
+//! quorum = 2
+//! ```
+//!
+//! Relative paths in the file are relative to the working directory, as on the command line.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use d402_protocol::{Amount, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price};
+use d402_protocol::{Amount, BPS_DENOMINATOR, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price};
+use serde::Deserialize;
 
 /// A role a node process can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Serves the HTTP API and the 402 flow.
@@ -60,13 +78,13 @@ pub struct NodeConfig {
     pub allow_private_addresses: bool,
     /// Size of the node's local worker pool.
     pub local_workers: u32,
-    /// Execution mode for capabilities whose manifest supports it.
+    /// Execution mode of the tasks this gateway creates.
     pub mode: ExecutionMode,
-    /// Workers leased per task (race and quorum).
+    /// Workers each task is sent to.
     pub fanout: u32,
-    /// Agreeing workers required (quorum).
+    /// Agreeing results needed to accept a task (quorum mode).
     pub quorum: u32,
-    /// The validator's fee, in basis points of the price.
+    /// Validator fee in basis points of the price.
     pub validator_fee_bps: u32,
 }
 
@@ -100,88 +118,215 @@ impl Default for NodeConfig {
     }
 }
 
-/// `d402 node` flags. Unset flags keep the embedded defaults.
-#[derive(Debug, Clone, Args)]
+impl NodeConfig {
+    /// Refuses inconsistent settings, naming the keys involved.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (mode, fanout, quorum, workers) = (self.mode, self.fanout, self.quorum, self.local_workers);
+        if workers == 0 {
+            bail!("local-workers must be at least 1");
+        }
+        if fanout == 0 {
+            bail!("fanout must be at least 1");
+        }
+        if quorum == 0 || quorum > fanout {
+            bail!("quorum ({quorum}) must be between 1 and fanout ({fanout})");
+        }
+        if fanout > workers {
+            bail!("fanout ({fanout}) cannot exceed local-workers ({workers})");
+        }
+        if mode == ExecutionMode::Single && fanout != 1 {
+            bail!("mode single sends each task to one worker: fanout must be 1, not {fanout} (or use mode race or quorum)");
+        }
+        let whole = BPS_DENOMINATOR as u32;
+        if self.validator_fee_bps > whole {
+            bail!("validator-fee-bps ({}) cannot exceed {whole}", self.validator_fee_bps);
+        }
+        if self.max_creator_commission_bps > whole {
+            bail!("max-creator-commission-bps ({}) cannot exceed {whole}", self.max_creator_commission_bps);
+        }
+        if self.validator_fee_bps + self.max_creator_commission_bps > whole {
+            bail!(
+                "validator-fee-bps ({}) plus max-creator-commission-bps ({}) cannot exceed {whole}: nothing would be left for the worker",
+                self.validator_fee_bps,
+                self.max_creator_commission_bps
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `d402 node` flags, and the keys of its TOML configuration file. Every setting is
+/// optional: what neither the flags, the environment nor the file set keeps its embedded
+/// default (shown in brackets).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NodeArgs {
-    /// Node state directory.
-    #[arg(long, env = "D402_STATE", default_value = "state/node")]
-    pub state: PathBuf,
-    /// HTTP listen address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub http_host: IpAddr,
-    /// HTTP port (0: any free port; the chosen address is printed).
-    #[arg(long, default_value_t = 8402)]
-    pub http_port: u16,
-    /// Base URL announced in discovery (default http://HOST:PORT).
+    /// TOML configuration file; its keys are these flags' names (`http-port = 9000`).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "D402_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Node state directory [default: state/node].
+    #[arg(long, env = "D402_STATE")]
+    pub state: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1].
+    #[arg(long)]
+    pub http_host: Option<IpAddr>,
+    /// HTTP port (0: any free port; the chosen address is printed) [default: 8402].
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Base URL announced in discovery [default: http://HOST:PORT].
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Roles, comma separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "gateway,worker,validator")]
-    pub roles: Vec<Role>,
-    /// Capability served (ID or manifest CID), when --accepted-manifest-cid is not given.
-    #[arg(long, default_value = "web.page_to_markdown@1")]
-    pub capability: String,
+    /// Roles, comma separated [default: gateway,worker,validator].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
+    /// Capability served (ID or manifest CID), when no accepted manifest CID is given
+    /// [default: web.page_to_markdown@1].
+    #[arg(long)]
+    pub capability: Option<String>,
     /// Accepted manifest CID (repeatable); the first is served.
     #[arg(long = "accepted-manifest-cid")]
+    #[serde(default, rename = "accepted-manifest-cid")]
     pub accepted_manifest_cids: Vec<String>,
-    /// Trusted capability namespace (repeatable; empty: any).
+    /// Trusted capability namespace (repeatable; none: any).
     #[arg(long = "trusted-capability-namespace")]
+    #[serde(default, rename = "trusted-capability-namespace")]
     pub trusted_capability_namespaces: Vec<String>,
-    /// Require a capability registration (accepted; not enforced yet).
+    /// Require a capability registration (accepted; not enforced yet) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub require_capability_registration: Option<bool>,
+    /// Require a signed capability registration (accepted; not enforced yet) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub require_signed_capability_registration: Option<bool>,
+    /// Require a namespace proof (accepted; not enforced yet) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub require_capability_namespace_proof: Option<bool>,
+    /// Payment rail [default: simulated].
     #[arg(long)]
-    pub require_capability_registration: bool,
-    /// Require a signed capability registration (accepted; not enforced yet).
-    #[arg(long)]
-    pub require_signed_capability_registration: bool,
-    /// Require a namespace proof (accepted; not enforced yet).
-    #[arg(long)]
-    pub require_capability_namespace_proof: bool,
-    /// Payment rail.
-    #[arg(long, default_value = "simulated")]
-    pub rail: String,
-    /// Price override, e.g. "$0.01" (default: the manifest's price).
+    pub rail: Option<String>,
+    /// Price override, e.g. "$0.01" [default: the manifest's price].
     #[arg(long)]
     pub price: Option<Price>,
-    /// Cap on creator commissions, basis points.
-    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
-    pub max_creator_commission_bps: u32,
+    /// Cap on creator commissions, basis points [default: 2000].
+    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS")]
+    pub max_creator_commission_bps: Option<u32>,
     /// Per-task budget cap, e.g. "$0.05": refuse to serve a capability priced above it.
     #[arg(long, env = "D402_SAFETY_MAX_TASK_BUDGET")]
     pub safety_max_task_budget: Option<Price>,
-    /// Longest payment authorization lifetime, seconds.
-    #[arg(long, default_value_t = 300)]
-    pub payment_timeout_seconds: u64,
-    /// Largest request body, bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    pub max_body_bytes: usize,
-    /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses.
+    /// Longest payment authorization lifetime, seconds [default: 300].
     #[arg(long)]
-    pub allow_private_addresses: bool,
+    pub payment_timeout_seconds: Option<u64>,
+    /// Largest request body, bytes [default: 65536].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_addresses: Option<bool>,
+    /// Size of the node's local worker pool [default: 3].
+    #[arg(long)]
+    pub local_workers: Option<u32>,
+    /// Execution mode: single, race or quorum [default: single].
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<ExecutionMode>,
+    /// Workers each task is sent to (1 in single mode; at most --local-workers) [default: 1].
+    #[arg(long)]
+    pub fanout: Option<u32>,
+    /// Agreeing results needed to accept a task (1 to --fanout) [default: 1].
+    #[arg(long)]
+    pub quorum: Option<u32>,
+    /// Validator fee, basis points of the price [default: 0].
+    #[arg(long)]
+    pub validator_fee_bps: Option<u32>,
+}
+
+fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
+    match text {
+        "single" => Ok(ExecutionMode::Single),
+        "race" => Ok(ExecutionMode::Race),
+        "quorum" => Ok(ExecutionMode::Quorum),
+        _ => Err(format!("{text:?} is not a mode: use single, race or quorum")),
+    }
 }
 
 impl NodeArgs {
-    /// The configuration these flags describe.
-    pub fn into_config(self) -> NodeConfig {
-        NodeConfig {
-            state: self.state,
-            http_host: self.http_host,
-            http_port: self.http_port,
-            public_url: self.public_url,
-            roles: self.roles,
-            capability: self.capability,
-            accepted_manifest_cids: self.accepted_manifest_cids,
-            trusted_capability_namespaces: self.trusted_capability_namespaces,
-            require_capability_registration: self.require_capability_registration,
-            require_signed_capability_registration: self.require_signed_capability_registration,
-            require_capability_namespace_proof: self.require_capability_namespace_proof,
-            rail: self.rail,
-            price: self.price,
-            max_creator_commission_bps: self.max_creator_commission_bps,
-            safety_max_task_budget: self.safety_max_task_budget.map(|p| p.0),
-            payment_timeout_seconds: self.payment_timeout_seconds,
-            max_body_bytes: self.max_body_bytes,
-            allow_private_addresses: self.allow_private_addresses,
-            ..NodeConfig::default()
+    /// The configuration to run: embedded defaults, then the file named by `--config` (or
+    /// `D402_CONFIG`), then these flags and environment variables; checked for consistency.
+    pub fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let mut config = NodeConfig::default();
+        if let Some(path) = &self.config {
+            Self::from_file(path)?.apply(&mut config);
         }
+        let source = self.config.clone();
+        self.apply(&mut config);
+        config.validate().with_context(|| match &source {
+            Some(path) => format!("invalid node configuration (with {})", path.display()),
+            None => "invalid node configuration".to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Reads a TOML configuration file. Unknown keys and bad values are errors naming the key.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("{} is not a valid node configuration", path.display()))
+    }
+
+    /// Parses TOML configuration text (see [`NodeArgs::from_file`]).
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let error = e.into_inner();
+            let line = error.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|line| format!("line {line}: ")).unwrap_or_default();
+            if key == "." {
+                anyhow::anyhow!("{at}{}", error.message())
+            } else {
+                anyhow::anyhow!("{at}key `{key}`: {}", error.message())
+            }
+        })
+    }
+
+    /// Overwrites the settings of `config` that these arguments set.
+    fn apply(self, config: &mut NodeConfig) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        set(&mut config.state, self.state);
+        set(&mut config.http_host, self.http_host);
+        set(&mut config.http_port, self.http_port);
+        if self.public_url.is_some() {
+            config.public_url = self.public_url;
+        }
+        set(&mut config.roles, self.roles);
+        set(&mut config.capability, self.capability);
+        if !self.accepted_manifest_cids.is_empty() {
+            config.accepted_manifest_cids = self.accepted_manifest_cids;
+        }
+        if !self.trusted_capability_namespaces.is_empty() {
+            config.trusted_capability_namespaces = self.trusted_capability_namespaces;
+        }
+        set(&mut config.require_capability_registration, self.require_capability_registration);
+        set(&mut config.require_signed_capability_registration, self.require_signed_capability_registration);
+        set(&mut config.require_capability_namespace_proof, self.require_capability_namespace_proof);
+        set(&mut config.rail, self.rail);
+        if self.price.is_some() {
+            config.price = self.price;
+        }
+        set(&mut config.max_creator_commission_bps, self.max_creator_commission_bps);
+        if let Some(budget) = self.safety_max_task_budget {
+            config.safety_max_task_budget = Some(budget.0);
+        }
+        set(&mut config.payment_timeout_seconds, self.payment_timeout_seconds);
+        set(&mut config.max_body_bytes, self.max_body_bytes);
+        set(&mut config.allow_private_addresses, self.allow_private_addresses);
+        set(&mut config.local_workers, self.local_workers);
+        set(&mut config.mode, self.mode);
+        set(&mut config.fanout, self.fanout);
+        set(&mut config.quorum, self.quorum);
+        set(&mut config.validator_fee_bps, self.validator_fee_bps);
     }
 }

@@ -80,6 +80,7 @@ pub struct Gateway {
     catalog: Catalog,
     engine: Arc<Engine>,
     rail: Box<dyn PaymentRail>,
+    bound: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -124,6 +125,7 @@ impl Gateway {
             catalog,
             engine,
             rail: Box::new(SimulatedRail),
+            bound: std::sync::OnceLock::new(),
         });
         gateway.recover()?;
         Ok(gateway)
@@ -164,12 +166,22 @@ impl Gateway {
         self.rail.as_ref()
     }
 
-    /// The base URL announced in discovery.
+    /// Records the address the HTTP server is bound to (it differs from the configuration
+    /// when the port is 0). The first call wins.
+    pub fn set_bound(&self, address: std::net::SocketAddr) {
+        let _ = self.bound.set(address);
+    }
+
+    /// The base URL announced in discovery and challenges: `--public-url`, else the bound
+    /// address, else the configured one.
     pub fn base_url(&self) -> String {
-        self.config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", self.config.http_host, self.config.http_port))
+        if let Some(url) = &self.config.public_url {
+            return url.clone();
+        }
+        match self.bound.get() {
+            Some(address) => format!("http://{address}"),
+            None => format!("http://{}:{}", self.config.http_host, self.config.http_port),
+        }
     }
 
     /// The execution policy for `served`: the configured mode when the manifest supports

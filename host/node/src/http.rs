@@ -24,7 +24,7 @@ use crate::payment::{PaymentError, encode_header};
 use crate::store::{StoreError, TaskRecord, TaskStatus};
 
 /// The page-to-markdown alias route and the capability it serves.
-const PAGE_ALIAS: (&str, &str) = ("/v1/web/page-to-markdown", "web.page_to_markdown@1");
+const PAGE_ALIAS: (&str, &str) = (crate::openapi::PAGE_TO_MARKDOWN_ALIAS, "web.page_to_markdown@1");
 
 /// The HTTP API over `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -34,6 +34,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/.well-known/d402-gateway.json", get(discovery))
         .route("/.well-known/dnc-gateway.json", get(discovery))
         .route("/capabilities", get(capabilities))
+        .route("/openapi.json", get(openapi))
         .route("/tasks", post(create_task))
         .route(PAGE_ALIAS.0, post(create_page_task))
         .route("/tasks/{id}", get(get_task))
@@ -61,8 +62,14 @@ pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
         Price(default.price)
     );
     tracing::info!(%bound, "gateway listening");
-    axum::serve(listener, router(gateway)).await?;
+    serve_on(listener, gateway).await?;
     Ok(())
+}
+
+/// Serves the API over `gateway` on an already bound `listener` until the process ends.
+pub async fn serve_on(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) -> std::io::Result<()> {
+    gateway.set_bound(listener.local_addr()?);
+    axum::serve(listener, router(gateway)).await
 }
 
 /// A JSON error response: `{"error": {"code", "message"}}`.
@@ -215,6 +222,33 @@ async fn capabilities(State(g): State<Arc<Gateway>>, Query(query): Query<Capabil
     Json(json!({"capabilities": found}))
 }
 
+/// `GET /openapi.json`: every served capability as a paid operation. Without a
+/// --public-url, the servers entry is the address the client reached.
+async fn openapi(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Json<Value> {
+    let operations: Vec<crate::openapi::PaidOperation> = g
+        .catalog()
+        .all()
+        .iter()
+        .map(|served| {
+            let manifest = served.loaded.manifest();
+            crate::openapi::PaidOperation {
+                capability_id: served.capability_id.clone(),
+                manifest_cid: served.manifest_cid.to_string(),
+                price: served.price,
+                input_schema: manifest.input_schema.clone(),
+                output_schema: manifest.output_schema.clone(),
+                alias_path: (served.capability_id == PAGE_ALIAS.1).then(|| PAGE_ALIAS.0.to_string()),
+            }
+        })
+        .collect();
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let base = match (&g.config().public_url, host) {
+        (None, Some(host)) => format!("http://{host}"),
+        _ => g.base_url(),
+    };
+    Json(crate::openapi::document(&base, &operations))
+}
+
 async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     handle_task(g, "/tasks", headers, body).await
 }
@@ -224,8 +258,8 @@ async fn create_page_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, bod
 }
 
 /// Parses a task request body. The capability is the alias's, or the one named by
-/// `capabilityId` among those served (never one outside the gateway's policy), or the
-/// default. Everything else a client sends about policy (mode, fanout, quorum, maxBudget,
+/// `capabilityId` among those served (never one outside the gateway's policy; anything else
+/// is a 400), or the default. Everything else a client sends about policy (mode, fanout, quorum, maxBudget,
 /// price, payTo) is server-owned and ignored. On the alias a body without `input` is the
 /// input itself, as in the spec's `{"url": "https://example.com"}` example.
 fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), Response> {
@@ -235,22 +269,6 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "request body must be a JSON object"));
     };
     let alias = path == PAGE_ALIAS.0;
-    let requested = match (alias, object.get("capabilityId")) {
-        (true, _) => Some(PAGE_ALIAS.1),
-        (false, None | Some(Value::Null)) => None,
-        (false, Some(Value::String(id))) => Some(id.as_str()),
-        (false, Some(_)) => {
-            return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"capabilityId\" must be a string"));
-        }
-    };
-    let capability = match requested {
-        None => g.catalog().default_capability().clone(),
-        Some(id) => g
-            .catalog()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "unknown_capability", format!("this gateway does not serve {id}")))?,
-    };
     let input = match object.get("input") {
         Some(input) => input.clone(),
         None if alias => body.clone(),
@@ -261,13 +279,29 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"sync\" must be a boolean")),
     };
+    let named = match object.get("capabilityId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(g.catalog().get(id).cloned().ok_or_else(|| {
+            error(StatusCode::BAD_REQUEST, "unknown_capability", format!("this gateway does not serve {id:?}"))
+        })?),
+        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"capabilityId\" must be a string")),
+    };
+    let capability = match (alias, named) {
+        (true, _) => g.catalog().get(PAGE_ALIAS.1).cloned().ok_or_else(|| {
+            error(StatusCode::NOT_FOUND, "unknown_capability", format!("this gateway does not serve {}", PAGE_ALIAS.1))
+        })?,
+        (false, Some(named)) => named,
+        (false, None) => g.catalog().default_capability().clone(),
+    };
     if let Some(url) = input.get("url") {
         let ok = url
             .as_str()
+            .filter(|u| is_rfc3986(u))
             .and_then(|u| url::Url::parse(u).ok())
             .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
         if !ok {
-            return Err(error(StatusCode::BAD_REQUEST, "bad_url", "input.url must be an absolute http(s) URL"));
+            let message = "input.url must be an absolute http(s) URL (RFC 3986: ASCII, %-encoded)";
+            return Err(error(StatusCode::BAD_REQUEST, "bad_url", message));
         }
     }
     capability
@@ -276,6 +310,16 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         .validate_input(&input)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
     Ok((TaskRequest { capability, input, body }, sync))
+}
+
+/// Whether `text` uses only the characters RFC 3986 allows in a URI, with well-formed
+/// percent-encodings (`url::Url` also takes what browsers take: spaces, non-ASCII).
+fn is_rfc3986(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' => bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+        _ => b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b),
+    })
 }
 
 fn with_challenge(g: &Gateway, served: &ServedCapability, path: &str, mut response: Response, message: Option<String>) -> Response {

@@ -14,12 +14,14 @@ use d402_protocol::{
     parse_json,
 };
 
-/// An installed capability: the newest verifying package for a manifest and the manifest.
+/// An installed capability: the newest verifying package for a manifest and the manifest
+/// exactly as published (its CID is the package's manifest CID; the package names the
+/// artifact).
 #[derive(Debug, Clone)]
 pub struct Installed {
     /// The implementation package.
     pub package: ImplementationPackage,
-    /// The validated manifest, its artifact CID pinned to the package's.
+    /// The validated manifest.
     pub manifest: CapabilityManifest,
 }
 
@@ -49,14 +51,13 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
         .into_iter()
         .map(|package| {
             let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
-            let mut manifest: CapabilityManifest = read_json(&manifest_path)?;
+            let manifest: CapabilityManifest = read_json(&manifest_path)?;
             manifest
                 .validate()
                 .with_context(|| format!("{} is not a valid capability manifest", manifest_path.display()))?;
             if manifest.cid()? != package.manifest_cid {
                 bail!("{} does not hash to its name", manifest_path.display());
             }
-            manifest.runtime.artifact_cid.get_or_insert(package.artifact_cid);
             Ok(Installed { package, manifest })
         })
         .collect()
@@ -64,12 +65,11 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
 
 /// Finds an installed capability by manifest CID or capability ID (`web.page_to_markdown@1`);
 /// for an ID the newest package wins.
-pub fn find_installed(state: &Path, reference: &str) -> anyhow::Result<CapabilityManifest> {
+pub fn find_installed(state: &Path, reference: &str) -> anyhow::Result<Installed> {
     let by_cid = reference.parse::<ContentId>().ok();
     list_installed(state)?
         .into_iter()
         .find(|i| by_cid.map_or(i.package.capability_id == reference, |cid| i.package.manifest_cid == cid))
-        .map(|i| i.manifest)
         .with_context(|| format!("capability {reference} is not installed in {}", state.display()))
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod installed;
+pub mod openapi;
 pub mod payment;
 pub mod settlement;
 pub mod store;

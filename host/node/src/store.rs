@@ -4,6 +4,7 @@
 //! write transaction, committed (fsync'd) before the caller acts on it.
 
 use std::path::Path;
+use std::sync::{Arc, mpsc};
 
 use d402_protocol::{
     Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
@@ -46,6 +47,12 @@ pub enum StoreError {
     /// A balance would overflow.
     #[error("ledger overflow")]
     Overflow,
+    /// The batch this change was committed with failed; nothing of it was written.
+    #[error("store commit failed: {0}")]
+    Commit(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> StoreError {
@@ -148,87 +155,98 @@ pub enum Accepted {
     Replay(Box<TaskRecord>),
 }
 
-/// The node's durable store.
+/// The node's durable store. Reads run concurrently; every change goes through one writer
+/// thread that applies the changes waiting at that moment in a single transaction and
+/// commits them together (group commit), so many tasks share one fsync. A caller returns
+/// only after its change is durable.
 pub struct NodeStore {
-    db: Database,
+    db: Arc<Database>,
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One durable change. Each checks its preconditions before it writes anything, so a
+/// refused change leaves the shared transaction untouched.
+enum Change {
+    Accept { record: Box<TaskRecord>, encoded: Vec<u8> },
+    Settle { task_id: String, record: Vec<u8>, receipts: Vec<u8>, credits: Vec<(String, u64)>, reputation: Vec<(String, i64)> },
+    Credit { account: String, amount: u64 },
+}
+
+/// What a change did.
+enum Changed {
+    Accepted(Accepted),
+    Settled,
+    Credited(u64),
+}
+
+type Job = (Change, mpsc::SyncSender<Result<Changed, StoreError>>);
+
 impl NodeStore {
-    /// Opens (or creates) the store at `path` and makes sure every table exists.
+    /// Opens (or creates) the store at `path`, makes sure every table exists and starts
+    /// the writer.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| db(redb::Error::from(e)))?;
         }
-        let db_ = Database::create(path).map_err(db)?;
-        let txn = db_.begin_write().map_err(db)?;
+        let database = Database::create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
         txn.open_table(TASKS).map_err(db)?;
         txn.open_table(PAYMENTS).map_err(db)?;
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
         txn.commit().map_err(db)?;
-        Ok(Self { db: db_ })
+        let database = Arc::new(database);
+        let (writer, jobs) = mpsc::channel();
+        let shared = database.clone();
+        let thread = std::thread::Builder::new()
+            .name("d402-store-writer".into())
+            .spawn(move || write_batches(&shared, &jobs))
+            .map_err(|e| db(redb::Error::from(e)))?;
+        Ok(Self { db: database, writer: Some(writer), thread: Some(thread) })
     }
 
-    /// Consumes a payment: in one transaction, refuses a key already used for another
-    /// request, returns the existing task for the same request, or debits `record.payer`
-    /// by `record.amount` and stores the payment and the new task.
+    fn change(&self, change: Change) -> Result<Changed, StoreError> {
+        let (reply, done) = mpsc::sync_channel(1);
+        let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer.send((change, reply)).map_err(|_| StoreError::Closed)?;
+        done.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Consumes a payment, durably: refuses a key already used for another request, returns
+    /// the existing task for the same request, or debits `record.payer` by `record.amount`
+    /// and stores the payment and the new task.
     pub fn accept_payment(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut payments = txn.open_table(PAYMENTS).map_err(db)?;
-            let mut tasks = txn.open_table(TASKS).map_err(db)?;
-            let existing = payments.get(record.payment_key.as_str()).map_err(db)?.map(|g| g.value().to_string());
-            if let Some(task_id) = existing {
-                let bytes = tasks
-                    .get(task_id.as_str())
-                    .map_err(db)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("payment names missing task {task_id}")))?
-                    .value()
-                    .to_vec();
-                let task: TaskRecord = decode(&bytes)?;
-                if task.binding != record.binding {
-                    return Err(StoreError::PaymentReused(task_id));
-                }
-                return Ok(Accepted::Replay(Box::new(task)));
-            }
-            let mut ledger = txn.open_table(LEDGER).map_err(db)?;
-            let balance = ledger.get(record.payer.as_str()).map_err(db)?.map_or(0, |g| g.value());
-            let needed = record.amount.micros();
-            if balance < needed {
-                return Err(StoreError::InsufficientFunds { balance, needed });
-            }
-            ledger.insert(record.payer.as_str(), balance - needed).map_err(db)?;
-            payments.insert(record.payment_key.as_str(), record.task_id.as_str()).map_err(db)?;
-            tasks.insert(record.task_id.as_str(), encode(record)?.as_slice()).map_err(db)?;
+        let encoded = encode(record)?;
+        match self.change(Change::Accept { record: Box::new(record.clone()), encoded })? {
+            Changed::Accepted(accepted) => Ok(accepted),
+            _ => unreachable!("an accept change answers Accepted"),
         }
-        txn.commit().map_err(db)?;
-        Ok(Accepted::New)
     }
 
-    /// Settles a task in one transaction: stores the final record and its receipts, credits
-    /// every `(account, amount)` and applies the receipts' reputation events.
+    /// Settles a task, durably and atomically: stores the final record and its receipts,
+    /// credits every `(account, amount)` and applies the receipts' reputation events.
     pub fn settle(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut tasks = txn.open_table(TASKS).map_err(db)?;
-            let mut stored = txn.open_table(RECEIPTS).map_err(db)?;
-            let mut ledger = txn.open_table(LEDGER).map_err(db)?;
-            tasks.insert(record.task_id.as_str(), encode(record)?.as_slice()).map_err(db)?;
-            stored.insert(record.task_id.as_str(), encode(receipts)?.as_slice()).map_err(db)?;
-            for (account, amount) in credits {
-                let balance = ledger.get(account.as_str()).map_err(db)?.map_or(0, |g| g.value());
-                let next = balance.checked_add(amount.micros()).ok_or(StoreError::Overflow)?;
-                ledger.insert(account.as_str(), next).map_err(db)?;
-            }
-            let mut reputation = txn.open_table(REPUTATION).map_err(db)?;
-            for event in &receipts.reputation {
-                let subject = event.payload.subject.to_string();
-                let score = reputation.get(subject.as_str()).map_err(db)?.map_or(0, |g| g.value());
-                reputation.insert(subject.as_str(), score.saturating_add(i64::from(event.payload.delta))).map_err(db)?;
-            }
+        let change = Change::Settle {
+            task_id: record.task_id.clone(),
+            record: encode(record)?,
+            receipts: encode(receipts)?,
+            credits: credits.iter().map(|(a, m)| (a.clone(), m.micros())).collect(),
+            reputation: receipts.reputation.iter().map(|e| (e.payload.subject.to_string(), i64::from(e.payload.delta))).collect(),
+        };
+        self.change(change).map(|_| ())
+    }
+
+    /// Adds `amount` to `account` (the development faucet); returns the new balance.
+    pub fn credit(&self, account: &str, amount: Amount) -> Result<Amount, StoreError> {
+        match self.change(Change::Credit { account: account.to_string(), amount: amount.micros() })? {
+            Changed::Credited(balance) => Ok(Amount::from_micros(balance)),
+            _ => unreachable!("a credit change answers Credited"),
         }
-        txn.commit().map_err(db)
     }
 
     /// The reputation score of `account` (0 when unknown).
@@ -236,20 +254,6 @@ impl NodeStore {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(REPUTATION).map_err(db)?;
         Ok(table.get(account).map_err(db)?.map_or(0, |g| g.value()))
-    }
-
-    /// Adds `amount` to `account` (the development faucet); returns the new balance.
-    pub fn credit(&self, account: &str, amount: Amount) -> Result<Amount, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        let next = {
-            let mut ledger = txn.open_table(LEDGER).map_err(db)?;
-            let balance = ledger.get(account).map_err(db)?.map_or(0, |g| g.value());
-            let next = balance.checked_add(amount.micros()).ok_or(StoreError::Overflow)?;
-            ledger.insert(account, next).map_err(db)?;
-            next
-        };
-        txn.commit().map_err(db)?;
-        Ok(Amount::from_micros(next))
     }
 
     /// The ledger balance of `account`.
@@ -286,6 +290,142 @@ impl NodeStore {
             }
         }
         Ok(out)
+    }
+}
+
+impl Drop for NodeStore {
+    /// Stops the writer after the changes already sent, so the file is closed on return.
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer loop: takes every change waiting (up to [`MAX_BATCH`]), applies them in one
+/// transaction, commits, then answers each caller. A failed commit fails the whole batch.
+fn write_batches(db: &Database, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (changes, replies): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
+        match apply(db, changes) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn apply(database: &Database, changes: Vec<Change>) -> Result<Vec<Result<Changed, StoreError>>, StoreError> {
+    let txn = database.begin_write().map_err(db)?;
+    let mut results = Vec::with_capacity(changes.len());
+    {
+        let mut tables = Tables {
+            tasks: txn.open_table(TASKS).map_err(db)?,
+            payments: txn.open_table(PAYMENTS).map_err(db)?,
+            receipts: txn.open_table(RECEIPTS).map_err(db)?,
+            ledger: txn.open_table(LEDGER).map_err(db)?,
+            reputation: txn.open_table(REPUTATION).map_err(db)?,
+        };
+        for change in changes {
+            match tables.apply(change) {
+                // A database failure may have left a change half-written: abort the batch.
+                Err(e @ StoreError::Db(_)) => return Err(e),
+                result => results.push(result),
+            }
+        }
+    }
+    txn.commit().map_err(db)?;
+    Ok(results)
+}
+
+struct Tables<'t> {
+    tasks: redb::Table<'t, &'static str, &'static [u8]>,
+    payments: redb::Table<'t, &'static str, &'static str>,
+    receipts: redb::Table<'t, &'static str, &'static [u8]>,
+    ledger: redb::Table<'t, &'static str, u64>,
+    reputation: redb::Table<'t, &'static str, i64>,
+}
+
+impl Tables<'_> {
+    fn apply(&mut self, change: Change) -> Result<Changed, StoreError> {
+        match change {
+            Change::Accept { record, encoded } => self.accept(&record, &encoded).map(Changed::Accepted),
+            Change::Settle { task_id, record, receipts, credits, reputation } => {
+                self.settle(&task_id, &record, &receipts, &credits, &reputation).map(|()| Changed::Settled)
+            }
+            Change::Credit { account, amount } => self.credit(&[(account.clone(), amount)]).map(|balances| Changed::Credited(balances[0])),
+        }
+    }
+
+    fn accept(&mut self, record: &TaskRecord, encoded: &[u8]) -> Result<Accepted, StoreError> {
+        let existing = self.payments.get(record.payment_key.as_str()).map_err(db)?.map(|g| g.value().to_string());
+        if let Some(task_id) = existing {
+            let bytes = self
+                .tasks
+                .get(task_id.as_str())
+                .map_err(db)?
+                .ok_or_else(|| StoreError::Corrupt(format!("payment names missing task {task_id}")))?
+                .value()
+                .to_vec();
+            let task: TaskRecord = decode(&bytes)?;
+            if task.binding != record.binding {
+                return Err(StoreError::PaymentReused(task_id));
+            }
+            return Ok(Accepted::Replay(Box::new(task)));
+        }
+        let balance = self.ledger.get(record.payer.as_str()).map_err(db)?.map_or(0, |g| g.value());
+        let needed = record.amount.micros();
+        if balance < needed {
+            return Err(StoreError::InsufficientFunds { balance, needed });
+        }
+        self.ledger.insert(record.payer.as_str(), balance - needed).map_err(db)?;
+        self.payments.insert(record.payment_key.as_str(), record.task_id.as_str()).map_err(db)?;
+        self.tasks.insert(record.task_id.as_str(), encoded).map_err(db)?;
+        Ok(Accepted::New)
+    }
+
+    fn settle(&mut self, task_id: &str, record: &[u8], receipts: &[u8], credits: &[(String, u64)], reputation: &[(String, i64)]) -> Result<(), StoreError> {
+        self.credit(credits)?;
+        self.tasks.insert(task_id, record).map_err(db)?;
+        self.receipts.insert(task_id, receipts).map_err(db)?;
+        for (subject, delta) in reputation {
+            let score = self.reputation.get(subject.as_str()).map_err(db)?.map_or(0, |g| g.value());
+            self.reputation.insert(subject.as_str(), score.saturating_add(*delta)).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Credits every `(account, amount)`; refuses them all, writing nothing, if any balance
+    /// would overflow. Returns the new balances.
+    fn credit(&mut self, credits: &[(String, u64)]) -> Result<Vec<u64>, StoreError> {
+        let mut next: Vec<(String, u64)> = Vec::with_capacity(credits.len());
+        for (account, amount) in credits {
+            let current = match next.iter().rev().find(|(a, _)| a == account) {
+                Some((_, balance)) => *balance,
+                None => self.ledger.get(account.as_str()).map_err(db)?.map_or(0, |g| g.value()),
+            };
+            next.push((account.clone(), current.checked_add(*amount).ok_or(StoreError::Overflow)?));
+        }
+        for (account, balance) in &next {
+            self.ledger.insert(account.as_str(), *balance).map_err(db)?;
+        }
+        Ok(next.into_iter().map(|(_, b)| b).collect())
     }
 }
 

@@ -36,6 +36,7 @@ async fn challenge_pay_replay_and_reuse() {
     let body = task_body("a.b");
     let challenge = h.challenge(&body).await;
     assert_eq!(challenge.x402_version, 2);
+    assert_eq!(challenge.resource.url, format!("{}/tasks", h.base), "the bound address, not port 0");
     let req = &challenge.accepts[0];
     assert_eq!((req.scheme.as_str(), req.network.as_str(), req.amount.as_str()), ("exact", "d402:simulated", "100"));
     assert_eq!(req.pay_to, h.gateway.account());
@@ -116,6 +117,10 @@ async fn bad_payments_and_bad_input_charge_nothing() {
     let bad_url = h.post(&json!({"input": {"url": "not a url"}}), Some(&payment)).await;
     assert_eq!(bad_url.status(), 400);
     assert_eq!(bad_url.json::<Value>().await.unwrap()["error"]["code"], "bad_url");
+    // capabilityId must be a string (schemathesis found it was not checked).
+    let odd = h.post(&json!({"input": {"value": 1, "select": []}, "capabilityId": ["util.json_transform@1"]}), None).await;
+    assert_eq!(odd.status(), 400);
+    assert_eq!(odd.json::<Value>().await.unwrap()["error"]["code"], "malformed_request");
     assert_eq!(h.buyer_balance(), FUNDS, "nothing charged");
 
     // The untouched payment still works afterwards, and client-supplied policy is ignored.
@@ -185,4 +190,23 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
 
     let response = client.post(&base).json(&json!({"url": "ftp://example.com/"})).send().await.unwrap();
     assert_eq!(response.status(), 400);
+    // The manifest says `"format": "uri"` (RFC 3986): browsers' looser URLs are refused before
+    // payment (schemathesis found "https://\u{cf}" was taken), %-encoded ones are fine.
+    for url in ["https://\u{cf}", "https://example.com/a b", "https://example.com/%zz", "https://example.com/\u{e9}"] {
+        let response = client.post(&base).json(&json!({"url": url})).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{url}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "bad_url", "{url}");
+    }
+    let response = client.post(&base).json(&json!({"url": "https://xn--exmple-cua.com/a%20b?q=1#f"})).send().await.unwrap();
+    assert_eq!(response.status(), 402);
+
+    // The OpenAPI document lists the alias, priced like POST /tasks.
+    let openapi = base.replace("/v1/web/page-to-markdown", "/openapi.json");
+    let doc: Value = client.get(&openapi).send().await.unwrap().json().await.unwrap();
+    for path in ["/tasks", "/v1/web/page-to-markdown"] {
+        let info = &doc["paths"][path]["post"]["x-payment-info"];
+        assert_eq!(info["amount"], "0.01", "{path}");
+        assert_eq!(info["sku"], "web.page_to_markdown@1", "{path}");
+        assert_eq!(info["pricingVersion"], manifest.cid().unwrap().to_string(), "{path}");
+    }
 }

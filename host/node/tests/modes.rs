@@ -211,12 +211,12 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
     let (_, none) = node.get("/capabilities?namespace=nobody").await;
     assert!(ids(&none).is_empty());
 
-    // A request may pick any served capability; one that is not served is a 404, unpaid.
+    // A request may pick any served capability; one that is not served is a 400, unpaid.
     let body = json!({"capabilityId": "test.hostile@1", "input": {"behaviour": "echo", "text": "hi"}});
     let task = node.run(&body).await;
     assert_eq!(task["result"]["text"], "hi", "{task}");
     let response = node.post(&json!({"capabilityId": "no.such@1", "input": {}}), None).await;
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "unknown_capability");
 }

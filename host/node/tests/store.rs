@@ -17,3 +17,72 @@ fn ledger_survives_reopen() {
     assert_eq!(store.balance("nobody").unwrap().micros(), 0);
     assert!(store.running().unwrap().is_empty());
 }
+
+fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_node::TaskRecord {
+    let key = d402_protocol::Keypair::from_seed(&[5; 32]);
+    let intent = d402_protocol::TaskIntent {
+        task_id: task.into(),
+        capability_id: "util.json_transform@1".into(),
+        manifest_cid: d402_protocol::ContentId::of_bytes(b"manifest"),
+        input: serde_json::json!({}),
+        mode: d402_protocol::ExecutionMode::Single,
+        fanout: 1,
+        quorum: 1,
+        deadline_ms: 1000,
+        budget: Amount::from_micros(amount),
+        validation: d402_protocol::ValidationModel::Exact,
+        gateway: key.public(),
+        created_at: d402_protocol::Timestamp::from_unix_millis(0),
+    };
+    d402_node::TaskRecord {
+        task_id: task.into(),
+        status: d402_node::store::TaskStatus::Running,
+        intent: d402_protocol::Signed::sign(intent, &key).unwrap(),
+        payer: "buyer".into(),
+        payment_key: payment_key.into(),
+        workers: vec![],
+        binding: binding.into(),
+        amount: Amount::from_micros(amount),
+        payment_response: serde_json::json!({}),
+        result: None,
+        evidence: None,
+        error: None,
+        created_at: d402_protocol::Timestamp::from_unix_millis(0),
+        completed_at: None,
+    }
+}
+
+/// Many threads race to spend: the group-committed writer applies every payment exactly
+/// once, answers each caller with its own outcome, and never overdraws the buyer.
+#[test]
+fn concurrent_payments_are_consumed_exactly_once() {
+    use d402_node::store::Accepted;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(NodeStore::open(&dir.path().join("node.redb")).unwrap());
+    store.credit("buyer", Amount::from_micros(30)).unwrap();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                // 16 distinct payments, each presented 4 times; the buyer can afford 3.
+                scope.spawn(move || {
+                    let n = i % 16;
+                    store.accept_payment(&record(&format!("task:{n}"), &format!("buyer:{n}"), &format!("b{n}"), 10))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let new = outcomes.iter().filter(|o| matches!(o, Ok(Accepted::New))).count();
+    let replays = outcomes.iter().filter(|o| matches!(o, Ok(Accepted::Replay(_)))).count();
+    let refused = outcomes.iter().filter(|o| matches!(o, Err(d402_node::StoreError::InsufficientFunds { .. }))).count();
+    assert_eq!(new, 3, "three payments fit the balance");
+    assert_eq!(replays, 9, "each accepted payment's three repeats are replays");
+    assert_eq!(refused, 52);
+    assert_eq!(store.balance("buyer").unwrap().micros(), 0);
+    assert_eq!(store.running().unwrap().len(), 3);
+    // A payment key presented with another request is refused, not replayed.
+    let accepted = store.running().unwrap()[0].clone();
+    let reused = store.accept_payment(&record("task:other", &accepted.payment_key, "another binding", 10));
+    assert!(matches!(reused, Err(d402_node::StoreError::PaymentReused(_))));
+}

@@ -213,13 +213,21 @@ impl Runtime {
         self.load_verified(manifest, expected, bytes)
     }
 
-    /// Loads `manifest`'s artifact from a content-addressed blob store (re-hashing it).
+    /// Loads `manifest` with the artifact `artifact_cid` (which a signed implementation
+    /// package names) from a content-addressed blob store, re-hashing it. A manifest that
+    /// pins another artifact is refused.
     pub fn load_from_store(
         &self,
         manifest: &CapabilityManifest,
+        artifact_cid: ContentId,
         blobs: &d402_blobstore::BlobStore,
     ) -> Result<Arc<LoadedCapability>, LoadError> {
-        let cid = manifest.runtime.artifact_cid.ok_or(LoadError::NoArtifact)?;
+        let cid = artifact_cid;
+        if let Some(pinned) = manifest.runtime.artifact_cid
+            && pinned != cid
+        {
+            return Err(LoadError::DigestMismatch { expected: pinned, actual: cid });
+        }
         if let Some(loaded) = self.cached(manifest.cid()?, cid) {
             return Ok(loaded);
         }

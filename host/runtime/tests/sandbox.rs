@@ -134,7 +134,10 @@ fn artifact_with_wrong_digest_is_refused() {
     let last = tampered.len() - 1;
     tampered[last] ^= 0xff;
     std::fs::write(blobs.path_of(&cid), &tampered).unwrap();
-    assert!(matches!(rt.load_from_store(&manifest, &blobs), Err(LoadError::DigestMismatch { .. })));
+    assert!(matches!(rt.load_from_store(&manifest, cid, &blobs), Err(LoadError::DigestMismatch { .. })));
+    // A manifest pinning another artifact than the package names.
+    let other = ContentId::of_bytes(b"another component");
+    assert!(matches!(rt.load_from_store(&manifest, other, &blobs), Err(LoadError::DigestMismatch { .. })));
 }
 
 #[test]

@@ -60,7 +60,7 @@ pub async fn serve(dir: tempfile::TempDir, configure: impl FnOnce(&mut NodeConfi
     let gateway = Gateway::open(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, d402_node::router(gateway.clone())).into_future());
+    tokio::spawn(d402_node::http::serve_on(listener, gateway.clone()));
     let buyer = Keypair::from_seed(&[7; 32]);
     gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(FUNDS)).unwrap();
     Ok(Node { dir, gateway, base, client: d402_node::client::http_client().unwrap(), buyer })

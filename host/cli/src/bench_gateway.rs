@@ -1,0 +1,194 @@
+//! `d402 bench gateway`: paid tasks per second through the whole gateway path (HTTP, 402
+//! payment verification, durable admission, sandboxed run, signed claim, validation,
+//! settlement with durable receipts) against 127.0.0.1, with `GET /healthz` on the same
+//! server and client as the baseline, and the cost of each stage measured alone.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
+use d402_node::{Gateway, NodeConfig, NodeStore};
+use d402_protocol::{Amount, ContentId, Keypair, Signed, Timestamp};
+use d402_runtime::{Runtime, RuntimeConfig, TaskInfo};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::bench::{micros, millis, percentiles};
+use crate::files::{read_bytes, read_manifest};
+
+/// What `d402 bench gateway` measures.
+pub struct GatewayBench<'a> {
+    /// The trivial capability's manifest.
+    pub manifest: &'a Path,
+    /// Its component.
+    pub wasm: &'a Path,
+    /// Paid tasks sent (and as many baseline requests).
+    pub tasks: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
+    let bytes = read_bytes(bench.wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let mut manifest = read_manifest(bench.manifest)?;
+    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
+    let state = std::env::temp_dir().join(format!("d402-bench-gateway-{}", std::process::id()));
+    let publisher = Keypair::from_seed(&rand::random());
+    let package = d402_node::installed::create_package(&manifest, &bytes, &publisher, now())?;
+    d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let outcome = tokio.block_on(measure(bench, &state));
+    let stages = tokio.block_on(stage_costs(&manifest, &bytes, &state));
+    let _ = std::fs::remove_dir_all(&state);
+    let (baseline, paid) = outcome?;
+    let stages = stages?;
+    let rate = |s: &Sample| bench.tasks as f64 / s.wall.as_secs_f64();
+    println!("d402 bench gateway: {} requests per path, {} in flight, client and server share this machine", bench.tasks, bench.concurrency);
+    for (name, sample) in [("GET /healthz (baseline)", &baseline), ("paid POST /tasks, durable", &paid)] {
+        let (p50, p99) = percentiles(sample.latencies.clone());
+        println!("  {name:<28} {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms", rate(sample), millis(p50), millis(p99));
+    }
+    println!("  paid throughput / baseline throughput: {:.3}", rate(&paid) / rate(&baseline));
+    println!("  where a paid task's time goes (each stage alone, per task):");
+    for (stage, cost) in stages {
+        println!("    {stage:<44} {:>8.1} µs", micros(cost));
+    }
+    Ok(())
+}
+
+struct Sample {
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Sample, Sample)> {
+    let config = NodeConfig { state: state.to_path_buf(), http_port: 0, capability: "util.json_transform@1".into(), ..NodeConfig::default() };
+    let gateway = Gateway::open(config)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = gateway.clone();
+    tokio::spawn(async move {
+        if let Err(e) = d402_node::http::serve_on(listener, server).await {
+            tracing::error!(error = %e, "bench server stopped");
+        }
+    });
+    let buyer = Keypair::from_seed(&rand::random());
+    let price = gateway.catalog().default_capability().price;
+    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(price.micros() * bench.tasks as u64))?;
+    let client = d402_node::client::http_client()?;
+
+    let probe = json!({"input": {"value": {}, "select": []}});
+    let challenge = client.post(format!("{base}/tasks")).json(&probe).send().await?;
+    let header = challenge.headers().get("payment-required").context("no challenge")?.to_str()?.to_string();
+    let challenge: PaymentRequired = decode_header(&header).map_err(anyhow::Error::msg)?;
+    eprintln!("bench gateway: signing {} payments", bench.tasks);
+    let requests: Vec<(Value, String)> = (0..bench.tasks)
+        .map(|i| {
+            let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});
+            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now())?;
+            Ok((body, payment))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    eprintln!("bench gateway: baseline");
+    let health = format!("{base}/healthz");
+    let baseline = drive(bench.concurrency, (0..bench.tasks).map(|_| client.get(&health)).collect()).await?;
+    eprintln!("bench gateway: paid tasks");
+    let create = format!("{base}/tasks");
+    let posts = requests.iter().map(|(body, payment)| client.post(&create).header("payment-signature", payment).json(body)).collect();
+    let paid = drive(bench.concurrency, posts).await?;
+    let spent = Amount::from_micros(price.micros() * bench.tasks as u64);
+    let left = gateway.store().balance(&buyer.public().to_string())?;
+    if left.micros() != 0 {
+        bail!("the buyer should have spent {spent:?} exactly; {left:?} is left");
+    }
+    Ok((baseline, paid))
+}
+
+/// Sends `requests` with at most `concurrency` in flight; every response must be 200.
+async fn drive(concurrency: usize, requests: Vec<reqwest::RequestBuilder>) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let mut pending = requests.into_iter();
+    let mut running = JoinSet::new();
+    let mut latencies = Vec::new();
+    let spawn = |running: &mut JoinSet<anyhow::Result<Duration>>, request: reqwest::RequestBuilder| {
+        running.spawn(async move {
+            let sent = Instant::now();
+            let response = request.send().await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            if status != 200 {
+                bail!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+            }
+            Ok(sent.elapsed())
+        });
+    };
+    for request in pending.by_ref().take(concurrency) {
+        spawn(&mut running, request);
+    }
+    while let Some(done) = running.join_next().await {
+        latencies.push(done??);
+        if let Some(request) = pending.next() {
+            spawn(&mut running, request);
+        }
+    }
+    Ok(Sample { wall: started.elapsed(), latencies })
+}
+
+/// Each stage of a paid task measured alone, as the mean of many repetitions.
+async fn stage_costs(manifest: &d402_protocol::CapabilityManifest, bytes: &[u8], state: &Path) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+    const N: u32 = 2_000;
+    let mean = |total: Duration, n: u32| total / n;
+    let key = Keypair::from_seed(&rand::random());
+    let payload = json!({"taskId": "task:x", "value": [1, 2, 3]});
+    let started = Instant::now();
+    let mut last = None;
+    for _ in 0..N {
+        last = Some(Signed::sign(d402_protocol::ReputationEvent {
+            subject: key.public(),
+            kind: d402_protocol::ReputationKind::Accuracy,
+            delta: 1,
+            task_id: Some(payload["taskId"].as_str().unwrap_or_default().into()),
+            reason: "bench".into(),
+            issuer: key.public(),
+            issued_at: now(),
+        }, &key)?);
+    }
+    let sign = mean(started.elapsed(), N);
+    let envelope = last.context("signed")?;
+    let started = Instant::now();
+    for _ in 0..N {
+        envelope.verify()?;
+    }
+    let verify = mean(started.elapsed(), N);
+
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let capability = runtime.load(manifest, bytes)?;
+    let input = json!({"value": {"k": 1}, "select": ["k"]});
+    let task = TaskInfo { task_id: "task:bench".into() };
+    let started = Instant::now();
+    for _ in 0..N {
+        runtime.run(&capability, &task, &input, None).await.map_err(|f| anyhow::anyhow!("{:?}", f.error))?;
+    }
+    let run = mean(started.elapsed(), N);
+
+    let store = NodeStore::open(&state.join("stage-costs.redb"))?;
+    let commits = N / 4;
+    let started = Instant::now();
+    for i in 0..commits {
+        store.credit(&format!("account-{i}"), Amount::from_micros(1))?;
+    }
+    let commit = mean(started.elapsed(), commits);
+    Ok(vec![
+        ("ed25519 sign (6 per task: intent, lease, claim, validation, settlement, reputation)", sign * 6),
+        ("ed25519 verify (2 per task: payment, claim)", verify * 2),
+        ("sandboxed run of the capability (1 per task, 2 with replay)", run),
+        ("durable redb commit (2 per task: admission, settlement)", commit * 2),
+    ])
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}

@@ -1,0 +1,790 @@
+//! The gateway's OpenAPI 3.1 document (`GET /openapi.json`): every route of
+//! [`crate::router`], the shapes its handlers really return, and `x-payment-info` on the
+//! paid operations (what Zero and other indexes read: method, currency, amount, SKU and
+//! pricing version).
+//!
+//! [`document`] is pure: the gateway hands it its base URL and the operations it sells.
+
+use d402_protocol::{Amount, Price};
+use serde_json::{Map, Value, json};
+
+/// The paid alias route for `web.page_to_markdown@1` (it also takes the bare input).
+pub const PAGE_TO_MARKDOWN_ALIAS: &str = "/v1/web/page-to-markdown";
+
+/// One capability the gateway sells, as the document describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaidOperation {
+    /// Capability ID, e.g. `web.page_to_markdown@1` (the SKU).
+    pub capability_id: String,
+    /// Manifest CID (the pricing version).
+    pub manifest_cid: String,
+    /// All-in price of one task.
+    pub price: Amount,
+    /// The manifest's input JSON Schema.
+    pub input_schema: Value,
+    /// The manifest's output JSON Schema.
+    pub output_schema: Value,
+    /// A paid alias route for this capability (e.g. [`PAGE_TO_MARKDOWN_ALIAS`]), if any.
+    pub alias_path: Option<String>,
+}
+
+/// A price as the decimal dollar string `x-payment-info` carries (`"0.01"`).
+pub fn dollars(amount: Amount) -> String {
+    Price(amount).to_string().trim_start_matches('$').to_string()
+}
+
+/// The `x-payment-info` object of a paid operation.
+pub fn payment_info(operation: &PaidOperation) -> Value {
+    json!({
+        "method": "x402",
+        "currency": "USD",
+        "amount": dollars(operation.price),
+        "sku": operation.capability_id,
+        "pricingVersion": operation.manifest_cid,
+        "creatorCommission": "included in the price; the policy is published in /.well-known/d402-gateway.json"
+    })
+}
+
+/// The OpenAPI 3.1 document of a gateway reachable at `base_url` that sells `operations`.
+///
+/// `POST /tasks` takes the capability's input schema and returns its output schema when
+/// there is exactly one operation (any object otherwise); its `x-payment-info` is that
+/// operation's, or an array of them when there are several. Each operation with an
+/// `alias_path` gets that route as well.
+pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
+    let single = match operations {
+        [only] => Some(only),
+        _ => None,
+    };
+    let mut schemas = components();
+    let input = match single {
+        Some(op) => {
+            schemas.insert("Input".into(), rebase_refs(&op.input_schema, "#/components/schemas/Input"));
+            schema_ref("Input")
+        }
+        None => json!({"type": "object"}),
+    };
+    let output = match single {
+        Some(op) => {
+            schemas.insert("Output".into(), rebase_refs(&op.output_schema, "#/components/schemas/Output"));
+            schema_ref("Output")
+        }
+        None => json!({}),
+    };
+    let ids: Vec<&str> = operations.iter().map(|op| op.capability_id.as_str()).collect();
+    schemas.insert("TaskRequest".into(), task_request(input.clone(), &ids));
+    schemas.insert("Task".into(), task(output.clone()));
+    schemas.insert("Result".into(), result(output));
+
+    let mut paths = Map::new();
+    paths.insert("/health".into(), get_json("health", "Gateway liveness and public policy.", "Health"));
+    paths.insert("/healthz".into(), get_json("healthz", "Readiness probe.", "Healthz"));
+    paths.insert(
+        "/.well-known/d402-gateway.json".into(),
+        get_json("discovery", "Discovery document: capabilities, prices, payment rail, endpoints.", "Discovery"),
+    );
+    paths.insert(
+        "/.well-known/dnc-gateway.json".into(),
+        get_json("discoveryLegacy", "Legacy alias of /.well-known/d402-gateway.json.", "Discovery"),
+    );
+    paths.insert("/capabilities".into(), capabilities_path());
+    paths.insert("/openapi.json".into(), get_json("openapi", "This OpenAPI 3.1 document.", "OpenApi"));
+    let payment = match operations {
+        [] => None,
+        [only] => Some(payment_info(only)),
+        many => Some(Value::Array(many.iter().map(payment_info).collect())),
+    };
+    paths.insert(
+        "/tasks".into(),
+        json!({"post": paid_operation(
+            "createTask",
+            "Create a paid task. Unpaid: 402 with the x402 challenge; paid: 200 with the \
+             settled task (sync) or 202 while it runs (`\"sync\": false`).",
+            schema_ref("TaskRequest"),
+            payment,
+        )}),
+    );
+    for op in operations {
+        if let Some(alias) = &op.alias_path {
+            let name = op.capability_id.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+            let bare_input = if single.is_some() {
+                input.clone()
+            } else {
+                let component = format!("Input_{name}");
+                schemas.insert(component.clone(), rebase_refs(&op.input_schema, &format!("#/components/schemas/{component}")));
+                schema_ref(&component)
+            };
+            let body = json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
+            paths.insert(
+                alias.clone(),
+                json!({"post": paid_operation(
+                    &format!("createTask_{name}"),
+                    &format!(
+                        "Paid alias of POST /tasks for {}: takes the task request or the bare input.",
+                        op.capability_id
+                    ),
+                    body,
+                    Some(payment_info(op)),
+                )}),
+            );
+        }
+    }
+    paths.insert(
+        "/tasks/{taskId}".into(),
+        task_get("getTask", "The task record: status, result when accepted, receipts, links.", json!({
+            "200": task_response("The task.", false),
+            "404": error_response("No such task (`unknown_task`)."),
+            "500": error_response("Store failure."),
+        })),
+    );
+    paths.insert(
+        "/tasks/{taskId}/result".into(),
+        task_get("getTaskResult", "The accepted output, 202 while running, 422 when rejected.", json!({
+            "200": json_response("The accepted result.", schema_ref("Result")),
+            "202": json_response("Still running.", schema_ref("Running")),
+            "404": error_response("No such task (`unknown_task`)."),
+            "422": json_response("The task was rejected and refunded (`task_rejected`).", schema_ref("Rejected")),
+            "500": error_response("Store failure."),
+        })),
+    );
+    paths.insert(
+        "/tasks/{taskId}/receipt".into(),
+        task_get("getTaskReceipt", "Validation and settlement receipts (and the signed originals).", json!({
+            "200": json_response("The receipts.", schema_ref("Receipt")),
+            "202": json_response("Still running: no receipt yet.", schema_ref("Running")),
+            "404": error_response("No such task (`unknown_task`)."),
+            "500": error_response("Store failure."),
+        })),
+    );
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "d402 gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Paid execution over HTTP 402: POST a task, answer the x402 challenge with \
+                a PAYMENT-SIGNATURE, and read the result with its validation and settlement receipts."
+        },
+        "servers": [{"url": base_url.trim_end_matches('/')}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "x402": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "PAYMENT-SIGNATURE",
+                    "description": "The x402 payment: base64 of the JSON x402 v2 payment payload (the accepted \
+                        requirements and, on the simulated rail, an ed25519-signed authorization bound to the \
+                        request body). The first, unpaid request goes without it and gets the 402 challenge."
+                },
+                "x402Legacy": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-PAYMENT",
+                    "description": "Legacy name of PAYMENT-SIGNATURE, read only when PAYMENT-SIGNATURE is absent."
+                }
+            },
+            "headers": {
+                "PaymentRequired": {
+                    "description": "Base64 of the JSON x402 v2 challenge (the PaymentRequired schema).",
+                    "required": true,
+                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
+                },
+                "PaymentResponse": {
+                    "description": "Base64 of the JSON settlement response (the PaymentResponse schema).",
+                    "required": true,
+                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
+                }
+            }
+        }
+    })
+}
+
+/// `schema` with its document-local `$ref`s (`#/$defs/...`) made relative to `base`, where
+/// it is embedded in the OpenAPI document.
+fn rebase_refs(schema: &Value, base: &str) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| match (key.as_str(), value) {
+                    ("$ref", Value::String(r)) if r.starts_with('#') => (key.clone(), json!(format!("{base}{}", &r[1..]))),
+                    _ => (key.clone(), rebase_refs(value, base)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| rebase_refs(v, base)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn error_response(description: &str) -> Value {
+    json_response(description, schema_ref("Error"))
+}
+
+fn get_json(operation_id: &str, summary: &str, schema: &str) -> Value {
+    json!({"get": {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {"200": json_response(summary, schema_ref(schema))}
+    }})
+}
+
+fn capabilities_path() -> Value {
+    let parameter = |name: &str, description: &str| {
+        json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+    };
+    json!({"get": {
+        "operationId": "listCapabilities",
+        "summary": "Capabilities this gateway serves. The search parameters are accepted; this \
+            node serves one capability and does not filter on them yet.",
+        "parameters": [
+            parameter("q", "Free-text query."),
+            parameter("namespace", "Publisher namespace."),
+            parameter("tag", "Tag."),
+            parameter("shard", "Hash shard."),
+            parameter("capabilityId", "Capability ID, e.g. web.page_to_markdown@1."),
+            parameter("manifestCid", "Manifest CID."),
+        ],
+        "responses": {"200": json_response("The capabilities.", schema_ref("Capabilities"))}
+    }})
+}
+
+fn task_get(operation_id: &str, summary: &str, responses: Value) -> Value {
+    json!({"get": {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [{
+            "name": "taskId", "in": "path", "required": true,
+            "description": "Task ID (`task:<hex>`).", "schema": {"type": "string"}
+        }],
+        "responses": responses
+    }})
+}
+
+/// A task document response, with the `PAYMENT-RESPONSE` header it always carries.
+fn task_response(description: &str, replay_header: bool) -> Value {
+    let mut headers = json!({"PAYMENT-RESPONSE": {"$ref": "#/components/headers/PaymentResponse"}});
+    if replay_header {
+        for name in ["x-d402-idempotent-replay", "x-dnc-idempotent-replay"] {
+            headers[name] = json!({
+                "description": "`true` when a paid request was replayed with the same proof and body (same task, charged once).",
+                "schema": {"type": "string", "enum": ["true"]}
+            });
+        }
+    }
+    json!({
+        "description": description,
+        "headers": headers,
+        "content": {"application/json": {"schema": schema_ref("Task")}}
+    })
+}
+
+fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Option<Value>) -> Value {
+    let payment_required = json!({"$ref": "#/components/headers/PaymentRequired"});
+    let mut operation = json!({
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{}, {"x402": []}, {"x402Legacy": []}],
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": body}}
+        },
+        "responses": {
+            "200": task_response("Paid and settled (sync), or an idempotent replay of a paid request.", true),
+            "202": task_response("Paid; the task runs (`\"sync\": false`). Poll /tasks/{taskId}.", false),
+            "400": {
+                "description": "Malformed request (`malformed_json`, `malformed_request`, `missing_input`, \
+                    `unknown_capability`, `bad_url`, `invalid_input`) or malformed payment header (`malformed_payment`, with a \
+                    fresh PAYMENT-REQUIRED challenge).",
+                "headers": {"PAYMENT-REQUIRED": {
+                    "description": "Present when the payment header was refused: base64 of the JSON challenge.",
+                    "required": false,
+                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
+                }},
+                "content": {"application/json": {"schema": schema_ref("Error")}}
+            },
+            "402": {
+                "description": "Payment required: without a payment, the x402 v2 challenge; with a refused \
+                    payment (`invalid_signature`, `underpaid`, `payment_expired`, `wrong_payee`, \
+                    `binding_mismatch`, `unsupported_network`, `insufficient_funds`), the error. \
+                    Either way PAYMENT-REQUIRED carries the challenge.",
+                "headers": {"PAYMENT-REQUIRED": payment_required},
+                "content": {"application/json": {"schema": {"anyOf": [schema_ref("PaymentRequired"), schema_ref("Error")]}}}
+            },
+            "409": error_response("This payment was already used for another request (`payment_already_used`)."),
+            "413": error_response("The request body is over the gateway's limit (`body_too_large`)."),
+            "500": error_response("Store or signing failure (`store_failure`, `internal`)."),
+        }
+    });
+    if let Some(payment) = payment {
+        operation["x-payment-info"] = payment;
+    }
+    operation
+}
+
+fn task_request(input: Value, ids: &[&str]) -> Value {
+    let mut capability_ids: Vec<Value> = ids.iter().map(|id| json!(id)).collect();
+    capability_ids.push(Value::Null);
+    json!({
+        "type": "object",
+        "description": "A task. Server-owned policy fields a client may send (mode, fanout, quorum, \
+            maxBudget, price, payTo) are ignored.",
+        "required": ["input"],
+        "properties": {
+            "input": input,
+            "sync": {
+                "type": ["boolean", "null"],
+                "description": "false: answer 202 at once and run in the background. Default (and null): true."
+            },
+            "capabilityId": {
+                "enum": capability_ids,
+                "description": "One of the capabilities this gateway serves (default: the first); \
+                    any other value is refused with 400 `unknown_capability`. The alias route always \
+                    runs its own capability."
+            }
+        },
+        "additionalProperties": true
+    })
+}
+
+fn task(output: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["taskId", "status", "capabilityId", "manifestCid", "links"],
+        "properties": {
+            "taskId": {"type": "string"},
+            "status": {"enum": ["running", "accepted", "rejected"]},
+            "capabilityId": {"type": "string"},
+            "manifestCid": {"type": "string"},
+            "links": schema_ref("Links"),
+            "result": output,
+            "evidence": {"type": ["object", "null"]},
+            "error": {"type": "object", "description": "Why the run failed (kind, message); the buyer was refunded."},
+            "validationReceipt": schema_ref("ValidationReceipt"),
+            "settlement": schema_ref("Settlement")
+        }
+    })
+}
+
+fn result(output: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["taskId", "status", "result", "evidence"],
+        "properties": {
+            "taskId": {"type": "string"},
+            "status": {"const": "accepted"},
+            "result": output,
+            "evidence": {"type": ["object", "null"]}
+        }
+    })
+}
+
+/// The schemas that do not depend on the capability.
+fn components() -> Map<String, Value> {
+    let string = json!({"type": "string"});
+    let entries = [
+        ("Error", json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": string, "message": string}
+                }
+            }
+        })),
+        ("PaymentRequired", json!({
+            "type": "object",
+            "description": "The x402 v2 challenge.",
+            "required": ["x402Version", "resource", "accepts"],
+            "properties": {
+                "x402Version": {"const": 2},
+                "error": {"type": "string"},
+                "resource": {
+                    "type": "object",
+                    "required": ["url"],
+                    "properties": {"url": string, "description": string, "mimeType": string}
+                },
+                "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")}
+            }
+        })),
+        ("PaymentRequirements", json!({
+            "type": "object",
+            "required": ["scheme", "network", "amount", "asset", "payTo", "maxTimeoutSeconds"],
+            "properties": {
+                "scheme": {"const": "exact"},
+                "network": string,
+                "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "Atomic units (micro-dollars)."},
+                "asset": string,
+                "payTo": string,
+                "maxTimeoutSeconds": {"type": "integer", "minimum": 0},
+                "extra": {}
+            }
+        })),
+        ("PaymentResponse", json!({
+            "type": "object",
+            "required": ["success", "transaction", "network"],
+            "properties": {
+                "success": {"type": "boolean"},
+                "errorReason": string,
+                "payer": string,
+                "transaction": string,
+                "network": string,
+                "amount": string
+            }
+        })),
+        ("Links", json!({
+            "type": "object",
+            "required": ["task", "result", "receipt"],
+            "properties": {"task": string, "result": string, "receipt": string}
+        })),
+        ("Running", json!({
+            "type": "object",
+            "required": ["taskId", "status", "links"],
+            "properties": {"taskId": string, "status": {"const": "running"}, "links": schema_ref("Links")}
+        })),
+        ("Rejected", json!({
+            "type": "object",
+            "required": ["error", "taskId", "status"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"const": "task_rejected"}, "message": string}
+                },
+                "taskId": string,
+                "status": {"const": "rejected"}
+            }
+        })),
+        ("ValidationReceipt", json!({
+            "type": "object",
+            "required": ["taskId", "status", "acceptedClaimCids", "rejectedClaimCids", "model", "validator", "issuedAt"],
+            "properties": {
+                "taskId": string,
+                "status": {"enum": ["accepted", "rejected"]},
+                "acceptedClaimCids": {"type": "array", "items": string},
+                "rejectedClaimCids": {"type": "array", "items": string},
+                "model": string,
+                "validator": string,
+                "reason": string,
+                "issuedAt": string
+            }
+        })),
+        ("Payout", json!({
+            "type": "object",
+            "required": ["account", "amount", "reason"],
+            "properties": {
+                "account": string,
+                "workerId": string,
+                "amount": {"type": "number", "minimum": 0, "description": "Dollars."},
+                "grossAmount": {"type": "number", "minimum": 0},
+                "reason": {"enum": ["accepted-result", "creator-commission", "validator-fee"]},
+                "rateBps": {"type": "integer", "minimum": 0},
+                "rail": string,
+                "manifestCid": string,
+                "registrationCid": string,
+                "publisher": string,
+                "namespace": string
+            }
+        })),
+        ("Refund", json!({
+            "type": "object",
+            "required": ["account", "amount", "reason"],
+            "properties": {"account": string, "amount": {"type": "number", "minimum": 0}, "reason": string}
+        })),
+        ("Settlement", json!({
+            "type": "object",
+            "required": ["payouts", "refunds"],
+            "properties": {
+                "payouts": {"type": "array", "items": schema_ref("Payout")},
+                "refunds": {"type": "array", "items": schema_ref("Refund")}
+            }
+        })),
+        ("Signed", json!({
+            "type": "object",
+            "required": ["type", "payload", "signer", "signature"],
+            "properties": {"type": string, "payload": {"type": "object"}, "signer": string, "signature": string}
+        })),
+        ("Receipt", json!({
+            "type": "object",
+            "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "signed"],
+            "properties": {
+                "taskId": string,
+                "status": {"enum": ["running", "accepted", "rejected"]},
+                "validationReceipt": schema_ref("ValidationReceipt"),
+                "settlement": schema_ref("Settlement"),
+                "payment": schema_ref("PaymentResponse"),
+                "signed": {
+                    "type": "object",
+                    "required": ["taskIntent", "validationReceipt", "settlementReceipt", "claimCids"],
+                    "properties": {
+                        "taskIntent": schema_ref("Signed"),
+                        "validationReceipt": schema_ref("Signed"),
+                        "settlementReceipt": schema_ref("Signed"),
+                        "claimCids": {"type": "array", "items": string}
+                    }
+                }
+            }
+        })),
+        ("CommissionPolicy", json!({
+            "type": "object",
+            "required": ["pricingMode", "scope", "maxRateBps", "payoutRail"],
+            "properties": {
+                "pricingMode": string,
+                "scope": string,
+                "maxRateBps": {"type": "integer", "minimum": 0},
+                "payoutRail": string,
+                "requiresEscrowForDirectProviderPayTo": {"type": "boolean"}
+            }
+        })),
+        ("Health", json!({
+            "type": "object",
+            "required": ["ok", "nodeId", "policy"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "nodeId": string,
+                "policy": {
+                    "type": "object",
+                    "required": ["price", "capabilityId", "mode", "fanout", "quorum", "deadlineMs", "allowAsync", "paymentRouter"],
+                    "properties": {
+                        "price": string,
+                        "capabilityId": string,
+                        "mode": {"enum": ["single", "race", "quorum"]},
+                        "fanout": {"type": "integer", "minimum": 1},
+                        "quorum": {"type": "integer", "minimum": 1},
+                        "deadlineMs": {"type": "integer", "minimum": 0},
+                        "allowAsync": {"type": "boolean"},
+                        "paymentRouter": string,
+                        "creatorCommission": schema_ref("CommissionPolicy")
+                    }
+                }
+            }
+        })),
+        ("Healthz", json!({
+            "type": "object",
+            "required": ["ok"],
+            "properties": {"ok": {"type": "boolean"}}
+        })),
+        ("Discovery", json!({
+            "type": "object",
+            "required": ["d402GatewayVersion", "nodeId", "roles", "protocol", "endpoints", "capabilities", "payment"],
+            "properties": {
+                "d402GatewayVersion": {"type": "integer"},
+                "dncGatewayVersion": {"type": "integer"},
+                "nodeId": string,
+                "roles": {"type": "array", "items": string},
+                "protocol": {
+                    "type": "object",
+                    "required": ["transport", "taskApi", "paymentChallenge"],
+                    "properties": {"transport": string, "taskApi": string, "legacyTaskApi": string, "paymentChallenge": string}
+                },
+                "endpoints": {
+                    "type": "object",
+                    "required": ["health", "createTask", "task", "result", "receipt"],
+                    "properties": {"health": string, "createTask": string, "task": string, "result": string, "receipt": string}
+                },
+                "capabilities": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["capabilityId", "price"],
+                        "properties": {
+                            "capabilityId": string,
+                            "manifestCid": string,
+                            "price": string,
+                            "mode": string,
+                            "fanout": {"type": "integer"},
+                            "quorum": {"type": "integer"}
+                        }
+                    }
+                },
+                "payment": {
+                    "type": "object",
+                    "required": ["rail", "network", "asset", "payTo", "price"],
+                    "properties": {
+                        "rail": string,
+                        "network": string,
+                        "asset": string,
+                        "payTo": string,
+                        "price": string,
+                        "creatorCommission": schema_ref("CommissionPolicy")
+                    }
+                }
+            }
+        })),
+        ("Capabilities", json!({
+            "type": "object",
+            "required": ["capabilities"],
+            "properties": {
+                "capabilities": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["capabilityId", "manifestCid", "price", "accepted"],
+                        "properties": {
+                            "capabilityId": string,
+                            "manifestCid": string,
+                            "artifactCid": string,
+                            "namespace": string,
+                            "description": string,
+                            "tags": {"type": "array", "items": string},
+                            "determinism": string,
+                            "validator": {"type": "object"},
+                            "price": string,
+                            "executionModes": {"type": "array", "items": string},
+                            "accepted": {"type": "boolean"},
+                            "registration": {"type": ["object", "null"]}
+                        }
+                    }
+                }
+            }
+        })),
+        ("OpenApi", json!({
+            "type": "object",
+            "required": ["openapi", "info", "paths"],
+            "properties": {"openapi": string, "info": {"type": "object"}, "paths": {"type": "object"}}
+        })),
+    ];
+    entries.into_iter().map(|(name, schema)| (name.to_string(), schema)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation(alias: bool) -> PaidOperation {
+        PaidOperation {
+            capability_id: "web.page_to_markdown@1".into(),
+            manifest_cid: "bafkreiexample".into(),
+            price: Amount::from_micros(10_000),
+            input_schema: json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+            output_schema: json!({"type": "object", "properties": {"markdown": {"type": "string"}}}),
+            alias_path: alias.then(|| PAGE_TO_MARKDOWN_ALIAS.to_string()),
+        }
+    }
+
+    /// Every route of `gateway::router` and its method.
+    const ROUTES: [(&str, &str); 11] = [
+        ("/health", "get"),
+        ("/healthz", "get"),
+        ("/.well-known/d402-gateway.json", "get"),
+        ("/.well-known/dnc-gateway.json", "get"),
+        ("/capabilities", "get"),
+        ("/openapi.json", "get"),
+        ("/tasks", "post"),
+        ("/v1/web/page-to-markdown", "post"),
+        ("/tasks/{taskId}", "get"),
+        ("/tasks/{taskId}/result", "get"),
+        ("/tasks/{taskId}/receipt", "get"),
+    ];
+
+    #[test]
+    fn is_openapi_3_1_json_with_every_route() {
+        let doc = document("http://127.0.0.1:8402/", &[operation(true)]);
+        let text = serde_json::to_string(&doc).unwrap();
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reparsed["openapi"], "3.1.0");
+        assert_eq!(reparsed["servers"][0]["url"], "http://127.0.0.1:8402");
+        for (path, method) in ROUTES {
+            assert!(reparsed["paths"][path][method].is_object(), "{method} {path} is missing");
+        }
+        assert_eq!(reparsed["paths"].as_object().unwrap().len(), ROUTES.len(), "no undocumented extras");
+    }
+
+    #[test]
+    fn the_alias_is_documented_only_when_an_operation_has_it() {
+        let doc = document("http://gw", &[operation(false)]);
+        assert!(doc["paths"].get(PAGE_TO_MARKDOWN_ALIAS).is_none());
+        assert!(doc["paths"]["/tasks"]["post"].is_object());
+    }
+
+    #[test]
+    fn paid_operations_carry_the_price() {
+        let doc = document("http://gw", &[operation(true)]);
+        for path in ["/tasks", PAGE_TO_MARKDOWN_ALIAS] {
+            let info = &doc["paths"][path]["post"]["x-payment-info"];
+            assert_eq!(info["method"], "x402", "{path}");
+            assert_eq!(info["currency"], "USD");
+            assert_eq!(info["amount"], "0.01");
+            assert_eq!(info["sku"], "web.page_to_markdown@1");
+            assert_eq!(info["pricingVersion"], "bafkreiexample");
+        }
+        assert!(doc["paths"]["/health"]["get"].get("x-payment-info").is_none(), "free routes are free");
+        let create = &doc["paths"]["/tasks"]["post"];
+        assert_eq!(create["security"][0], json!({}), "the first request goes unpaid");
+        assert_eq!(create["security"][1], json!({"x402": []}));
+        assert_eq!(doc["components"]["securitySchemes"]["x402"]["name"], "PAYMENT-SIGNATURE");
+        assert_eq!(create["responses"]["402"]["headers"]["PAYMENT-REQUIRED"]["$ref"], "#/components/headers/PaymentRequired");
+        assert_eq!(create["responses"]["200"]["headers"]["PAYMENT-RESPONSE"]["$ref"], "#/components/headers/PaymentResponse");
+        for status in ["200", "202", "400", "402", "409", "413", "500"] {
+            assert!(create["responses"][status].is_object(), "POST /tasks documents {status}");
+        }
+        assert_eq!(dollars(Amount::from_micros(100)), "0.0001");
+        assert_eq!(dollars(Amount::from_micros(2_000_000)), "2.00");
+    }
+
+    #[test]
+    fn the_capability_schemas_are_embedded_and_every_reference_resolves() {
+        let doc = document("http://gw", &[operation(true)]);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["Input"], operation(true).input_schema);
+        assert_eq!(schemas["Output"], operation(true).output_schema);
+        assert_eq!(schemas["TaskRequest"]["properties"]["input"]["$ref"], "#/components/schemas/Input");
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(refs.len() > 10);
+        for reference in refs {
+            let pointer = reference.strip_prefix('#').expect("local reference");
+            assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+        }
+    }
+
+    #[test]
+    fn local_references_in_capability_schemas_follow_them() {
+        let mut op = operation(false);
+        op.input_schema = json!({"$defs": {"u": {"type": "string"}}, "properties": {"url": {"$ref": "#/$defs/u"}}});
+        let doc = document("http://gw", &[op]);
+        let reference = doc["components"]["schemas"]["Input"]["properties"]["url"]["$ref"].as_str().unwrap();
+        assert_eq!(reference, "#/components/schemas/Input/$defs/u");
+        assert_eq!(doc.pointer(&reference[1..]).unwrap(), &json!({"type": "string"}));
+    }
+
+    #[test]
+    fn several_operations_take_any_object_and_list_every_price() {
+        let mut other = operation(false);
+        other.capability_id = "util.json_transform@1".into();
+        other.price = Amount::from_micros(100);
+        let doc = document("http://gw", &[operation(true), other]);
+        assert_eq!(doc["components"]["schemas"]["TaskRequest"]["properties"]["input"], json!({"type": "object"}));
+        let info = doc["paths"]["/tasks"]["post"]["x-payment-info"].as_array().unwrap();
+        assert_eq!(info.iter().map(|i| i["amount"].as_str().unwrap()).collect::<Vec<_>>(), ["0.01", "0.0001"]);
+        let alias = &doc["paths"][PAGE_TO_MARKDOWN_ALIAS]["post"];
+        assert_eq!(alias["x-payment-info"]["amount"], "0.01");
+        let bare = &alias["requestBody"]["content"]["application/json"]["schema"]["anyOf"][1]["$ref"];
+        assert_eq!(bare, "#/components/schemas/Input_web_page_to_markdown_1");
+        assert_eq!(doc["components"]["schemas"]["Input_web_page_to_markdown_1"], operation(true).input_schema);
+    }
+
+    fn collect_refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| collect_refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+}
