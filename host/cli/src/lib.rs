@@ -42,6 +42,8 @@ enum Command {
     Node(d402_node::NodeArgs),
     /// Fund an account on the simulated payment rail's ledger (development).
     Faucet(node::FaucetArgs),
+    /// Submit a paid task to the node's worker pool (single, race or quorum), with receipts.
+    Task(node::TaskArgs),
     /// Call an HTTP gateway: discovery, 402 challenge, signed payment, result and receipt.
     HttpTask(node::HttpTaskArgs),
 }
@@ -56,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::node(args),
         Command::Faucet(args) => node::faucet(args),
+        Command::Task(args) => node::task(args),
         Command::HttpTask(args) => node::http_task(args),
     };
     match outcome {

@@ -1,13 +1,44 @@
-//! `d402 node`, `d402 faucet` and `d402 http-task`: the gateway node and its buyer side.
+//! `d402 node`, `d402 faucet`, `d402 task` and `d402 http-task`: the node and its buyer side.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use d402_node::gateway::{Admission, TaskRequest};
+use d402_node::store::TaskStatus;
 use d402_node::{Gateway, NodeArgs, NodeStore};
 use d402_protocol::{Amount, PublicKey};
 use serde_json::json;
+
+/// Arguments of `d402 task`.
+#[derive(Args)]
+pub struct TaskArgs {
+    /// Node state directory (its store is opened here, so the node must be stopped).
+    #[arg(long, env = "D402_STATE", default_value = "state/node")]
+    state: PathBuf,
+    /// Capability to run, ID or manifest CID (default: the node's default capability).
+    #[arg(long)]
+    capability: Option<String>,
+    /// The task input, JSON.
+    #[arg(long)]
+    input: String,
+    /// Execution mode: single, race or quorum.
+    #[arg(long, default_value = "single", value_parser = d402_node::config::parse_mode)]
+    mode: d402_protocol::ExecutionMode,
+    /// Workers leased (race, quorum).
+    #[arg(long, default_value_t = 1)]
+    fanout: u32,
+    /// Agreeing workers required (quorum).
+    #[arg(long, default_value_t = 1)]
+    quorum: u32,
+    /// Buyer key file (ed25519); the buyer pays from its balance on the node's ledger.
+    #[arg(long)]
+    key: PathBuf,
+    /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses.
+    #[arg(long)]
+    allow_private_addresses: bool,
+}
 
 /// Arguments of `d402 faucet`.
 #[derive(Args)]
@@ -58,6 +89,45 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         d402_node::serve(gateway).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Submits one paid task to the node's own worker pool (the peer network comes later):
+/// signs a simulated-rail payment with the buyer's key, runs the task in the chosen mode,
+/// and prints the task with its validation and settlement receipts. Exit 0 when accepted,
+/// 2 when rejected (and refunded).
+pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let input: serde_json::Value = serde_json::from_str(&args.input).context("--input is not JSON")?;
+    let key = d402_wallet::load(&args.key)?;
+    let config = d402_node::NodeConfig {
+        state: args.state,
+        mode: args.mode,
+        fanout: args.fanout,
+        quorum: args.quorum,
+        local_workers: args.fanout.max(d402_node::NodeConfig::default().local_workers),
+        allow_private_addresses: args.allow_private_addresses,
+        ..d402_node::NodeConfig::default()
+    };
+    config.validate()?;
+    tokio()?.block_on(async move {
+        let gateway = Gateway::open(config)?;
+        let served = match &args.capability {
+            Some(reference) => {
+                gateway.catalog().get(reference).cloned().with_context(|| format!("the node does not serve {reference}"))?
+            }
+            None => gateway.catalog().default_capability().clone(),
+        };
+        served.loaded.schemas().validate_input(&input).context("invalid input")?;
+        let body = json!({"capabilityId": served.capability_id, "input": input});
+        let challenge = gateway.challenge(&served, "/tasks", None);
+        let now = d402_protocol::Timestamp::from_system_time(std::time::SystemTime::now());
+        let payment = d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
+        let request = TaskRequest { capability: served, input: body["input"].clone(), body };
+        let (Admission::New(record) | Admission::Replay(record)) = gateway.admit(request, &payment)?;
+        let record = gateway.clone().execute(record).await;
+        let receipts = gateway.store().receipts(&record.task_id)?;
+        println!("{}", serde_json::to_string_pretty(&json!({"task": record, "receipts": receipts}))?);
+        Ok(if record.status == TaskStatus::Accepted { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    })
 }
 
 /// Credits an account on the simulated ledger.

@@ -265,6 +265,15 @@ fn every_command_has_help() {
         vec!["capability", "--help"],
         vec!["capability", "register", "--help"],
         vec!["capability", "implementation", "install", "--help"],
+        vec!["capability", "run", "--help"],
+        vec!["capability", "new", "--help"],
+        vec!["node", "--help"],
+        vec!["task", "--help"],
+        vec!["http-task", "--help"],
+        vec!["faucet", "--help"],
+        vec!["bench", "sandbox", "--help"],
+        vec!["bench", "extract", "--help"],
+        vec!["bench", "gateway", "--help"],
     ] {
         let out = ok(ws.path(), &args);
         assert!(out.contains("Usage:"), "{args:?}: {out}");

@@ -278,3 +278,27 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     assert_eq!(store.balance(&buyer.public().to_string()).unwrap().micros(), 1_000_000 - charged);
     assert!(store.running().unwrap().is_empty(), "nothing left running");
 }
+
+/// `d402 task` runs a paid quorum task on the node's own worker pool and prints receipts.
+#[test]
+fn d402_task_runs_a_quorum_on_the_local_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    funded_buyer(dir);
+    let input = r#"{"value": {"a": 7}, "select": ["a"]}"#;
+    let args = ["task", "--state", "state", "--input", input, "--mode", "quorum", "--fanout", "3", "--quorum", "2", "--key", "buyer.json"];
+    let out: Value = serde_json::from_str(&ok(dir, &args)).unwrap();
+    assert_eq!(out["task"]["status"], "accepted", "{out}");
+    assert_eq!(out["task"]["result"]["result"]["a"], 7);
+    let payouts = out["receipts"]["settlementReceipt"]["payload"]["payouts"].as_array().unwrap();
+    assert_eq!(payouts.iter().filter(|p| p["reason"] == "accepted-result").count(), 2, "{out}");
+    assert_eq!(paid_out(&out["receipts"]["settlementReceipt"]["payload"]), 100);
+
+    let (code, _, err) = d402(dir, &["task", "--state", "state", "--input", r#"{"value": 1}"#, "--key", "buyer.json"]);
+    assert_eq!(code, 1, "input without `select` is refused before payment");
+    assert!(err.contains("invalid input"), "{err}");
+    let (code, _, err) = d402(dir, &["task", "--state", "state", "--input", input, "--mode", "quorum", "--fanout", "2", "--quorum", "3", "--key", "buyer.json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("quorum"), "{err}");
+}

@@ -240,7 +240,8 @@ pub struct NodeArgs {
     pub validator_fee_bps: Option<u32>,
 }
 
-fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
+/// Parses `single`, `race` or `quorum`.
+pub fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
     match text {
         "single" => Ok(ExecutionMode::Single),
         "race" => Ok(ExecutionMode::Race),
