@@ -267,6 +267,21 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         .filter(|r| r["settlement"]["refunds"].as_array().is_some_and(|x| !x.is_empty()) && r["validationReceipt"]["status"] == "rejected")
         .count();
     assert!(hostile_refunds >= 1, "the looping tasks in flight were refunded");
+
+    // Every payment that was accepted before the crash is a replay now, never a new charge.
+    runtime.block_on(async {
+        let client = d402_node::client::http_client().unwrap();
+        for (body, payment, _) in &sent {
+            let id = d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            if !settled.iter().any(|r| r["taskId"] == id.as_str()) {
+                continue;
+            }
+            let response =
+                client.post(format!("{}/tasks", node.base)).header("payment-signature", payment).json(body).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["x-d402-idempotent-replay"], "true", "{id} was accepted once already");
+        }
+    });
     drop(node);
 
     // Conservation: what the buyer lost is exactly what the receipts paid out.
