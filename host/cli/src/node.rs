@@ -122,9 +122,10 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
         let now = d402_protocol::Timestamp::from_system_time(std::time::SystemTime::now());
         let payment = d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
         let request = TaskRequest { capability: served, input: body["input"].clone(), body };
-        let (Admission::New(record) | Admission::Replay(record)) = gateway.admit(request, &payment)?;
-        let record = gateway.clone().execute(record).await;
-        let receipts = gateway.store().receipts(&record.task_id)?;
+        let Admission::New(record) = gateway.admit(request, &payment).await? else {
+            anyhow::bail!("this fresh payment was taken for a replay");
+        };
+        let (record, receipts) = gateway.clone().execute(record).await;
         println!("{}", serde_json::to_string_pretty(&json!({"task": record, "receipts": receipts}))?);
         Ok(if record.status == TaskStatus::Accepted { ExitCode::SUCCESS } else { ExitCode::from(2) })
     })

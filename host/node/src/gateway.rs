@@ -71,6 +71,14 @@ pub enum Refusal {
     Internal(String),
 }
 
+/// A decided task, signed and ready to be stored: the final record, its receipts and the
+/// ledger credits (payouts or the refund).
+struct Settled {
+    record: TaskRecord,
+    receipts: Receipts,
+    credits: Vec<(String, Amount)>,
+}
+
 /// A running gateway's shared state.
 pub struct Gateway {
     config: NodeConfig,
@@ -211,8 +219,8 @@ impl Gateway {
 
     /// Verifies the `PAYMENT-SIGNATURE` header for `request` and consumes the payment: in
     /// one durable transaction the buyer is debited and the task stored as running, or the
-    /// existing task is returned for the same payment and request. Blocking (store I/O).
-    pub fn admit(&self, request: TaskRequest, header: &str) -> Result<Admission, Refusal> {
+    /// existing task is returned for the same payment and request.
+    pub async fn admit(&self, request: TaskRequest, header: &str) -> Result<Admission, Refusal> {
         let served = &request.capability;
         let binding = task_binding(&request.body);
         let account = self.account();
@@ -266,7 +274,7 @@ impl Gateway {
             created_at: now(),
             completed_at: None,
         };
-        match self.store.accept_payment(&record)? {
+        match self.store.accept_payment_async(&record).await? {
             Accepted::New => {
                 tracing::info!(task = %record.task_id, payer = %record.payer, "payment accepted");
                 Ok(Admission::New(record))
@@ -278,42 +286,44 @@ impl Gateway {
         }
     }
 
-    /// Executes an admitted task, validates and settles it. Returns the settled record, or
-    /// the running one if settlement could not be stored (a restart refunds it).
-    pub async fn execute(self: Arc<Self>, record: TaskRecord) -> TaskRecord {
+    /// Executes an admitted task, validates and settles it. Returns the settled record with
+    /// its receipts, or the running record if settlement could not be stored (a restart
+    /// refunds it).
+    pub async fn execute(self: Arc<Self>, record: TaskRecord) -> (TaskRecord, Option<Receipts>) {
         let task_id = record.task_id.clone();
-        let Some(served) = self.catalog.get(&record.intent.payload.manifest_cid.to_string()).cloned() else {
-            let error = json!({"kind": "unavailable", "message": "the capability is no longer served"});
-            return self.settle_in_background(move |g| g.settle_rejected(record, error, None)).await.unwrap_or_else(|| self.stored(&task_id));
-        };
-        let this = self.clone();
-        let reputation = move |account: &str| this.store.reputation(account).unwrap_or(0);
-        let execution = self.engine.execute(&record.intent.payload, &served, reputation).await;
-        let settled = self
-            .settle_in_background(move |g| match execution.decision.clone() {
-                Ok(_) => g.settle_accepted(record, &served, execution),
-                Err(error) => g.settle_rejected(record, error, Some(execution)),
-            })
-            .await;
-        settled.unwrap_or_else(|| self.stored(&task_id))
-    }
-
-    fn stored(&self, task_id: &str) -> TaskRecord {
-        self.store.task(task_id).ok().flatten().expect("an admitted task is stored")
-    }
-
-    async fn settle_in_background(
-        self: &Arc<Self>,
-        settle: impl FnOnce(&Gateway) -> anyhow::Result<TaskRecord> + Send + 'static,
-    ) -> Option<TaskRecord> {
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || settle(&this)).await {
-            Ok(Ok(record)) => Some(record),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "settlement failed; the task is refunded on restart");
-                None
+        let prepared = match self.catalog.get(&record.intent.payload.manifest_cid.to_string()).cloned() {
+            None => {
+                let error = json!({"kind": "unavailable", "message": "the capability is no longer served"});
+                self.prepare_rejected(record, error, None)
             }
-            Err(e) => panic!("settlement panicked: {e}"),
+            Some(served) => {
+                let this = self.clone();
+                let reputation = move |account: &str| this.store.reputation(account).unwrap_or(0);
+                let execution = self.engine.execute(&record.intent.payload, &served, reputation).await;
+                match execution.decision.clone() {
+                    Ok(_) => self.prepare_accepted(record, &served, execution),
+                    Err(error) => self.prepare_rejected(record, error, Some(execution)),
+                }
+            }
+        };
+        let stored = match prepared {
+            Ok(settled) => self
+                .store
+                .settle_async(&settled.record, &settled.receipts, &settled.credits)
+                .await
+                .map(|()| settled)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(settled) => {
+                tracing::info!(task = %task_id, status = settled.record.status.as_str(), "task settled");
+                (settled.record, Some(settled.receipts))
+            }
+            Err(e) => {
+                tracing::error!(task = %task_id, error = %e, "settlement failed; the task is refunded on restart");
+                (self.store.task(&task_id).ok().flatten().expect("an admitted task is stored"), None)
+            }
         }
     }
 
@@ -322,7 +332,8 @@ impl Gateway {
         for record in self.store.running()? {
             tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
             let error = json!({"kind": "interrupted", "message": "the node stopped before the task finished"});
-            self.settle_rejected(record, error, None)?;
+            let settled = self.prepare_rejected(record, error, None)?;
+            self.store.settle(&settled.record, &settled.receipts, &settled.credits)?;
         }
         Ok(())
     }
@@ -351,7 +362,7 @@ impl Gateway {
         )?)
     }
 
-    fn settle_accepted(&self, mut record: TaskRecord, served: &ServedCapability, execution: Execution) -> anyhow::Result<TaskRecord> {
+    fn prepare_accepted(&self, mut record: TaskRecord, served: &ServedCapability, execution: Execution) -> anyhow::Result<Settled> {
         let accepted = execution.accepted();
         let first = accepted.first().context("an accepted task has a claim")?;
         let workers: Vec<EarningWorker> = accepted
@@ -382,12 +393,10 @@ impl Gateway {
         record.evidence = Some(first.payload.evidence.clone());
         record.workers = execution.workers.clone();
         record.completed_at = Some(now());
-        self.store.settle(&record, &receipts(validation, settlement, execution), &credits)?;
-        tracing::info!(task = %record.task_id, "task accepted and settled");
-        Ok(record)
+        Ok(Settled { record, receipts: receipts(validation, settlement, execution), credits })
     }
 
-    fn settle_rejected(&self, mut record: TaskRecord, error: Value, execution: Option<Execution>) -> anyhow::Result<TaskRecord> {
+    fn prepare_rejected(&self, mut record: TaskRecord, error: Value, execution: Option<Execution>) -> anyhow::Result<Settled> {
         let reason = error.get("kind").and_then(Value::as_str).unwrap_or("failed").to_string();
         let validation = self.validation_receipt(&record, ValidationStatus::Rejected, execution.as_ref(), Some(error.to_string()))?;
         let refund = Refund { account: record.payer.clone(), amount: record.amount, reason };
@@ -414,9 +423,7 @@ impl Gateway {
                 reputation: Vec::new(),
             },
         };
-        self.store.settle(&record, &receipts, &credits)?;
-        tracing::info!(task = %record.task_id, "task rejected and refunded");
-        Ok(record)
+        Ok(Settled { record, receipts, credits })
     }
 
     fn sign_settlement(

@@ -21,7 +21,7 @@ use crate::catalog::{CapabilityQuery, ServedCapability};
 use crate::config::Role;
 use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
 use crate::payment::{PaymentError, encode_header};
-use crate::store::{StoreError, TaskRecord, TaskStatus};
+use crate::store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
 /// The page-to-markdown alias route and the capability it serves.
 const PAGE_ALIAS: (&str, &str) = (crate::openapi::PAGE_TO_MARKDOWN_ALIAS, "web.page_to_markdown@1");
@@ -350,27 +350,22 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
         let response = error(StatusCode::BAD_REQUEST, "malformed_payment", "payment header is not text");
         return with_challenge(&g, &served, path, response, Some("payment header is not text".into()));
     };
-    let this = g.clone();
-    let admitted = match tokio::task::spawn_blocking(move || this.admit(request, &header)).await {
-        Ok(admitted) => admitted,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    match admitted {
+    match g.admit(request, &header).await {
         Ok(Admission::Replay(existing)) => {
-            let mut response = task_response(&g, &existing);
+            let mut response = task_response(&g, &existing, None);
             let headers = response.headers_mut();
             headers.insert("x-d402-idempotent-replay", HeaderValue::from_static("true"));
             headers.insert("x-dnc-idempotent-replay", HeaderValue::from_static("true"));
             response
         }
         Ok(Admission::New(record)) if sync => {
-            let record = g.clone().execute(record).await;
-            task_response(&g, &record)
+            let (record, receipts) = g.clone().execute(record).await;
+            task_response(&g, &record, receipts.as_ref())
         }
         Ok(Admission::New(record)) => {
             let running = record.clone();
             tokio::spawn(g.clone().execute(record));
-            let mut response = task_response(&g, &running);
+            let mut response = task_response(&g, &running, None);
             *response.status_mut() = StatusCode::ACCEPTED;
             response
         }
@@ -407,11 +402,20 @@ fn links(task_id: &str) -> Value {
     })
 }
 
-/// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`.
-fn task_response(g: &Gateway, record: &TaskRecord) -> Response {
-    let receipts = match g.store().receipts(&record.task_id) {
-        Ok(receipts) => receipts,
-        Err(e) => return store_error(&e),
+/// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`. The
+/// receipts are read from the store unless the caller has them in hand.
+fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -> Response {
+    let stored;
+    let receipts = match in_hand {
+        Some(receipts) => Some(receipts),
+        None if record.status == TaskStatus::Running => None,
+        None => match g.store().receipts(&record.task_id) {
+            Ok(receipts) => {
+                stored = receipts;
+                stored.as_ref()
+            }
+            Err(e) => return store_error(&e),
+        },
     };
     let intent = &record.intent.payload;
     let mut document = json!({
@@ -462,7 +466,7 @@ fn still_running(id: &str) -> Response {
 
 async fn get_task(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
     match load_task(&g, &id) {
-        Ok(record) => task_response(&g, &record),
+        Ok(record) => task_response(&g, &record, None),
         Err(response) => response,
     }
 }

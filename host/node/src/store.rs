@@ -183,7 +183,23 @@ enum Changed {
     Credited(u64),
 }
 
-type Job = (Change, mpsc::SyncSender<Result<Changed, StoreError>>);
+/// Where the writer sends a change's outcome: a blocked thread or an awaiting task.
+enum Reply {
+    Blocking(mpsc::SyncSender<Result<Changed, StoreError>>),
+    Async(tokio::sync::oneshot::Sender<Result<Changed, StoreError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Changed, StoreError>) {
+        // A caller that went away no longer needs the answer; the change is durable anyway.
+        let _ = match self {
+            Reply::Blocking(reply) => reply.send(result).map_err(drop),
+            Reply::Async(reply) => reply.send(result).map_err(drop),
+        };
+    }
+}
+
+type Job = (Change, Reply);
 
 impl NodeStore {
     /// Opens (or creates) the store at `path`, makes sure every table exists and starts
@@ -210,35 +226,68 @@ impl NodeStore {
         Ok(Self { db: database, writer: Some(writer), thread: Some(thread) })
     }
 
+    fn submit(&self, change: Change, reply: Reply) -> Result<(), StoreError> {
+        let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer.send((change, reply)).map_err(|_| StoreError::Closed)
+    }
+
+    /// Applies `change` and blocks until it is durable.
     fn change(&self, change: Change) -> Result<Changed, StoreError> {
         let (reply, done) = mpsc::sync_channel(1);
-        let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
-        writer.send((change, reply)).map_err(|_| StoreError::Closed)?;
+        self.submit(change, Reply::Blocking(reply))?;
         done.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Consumes a payment, durably: refuses a key already used for another request, returns
-    /// the existing task for the same request, or debits `record.payer` by `record.amount`
-    /// and stores the payment and the new task.
-    pub fn accept_payment(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
-        let encoded = encode(record)?;
-        match self.change(Change::Accept { record: Box::new(record.clone()), encoded })? {
-            Changed::Accepted(accepted) => Ok(accepted),
+    /// Applies `change` and waits, without blocking a thread, until it is durable.
+    async fn change_async(&self, change: Change) -> Result<Changed, StoreError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.submit(change, Reply::Async(reply))?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn accept_change(record: &TaskRecord) -> Result<Change, StoreError> {
+        Ok(Change::Accept { record: Box::new(record.clone()), encoded: encode(record)? })
+    }
+
+    fn accepted(changed: Changed) -> Accepted {
+        match changed {
+            Changed::Accepted(accepted) => accepted,
             _ => unreachable!("an accept change answers Accepted"),
         }
     }
 
-    /// Settles a task, durably and atomically: stores the final record and its receipts,
-    /// credits every `(account, amount)` and applies the receipts' reputation events.
-    pub fn settle(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
-        let change = Change::Settle {
+    /// Consumes a payment, durably: refuses a key already used for another request, returns
+    /// the existing task for the same request, or debits `record.payer` by `record.amount`
+    /// and stores the payment and the new task. Blocks the calling thread.
+    pub fn accept_payment(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
+        self.change(Self::accept_change(record)?).map(Self::accepted)
+    }
+
+    /// [`Self::accept_payment`] for async callers.
+    pub async fn accept_payment_async(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
+        self.change_async(Self::accept_change(record)?).await.map(Self::accepted)
+    }
+
+    fn settle_change(record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<Change, StoreError> {
+        Ok(Change::Settle {
             task_id: record.task_id.clone(),
             record: encode(record)?,
             receipts: encode(receipts)?,
             credits: credits.iter().map(|(a, m)| (a.clone(), m.micros())).collect(),
             reputation: receipts.reputation.iter().map(|e| (e.payload.subject.to_string(), i64::from(e.payload.delta))).collect(),
-        };
-        self.change(change).map(|_| ())
+        })
+    }
+
+    /// Settles a task, durably and atomically: stores the final record and its receipts,
+    /// credits every `(account, amount)` and applies the receipts' reputation events.
+    /// Blocks the calling thread.
+    pub fn settle(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
+        self.change(Self::settle_change(record, receipts, credits)?).map(drop)
+    }
+
+    /// [`Self::settle`] for async callers.
+    pub async fn settle_async(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
+        self.change_async(Self::settle_change(record, receipts, credits)?).await.map(drop)
     }
 
     /// Adds `amount` to `account` (the development faucet); returns the new balance.
@@ -318,13 +367,13 @@ fn write_batches(db: &Database, jobs: &mpsc::Receiver<Job>) {
         match apply(db, changes) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed");
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+                    reply.send(Err(StoreError::Commit(e.to_string())));
                 }
             }
         }
