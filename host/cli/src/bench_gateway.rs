@@ -40,9 +40,9 @@ pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
     d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = tokio.block_on(measure(bench, &state));
-    let stages = tokio.block_on(stage_costs(&manifest, &bytes, &state));
+    let (baseline, paid, settled) = outcome?;
+    let stages = tokio.block_on(stage_costs(&manifest, &bytes, &state, &settled));
     let _ = std::fs::remove_dir_all(&state);
-    let (baseline, paid) = outcome?;
     let stages = stages?;
     let rate = |s: &Sample| bench.tasks as f64 / s.wall.as_secs_f64();
     println!("d402 bench gateway: {} requests per path, {} in flight, client and server share this machine", bench.tasks, bench.concurrency);
@@ -63,7 +63,13 @@ struct Sample {
     latencies: Vec<Duration>,
 }
 
-async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Sample, Sample)> {
+/// One settled task as the store holds it: the task record and its receipts.
+struct SettledTask {
+    record: d402_node::TaskRecord,
+    receipts: d402_node::store::Receipts,
+}
+
+async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Sample, Sample, SettledTask)> {
     let config = NodeConfig { state: state.to_path_buf(), http_port: 0, capability: "util.json_transform@1".into(), ..NodeConfig::default() };
     let gateway = Gateway::open(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -104,7 +110,11 @@ async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Samp
     if left.micros() != 0 {
         bail!("the buyer should have spent {spent:?} exactly; {left:?} is left");
     }
-    Ok((baseline, paid))
+    let payload: d402_node::PaymentPayload = decode_header(&requests[0].1).map_err(anyhow::Error::msg)?;
+    let task_id = d402_node::payment::task_id_of(&payload);
+    let record = gateway.store().task(&task_id)?.context("the first task is stored")?;
+    let receipts = gateway.store().receipts(&task_id)?.context("the first task has receipts")?;
+    Ok((baseline, paid, SettledTask { record, receipts }))
 }
 
 /// Sends `requests` with at most `concurrency` in flight; every response must be 200.
@@ -138,7 +148,12 @@ async fn drive(concurrency: usize, requests: Vec<reqwest::RequestBuilder>) -> an
 }
 
 /// Each stage of a paid task measured alone, as the mean of many repetitions.
-async fn stage_costs(manifest: &d402_protocol::CapabilityManifest, bytes: &[u8], state: &Path) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+async fn stage_costs(
+    manifest: &d402_protocol::CapabilityManifest,
+    bytes: &[u8],
+    state: &Path,
+    settled: &SettledTask,
+) -> anyhow::Result<Vec<(&'static str, Duration)>> {
     const N: u32 = 2_000;
     let mean = |total: Duration, n: u32| total / n;
     let key = Keypair::from_seed(&rand::random());
@@ -181,7 +196,23 @@ async fn stage_costs(manifest: &d402_protocol::CapabilityManifest, bytes: &[u8],
         store.credit(&format!("account-{i}"), Amount::from_micros(1))?;
     }
     let commit = mean(started.elapsed(), commits);
+
+    let started = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(serde_json::to_vec(&settled.record)?);
+        std::hint::black_box(serde_json::to_vec(&settled.receipts)?);
+    }
+    let encode = mean(started.elapsed(), N);
+    let (record, receipts) = (serde_json::to_vec(&settled.record)?, serde_json::to_vec(&settled.receipts)?);
+    let started = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(serde_json::from_slice::<d402_node::TaskRecord>(&record)?);
+        std::hint::black_box(serde_json::from_slice::<d402_node::store::Receipts>(&receipts)?);
+    }
+    let decode = mean(started.elapsed(), N);
     Ok(vec![
+        ("JSON encode of a task record + receipts (~3 per task)", encode * 3),
+        ("JSON decode of a task record + receipts (for replays, reads)", decode),
         ("ed25519 sign (6 per task: intent, lease, claim, validation, settlement, reputation)", sign * 6),
         ("ed25519 verify (2 per task: payment, claim)", verify * 2),
         ("sandboxed run of the capability (1 per task, 2 with replay)", run),

@@ -31,12 +31,17 @@ use crate::validation::{check_integrity, quorum_group};
 /// A worker of the node's local pool: its own wallet, paid for accepted claims.
 pub struct LocalWorker {
     key: Keypair,
+    account: String,
 }
 
 impl LocalWorker {
+    fn new(key: Keypair) -> Self {
+        Self { account: key.public().to_string(), key }
+    }
+
     /// The worker's payout account (base58).
-    pub fn account(&self) -> String {
-        self.key.public().to_string()
+    pub fn account(&self) -> &str {
+        &self.account
     }
 }
 
@@ -117,7 +122,8 @@ impl Engine {
         let workers = (0..count.max(1))
             .map(|i| {
                 let path = state.join("workers").join(format!("worker-{i}.json"));
-                Ok(LocalWorker { key: d402_wallet::load_or_create(&path).with_context(|| format!("worker wallet {}", path.display()))? })
+                let key = d402_wallet::load_or_create(&path).with_context(|| format!("worker wallet {}", path.display()))?;
+                Ok(LocalWorker::new(key))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { runtime, workers, next: AtomicUsize::new(0), gateway, pages, blobs })
@@ -146,7 +152,7 @@ impl Engine {
         let start = self.next.fetch_add(fanout, Ordering::Relaxed);
         let leased: Vec<usize> = (0..fanout).map(|i| (start + i) % self.workers.len()).collect();
         let mut execution = Execution {
-            workers: leased.iter().map(|&w| worker_id(&self.workers[w].account())).collect(),
+            workers: leased.iter().map(|&w| worker_id(self.workers[w].account())).collect(),
             claims: Vec::new(),
             failures: Vec::new(),
             decision: Err(json!({"kind": "no-claims", "message": "no worker returned a result"})),
@@ -179,19 +185,19 @@ impl Engine {
             let (worker, claim) = match next {
                 (worker, Ok(claim)) => (worker, claim),
                 (worker, Err(error)) => {
-                    let account = self.workers[worker].account();
+                    let worker = &self.workers[worker];
                     if !is_buyer_fault(&error) {
-                        self.observe(&mut execution, &account, intent, ReputationKind::Reliability, -1, "the run failed");
+                        self.observe(&mut execution, worker.key.public(), intent, ReputationKind::Reliability, -1, "the run failed");
                     }
-                    execution.failures.push((worker_id(&account), error));
+                    execution.failures.push((worker_id(worker.account()), error));
                     continue;
                 }
             };
-            let account = self.workers[worker].account();
-            let verdict = self.validate(&claim, intent, served, reputation(&account), intent.mode).await;
+            let worker = &self.workers[worker];
+            let verdict = self.validate(&claim, intent, served, reputation(worker.account()), intent.mode).await;
             execution.claims.push((claim, verdict.clone()));
             if let Verdict::Rejected(reason) = verdict {
-                self.observe(&mut execution, &account, intent, ReputationKind::Accuracy, -1, &reason);
+                self.observe(&mut execution, worker.key.public(), intent, ReputationKind::Accuracy, -1, &reason);
                 continue;
             }
             valid.push(execution.claims.len() - 1);
@@ -213,14 +219,14 @@ impl Engine {
         match accepted {
             Ok(accepted) => {
                 for &i in valid {
-                    let account = execution.claims[i].0.payload.worker.to_string();
+                    let subject = execution.claims[i].0.payload.worker;
                     if accepted.contains(&i) {
                         execution.claims[i].1 = Verdict::Accepted;
-                        self.observe(execution, &account, intent, ReputationKind::Accuracy, 1, "accepted result");
+                        self.observe(execution, subject, intent, ReputationKind::Accuracy, 1, "accepted result");
                     } else if intent.mode == ExecutionMode::Quorum {
                         let reason = "out-voted: the output disagrees with the accepted quorum".to_string();
                         execution.claims[i].1 = Verdict::Rejected(reason.clone());
-                        self.observe(execution, &account, intent, ReputationKind::Accuracy, -1, &reason);
+                        self.observe(execution, subject, intent, ReputationKind::Accuracy, -1, &reason);
                     } else {
                         execution.claims[i].1 = Verdict::Unused;
                     }
@@ -252,8 +258,15 @@ impl Engine {
         }
     }
 
-    fn observe(&self, execution: &mut Execution, account: &str, intent: &TaskIntent, kind: ReputationKind, delta: i32, reason: &str) {
-        let Ok(subject) = account.parse() else { return };
+    fn observe(
+        &self,
+        execution: &mut Execution,
+        subject: d402_protocol::PublicKey,
+        intent: &TaskIntent,
+        kind: ReputationKind,
+        delta: i32,
+        reason: &str,
+    ) {
         let event = ReputationEvent {
             subject,
             kind,

@@ -83,6 +83,7 @@ struct Settled {
 pub struct Gateway {
     config: NodeConfig,
     key: Keypair,
+    account: String,
     node_id: String,
     store: NodeStore,
     catalog: Catalog,
@@ -127,6 +128,7 @@ impl Gateway {
         let engine = Arc::new(Engine::open(&config.state, config.local_workers as usize, runtime, engine_key, pages, blobs)?);
         let gateway = Arc::new(Self {
             node_id: format!("gateway:{}", key.public()),
+            account: key.public().to_string(),
             config,
             key,
             store,
@@ -141,7 +143,7 @@ impl Gateway {
 
     /// The gateway wallet: receives payments, signs intents, leases and receipts (base58).
     pub fn account(&self) -> String {
-        self.key.public().to_string()
+        self.account.clone()
     }
 
     /// The node id (`gateway:<account>`).
@@ -166,7 +168,7 @@ impl Gateway {
 
     /// The local worker pool's payout accounts.
     pub fn worker_accounts(&self) -> Vec<String> {
-        self.engine.workers().iter().map(|w| w.account()).collect()
+        self.engine.workers().iter().map(|w| w.account().to_string()).collect()
     }
 
     /// The payment rail.
