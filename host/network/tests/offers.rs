@@ -1,0 +1,71 @@
+//! Two real libp2p nodes on 127.0.0.1: identity ties the wallet key to the PeerId, a signed
+//! offer gossiped by one node is verified and stored by the other, forgeries are not.
+
+use std::time::{Duration, SystemTime};
+
+use d402_network::{Network, NetworkConfig, libp2p_keypair, peer_id_of};
+use d402_protocol::{Keypair, NodeOffer, Signed, Timestamp};
+
+fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let offer = NodeOffer {
+        node_id: key.public(),
+        addresses: vec![],
+        payout_wallet: key.public().to_string(),
+        roles: vec!["worker".into()],
+        capabilities: vec![],
+        software_version: "test".into(),
+        protocol_version: 1,
+        issued_at: now,
+        expires_at: now.plus_millis(lifetime_ms),
+    };
+    Signed::sign(offer, key).unwrap()
+}
+
+fn listen() -> NetworkConfig {
+    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![] }
+}
+
+#[test]
+fn the_wallet_key_is_the_peer_identity() {
+    let key = Keypair::from_seed(&[1; 32]);
+    assert_eq!(peer_id_of(&key.public()), libp2p_keypair(&key).unwrap().public().to_peer_id());
+    assert_ne!(peer_id_of(&key.public()), peer_id_of(&Keypair::from_seed(&[2; 32]).public()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
+    let (a_key, b_key, c_key) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]), Keypair::from_seed(&[3; 32]));
+    let a = Network::start(&a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let b = Network::start(&b_key, NetworkConfig { bootstrap: vec![address], ..listen() }).unwrap();
+
+    // Forgeries first: another node's offer published by A, a tampered offer, an expired one,
+    // and bytes that are no offer at all.
+    let foreign = offer(&c_key, 60_000);
+    let mut tampered = offer(&a_key, 60_000);
+    tampered.payload.payout_wallet = c_key.public().to_string();
+    let expired = offer(&a_key, 0);
+    let genuine = offer(&a_key, 60_000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for bytes in [serde_json::to_vec(&foreign).unwrap(), serde_json::to_vec(&tampered).unwrap(), serde_json::to_vec(&expired).unwrap(), b"junk".to_vec()] {
+            a.publish_raw(bytes).await.unwrap();
+        }
+        a.publish_offer(&genuine).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if b.offers().contains_key(&a_key.public()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never received A's offer");
+    }
+    // A's own offer with a broken signature must not replace the genuine one.
+    for _ in 0..3 {
+        a.publish_raw(serde_json::to_vec(&tampered).unwrap()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let heard = b.offers();
+    assert_eq!(heard[&a_key.public()], genuine, "the genuine offer, not the tampered one");
+    assert!(!heard.contains_key(&c_key.public()), "an offer for another node, published by A, is refused");
+    assert_eq!(heard.len(), 1);
+}
