@@ -9,10 +9,15 @@
 //!   it describes, and it has not expired; anything else is rejected, which lowers the
 //!   sender's gossipsub score.
 //!
+//! - Peer store: with [`NetworkConfig::peer_store`], the addresses of peers that identified
+//!   themselves are kept in a JSON file; a restarted node dials them, so it rejoins without
+//!   bootstrap peers.
+//!
 //! Not yet here (named in the README): validator offers, task/claim/receipt topics,
-//! request-response leases, artifact transfer, the persisted peer store, `d402 devnet`.
+//! request-response leases, artifact transfer, `d402 devnet`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +62,32 @@ pub struct NetworkConfig {
     pub listen: Multiaddr,
     /// Peers to dial at start (`/ip4/…/tcp/…/p2p/<PeerId>`).
     pub bootstrap: Vec<Multiaddr>,
+    /// File that remembers peers' addresses across restarts (none: nothing is kept).
+    pub peer_store: Option<PathBuf>,
+}
+
+/// Known peers' addresses (`PeerId` → multiaddrs with `/p2p/`), as kept on disk.
+type PeerBook = BTreeMap<String, Vec<String>>;
+
+fn read_peer_store(path: &Path) -> PeerBook {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable peer store");
+            PeerBook::new()
+        }),
+        Err(_) => PeerBook::new(),
+    }
+}
+
+fn write_peer_store(path: &Path, book: &PeerBook) {
+    let temporary = path.with_extension("tmp");
+    let written = serde_json::to_vec_pretty(book)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&temporary, bytes))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), error = %e, "cannot save the peer store");
+    }
 }
 
 enum Command {
@@ -79,8 +110,13 @@ impl Network {
         let identity = libp2p_keypair(key)?;
         let mut swarm = build_swarm(identity)?;
         swarm.listen_on(config.listen.clone()).context("cannot listen")?;
-        for address in &config.bootstrap {
-            swarm.dial(address.clone()).with_context(|| format!("cannot dial {address}"))?;
+        let book = config.peer_store.as_deref().map(read_peer_store).unwrap_or_default();
+        let remembered = book.values().flatten().filter_map(|a| a.parse::<Multiaddr>().ok());
+        let dial: Vec<Multiaddr> = config.bootstrap.iter().cloned().chain(remembered).collect();
+        for address in &dial {
+            if let Err(e) = swarm.dial(address.clone()) {
+                tracing::warn!(%address, error = %e, "cannot dial");
+            }
             if let Some(peer) = peer_of(address) {
                 swarm.behaviour_mut().kad.add_address(&peer, address.clone());
             }
@@ -90,7 +126,8 @@ impl Network {
         let (listening_tx, listening) = watch::channel(Vec::new());
         let offers = Arc::new(Mutex::new(HashMap::new()));
         let (commands, receiver) = mpsc::channel(64);
-        tokio::spawn(run(swarm, receiver, listening_tx, offers.clone()));
+        let peers = PeerStore { path: config.peer_store, book };
+        tokio::spawn(run(swarm, receiver, listening_tx, offers.clone(), peers));
         Ok(Self { peer_id, listening, offers, commands })
     }
 
@@ -159,11 +196,32 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     })
 }
 
+/// The peer store of a running node.
+struct PeerStore {
+    path: Option<PathBuf>,
+    book: PeerBook,
+}
+
+impl PeerStore {
+    /// Remembers `peer`'s listen addresses (loopback kept: devnets run on 127.0.0.1).
+    fn remember(&mut self, peer: PeerId, addresses: &[Multiaddr]) {
+        let Some(path) = &self.path else { return };
+        let entry: Vec<String> =
+            addresses.iter().map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a).to_string()).collect();
+        if entry.is_empty() || self.book.get(&peer.to_string()) == Some(&entry) {
+            return;
+        }
+        self.book.insert(peer.to_string(), entry);
+        write_peer_store(path, &self.book);
+    }
+}
+
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
     listening: watch::Sender<Vec<Multiaddr>>,
     offers: Arc<Mutex<HashMap<PublicKey, Signed<NodeOffer>>>>,
+    mut peers: PeerStore,
 ) {
     let topic = IdentTopic::new(OFFERS_TOPIC);
     loop {
@@ -181,6 +239,7 @@ async fn run(
                     listening.send_modify(|a| a.push(address));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    peers.remember(peer_id, &info.listen_addrs);
                     for address in info.listen_addrs {
                         swarm.behaviour_mut().kad.add_address(&peer_id, address);
                     }

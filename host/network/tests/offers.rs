@@ -23,7 +23,17 @@ fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
 }
 
 fn listen() -> NetworkConfig {
-    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![] }
+    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![], peer_store: None }
+}
+
+/// Publishes `offer` from `from` until `to` has it (or panics after 20 s).
+async fn gossip_until_heard(from: &Network, to: &Network, offer: &Signed<NodeOffer>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !to.offers().contains_key(&offer.payload.node_id) {
+        from.publish_offer(offer).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(tokio::time::Instant::now() < deadline, "the offer never arrived");
+    }
 }
 
 #[test]
@@ -68,4 +78,27 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
     assert_eq!(heard[&a_key.public()], genuine, "the genuine offer, not the tampered one");
     assert!(!heard.contains_key(&c_key.public()), "an offer for another node, published by A, is refused");
     assert_eq!(heard.len(), 1);
+}
+
+/// A node restarted on the same peer store rejoins without any bootstrap peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_reconnects_from_its_peer_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("peers.json");
+    let (a_key, b_key) = (Keypair::from_seed(&[4; 32]), Keypair::from_seed(&[5; 32]));
+    let a = Network::start(&a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let with_store = |bootstrap| NetworkConfig { bootstrap, peer_store: Some(store.clone()), ..listen() };
+    let b = Network::start(&b_key, with_store(vec![address])).unwrap();
+    gossip_until_heard(&a, &b, &offer(&a_key, 60_000)).await;
+    // The store is written once A has identified itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&store).unwrap_or_default().contains(&a.peer_id().to_string()) {
+        assert!(tokio::time::Instant::now() < deadline, "A was never written to the peer store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(b);
+
+    let b = Network::start(&b_key, with_store(vec![])).unwrap();
+    gossip_until_heard(&a, &b, &offer(&a_key, 60_000)).await;
 }
