@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 use d402_protocol::ContentId;
 use thiserror::Error;
 
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one, never a
+/// part, even across a crash: a temporary file in the same directory (created with the
+/// parents), synced, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 /// Errors of the blob store.
 #[derive(Debug, Error)]
 pub enum BlobError {
@@ -76,11 +90,7 @@ impl BlobStore {
             let path = path.to_path_buf();
             move |source| BlobError::Io { path, source }
         };
-        let tmp = self.root.join(format!(".{cid}.{}.tmp", std::process::id()));
-        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        write_atomic(&path, bytes).map_err(io(&path))?;
         Ok(cid)
     }
 

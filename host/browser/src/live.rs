@@ -2,7 +2,6 @@
 //! policy, every page recorded as a snapshot.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use d402_blobstore::BlobStore;
 use d402_protocol::Timestamp;
@@ -31,6 +30,12 @@ struct Inner {
 }
 
 impl LiveSource {
+    /// A source with the default configuration, except that `allow_private_addresses`
+    /// (DEVELOPMENT ONLY) lets fetches reach private and loopback addresses.
+    pub fn with_defaults(allow_private_addresses: bool, store: BlobStore) -> Result<Self, FetchFailure> {
+        Self::new(BrowserConfig { allow_private_addresses, ..BrowserConfig::default() }, store)
+    }
+
     /// A source using `config`, recording snapshots in `store`. Chromium starts on the first
     /// render. Development-only settings are logged as warnings here.
     pub fn new(config: BrowserConfig, store: BlobStore) -> Result<Self, FetchFailure> {
@@ -64,7 +69,7 @@ impl LiveSource {
         let inner = &self.inner;
         let budget = spec.timeout.min(inner.config.max_fetch_time);
         let max_bytes = spec.max_bytes.min(inner.config.max_body_bytes);
-        let fetched_at = Timestamp::from_system_time(SystemTime::now());
+        let fetched_at = Timestamp::now();
         let work = async {
             let rendered = match spec.render {
                 RenderMode::Never => None,

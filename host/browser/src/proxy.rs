@@ -29,18 +29,12 @@ const MAX_HEAD: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct ProxyLog {
     denied: Mutex<Vec<String>>,
-    forwarded: Mutex<Vec<String>>,
 }
 
 impl ProxyLog {
     /// Reasons of every refused request, in order.
     pub fn denied(&self) -> Vec<String> {
         self.denied.lock().expect("proxy log").clone()
-    }
-
-    /// `host:port` (CONNECT) or URL (plain HTTP) of every request let through, in order.
-    pub fn forwarded(&self) -> Vec<String> {
-        self.forwarded.lock().expect("proxy log").clone()
     }
 }
 
@@ -95,7 +89,7 @@ impl PolicyProxy {
         format!("http://{}", self.addr)
     }
 
-    /// What the proxy refused and forwarded.
+    /// What the proxy refused.
     pub fn log(&self) -> &Arc<ProxyLog> {
         &self.log
     }
@@ -199,11 +193,6 @@ impl Shared {
         let (host, port) = split_authority(&head.target)
             .ok_or_else(|| Failure::Denied(format!("bad CONNECT target {:?}", head.target)))?;
         let mut upstream = self.connect(&host, port).await?;
-        self.log
-            .forwarded
-            .lock()
-            .expect("proxy log")
-            .push(format!("{host}:{port}"));
         client
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await
@@ -234,11 +223,6 @@ impl Shared {
         let host = url.host_str().unwrap_or_default().to_string();
         let port = url.port_or_known_default().unwrap_or(80);
         let upstream = self.connect(&host, port).await?;
-        self.log
-            .forwarded
-            .lock()
-            .expect("proxy log")
-            .push(url.to_string());
         let mut path = url.path().to_string();
         if let Some(query) = url.query() {
             path.push('?');

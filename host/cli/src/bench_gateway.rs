@@ -36,7 +36,7 @@ pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     let state = std::env::temp_dir().join(format!("d402-bench-gateway-{}", std::process::id()));
     let publisher = Keypair::from_seed(&rand::random());
-    let package = d402_node::installed::create_package(&manifest, &bytes, &publisher, now())?;
+    let package = d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
     d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = tokio.block_on(measure(bench, &state));
@@ -93,7 +93,7 @@ async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Samp
     let requests: Vec<(Value, String)> = (0..bench.tasks)
         .map(|i| {
             let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});
-            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now())?;
+            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now())?;
             Ok((body, payment))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -168,7 +168,7 @@ async fn stage_costs(
             task_id: Some(payload["taskId"].as_str().unwrap_or_default().into()),
             reason: "bench".into(),
             issuer: key.public(),
-            issued_at: now(),
+            issued_at: Timestamp::now(),
         }, &key)?);
     }
     let sign = mean(started.elapsed(), N);
@@ -220,6 +220,3 @@ async fn stage_costs(
     ])
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(std::time::SystemTime::now())
-}

@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 use d402_protocol::{
     CapabilityManifest, CapabilityRegistration, ContentId, CreatorCommission,
     DEFAULT_MAX_CREATOR_COMMISSION_BPS, ImplementationPackage, Keypair, NamespaceProof,
-    PROOF_TYPE_WALLET, PublicKey, Signed, WORLD_WEB,
+    PROOF_TYPE_WALLET, PublicKey, Signed, Timestamp, WORLD_WEB,
 };
 
-use crate::files::{now, pretty, read_bytes, read_json, read_manifest, write_json};
+use crate::files::{pretty, read_bytes, read_json, read_manifest, write_json};
 
 /// Capability subcommands.
 #[derive(Subcommand)]
@@ -247,7 +247,7 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
     }
     let key_path = args.key.clone().unwrap_or_else(|| args.state.join("wallet.json"));
     let key = d402_wallet::load_or_create(&key_path)?;
-    let mut registration = CapabilityRegistration::for_manifest(&manifest, key.public(), now())?;
+    let mut registration = CapabilityRegistration::for_manifest(&manifest, key.public(), Timestamp::now())?;
     if let (Some(rate_bps), Some(wallet)) = (args.commission_bps, args.commission_wallet) {
         registration.creator_commission = Some(CreatorCommission::new(rate_bps, wallet, args.commission_rail));
     }
@@ -257,7 +257,7 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let envelope = Signed::sign(registration, &key)?;
     // Check before writing anything: a registration we would refuse is never stored.
     envelope
-        .verify_registration(Some(&manifest), args.max_commission_bps, now())
+        .verify_registration(Some(&manifest), args.max_commission_bps, Timestamp::now())
         .context("refusing to register")?;
     let cid = envelope.cid()?;
     write_json(&args.state.join("manifests").join(format!("{}.json", manifest.cid()?)), &manifest)?;
@@ -272,7 +272,7 @@ fn verify(file: &Path, manifest: Option<&Path>, max_commission_bps: u32) -> anyh
     let envelope: Signed<CapabilityRegistration> = read_json(file)?;
     let manifest = manifest.map(read_manifest).transpose()?;
     let registration = envelope
-        .verify_registration(manifest.as_ref(), max_commission_bps, now())
+        .verify_registration(manifest.as_ref(), max_commission_bps, Timestamp::now())
         .with_context(|| format!("{} does not verify", file.display()))?;
     println!("registration {}", envelope.cid()?);
     println!("  signature      ok (publisher {})", registration.publisher);
@@ -302,7 +302,7 @@ fn namespace_proof(
         bail!("--namespace {namespace:?}: {reason}");
     }
     let owner: Keypair = d402_wallet::load(key)?;
-    let issued_at = now();
+    let issued_at = Timestamp::now();
     let proof = NamespaceProof {
         namespace: namespace.to_string(),
         proof_type: PROOF_TYPE_WALLET.to_string(),
@@ -319,7 +319,7 @@ fn namespace_proof(
 fn implementation_create(manifest: &Path, wasm: &Path, key: &Path, out: &Path) -> anyhow::Result<()> {
     let manifest = read_manifest(manifest)?;
     let artifact = read_bytes(wasm)?;
-    let envelope = d402_node::installed::create_package(&manifest, &artifact, &d402_wallet::load(key)?, now())?;
+    let envelope = d402_node::installed::create_package(&manifest, &artifact, &d402_wallet::load(key)?, Timestamp::now())?;
     write_json(out, &envelope)?;
     println!("{}", envelope.cid()?);
     Ok(())
@@ -333,13 +333,13 @@ fn implementation_install(args: InstallArgs) -> anyhow::Result<()> {
     // Everything is verified before anything reaches the store.
     if let Some(registration) = &registration {
         registration
-            .verify_registration(Some(&manifest), args.max_commission_bps, now())
+            .verify_registration(Some(&manifest), args.max_commission_bps, Timestamp::now())
             .context("the registration does not verify")?;
     }
     let package = d402_node::installed::install_package(&args.state, &envelope, &manifest, &artifact, &args.trusted_publisher)
         .with_context(|| format!("{} does not verify", args.file.display()))?;
     if let Some(registration) = &registration {
-        let cid = d402_node::installed::install_registration(&args.state, registration, &manifest, args.max_commission_bps, now())?;
+        let cid = d402_node::installed::install_registration(&args.state, registration, &manifest, args.max_commission_bps, Timestamp::now())?;
         println!("registration {cid} installed");
     }
     println!(

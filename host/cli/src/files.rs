@@ -27,20 +27,13 @@ pub fn read_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Writes `value` as pretty JSON (with a trailing newline), creating parent directories.
+/// Writes `value` as pretty JSON (with a trailing newline) atomically, creating parent
+/// directories.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, pretty(value)?).with_context(|| format!("cannot write {}", path.display()))
+    d402_blobstore::write_atomic(path, pretty(value)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Pretty JSON text with a trailing newline.
 pub fn pretty<T: Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
-}
-
-/// The current time as a protocol timestamp.
-pub fn now() -> d402_protocol::Timestamp {
-    d402_protocol::Timestamp::from_system_time(std::time::SystemTime::now())
 }

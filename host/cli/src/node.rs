@@ -119,7 +119,7 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
         served.loaded.schemas().validate_input(&input).context("invalid input")?;
         let body = json!({"capabilityId": served.capability_id, "input": input});
         let challenge = gateway.challenge(&served, "/tasks", None);
-        let now = d402_protocol::Timestamp::from_system_time(std::time::SystemTime::now());
+        let now = d402_protocol::Timestamp::now();
         let payment = d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
         let request = TaskRequest { capability: served, input: body["input"].clone(), body };
         let Admission::New(record) = gateway.admit(request, &payment).await? else {
@@ -147,7 +147,7 @@ pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
     }
     let key = d402_wallet::load(&args.key)?;
     let mut body = match (&args.url, &args.input) {
-        (Some(url), None) => d402_node::client::page_request(url, false),
+        (Some(url), None) => d402_node::client::page_request(url),
         (None, Some(input)) => json!({"input": serde_json::from_str::<serde_json::Value>(input).context("--input is not JSON")?}),
         _ => anyhow::bail!("pass --url or --input"),
     };

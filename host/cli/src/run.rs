@@ -54,21 +54,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // Without snapshots, pages come from the live fetcher (recording snapshots in the store).
-    let pages = match replay_source(&args.snapshots)? {
-        Some(replay) => replay,
-        None => {
-            let config = d402_browser::BrowserConfig {
-                allow_private_addresses: args.allow_private_addresses,
-                ..d402_browser::BrowserConfig::default()
-            };
-            let store = BlobStore::open(args.state.join("blobs"))?;
-            let _guard = tokio.enter();
-            let live = d402_browser::LiveSource::new(config, store)
-                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
-            Arc::new(live)
-        }
-    };
     let runtime = Runtime::new(RuntimeConfig {
         compile_cache_dir: Some(args.state.join("compile-cache")),
         ..RuntimeConfig::default()
@@ -98,8 +83,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         },
         _ => bail!("pass either --manifest with --wasm, or --capability"),
     };
+    // Without snapshots, pages come from the live fetcher (recording snapshots in the store),
+    // started only for capabilities that may fetch.
+    let pages: Option<Arc<dyn PageSource>> = match replay_source(&args.snapshots)? {
+        Some(replay) => Some(replay),
+        None if loaded.manifest().permissions.browser.is_some() => {
+            let store = BlobStore::open(args.state.join("blobs"))?;
+            let _guard = tokio.enter();
+            let live = d402_browser::LiveSource::with_defaults(args.allow_private_addresses, store)
+                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+            Some(Arc::new(live))
+        }
+        None => None,
+    };
     let task = TaskInfo { task_id: args.task_id };
-    let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, Some(pages)));
+    let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, pages));
     let (document, code) = match outcome {
         Ok(report) => (json!({"result": report.output, "evidence": report.evidence}), 0),
         Err(failure) => (json!({"error": failure.error, "evidence": failure.evidence}), 2),

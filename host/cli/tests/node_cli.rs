@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::SystemTime;
 
 use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, pay_simulated};
 use d402_protocol::{Keypair, Timestamp};
@@ -84,9 +83,6 @@ impl Drop for NodeProcess {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
 
 fn micros(value: &Value) -> u64 {
     (value.as_f64().unwrap() * 1e6).round() as u64
@@ -142,7 +138,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         let first = post(&body, None).await.unwrap();
         assert_eq!(first.status(), 402);
         let challenge: PaymentRequired = first.json().await.unwrap();
-        let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now()).unwrap();
+        let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
         let paid = post(&body, Some(&payment)).await.unwrap();
         assert_eq!(paid.status(), 200);
         let paid: Value = paid.json().await.unwrap();
@@ -208,7 +204,7 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         let mut requests = Vec::new();
         for body in bodies {
             let challenge = challenge(body.clone()).await;
-            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, now()).unwrap();
+            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
             requests.push((body, payment));
         }
         let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

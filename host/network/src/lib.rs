@@ -80,11 +80,9 @@ fn read_peer_store(path: &Path) -> PeerBook {
 }
 
 fn write_peer_store(path: &Path, book: &PeerBook) {
-    let temporary = path.with_extension("tmp");
     let written = serde_json::to_vec_pretty(book)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&temporary, bytes))
-        .and_then(|()| std::fs::rename(&temporary, path));
+        .and_then(|bytes| d402_blobstore::write_atomic(path, &bytes));
     if let Err(e) = written {
         tracing::warn!(file = %path.display(), error = %e, "cannot save the peer store");
     }
@@ -145,7 +143,7 @@ impl Network {
 
     /// The verified, unexpired offers heard so far, by node.
     pub fn offers(&self) -> HashMap<PublicKey, Signed<NodeOffer>> {
-        let now = now();
+        let now = Timestamp::now();
         let offers = self.offers.lock().expect("offers lock");
         offers.iter().filter(|(_, o)| o.payload.expires_at > now).map(|(k, o)| (*k, o.clone())).collect()
     }
@@ -274,12 +272,9 @@ fn check_offer(message: &gossipsub::Message) -> Result<Signed<NodeOffer>, String
     if message.source != Some(peer_id_of(&offer.signer)) {
         return Err("the offer was published by another peer than the node it describes".into());
     }
-    if payload.expires_at <= now() {
+    if payload.expires_at <= Timestamp::now() {
         return Err("the offer has expired".into());
     }
     Ok(offer)
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(std::time::SystemTime::now())
-}

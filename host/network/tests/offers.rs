@@ -1,13 +1,13 @@
 //! Two real libp2p nodes on 127.0.0.1: identity ties the wallet key to the PeerId, a signed
 //! offer gossiped by one node is verified and stored by the other, forgeries are not.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use d402_network::{Network, NetworkConfig, libp2p_keypair, peer_id_of};
 use d402_protocol::{Keypair, NodeOffer, Signed, Timestamp};
 
 fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
-    let now = Timestamp::from_system_time(SystemTime::now());
+    let now = Timestamp::now();
     let offer = NodeOffer {
         node_id: key.public(),
         addresses: vec![],

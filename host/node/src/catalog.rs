@@ -102,7 +102,7 @@ impl Catalog {
     pub fn load(config: &NodeConfig, runtime: &Runtime, installed: Vec<Installed>) -> anyhow::Result<Self> {
         let blobs = BlobStore::open(config.state.join("blobs"))?;
         let envelopes = read_registrations(&config.state)?;
-        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        let now = Timestamp::now();
         let mut entries = Vec::new();
         for installed in installed {
             let manifest = installed.manifest;

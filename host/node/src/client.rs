@@ -1,7 +1,7 @@
 //! Buyer side of the HTTP gateway (`d402 http-task`): discovery, the 402 round trip on the
 //! simulated rail, polling for async tasks, and fetching the receipt.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use d402_protocol::{Keypair, Timestamp};
@@ -12,8 +12,6 @@ use crate::payment::{PaymentRequired, SIMULATED_NETWORK, decode_header, pay_simu
 /// What a completed buyer round trip produced.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
-    /// The gateway's discovery document.
-    pub discovery: Value,
     /// The decoded 402 challenge.
     pub challenge: PaymentRequired,
     /// The task document (final state).
@@ -37,7 +35,11 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
         .error_for_status()?
         .json()
         .await?;
-    let create = format!("{base}/tasks");
+    // The discovery document names the endpoints; `{taskId}` is filled in below.
+    let endpoint = |name: &str| -> anyhow::Result<String> {
+        discovery["endpoints"][name].as_str().map(str::to_string).with_context(|| format!("discovery names no {name} endpoint"))
+    };
+    let create = endpoint("createTask")?;
     let first = client.post(&create).json(body).send().await?;
     if first.status().as_u16() != 402 {
         bail!("expected 402 Payment Required, got {}: {}", first.status(), first.text().await.unwrap_or_default());
@@ -54,7 +56,7 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
         .iter()
         .find(|r| r.network == SIMULATED_NETWORK)
         .context("the gateway offers no simulated-rail payment")?;
-    let now = Timestamp::from_system_time(SystemTime::now());
+    let now = Timestamp::now();
     let payment = pay_simulated(requirements, Some(challenge.resource.clone()), body, key, now)?;
     let paid = client.post(&create).header("payment-signature", &payment).json(body).send().await?;
     let status = paid.status();
@@ -68,22 +70,23 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
         bail!("paid request failed with HTTP {status}: {task}");
     }
     let task_id = task["taskId"].as_str().context("no taskId in the response")?.to_string();
-    let mut waited = 0;
+    let task_url = endpoint("task")?.replace("{taskId}", &task_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while task["status"] == "running" {
-        if waited > 600 {
+        if tokio::time::Instant::now() > deadline {
             bail!("task {task_id} still running after 60 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-        task = client.get(format!("{base}/tasks/{task_id}")).send().await?.json().await?;
+        task = client.get(&task_url).send().await?.error_for_status()?.json().await?;
     }
-    let receipt: Value = client.get(format!("{base}/tasks/{task_id}/receipt")).send().await?.json().await?;
-    Ok(TaskOutcome { discovery, challenge, task, payment_response, receipt })
+    let receipt_url = endpoint("receipt")?.replace("{taskId}", &task_id);
+    let receipt: Value = client.get(&receipt_url).send().await?.error_for_status()?.json().await?;
+    Ok(TaskOutcome { challenge, task, payment_response, receipt })
 }
 
-/// The request body for a page: `{"input": {"url"}}`, with `"sync": false` for async.
-pub fn page_request(url: &str, asynchronous: bool) -> Value {
-    if asynchronous { json!({"sync": false, "input": {"url": url}}) } else { json!({"input": {"url": url}}) }
+/// The request body for a page: `{"input": {"url"}}`.
+pub fn page_request(url: &str) -> Value {
+    json!({"input": {"url": url}})
 }
 
 /// An HTTP client for talking to gateways (installs the ring TLS provider if none is).

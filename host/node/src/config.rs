@@ -56,11 +56,11 @@ pub struct NodeConfig {
     pub accepted_manifest_cids: Vec<String>,
     /// Namespaces whose capabilities this gateway serves (empty: any).
     pub trusted_capability_namespaces: Vec<String>,
-    /// Require a capability registration (accepted, not enforced yet).
+    /// Serve only capabilities with a valid signed registration for their exact manifest CID.
     pub require_capability_registration: bool,
-    /// Require a signed capability registration (accepted, not enforced yet).
+    /// The same as `require_capability_registration`: registrations are always signed envelopes.
     pub require_signed_capability_registration: bool,
-    /// Require a namespace proof (accepted, not enforced yet).
+    /// Serve only capabilities whose registration carries a valid namespace proof.
     pub require_capability_namespace_proof: bool,
     /// Payment rail (only `simulated` today).
     pub rail: String,
@@ -193,13 +193,13 @@ pub struct NodeArgs {
     #[arg(long = "trusted-capability-namespace")]
     #[serde(default, rename = "trusted-capability-namespace")]
     pub trusted_capability_namespaces: Vec<String>,
-    /// Require a capability registration (accepted; not enforced yet) [default: false].
+    /// Serve only capabilities with a valid signed registration for their exact manifest CID [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub require_capability_registration: Option<bool>,
-    /// Require a signed capability registration (accepted; not enforced yet) [default: false].
+    /// Same as --require-capability-registration: registrations are always signed [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub require_signed_capability_registration: Option<bool>,
-    /// Require a namespace proof (accepted; not enforced yet) [default: false].
+    /// Serve only capabilities whose registration carries a valid namespace proof [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub require_capability_namespace_proof: Option<bool>,
     /// Payment rail [default: simulated].

@@ -13,7 +13,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
 
 use anyhow::Context;
 use d402_blobstore::BlobStore;
@@ -169,9 +168,11 @@ impl Engine {
             _ => 1,
         };
         let mut valid: Vec<usize> = Vec::new();
+        let mut missed_deadline = false;
         loop {
             let next = match tokio::time::timeout_at(deadline, runs.join_next()).await {
                 Err(_) => {
+                    missed_deadline = true;
                     execution.decision = Err(json!({"kind": "deadline-missed", "message": format!("no acceptable result within {} ms", intent.deadline_ms)}));
                     break;
                 }
@@ -209,12 +210,12 @@ impl Engine {
             }
         }
         runs.abort_all();
-        self.conclude(&mut execution, intent, quorum, &valid);
+        self.conclude(&mut execution, intent, quorum, &valid, missed_deadline);
         execution
     }
 
     /// Marks verdicts and issues reputation events once the decision is made.
-    fn conclude(&self, execution: &mut Execution, intent: &TaskIntent, quorum: usize, valid: &[usize]) {
+    fn conclude(&self, execution: &mut Execution, intent: &TaskIntent, quorum: usize, valid: &[usize], missed_deadline: bool) {
         let accepted = execution.decision.clone();
         match accepted {
             Ok(accepted) => {
@@ -237,9 +238,7 @@ impl Engine {
                 for &i in valid {
                     execution.claims[i].1 = Verdict::Unused;
                 }
-                let missed = execution.decision.as_ref().err().and_then(|e| e.get("kind")).and_then(Value::as_str)
-                    == Some("deadline-missed");
-                if missed {
+                if missed_deadline {
                     // The deadline is the reason, whatever else happened.
                 } else if !valid.is_empty() && intent.mode == ExecutionMode::Quorum {
                     execution.decision = Err(json!({
@@ -274,7 +273,7 @@ impl Engine {
             task_id: Some(intent.task_id.clone()),
             reason: reason.to_string(),
             issuer: self.gateway.public(),
-            issued_at: now(),
+            issued_at: Timestamp::now(),
         };
         match Signed::sign(event, &self.gateway) {
             Ok(event) => execution.reputation.push(event),
@@ -315,7 +314,7 @@ impl Engine {
             evidence: serde_json::to_value(&report.evidence).unwrap_or(Value::Null),
             output: report.output,
             output_hash,
-            completed_at: now(),
+            completed_at: Timestamp::now(),
         };
         Signed::sign(claim, key).map_err(|e| internal(&e))
     }
@@ -374,6 +373,3 @@ fn internal(error: &dyn std::fmt::Display) -> Value {
     json!({"kind": "internal", "message": error.to_string()})
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}

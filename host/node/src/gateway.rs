@@ -3,7 +3,6 @@
 //! is in [`crate::http`].
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
@@ -114,11 +113,7 @@ impl Gateway {
         let blobs = BlobStore::open(config.state.join("blobs"))?;
         let pages: Option<Arc<dyn PageSource>> =
             if catalog.all().iter().any(|c| c.loaded.manifest().permissions.browser.is_some()) {
-                let browser = d402_browser::BrowserConfig {
-                    allow_private_addresses: config.allow_private_addresses,
-                    ..d402_browser::BrowserConfig::default()
-                };
-                let live = d402_browser::LiveSource::new(browser, blobs.clone())
+                let live = d402_browser::LiveSource::with_defaults(config.allow_private_addresses, blobs.clone())
                     .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
                 Some(Arc::new(live))
             } else {
@@ -230,7 +225,7 @@ impl Gateway {
             price: served.price,
             pay_to: &account,
             binding: &binding,
-            now: now(),
+            now: Timestamp::now(),
             max_timeout_seconds: self.config.payment_timeout_seconds,
         };
         let verified = self.rail.verify(header, &expectation)?;
@@ -249,7 +244,7 @@ impl Gateway {
             budget: served.price,
             validation: manifest.validator.model,
             gateway: self.key.public(),
-            created_at: now(),
+            created_at: Timestamp::now(),
         };
         let intent = Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
         let payment_response = PaymentResponse {
@@ -273,7 +268,7 @@ impl Gateway {
             result: None,
             evidence: None,
             error: None,
-            created_at: now(),
+            created_at: Timestamp::now(),
             completed_at: None,
         };
         match self.store.accept_payment_async(&record).await? {
@@ -358,7 +353,7 @@ impl Gateway {
                 model,
                 validator: self.key.public(),
                 reason,
-                issued_at: now(),
+                issued_at: Timestamp::now(),
             },
             &self.key,
         )?)
@@ -394,7 +389,7 @@ impl Gateway {
         record.result = Some(first.payload.output.clone());
         record.evidence = Some(first.payload.evidence.clone());
         record.workers = execution.workers.clone();
-        record.completed_at = Some(now());
+        record.completed_at = Some(Timestamp::now());
         Ok(Settled { record, receipts: receipts(validation, settlement, execution), credits })
     }
 
@@ -412,7 +407,7 @@ impl Gateway {
             }
         }
         record.error = Some(error);
-        record.completed_at = Some(now());
+        record.completed_at = Some(Timestamp::now());
         let receipts = match execution {
             Some(execution) => receipts(validation, settlement, execution),
             None => Receipts {
@@ -439,7 +434,7 @@ impl Gateway {
             payouts,
             refunds,
             rail: self.rail.name().into(),
-            issued_at: now(),
+            issued_at: Timestamp::now(),
         };
         Ok(Signed::sign(receipt, &self.key)?)
     }
@@ -471,6 +466,3 @@ fn receipts(
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::catalog::{CapabilityQuery, ServedCapability};
 use crate::config::Role;
 use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
-use crate::payment::{PaymentError, encode_header};
+use crate::payment::{PaymentError, PaymentRequired, encode_header};
 use crate::store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
 /// The page-to-markdown alias route and the capability it serves.
@@ -92,10 +92,6 @@ fn commission_policy(g: &Gateway) -> Value {
     })
 }
 
-fn mode_name(mode: d402_protocol::ExecutionMode) -> Value {
-    json!(mode)
-}
-
 async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let served = g.catalog().default_capability();
     let policy = g.policy(served);
@@ -105,7 +101,7 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
         "policy": {
             "price": Price(served.price).to_string(),
             "capabilityId": served.capability_id,
-            "mode": mode_name(policy.mode),
+            "mode": policy.mode,
             "fanout": policy.fanout,
             "quorum": policy.quorum,
             "deadlineMs": served.loaded.manifest().limits.deadline_ms,
@@ -142,7 +138,7 @@ async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
                 "capabilityId": served.capability_id,
                 "manifestCid": served.manifest_cid,
                 "price": Price(served.price).to_string(),
-                "mode": mode_name(policy.mode),
+                "mode": policy.mode,
                 "fanout": policy.fanout,
                 "quorum": policy.quorum
             })
@@ -207,7 +203,7 @@ fn describe(g: &Gateway, served: &ServedCapability) -> Value {
         "validator": manifest.validator,
         "price": Price(served.price).to_string(),
         "executionModes": manifest.execution_modes,
-        "mode": mode_name(policy.mode),
+        "mode": policy.mode,
         "fanout": policy.fanout,
         "quorum": policy.quorum,
         "inputSchema": manifest.input_schema,
@@ -322,9 +318,9 @@ fn is_rfc3986(text: &str) -> bool {
     })
 }
 
-fn with_challenge(g: &Gateway, served: &ServedCapability, path: &str, mut response: Response, message: Option<String>) -> Response {
-    let challenge = g.challenge(served, path, message);
-    if let Ok(value) = HeaderValue::from_str(&encode_header(&challenge)) {
+/// Adds `challenge` to `response` as the `PAYMENT-REQUIRED` header.
+fn with_challenge(mut response: Response, challenge: &PaymentRequired) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&encode_header(challenge)) {
         response.headers_mut().insert("payment-required", value);
     }
     response
@@ -343,12 +339,12 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
     let header = headers.get("payment-signature").or_else(|| headers.get("x-payment"));
     let Some(header) = header else {
         let challenge = g.challenge(&served, path, None);
-        let response = (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response();
-        return with_challenge(&g, &served, path, response, None);
+        return with_challenge((StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(), &challenge);
     };
     let Ok(header) = header.to_str().map(str::to_string) else {
-        let response = error(StatusCode::BAD_REQUEST, "malformed_payment", "payment header is not text");
-        return with_challenge(&g, &served, path, response, Some("payment header is not text".into()));
+        let message = "payment header is not text";
+        let challenge = g.challenge(&served, path, Some(message.into()));
+        return with_challenge(error(StatusCode::BAD_REQUEST, "malformed_payment", message), &challenge);
     };
     match g.admit(request, &header).await {
         Ok(Admission::Replay(existing)) => {
@@ -391,7 +387,8 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
         Refusal::Store(e) => return store_error(e),
         Refusal::Internal(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.clone()),
     };
-    with_challenge(g, served, path, error(status, code, message.clone()), Some(message))
+    let challenge = g.challenge(served, path, Some(message.clone()));
+    with_challenge(error(status, code, message), &challenge)
 }
 
 fn links(task_id: &str) -> Value {
@@ -423,7 +420,7 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
         "status": record.status.as_str(),
         "capabilityId": intent.capability_id,
         "manifestCid": intent.manifest_cid,
-        "mode": mode_name(intent.mode),
+        "mode": intent.mode,
         "fanout": intent.fanout,
         "quorum": intent.quorum,
         "workers": record.workers,

@@ -137,20 +137,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     parse_json(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
-/// Writes pretty JSON to `path` atomically: a temporary file in the same directory, synced,
-/// then renamed over the target.
+/// Writes pretty JSON to `path` atomically ([`d402_blobstore::write_atomic`]).
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let dir = path.parent().context("a state file has a parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    {
-        use std::io::Write as _;
-        let mut file = std::fs::File::create(&temporary).with_context(|| format!("cannot write {}", temporary.display()))?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    d402_blobstore::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use d402_protocol::{Amount, PublicKey, Signed, SignedObject, Timestamp, canonical};
+use d402_protocol::{Amount, Signed, SignedObject, Timestamp, canonical};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -338,9 +338,4 @@ pub fn pay_simulated(
         payload: Signed::sign(auth, key)?,
     };
     Ok(encode_header(&payload))
-}
-
-/// Parses a base58 account. Used to check the gateway's own `payTo`.
-pub fn parse_account(text: &str) -> Option<PublicKey> {
-    text.parse().ok()
 }

@@ -102,7 +102,6 @@ pub fn payouts(split: &Split<'_>) -> Vec<Payout> {
     if let Some((account, bps)) = split.validator.filter(|_| fee > 0) {
         out.push(Payout { gross_amount: Some(split.price), rate_bps: Some(bps), ..entry(account, fee, PayoutReason::ValidatorFee) });
     }
-    out.retain(|p| p.amount.micros() > 0 || p.reason == PayoutReason::AcceptedResult);
     out
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, mpsc};
 use d402_protocol::{
     Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,6 +21,8 @@ const PAYMENTS: TableDefinition<&str, &str> = TableDefinition::new("payments");
 const RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 /// Account (base58) → balance in micro-dollars, the simulated rail's ledger.
 const LEDGER: TableDefinition<&str, u64> = TableDefinition::new("ledger");
+/// IDs of tasks paid but not settled: what a restart refunds, without scanning all tasks.
+const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running");
 /// Account (base58) → reputation score, the sum of the deltas of its reputation events.
 const REPUTATION: TableDefinition<&str, i64> = TableDefinition::new("reputation");
 
@@ -215,6 +217,20 @@ impl NodeStore {
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
+        let indexed = txn.list_tables().map_err(db)?.any(|t| t.name() == RUNNING.name());
+        {
+            let mut running = txn.open_table(RUNNING).map_err(db)?;
+            if !indexed {
+                // A store from before the index: build it once from the task records.
+                let tasks = txn.open_table(TASKS).map_err(db)?;
+                for entry in tasks.iter().map_err(db)? {
+                    let (id, value) = entry.map_err(db)?;
+                    if decode::<TaskRecord>(value.value())?.status == TaskStatus::Running {
+                        running.insert(id.value(), ()).map_err(db)?;
+                    }
+                }
+            }
+        }
         txn.commit().map_err(db)?;
         let database = Arc::new(database);
         let (writer, jobs) = mpsc::channel();
@@ -329,14 +345,13 @@ impl NodeStore {
     /// Tasks paid but not settled (to refund after a restart).
     pub fn running(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let tasks = txn.open_table(TASKS).map_err(db)?;
+        let (running, tasks) = (txn.open_table(RUNNING).map_err(db)?, txn.open_table(TASKS).map_err(db)?);
         let mut out = Vec::new();
-        for entry in tasks.iter().map_err(db)? {
-            let (_, value) = entry.map_err(db)?;
-            let task: TaskRecord = decode(value.value())?;
-            if task.status == TaskStatus::Running {
-                out.push(task);
-            }
+        for entry in running.iter().map_err(db)? {
+            let (id, _) = entry.map_err(db)?;
+            let id = id.value();
+            let record = tasks.get(id).map_err(db)?.ok_or_else(|| StoreError::Corrupt(format!("running task {id} is missing")))?;
+            out.push(decode(record.value())?);
         }
         Ok(out)
     }
@@ -390,6 +405,7 @@ fn apply(database: &Database, changes: Vec<Change>) -> Result<Vec<Result<Changed
             receipts: txn.open_table(RECEIPTS).map_err(db)?,
             ledger: txn.open_table(LEDGER).map_err(db)?,
             reputation: txn.open_table(REPUTATION).map_err(db)?,
+            running: txn.open_table(RUNNING).map_err(db)?,
         };
         for change in changes {
             match tables.apply(change) {
@@ -409,6 +425,7 @@ struct Tables<'t> {
     receipts: redb::Table<'t, &'static str, &'static [u8]>,
     ledger: redb::Table<'t, &'static str, u64>,
     reputation: redb::Table<'t, &'static str, i64>,
+    running: redb::Table<'t, &'static str, ()>,
 }
 
 impl Tables<'_> {
@@ -446,6 +463,7 @@ impl Tables<'_> {
         self.ledger.insert(record.payer.as_str(), balance - needed).map_err(db)?;
         self.payments.insert(record.payment_key.as_str(), record.task_id.as_str()).map_err(db)?;
         self.tasks.insert(record.task_id.as_str(), encoded).map_err(db)?;
+        self.running.insert(record.task_id.as_str(), ()).map_err(db)?;
         Ok(Accepted::New)
     }
 
@@ -453,6 +471,7 @@ impl Tables<'_> {
         self.credit(credits)?;
         self.tasks.insert(task_id, record).map_err(db)?;
         self.receipts.insert(task_id, receipts).map_err(db)?;
+        self.running.remove(task_id).map_err(db)?;
         for (subject, delta) in reputation {
             let score = self.reputation.get(subject.as_str()).map_err(db)?.map_or(0, |g| g.value());
             self.reputation.insert(subject.as_str(), score.saturating_add(*delta)).map_err(db)?;

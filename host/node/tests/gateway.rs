@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{FUNDS, Node, install, now, paid_out, serve, start};
+use common::{FUNDS, Node, install, paid_out, serve, start};
 use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated};
 use d402_protocol::{Keypair, Signed, Timestamp};
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!((req.scheme.as_str(), req.network.as_str(), req.amount.as_str()), ("exact", "d402:simulated", "100"));
     assert_eq!(req.pay_to, h.gateway.account());
 
-    let payment = pay_simulated(req, None, &body, &h.buyer, now()).unwrap();
+    let payment = pay_simulated(req, None, &body, &h.buyer, Timestamp::now()).unwrap();
     let paid = h.post(&body, Some(&payment)).await;
     assert_eq!(paid.status(), 200);
     let response: Value = decode_header(paid.headers()["payment-response"].to_str().unwrap()).unwrap();
@@ -75,8 +75,19 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!(reused.status(), 409);
     assert_eq!(h.buyer_balance(), FUNDS - 100);
 
-    // Task, result and receipt endpoints.
+    // Task, result and receipt endpoints; each answer matches its schema in /openapi.json.
     let id = task["taskId"].as_str().unwrap();
+    let (_, doc) = h.get("/openapi.json").await;
+    let conforms = |schema: &str, value: &Value| {
+        let mut root = doc.clone();
+        root["$ref"] = json!(format!("#/components/schemas/{schema}"));
+        let validator = jsonschema::validator_for(&root).unwrap();
+        let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{schema}: {errors:?}\n{value}");
+    };
+    conforms("Task", &task);
+    conforms("Receipt", &h.get(&format!("/tasks/{id}/receipt")).await.1);
+    conforms("Result", &h.get(&format!("/tasks/{id}/result")).await.1);
     let receipt: Value = h.client.get(format!("{}/tasks/{id}/receipt", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
     assert_eq!(receipt["settlement"]["payouts"], task["settlement"]["payouts"]);

@@ -5,7 +5,7 @@ mod common;
 
 use common::{FUNDS, install, json_transform, paid_out, register, serve, start};
 use d402_node::installed::install_registration;
-use d402_protocol::{CapabilityRegistration, CreatorCommission, ExecutionMode, Signed};
+use d402_protocol::{CapabilityRegistration, CreatorCommission, ExecutionMode, Signed, Timestamp};
 use serde_json::{Value, json};
 
 fn select(key: &str) -> Value {
@@ -170,11 +170,11 @@ async fn the_acceptance_policy_decides_what_is_served() {
     // A forged registration (changed after signing) is ignored, so the requirement is not met.
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
-    let registration = CapabilityRegistration::for_manifest(&manifest, common::publisher().public(), common::now()).unwrap();
+    let registration = CapabilityRegistration::for_manifest(&manifest, common::publisher().public(), Timestamp::now()).unwrap();
     let mut envelope = Signed::sign(registration, &common::publisher()).unwrap();
-    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, common::now()).is_ok(), "the original verifies");
+    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_ok(), "the original verifies");
     envelope.payload.tags.push("forged".into());
-    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, common::now()).is_err(), "install refuses it");
+    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_err(), "install refuses it");
     std::fs::remove_dir_all(dir.path().join("registrations")).unwrap();
     std::fs::create_dir(dir.path().join("registrations")).unwrap();
     std::fs::write(dir.path().join("registrations/forged.json"), serde_json::to_vec(&envelope).unwrap()).unwrap();

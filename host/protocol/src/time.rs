@@ -18,9 +18,14 @@ impl Timestamp {
         Self(ms)
     }
 
-    /// From a system time (the protocol crate never reads the clock itself).
+    /// From a system time.
     pub fn from_system_time(time: SystemTime) -> Self {
         Self(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    }
+
+    /// The system clock's current time.
+    pub fn now() -> Self {
+        Self::from_system_time(SystemTime::now())
     }
 
     /// Unix milliseconds.

@@ -70,15 +70,7 @@ impl CompileCache {
 
 /// Writes a cache entry atomically; a failure only costs a recompile later.
 fn store(path: &Path, bytes: &[u8]) {
-    let result = (|| {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(error) = result {
+    if let Err(error) = d402_blobstore::write_atomic(path, bytes) {
         tracing::warn!(path = %path.display(), %error, "cannot write compile cache entry");
     }
 }

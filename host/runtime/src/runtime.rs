@@ -210,7 +210,7 @@ impl Runtime {
         if actual != expected {
             return Err(LoadError::DigestMismatch { expected, actual });
         }
-        self.load_verified(manifest, expected, bytes)
+        self.load_verified(manifest, manifest.cid()?, expected, bytes)
     }
 
     /// Loads `manifest` with the artifact `artifact_cid` (which a signed implementation
@@ -228,14 +228,15 @@ impl Runtime {
         {
             return Err(LoadError::DigestMismatch { expected: pinned, actual: cid });
         }
-        if let Some(loaded) = self.cached(manifest.cid()?, cid) {
+        let manifest_cid = manifest.cid()?;
+        if let Some(loaded) = self.cached(manifest_cid, cid) {
             return Ok(loaded);
         }
         let bytes = blobs.get(&cid).map_err(|e| match e {
             d402_blobstore::BlobError::DigestMismatch { expected, actual } => LoadError::DigestMismatch { expected, actual },
             other => LoadError::Storage(other.to_string()),
         })?;
-        self.load_verified(manifest, cid, &bytes)
+        self.load_verified(manifest, manifest_cid, cid, &bytes)
     }
 
     fn cached(&self, manifest_cid: ContentId, artifact: ContentId) -> Option<Arc<LoadedCapability>> {
@@ -245,10 +246,10 @@ impl Runtime {
     fn load_verified(
         &self,
         manifest: &CapabilityManifest,
+        manifest_cid: ContentId,
         artifact_cid: ContentId,
         bytes: &[u8],
     ) -> Result<Arc<LoadedCapability>, LoadError> {
-        let manifest_cid = manifest.cid()?;
         if let Some(loaded) = self.cached(manifest_cid, artifact_cid) {
             return Ok(loaded);
         }

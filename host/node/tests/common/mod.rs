@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use d402_node::installed::{create_package, install_package, install_registration};
 use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
@@ -24,10 +23,6 @@ pub struct Node {
     pub buyer: Keypair,
 }
 
-pub fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
 /// The capability publisher all tests use.
 pub fn publisher() -> Keypair {
     Keypair::from_seed(&[3; 32])
@@ -35,17 +30,17 @@ pub fn publisher() -> Keypair {
 
 /// Installs `manifest` + `bytes` into `state`, packaged by the test publisher.
 pub fn install(state: &Path, manifest: &CapabilityManifest, bytes: &[u8]) {
-    let package = create_package(manifest, bytes, &publisher(), now()).unwrap();
+    let package = create_package(manifest, bytes, &publisher(), Timestamp::now()).unwrap();
     install_package(state, &package, manifest, bytes, &[]).unwrap();
 }
 
 /// Installs a signed registration of `manifest` made by the test publisher; `edit` adjusts it
 /// before signing.
 pub fn register(state: &Path, manifest: &CapabilityManifest, edit: impl FnOnce(&mut CapabilityRegistration)) {
-    let mut registration = CapabilityRegistration::for_manifest(manifest, publisher().public(), now()).unwrap();
+    let mut registration = CapabilityRegistration::for_manifest(manifest, publisher().public(), Timestamp::now()).unwrap();
     edit(&mut registration);
     let envelope = Signed::sign(registration, &publisher()).unwrap();
-    install_registration(state, &envelope, manifest, 10_000, now()).unwrap();
+    install_registration(state, &envelope, manifest, 10_000, Timestamp::now()).unwrap();
 }
 
 /// The json-transform capability (`util.json_transform@1`, $0.0001).
@@ -108,7 +103,7 @@ impl Node {
 
     pub async fn pay(&self, body: &Value) -> String {
         let challenge = self.challenge(body).await;
-        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, now()).unwrap()
+        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, Timestamp::now()).unwrap()
     }
 
     /// Pays for `body` and returns the settled task document.
