@@ -123,7 +123,7 @@ pub fn convert(page: &Page) -> Result<Output, RunError> {
         Err(rejection) => return Err(RunError::UpstreamFailure(format!("no article content: {rejection}"))),
         Ok(article) => article,
     };
-    let content_hash = format!("sha256:{}", hex(&Sha256::digest(article.markdown.as_bytes())));
+    let content_hash = content_hash(&article.markdown);
     Ok(Output {
         url: page.final_url.clone(),
         title: article.title,
@@ -185,6 +185,11 @@ fn meta_charset(body: &[u8]) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+/// `sha256:<lowercase hex>` of the markdown's UTF-8 bytes.
+fn content_hash(markdown: &str) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(markdown.as_bytes())))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -217,7 +222,9 @@ mod tests {
     fn converts_a_page_with_hash_and_evidence() {
         let out = convert(&page(200, "text/html", ARTICLE.as_bytes())).unwrap();
         assert!(out.markdown.contains("The first paragraph"), "{}", out.markdown);
-        assert_eq!(out.content_hash, format!("sha256:{}", hex(&Sha256::digest(out.markdown.as_bytes()))));
+        assert_eq!(out.content_hash, content_hash(&out.markdown));
+        // The FIPS 180-2 "abc" vector pins the digest and its text form.
+        assert_eq!(content_hash("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(out.evidence.http_status, 200);
         assert_eq!(out.snapshot_cid, "bafkreitest");
         assert!(!out.evidence.interstitial_checks.is_empty());

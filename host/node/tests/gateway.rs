@@ -68,7 +68,8 @@ async fn challenge_pay_replay_and_reuse() {
 
     // Same proof, another body: refused (the binding no longer matches).
     let other = h.post(&task_body("a"), Some(&payment)).await;
-    assert!(other.status().is_client_error(), "{}", other.status());
+    assert_eq!(other.status(), 402);
+    assert_eq!(other.json::<Value>().await.unwrap()["error"]["code"], "binding_mismatch");
     // Re-bound by the buyer to another body but with the same nonce: refused as reuse.
     let rebound = tamper(&payment, &h.buyer, true, |a| a.task_binding = d402_node::task_binding(&task_body("a")));
     let reused = h.post(&task_body("a"), Some(&rebound)).await;
@@ -103,21 +104,23 @@ async fn bad_payments_and_bad_input_charge_nothing() {
     let body = task_body("a.b");
     let payment = h.pay(&body).await;
     let cases = [
-        ("forged", tamper(&payment, &h.buyer, false, |a| a.amount = "1".into())),
-        ("underpaid", tamper(&payment, &h.buyer, true, |a| a.amount = "99".into())),
-        ("expired", tamper(&payment, &h.buyer, true, |a| a.expires_at = Timestamp::from_unix_millis(1_000))),
-        ("wrong payee", tamper(&payment, &h.buyer, true, |a| a.pay_to = h.buyer.public().to_string())),
-        ("not base64", "%%%".to_string()),
+        ("forged", tamper(&payment, &h.buyer, false, |a| a.amount = "1".into()), 402, "invalid_signature"),
+        ("underpaid", tamper(&payment, &h.buyer, true, |a| a.amount = "99".into()), 402, "underpaid"),
+        ("expired", tamper(&payment, &h.buyer, true, |a| a.expires_at = Timestamp::from_unix_millis(1_000)), 402, "payment_expired"),
+        ("wrong payee", tamper(&payment, &h.buyer, true, |a| a.pay_to = h.buyer.public().to_string()), 402, "wrong_payee"),
+        ("not base64", "%%%".to_string(), 400, "malformed_payment"),
     ];
-    for (name, header) in cases {
+    for (name, header, status, code) in cases {
         let response = h.post(&body, Some(&header)).await;
-        assert!(response.status().is_client_error(), "{name}: {}", response.status());
+        assert_eq!(response.status(), status, "{name}");
+        assert!(response.headers().contains_key("payment-required"), "{name}: a fresh challenge comes with the refusal");
         let error: Value = response.json().await.unwrap();
-        assert!(error["error"]["code"].is_string(), "{name}: {error}");
+        assert_eq!(error["error"]["code"], code, "{name}: {error}");
     }
     // A payment bound to another body.
     let response = h.post(&task_body("a"), Some(&payment)).await;
-    assert!(response.status().is_client_error());
+    assert_eq!(response.status(), 402);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "binding_mismatch");
 
     let raw = |bytes: Vec<u8>| h.client.post(format!("{}/tasks", h.base)).body(bytes).send();
     let malformed = raw(b"{not json".to_vec()).await.unwrap();

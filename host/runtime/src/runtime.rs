@@ -26,8 +26,8 @@ pub struct RuntimeConfig {
     pub max_concurrent_runs: u32,
     /// Largest linear memory any capability may have (manifests asking for more are refused).
     pub max_memory_bytes: u64,
-    /// Meter fuel (instructions executed). Off by default: metering slows guest code by
-    /// ~20% (see `d402 bench extract --fuel`), and the deadline already bounds every run.
+    /// Meter fuel (instructions executed). Off by default: metering slows guest code (see
+    /// decision 0004 and `d402 bench extract --fuel`), and the deadline already bounds every run.
     /// When on, runs get the manifest's `limits.fuel` (or an unlimited budget) and report
     /// the fuel used; when off, manifests that set `limits.fuel` are refused at load.
     pub fuel_metering: bool,

@@ -136,11 +136,10 @@ fn walk_visible(dom: &Dom, id: NodeId, vis: &mut String, nos: &mut String, scrip
                     nos.push_str(&s);
                     return;
                 }
-                "p" => {
-                    if dom.text_content(id).chars().count() >= 80 {
+                "p"
+                    if dom.text_content(id).chars().count() >= 80 => {
                         *longp += 1;
                     }
-                }
                 _ => {}
             }
             if crate::readable::is_hidden(dom, id) {
@@ -198,11 +197,10 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     ];
     let cf_titles = ["just a moment", "please wait... | cloudflare", "one more step", "checking your browser", "attention required! | cloudflare"];
     let cf_marker = any_in(&f.raw, &cf_markers);
-    if f.raw.contains("cf-error-details") || (f.title.contains("cloudflare") && f.visible.contains("you have been blocked")) {
-        if small && (f.visible.contains("ray id") || f.visible.contains("cloudflare")) {
+    if (f.raw.contains("cf-error-details") || (f.title.contains("cloudflare") && f.visible.contains("you have been blocked")))
+        && small && (f.visible.contains("ray id") || f.visible.contains("cloudflare")) {
             return Some(("cloudflare-block".into(), ev("cloudflare block page (cf-error-details / 'you have been blocked')".into())));
         }
-    }
     if (cf_marker.is_some() && small) || (title_is(&cf_titles) && small && (cf_marker.is_some() || f.raw.contains("cloudflare"))) {
         let what = match cf_marker {
             Some(m) => format!("marker={m:?}"),
@@ -326,11 +324,10 @@ fn is_label(text: &str, pat: &str) -> bool {
         let r = rest.trim_start();
         r.is_empty() || r.starts_with(['|', '-', '–', '—', ':', '(', '·', '/'])
     };
-    if let Some(rest) = text.strip_prefix(pat) {
-        if sep(rest) {
+    if let Some(rest) = text.strip_prefix(pat)
+        && sep(rest) {
             return true;
         }
-    }
     if let Some(before) = text.strip_suffix(pat) {
         let b = before.trim_end();
         if b.ends_with(['|', '-', '–', '—', ':', '·', '/']) || b.chars().all(|c| c.is_ascii_digit() || c.is_whitespace()) {

@@ -50,8 +50,8 @@ impl<'a> Renderer<'a> {
 
     fn is_block(&self, n: NodeId) -> bool {
         let tag = self.dom.tag(n);
-        is_block_tag(tag) || (self.dom.is_element(n) && self.has_block[n] && tag != "a")
-            || (tag == "a" && self.has_block[n])
+        // An element holding block content (links included) renders as a block too.
+        is_block_tag(tag) || (self.dom.is_element(n) && self.has_block[n])
     }
 
     /// Renders the children of `n`: inline runs become paragraphs, blocks are rendered.
@@ -236,11 +236,10 @@ impl<'a> Renderer<'a> {
         ];
         let lower = classes.to_lowercase();
         let toks: Vec<&str> = lower.split_whitespace().collect();
-        if toks.iter().any(|t| matches!(*t, "highlight" | "sourcecode" | "hljs" | "prettyprint" | "code" | "codehilite" | "syntax")) {
-            if let Some(l) = toks.iter().find(|t| LANGS.contains(t)) {
+        if toks.iter().any(|t| matches!(*t, "highlight" | "sourcecode" | "hljs" | "prettyprint" | "code" | "codehilite" | "syntax"))
+            && let Some(l) = toks.iter().find(|t| LANGS.contains(t)) {
                 return l.to_string();
             }
-        }
         String::new()
     }
 

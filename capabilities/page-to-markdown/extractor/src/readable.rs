@@ -634,9 +634,9 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
             let m = st.measure(s);
             let ld = link_density(&m);
             let text = dom.text_content(s);
-            if m.chars > 80 && ld < 0.25 {
-                picked.push(s);
-            } else if m.chars > 0 && m.chars <= 80 && ld == 0.0 && ends_sentence(&text) {
+            let long_prose = m.chars > 80 && ld < 0.25;
+            let short_sentence = m.chars > 0 && m.chars <= 80 && ld == 0.0 && ends_sentence(&text);
+            if long_prose || short_sentence {
                 picked.push(s);
             }
         }
@@ -824,7 +824,7 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
             || dom.attr(n, "itemprop").is_some_and(|p| p.contains("author"))
             || has_sub(&ci, &["byline", "dateline", "writtenby", "p-author"])
             || has_token(&ci, &["author", "authors"]);
-        if is_byline_marker && !matches!(tag, "a" | "span") || (is_byline_marker && dom.parent(n) == Some(root)) {
+        if is_byline_marker && (!matches!(tag, "a" | "span") || dom.parent(n) == Some(root)) {
             let t = dom.text_content(n);
             if !t.is_empty() && t.chars().count() < 100 && !has_block_desc_of(dom, n, &["p", "h1", "h2", "h3", "pre", "table", "ul", "ol"]) {
                 if byline.is_none() {
