@@ -106,22 +106,19 @@ impl Capability for PageToMarkdown {
 
 /// Turns a fetched page into the capability's output (or a typed error).
 pub fn convert(page: &Page) -> Result<Output, RunError> {
-    let html = decode(&page.body, &page.content_type);
     let media = page.content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(media.is_empty() || media.contains("html") || media.starts_with("text/")) {
         return Err(RunError::UpstreamFailure(format!("unsupported content type {media:?}")));
     }
-    let extracted = extract(&html, &page.final_url, &ExtractOptions::default());
-    let article = match extracted {
-        Ok(article) if page.status < 400 => article,
-        Err(Rejection::Blocked { detector, evidence }) => {
+    let html = decode(&page.body, &page.content_type);
+    // A wall is reported as blocked whatever the status; otherwise an error status wins.
+    let article = match (extract(&html, &page.final_url, &ExtractOptions::default()), page.status >= 400) {
+        (Err(Rejection::Blocked { detector, evidence }), _) => {
             return Err(RunError::Blocked(format!("{detector}: {evidence} (HTTP {})", page.status)));
         }
-        Ok(_) | Err(_) if page.status >= 400 => {
-            return Err(RunError::UpstreamFailure(format!("HTTP {} from {}", page.status, page.final_url)));
-        }
-        Err(rejection) => return Err(RunError::UpstreamFailure(format!("no article content: {rejection}"))),
-        Ok(article) => article,
+        (_, true) => return Err(RunError::UpstreamFailure(format!("HTTP {} from {}", page.status, page.final_url))),
+        (Err(rejection), false) => return Err(RunError::UpstreamFailure(format!("no article content: {rejection}"))),
+        (Ok(article), false) => article,
     };
     let content_hash = content_hash(&article.markdown);
     Ok(Output {

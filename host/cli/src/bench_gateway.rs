@@ -39,11 +39,13 @@ pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
     let package = d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
     d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = tokio.block_on(measure(bench, &state));
-    let (baseline, paid, settled) = outcome?;
-    let stages = tokio.block_on(stage_costs(&manifest, &bytes, &state, &settled));
+    let measured = tokio.block_on(async {
+        let (baseline, paid, settled) = measure(bench, &state).await?;
+        let stages = stage_costs(&manifest, &bytes, &state, &settled).await?;
+        anyhow::Ok((baseline, paid, stages))
+    });
     let _ = std::fs::remove_dir_all(&state);
-    let stages = stages?;
+    let (baseline, paid, stages) = measured?;
     let rate = |s: &Sample| bench.tasks as f64 / s.wall.as_secs_f64();
     println!("d402 bench gateway: {} requests per path, {} in flight, client and server share this machine", bench.tasks, bench.concurrency);
     for (name, sample) in [("GET /healthz (baseline)", &baseline), ("paid POST /tasks, durable", &paid)] {

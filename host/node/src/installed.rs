@@ -97,7 +97,8 @@ pub fn create_package(
 
 /// Verifies `envelope` against `artifact` and `manifest` (and, when `trusted` is not empty,
 /// that one of those publishers signed it), then installs all three into `state`. Nothing
-/// is written unless everything verifies.
+/// is written unless everything verifies. Older packages for the same manifest are removed:
+/// only the newest is ever served, and a node reads every package at start.
 pub fn install_package(
     state: &Path,
     envelope: &Signed<ImplementationPackage>,
@@ -112,7 +113,17 @@ pub fn install_package(
     }
     BlobStore::open(state.join("blobs"))?.put_verified(artifact, &package.artifact_cid)?;
     write_json(&state.join("manifests").join(format!("{}.json", package.manifest_cid)), manifest)?;
-    write_json(&state.join("implementations").join(format!("{}.json", envelope.cid()?)), envelope)?;
+    let path = state.join("implementations").join(format!("{}.json", envelope.cid()?));
+    write_json(&path, envelope)?;
+    for entry in std::fs::read_dir(state.join("implementations"))? {
+        let other = entry?.path();
+        let superseded = other != path
+            && read_json::<Signed<ImplementationPackage>>(&other)
+                .is_ok_and(|o| o.payload.manifest_cid == package.manifest_cid && o.payload.created_at < package.created_at);
+        if superseded {
+            std::fs::remove_file(&other).with_context(|| format!("cannot remove {}", other.display()))?;
+        }
+    }
     Ok(package)
 }
 

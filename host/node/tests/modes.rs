@@ -220,3 +220,21 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "unknown_capability");
 }
+
+/// Installing a newer package for the same manifest replaces the older one on disk.
+#[test]
+fn a_newer_package_supersedes_the_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    let older = d402_node::installed::create_package(&manifest, &bytes, &common::publisher(), Timestamp::from_unix_millis(1_000)).unwrap();
+    let newer = d402_node::installed::create_package(&manifest, &bytes, &common::publisher(), Timestamp::from_unix_millis(2_000)).unwrap();
+    let count = || std::fs::read_dir(dir.path().join("implementations")).unwrap().count();
+    d402_node::installed::install_package(dir.path(), &older, &manifest, &bytes, &[]).unwrap();
+    d402_node::installed::install_package(dir.path(), &newer, &manifest, &bytes, &[]).unwrap();
+    assert_eq!(count(), 1);
+    let installed = d402_node::installed::list_installed(dir.path()).unwrap();
+    assert_eq!(installed[0].package.created_at, Timestamp::from_unix_millis(2_000));
+    // Installing the older one again keeps the newer.
+    d402_node::installed::install_package(dir.path(), &older, &manifest, &bytes, &[]).unwrap();
+    assert_eq!(d402_node::installed::list_installed(dir.path()).unwrap()[0].package.created_at, Timestamp::from_unix_millis(2_000));
+}
