@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use d402_network::{Network, NetworkConfig, libp2p_keypair, peer_id_of};
+use d402_network::{NODE_OFFERS_TOPIC, Network, NetworkConfig, libp2p_keypair, peer_id_of};
 use d402_protocol::{Keypair, NodeOffer, Signed, Timestamp};
 
 fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
@@ -23,14 +23,14 @@ fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
 }
 
 fn listen() -> NetworkConfig {
-    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![], peer_store: None }
+    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![], peer_store: None, blobs: None }
 }
 
 /// Publishes `offer` from `from` until `to` has it (or panics after 20 s).
 async fn gossip_until_heard(from: &Network, to: &Network, offer: &Signed<NodeOffer>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !to.offers().contains_key(&offer.payload.node_id) {
-        from.publish_offer(offer).await.unwrap();
+        from.publish(offer).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(tokio::time::Instant::now() < deadline, "the offer never arrived");
     }
@@ -60,9 +60,9 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         for bytes in [serde_json::to_vec(&foreign).unwrap(), serde_json::to_vec(&tampered).unwrap(), serde_json::to_vec(&expired).unwrap(), b"junk".to_vec()] {
-            a.publish_raw(bytes).await.unwrap();
+            a.publish_raw(NODE_OFFERS_TOPIC, bytes).await.unwrap();
         }
-        a.publish_offer(&genuine).await.unwrap();
+        a.publish(&genuine).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         if b.offers().contains_key(&a_key.public()) {
             break;
@@ -71,7 +71,7 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
     }
     // A's own offer with a broken signature must not replace the genuine one.
     for _ in 0..3 {
-        a.publish_raw(serde_json::to_vec(&tampered).unwrap()).await.unwrap();
+        a.publish_raw(NODE_OFFERS_TOPIC, serde_json::to_vec(&tampered).unwrap()).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let heard = b.offers();
