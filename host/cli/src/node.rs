@@ -84,10 +84,7 @@ fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs the node in the foreground until killed.
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio()?;
-    runtime.block_on(async {
-        let gateway = Gateway::open(args.resolve()?)?;
-        d402_node::serve(gateway).await
-    })?;
+    runtime.block_on(d402_node::run::run(args.resolve()?))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,9 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
+pub use libp2p::multiaddr::Protocol;
+pub use libp2p::{Multiaddr, PeerId};
+use libp2p::{StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use gossip::{Gossiped, NODE_OFFERS_TOPIC, REPUTATION_TOPIC, VALIDATOR_OFFERS_TOPIC};

@@ -35,6 +35,20 @@ pub enum Role {
     Worker,
     /// Validates result claims.
     Validator,
+    /// Helps other nodes join the peer network (any node with `--p2p-listen` does).
+    Bootstrap,
+}
+
+impl Role {
+    /// The role's name in offers and discovery.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Worker => "worker",
+            Self::Validator => "validator",
+            Self::Bootstrap => "bootstrap",
+        }
+    }
 }
 
 /// Everything a node needs to start.
@@ -86,6 +100,16 @@ pub struct NodeConfig {
     pub quorum: u32,
     /// Validator fee in basis points of the price.
     pub validator_fee_bps: u32,
+    /// Peer-network listen address (a multiaddr); none: no peer network.
+    pub p2p_listen: Option<String>,
+    /// Peers to dial at start (`/ip4/…/tcp/…/p2p/<PeerId>`).
+    pub bootstrap: Vec<String>,
+    /// How often the node re-announces its signed offers; they lapse after three intervals.
+    pub offer_interval_seconds: u64,
+    /// Lowest protocol version of workers this gateway leases to.
+    pub min_protocol_version: u32,
+    /// Lowest software version of workers this gateway leases to.
+    pub min_software_version: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -114,16 +138,48 @@ impl Default for NodeConfig {
             fanout: 1,
             quorum: 1,
             validator_fee_bps: 0,
+            p2p_listen: None,
+            bootstrap: Vec::new(),
+            offer_interval_seconds: 30,
+            min_protocol_version: 1,
+            min_software_version: None,
         }
     }
 }
 
 impl NodeConfig {
+    /// Whether the node holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The size of the gateway's local worker pool: `local_workers` for a node that is both
+    /// gateway and worker, none otherwise.
+    pub fn local_pool(&self) -> usize {
+        if self.has(Role::Gateway) && self.has(Role::Worker) { self.local_workers as usize } else { 0 }
+    }
+
     /// Refuses inconsistent settings, naming the keys involved.
     pub fn validate(&self) -> anyhow::Result<()> {
         let (mode, fanout, quorum, workers) = (self.mode, self.fanout, self.quorum, self.local_workers);
-        if workers == 0 {
-            bail!("local-workers must be at least 1");
+        if self.roles.is_empty() {
+            bail!("roles cannot be empty: use gateway, worker, validator and/or bootstrap");
+        }
+        if let Some(listen) = &self.p2p_listen {
+            listen.parse::<d402_network::Multiaddr>().map_err(|e| anyhow::anyhow!("p2p-listen {listen:?} is not a multiaddr: {e}"))?;
+        }
+        for peer in &self.bootstrap {
+            let address: d402_network::Multiaddr =
+                peer.parse().map_err(|e| anyhow::anyhow!("bootstrap {peer:?} is not a multiaddr: {e}"))?;
+            if !address.iter().any(|p| matches!(p, d402_network::Protocol::P2p(_))) {
+                bail!("bootstrap {peer:?} must end in /p2p/<PeerId>");
+            }
+        }
+        if self.p2p_listen.is_none() && (!self.bootstrap.is_empty() || !self.has(Role::Gateway)) {
+            bail!("only a gateway runs without the peer network: set p2p-listen (e.g. /ip4/127.0.0.1/tcp/0)");
+        }
+        if self.offer_interval_seconds == 0 {
+            bail!("offer-interval-seconds must be at least 1");
         }
         if fanout == 0 {
             bail!("fanout must be at least 1");
@@ -131,8 +187,11 @@ impl NodeConfig {
         if quorum == 0 || quorum > fanout {
             bail!("quorum ({quorum}) must be between 1 and fanout ({fanout})");
         }
-        if fanout > workers {
-            bail!("fanout ({fanout}) cannot exceed local-workers ({workers})");
+        if self.p2p_listen.is_none() && fanout > workers {
+            bail!("fanout ({fanout}) cannot exceed local-workers ({workers}) without the peer network");
+        }
+        if self.p2p_listen.is_none() && workers == 0 {
+            bail!("local-workers must be at least 1 without the peer network");
         }
         if mode == ExecutionMode::Single && fanout != 1 {
             bail!("mode single sends each task to one worker: fanout must be 1, not {fanout} (or use mode race or quorum)");
@@ -238,6 +297,23 @@ pub struct NodeArgs {
     /// Validator fee, basis points of the price [default: 0].
     #[arg(long)]
     pub validator_fee_bps: Option<u32>,
+    /// Join the peer network, listening here, e.g. /ip4/127.0.0.1/tcp/0 [default: no peer network].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub p2p_listen: Option<String>,
+    /// Peer to dial at start, /ip4/…/tcp/…/p2p/<PeerId> (repeatable). A restarted node also
+    /// dials the peers it remembers (<state>/peers.json).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Seconds between re-announcements of the node's signed offers [default: 30].
+    #[arg(long)]
+    pub offer_interval_seconds: Option<u64>,
+    /// Lowest protocol version of workers this gateway leases to [default: 1].
+    #[arg(long)]
+    pub min_protocol_version: Option<u32>,
+    /// Lowest software version of workers this gateway leases to, e.g. 0.1.0 [default: any].
+    #[arg(long)]
+    pub min_software_version: Option<String>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -329,5 +405,16 @@ impl NodeArgs {
         set(&mut config.fanout, self.fanout);
         set(&mut config.quorum, self.quorum);
         set(&mut config.validator_fee_bps, self.validator_fee_bps);
+        if self.p2p_listen.is_some() {
+            config.p2p_listen = self.p2p_listen;
+        }
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap;
+        }
+        set(&mut config.offer_interval_seconds, self.offer_interval_seconds);
+        set(&mut config.min_protocol_version, self.min_protocol_version);
+        if self.min_software_version.is_some() {
+            config.min_software_version = self.min_software_version;
+        }
     }
 }

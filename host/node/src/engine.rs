@@ -1,5 +1,6 @@
-//! Task execution on the node's local worker pool: the gateway leases the task to `fanout`
-//! workers, each runs the capability in the sandbox and signs a result claim, the validator
+//! Task execution: the gateway leases the task to `fanout` workers — its local pool and, with
+//! the peer network, remote workers chosen from their signed offers — each runs the
+//! capability in the sandbox and signs a result claim, the validator
 //! checks every claim (integrity, the manifest's model, replay on the claim's snapshots for
 //! snapshot-deterministic capabilities) and the mode decides:
 //!
@@ -8,7 +9,12 @@
 //! - `quorum`: `fanout` workers; the first group of `quorum` agreeing valid claims is
 //!   accepted (agreement is the validation, so quorum claims are not replayed).
 //!
-//! Remote workers (the peer network) plug in behind the same lease → claim exchange.
+//! Remote workers are chosen from unexpired offers that pin the task's exact manifest CID,
+//! ask no more than the budget and meet the gateway's minimum protocol and software
+//! versions, best reputation first. A remote worker that cannot be reached or disappears
+//! mid-task is replaced by the next candidate while the deadline allows. Remote claims of
+//! snapshot-deterministic capabilities are replayed on snapshots fetched from the worker by
+//! CID.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,16 +22,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use d402_blobstore::BlobStore;
+use d402_network::{LeaseRequest, LeaseResponse, Network, peer_id_of};
 use d402_protocol::{
-    ContentHash, ContentId, ExecutionMode, Keypair, Lease, ReputationEvent, ReputationKind, ResultClaim, Signed,
-    TaskIntent, Timestamp, canonical,
+    Amount, ContentId, ExecutionMode, Keypair, Lease, NodeOffer, PublicKey, ReputationEvent, ReputationKind, ResultClaim,
+    Signed, TaskIntent, Timestamp,
 };
 use d402_runtime::{PageSource, Runtime, TaskInfo};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::catalog::ServedCapability;
-use crate::validation::{check_integrity, quorum_group};
+use crate::validation::{check_integrity, check_lease, quorum_group};
+use crate::worker::{internal, run_lease};
 
 /// A worker of the node's local pool: its own wallet, paid for accepted claims.
 pub struct LocalWorker {
@@ -93,18 +101,74 @@ impl Execution {
     }
 }
 
-/// Runs tasks on the local worker pool.
+/// Which remote workers a gateway accepts, besides the exact manifest CID and the price.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPolicy {
+    /// Lowest protocol version accepted.
+    pub min_protocol_version: u32,
+    /// Lowest software version accepted (dotted numbers, e.g. `0.1.0`).
+    pub min_software_version: Option<String>,
+}
+
+impl PeerPolicy {
+    /// Why `offer` cannot be leased `served` within `budget`, if it cannot.
+    pub fn refuses(&self, offer: &NodeOffer, served: &ServedCapability, budget: Amount) -> Option<String> {
+        if !offer.roles.iter().any(|r| r == "worker") {
+            return Some("not a worker".into());
+        }
+        if offer.protocol_version < self.min_protocol_version {
+            return Some(format!("protocol version {} is below {}", offer.protocol_version, self.min_protocol_version));
+        }
+        if let Some(minimum) = &self.min_software_version
+            && version_numbers(&offer.software_version) < version_numbers(minimum)
+        {
+            return Some(format!("software version {} is below {minimum}", offer.software_version));
+        }
+        match offer.capabilities.iter().find(|c| c.manifest_cid == served.manifest_cid) {
+            None => Some("does not offer this exact manifest".into()),
+            Some(c) if c.price.0 > budget => Some(format!("asks {} above the budget", c.price)),
+            Some(_) => None,
+        }
+    }
+}
+
+/// `1.10.2` → `[1, 10, 2]` (non-numeric parts count as 0).
+fn version_numbers(version: &str) -> Vec<u64> {
+    version.split(['.', '-', '+']).take(3).map(|part| part.parse().unwrap_or(0)).collect()
+}
+
+/// A worker a task can be leased to.
+#[derive(Clone)]
+enum Assignee {
+    /// Index into the local pool.
+    Local(usize),
+    /// A worker known from its signed offer.
+    Remote(PublicKey),
+}
+
+/// Runs tasks on the local worker pool and on remote workers.
 pub struct Engine {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     workers: Vec<LocalWorker>,
     next: AtomicUsize,
     gateway: Keypair,
     pages: Option<Arc<dyn PageSource>>,
     blobs: BlobStore,
+    network: Option<Arc<Network>>,
+    peer_policy: PeerPolicy,
 }
 
-/// A finished run of one lease.
-type RunOutcome = (usize, Result<Signed<ResultClaim>, Value>);
+/// A finished run of one lease: the assignee's index, the lease and the claim or error.
+type RunOutcome = (usize, Signed<Lease>, Result<Signed<ResultClaim>, Value>);
+
+/// The leases of one task so far and the runs they started.
+struct Leasing<'a> {
+    candidates: std::vec::IntoIter<Assignee>,
+    assignees: Vec<Assignee>,
+    runs: JoinSet<RunOutcome>,
+    intent: &'a Signed<TaskIntent>,
+    served: &'a Arc<ServedCapability>,
+}
 
 impl Engine {
     /// An engine with `count` local workers whose wallets live in `<state>/workers/`
@@ -113,19 +177,32 @@ impl Engine {
     pub fn open(
         state: &Path,
         count: usize,
-        runtime: Runtime,
+        runtime: Arc<Runtime>,
         gateway: Keypair,
         pages: Option<Arc<dyn PageSource>>,
         blobs: BlobStore,
     ) -> anyhow::Result<Self> {
-        let workers = (0..count.max(1))
+        let workers = (0..count)
             .map(|i| {
                 let path = state.join("workers").join(format!("worker-{i}.json"));
                 let key = d402_wallet::load_or_create(&path).with_context(|| format!("worker wallet {}", path.display()))?;
                 Ok(LocalWorker::new(key))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { runtime, workers, next: AtomicUsize::new(0), gateway, pages, blobs })
+        let next = AtomicUsize::new(0);
+        Ok(Self { runtime, workers, next, gateway, pages, blobs, network: None, peer_policy: PeerPolicy::default() })
+    }
+
+    /// Also leases tasks to remote workers heard on `network`, as `policy` allows.
+    pub fn with_network(mut self, network: Arc<Network>, policy: PeerPolicy) -> Self {
+        self.network = Some(network);
+        self.peer_policy = policy;
+        self
+    }
+
+    /// The peer network, when remote workers are used.
+    pub fn network(&self) -> Option<&Arc<Network>> {
+        self.network.as_ref()
     }
 
     /// The local workers.
@@ -138,31 +215,103 @@ impl Engine {
         &self.runtime
     }
 
+    /// Everyone who could run `intent` on `served`, in the order they are asked: the local
+    /// pool (rotating), then remote workers by reputation (rotating among equals).
+    fn candidates(&self, intent: &TaskIntent, served: &ServedCapability, reputation: &dyn Fn(&str) -> i64) -> Vec<Assignee> {
+        let rotation = self.next.fetch_add(intent.fanout as usize, Ordering::Relaxed);
+        let local = self.workers.len();
+        let mut candidates: Vec<Assignee> = (0..local).map(|i| Assignee::Local((rotation + i) % local)).collect();
+        let Some(network) = &self.network else { return candidates };
+        let mut remote: Vec<(i64, PublicKey)> = Vec::new();
+        for (key, offer) in network.offers() {
+            if key == self.gateway.public() {
+                continue;
+            }
+            match self.peer_policy.refuses(&offer.payload, served, intent.budget) {
+                Some(reason) => tracing::debug!(worker = %key, %reason, "offer not used"),
+                None => remote.push((reputation(&key.to_string()), key)),
+            }
+        }
+        remote.sort_by_key(|(score, key)| (std::cmp::Reverse(*score), key.to_string()));
+        if let Some((best, _)) = remote.first() {
+            let ties = remote.iter().take_while(|(score, _)| score == best).count();
+            remote[..ties].rotate_left(rotation % ties);
+        }
+        candidates.extend(remote.into_iter().map(|(_, key)| Assignee::Remote(key)));
+        candidates
+    }
+
+    fn public_key(&self, assignee: &Assignee) -> PublicKey {
+        match assignee {
+            Assignee::Local(i) => self.workers[*i].key.public(),
+            Assignee::Remote(key) => *key,
+        }
+    }
+
+    /// Leases the task to the next candidate and starts its run; false when none is left.
+    fn lease_next(self: &Arc<Self>, leasing: &mut Leasing<'_>, execution: &mut Execution) -> bool {
+        let Some(assignee) = leasing.candidates.next() else { return false };
+        let index = leasing.assignees.len();
+        let worker = self.public_key(&assignee);
+        let task = &leasing.intent.payload;
+        let lease = Lease {
+            lease_id: format!("lease:{}:{index}", task.task_id.trim_start_matches("task:")),
+            task_id: task.task_id.clone(),
+            gateway: self.gateway.public(),
+            worker,
+            manifest_cid: leasing.served.manifest_cid,
+            artifact_cid: leasing.served.loaded.artifact_cid(),
+            price: task.budget,
+            expires_at: task.created_at.plus_millis(task.deadline_ms),
+        };
+        let lease = match Signed::sign(lease, &self.gateway) {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a lease");
+                return false;
+            }
+        };
+        execution.workers.push(worker_id(&worker.to_string()));
+        leasing.assignees.push(assignee.clone());
+        let engine = self.clone();
+        let (intent, served) = (leasing.intent.clone(), leasing.served.clone());
+        leasing.runs.spawn(async move {
+            let outcome = engine.run_assignee(&assignee, &lease, &intent, &served).await;
+            (index, lease, outcome)
+        });
+        true
+    }
+
     /// Executes `intent` on `served`: leases, runs, validation and the mode's decision, all
     /// before `intent.deadline_ms` has passed since now. `reputation` gives a worker's score.
     pub async fn execute(
         self: &Arc<Self>,
-        intent: &TaskIntent,
+        signed_intent: &Signed<TaskIntent>,
         served: &Arc<ServedCapability>,
         reputation: impl Fn(&str) -> i64,
     ) -> Execution {
+        let intent = &signed_intent.payload;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(intent.deadline_ms);
-        let fanout = (intent.fanout as usize).clamp(1, self.workers.len());
-        let start = self.next.fetch_add(fanout, Ordering::Relaxed);
-        let leased: Vec<usize> = (0..fanout).map(|i| (start + i) % self.workers.len()).collect();
+        let mut leasing = Leasing {
+            candidates: self.candidates(intent, served, &reputation).into_iter(),
+            assignees: Vec::new(),
+            runs: JoinSet::new(),
+            intent: signed_intent,
+            served,
+        };
         let mut execution = Execution {
-            workers: leased.iter().map(|&w| worker_id(self.workers[w].account())).collect(),
+            workers: Vec::new(),
             claims: Vec::new(),
             failures: Vec::new(),
-            decision: Err(json!({"kind": "no-claims", "message": "no worker returned a result"})),
+            decision: Err(json!({"kind": "no-workers", "message": "no worker serves this exact manifest"})),
             reputation: Vec::new(),
         };
-        let mut runs: JoinSet<RunOutcome> = JoinSet::new();
-        for &worker in &leased {
-            let engine = self.clone();
-            let (intent, served) = (intent.clone(), served.clone());
-            runs.spawn(async move { (worker, engine.lease_and_run(worker, &intent, &served).await) });
+        let fanout = intent.fanout.max(1) as usize;
+        while leasing.assignees.len() < fanout && self.lease_next(&mut leasing, &mut execution) {}
+        if leasing.assignees.is_empty() {
+            return execution;
         }
+        execution.decision = Err(json!({"kind": "no-claims", "message": "no worker returned a result"}));
         let quorum = match intent.mode {
             ExecutionMode::Quorum => (intent.quorum as usize).clamp(1, fanout),
             _ => 1,
@@ -170,7 +319,7 @@ impl Engine {
         let mut valid: Vec<usize> = Vec::new();
         let mut missed_deadline = false;
         loop {
-            let next = match tokio::time::timeout_at(deadline, runs.join_next()).await {
+            let (index, lease, claim) = match tokio::time::timeout_at(deadline, leasing.runs.join_next()).await {
                 Err(_) => {
                     missed_deadline = true;
                     execution.decision = Err(json!({"kind": "deadline-missed", "message": format!("no acceptable result within {} ms", intent.deadline_ms)}));
@@ -183,22 +332,29 @@ impl Engine {
                 }
                 Ok(Some(Ok(outcome))) => outcome,
             };
-            let (worker, claim) = match next {
-                (worker, Ok(claim)) => (worker, claim),
-                (worker, Err(error)) => {
-                    let worker = &self.workers[worker];
+            let subject = self.public_key(&leasing.assignees[index]);
+            let claim = match claim {
+                Ok(claim) => claim,
+                Err(error) => {
                     if !is_buyer_fault(&error) {
-                        self.observe(&mut execution, worker.key.public(), intent, ReputationKind::Reliability, -1, "the run failed");
+                        self.observe(&mut execution, subject, intent, ReputationKind::Reliability, -1, "the run failed");
                     }
-                    execution.failures.push((worker_id(worker.account()), error));
+                    let vanished = error.get("kind").and_then(Value::as_str) == Some("unreachable");
+                    execution.failures.push((worker_id(&subject.to_string()), error));
+                    if vanished && self.lease_next(&mut leasing, &mut execution) {
+                        tracing::warn!(worker = %subject, "the worker did not answer; the task is leased to another");
+                    }
                     continue;
                 }
             };
-            let worker = &self.workers[worker];
-            let verdict = self.validate(&claim, intent, served, reputation(worker.account()), intent.mode).await;
+            let from = match leasing.assignees[index] {
+                Assignee::Remote(key) => Some(key),
+                Assignee::Local(_) => None,
+            };
+            let verdict = self.validate(&claim, &lease.payload, intent, served, reputation(&subject.to_string()), from).await;
             execution.claims.push((claim, verdict.clone()));
             if let Verdict::Rejected(reason) = verdict {
-                self.observe(&mut execution, worker.key.public(), intent, ReputationKind::Accuracy, -1, &reason);
+                self.observe(&mut execution, subject, intent, ReputationKind::Accuracy, -1, &reason);
                 continue;
             }
             valid.push(execution.claims.len() - 1);
@@ -209,7 +365,7 @@ impl Engine {
                 break;
             }
         }
-        runs.abort_all();
+        leasing.runs.abort_all();
         self.conclude(&mut execution, intent, quorum, &valid, missed_deadline);
         execution
     }
@@ -260,7 +416,7 @@ impl Engine {
     fn observe(
         &self,
         execution: &mut Execution,
-        subject: d402_protocol::PublicKey,
+        subject: PublicKey,
         intent: &TaskIntent,
         kind: ReputationKind,
         delta: i32,
@@ -281,56 +437,49 @@ impl Engine {
         }
     }
 
-    /// Leases the task to local worker `worker`, runs it and returns the worker's signed
-    /// claim, or the run error as `{kind, message}`.
-    async fn lease_and_run(&self, worker: usize, intent: &TaskIntent, served: &ServedCapability) -> Result<Signed<ResultClaim>, Value> {
-        let key = &self.workers[worker].key;
-        let lease = Lease {
-            lease_id: format!("lease:{}:{worker}", intent.task_id.trim_start_matches("task:")),
-            task_id: intent.task_id.clone(),
-            gateway: self.gateway.public(),
-            worker: key.public(),
-            manifest_cid: served.manifest_cid,
-            artifact_cid: served.loaded.artifact_cid(),
-            price: intent.budget,
-            expires_at: intent.created_at.plus_millis(intent.deadline_ms),
-        };
-        let lease = Signed::sign(lease, &self.gateway).map_err(|e| internal(&e))?;
-        let info = TaskInfo { task_id: intent.task_id.clone() };
-        let report = self
-            .runtime
-            .run(&served.loaded, &info, &intent.input, self.pages.clone())
-            .await
-            .map_err(|failure| json!(failure.error))?;
-        let output_hash = ContentHash::of(&canonical::to_vec(&report.output).map_err(|e| internal(&e))?);
-        let claim = ResultClaim {
-            task_id: intent.task_id.clone(),
-            lease_id: lease.payload.lease_id.clone(),
-            worker: key.public(),
-            manifest_cid: served.manifest_cid,
-            artifact_cid: served.loaded.artifact_cid(),
-            input_hash: report.evidence.input_hash.unwrap_or_else(|| ContentHash::of(b"")),
-            snapshot_cids: report.evidence.snapshot_cids.clone(),
-            evidence: serde_json::to_value(&report.evidence).unwrap_or(Value::Null),
-            output: report.output,
-            output_hash,
-            completed_at: Timestamp::now(),
-        };
-        Signed::sign(claim, key).map_err(|e| internal(&e))
+    /// Runs `lease` on `assignee`: in the local sandbox, or on the remote worker over the
+    /// lease protocol. The run error as `{kind, message}` (`unreachable` when a remote worker
+    /// did not answer).
+    async fn run_assignee(
+        &self,
+        assignee: &Assignee,
+        lease: &Signed<Lease>,
+        intent: &Signed<TaskIntent>,
+        served: &ServedCapability,
+    ) -> Result<Signed<ResultClaim>, Value> {
+        match assignee {
+            Assignee::Local(i) => {
+                let pages = if served.loaded.manifest().permissions.browser.is_some() { self.pages.clone() } else { None };
+                let key = &self.workers[*i].key;
+                run_lease(&self.runtime, &served.loaded, key, &lease.payload, &intent.payload.input, pages).await
+            }
+            Assignee::Remote(key) => {
+                let network = self.network.as_ref().ok_or_else(|| internal(&"no peer network"))?;
+                let request = LeaseRequest { lease: lease.clone(), intent: intent.clone() };
+                match network.lease(peer_id_of(key), request).await {
+                    Ok(LeaseResponse::Claim { claim }) => Ok(*claim),
+                    Ok(LeaseResponse::Failed { error }) => Err(error),
+                    Err(e) => Err(json!({"kind": "unreachable", "message": e.to_string()})),
+                }
+            }
+        }
     }
 
-    /// The validator's verdict on one claim on its own.
+    /// The validator's verdict on one claim on its own. `from` is the remote worker that
+    /// holds the claim's snapshots (none: a local worker, whose snapshots are here).
     async fn validate(
         &self,
         claim: &Signed<ResultClaim>,
+        lease: &Lease,
         intent: &TaskIntent,
         served: &ServedCapability,
         reputation: i64,
-        mode: ExecutionMode,
+        from: Option<PublicKey>,
     ) -> Verdict {
         let checked = claim
             .verify()
             .map_err(|e| format!("the claim's signature does not verify: {e}"))
+            .and_then(|payload| check_lease(payload, &claim.signer, lease).map(|()| payload))
             .and_then(|claim| check_integrity(claim, intent, &served.manifest_cid).map(|()| claim))
             .and_then(|claim| served.validator.check_claim(claim, reputation).map(|()| claim));
         let claim = match checked {
@@ -338,16 +487,27 @@ impl Engine {
             Err(reason) => return Verdict::Rejected(reason),
         };
         if served.validator.replays()
-            && mode != ExecutionMode::Quorum
-            && let Err(reason) = self.replay(claim, &intent.input, served).await
+            && intent.mode != ExecutionMode::Quorum
+            && let Err(reason) = self.replay(claim, &intent.input, served, from).await
         {
             return Verdict::Rejected(reason);
         }
         Verdict::Accepted
     }
 
-    /// Re-runs the claim's task on the claim's snapshots and compares the outputs.
-    async fn replay(&self, claim: &ResultClaim, input: &Value, served: &ServedCapability) -> Result<(), String> {
+    /// Re-runs the claim's task on the claim's snapshots and compares the outputs. Snapshots
+    /// missing here are fetched by CID from the worker `from` (and kept only if they hash
+    /// to their CID).
+    async fn replay(&self, claim: &ResultClaim, input: &Value, served: &ServedCapability, from: Option<PublicKey>) -> Result<(), String> {
+        if let (Some(worker), Some(network)) = (from, &self.network) {
+            for cid in claim.snapshot_cids.iter().filter(|cid| !self.blobs.contains(cid)) {
+                let bytes = network
+                    .fetch_blob(peer_id_of(&worker), *cid)
+                    .await
+                    .map_err(|e| format!("cannot fetch the claim's snapshot {cid} from the worker: {e}"))?;
+                self.blobs.put_verified(&bytes, cid).map_err(|e| format!("cannot keep snapshot {cid}: {e}"))?;
+            }
+        }
         let source = d402_browser::SnapshotSource::load(&self.blobs, &claim.snapshot_cids)
             .map_err(|e| format!("cannot load the claim's snapshots: {e}"))?;
         let info = TaskInfo { task_id: claim.task_id.clone() };
@@ -369,7 +529,4 @@ fn is_buyer_fault(error: &Value) -> bool {
     matches!(error.get("kind").and_then(Value::as_str), Some("invalid-input" | "blocked"))
 }
 
-fn internal(error: &dyn std::fmt::Display) -> Value {
-    json!({"kind": "internal", "message": error.to_string()})
-}
 

@@ -10,13 +10,14 @@ use d402_protocol::{
     Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskIntent, Timestamp,
     ValidationModel, ValidationReceipt, ValidationStatus,
 };
+use d402_network::Network;
 use d402_runtime::{PageSource, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, ServedCapability};
-use crate::config::NodeConfig;
-use crate::engine::{Engine, Execution, Verdict, worker_id};
-use crate::installed::list_installed;
+use crate::config::{NodeConfig, Role};
+use crate::engine::{Engine, Execution, PeerPolicy, Verdict, worker_id};
+use crate::installed::{Installed, list_installed};
 use crate::payment::{
     Expectation, PaymentError, PaymentRail, PaymentRequired, PaymentResponse, Resource, SimulatedRail, X402_VERSION,
     task_binding,
@@ -78,6 +79,49 @@ struct Settled {
     credits: Vec<(String, Amount)>,
 }
 
+/// What the roles of one node process share: the installed capabilities, the sandbox, the
+/// blob store and the page fetcher.
+#[derive(Clone)]
+pub struct NodeParts {
+    /// Installed capabilities (see [`list_installed`]).
+    pub installed: Vec<Installed>,
+    /// The sandbox.
+    pub runtime: Arc<Runtime>,
+    /// Artifacts and snapshots by CID (`<state>/blobs`).
+    pub blobs: BlobStore,
+    /// The live page fetcher, when an installed capability may fetch pages.
+    pub pages: Option<Arc<dyn PageSource>>,
+}
+
+impl NodeParts {
+    /// Prepares the parts for `config`'s state directory. A node that is not a gateway may
+    /// have nothing installed.
+    pub fn prepare(config: &NodeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.state).with_context(|| format!("cannot create {}", config.state.display()))?;
+        let installed = match list_installed(&config.state) {
+            Err(e) if !config.has(Role::Gateway) => {
+                tracing::warn!("{e:#}");
+                Vec::new()
+            }
+            listed => listed?,
+        };
+        let runtime = Runtime::new(RuntimeConfig {
+            compile_cache_dir: Some(config.state.join("compile-cache")),
+            fuel_metering: installed.iter().any(|i| i.manifest.limits.fuel.is_some()),
+            ..RuntimeConfig::default()
+        })?;
+        let blobs = BlobStore::open(config.state.join("blobs"))?;
+        let pages: Option<Arc<dyn PageSource>> = if installed.iter().any(|i| i.manifest.permissions.browser.is_some()) {
+            let live = d402_browser::LiveSource::with_defaults(config.allow_private_addresses, blobs.clone())
+                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+            Some(Arc::new(live))
+        } else {
+            None
+        };
+        Ok(Self { installed, runtime: Arc::new(runtime), blobs, pages })
+    }
+}
+
 /// A running gateway's shared state.
 pub struct Gateway {
     config: NodeConfig,
@@ -92,35 +136,33 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Opens the node described by `config`: its wallet (`<state>/wallet.json`, created if
-    /// missing), the store, every installed capability that passes the policy, the local
-    /// worker pool and, when a served capability may fetch pages, the page fetcher. Tasks a
-    /// previous run left unsettled are refunded. Must run inside a tokio runtime.
+    /// Opens the gateway described by `config` without the peer network (see
+    /// [`Gateway::open_with`]).
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
+        let parts = NodeParts::prepare(&config)?;
+        Self::open_with(config, parts, None)
+    }
+
+    /// Opens the gateway described by `config` on shared `parts`: its wallet
+    /// (`<state>/wallet.json`, created if missing), the store, every installed capability
+    /// that passes the policy, the local worker pool and, with `network`, remote workers.
+    /// Tasks a previous run left unsettled are refunded. Must run inside a tokio runtime.
+    pub fn open_with(config: NodeConfig, parts: NodeParts, network: Option<Arc<Network>>) -> anyhow::Result<Arc<Self>> {
         if config.rail != "simulated" {
             bail!("payment rail {:?} is not available yet; use --rail simulated", config.rail);
         }
-        std::fs::create_dir_all(&config.state).with_context(|| format!("cannot create {}", config.state.display()))?;
-        let installed = list_installed(&config.state)?;
-        let runtime = Runtime::new(RuntimeConfig {
-            compile_cache_dir: Some(config.state.join("compile-cache")),
-            fuel_metering: installed.iter().any(|i| i.manifest.limits.fuel.is_some()),
-            ..RuntimeConfig::default()
-        })?;
-        let catalog = Catalog::load(&config, &runtime, installed)?;
+        let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
         let store = NodeStore::open(&config.state.join("node.redb"))?;
-        let blobs = BlobStore::open(config.state.join("blobs"))?;
-        let pages: Option<Arc<dyn PageSource>> =
-            if catalog.all().iter().any(|c| c.loaded.manifest().permissions.browser.is_some()) {
-                let live = d402_browser::LiveSource::with_defaults(config.allow_private_addresses, blobs.clone())
-                    .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
-                Some(Arc::new(live))
-            } else {
-                None
-            };
         let engine_key = Keypair::from_keypair_bytes(&key.to_keypair_bytes())?;
-        let engine = Arc::new(Engine::open(&config.state, config.local_workers as usize, runtime, engine_key, pages, blobs)?);
+        let mut engine = Engine::open(&config.state, config.local_pool(), parts.runtime, engine_key, parts.pages, parts.blobs)?;
+        if let Some(network) = network {
+            let policy = PeerPolicy {
+                min_protocol_version: config.min_protocol_version,
+                min_software_version: config.min_software_version.clone(),
+            };
+            engine = engine.with_network(network, policy);
+        }
         let gateway = Arc::new(Self {
             node_id: format!("gateway:{}", key.public()),
             account: key.public().to_string(),
@@ -128,7 +170,7 @@ impl Gateway {
             key,
             store,
             catalog,
-            engine,
+            engine: Arc::new(engine),
             rail: Box::new(SimulatedRail),
             bound: std::sync::OnceLock::new(),
         });
@@ -164,6 +206,11 @@ impl Gateway {
     /// The local worker pool's payout accounts.
     pub fn worker_accounts(&self) -> Vec<String> {
         self.engine.workers().iter().map(|w| w.account().to_string()).collect()
+    }
+
+    /// The peer network, when the node joined one.
+    pub fn network(&self) -> Option<&Arc<Network>> {
+        self.engine.network()
     }
 
     /// The payment rail.
@@ -296,7 +343,7 @@ impl Gateway {
             Some(served) => {
                 let this = self.clone();
                 let reputation = move |account: &str| this.store.reputation(account).unwrap_or(0);
-                let execution = self.engine.execute(&record.intent.payload, &served, reputation).await;
+                let execution = self.engine.execute(&record.intent, &served, reputation).await;
                 match execution.decision.clone() {
                     Ok(_) => self.prepare_accepted(record, &served, execution),
                     Err(error) => self.prepare_rejected(record, error, Some(execution)),

@@ -18,7 +18,6 @@ use d402_protocol::Price;
 use serde_json::{Value, json};
 
 use crate::catalog::{CapabilityQuery, ServedCapability};
-use crate::config::Role;
 use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
 use crate::payment::{PaymentError, PaymentRequired, encode_header};
 use crate::store::{Receipts, StoreError, TaskRecord, TaskStatus};
@@ -35,6 +34,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/.well-known/dnc-gateway.json", get(discovery))
         .route("/capabilities", get(capabilities))
         .route("/openapi.json", get(openapi))
+        .route("/network", get(network))
         .route("/tasks", post(create_task))
         .route(PAGE_ALIAS.0, post(create_page_task))
         .route("/tasks/{id}", get(get_task))
@@ -116,18 +116,25 @@ async fn healthz() -> Json<Value> {
     Json(json!({"ok": true}))
 }
 
+async fn network(State(g): State<Arc<Gateway>>) -> Json<Value> {
+    let Some(network) = g.network() else {
+        return Json(json!({"enabled": false, "addresses": [], "nodeOffers": [], "validatorOffers": []}));
+    };
+    let addresses: Vec<String> = network.listen_addresses().await.iter().map(|a| a.to_string()).collect();
+    let mut offers: Vec<_> = network.offers().into_values().collect();
+    offers.sort_by_key(|o| o.payload.node_id.to_string());
+    Json(json!({
+        "enabled": true,
+        "peerId": network.peer_id().to_string(),
+        "addresses": addresses,
+        "nodeOffers": offers,
+        "validatorOffers": network.validator_offers(),
+    }))
+}
+
 async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let base = g.base_url();
-    let roles: Vec<&str> = g
-        .config()
-        .roles
-        .iter()
-        .map(|r| match r {
-            Role::Gateway => "gateway",
-            Role::Worker => "worker",
-            Role::Validator => "validator",
-        })
-        .collect();
+    let roles: Vec<&str> = g.config().roles.iter().map(|r| r.as_str()).collect();
     let capabilities: Vec<Value> = g
         .catalog()
         .all()

@@ -15,9 +15,11 @@ pub mod http;
 pub mod installed;
 pub mod openapi;
 pub mod payment;
+pub mod run;
 pub mod settlement;
 pub mod store;
 pub mod validation;
+pub mod worker;
 
 pub use config::{NodeArgs, NodeConfig, Role};
 pub use gateway::Gateway;

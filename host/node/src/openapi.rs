@@ -89,6 +89,10 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     );
     paths.insert("/capabilities".into(), capabilities_path());
     paths.insert("/openapi.json".into(), get_json("openapi", "This OpenAPI 3.1 document.", "OpenApi"));
+    paths.insert(
+        "/network".into(),
+        get_json("network", "The peer network as this gateway sees it: its addresses and the verified offers it heard.", "Network"),
+    );
     let payment = match operations {
         [] => None,
         [only] => Some(payment_info(only)),
@@ -590,6 +594,17 @@ fn components() -> Map<String, Value> {
                 }
             }
         })),
+        ("Network", json!({
+            "type": "object",
+            "required": ["enabled", "addresses", "nodeOffers", "validatorOffers"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "peerId": string,
+                "addresses": {"type": "array", "items": string},
+                "nodeOffers": {"type": "array", "items": {"type": "object"}},
+                "validatorOffers": {"type": "array", "items": {"type": "object"}}
+            }
+        })),
         ("Healthz", json!({
             "type": "object",
             "required": ["ok"],
@@ -694,13 +709,14 @@ mod tests {
     }
 
     /// Every route of `gateway::router` and its method.
-    const ROUTES: [(&str, &str); 11] = [
+    const ROUTES: [(&str, &str); 12] = [
         ("/health", "get"),
         ("/healthz", "get"),
         ("/.well-known/d402-gateway.json", "get"),
         ("/.well-known/dnc-gateway.json", "get"),
         ("/capabilities", "get"),
         ("/openapi.json", "get"),
+        ("/network", "get"),
         ("/tasks", "post"),
         ("/v1/web/page-to-markdown", "post"),
         ("/tasks/{taskId}", "get"),

@@ -18,7 +18,8 @@
 //! engine (replay validation); [`Validator::replay_agrees`] compares the replayed output.
 
 use d402_protocol::{
-    CapabilityManifest, ContentHash, ContentId, DeterminismClass, ResultClaim, TaskIntent, ValidationModel, canonical,
+    CapabilityManifest, ContentHash, ContentId, DeterminismClass, Lease, PublicKey, ResultClaim, TaskIntent, ValidationModel,
+    canonical,
 };
 use serde_json::Value;
 
@@ -40,6 +41,21 @@ pub fn check_integrity(claim: &ResultClaim, intent: &TaskIntent, manifest_cid: &
     let output = canonical::to_vec(&claim.output).map_err(|e| e.to_string())?;
     if claim.output_hash != ContentHash::of(&output) {
         return Err("the claim's output hash is not the hash of its output".into());
+    }
+    Ok(())
+}
+
+/// The checks that tie a claim signed by `signer` to the `lease` it answers: the leased
+/// worker signed it, for this lease, having run the leased artifact.
+pub fn check_lease(claim: &ResultClaim, signer: &PublicKey, lease: &Lease) -> Result<(), String> {
+    if *signer != lease.worker || claim.worker != lease.worker {
+        return Err(format!("the claim is not signed by the leased worker {}", lease.worker));
+    }
+    if claim.lease_id != lease.lease_id {
+        return Err(format!("the claim answers lease {}, not {}", claim.lease_id, lease.lease_id));
+    }
+    if claim.artifact_cid != lease.artifact_cid {
+        return Err(format!("the claim ran artifact {}, not the leased {}", claim.artifact_cid, lease.artifact_cid));
     }
     Ok(())
 }

@@ -1,0 +1,156 @@
+//! One node process with any combination of roles: the gateway HTTP API, a worker answering
+//! leases from the peer network, a validator announcing what it validates, a bootstrap peer.
+//!
+//! With `p2p-listen` the node joins the peer network (its wallet key is its identity,
+//! `<state>/peers.json` remembers its peers), serves its blobs by CID, announces provider
+//! records for the manifests and artifacts it holds, and re-announces its signed node offer
+//! (and validator offers) every `offer-interval-seconds`; they lapse after three intervals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use d402_network::{Network, NetworkConfig};
+use d402_protocol::{Keypair, NodeOffer, OfferedCapability, Price, Signed, Timestamp, ValidatorOffer};
+
+use crate::config::{NodeConfig, Role};
+use crate::gateway::{Gateway, NodeParts};
+use crate::installed::Installed;
+use crate::worker::WorkerService;
+
+/// The protocol version this node speaks (announced in its offers).
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The software version announced in offers.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the node described by `config` until the process ends. Prints its peer-network
+/// addresses (`d402 node p2p address …`) and, for a gateway, its HTTP address.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    let parts = NodeParts::prepare(&config)?;
+    let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
+    let network = match &config.p2p_listen {
+        None => None,
+        Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
+    };
+    let gateway = if config.has(Role::Gateway) {
+        Some(Gateway::open_with(config.clone(), parts.clone(), network.clone())?)
+    } else {
+        None
+    };
+    if let Some(network) = &network {
+        if config.has(Role::Worker) {
+            let worker = WorkerService::new(clone_key(&key), &parts, network);
+            network.serve_leases(Arc::new(worker));
+        }
+        for installed in &parts.installed {
+            network.provide(installed.package.manifest_cid).await?;
+            network.provide(installed.package.artifact_cid).await?;
+        }
+        tokio::spawn(announce(network.clone(), key, config.clone(), parts.installed));
+    }
+    match gateway {
+        Some(gateway) => crate::http::serve(gateway).await,
+        None => {
+            println!("d402 node running ({})", config.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","));
+            std::future::pending().await
+        }
+    }
+}
+
+async fn start_network(config: &NodeConfig, key: &Keypair, listen: &str, parts: &NodeParts) -> anyhow::Result<Arc<Network>> {
+    let network_config = NetworkConfig {
+        listen: listen.parse()?,
+        bootstrap: config.bootstrap.iter().map(|a| a.parse()).collect::<Result<_, _>>()?,
+        peer_store: Some(config.state.join("peers.json")),
+        blobs: Some(parts.blobs.clone()),
+    };
+    let network = Arc::new(Network::start(key, network_config)?);
+    for address in network.listen_addresses().await {
+        println!("d402 node p2p address {address}");
+    }
+    Ok(network)
+}
+
+fn clone_key(key: &Keypair) -> Keypair {
+    Keypair::from_keypair_bytes(&key.to_keypair_bytes()).expect("a valid key stays valid")
+}
+
+/// Signs and announces the node's offers now and every interval.
+async fn announce(network: Arc<Network>, key: Keypair, config: NodeConfig, installed: Vec<Installed>) {
+    let interval = Duration::from_secs(config.offer_interval_seconds);
+    let addresses: Vec<String> = network.listen_addresses().await.iter().map(|a| a.to_string()).collect();
+    loop {
+        let signed = Signed::sign(node_offer(&key, &config, &addresses, &installed), &key);
+        match signed {
+            Ok(offer) => {
+                if let Err(e) = network.announce(&offer, "node").await {
+                    tracing::warn!(error = %e, "cannot announce the node offer");
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot sign the node offer"),
+        }
+        if config.has(Role::Validator) {
+            for offer in validator_offers(&key, &config, &installed) {
+                match Signed::sign(offer, &key) {
+                    Ok(offer) => {
+                        let _ = network.announce(&offer, &offer.payload.capability_family).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot sign a validator offer"),
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The price a node asks for an installed capability: the configured override or the
+/// manifest's price.
+fn price_of(config: &NodeConfig, installed: &Installed) -> Price {
+    config.price.unwrap_or(installed.manifest.pricing.price)
+}
+
+/// This node's offer: its roles, addresses and, as a worker, the exact manifests it runs.
+pub fn node_offer(key: &Keypair, config: &NodeConfig, addresses: &[String], installed: &[Installed]) -> NodeOffer {
+    let now = Timestamp::now();
+    let capabilities = if config.has(Role::Worker) {
+        installed
+            .iter()
+            .map(|i| OfferedCapability {
+                capability_id: i.manifest.capability_id(),
+                manifest_cid: i.package.manifest_cid,
+                price: price_of(config, i),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    NodeOffer {
+        node_id: key.public(),
+        addresses: addresses.to_vec(),
+        payout_wallet: key.public().to_string(),
+        roles: config.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        capabilities,
+        software_version: SOFTWARE_VERSION.into(),
+        protocol_version: PROTOCOL_VERSION,
+        issued_at: now,
+        expires_at: now.plus_millis(config.offer_interval_seconds * 3 * 1000),
+    }
+}
+
+/// One validator offer per installed capability: the manifest's model, the configured fee.
+fn validator_offers(key: &Keypair, config: &NodeConfig, installed: &[Installed]) -> Vec<ValidatorOffer> {
+    let now = Timestamp::now();
+    installed
+        .iter()
+        .map(|i| ValidatorOffer {
+            validator_id: key.public(),
+            capability_family: i.manifest.capability_id(),
+            models: vec![i.manifest.validator.model],
+            fee: Price(price_of(config, i).0.share_bps(config.validator_fee_bps)),
+            payout_wallet: key.public().to_string(),
+            issued_at: now,
+            expires_at: now.plus_millis(config.offer_interval_seconds * 3 * 1000),
+        })
+        .collect()
+}
