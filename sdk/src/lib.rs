@@ -68,10 +68,12 @@ pub trait Capability {
 /// Decodes JSON input, runs `C`, encodes its output. Used by [`export_capability!`]; call it
 /// directly to test a capability natively with JSON text.
 pub fn run_json<C: Capability>(ctx: &TaskContext, input: &str) -> Result<String, RunError> {
-    let input: C::Input = serde_json::from_str(input)
-        .map_err(|e| RunError::InvalidInput(format!("input does not match the capability's type: {e}")))?;
+    let input: C::Input = serde_json::from_str(input).map_err(|e| {
+        RunError::InvalidInput(format!("input does not match the capability's type: {e}"))
+    })?;
     let output = C::run(ctx, input)?;
-    serde_json::to_string(&output).map_err(|e| RunError::Internal(format!("cannot encode output: {e}")))
+    serde_json::to_string(&output)
+        .map_err(|e| RunError::Internal(format!("cannot encode output: {e}")))
 }
 
 /// Exports a [`Capability`] implementation as the component's `capability.run`.

@@ -39,13 +39,15 @@ mod pages {
     }
 
     pub(crate) fn fetch_test_page(request: &FetchRequest) -> Result<Page, FetchError> {
-        PAGES.with(|pages| pages.borrow().get(&request.url).cloned()).ok_or_else(|| {
-            FetchError::Upstream(format!("no test page registered for {}", request.url))
-        })
+        PAGES
+            .with(|pages| pages.borrow().get(&request.url).cloned())
+            .ok_or_else(|| {
+                FetchError::Upstream(format!("no test page registered for {}", request.url))
+            })
     }
 }
 
 #[cfg(all(feature = "browser", not(target_arch = "wasm32")))]
-pub use pages::serve_page;
-#[cfg(all(feature = "browser", not(target_arch = "wasm32")))]
 pub(crate) use pages::fetch_test_page;
+#[cfg(all(feature = "browser", not(target_arch = "wasm32")))]
+pub use pages::serve_page;

@@ -53,11 +53,12 @@ impl Capability for JsonTransform {
 }
 
 fn pick<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |current, segment| match current {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
+    path.split('.')
+        .try_fold(value, |current, segment| match current {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
 }
 
 d402_sdk::export_capability!(JsonTransform);
@@ -73,13 +74,19 @@ mod tests {
             r#"{"value": {"a": {"b": [10, {"c": true}]}}, "select": ["a.b.1.c", "a.b.0", "a.x", "a.b.9"]}"#,
         )
         .unwrap();
-        assert_eq!(out, r#"{"result":{"a.b.0":10,"a.b.1.c":true},"missing":["a.x","a.b.9"]}"#);
+        assert_eq!(
+            out,
+            r#"{"result":{"a.b.0":10,"a.b.1.c":true},"missing":["a.x","a.b.9"]}"#
+        );
     }
 
     #[test]
     fn wrong_input_type_is_invalid_input() {
-        let err = d402_sdk::run_json::<JsonTransform>(&d402_sdk::testing::context("x.y@1"), r#"{"value": 1}"#)
-            .unwrap_err();
+        let err = d402_sdk::run_json::<JsonTransform>(
+            &d402_sdk::testing::context("x.y@1"),
+            r#"{"value": 1}"#,
+        )
+        .unwrap_err();
         assert!(matches!(err, RunError::InvalidInput(m) if m.contains("select")));
     }
 }

@@ -2,7 +2,9 @@
 //! import, extracts the main content as clean markdown, rejects blocked-page interstitials,
 //! and returns evidence that lets anyone re-check the result on the recorded snapshot.
 
-use d402_page_extractor::{EXTRACTOR_VERSION, ExtractOptions, Rejection, extract, interstitial_checks};
+use d402_page_extractor::{
+    EXTRACTOR_VERSION, ExtractOptions, Rejection, extract, interstitial_checks,
+};
 pub use d402_sdk::browser::Page;
 use d402_sdk::browser::{FetchRequest, RenderMode, fetch};
 use d402_sdk::{Capability, RunError, TaskContext};
@@ -91,7 +93,9 @@ impl Capability for PageToMarkdown {
             Some("never") => RenderMode::Never,
             Some("always") => RenderMode::Always,
             Some(other) => {
-                return Err(RunError::InvalidInput(format!("render must be never, auto or always, not {other:?}")));
+                return Err(RunError::InvalidInput(format!(
+                    "render must be never, auto or always, not {other:?}"
+                )));
             }
         };
         let request = FetchRequest {
@@ -106,18 +110,41 @@ impl Capability for PageToMarkdown {
 
 /// Turns a fetched page into the capability's output (or a typed error).
 pub fn convert(page: &Page) -> Result<Output, RunError> {
-    let media = page.content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = page
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if !(media.is_empty() || media.contains("html") || media.starts_with("text/")) {
-        return Err(RunError::UpstreamFailure(format!("unsupported content type {media:?}")));
+        return Err(RunError::UpstreamFailure(format!(
+            "unsupported content type {media:?}"
+        )));
     }
     let html = decode(&page.body, &page.content_type);
     // A wall is reported as blocked whatever the status; otherwise an error status wins.
-    let article = match (extract(&html, &page.final_url, &ExtractOptions::default()), page.status >= 400) {
+    let article = match (
+        extract(&html, &page.final_url, &ExtractOptions::default()),
+        page.status >= 400,
+    ) {
         (Err(Rejection::Blocked { detector, evidence }), _) => {
-            return Err(RunError::Blocked(format!("{detector}: {evidence} (HTTP {})", page.status)));
+            return Err(RunError::Blocked(format!(
+                "{detector}: {evidence} (HTTP {})",
+                page.status
+            )));
         }
-        (_, true) => return Err(RunError::UpstreamFailure(format!("HTTP {} from {}", page.status, page.final_url))),
-        (Err(rejection), false) => return Err(RunError::UpstreamFailure(format!("no article content: {rejection}"))),
+        (_, true) => {
+            return Err(RunError::UpstreamFailure(format!(
+                "HTTP {} from {}",
+                page.status, page.final_url
+            )));
+        }
+        (Err(rejection), false) => {
+            return Err(RunError::UpstreamFailure(format!(
+                "no article content: {rejection}"
+            )));
+        }
         (Ok(article), false) => article,
     };
     let content_hash = content_hash(&article.markdown);
@@ -139,7 +166,10 @@ pub fn convert(page: &Page) -> Result<Output, RunError> {
             http_status: page.status,
             rendered: page.rendered,
             fetched_at: page.fetched_at.clone(),
-            interstitial_checks: interstitial_checks().iter().map(|c| c.to_string()).collect(),
+            interstitial_checks: interstitial_checks()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
         },
     })
 }
@@ -150,9 +180,13 @@ pub fn convert(page: &Page) -> Result<Output, RunError> {
 /// `<meta charset>`, then windows-1252 (the web's default for undeclared legacy pages).
 pub fn decode(body: &[u8], content_type: &str) -> String {
     if let Some((encoding, bom_length)) = encoding_rs::Encoding::for_bom(body) {
-        return encoding.decode_without_bom_handling(&body[bom_length..]).0.into_owned();
+        return encoding
+            .decode_without_bom_handling(&body[bom_length..])
+            .0
+            .into_owned();
     }
-    let label = |label: Option<String>| label.and_then(|l| encoding_rs::Encoding::for_label(l.as_bytes()));
+    let label =
+        |label: Option<String>| label.and_then(|l| encoding_rs::Encoding::for_label(l.as_bytes()));
     if let Some(encoding) = label(charset_param(content_type)) {
         return encoding.decode_without_bom_handling(body).0.into_owned();
     }
@@ -166,7 +200,8 @@ pub fn decode(body: &[u8], content_type: &str) -> String {
 fn charset_param(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|param| {
         let (key, value) = param.split_once('=')?;
-        (key.trim().eq_ignore_ascii_case("charset")).then(|| value.trim().trim_matches('"').to_string())
+        (key.trim().eq_ignore_ascii_case("charset"))
+            .then(|| value.trim().trim_matches('"').to_string())
     })
 }
 
@@ -218,10 +253,17 @@ mod tests {
     #[test]
     fn converts_a_page_with_hash_and_evidence() {
         let out = convert(&page(200, "text/html", ARTICLE.as_bytes())).unwrap();
-        assert!(out.markdown.contains("The first paragraph"), "{}", out.markdown);
+        assert!(
+            out.markdown.contains("The first paragraph"),
+            "{}",
+            out.markdown
+        );
         assert_eq!(out.content_hash, content_hash(&out.markdown));
         // The FIPS 180-2 "abc" vector pins the digest and its text form.
-        assert_eq!(content_hash("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            content_hash("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(out.evidence.http_status, 200);
         assert_eq!(out.snapshot_cid, "bafkreitest");
         assert!(!out.evidence.interstitial_checks.is_empty());
@@ -229,24 +271,42 @@ mod tests {
 
     #[test]
     fn error_statuses_are_upstream_failures_and_walls_are_blocked() {
-        assert!(matches!(convert(&page(404, "text/html", ARTICLE.as_bytes())), Err(RunError::UpstreamFailure(m)) if m.contains("404")));
+        assert!(
+            matches!(convert(&page(404, "text/html", ARTICLE.as_bytes())), Err(RunError::UpstreamFailure(m)) if m.contains("404"))
+        );
         let wall = b"<html><head><title>Just a moment...</title></head><body><div id=\"challenge-platform\"></div>\
             <script src=\"/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1\"></script></body></html>";
-        assert!(matches!(convert(&page(403, "text/html", wall)), Err(RunError::Blocked(m)) if m.contains("cloudflare")));
-        assert!(matches!(convert(&page(200, "application/pdf", b"%PDF")), Err(RunError::UpstreamFailure(m)) if m.contains("content type")));
+        assert!(
+            matches!(convert(&page(403, "text/html", wall)), Err(RunError::Blocked(m)) if m.contains("cloudflare"))
+        );
+        assert!(
+            matches!(convert(&page(200, "application/pdf", b"%PDF")), Err(RunError::UpstreamFailure(m)) if m.contains("content type"))
+        );
     }
 
     #[test]
     fn decodes_declared_charsets() {
         assert_eq!(decode(b"caf\xe9", "text/html; charset=ISO-8859-1"), "café");
-        assert_eq!(decode(b"<meta charset=\"windows-1252\">caf\xe9", "text/html"), "<meta charset=\"windows-1252\">café");
+        assert_eq!(
+            decode(b"<meta charset=\"windows-1252\">caf\xe9", "text/html"),
+            "<meta charset=\"windows-1252\">café"
+        );
         assert_eq!(decode("café".as_bytes(), "text/html"), "café");
         // Valid UTF-8 wins over a stale meta declaration; a BOM wins over everything.
-        assert_eq!(decode("<meta charset=\"gb2312\">中文".as_bytes(), "text/html"), "<meta charset=\"gb2312\">中文");
-        assert_eq!(decode(b"\xef\xbb\xbfcaf\xc3\xa9", "text/html; charset=iso-8859-1"), "café");
+        assert_eq!(
+            decode("<meta charset=\"gb2312\">中文".as_bytes(), "text/html"),
+            "<meta charset=\"gb2312\">中文"
+        );
+        assert_eq!(
+            decode(b"\xef\xbb\xbfcaf\xc3\xa9", "text/html; charset=iso-8859-1"),
+            "café"
+        );
         // Undeclared, not UTF-8: windows-1252.
         assert_eq!(decode(b"caf\xe9", "text/html"), "café");
         // GBK bytes declared in a meta tag.
-        assert_eq!(decode(b"<meta charset=\"gbk\">\xd6\xd0\xce\xc4", ""), "<meta charset=\"gbk\">中文");
+        assert_eq!(
+            decode(b"<meta charset=\"gbk\">\xd6\xd0\xce\xc4", ""),
+            "<meta charset=\"gbk\">中文"
+        );
     }
 }

@@ -13,7 +13,10 @@ use thiserror::Error;
 /// part, even across a crash: a temporary file in the same directory (created with the
 /// parents), synced, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -94,10 +97,12 @@ impl BlobStore {
         Ok(cid)
     }
 
-    /// Stores `bytes` only if they hash to `expected`.
+    /// Stores `bytes` only if they hash to `expected`, replacing whatever file holds that
+    /// CID now (a damaged copy is repaired).
     pub fn put_verified(&self, bytes: &[u8], expected: &ContentId) -> Result<(), BlobError> {
         check(bytes, expected)?;
-        self.put(bytes).map(|_| ())
+        let path = self.path_of(expected);
+        write_atomic(&path, bytes).map_err(|source| BlobError::Io { path, source })
     }
 
     /// Reads the blob with `cid`, re-hashing it; a mismatch is an error.
@@ -148,7 +153,10 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let cid = store.put(b"original").unwrap();
         fs::write(store.path_of(&cid), b"tampered").unwrap();
-        assert!(matches!(store.get(&cid), Err(BlobError::DigestMismatch { .. })));
+        assert!(matches!(
+            store.get(&cid),
+            Err(BlobError::DigestMismatch { .. })
+        ));
         let absent = ContentId::of_bytes(b"absent");
         assert!(matches!(store.get(&absent), Err(BlobError::Missing(_))));
     }
@@ -160,5 +168,19 @@ mod tests {
         let wrong = ContentId::of_bytes(b"other");
         assert!(store.put_verified(b"bytes", &wrong).is_err());
         assert!(!store.contains(&ContentId::of_bytes(b"bytes")));
+    }
+
+    #[test]
+    fn put_verified_repairs_a_damaged_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let cid = store.put(b"bytes").unwrap();
+        std::fs::write(store.path_of(&cid), b"bytez").unwrap();
+        assert!(matches!(
+            store.get(&cid),
+            Err(BlobError::DigestMismatch { .. })
+        ));
+        store.put_verified(b"bytes", &cid).unwrap();
+        assert_eq!(store.get(&cid).unwrap(), b"bytes");
     }
 }

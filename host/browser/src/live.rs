@@ -32,8 +32,17 @@ struct Inner {
 impl LiveSource {
     /// A source with the default configuration, except that `allow_private_addresses`
     /// (DEVELOPMENT ONLY) lets fetches reach private and loopback addresses.
-    pub fn with_defaults(allow_private_addresses: bool, store: BlobStore) -> Result<Self, FetchFailure> {
-        Self::new(BrowserConfig { allow_private_addresses, ..BrowserConfig::default() }, store)
+    pub fn with_defaults(
+        allow_private_addresses: bool,
+        store: BlobStore,
+    ) -> Result<Self, FetchFailure> {
+        Self::new(
+            BrowserConfig {
+                allow_private_addresses,
+                ..BrowserConfig::default()
+            },
+            store,
+        )
     }
 
     /// A source using `config`, recording snapshots in `store`. Chromium starts on the first

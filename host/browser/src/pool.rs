@@ -221,7 +221,10 @@ async fn launch(config: &BrowserConfig, resolver: &CheckedResolver) -> Result<In
     let dead_tx = Arc::new(dead_tx);
     let (stop, stopped) = oneshot::channel::<()>();
     let watcher_dead = dead_tx.clone();
-    let mut process = Process { child, profile: Some(profile) };
+    let mut process = Process {
+        child,
+        profile: Some(profile),
+    };
     tokio::spawn(async move {
         let drain = async {
             while let Ok(Some(line)) = lines.next_line().await {

@@ -1,7 +1,6 @@
 //! Content-addressed page snapshots: the body and a small JSON record, both in the blob
 //! store; the record's CID is the page's `snapshot_cid`. [`SnapshotSource`] replays them.
 
-
 use d402_blobstore::{BlobError, BlobStore};
 use d402_protocol::{ContentId, Timestamp, canonical};
 use d402_runtime::{FetchedPage, ReplaySource};

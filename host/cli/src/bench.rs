@@ -42,7 +42,10 @@ pub enum BenchCommand {
         #[arg(long, default_value = "capabilities/page-to-markdown/manifest.json")]
         manifest: PathBuf,
         /// Its WASM component.
-        #[arg(long, default_value = "target/wasm32-wasip2/wasm/page_to_markdown.wasm")]
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip2/wasm/page_to_markdown.wasm"
+        )]
         wasm: PathBuf,
         /// Passes over the corpus per path.
         #[arg(long, default_value_t = 3)]
@@ -72,51 +75,106 @@ pub enum BenchCommand {
 /// Runs one benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Sandbox { manifest, wasm, iterations, loads } => sandbox(&manifest, &wasm, iterations, loads),
-        BenchCommand::Extract { pages, manifest, wasm, rounds, fuel } => {
-            let config = RuntimeConfig { fuel_metering: fuel, ..RuntimeConfig::default() };
+        BenchCommand::Sandbox {
+            manifest,
+            wasm,
+            iterations,
+            loads,
+        } => sandbox(&manifest, &wasm, iterations, loads),
+        BenchCommand::Extract {
+            pages,
+            manifest,
+            wasm,
+            rounds,
+            fuel,
+        } => {
+            let config = RuntimeConfig {
+                fuel_metering: fuel,
+                ..RuntimeConfig::default()
+            };
             extract(&pages, &manifest, &wasm, rounds, config)
         }
-        BenchCommand::Gateway { manifest, wasm, tasks, concurrency } => {
-            crate::bench_gateway::run(&crate::bench_gateway::GatewayBench { manifest: &manifest, wasm: &wasm, tasks, concurrency })
-        }
+        BenchCommand::Gateway {
+            manifest,
+            wasm,
+            tasks,
+            concurrency,
+        } => crate::bench_gateway::run(&crate::bench_gateway::GatewayBench {
+            manifest: &manifest,
+            wasm: &wasm,
+            tasks,
+            concurrency,
+        }),
     }
 }
 
-fn sandbox(manifest: &std::path::Path, wasm: &std::path::Path, iterations: u32, loads: u32) -> anyhow::Result<()> {
-    let bytes = read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
+fn sandbox(
+    manifest: &std::path::Path,
+    wasm: &std::path::Path,
+    iterations: u32,
+    loads: u32,
+) -> anyhow::Result<()> {
+    let bytes =
+        read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
     let mut manifest = read_manifest(manifest)?;
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let capability = runtime.load(&manifest, &bytes)?;
     let input = json!({"value": {"a": 1}, "select": ["a"]});
     let input_text = input.to_string();
-    let task = TaskInfo { task_id: "task:bench".into() };
+    let task = TaskInfo {
+        task_id: "task:bench".into(),
+    };
 
-    eprintln!("bench sandbox: {iterations} calls per path, {} warm-up", iterations / 10);
+    eprintln!(
+        "bench sandbox: {iterations} calls per path, {} warm-up",
+        iterations / 10
+    );
     let (bare, full) = tokio.block_on(async {
         for _ in 0..iterations / 10 {
-            runtime.bare_call(&capability, &input_text).await.expect("bare call");
-            runtime.run(&capability, &task, &input, None).await.expect("full run");
+            runtime
+                .bare_call(&capability, &input_text)
+                .await
+                .expect("bare call");
+            runtime
+                .run(&capability, &task, &input, None)
+                .await
+                .expect("full run");
         }
         // Interleave the two paths so drift (thermal, other load) hits both alike.
         let mut bare = Vec::with_capacity(iterations as usize);
         let mut full = Vec::with_capacity(iterations as usize);
         for _ in 0..iterations {
             let t = Instant::now();
-            runtime.bare_call(&capability, &input_text).await.expect("bare call");
+            runtime
+                .bare_call(&capability, &input_text)
+                .await
+                .expect("bare call");
             bare.push(t.elapsed());
             let t = Instant::now();
-            runtime.run(&capability, &task, &input, None).await.expect("full run");
+            runtime
+                .run(&capability, &task, &input, None)
+                .await
+                .expect("full run");
             full.push(t.elapsed());
         }
         (bare, full)
     });
     let (bare50, bare99) = percentiles(bare);
     let (full50, full99) = percentiles(full);
-    println!("warm call ({}, {} bytes of input)", manifest.capability_id(), input_text.len());
-    println!("  bare wasmtime instantiate+call   p50 {:>8.1} µs   p99 {:>8.1} µs   (baseline)", micros(bare50), micros(bare99));
+    println!(
+        "warm call ({}, {} bytes of input)",
+        manifest.capability_id(),
+        input_text.len()
+    );
+    println!(
+        "  bare wasmtime instantiate+call   p50 {:>8.1} µs   p99 {:>8.1} µs   (baseline)",
+        micros(bare50),
+        micros(bare99)
+    );
     println!(
         "  full d402 run path               p50 {:>8.1} µs   p99 {:>8.1} µs   ratio p50 {:.2}x  p99 {:.2}x",
         micros(full50),
@@ -126,7 +184,10 @@ fn sandbox(manifest: &std::path::Path, wasm: &std::path::Path, iterations: u32, 
     );
 
     let cache_dir = tempfile_dir()?;
-    let config = RuntimeConfig { compile_cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        compile_cache_dir: Some(cache_dir.clone()),
+        ..RuntimeConfig::default()
+    };
     let mut fresh = Vec::new();
     let mut cached = Vec::new();
     for i in 0..loads {
@@ -143,8 +204,14 @@ fn sandbox(manifest: &std::path::Path, wasm: &std::path::Path, iterations: u32, 
     let _ = std::fs::remove_dir_all(&cache_dir);
     let (fresh50, _) = percentiles(fresh);
     let (cached50, _) = percentiles(cached);
-    println!("cold load ({} KiB component, new engine each time)", bytes.len() / 1024);
-    println!("  fresh compile                    p50 {:>8.1} ms   (baseline)", millis(fresh50));
+    println!(
+        "cold load ({} KiB component, new engine each time)",
+        bytes.len() / 1024
+    );
+    println!(
+        "  fresh compile                    p50 {:>8.1} ms   (baseline)",
+        millis(fresh50)
+    );
     println!(
         "  from compile cache               p50 {:>8.1} ms   ratio {:.3}x ({:.0}x faster)",
         millis(cached50),
@@ -158,10 +225,21 @@ fn load_corpus(dir: &std::path::Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> 
     let mut pages = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
-        let file = if path.is_dir() { path.join("source.html") } else { path.clone() };
+        let file = if path.is_dir() {
+            path.join("source.html")
+        } else {
+            path.clone()
+        };
         if file.extension().is_some_and(|e| e == "html") && file.is_file() {
-            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            pages.push((format!("https://bench.example/{name}"), std::fs::read(&file)?));
+            let name = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            pages.push((
+                format!("https://bench.example/{name}"),
+                std::fs::read(&file)?,
+            ));
         }
     }
     pages.sort();
@@ -178,7 +256,8 @@ fn extract(
 ) -> anyhow::Result<()> {
     let pages = load_corpus(pages_dir)?;
     let total_bytes: usize = pages.iter().map(|(_, body)| body.len()).sum();
-    let bytes = read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let bytes =
+        read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
     let mut manifest = read_manifest(manifest)?;
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     let runtime = Runtime::new(config)?;
@@ -201,9 +280,17 @@ fn extract(
             fetched_at: "1970-01-01T00:00:00.000Z".into(),
         })
         .collect();
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let task = TaskInfo { task_id: "task:bench".into() };
-    eprintln!("bench extract: {} pages ({:.1} MB), {rounds} rounds per path", pages.len(), total_bytes as f64 / 1e6);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let task = TaskInfo {
+        task_id: "task:bench".into(),
+    };
+    eprintln!(
+        "bench extract: {} pages ({:.1} MB), {rounds} rounds per path",
+        pages.len(),
+        total_bytes as f64 / 1e6
+    );
     let mut native = Duration::ZERO;
     let mut wasm_time = Duration::ZERO;
     let mut differing = Vec::new();
@@ -219,7 +306,14 @@ fn extract(
             } else {
                 tokio.block_on(async {
                     for (url, _) in &pages {
-                        let _ = runtime.run(&capability, &task, &json!({"url": url}), Some(replay.clone())).await;
+                        let _ = runtime
+                            .run(
+                                &capability,
+                                &task,
+                                &json!({"url": url}),
+                                Some(replay.clone()),
+                            )
+                            .await;
                     }
                 });
                 wasm_time += started.elapsed();
@@ -229,7 +323,14 @@ fn extract(
     // Both paths must produce the same markdown, or the comparison means nothing.
     tokio.block_on(async {
         for ((url, _), page) in pages.iter().zip(&native_pages) {
-            let wasm_out = runtime.run(&capability, &task, &json!({"url": url}), Some(replay.clone())).await;
+            let wasm_out = runtime
+                .run(
+                    &capability,
+                    &task,
+                    &json!({"url": url}),
+                    Some(replay.clone()),
+                )
+                .await;
             let native_out = page_to_markdown::convert(page);
             let same = match (&wasm_out, &native_out) {
                 (Ok(w), Ok(n)) => w.output["markdown"] == json!(n.markdown),
@@ -238,7 +339,10 @@ fn extract(
             };
             if !same {
                 let wasm_error = wasm_out.as_ref().err().map(|f| f.error.to_string());
-                differing.push(format!("{url} ({})", wasm_error.unwrap_or_else(|| "different markdown".into())));
+                differing.push(format!(
+                    "{url} ({})",
+                    wasm_error.unwrap_or_else(|| "different markdown".into())
+                ));
             }
         }
     });
@@ -256,7 +360,9 @@ fn extract(
     for page in &differing {
         println!("  differs: {page}");
     }
-    println!("  native (same code, x86_64)      {native_pps:>8.1} pages/s  {native_mbs:>6.2} MB/s   (baseline)");
+    println!(
+        "  native (same code, x86_64)      {native_pps:>8.1} pages/s  {native_mbs:>6.2} MB/s   (baseline)"
+    );
     println!(
         "  WASM component, full run path   {wasm_pps:>8.1} pages/s  {wasm_mbs:>6.2} MB/s   time ratio {:.2}x",
         wasm_time.as_secs_f64() / native.as_secs_f64()

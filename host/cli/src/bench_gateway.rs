@@ -31,14 +31,18 @@ pub struct GatewayBench<'a> {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
-    let bytes = read_bytes(bench.wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let bytes = read_bytes(bench.wasm)
+        .context("build the components first: scripts/build-capabilities.sh")?;
     let mut manifest = read_manifest(bench.manifest)?;
     manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     let state = std::env::temp_dir().join(format!("d402-bench-gateway-{}", std::process::id()));
     let publisher = Keypair::from_seed(&rand::random());
-    let package = d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
+    let package =
+        d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
     d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let measured = tokio.block_on(async {
         let (baseline, paid, settled) = measure(bench, &state).await?;
         let stages = stage_costs(&manifest, &bytes, &state, &settled).await?;
@@ -47,12 +51,26 @@ pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&state);
     let (baseline, paid, stages) = measured?;
     let rate = |s: &Sample| bench.tasks as f64 / s.wall.as_secs_f64();
-    println!("d402 bench gateway: {} requests per path, {} in flight, client and server share this machine", bench.tasks, bench.concurrency);
-    for (name, sample) in [("GET /healthz (baseline)", &baseline), ("paid POST /tasks, durable", &paid)] {
+    println!(
+        "d402 bench gateway: {} requests per path, {} in flight, client and server share this machine",
+        bench.tasks, bench.concurrency
+    );
+    for (name, sample) in [
+        ("GET /healthz (baseline)", &baseline),
+        ("paid POST /tasks, durable", &paid),
+    ] {
         let (p50, p99) = percentiles(sample.latencies.clone());
-        println!("  {name:<28} {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms", rate(sample), millis(p50), millis(p99));
+        println!(
+            "  {name:<28} {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            rate(sample),
+            millis(p50),
+            millis(p99)
+        );
     }
-    println!("  paid throughput / baseline throughput: {:.3}", rate(&paid) / rate(&baseline));
+    println!(
+        "  paid throughput / baseline throughput: {:.3}",
+        rate(&paid) / rate(&baseline)
+    );
     println!("  where a paid task's time goes (each stage alone, per task):");
     for (stage, cost) in stages {
         println!("    {stage:<44} {:>8.1} µs", micros(cost));
@@ -71,8 +89,16 @@ struct SettledTask {
     receipts: d402_node::store::Receipts,
 }
 
-async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Sample, Sample, SettledTask)> {
-    let config = NodeConfig { state: state.to_path_buf(), http_port: 0, capability: "util.json_transform@1".into(), ..NodeConfig::default() };
+async fn measure(
+    bench: &GatewayBench<'_>,
+    state: &Path,
+) -> anyhow::Result<(Sample, Sample, SettledTask)> {
+    let config = NodeConfig {
+        state: state.to_path_buf(),
+        http_port: 0,
+        capability: "util.json_transform@1".into(),
+        ..NodeConfig::default()
+    };
     let gateway = Gateway::open(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -84,48 +110,84 @@ async fn measure(bench: &GatewayBench<'_>, state: &Path) -> anyhow::Result<(Samp
     });
     let buyer = Keypair::from_seed(&rand::random());
     let price = gateway.catalog().default_capability().price;
-    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(price.micros() * bench.tasks as u64))?;
+    gateway.store().credit(
+        &buyer.public().to_string(),
+        Amount::from_micros(price.micros() * bench.tasks as u64),
+    )?;
     let client = d402_node::client::http_client()?;
 
     let probe = json!({"input": {"value": {}, "select": []}});
-    let challenge = client.post(format!("{base}/tasks")).json(&probe).send().await?;
-    let header = challenge.headers().get("payment-required").context("no challenge")?.to_str()?.to_string();
+    let challenge = client
+        .post(format!("{base}/tasks"))
+        .json(&probe)
+        .send()
+        .await?;
+    let header = challenge
+        .headers()
+        .get("payment-required")
+        .context("no challenge")?
+        .to_str()?
+        .to_string();
     let challenge: PaymentRequired = decode_header(&header).map_err(anyhow::Error::msg)?;
     eprintln!("bench gateway: signing {} payments", bench.tasks);
     let requests: Vec<(Value, String)> = (0..bench.tasks)
         .map(|i| {
             let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});
-            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now())?;
+            let payment =
+                pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now())?;
             Ok((body, payment))
         })
         .collect::<anyhow::Result<_>>()?;
 
     eprintln!("bench gateway: baseline");
     let health = format!("{base}/healthz");
-    let baseline = drive(bench.concurrency, (0..bench.tasks).map(|_| client.get(&health)).collect()).await?;
+    let baseline = drive(
+        bench.concurrency,
+        (0..bench.tasks).map(|_| client.get(&health)).collect(),
+    )
+    .await?;
     eprintln!("bench gateway: paid tasks");
     let create = format!("{base}/tasks");
-    let posts = requests.iter().map(|(body, payment)| client.post(&create).header("payment-signature", payment).json(body)).collect();
+    let posts = requests
+        .iter()
+        .map(|(body, payment)| {
+            client
+                .post(&create)
+                .header("payment-signature", payment)
+                .json(body)
+        })
+        .collect();
     let paid = drive(bench.concurrency, posts).await?;
     let spent = Amount::from_micros(price.micros() * bench.tasks as u64);
     let left = gateway.store().balance(&buyer.public().to_string())?;
     if left.micros() != 0 {
         bail!("the buyer should have spent {spent:?} exactly; {left:?} is left");
     }
-    let payload: d402_node::PaymentPayload = decode_header(&requests[0].1).map_err(anyhow::Error::msg)?;
+    let payload: d402_node::PaymentPayload =
+        decode_header(&requests[0].1).map_err(anyhow::Error::msg)?;
     let task_id = d402_node::payment::task_id_of(&payload);
-    let record = gateway.store().task(&task_id)?.context("the first task is stored")?;
-    let receipts = gateway.store().receipts(&task_id)?.context("the first task has receipts")?;
+    let record = gateway
+        .store()
+        .task(&task_id)?
+        .context("the first task is stored")?;
+    let receipts = gateway
+        .store()
+        .receipts(&task_id)?
+        .context("the first task has receipts")?;
     Ok((baseline, paid, SettledTask { record, receipts }))
 }
 
 /// Sends `requests` with at most `concurrency` in flight; every response must be 200.
-async fn drive(concurrency: usize, requests: Vec<reqwest::RequestBuilder>) -> anyhow::Result<Sample> {
+async fn drive(
+    concurrency: usize,
+    requests: Vec<reqwest::RequestBuilder>,
+) -> anyhow::Result<Sample> {
     let started = Instant::now();
     let mut pending = requests.into_iter();
     let mut running = JoinSet::new();
     let mut latencies = Vec::new();
-    let spawn = |running: &mut JoinSet<anyhow::Result<Duration>>, request: reqwest::RequestBuilder| {
+    let spawn = |running: &mut JoinSet<anyhow::Result<Duration>>,
+                 request: reqwest::RequestBuilder| {
         running.spawn(async move {
             let sent = Instant::now();
             let response = request.send().await?;
@@ -146,7 +208,10 @@ async fn drive(concurrency: usize, requests: Vec<reqwest::RequestBuilder>) -> an
             spawn(&mut running, request);
         }
     }
-    Ok(Sample { wall: started.elapsed(), latencies })
+    Ok(Sample {
+        wall: started.elapsed(),
+        latencies,
+    })
 }
 
 /// Each stage of a paid task measured alone, as the mean of many repetitions.
@@ -169,15 +234,18 @@ async fn stage_costs(
     let started = Instant::now();
     let mut last = None;
     for _ in 0..N {
-        last = Some(Signed::sign(d402_protocol::ReputationEvent {
-            subject: key.public(),
-            kind: d402_protocol::ReputationKind::Accuracy,
-            delta: 1,
-            task_id: Some(payload["taskId"].as_str().unwrap_or_default().into()),
-            reason: "bench".into(),
-            issuer: key.public(),
-            issued_at: Timestamp::now(),
-        }, &key)?);
+        last = Some(Signed::sign(
+            d402_protocol::ReputationEvent {
+                subject: key.public(),
+                kind: d402_protocol::ReputationKind::Accuracy,
+                delta: 1,
+                task_id: Some(payload["taskId"].as_str().unwrap_or_default().into()),
+                reason: "bench".into(),
+                issuer: key.public(),
+                issued_at: Timestamp::now(),
+            },
+            &key,
+        )?);
     }
     let sign = mean(started.elapsed(), N);
     let envelope = last.context("signed")?;
@@ -190,10 +258,15 @@ async fn stage_costs(
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let capability = runtime.load(manifest, bytes)?;
     let input = json!({"value": {"k": 1}, "select": ["k"]});
-    let task = TaskInfo { task_id: "task:bench".into() };
+    let task = TaskInfo {
+        task_id: "task:bench".into(),
+    };
     let started = Instant::now();
     for _ in 0..N {
-        runtime.run(&capability, &task, &input, None).await.map_err(|f| anyhow::anyhow!("{:?}", f.error))?;
+        runtime
+            .run(&capability, &task, &input, None)
+            .await
+            .map_err(|f| anyhow::anyhow!("{:?}", f.error))?;
     }
     let run = mean(started.elapsed(), N);
 
@@ -213,20 +286,39 @@ async fn stage_costs(
         std::hint::black_box(serde_json::to_vec(&settled.receipts)?);
     }
     let encode = mean(started.elapsed(), N);
-    let (record, receipts) = (serde_json::to_vec(&settled.record)?, serde_json::to_vec(&settled.receipts)?);
+    let (record, receipts) = (
+        serde_json::to_vec(&settled.record)?,
+        serde_json::to_vec(&settled.receipts)?,
+    );
     let started = Instant::now();
     for _ in 0..N {
         std::hint::black_box(serde_json::from_slice::<d402_node::TaskRecord>(&record)?);
-        std::hint::black_box(serde_json::from_slice::<d402_node::store::Receipts>(&receipts)?);
+        std::hint::black_box(serde_json::from_slice::<d402_node::store::Receipts>(
+            &receipts,
+        )?);
     }
     let decode = mean(started.elapsed(), N);
     Ok(vec![
-        ("JSON encode for the store (record twice, receipts once)".into(), encode),
-        ("JSON decode of a record + receipts (replays and reads only)".into(), decode),
-        (format!("ed25519 sign + RFC 8785 payload, {signatures} per task"), sign * signatures),
-        (format!("ed25519 verify + RFC 8785 payload, {verifications} per task"), verify * verifications),
+        (
+            "JSON encode for the store (record twice, receipts once)".into(),
+            encode,
+        ),
+        (
+            "JSON decode of a record + receipts (replays and reads only)".into(),
+            decode,
+        ),
+        (
+            format!("ed25519 sign + RFC 8785 payload, {signatures} per task"),
+            sign * signatures,
+        ),
+        (
+            format!("ed25519 verify + RFC 8785 payload, {verifications} per task"),
+            verify * verifications,
+        ),
         ("sandboxed run of the capability, 1 per task".into(), run),
-        ("one durable redb commit (under load it carries a whole batch)".into(), commit),
+        (
+            "one durable redb commit (under load it carries a whole batch)".into(),
+            commit,
+        ),
     ])
 }
-

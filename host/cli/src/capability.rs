@@ -175,9 +175,12 @@ pub struct InstallArgs {
 pub fn run(command: CapabilityCommand) -> anyhow::Result<ExitCode> {
     let done = match command {
         CapabilityCommand::Run(args) => return crate::run::run(args),
-        CapabilityCommand::New { name, id, dir, sdk_path } => {
-            crate::scaffold::new_capability(&name, id.as_deref(), &dir, sdk_path.as_deref())
-        }
+        CapabilityCommand::New {
+            name,
+            id,
+            dir,
+            sdk_path,
+        } => crate::scaffold::new_capability(&name, id.as_deref(), &dir, sdk_path.as_deref()),
         CapabilityCommand::Template { id, version, web } => template(&id, &version, web),
         CapabilityCommand::Validate { file, wasm } => validate(&file, wasm.as_deref()),
         CapabilityCommand::Register(args) => register(args),
@@ -199,7 +202,9 @@ pub fn run(command: CapabilityCommand) -> anyhow::Result<ExitCode> {
             key,
             out,
         }) => implementation_create(&manifest, &wasm, &key, &out),
-        CapabilityCommand::Implementation(ImplementationCommand::Install(args)) => implementation_install(args),
+        CapabilityCommand::Implementation(ImplementationCommand::Install(args)) => {
+            implementation_install(args)
+        }
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -226,10 +231,15 @@ fn validate(file: &Path, wasm: Option<&Path>) -> anyhow::Result<()> {
                 "runtime.artifactCid: the manifest pins {pinned}, but {} is {actual}",
                 wasm.display()
             ),
-            None => bail!("runtime.artifactCid: not set; {} is {actual}", wasm.display()),
+            None => bail!(
+                "runtime.artifactCid: not set; {} is {actual}",
+                wasm.display()
+            ),
         }
     } else if manifest.runtime.artifact_cid.is_none() {
-        eprintln!("note: runtime.artifactCid is not set: the manifest can be registered but not run");
+        eprintln!(
+            "note: runtime.artifactCid is not set: the manifest can be registered but not run"
+        );
     }
     println!("{}", manifest.cid()?);
     Ok(())
@@ -245,11 +255,19 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
             manifest.namespace()
         );
     }
-    let key_path = args.key.clone().unwrap_or_else(|| args.state.join("wallet.json"));
+    let key_path = args
+        .key
+        .clone()
+        .unwrap_or_else(|| args.state.join("wallet.json"));
     let key = d402_wallet::load_or_create(&key_path)?;
-    let mut registration = CapabilityRegistration::for_manifest(&manifest, key.public(), Timestamp::now())?;
+    let mut registration =
+        CapabilityRegistration::for_manifest(&manifest, key.public(), Timestamp::now())?;
     if let (Some(rate_bps), Some(wallet)) = (args.commission_bps, args.commission_wallet) {
-        registration.creator_commission = Some(CreatorCommission::new(rate_bps, wallet, args.commission_rail));
+        registration.creator_commission = Some(CreatorCommission::new(
+            rate_bps,
+            wallet,
+            args.commission_rail,
+        ));
     }
     if let Some(path) = &args.namespace_proof {
         registration.namespace_proof = Some(read_json(path)?);
@@ -260,7 +278,13 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
         .verify_registration(Some(&manifest), args.max_commission_bps, Timestamp::now())
         .context("refusing to register")?;
     let cid = envelope.cid()?;
-    write_json(&args.state.join("manifests").join(format!("{}.json", manifest.cid()?)), &manifest)?;
+    write_json(
+        &args
+            .state
+            .join("manifests")
+            .join(format!("{}.json", manifest.cid()?)),
+        &manifest,
+    )?;
     let path = args.state.join("registrations").join(format!("{cid}.json"));
     write_json(&path, &envelope)?;
     print!("{}", pretty(&envelope)?);
@@ -281,11 +305,17 @@ fn verify(file: &Path, manifest: Option<&Path>, max_commission_bps: u32) -> anyh
         None => println!("  manifest       not checked (pass --manifest)"),
     }
     match &registration.creator_commission {
-        Some(c) => println!("  commission     ok ({} bps to {}, cap {max_commission_bps})", c.rate_bps, c.wallet),
+        Some(c) => println!(
+            "  commission     ok ({} bps to {}, cap {max_commission_bps})",
+            c.rate_bps, c.wallet
+        ),
         None => println!("  commission     none"),
     }
     match &registration.namespace_proof {
-        Some(proof) => println!("  namespace      ok ({} owned by {})", registration.namespace, proof.signer),
+        Some(proof) => println!(
+            "  namespace      ok ({} owned by {})",
+            registration.namespace, proof.signer
+        ),
         None => println!("  namespace      no proof"),
     }
     Ok(())
@@ -316,10 +346,20 @@ fn namespace_proof(
     Ok(())
 }
 
-fn implementation_create(manifest: &Path, wasm: &Path, key: &Path, out: &Path) -> anyhow::Result<()> {
+fn implementation_create(
+    manifest: &Path,
+    wasm: &Path,
+    key: &Path,
+    out: &Path,
+) -> anyhow::Result<()> {
     let manifest = read_manifest(manifest)?;
     let artifact = read_bytes(wasm)?;
-    let envelope = d402_node::installed::create_package(&manifest, &artifact, &d402_wallet::load(key)?, Timestamp::now())?;
+    let envelope = d402_node::installed::create_package(
+        &manifest,
+        &artifact,
+        &d402_wallet::load(key)?,
+        Timestamp::now(),
+    )?;
     write_json(out, &envelope)?;
     println!("{}", envelope.cid()?);
     Ok(())
@@ -329,17 +369,30 @@ fn implementation_install(args: InstallArgs) -> anyhow::Result<()> {
     let envelope: Signed<ImplementationPackage> = read_json(&args.file)?;
     let manifest = read_manifest(&args.manifest)?;
     let artifact = read_bytes(&args.wasm)?;
-    let registration: Option<Signed<CapabilityRegistration>> = args.registration.as_deref().map(read_json).transpose()?;
+    let registration: Option<Signed<CapabilityRegistration>> =
+        args.registration.as_deref().map(read_json).transpose()?;
     // Everything is verified before anything reaches the store.
     if let Some(registration) = &registration {
         registration
             .verify_registration(Some(&manifest), args.max_commission_bps, Timestamp::now())
             .context("the registration does not verify")?;
     }
-    let package = d402_node::installed::install_package(&args.state, &envelope, &manifest, &artifact, &args.trusted_publisher)
-        .with_context(|| format!("{} does not verify", args.file.display()))?;
+    let package = d402_node::installed::install_package(
+        &args.state,
+        &envelope,
+        &manifest,
+        &artifact,
+        &args.trusted_publisher,
+    )
+    .with_context(|| format!("{} does not verify", args.file.display()))?;
     if let Some(registration) = &registration {
-        let cid = d402_node::installed::install_registration(&args.state, registration, &manifest, args.max_commission_bps, Timestamp::now())?;
+        let cid = d402_node::installed::install_registration(
+            &args.state,
+            registration,
+            &manifest,
+            args.max_commission_bps,
+            Timestamp::now(),
+        )?;
         println!("registration {cid} installed");
     }
     println!(

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 /// Reads and parses a JSON document into `T`.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_json(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
@@ -30,7 +31,8 @@ pub fn read_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Writes `value` as pretty JSON (with a trailing newline) atomically, creating parent
 /// directories.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    d402_blobstore::write_atomic(path, pretty(value)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    d402_blobstore::write_atomic(path, pretty(value)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Pretty JSON text with a trailing newline.

@@ -78,7 +78,10 @@ pub struct HttpTaskArgs {
 }
 
 fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Runs the node in the foreground until killed.
@@ -93,14 +96,17 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
 /// and prints the task with its validation and settlement receipts. Exit 0 when accepted,
 /// 2 when rejected (and refunded).
 pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let input: serde_json::Value = serde_json::from_str(&args.input).context("--input is not JSON")?;
+    let input: serde_json::Value =
+        serde_json::from_str(&args.input).context("--input is not JSON")?;
     let key = d402_wallet::load(&args.key)?;
     let config = d402_node::NodeConfig {
         state: args.state,
         mode: args.mode,
         fanout: args.fanout,
         quorum: args.quorum,
-        local_workers: args.fanout.max(d402_node::NodeConfig::default().local_workers),
+        local_workers: args
+            .fanout
+            .max(d402_node::NodeConfig::default().local_workers),
         allow_private_addresses: args.allow_private_addresses,
         ..d402_node::NodeConfig::default()
     };
@@ -108,23 +114,41 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     tokio()?.block_on(async move {
         let gateway = Gateway::open(config)?;
         let served = match &args.capability {
-            Some(reference) => {
-                gateway.catalog().get(reference).cloned().with_context(|| format!("the node does not serve {reference}"))?
-            }
+            Some(reference) => gateway
+                .catalog()
+                .get(reference)
+                .cloned()
+                .with_context(|| format!("the node does not serve {reference}"))?,
             None => gateway.catalog().default_capability().clone(),
         };
-        served.loaded.schemas().validate_input(&input).context("invalid input")?;
+        served
+            .loaded
+            .schemas()
+            .validate_input(&input)
+            .context("invalid input")?;
         let body = json!({"capabilityId": served.capability_id, "input": input});
         let challenge = gateway.challenge(&served, "/tasks", None);
         let now = d402_protocol::Timestamp::now();
-        let payment = d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
-        let request = TaskRequest { capability: served, input: body["input"].clone(), body };
+        let payment =
+            d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
+        let request = TaskRequest {
+            capability: served,
+            input: body["input"].clone(),
+            body,
+        };
         let Admission::New(record) = gateway.admit(request, &payment).await? else {
             anyhow::bail!("this fresh payment was taken for a replay");
         };
         let (record, receipts) = gateway.clone().execute(record).await;
-        println!("{}", serde_json::to_string_pretty(&json!({"task": record, "receipts": receipts}))?);
-        Ok(if record.status == TaskStatus::Accepted { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"task": record, "receipts": receipts}))?
+        );
+        Ok(if record.status == TaskStatus::Accepted {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
     })
 }
 
@@ -133,19 +157,27 @@ pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
     let amount = Amount::from_dollars(args.amount)?;
     let store = NodeStore::open(&args.state.join("node.redb"))?;
     let balance = store.credit(&args.account.to_string(), amount)?;
-    println!("{}", json!({"account": args.account.to_string(), "credited": amount, "balance": balance}));
+    println!(
+        "{}",
+        json!({"account": args.account.to_string(), "credited": amount, "balance": balance})
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Discovery → 402 → signed payment → result and receipt, printed as JSON.
 pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
     if args.rail != "simulated" {
-        anyhow::bail!("rail {:?} is not available yet; use --rail simulated", args.rail);
+        anyhow::bail!(
+            "rail {:?} is not available yet; use --rail simulated",
+            args.rail
+        );
     }
     let key = d402_wallet::load(&args.key)?;
     let mut body = match (&args.url, &args.input) {
         (Some(url), None) => d402_node::client::page_request(url),
-        (None, Some(input)) => json!({"input": serde_json::from_str::<serde_json::Value>(input).context("--input is not JSON")?}),
+        (None, Some(input)) => {
+            json!({"input": serde_json::from_str::<serde_json::Value>(input).context("--input is not JSON")?})
+        }
         _ => anyhow::bail!("pass --url or --input"),
     };
     if args.asynchronous {
@@ -162,5 +194,9 @@ pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
             "receipt": outcome.receipt
         }))?
     );
-    Ok(if accepted { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -96,11 +96,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         None => None,
     };
-    let task = TaskInfo { task_id: args.task_id };
+    let task = TaskInfo {
+        task_id: args.task_id,
+    };
     let outcome = tokio.block_on(runtime.run(&loaded, &task, &input, pages));
     let (document, code) = match outcome {
-        Ok(report) => (json!({"result": report.output, "evidence": report.evidence}), 0),
-        Err(failure) => (json!({"error": failure.error, "evidence": failure.evidence}), 2),
+        Ok(report) => (
+            json!({"result": report.output, "evidence": report.evidence}),
+            0,
+        ),
+        Err(failure) => (
+            json!({"error": failure.error, "evidence": failure.evidence}),
+            2,
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(std::process::ExitCode::from(code))
@@ -108,7 +116,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
 
 /// Uses `wasm` as the manifest's artifact: refuses a different pinned artifact, pins an
 /// unpinned manifest in memory (the manifest CID then covers the artifact).
-fn pin_artifact(mut manifest: CapabilityManifest, bytes: &[u8], wasm: &Path) -> anyhow::Result<CapabilityManifest> {
+fn pin_artifact(
+    mut manifest: CapabilityManifest,
+    bytes: &[u8],
+    wasm: &Path,
+) -> anyhow::Result<CapabilityManifest> {
     let actual = ContentId::of_bytes(bytes);
     match manifest.runtime.artifact_cid {
         Some(pinned) if pinned != actual => bail!(
@@ -130,13 +142,19 @@ fn source_tree_build(reference: &str) -> anyhow::Result<Option<(CapabilityManife
     for entry in entries {
         let dir = entry?.path();
         let manifest_path = dir.join("manifest.json");
-        let crate_name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
+        let crate_name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replace('-', "_");
         let wasm = Path::new("target/wasm32-wasip2/wasm").join(format!("{crate_name}.wasm"));
         if !manifest_path.is_file() || !wasm.is_file() {
             continue;
         }
         let manifest = read_manifest(&manifest_path)?;
-        let by_cid = reference.parse::<ContentId>().is_ok_and(|cid| manifest.cid().is_ok_and(|own| own == cid));
+        let by_cid = reference
+            .parse::<ContentId>()
+            .is_ok_and(|cid| manifest.cid().is_ok_and(|own| own == cid));
         if manifest.capability_id() == reference || by_cid {
             let bytes = read_bytes(&wasm)?;
             return Ok(Some((pin_artifact(manifest, &bytes, &wasm)?, bytes)));

@@ -2,96 +2,14 @@
 //! web.page_to_markdown@1 end to end, and a node killed with SIGKILL mid-task loses no
 //! accepted payment, result or receipt.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{NodeProcess, d402, funded_buyer, install, micros, ok, paid_out};
 
 use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, pay_simulated};
-use d402_protocol::{Keypair, Timestamp};
-use d402_testkit::{components_dir, manifest_path};
+use d402_protocol::Timestamp;
+use d402_testkit::components_dir;
 use serde_json::{Value, json};
-
-fn d402(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_d402")).args(args).current_dir(dir).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let (code, out, err) = d402(dir, args);
-    assert_eq!(code, 0, "d402 {args:?}: {err}");
-    out
-}
-
-/// Installs the component `wasm` (in the build's components dir) for the manifest of
-/// `capability_dir` into `dir/state`, packaged by a fresh publisher key.
-fn install(dir: &Path, capability_dir: &str, wasm: &str) {
-    if !dir.join("publisher.json").exists() {
-        ok(dir, &["keygen", "--out", "publisher.json"]);
-    }
-    let manifest = manifest_path(capability_dir);
-    let manifest = manifest.to_str().unwrap();
-    let wasm = components_dir().join(wasm);
-    let wasm = wasm.to_str().unwrap();
-    let package = format!("{capability_dir}.package.json");
-    ok(dir, &["capability", "implementation", "create", "--manifest", manifest, "--wasm", wasm, "--key", "publisher.json", "--out", &package]);
-    ok(dir, &["capability", "implementation", "install", "--file", &package, "--wasm", wasm, "--manifest", manifest, "--state", "state"]);
-}
-
-/// A buyer key in `dir/buyer.json`, funded with $1 on the node's ledger (node stopped).
-fn funded_buyer(dir: &Path) -> Keypair {
-    ok(dir, &["keygen", "--out", "buyer.json"]);
-    let buyer = d402_wallet::load(&dir.join("buyer.json")).unwrap();
-    ok(dir, &["faucet", "--state", "state", "--account", &buyer.public().to_string(), "--amount", "1"]);
-    buyer
-}
-
-/// A `d402 node` child process; killed (SIGKILL) when dropped.
-struct NodeProcess {
-    child: Child,
-    base: String,
-}
-
-impl NodeProcess {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
-            .args(["node", "--state", "state", "--http-port", "0"])
-            .args(extra)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line
-            .strip_prefix("d402 node listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Self { child, base: address.to_string() }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-
-fn micros(value: &Value) -> u64 {
-    (value.as_f64().unwrap() * 1e6).round() as u64
-}
-
-fn paid_out(settlement: &Value) -> u64 {
-    let sum = |key: &str| settlement[key].as_array().unwrap().iter().map(|p| micros(&p["amount"])).sum::<u64>();
-    sum("payouts") + sum("refunds")
-}
 
 #[test]
 fn a_buyer_pays_for_a_local_page_end_to_end() {
@@ -99,27 +17,64 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
     let dir = dir.path();
     install(dir, "page-to-markdown", "page_to_markdown.wasm");
     let buyer = funded_buyer(dir);
-    let page = d402_testkit::serve_html(include_str!("../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"));
+    let page = d402_testkit::serve_html(include_str!(
+        "../../../capabilities/page-to-markdown/extractor/tests/pages/news-article.html"
+    ));
     let node = NodeProcess::start(dir, &["--allow-private-addresses"]);
 
     // The CLI buyer: discovery, 402, signed payment, result and receipts.
-    let out = ok(dir, &["http-task", "--gateway", &node.base, "--url", &page, "--key", "buyer.json"]);
+    let out = ok(
+        dir,
+        &[
+            "http-task",
+            "--gateway",
+            &node.base,
+            "--url",
+            &page,
+            "--key",
+            "buyer.json",
+        ],
+    );
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["challenge"]["x402Version"], 2);
     assert_eq!(out["challenge"]["accepts"][0]["amount"], "10000");
     let task = &out["task"];
     assert_eq!(task["status"], "accepted", "{task}");
     let result = &task["result"];
-    assert!(result["markdown"].as_str().unwrap().starts_with("# "), "{result}");
-    assert!(result["contentHash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        result["markdown"].as_str().unwrap().starts_with("# "),
+        "{result}"
+    );
+    assert!(
+        result["contentHash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert_eq!(result["url"], page.as_str());
     assert_eq!(task["validationReceipt"]["status"], "accepted");
     assert_eq!(out["receipt"]["validationReceipt"]["status"], "accepted");
-    assert_eq!(paid_out(&out["receipt"]["settlement"]), 10_000, "payouts add up to the price");
+    assert_eq!(
+        paid_out(&out["receipt"]["settlement"]),
+        10_000,
+        "payouts add up to the price"
+    );
     assert_eq!(out["paymentResponse"]["success"], true);
 
     // The async path.
-    let out = ok(dir, &["http-task", "--gateway", &node.base, "--url", &page, "--key", "buyer.json", "--async"]);
+    let out = ok(
+        dir,
+        &[
+            "http-task",
+            "--gateway",
+            &node.base,
+            "--url",
+            &page,
+            "--key",
+            "buyer.json",
+            "--async",
+        ],
+    );
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["task"]["status"], "accepted", "{out}");
 
@@ -138,7 +93,8 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         let first = post(&body, None).await.unwrap();
         assert_eq!(first.status(), 402);
         let challenge: PaymentRequired = first.json().await.unwrap();
-        let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
+        let payment =
+            pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
         let paid = post(&body, Some(&payment)).await.unwrap();
         assert_eq!(paid.status(), 200);
         let paid: Value = paid.json().await.unwrap();
@@ -149,16 +105,29 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         let other = json!({"input": {"url": format!("{page}?other")}});
         let mut reused: PaymentPayload = decode_header(&payment).unwrap();
         reused.payload = d402_protocol::Signed::sign(
-            d402_node::SimulatedAuthorization { task_binding: d402_node::task_binding(&other), ..reused.payload.payload.clone() },
+            d402_node::SimulatedAuthorization {
+                task_binding: d402_node::task_binding(&other),
+                ..reused.payload.payload.clone()
+            },
             &buyer,
         )
         .unwrap();
-        let reused = post(&other, Some(&d402_node::payment::encode_header(&reused))).await.unwrap();
-        assert_eq!(reused.status(), 409, "a payment proof pays for one task only");
+        let reused = post(&other, Some(&d402_node::payment::encode_header(&reused)))
+            .await
+            .unwrap();
+        assert_eq!(
+            reused.status(),
+            409,
+            "a payment proof pays for one task only"
+        );
     });
     drop(node);
     let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
-    assert_eq!(store.balance(&buyer.public().to_string()).unwrap().micros(), 1_000_000 - 3 * 10_000, "three tasks charged");
+    assert_eq!(
+        store.balance(&buyer.public().to_string()).unwrap().micros(),
+        1_000_000 - 3 * 10_000,
+        "three tasks charged"
+    );
 }
 
 /// SIGKILL while tasks are in flight; after a restart every accepted payment has a receipt
@@ -177,10 +146,44 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         Some(d402_testkit::fetch_permission(&["example.com"], 1)),
         "snapshot-deterministic",
     );
-    std::fs::write(dir.join("hostile.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("hostile.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     let hostile = hostile.to_str().unwrap();
-    ok(dir, &["capability", "implementation", "create", "--manifest", "hostile.json", "--wasm", hostile, "--key", "publisher.json", "--out", "h.json"]);
-    ok(dir, &["capability", "implementation", "install", "--file", "h.json", "--wasm", hostile, "--manifest", "hostile.json", "--state", "state"]);
+    ok(
+        dir,
+        &[
+            "capability",
+            "implementation",
+            "create",
+            "--manifest",
+            "hostile.json",
+            "--wasm",
+            hostile,
+            "--key",
+            "publisher.json",
+            "--out",
+            "h.json",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "capability",
+            "implementation",
+            "install",
+            "--file",
+            "h.json",
+            "--wasm",
+            hostile,
+            "--manifest",
+            "hostile.json",
+            "--state",
+            "state",
+        ],
+    );
     let buyer = funded_buyer(dir);
     let mut node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
 
@@ -234,7 +237,11 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         sent
     });
     let answered = sent.iter().filter(|(_, _, s)| s.is_some()).count();
-    assert!(answered > 0 && answered < sent.len(), "the kill landed mid-burst ({answered} of {} answered)", sent.len());
+    assert!(
+        answered > 0 && answered < sent.len(),
+        "the kill landed mid-burst ({answered} of {} answered)",
+        sent.len()
+    );
 
     // Restart on the same state: interrupted tasks are refunded before serving.
     let node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
@@ -242,17 +249,35 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         let client = d402_node::client::http_client().unwrap();
         let mut settled = Vec::new();
         for (_, payment, status) in &sent {
-            let id = d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
-            let response = client.get(format!("{}/tasks/{id}/receipt", node.base)).send().await.unwrap();
+            let id =
+                d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            let response = client
+                .get(format!("{}/tasks/{id}/receipt", node.base))
+                .send()
+                .await
+                .unwrap();
             match response.status().as_u16() {
                 200 => {
                     let receipt: Value = response.json().await.unwrap();
                     assert_ne!(receipt["status"], "running");
-                    let price = if receipt["signed"]["taskIntent"]["payload"]["capabilityId"] == "test.hostile@1" { 1_000 } else { 100 };
-                    assert_eq!(paid_out(&receipt["settlement"]), price, "payouts or refunds account for the whole price");
+                    let price = if receipt["signed"]["taskIntent"]["payload"]["capabilityId"]
+                        == "test.hostile@1"
+                    {
+                        1_000
+                    } else {
+                        100
+                    };
+                    assert_eq!(
+                        paid_out(&receipt["settlement"]),
+                        price,
+                        "payouts or refunds account for the whole price"
+                    );
                     settled.push(receipt);
                 }
-                404 => assert!(!matches!(status, Some(200 | 202)), "an answered payment ({status:?}) lost its task"),
+                404 => assert!(
+                    !matches!(status, Some(200 | 202)),
+                    "an answered payment ({status:?}) lost its task"
+                ),
                 other => panic!("unexpected status {other} for {id}"),
             }
         }
@@ -260,22 +285,40 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     });
     let hostile_refunds = settled
         .iter()
-        .filter(|r| r["settlement"]["refunds"].as_array().is_some_and(|x| !x.is_empty()) && r["validationReceipt"]["status"] == "rejected")
+        .filter(|r| {
+            r["settlement"]["refunds"]
+                .as_array()
+                .is_some_and(|x| !x.is_empty())
+                && r["validationReceipt"]["status"] == "rejected"
+        })
         .count();
-    assert!(hostile_refunds >= 1, "the looping tasks in flight were refunded");
+    assert!(
+        hostile_refunds >= 1,
+        "the looping tasks in flight were refunded"
+    );
 
     // Every payment that was accepted before the crash is a replay now, never a new charge.
     runtime.block_on(async {
         let client = d402_node::client::http_client().unwrap();
         for (body, payment, _) in &sent {
-            let id = d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            let id =
+                d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
             if !settled.iter().any(|r| r["taskId"] == id.as_str()) {
                 continue;
             }
-            let response =
-                client.post(format!("{}/tasks", node.base)).header("payment-signature", payment).json(body).send().await.unwrap();
+            let response = client
+                .post(format!("{}/tasks", node.base))
+                .header("payment-signature", payment)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
-            assert_eq!(response.headers()["x-d402-idempotent-replay"], "true", "{id} was accepted once already");
+            assert_eq!(
+                response.headers()["x-d402-idempotent-replay"],
+                "true",
+                "{id} was accepted once already"
+            );
         }
     });
     drop(node);
@@ -284,9 +327,19 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
     let charged: u64 = settled
         .iter()
-        .map(|r| r["settlement"]["payouts"].as_array().unwrap().iter().map(|p| micros(&p["amount"])).sum::<u64>())
+        .map(|r| {
+            r["settlement"]["payouts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| micros(&p["amount"]))
+                .sum::<u64>()
+        })
         .sum();
-    assert_eq!(store.balance(&buyer.public().to_string()).unwrap().micros(), 1_000_000 - charged);
+    assert_eq!(
+        store.balance(&buyer.public().to_string()).unwrap().micros(),
+        1_000_000 - charged
+    );
     assert!(store.running().unwrap().is_empty(), "nothing left running");
 }
 
@@ -298,18 +351,72 @@ fn d402_task_runs_a_quorum_on_the_local_pool() {
     install(dir, "json-transform", "json_transform.wasm");
     funded_buyer(dir);
     let input = r#"{"value": {"a": 7}, "select": ["a"]}"#;
-    let args = ["task", "--state", "state", "--input", input, "--mode", "quorum", "--fanout", "3", "--quorum", "2", "--key", "buyer.json"];
+    let args = [
+        "task",
+        "--state",
+        "state",
+        "--input",
+        input,
+        "--mode",
+        "quorum",
+        "--fanout",
+        "3",
+        "--quorum",
+        "2",
+        "--key",
+        "buyer.json",
+    ];
     let out: Value = serde_json::from_str(&ok(dir, &args)).unwrap();
     assert_eq!(out["task"]["status"], "accepted", "{out}");
     assert_eq!(out["task"]["result"]["result"]["a"], 7);
-    let payouts = out["receipts"]["settlementReceipt"]["payload"]["payouts"].as_array().unwrap();
-    assert_eq!(payouts.iter().filter(|p| p["reason"] == "accepted-result").count(), 2, "{out}");
-    assert_eq!(paid_out(&out["receipts"]["settlementReceipt"]["payload"]), 100);
+    let payouts = out["receipts"]["settlementReceipt"]["payload"]["payouts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        payouts
+            .iter()
+            .filter(|p| p["reason"] == "accepted-result")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(
+        paid_out(&out["receipts"]["settlementReceipt"]["payload"]),
+        100
+    );
 
-    let (code, _, err) = d402(dir, &["task", "--state", "state", "--input", r#"{"value": 1}"#, "--key", "buyer.json"]);
+    let (code, _, err) = d402(
+        dir,
+        &[
+            "task",
+            "--state",
+            "state",
+            "--input",
+            r#"{"value": 1}"#,
+            "--key",
+            "buyer.json",
+        ],
+    );
     assert_eq!(code, 1, "input without `select` is refused before payment");
     assert!(err.contains("invalid input"), "{err}");
-    let (code, _, err) = d402(dir, &["task", "--state", "state", "--input", input, "--mode", "quorum", "--fanout", "2", "--quorum", "3", "--key", "buyer.json"]);
+    let (code, _, err) = d402(
+        dir,
+        &[
+            "task",
+            "--state",
+            "state",
+            "--input",
+            input,
+            "--mode",
+            "quorum",
+            "--fanout",
+            "2",
+            "--quorum",
+            "3",
+            "--key",
+            "buyer.json",
+        ],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("quorum"), "{err}");
 }

@@ -14,8 +14,16 @@ use d402_testkit::{components_dir, manifest_path, repo_path};
 use serde_json::Value;
 
 fn d402(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_d402")).args(args).current_dir(dir).output().expect("d402 runs");
-    assert!(output.status.success(), "d402 {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("d402 runs");
+    assert!(
+        output.status.success(),
+        "d402 {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -41,8 +49,38 @@ fn start_node(source_dir: &str, component: &str, capability: &str) -> Node {
     let manifest = manifest_path(source_dir);
     let (wasm, manifest) = (wasm.to_str().unwrap(), manifest.to_str().unwrap());
     d402(dir.path(), &["keygen", "--out", "publisher.json"]);
-    d402(dir.path(), &["capability", "implementation", "create", "--manifest", manifest, "--wasm", wasm, "--key", "publisher.json", "--out", "impl.json"]);
-    d402(dir.path(), &["capability", "implementation", "install", "--file", "impl.json", "--wasm", wasm, "--manifest", manifest, "--state", "state"]);
+    d402(
+        dir.path(),
+        &[
+            "capability",
+            "implementation",
+            "create",
+            "--manifest",
+            manifest,
+            "--wasm",
+            wasm,
+            "--key",
+            "publisher.json",
+            "--out",
+            "impl.json",
+        ],
+    );
+    d402(
+        dir.path(),
+        &[
+            "capability",
+            "implementation",
+            "install",
+            "--file",
+            "impl.json",
+            "--wasm",
+            wasm,
+            "--manifest",
+            manifest,
+            "--state",
+            "state",
+        ],
+    );
     let config = format!("state = \"state\"\nhttp-port = 0\ncapability = \"{capability}\"\n");
     std::fs::write(dir.path().join("node.toml"), config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
@@ -61,8 +99,14 @@ fn start_node(source_dir: &str, component: &str, capability: &str) -> Node {
             let _ = send.send(line);
         }
     });
-    let mut node = Node { child, address: String::new(), _dir: dir };
-    let line = receive.recv_timeout(Duration::from_secs(120)).expect("the node prints its address");
+    let mut node = Node {
+        child,
+        address: String::new(),
+        _dir: dir,
+    };
+    let line = receive
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the node prints its address");
     let address = line
         .strip_prefix("d402 node listening on http://")
         .and_then(|rest| rest.split_whitespace().next())
@@ -74,11 +118,19 @@ fn start_node(source_dir: &str, component: &str, capability: &str) -> Node {
 /// `GET path` over plain HTTP/1.1: (status, body).
 fn get(address: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
     (status, body.to_string())
 }
 
@@ -88,9 +140,15 @@ fn schemathesis() -> PathBuf {
     let candidates = std::env::var_os("D402_SCHEMATHESIS")
         .map(PathBuf::from)
         .into_iter()
-        .chain([repo_path("target/schemathesis/bin/schemathesis"), PathBuf::from("schemathesis")]);
+        .chain([
+            repo_path("target/schemathesis/bin/schemathesis"),
+            PathBuf::from("schemathesis"),
+        ]);
     for candidate in candidates {
-        let works = Command::new(&candidate).arg("--version").output().is_ok_and(|o| o.status.success());
+        let works = Command::new(&candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if works {
             return candidate;
         }
@@ -120,7 +178,10 @@ fn openapi_document_carries_the_price() {
     assert_eq!(info["sku"], "util.json_transform@1");
     assert_eq!(info["pricingVersion"], manifest.cid().unwrap().to_string());
     assert_eq!(doc["components"]["schemas"]["Input"], manifest.input_schema);
-    assert!(doc["paths"].get("/v1/web/page-to-markdown").is_none(), "the alias is for web.page_to_markdown@1 only");
+    assert!(
+        doc["paths"].get("/v1/web/page-to-markdown").is_none(),
+        "the alias is for web.page_to_markdown@1 only"
+    );
     let (_, discovery) = get(&node.address, "/.well-known/d402-gateway.json");
     let discovery: Value = serde_json::from_str(&discovery).unwrap();
     assert_eq!(discovery["capabilities"][0]["price"], "$0.0001");
@@ -133,14 +194,28 @@ fn run_schemathesis(schemathesis: &Path, url: &str, args: &[&str]) -> String {
     let output = Command::new(schemathesis)
         .arg("--config-file")
         .arg(&config)
-        .args(["run", url, "--max-examples", "30", "--request-timeout", "20", "--generation-database", "none", "--no-color"])
+        .args([
+            "run",
+            url,
+            "--max-examples",
+            "30",
+            "--request-timeout",
+            "20",
+            "--generation-database",
+            "none",
+            "--no-color",
+        ])
         .args(args)
         .current_dir(work.path())
         .output()
         .expect("schemathesis runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "schemathesis {args:?} failed ({}):\n{stdout}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "schemathesis {args:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
     stdout
 }
 
@@ -151,23 +226,49 @@ fn schemathesis_finds_the_document_honest() {
     let url = format!("http://{}/openapi.json", node.address);
     // Every operation, every check, no payment header: a schema-valid task must get the
     // 402 challenge (never a 400), an invalid one a 400 (never the challenge).
-    let all = run_schemathesis(&schemathesis, &url, &["--generation-with-security-parameters", "false"]);
-    assert!(all.contains("9 selected / 9 total"), "every operation was tested:\n{all}");
+    let all = run_schemathesis(
+        &schemathesis,
+        &url,
+        &["--generation-with-security-parameters", "false"],
+    );
+    assert!(
+        all.contains("9 selected / 9 total"),
+        "every operation was tested:\n{all}"
+    );
     // The paid operation with a PAYMENT-SIGNATURE that is base64 but not a payment: every
     // answer is documented (400 `malformed_payment` with a fresh challenge header). Such a
     // request is never accepted, so the positive-data check is left out.
-    let paid = run_schemathesis(&schemathesis, &url, &[
-        "--include-method", "POST", "--header", "PAYMENT-SIGNATURE: bm90IGEgcGF5bWVudA==",
-        "--exclude-checks", "positive_data_acceptance",
-    ]);
+    let paid = run_schemathesis(
+        &schemathesis,
+        &url,
+        &[
+            "--include-method",
+            "POST",
+            "--header",
+            "PAYMENT-SIGNATURE: bm90IGEgcGF5bWVudA==",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ],
+    );
     assert!(paid.contains("1 selected / 9 total"), "{paid}");
 }
 
 #[test]
 fn schemathesis_finds_the_page_to_markdown_alias_honest() {
     let schemathesis = schemathesis();
-    let node = start_node("page-to-markdown", "page_to_markdown", "web.page_to_markdown@1");
+    let node = start_node(
+        "page-to-markdown",
+        "page_to_markdown",
+        "web.page_to_markdown@1",
+    );
     let url = format!("http://{}/openapi.json", node.address);
-    let all = run_schemathesis(&schemathesis, &url, &["--generation-with-security-parameters", "false"]);
-    assert!(all.contains("10 selected / 10 total"), "the alias is documented and tested:\n{all}");
+    let all = run_schemathesis(
+        &schemathesis,
+        &url,
+        &["--generation-with-security-parameters", "false"],
+    );
+    assert!(
+        all.contains("10 selected / 10 total"),
+        "the alias is documented and tested:\n{all}"
+    );
 }

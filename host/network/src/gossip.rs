@@ -5,7 +5,9 @@
 //! that published the gossip message, and (for offers) it has not expired. Anything else
 //! is rejected, which lowers the publishing peer's gossipsub score.
 
-use d402_protocol::{NodeOffer, PublicKey, ReputationEvent, Signed, SignedObject, Timestamp, ValidatorOffer};
+use d402_protocol::{
+    NodeOffer, PublicKey, ReputationEvent, Signed, SignedObject, Timestamp, ValidatorOffer,
+};
 use libp2p::PeerId;
 use serde::de::DeserializeOwned;
 
@@ -63,16 +65,26 @@ impl Gossiped for ReputationEvent {
 
 /// Checks a gossiped `data` published by `source`; the reason when it is refused.
 pub fn check<T: Gossiped>(data: &[u8], source: Option<PeerId>) -> Result<Signed<T>, String> {
-    let object: Signed<T> = serde_json::from_slice(data).map_err(|e| format!("not a {}: {e}", T::OBJECT_TYPE))?;
+    let object: Signed<T> =
+        serde_json::from_slice(data).map_err(|e| format!("not a {}: {e}", T::OBJECT_TYPE))?;
     let payload = object.verify().map_err(|e| e.to_string())?;
     let author = payload.author();
     if author != object.signer {
-        return Err(format!("the {} is signed by another key than its author", T::OBJECT_TYPE));
+        return Err(format!(
+            "the {} is signed by another key than its author",
+            T::OBJECT_TYPE
+        ));
     }
     if source != Some(peer_id_of(&author)) {
-        return Err(format!("the {} was published by another peer than its author", T::OBJECT_TYPE));
+        return Err(format!(
+            "the {} was published by another peer than its author",
+            T::OBJECT_TYPE
+        ));
     }
-    if payload.expires_at().is_some_and(|at| at <= Timestamp::now()) {
+    if payload
+        .expires_at()
+        .is_some_and(|at| at <= Timestamp::now())
+    {
         return Err(format!("the {} has expired", T::OBJECT_TYPE));
     }
     Ok(object)

@@ -28,12 +28,14 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 use d402_blobstore::BlobStore;
-use d402_protocol::{ContentId, Keypair, NodeOffer, PublicKey, ReputationEvent, Signed, Timestamp, ValidatorOffer};
+use d402_protocol::{
+    ContentId, Keypair, NodeOffer, PublicKey, ReputationEvent, Signed, Timestamp, ValidatorOffer,
+};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+pub use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 use libp2p::{StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,12 +56,14 @@ const REPUTATION_MEMORY: usize = 1024;
 /// The libp2p identity of a d402 key (the same ed25519 secret).
 pub fn libp2p_keypair(key: &Keypair) -> anyhow::Result<identity::Keypair> {
     let mut secret = key.to_keypair_bytes()[..32].to_vec();
-    identity::Keypair::ed25519_from_bytes(&mut secret).context("the wallet key is not a valid ed25519 secret")
+    identity::Keypair::ed25519_from_bytes(&mut secret)
+        .context("the wallet key is not a valid ed25519 secret")
 }
 
 /// The `PeerId` of a d402 public key.
 pub fn peer_id_of(key: &PublicKey) -> PeerId {
-    let public = identity::ed25519::PublicKey::try_from_bytes(&key.to_bytes()).expect("a d402 key is a valid ed25519 key");
+    let public = identity::ed25519::PublicKey::try_from_bytes(&key.to_bytes())
+        .expect("a d402 key is a valid ed25519 key");
     identity::PublicKey::from(public).to_peer_id()
 }
 
@@ -90,7 +94,11 @@ pub struct NetworkConfig {
 /// Runs leases a gateway sends to this node (the worker role).
 pub trait LeaseHandler: Send + Sync + 'static {
     /// Answers `request` from peer `from`.
-    fn handle(&self, from: PeerId, request: LeaseRequest) -> Pin<Box<dyn Future<Output = LeaseResponse> + Send>>;
+    fn handle(
+        &self,
+        from: PeerId,
+        request: LeaseRequest,
+    ) -> Pin<Box<dyn Future<Output = LeaseResponse> + Send>>;
 }
 
 /// Why a request to a peer got no answer.
@@ -108,12 +116,33 @@ pub enum RequestError {
 }
 
 enum Command {
-    Publish { topic: &'static str, bytes: Vec<u8> },
-    Announce { topic: &'static str, key: String, bytes: Vec<u8> },
-    Lease { peer: PeerId, request: Box<LeaseRequest>, reply: oneshot::Sender<Result<LeaseResponse, RequestError>> },
-    Blob { peer: PeerId, cid: ContentId, reply: oneshot::Sender<Result<BlobResponse, RequestError>> },
-    RespondLease { channel: ResponseChannel<LeaseResponse>, response: Box<LeaseResponse> },
-    RespondBlob { channel: ResponseChannel<BlobResponse>, response: BlobResponse },
+    Publish {
+        topic: &'static str,
+        bytes: Vec<u8>,
+    },
+    Announce {
+        topic: &'static str,
+        key: String,
+        bytes: Vec<u8>,
+    },
+    Lease {
+        peer: PeerId,
+        request: Box<LeaseRequest>,
+        reply: oneshot::Sender<Result<LeaseResponse, RequestError>>,
+    },
+    Blob {
+        peer: PeerId,
+        cid: ContentId,
+        reply: oneshot::Sender<Result<BlobResponse, RequestError>>,
+    },
+    RespondLease {
+        channel: ResponseChannel<LeaseResponse>,
+        response: Box<LeaseResponse>,
+    },
+    RespondBlob {
+        channel: ResponseChannel<BlobResponse>,
+        response: BlobResponse,
+    },
     Provide(ContentId),
 }
 
@@ -141,20 +170,35 @@ impl Network {
     pub fn start(key: &Keypair, config: NetworkConfig) -> anyhow::Result<Self> {
         let identity = libp2p_keypair(key)?;
         let mut swarm = build_swarm(identity)?;
-        swarm.listen_on(config.listen.clone()).context("cannot listen")?;
-        let book = config.peer_store.as_deref().map(read_peer_store).unwrap_or_default();
-        let remembered = book.values().flatten().filter_map(|a| a.parse::<Multiaddr>().ok());
+        swarm
+            .listen_on(config.listen.clone())
+            .context("cannot listen")?;
+        let book = config
+            .peer_store
+            .as_deref()
+            .map(read_peer_store)
+            .unwrap_or_default();
+        let remembered = book
+            .values()
+            .flatten()
+            .filter_map(|a| a.parse::<Multiaddr>().ok());
         let dial: Vec<Multiaddr> = config.bootstrap.iter().cloned().chain(remembered).collect();
         for address in &dial {
             if let Some(peer) = peer_of(address) {
-                swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, address.clone());
             }
             if let Err(e) = swarm.dial(address.clone()) {
                 tracing::warn!(%address, error = %e, "cannot dial");
             }
         }
         for topic in gossip::TOPICS {
-            swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(topic))?;
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&IdentTopic::new(topic))?;
         }
         let peer_id = *swarm.local_peer_id();
         let (listening_tx, listening) = watch::channel(Vec::new());
@@ -167,7 +211,10 @@ impl Network {
             respond: commands.downgrade(),
             listening: listening_tx,
             heard: heard.clone(),
-            peers: PeerStore { path: config.peer_store, book },
+            peers: PeerStore {
+                path: config.peer_store,
+                book,
+            },
             blobs: config.blobs,
             lease_handler: lease_handler.clone(),
             own: HashMap::new(),
@@ -175,7 +222,13 @@ impl Network {
             pending_blobs: HashMap::new(),
         };
         tokio::spawn(task.run());
-        Ok(Self { peer_id, listening, heard, commands, lease_handler })
+        Ok(Self {
+            peer_id,
+            listening,
+            heard,
+            commands,
+            lease_handler,
+        })
     }
 
     /// This node's `PeerId`.
@@ -186,8 +239,15 @@ impl Network {
     /// The addresses the node listens on, with `/p2p/<PeerId>`, once known.
     pub async fn listen_addresses(&self) -> Vec<Multiaddr> {
         let mut listening = self.listening.clone();
-        let addresses = listening.wait_for(|a| !a.is_empty()).await.map(|a| a.clone()).unwrap_or_default();
-        addresses.into_iter().map(|a| a.with_p2p(self.peer_id).unwrap_or_else(|a| a)).collect()
+        let addresses = listening
+            .wait_for(|a| !a.is_empty())
+            .await
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        addresses
+            .into_iter()
+            .map(|a| a.with_p2p(self.peer_id).unwrap_or_else(|a| a))
+            .collect()
     }
 
     /// Runs the leases other nodes send with `handler` (the worker role). The first call wins.
@@ -201,33 +261,59 @@ impl Network {
     pub fn offers(&self) -> HashMap<PublicKey, Signed<NodeOffer>> {
         let now = Timestamp::now();
         let heard = self.heard.lock().expect("heard lock");
-        heard.node_offers.iter().filter(|(_, o)| o.payload.expires_at > now).map(|(k, o)| (*k, o.clone())).collect()
+        heard
+            .node_offers
+            .iter()
+            .filter(|(_, o)| o.payload.expires_at > now)
+            .map(|(k, o)| (*k, o.clone()))
+            .collect()
     }
 
     /// The verified, unexpired validator offers heard so far.
     pub fn validator_offers(&self) -> Vec<Signed<ValidatorOffer>> {
         let now = Timestamp::now();
         let heard = self.heard.lock().expect("heard lock");
-        heard.validator_offers.values().filter(|o| o.payload.expires_at > now).cloned().collect()
+        heard
+            .validator_offers
+            .values()
+            .filter(|o| o.payload.expires_at > now)
+            .cloned()
+            .collect()
     }
 
     /// The most recent verified reputation events heard (oldest first).
     pub fn reputation_events(&self) -> Vec<Signed<ReputationEvent>> {
-        self.heard.lock().expect("heard lock").reputation.iter().cloned().collect()
+        self.heard
+            .lock()
+            .expect("heard lock")
+            .reputation
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Makes `object` (this node's own offer) the one re-published on its topic whenever a
     /// peer subscribes, replacing the previous one of the same author and family, and
     /// publishes it now.
-    pub async fn announce<T: Gossiped>(&self, object: &Signed<T>, family: &str) -> anyhow::Result<()> {
+    pub async fn announce<T: Gossiped>(
+        &self,
+        object: &Signed<T>,
+        family: &str,
+    ) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(object)?;
         let key = format!("{}:{family}", T::TOPIC);
-        self.send(Command::Announce { topic: T::TOPIC, key, bytes }).await
+        self.send(Command::Announce {
+            topic: T::TOPIC,
+            key,
+            bytes,
+        })
+        .await
     }
 
     /// Publishes a signed object once (e.g. a reputation event).
     pub async fn publish<T: Gossiped>(&self, object: &Signed<T>) -> anyhow::Result<()> {
-        self.publish_raw(T::TOPIC, serde_json::to_vec(object)?).await
+        self.publish_raw(T::TOPIC, serde_json::to_vec(object)?)
+            .await
     }
 
     /// Publishes raw bytes on `topic` (tests use it to send forgeries).
@@ -241,38 +327,62 @@ impl Network {
     }
 
     /// Sends a lease to `peer` and waits for its answer.
-    pub async fn lease(&self, peer: PeerId, request: LeaseRequest) -> Result<LeaseResponse, RequestError> {
+    pub async fn lease(
+        &self,
+        peer: PeerId,
+        request: LeaseRequest,
+    ) -> Result<LeaseResponse, RequestError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Lease { peer, request: Box::new(request), reply };
-        self.commands.send(command).await.map_err(|_| RequestError::Stopped)?;
+        let command = Command::Lease {
+            peer,
+            request: Box::new(request),
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| RequestError::Stopped)?;
         answer.await.map_err(|_| RequestError::Stopped)?
     }
 
     /// Fetches blob `cid` from `peer`; the bytes are returned only if they hash to `cid`.
     pub async fn fetch_blob(&self, peer: PeerId, cid: ContentId) -> Result<Vec<u8>, RequestError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Blob { peer, cid, reply }).await.map_err(|_| RequestError::Stopped)?;
+        self.commands
+            .send(Command::Blob { peer, cid, reply })
+            .await
+            .map_err(|_| RequestError::Stopped)?;
         match answer.await.map_err(|_| RequestError::Stopped)?? {
-            BlobResponse::NotFound => Err(RequestError::Invalid(format!("the peer does not hold {cid}"))),
+            BlobResponse::NotFound => Err(RequestError::Invalid(format!(
+                "the peer does not hold {cid}"
+            ))),
             BlobResponse::Found { base64 } => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(base64)
                     .map_err(|e| RequestError::Invalid(format!("the blob is not base64: {e}")))?;
-                d402_blobstore::check(&bytes, &cid).map_err(|e| RequestError::Invalid(e.to_string()))?;
+                d402_blobstore::check(&bytes, &cid)
+                    .map_err(|e| RequestError::Invalid(e.to_string()))?;
                 Ok(bytes)
             }
         }
     }
 
     async fn send(&self, command: Command) -> anyhow::Result<()> {
-        self.commands.send(command).await.map_err(|_| anyhow::anyhow!("the network stopped"))
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| anyhow::anyhow!("the network stopped"))
     }
 }
 
 fn build_swarm(identity: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let gossip_config = gossipsub::ConfigBuilder::default()
@@ -281,8 +391,11 @@ fn build_swarm(identity: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> 
                 .validate_messages()
                 .build()
                 .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
-                .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )
+            .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
@@ -291,20 +404,31 @@ fn build_swarm(identity: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> 
             // Every d402 node answers DHT queries (devnets have no confirmed external address).
             kad.set_mode(Some(kad::Mode::Server));
             // Leases last as long as the task's deadline; the gateway enforces it.
-            let requests = request_response::Config::default().with_request_timeout(Duration::from_secs(600));
-            let blob_codec = request_response::json::codec::Codec::default().set_response_size_maximum(MAX_BLOB_BYTES * 2);
+            let requests =
+                request_response::Config::default().with_request_timeout(Duration::from_secs(600));
+            let blob_codec = request_response::json::codec::Codec::default()
+                .set_response_size_maximum(MAX_BLOB_BYTES * 2);
             Ok(Behaviour {
-                identify: identify::Behaviour::new(identify::Config::new(PROTOCOL_VERSION.into(), key.public())),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    PROTOCOL_VERSION.into(),
+                    key.public(),
+                )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
                 gossipsub,
                 lease: request_response::json::Behaviour::new(
-                    [(StreamProtocol::new(wire::LEASE_PROTOCOL), ProtocolSupport::Full)],
+                    [(
+                        StreamProtocol::new(wire::LEASE_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
                     requests.clone(),
                 ),
                 blob: request_response::Behaviour::with_codec(
                     blob_codec,
-                    [(StreamProtocol::new(wire::BLOB_PROTOCOL), ProtocolSupport::Full)],
+                    [(
+                        StreamProtocol::new(wire::BLOB_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
                     requests,
                 ),
             })
@@ -335,7 +459,8 @@ struct SwarmTask {
     lease_handler: Arc<OnceLock<Arc<dyn LeaseHandler>>>,
     /// This node's own announced objects: key → (topic, bytes).
     own: HashMap<String, (&'static str, Vec<u8>)>,
-    pending_leases: HashMap<OutboundRequestId, oneshot::Sender<Result<LeaseResponse, RequestError>>>,
+    pending_leases:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<LeaseResponse, RequestError>>>,
     pending_blobs: HashMap<OutboundRequestId, oneshot::Sender<Result<BlobResponse, RequestError>>>,
 }
 
@@ -353,7 +478,12 @@ impl SwarmTask {
     }
 
     fn publish(&mut self, topic: &'static str, bytes: Vec<u8>) {
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), bytes) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(topic), bytes)
+        {
             // No subscribed peer yet: the object goes out when one subscribes.
             tracing::debug!(topic, error = %e, "not published");
         }
@@ -367,7 +497,11 @@ impl SwarmTask {
                 self.own.insert(key, (topic, bytes.clone()));
                 self.publish(topic, bytes);
             }
-            Command::Lease { peer, request, reply } => {
+            Command::Lease {
+                peer,
+                request,
+                reply,
+            } => {
                 let id = behaviour.lease.send_request(&peer, *request);
                 self.pending_leases.insert(id, reply);
             }
@@ -384,7 +518,10 @@ impl SwarmTask {
                 let _ = behaviour.blob.send_response(channel, response);
             }
             Command::Provide(cid) => {
-                if let Err(e) = behaviour.kad.start_providing(kad::RecordKey::new(&cid.to_string())) {
+                if let Err(e) = behaviour
+                    .kad
+                    .start_providing(kad::RecordKey::new(&cid.to_string()))
+                {
                     tracing::warn!(%cid, error = %e, "cannot announce a provider record");
                 }
             }
@@ -397,7 +534,11 @@ impl SwarmTask {
                 tracing::info!(address = %address.clone().with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a), "p2p listening");
                 self.listening.send_modify(|a| a.push(address));
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 self.peers.remember(peer_id, &info.listen_addrs);
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 for address in info.listen_addrs {
@@ -416,13 +557,21 @@ impl SwarmTask {
     fn on_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Subscribed { topic, .. } => {
-                let mine: Vec<(&'static str, Vec<u8>)> =
-                    self.own.values().filter(|(t, _)| IdentTopic::new(*t).hash() == topic).cloned().collect();
+                let mine: Vec<(&'static str, Vec<u8>)> = self
+                    .own
+                    .values()
+                    .filter(|(t, _)| IdentTopic::new(*t).hash() == topic)
+                    .cloned()
+                    .collect();
                 for (topic, bytes) in mine {
                     self.publish(topic, bytes);
                 }
             }
-            gossipsub::Event::Message { propagation_source, message_id, message } => {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
                 let verdict = match self.accept(&message) {
                     Ok(()) => MessageAcceptance::Accept,
                     Err(reason) => {
@@ -430,7 +579,10 @@ impl SwarmTask {
                         MessageAcceptance::Reject
                     }
                 };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             _ => {}
         }
@@ -443,14 +595,30 @@ impl SwarmTask {
         if topic == NODE_OFFERS_TOPIC {
             let offer = gossip::check::<NodeOffer>(data, source)?;
             let peer = peer_id_of(&offer.payload.node_id);
-            for address in offer.payload.addresses.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            for address in offer
+                .payload
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<Multiaddr>().ok())
+            {
                 self.swarm.add_peer_address(peer, address);
             }
-            self.heard.lock().expect("heard lock").node_offers.insert(offer.payload.node_id, offer);
+            self.heard
+                .lock()
+                .expect("heard lock")
+                .node_offers
+                .insert(offer.payload.node_id, offer);
         } else if topic == VALIDATOR_OFFERS_TOPIC {
             let offer = gossip::check::<ValidatorOffer>(data, source)?;
-            let key = (offer.payload.validator_id, offer.payload.capability_family.clone());
-            self.heard.lock().expect("heard lock").validator_offers.insert(key, offer);
+            let key = (
+                offer.payload.validator_id,
+                offer.payload.capability_family.clone(),
+            );
+            self.heard
+                .lock()
+                .expect("heard lock")
+                .validator_offers
+                .insert(key, offer);
         } else if topic == REPUTATION_TOPIC {
             let event = gossip::check::<ReputationEvent>(data, source)?;
             let mut heard = self.heard.lock().expect("heard lock");
@@ -467,7 +635,9 @@ impl SwarmTask {
     fn on_lease(&mut self, event: request_response::Event<LeaseRequest, LeaseResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let respond = self.respond.clone();
                     let handler = self.lease_handler.get().cloned();
                     tokio::spawn(async move {
@@ -478,17 +648,30 @@ impl SwarmTask {
                             },
                         };
                         if let Some(respond) = respond.upgrade() {
-                            let _ = respond.send(Command::RespondLease { channel, response: Box::new(response) }).await;
+                            let _ = respond
+                                .send(Command::RespondLease {
+                                    channel,
+                                    response: Box::new(response),
+                                })
+                                .await;
                         }
                     });
                 }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     if let Some(reply) = self.pending_leases.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
-            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
                 tracing::warn!(%peer, %error, "a lease got no answer");
                 if let Some(reply) = self.pending_leases.remove(&request_id) {
                     let _ = reply.send(Err(RequestError::Unreachable(error.to_string())));
@@ -501,15 +684,20 @@ impl SwarmTask {
     fn on_blob(&mut self, event: request_response::Event<BlobRequest, BlobResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let respond = self.respond.clone();
                     let blobs = self.blobs.clone();
                     tokio::spawn(async move {
                         let cid = request.cid;
-                        let read = tokio::task::spawn_blocking(move || blobs.map(|b| b.get(&cid))).await;
+                        let read =
+                            tokio::task::spawn_blocking(move || blobs.map(|b| b.get(&cid))).await;
                         let response = match read {
                             Ok(Some(Ok(bytes))) if bytes.len() as u64 <= MAX_BLOB_BYTES => {
-                                BlobResponse::Found { base64: base64::engine::general_purpose::STANDARD.encode(bytes) }
+                                BlobResponse::Found {
+                                    base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                                }
                             }
                             _ => {
                                 tracing::info!(%peer, %cid, "a blob was asked for that this node does not hold intact");
@@ -517,17 +705,24 @@ impl SwarmTask {
                             }
                         };
                         if let Some(respond) = respond.upgrade() {
-                            let _ = respond.send(Command::RespondBlob { channel, response }).await;
+                            let _ = respond
+                                .send(Command::RespondBlob { channel, response })
+                                .await;
                         }
                     });
                 }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     if let Some(reply) = self.pending_blobs.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
                 if let Some(reply) = self.pending_blobs.remove(&request_id) {
                     let _ = reply.send(Err(RequestError::Unreachable(error.to_string())));
                 }

@@ -38,8 +38,10 @@ impl PeerStore {
     /// Remembers `peer`'s listen addresses (loopback kept: devnets run on 127.0.0.1).
     pub(crate) fn remember(&mut self, peer: PeerId, addresses: &[Multiaddr]) {
         let Some(path) = &self.path else { return };
-        let entry: Vec<String> =
-            addresses.iter().map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a).to_string()).collect();
+        let entry: Vec<String> = addresses
+            .iter()
+            .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a).to_string())
+            .collect();
         if entry.is_empty() || self.book.get(&peer.to_string()) == Some(&entry) {
             return;
         }
@@ -47,4 +49,3 @@ impl PeerStore {
         write_peer_store(path, &self.book);
     }
 }
-

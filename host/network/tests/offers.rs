@@ -23,7 +23,12 @@ fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
 }
 
 fn listen() -> NetworkConfig {
-    NetworkConfig { listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap: vec![], peer_store: None, blobs: None }
+    NetworkConfig {
+        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        bootstrap: vec![],
+        peer_store: None,
+        blobs: None,
+    }
 }
 
 /// Publishes `offer` from `from` until `to` has it (or panics after 20 s).
@@ -32,23 +37,43 @@ async fn gossip_until_heard(from: &Network, to: &Network, offer: &Signed<NodeOff
     while !to.offers().contains_key(&offer.payload.node_id) {
         from.publish(offer).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(tokio::time::Instant::now() < deadline, "the offer never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the offer never arrived"
+        );
     }
 }
 
 #[test]
 fn the_wallet_key_is_the_peer_identity() {
     let key = Keypair::from_seed(&[1; 32]);
-    assert_eq!(peer_id_of(&key.public()), libp2p_keypair(&key).unwrap().public().to_peer_id());
-    assert_ne!(peer_id_of(&key.public()), peer_id_of(&Keypair::from_seed(&[2; 32]).public()));
+    assert_eq!(
+        peer_id_of(&key.public()),
+        libp2p_keypair(&key).unwrap().public().to_peer_id()
+    );
+    assert_ne!(
+        peer_id_of(&key.public()),
+        peer_id_of(&Keypair::from_seed(&[2; 32]).public())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
-    let (a_key, b_key, c_key) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]), Keypair::from_seed(&[3; 32]));
+    let (a_key, b_key, c_key) = (
+        Keypair::from_seed(&[1; 32]),
+        Keypair::from_seed(&[2; 32]),
+        Keypair::from_seed(&[3; 32]),
+    );
     let a = Network::start(&a_key, listen()).unwrap();
     let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(&b_key, NetworkConfig { bootstrap: vec![address], ..listen() }).unwrap();
+    let b = Network::start(
+        &b_key,
+        NetworkConfig {
+            bootstrap: vec![address],
+            ..listen()
+        },
+    )
+    .unwrap();
 
     // Forgeries first: another node's offer published by A, a tampered offer, an expired one,
     // and bytes that are no offer at all.
@@ -59,7 +84,12 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
     let genuine = offer(&a_key, 60_000);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        for bytes in [serde_json::to_vec(&foreign).unwrap(), serde_json::to_vec(&tampered).unwrap(), serde_json::to_vec(&expired).unwrap(), b"junk".to_vec()] {
+        for bytes in [
+            serde_json::to_vec(&foreign).unwrap(),
+            serde_json::to_vec(&tampered).unwrap(),
+            serde_json::to_vec(&expired).unwrap(),
+            b"junk".to_vec(),
+        ] {
             a.publish_raw(NODE_OFFERS_TOPIC, bytes).await.unwrap();
         }
         a.publish(&genuine).await.unwrap();
@@ -67,16 +97,28 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
         if b.offers().contains_key(&a_key.public()) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "B never received A's offer");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never received A's offer"
+        );
     }
     // A's own offer with a broken signature must not replace the genuine one.
     for _ in 0..3 {
-        a.publish_raw(NODE_OFFERS_TOPIC, serde_json::to_vec(&tampered).unwrap()).await.unwrap();
+        a.publish_raw(NODE_OFFERS_TOPIC, serde_json::to_vec(&tampered).unwrap())
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let heard = b.offers();
-    assert_eq!(heard[&a_key.public()], genuine, "the genuine offer, not the tampered one");
-    assert!(!heard.contains_key(&c_key.public()), "an offer for another node, published by A, is refused");
+    assert_eq!(
+        heard[&a_key.public()],
+        genuine,
+        "the genuine offer, not the tampered one"
+    );
+    assert!(
+        !heard.contains_key(&c_key.public()),
+        "an offer for another node, published by A, is refused"
+    );
     assert_eq!(heard.len(), 1);
 }
 
@@ -88,13 +130,23 @@ async fn a_restarted_node_reconnects_from_its_peer_store() {
     let (a_key, b_key) = (Keypair::from_seed(&[4; 32]), Keypair::from_seed(&[5; 32]));
     let a = Network::start(&a_key, listen()).unwrap();
     let address = a.listen_addresses().await.remove(0);
-    let with_store = |bootstrap| NetworkConfig { bootstrap, peer_store: Some(store.clone()), ..listen() };
+    let with_store = |bootstrap| NetworkConfig {
+        bootstrap,
+        peer_store: Some(store.clone()),
+        ..listen()
+    };
     let b = Network::start(&b_key, with_store(vec![address])).unwrap();
     gossip_until_heard(&a, &b, &offer(&a_key, 60_000)).await;
     // The store is written once A has identified itself.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&store).unwrap_or_default().contains(&a.peer_id().to_string()) {
-        assert!(tokio::time::Instant::now() < deadline, "A was never written to the peer store");
+    while !std::fs::read_to_string(&store)
+        .unwrap_or_default()
+        .contains(&a.peer_id().to_string())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A was never written to the peer store"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(b);

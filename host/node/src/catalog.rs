@@ -99,7 +99,11 @@ impl Catalog {
     /// Loads every `installed` capability (of `config.state`) that passes the policy. Fails when
     /// none does. The capability named by `config.capability` (or the first accepted
     /// manifest CID) becomes the default when it is served.
-    pub fn load(config: &NodeConfig, runtime: &Runtime, installed: Vec<Installed>) -> anyhow::Result<Self> {
+    pub fn load(
+        config: &NodeConfig,
+        runtime: &Runtime,
+        installed: Vec<Installed>,
+    ) -> anyhow::Result<Self> {
         let blobs = BlobStore::open(config.state.join("blobs"))?;
         let envelopes = read_registrations(&config.state)?;
         let now = Timestamp::now();
@@ -111,8 +115,15 @@ impl Catalog {
                 .iter()
                 .filter(|(_, envelope)| envelope.payload.manifest_cid == cid)
                 .find_map(|(path, envelope)| {
-                    match envelope.verify_registration(Some(&manifest), config.max_creator_commission_bps, now) {
-                        Ok(registration) => Some(Registered { cid: envelope.cid().ok()?, registration: registration.clone() }),
+                    match envelope.verify_registration(
+                        Some(&manifest),
+                        config.max_creator_commission_bps,
+                        now,
+                    ) {
+                        Ok(registration) => Some(Registered {
+                            cid: envelope.cid().ok()?,
+                            registration: registration.clone(),
+                        }),
                         Err(e) => {
                             tracing::warn!(file = %path.display(), "ignoring registration: {e:#}");
                             None
@@ -124,7 +135,11 @@ impl Catalog {
                 tracing::warn!(capability = %manifest.capability_id(), manifest = %cid, "not served: {reason}");
                 continue;
             }
-            let loaded = match runtime.load_from_store(&manifest, installed.package.artifact_cid, &blobs) {
+            let loaded = match runtime.load_from_store(
+                &manifest,
+                installed.package.artifact_cid,
+                &blobs,
+            ) {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     tracing::error!(capability = %manifest.capability_id(), manifest = %cid, "not served: cannot load: {e}");
@@ -143,9 +158,15 @@ impl Catalog {
             }));
         }
         if entries.is_empty() {
-            bail!("no installed capability passes this gateway's policy in {} (see the log)", config.state.display());
+            bail!(
+                "no installed capability passes this gateway's policy in {} (see the log)",
+                config.state.display()
+            );
         }
-        let wanted = config.accepted_manifest_cids.first().unwrap_or(&config.capability);
+        let wanted = config
+            .accepted_manifest_cids
+            .first()
+            .unwrap_or(&config.capability);
         let catalog = Self { entries };
         if let Some(position) = catalog.entries.iter().position(|e| matches(e, wanted)) {
             let mut entries = catalog.entries;
@@ -174,18 +195,45 @@ impl Catalog {
 
     /// The served capabilities matching every given parameter of `query`.
     pub fn search(&self, query: &CapabilityQuery) -> Vec<&Arc<ServedCapability>> {
-        let cid = query.manifest_cid.as_deref().map(|c| c.parse::<ContentId>().ok());
-        let words: Vec<String> = query.q.as_deref().unwrap_or_default().split_whitespace().map(str::to_lowercase).collect();
+        let cid = query
+            .manifest_cid
+            .as_deref()
+            .map(|c| c.parse::<ContentId>().ok());
+        let words: Vec<String> = query
+            .q
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
         self.entries
             .iter()
             .filter(|e| {
                 let manifest = e.loaded.manifest();
-                let text = format!("{} {} {}", e.capability_id, manifest.description, manifest.tags.join(" ")).to_lowercase();
+                let text = format!(
+                    "{} {} {}",
+                    e.capability_id,
+                    manifest.description,
+                    manifest.tags.join(" ")
+                )
+                .to_lowercase();
                 words.iter().all(|w| text.contains(w.as_str()))
-                    && query.namespace.as_deref().is_none_or(|n| n == manifest.namespace())
-                    && query.tag.as_deref().is_none_or(|t| manifest.tags.iter().any(|x| x == t))
-                    && query.shard.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(&e.shard))
-                    && query.capability_id.as_deref().is_none_or(|id| id == e.capability_id)
+                    && query
+                        .namespace
+                        .as_deref()
+                        .is_none_or(|n| n == manifest.namespace())
+                    && query
+                        .tag
+                        .as_deref()
+                        .is_none_or(|t| manifest.tags.iter().any(|x| x == t))
+                    && query
+                        .shard
+                        .as_deref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case(&e.shard))
+                    && query
+                        .capability_id
+                        .as_deref()
+                        .is_none_or(|id| id == e.capability_id)
                     && cid.is_none_or(|c| c == Some(e.manifest_cid))
             })
             .collect()
@@ -207,15 +255,23 @@ fn admit(
     registration: Option<&Registered>,
     price: Amount,
 ) -> Result<(), String> {
-    let accepted: Vec<ContentId> = config.accepted_manifest_cids.iter().filter_map(|c| c.parse().ok()).collect();
+    let accepted: Vec<ContentId> = config
+        .accepted_manifest_cids
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
     if !config.accepted_manifest_cids.is_empty() && !accepted.contains(cid) {
         return Err("its manifest CID is not an --accepted-manifest-cid".into());
     }
     let namespaces = &config.trusted_capability_namespaces;
     if !namespaces.is_empty() && !namespaces.iter().any(|n| n == manifest.namespace()) {
-        return Err(format!("namespace {:?} is not a --trusted-capability-namespace", manifest.namespace()));
+        return Err(format!(
+            "namespace {:?} is not a --trusted-capability-namespace",
+            manifest.namespace()
+        ));
     }
-    let needs_registration = config.require_capability_registration || config.require_signed_capability_registration;
+    let needs_registration =
+        config.require_capability_registration || config.require_signed_capability_registration;
     if needs_registration && registration.is_none() {
         return Err("no valid signed registration for this exact manifest CID".into());
     }
@@ -230,14 +286,20 @@ fn admit(
     if let Some(cap) = config.safety_max_task_budget
         && price > cap
     {
-        return Err(format!("price {} is above D402_SAFETY_MAX_TASK_BUDGET {}", d402_protocol::Price(price), d402_protocol::Price(cap)));
+        return Err(format!(
+            "price {} is above D402_SAFETY_MAX_TASK_BUDGET {}",
+            d402_protocol::Price(price),
+            d402_protocol::Price(cap)
+        ));
     }
     Ok(())
 }
 
 /// Reads the registration envelopes in `<state>/registrations/*.json`; unreadable files are
 /// logged and skipped. Verification happens against the manifest they name.
-fn read_registrations(state: &Path) -> anyhow::Result<Vec<(std::path::PathBuf, Signed<CapabilityRegistration>)>> {
+fn read_registrations(
+    state: &Path,
+) -> anyhow::Result<Vec<(std::path::PathBuf, Signed<CapabilityRegistration>)>> {
     let Ok(entries) = std::fs::read_dir(state.join("registrations")) else {
         return Ok(Vec::new());
     };
@@ -263,7 +325,10 @@ mod tests {
     fn shards_are_two_hex_digits_of_the_id_hash() {
         let shard = shard_of("web.page_to_markdown@1");
         assert_eq!(shard.len(), 2);
-        assert_eq!(shard, hex::encode(&Sha256::digest(b"web.page_to_markdown@1")[..1]));
+        assert_eq!(
+            shard,
+            hex::encode(&Sha256::digest(b"web.page_to_markdown@1")[..1])
+        );
         assert_ne!(shard_of("a.b@1"), shard_of("a.b@2"));
     }
 }

@@ -37,12 +37,19 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
         .await?;
     // The discovery document names the endpoints; `{taskId}` is filled in below.
     let endpoint = |name: &str| -> anyhow::Result<String> {
-        discovery["endpoints"][name].as_str().map(str::to_string).with_context(|| format!("discovery names no {name} endpoint"))
+        discovery["endpoints"][name]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("discovery names no {name} endpoint"))
     };
     let create = endpoint("createTask")?;
     let first = client.post(&create).json(body).send().await?;
     if first.status().as_u16() != 402 {
-        bail!("expected 402 Payment Required, got {}: {}", first.status(), first.text().await.unwrap_or_default());
+        bail!(
+            "expected 402 Payment Required, got {}: {}",
+            first.status(),
+            first.text().await.unwrap_or_default()
+        );
     }
     let header = first
         .headers()
@@ -50,15 +57,27 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
         .context("402 without a PAYMENT-REQUIRED header")?
         .to_str()?
         .to_string();
-    let challenge: PaymentRequired = decode_header(&header).map_err(|e| anyhow::anyhow!("PAYMENT-REQUIRED: {e}"))?;
+    let challenge: PaymentRequired =
+        decode_header(&header).map_err(|e| anyhow::anyhow!("PAYMENT-REQUIRED: {e}"))?;
     let requirements = challenge
         .accepts
         .iter()
         .find(|r| r.network == SIMULATED_NETWORK)
         .context("the gateway offers no simulated-rail payment")?;
     let now = Timestamp::now();
-    let payment = pay_simulated(requirements, Some(challenge.resource.clone()), body, key, now)?;
-    let paid = client.post(&create).header("payment-signature", &payment).json(body).send().await?;
+    let payment = pay_simulated(
+        requirements,
+        Some(challenge.resource.clone()),
+        body,
+        key,
+        now,
+    )?;
+    let paid = client
+        .post(&create)
+        .header("payment-signature", &payment)
+        .json(body)
+        .send()
+        .await?;
     let status = paid.status();
     let payment_response = paid
         .headers()
@@ -69,7 +88,10 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
     if !(status.is_success()) {
         bail!("paid request failed with HTTP {status}: {task}");
     }
-    let task_id = task["taskId"].as_str().context("no taskId in the response")?.to_string();
+    let task_id = task["taskId"]
+        .as_str()
+        .context("no taskId in the response")?
+        .to_string();
     let task_url = endpoint("task")?.replace("{taskId}", &task_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while task["status"] == "running" {
@@ -77,11 +99,28 @@ pub async fn http_task(gateway: &str, body: &Value, key: &Keypair) -> anyhow::Re
             bail!("task {task_id} still running after 60 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        task = client.get(&task_url).send().await?.error_for_status()?.json().await?;
+        task = client
+            .get(&task_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
     }
     let receipt_url = endpoint("receipt")?.replace("{taskId}", &task_id);
-    let receipt: Value = client.get(&receipt_url).send().await?.error_for_status()?.json().await?;
-    Ok(TaskOutcome { challenge, task, payment_response, receipt })
+    let receipt: Value = client
+        .get(&receipt_url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(TaskOutcome {
+        challenge,
+        task,
+        payment_response,
+        receipt,
+    })
 }
 
 /// The request body for a page: `{"input": {"url"}}`.
@@ -92,5 +131,7 @@ pub fn page_request(url: &str) -> Value {
 /// An HTTP client for talking to gateways (installs the ring TLS provider if none is).
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?)
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?)
 }

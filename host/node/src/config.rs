@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use d402_protocol::{Amount, BPS_DENOMINATOR, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price};
+use d402_protocol::{
+    Amount, BPS_DENOMINATOR, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price,
+};
 use serde::Deserialize;
 
 /// A role a node process can hold.
@@ -156,27 +158,40 @@ impl NodeConfig {
     /// The size of the gateway's local worker pool: `local_workers` for a node that is both
     /// gateway and worker, none otherwise.
     pub fn local_pool(&self) -> usize {
-        if self.has(Role::Gateway) && self.has(Role::Worker) { self.local_workers as usize } else { 0 }
+        if self.has(Role::Gateway) && self.has(Role::Worker) {
+            self.local_workers as usize
+        } else {
+            0
+        }
     }
 
     /// Refuses inconsistent settings, naming the keys involved.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let (mode, fanout, quorum, workers) = (self.mode, self.fanout, self.quorum, self.local_workers);
+        let (mode, fanout, quorum, workers) =
+            (self.mode, self.fanout, self.quorum, self.local_workers);
         if self.roles.is_empty() {
             bail!("roles cannot be empty: use gateway, worker, validator and/or bootstrap");
         }
         if let Some(listen) = &self.p2p_listen {
-            listen.parse::<d402_network::Multiaddr>().map_err(|e| anyhow::anyhow!("p2p-listen {listen:?} is not a multiaddr: {e}"))?;
+            listen
+                .parse::<d402_network::Multiaddr>()
+                .map_err(|e| anyhow::anyhow!("p2p-listen {listen:?} is not a multiaddr: {e}"))?;
         }
         for peer in &self.bootstrap {
-            let address: d402_network::Multiaddr =
-                peer.parse().map_err(|e| anyhow::anyhow!("bootstrap {peer:?} is not a multiaddr: {e}"))?;
-            if !address.iter().any(|p| matches!(p, d402_network::Protocol::P2p(_))) {
+            let address: d402_network::Multiaddr = peer
+                .parse()
+                .map_err(|e| anyhow::anyhow!("bootstrap {peer:?} is not a multiaddr: {e}"))?;
+            if !address
+                .iter()
+                .any(|p| matches!(p, d402_network::Protocol::P2p(_)))
+            {
                 bail!("bootstrap {peer:?} must end in /p2p/<PeerId>");
             }
         }
         if self.p2p_listen.is_none() && (!self.bootstrap.is_empty() || !self.has(Role::Gateway)) {
-            bail!("only a gateway runs without the peer network: set p2p-listen (e.g. /ip4/127.0.0.1/tcp/0)");
+            bail!(
+                "only a gateway runs without the peer network: set p2p-listen (e.g. /ip4/127.0.0.1/tcp/0)"
+            );
         }
         if self.offer_interval_seconds == 0 {
             bail!("offer-interval-seconds must be at least 1");
@@ -187,21 +202,31 @@ impl NodeConfig {
         if quorum == 0 || quorum > fanout {
             bail!("quorum ({quorum}) must be between 1 and fanout ({fanout})");
         }
-        if self.p2p_listen.is_none() && fanout > workers {
-            bail!("fanout ({fanout}) cannot exceed local-workers ({workers}) without the peer network");
-        }
         if self.p2p_listen.is_none() && workers == 0 {
             bail!("local-workers must be at least 1 without the peer network");
         }
+        if self.p2p_listen.is_none() && fanout > workers {
+            bail!(
+                "fanout ({fanout}) cannot exceed local-workers ({workers}) without the peer network"
+            );
+        }
         if mode == ExecutionMode::Single && fanout != 1 {
-            bail!("mode single sends each task to one worker: fanout must be 1, not {fanout} (or use mode race or quorum)");
+            bail!(
+                "mode single sends each task to one worker: fanout must be 1, not {fanout} (or use mode race or quorum)"
+            );
         }
         let whole = BPS_DENOMINATOR as u32;
         if self.validator_fee_bps > whole {
-            bail!("validator-fee-bps ({}) cannot exceed {whole}", self.validator_fee_bps);
+            bail!(
+                "validator-fee-bps ({}) cannot exceed {whole}",
+                self.validator_fee_bps
+            );
         }
         if self.max_creator_commission_bps > whole {
-            bail!("max-creator-commission-bps ({}) cannot exceed {whole}", self.max_creator_commission_bps);
+            bail!(
+                "max-creator-commission-bps ({}) cannot exceed {whole}",
+                self.max_creator_commission_bps
+            );
         }
         if self.validator_fee_bps + self.max_creator_commission_bps > whole {
             bail!(
@@ -322,7 +347,9 @@ pub fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
         "single" => Ok(ExecutionMode::Single),
         "race" => Ok(ExecutionMode::Race),
         "quorum" => Ok(ExecutionMode::Quorum),
-        _ => Err(format!("{text:?} is not a mode: use single, race or quorum")),
+        _ => Err(format!(
+            "{text:?} is not a mode: use single, race or quorum"
+        )),
     }
 }
 
@@ -345,8 +372,10 @@ impl NodeArgs {
 
     /// Reads a TOML configuration file. Unknown keys and bad values are errors naming the key.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_toml(&text).with_context(|| format!("{} is not a valid node configuration", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_toml(&text)
+            .with_context(|| format!("{} is not a valid node configuration", path.display()))
     }
 
     /// Parses TOML configuration text (see [`NodeArgs::from_file`]).
@@ -355,8 +384,12 @@ impl NodeArgs {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let error = e.into_inner();
-            let line = error.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let at = line.map(|line| format!("line {line}: ")).unwrap_or_default();
+            let line = error
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let at = line
+                .map(|line| format!("line {line}: "))
+                .unwrap_or_default();
             if key == "." {
                 anyhow::anyhow!("{at}{}", error.message())
             } else {
@@ -386,20 +419,38 @@ impl NodeArgs {
         if !self.trusted_capability_namespaces.is_empty() {
             config.trusted_capability_namespaces = self.trusted_capability_namespaces;
         }
-        set(&mut config.require_capability_registration, self.require_capability_registration);
-        set(&mut config.require_signed_capability_registration, self.require_signed_capability_registration);
-        set(&mut config.require_capability_namespace_proof, self.require_capability_namespace_proof);
+        set(
+            &mut config.require_capability_registration,
+            self.require_capability_registration,
+        );
+        set(
+            &mut config.require_signed_capability_registration,
+            self.require_signed_capability_registration,
+        );
+        set(
+            &mut config.require_capability_namespace_proof,
+            self.require_capability_namespace_proof,
+        );
         set(&mut config.rail, self.rail);
         if self.price.is_some() {
             config.price = self.price;
         }
-        set(&mut config.max_creator_commission_bps, self.max_creator_commission_bps);
+        set(
+            &mut config.max_creator_commission_bps,
+            self.max_creator_commission_bps,
+        );
         if let Some(budget) = self.safety_max_task_budget {
             config.safety_max_task_budget = Some(budget.0);
         }
-        set(&mut config.payment_timeout_seconds, self.payment_timeout_seconds);
+        set(
+            &mut config.payment_timeout_seconds,
+            self.payment_timeout_seconds,
+        );
         set(&mut config.max_body_bytes, self.max_body_bytes);
-        set(&mut config.allow_private_addresses, self.allow_private_addresses);
+        set(
+            &mut config.allow_private_addresses,
+            self.allow_private_addresses,
+        );
         set(&mut config.local_workers, self.local_workers);
         set(&mut config.mode, self.mode);
         set(&mut config.fanout, self.fanout);
@@ -411,7 +462,10 @@ impl NodeArgs {
         if !self.bootstrap.is_empty() {
             config.bootstrap = self.bootstrap;
         }
-        set(&mut config.offer_interval_seconds, self.offer_interval_seconds);
+        set(
+            &mut config.offer_interval_seconds,
+            self.offer_interval_seconds,
+        );
         set(&mut config.min_protocol_version, self.min_protocol_version);
         if self.min_software_version.is_some() {
             config.min_software_version = self.min_software_version;

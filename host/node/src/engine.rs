@@ -21,11 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use d402_blobstore::BlobStore;
+use d402_blobstore::{BlobError, BlobStore};
+use d402_browser::snapshot::SnapshotError;
 use d402_network::{LeaseRequest, LeaseResponse, Network, peer_id_of};
 use d402_protocol::{
-    Amount, ContentId, ExecutionMode, Keypair, Lease, NodeOffer, PublicKey, ReputationEvent, ReputationKind, ResultClaim,
-    Signed, TaskIntent, Timestamp,
+    Amount, ContentId, ExecutionMode, Keypair, Lease, NodeOffer, PublicKey, ReputationEvent,
+    ReputationKind, ResultClaim, Signed, TaskIntent, Timestamp,
 };
 use d402_runtime::{PageSource, Runtime, TaskInfo};
 use serde_json::{Value, json};
@@ -43,7 +44,10 @@ pub struct LocalWorker {
 
 impl LocalWorker {
     fn new(key: Keypair) -> Self {
-        Self { account: key.public().to_string(), key }
+        Self {
+            account: key.public().to_string(),
+            key,
+        }
     }
 
     /// The worker's payout account (base58).
@@ -112,19 +116,34 @@ pub struct PeerPolicy {
 
 impl PeerPolicy {
     /// Why `offer` cannot be leased `served` within `budget`, if it cannot.
-    pub fn refuses(&self, offer: &NodeOffer, served: &ServedCapability, budget: Amount) -> Option<String> {
+    pub fn refuses(
+        &self,
+        offer: &NodeOffer,
+        served: &ServedCapability,
+        budget: Amount,
+    ) -> Option<String> {
         if !offer.roles.iter().any(|r| r == "worker") {
             return Some("not a worker".into());
         }
         if offer.protocol_version < self.min_protocol_version {
-            return Some(format!("protocol version {} is below {}", offer.protocol_version, self.min_protocol_version));
+            return Some(format!(
+                "protocol version {} is below {}",
+                offer.protocol_version, self.min_protocol_version
+            ));
         }
         if let Some(minimum) = &self.min_software_version
             && version_numbers(&offer.software_version) < version_numbers(minimum)
         {
-            return Some(format!("software version {} is below {minimum}", offer.software_version));
+            return Some(format!(
+                "software version {} is below {minimum}",
+                offer.software_version
+            ));
         }
-        match offer.capabilities.iter().find(|c| c.manifest_cid == served.manifest_cid) {
+        match offer
+            .capabilities
+            .iter()
+            .find(|c| c.manifest_cid == served.manifest_cid)
+        {
             None => Some("does not offer this exact manifest".into()),
             Some(c) if c.price.0 > budget => Some(format!("asks {} above the budget", c.price)),
             Some(_) => None,
@@ -134,7 +153,11 @@ impl PeerPolicy {
 
 /// `1.10.2` → `[1, 10, 2]` (non-numeric parts count as 0).
 fn version_numbers(version: &str) -> Vec<u64> {
-    version.split(['.', '-', '+']).take(3).map(|part| part.parse().unwrap_or(0)).collect()
+    version
+        .split(['.', '-', '+'])
+        .take(3)
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
 }
 
 /// A worker a task can be leased to.
@@ -185,12 +208,22 @@ impl Engine {
         let workers = (0..count)
             .map(|i| {
                 let path = state.join("workers").join(format!("worker-{i}.json"));
-                let key = d402_wallet::load_or_create(&path).with_context(|| format!("worker wallet {}", path.display()))?;
+                let key = d402_wallet::load_or_create(&path)
+                    .with_context(|| format!("worker wallet {}", path.display()))?;
                 Ok(LocalWorker::new(key))
             })
             .collect::<anyhow::Result<_>>()?;
         let next = AtomicUsize::new(0);
-        Ok(Self { runtime, workers, next, gateway, pages, blobs, network: None, peer_policy: PeerPolicy::default() })
+        Ok(Self {
+            runtime,
+            workers,
+            next,
+            gateway,
+            pages,
+            blobs,
+            network: None,
+            peer_policy: PeerPolicy::default(),
+        })
     }
 
     /// Also leases tasks to remote workers heard on `network`, as `policy` allows.
@@ -217,17 +250,31 @@ impl Engine {
 
     /// Everyone who could run `intent` on `served`, in the order they are asked: the local
     /// pool (rotating), then remote workers by reputation (rotating among equals).
-    fn candidates(&self, intent: &TaskIntent, served: &ServedCapability, reputation: &dyn Fn(&str) -> i64) -> Vec<Assignee> {
-        let rotation = self.next.fetch_add(intent.fanout as usize, Ordering::Relaxed);
+    fn candidates(
+        &self,
+        intent: &TaskIntent,
+        served: &ServedCapability,
+        reputation: &dyn Fn(&str) -> i64,
+    ) -> Vec<Assignee> {
+        let rotation = self
+            .next
+            .fetch_add(intent.fanout as usize, Ordering::Relaxed);
         let local = self.workers.len();
-        let mut candidates: Vec<Assignee> = (0..local).map(|i| Assignee::Local((rotation + i) % local)).collect();
-        let Some(network) = &self.network else { return candidates };
+        let mut candidates: Vec<Assignee> = (0..local)
+            .map(|i| Assignee::Local((rotation + i) % local))
+            .collect();
+        let Some(network) = &self.network else {
+            return candidates;
+        };
         let mut remote: Vec<(i64, PublicKey)> = Vec::new();
         for (key, offer) in network.offers() {
             if key == self.gateway.public() {
                 continue;
             }
-            match self.peer_policy.refuses(&offer.payload, served, intent.budget) {
+            match self
+                .peer_policy
+                .refuses(&offer.payload, served, intent.budget)
+            {
                 Some(reason) => tracing::debug!(worker = %key, %reason, "offer not used"),
                 None => remote.push((reputation(&key.to_string()), key)),
             }
@@ -250,7 +297,9 @@ impl Engine {
 
     /// Leases the task to the next candidate and starts its run; false when none is left.
     fn lease_next(self: &Arc<Self>, leasing: &mut Leasing<'_>, execution: &mut Execution) -> bool {
-        let Some(assignee) = leasing.candidates.next() else { return false };
+        let Some(assignee) = leasing.candidates.next() else {
+            return false;
+        };
         let index = leasing.assignees.len();
         let worker = self.public_key(&assignee);
         let task = &leasing.intent.payload;
@@ -276,7 +325,9 @@ impl Engine {
         let engine = self.clone();
         let (intent, served) = (leasing.intent.clone(), leasing.served.clone());
         leasing.runs.spawn(async move {
-            let outcome = engine.run_assignee(&assignee, &lease, &intent, &served).await;
+            let outcome = engine
+                .run_assignee(&assignee, &lease, &intent, &served)
+                .await;
             (index, lease, outcome)
         });
         true
@@ -291,7 +342,8 @@ impl Engine {
         reputation: impl Fn(&str) -> i64,
     ) -> Execution {
         let intent = &signed_intent.payload;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(intent.deadline_ms);
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_millis(intent.deadline_ms);
         let mut leasing = Leasing {
             candidates: self.candidates(intent, served, &reputation).into_iter(),
             assignees: Vec::new(),
@@ -303,7 +355,9 @@ impl Engine {
             workers: Vec::new(),
             claims: Vec::new(),
             failures: Vec::new(),
-            decision: Err(json!({"kind": "no-workers", "message": "no worker serves this exact manifest"})),
+            decision: Err(
+                json!({"kind": "no-workers", "message": "no worker serves this exact manifest"}),
+            ),
             reputation: Vec::new(),
         };
         let fanout = intent.fanout.max(1) as usize;
@@ -311,7 +365,8 @@ impl Engine {
         if leasing.assignees.is_empty() {
             return execution;
         }
-        execution.decision = Err(json!({"kind": "no-claims", "message": "no worker returned a result"}));
+        execution.decision =
+            Err(json!({"kind": "no-claims", "message": "no worker returned a result"}));
         let quorum = match intent.mode {
             ExecutionMode::Quorum => (intent.quorum as usize).clamp(1, fanout),
             _ => 1,
@@ -319,10 +374,17 @@ impl Engine {
         let mut valid: Vec<usize> = Vec::new();
         let mut missed_deadline = false;
         loop {
-            let (index, lease, claim) = match tokio::time::timeout_at(deadline, leasing.runs.join_next()).await {
+            let (index, lease, claim) = match tokio::time::timeout_at(
+                deadline,
+                leasing.runs.join_next(),
+            )
+            .await
+            {
                 Err(_) => {
                     missed_deadline = true;
-                    execution.decision = Err(json!({"kind": "deadline-missed", "message": format!("no acceptable result within {} ms", intent.deadline_ms)}));
+                    execution.decision = Err(
+                        json!({"kind": "deadline-missed", "message": format!("no acceptable result within {} ms", intent.deadline_ms)}),
+                    );
                     break;
                 }
                 Ok(None) => break,
@@ -333,14 +395,24 @@ impl Engine {
                 Ok(Some(Ok(outcome))) => outcome,
             };
             let subject = self.public_key(&leasing.assignees[index]);
+            tracing::info!(task = %intent.task_id, worker = %subject, claimed = claim.is_ok(), "a leased run ended");
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(error) => {
                     if !is_buyer_fault(&error) {
-                        self.observe(&mut execution, subject, intent, ReputationKind::Reliability, -1, "the run failed");
+                        self.observe(
+                            &mut execution,
+                            subject,
+                            intent,
+                            ReputationKind::Reliability,
+                            -1,
+                            "the run failed",
+                        );
                     }
                     let vanished = error.get("kind").and_then(Value::as_str) == Some("unreachable");
-                    execution.failures.push((worker_id(&subject.to_string()), error));
+                    execution
+                        .failures
+                        .push((worker_id(&subject.to_string()), error));
                     if vanished && self.lease_next(&mut leasing, &mut execution) {
                         tracing::warn!(worker = %subject, "the worker did not answer; the task is leased to another");
                     }
@@ -351,14 +423,33 @@ impl Engine {
                 Assignee::Remote(key) => Some(key),
                 Assignee::Local(_) => None,
             };
-            let verdict = self.validate(&claim, &lease.payload, intent, served, reputation(&subject.to_string()), from).await;
+            let verdict = self
+                .validate(
+                    &claim,
+                    &lease.payload,
+                    intent,
+                    served,
+                    reputation(&subject.to_string()),
+                    from,
+                )
+                .await;
             execution.claims.push((claim, verdict.clone()));
             if let Verdict::Rejected(reason) = verdict {
-                self.observe(&mut execution, subject, intent, ReputationKind::Accuracy, -1, &reason);
+                self.observe(
+                    &mut execution,
+                    subject,
+                    intent,
+                    ReputationKind::Accuracy,
+                    -1,
+                    &reason,
+                );
                 continue;
             }
             valid.push(execution.claims.len() - 1);
-            let outputs: Vec<&Value> = valid.iter().map(|&i| &execution.claims[i].0.payload.output).collect();
+            let outputs: Vec<&Value> = valid
+                .iter()
+                .map(|&i| &execution.claims[i].0.payload.output)
+                .collect();
             if let Some(group) = quorum_group(&served.validator, &outputs, quorum) {
                 let accepted: Vec<usize> = group.iter().map(|&g| valid[g]).collect();
                 execution.decision = Ok(accepted);
@@ -371,7 +462,14 @@ impl Engine {
     }
 
     /// Marks verdicts and issues reputation events once the decision is made.
-    fn conclude(&self, execution: &mut Execution, intent: &TaskIntent, quorum: usize, valid: &[usize], missed_deadline: bool) {
+    fn conclude(
+        &self,
+        execution: &mut Execution,
+        intent: &TaskIntent,
+        quorum: usize,
+        valid: &[usize],
+        missed_deadline: bool,
+    ) {
         let accepted = execution.decision.clone();
         match accepted {
             Ok(accepted) => {
@@ -379,11 +477,26 @@ impl Engine {
                     let subject = execution.claims[i].0.payload.worker;
                     if accepted.contains(&i) {
                         execution.claims[i].1 = Verdict::Accepted;
-                        self.observe(execution, subject, intent, ReputationKind::Accuracy, 1, "accepted result");
+                        self.observe(
+                            execution,
+                            subject,
+                            intent,
+                            ReputationKind::Accuracy,
+                            1,
+                            "accepted result",
+                        );
                     } else if intent.mode == ExecutionMode::Quorum {
-                        let reason = "out-voted: the output disagrees with the accepted quorum".to_string();
+                        let reason =
+                            "out-voted: the output disagrees with the accepted quorum".to_string();
                         execution.claims[i].1 = Verdict::Rejected(reason.clone());
-                        self.observe(execution, subject, intent, ReputationKind::Accuracy, -1, &reason);
+                        self.observe(
+                            execution,
+                            subject,
+                            intent,
+                            ReputationKind::Accuracy,
+                            -1,
+                            &reason,
+                        );
                     } else {
                         execution.claims[i].1 = Verdict::Unused;
                     }
@@ -449,13 +562,31 @@ impl Engine {
     ) -> Result<Signed<ResultClaim>, Value> {
         match assignee {
             Assignee::Local(i) => {
-                let pages = if served.loaded.manifest().permissions.browser.is_some() { self.pages.clone() } else { None };
+                let pages = if served.loaded.manifest().permissions.browser.is_some() {
+                    self.pages.clone()
+                } else {
+                    None
+                };
                 let key = &self.workers[*i].key;
-                run_lease(&self.runtime, &served.loaded, key, &lease.payload, &intent.payload.input, pages).await
+                run_lease(
+                    &self.runtime,
+                    &served.loaded,
+                    key,
+                    &lease.payload,
+                    &intent.payload.input,
+                    pages,
+                )
+                .await
             }
             Assignee::Remote(key) => {
-                let network = self.network.as_ref().ok_or_else(|| internal(&"no peer network"))?;
-                let request = LeaseRequest { lease: lease.clone(), intent: intent.clone() };
+                let network = self
+                    .network
+                    .as_ref()
+                    .ok_or_else(|| internal(&"no peer network"))?;
+                let request = LeaseRequest {
+                    lease: lease.clone(),
+                    intent: intent.clone(),
+                };
                 match network.lease(peer_id_of(key), request).await {
                     Ok(LeaseResponse::Claim { claim }) => Ok(*claim),
                     Ok(LeaseResponse::Failed { error }) => Err(error),
@@ -481,7 +612,12 @@ impl Engine {
             .map_err(|e| format!("the claim's signature does not verify: {e}"))
             .and_then(|payload| check_lease(payload, &claim.signer, lease).map(|()| payload))
             .and_then(|claim| check_integrity(claim, intent, &served.manifest_cid).map(|()| claim))
-            .and_then(|claim| served.validator.check_claim(claim, reputation).map(|()| claim));
+            .and_then(|claim| {
+                served
+                    .validator
+                    .check_claim(claim, reputation)
+                    .map(|()| claim)
+            });
         let claim = match checked {
             Ok(claim) => claim,
             Err(reason) => return Verdict::Rejected(reason),
@@ -495,28 +631,58 @@ impl Engine {
         Verdict::Accepted
     }
 
-    /// Re-runs the claim's task on the claim's snapshots and compares the outputs. Snapshots
-    /// missing here are fetched by CID from the worker `from` (and kept only if they hash
-    /// to their CID).
-    async fn replay(&self, claim: &ResultClaim, input: &Value, served: &ServedCapability, from: Option<PublicKey>) -> Result<(), String> {
-        if let (Some(worker), Some(network)) = (from, &self.network) {
-            for cid in claim.snapshot_cids.iter().filter(|cid| !self.blobs.contains(cid)) {
-                let bytes = network
-                    .fetch_blob(peer_id_of(&worker), *cid)
-                    .await
-                    .map_err(|e| format!("cannot fetch the claim's snapshot {cid} from the worker: {e}"))?;
-                self.blobs.put_verified(&bytes, cid).map_err(|e| format!("cannot keep snapshot {cid}: {e}"))?;
-            }
+    /// Loads snapshots `cids` for a replay. Blobs missing here (records and the bodies they
+    /// name) are fetched by CID from the worker `from` and kept only if they hash to their CID.
+    async fn load_snapshots(
+        &self,
+        cids: &[ContentId],
+        from: Option<PublicKey>,
+    ) -> Result<d402_runtime::ReplaySource, String> {
+        // Each snapshot is a record and a body: at most two fetches per snapshot.
+        for _ in 0..=2 * cids.len() {
+            let missing = match d402_browser::SnapshotSource::load(&self.blobs, cids) {
+                Ok(source) => return Ok(source),
+                Err(SnapshotError::Blob(BlobError::Missing(cid))) => cid,
+                Err(e) => return Err(format!("cannot load the claim's snapshots: {e}")),
+            };
+            let (Some(worker), Some(network)) = (from, &self.network) else {
+                return Err(format!("the claim's snapshot blob {missing} is not here"));
+            };
+            let bytes = network
+                .fetch_blob(peer_id_of(&worker), missing)
+                .await
+                .map_err(|e| {
+                    format!("cannot fetch the claim's snapshot blob {missing} from the worker: {e}")
+                })?;
+            self.blobs
+                .put_verified(&bytes, &missing)
+                .map_err(|e| format!("cannot keep snapshot blob {missing}: {e}"))?;
         }
-        let source = d402_browser::SnapshotSource::load(&self.blobs, &claim.snapshot_cids)
-            .map_err(|e| format!("cannot load the claim's snapshots: {e}"))?;
-        let info = TaskInfo { task_id: claim.task_id.clone() };
+        Err("the claim's snapshots name more blobs than they should".into())
+    }
+
+    /// Re-runs the claim's task on the claim's snapshots (see [`Engine::load_snapshots`])
+    /// and compares the outputs.
+    async fn replay(
+        &self,
+        claim: &ResultClaim,
+        input: &Value,
+        served: &ServedCapability,
+        from: Option<PublicKey>,
+    ) -> Result<(), String> {
+        let source = self.load_snapshots(&claim.snapshot_cids, from).await?;
+        let info = TaskInfo {
+            task_id: claim.task_id.clone(),
+        };
         let replayed = self
             .runtime
             .run(&served.loaded, &info, input, Some(Arc::new(source)))
             .await
             .map_err(|f| format!("the replay failed: {}", json!(f.error)))?;
-        if served.validator.replay_agrees(&claim.output, &replayed.output) {
+        if served
+            .validator
+            .replay_agrees(&claim.output, &replayed.output)
+        {
             Ok(())
         } else {
             Err("the replay on the claim's snapshots produced a different result".into())
@@ -526,7 +692,8 @@ impl Engine {
 
 /// Errors caused by the request itself: not held against the worker.
 fn is_buyer_fault(error: &Value) -> bool {
-    matches!(error.get("kind").and_then(Value::as_str), Some("invalid-input" | "blocked"))
+    matches!(
+        error.get("kind").and_then(Value::as_str),
+        Some("invalid-input" | "blocked")
+    )
 }
-
-

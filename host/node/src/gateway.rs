@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
-use d402_protocol::{
-    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskIntent, Timestamp,
-    ValidationModel, ValidationReceipt, ValidationStatus,
-};
 use d402_network::Network;
+use d402_protocol::{
+    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskIntent,
+    Timestamp, ValidationModel, ValidationReceipt, ValidationStatus,
+};
 use d402_runtime::{PageSource, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
@@ -19,8 +19,8 @@ use crate::config::{NodeConfig, Role};
 use crate::engine::{Engine, Execution, PeerPolicy, Verdict, worker_id};
 use crate::installed::{Installed, list_installed};
 use crate::payment::{
-    Expectation, PaymentError, PaymentRail, PaymentRequired, PaymentResponse, Resource, SimulatedRail, X402_VERSION,
-    task_binding,
+    Expectation, PaymentError, PaymentRail, PaymentRequired, PaymentResponse, Resource,
+    SimulatedRail, X402_VERSION, task_binding,
 };
 use crate::settlement::{EarningWorker, Split, payouts};
 use crate::store::{Accepted, NodeStore, Receipts, StoreError, TaskRecord, TaskStatus};
@@ -97,7 +97,8 @@ impl NodeParts {
     /// Prepares the parts for `config`'s state directory. A node that is not a gateway may
     /// have nothing installed.
     pub fn prepare(config: &NodeConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.state).with_context(|| format!("cannot create {}", config.state.display()))?;
+        std::fs::create_dir_all(&config.state)
+            .with_context(|| format!("cannot create {}", config.state.display()))?;
         let installed = match list_installed(&config.state) {
             Err(e) if !config.has(Role::Gateway) => {
                 tracing::warn!("{e:#}");
@@ -111,14 +112,25 @@ impl NodeParts {
             ..RuntimeConfig::default()
         })?;
         let blobs = BlobStore::open(config.state.join("blobs"))?;
-        let pages: Option<Arc<dyn PageSource>> = if installed.iter().any(|i| i.manifest.permissions.browser.is_some()) {
-            let live = d402_browser::LiveSource::with_defaults(config.allow_private_addresses, blobs.clone())
-                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+        let pages: Option<Arc<dyn PageSource>> = if installed
+            .iter()
+            .any(|i| i.manifest.permissions.browser.is_some())
+        {
+            let live = d402_browser::LiveSource::with_defaults(
+                config.allow_private_addresses,
+                blobs.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
             Some(Arc::new(live))
         } else {
             None
         };
-        Ok(Self { installed, runtime: Arc::new(runtime), blobs, pages })
+        Ok(Self {
+            installed,
+            runtime: Arc::new(runtime),
+            blobs,
+            pages,
+        })
     }
 }
 
@@ -147,15 +159,29 @@ impl Gateway {
     /// (`<state>/wallet.json`, created if missing), the store, every installed capability
     /// that passes the policy, the local worker pool and, with `network`, remote workers.
     /// Tasks a previous run left unsettled are refunded. Must run inside a tokio runtime.
-    pub fn open_with(config: NodeConfig, parts: NodeParts, network: Option<Arc<Network>>) -> anyhow::Result<Arc<Self>> {
+    pub fn open_with(
+        config: NodeConfig,
+        parts: NodeParts,
+        network: Option<Arc<Network>>,
+    ) -> anyhow::Result<Arc<Self>> {
         if config.rail != "simulated" {
-            bail!("payment rail {:?} is not available yet; use --rail simulated", config.rail);
+            bail!(
+                "payment rail {:?} is not available yet; use --rail simulated",
+                config.rail
+            );
         }
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
         let store = NodeStore::open(&config.state.join("node.redb"))?;
         let engine_key = Keypair::from_keypair_bytes(&key.to_keypair_bytes())?;
-        let mut engine = Engine::open(&config.state, config.local_pool(), parts.runtime, engine_key, parts.pages, parts.blobs)?;
+        let mut engine = Engine::open(
+            &config.state,
+            config.local_pool(),
+            parts.runtime,
+            engine_key,
+            parts.pages,
+            parts.blobs,
+        )?;
         if let Some(network) = network {
             let policy = PeerPolicy {
                 min_protocol_version: config.min_protocol_version,
@@ -205,7 +231,11 @@ impl Gateway {
 
     /// The local worker pool's payout accounts.
     pub fn worker_accounts(&self) -> Vec<String> {
-        self.engine.workers().iter().map(|w| w.account().to_string()).collect()
+        self.engine
+            .workers()
+            .iter()
+            .map(|w| w.account().to_string())
+            .collect()
     }
 
     /// The peer network, when the node joined one.
@@ -240,15 +270,38 @@ impl Gateway {
     /// it, single otherwise.
     pub fn policy(&self, served: &ServedCapability) -> ExecutionPolicy {
         let config = &self.config;
-        if config.mode == ExecutionMode::Single || !served.loaded.manifest().execution_modes.contains(&config.mode) {
-            return ExecutionPolicy { mode: ExecutionMode::Single, fanout: 1, quorum: 1 };
+        if config.mode == ExecutionMode::Single
+            || !served
+                .loaded
+                .manifest()
+                .execution_modes
+                .contains(&config.mode)
+        {
+            return ExecutionPolicy {
+                mode: ExecutionMode::Single,
+                fanout: 1,
+                quorum: 1,
+            };
         }
-        let quorum = if config.mode == ExecutionMode::Quorum { config.quorum } else { 1 };
-        ExecutionPolicy { mode: config.mode, fanout: config.fanout, quorum }
+        let quorum = if config.mode == ExecutionMode::Quorum {
+            config.quorum
+        } else {
+            1
+        };
+        ExecutionPolicy {
+            mode: config.mode,
+            fanout: config.fanout,
+            quorum,
+        }
     }
 
     /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
-    pub fn challenge(&self, served: &ServedCapability, path: &str, error: Option<String>) -> PaymentRequired {
+    pub fn challenge(
+        &self,
+        served: &ServedCapability,
+        path: &str,
+        error: Option<String>,
+    ) -> PaymentRequired {
         PaymentRequired {
             x402_version: X402_VERSION,
             error,
@@ -257,7 +310,11 @@ impl Gateway {
                 description: Some(format!("{} task", served.capability_id)),
                 mime_type: Some("application/json".into()),
             },
-            accepts: vec![self.rail.requirements(served.price, &self.account(), self.config.payment_timeout_seconds)],
+            accepts: vec![self.rail.requirements(
+                served.price,
+                &self.account(),
+                self.config.payment_timeout_seconds,
+            )],
         }
     }
 
@@ -293,7 +350,8 @@ impl Gateway {
             gateway: self.key.public(),
             created_at: Timestamp::now(),
         };
-        let intent = Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
+        let intent =
+            Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
         let payment_response = PaymentResponse {
             success: true,
             error_reason: None,
@@ -335,15 +393,23 @@ impl Gateway {
     /// refunds it).
     pub async fn execute(self: Arc<Self>, record: TaskRecord) -> (TaskRecord, Option<Receipts>) {
         let task_id = record.task_id.clone();
-        let prepared = match self.catalog.get(&record.intent.payload.manifest_cid.to_string()).cloned() {
+        let prepared = match self
+            .catalog
+            .get(&record.intent.payload.manifest_cid.to_string())
+            .cloned()
+        {
             None => {
-                let error = json!({"kind": "unavailable", "message": "the capability is no longer served"});
+                let error =
+                    json!({"kind": "unavailable", "message": "the capability is no longer served"});
                 self.prepare_rejected(record, error, None)
             }
             Some(served) => {
                 let this = self.clone();
                 let reputation = move |account: &str| this.store.reputation(account).unwrap_or(0);
-                let execution = self.engine.execute(&record.intent, &served, reputation).await;
+                let execution = self
+                    .engine
+                    .execute(&record.intent, &served, reputation)
+                    .await;
                 match execution.decision.clone() {
                     Ok(_) => self.prepare_accepted(record, &served, execution),
                     Err(error) => self.prepare_rejected(record, error, Some(execution)),
@@ -366,7 +432,14 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::error!(task = %task_id, error = %e, "settlement failed; the task is refunded on restart");
-                (self.store.task(&task_id).ok().flatten().expect("an admitted task is stored"), None)
+                (
+                    self.store
+                        .task(&task_id)
+                        .ok()
+                        .flatten()
+                        .expect("an admitted task is stored"),
+                    None,
+                )
             }
         }
     }
@@ -377,7 +450,8 @@ impl Gateway {
             tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
             let error = json!({"kind": "interrupted", "message": "the node stopped before the task finished"});
             let settled = self.prepare_rejected(record, error, None)?;
-            self.store.settle(&settled.record, &settled.receipts, &settled.credits)?;
+            self.store
+                .settle(&settled.record, &settled.receipts, &settled.credits)?;
         }
         Ok(())
     }
@@ -389,7 +463,9 @@ impl Gateway {
         execution: Option<&Execution>,
         reason: Option<String>,
     ) -> anyhow::Result<Signed<ValidationReceipt>> {
-        let accepted = execution.map_or_else(Vec::new, |e| e.accepted().iter().filter_map(|c| c.cid().ok()).collect());
+        let accepted = execution.map_or_else(Vec::new, |e| {
+            e.accepted().iter().filter_map(|c| c.cid().ok()).collect()
+        });
         let model: ValidationModel = record.intent.payload.validation;
         Ok(Signed::sign(
             ValidationReceipt {
@@ -406,14 +482,22 @@ impl Gateway {
         )?)
     }
 
-    fn prepare_accepted(&self, mut record: TaskRecord, served: &ServedCapability, execution: Execution) -> anyhow::Result<Settled> {
+    fn prepare_accepted(
+        &self,
+        mut record: TaskRecord,
+        served: &ServedCapability,
+        execution: Execution,
+    ) -> anyhow::Result<Settled> {
         let accepted = execution.accepted();
         let first = accepted.first().context("an accepted task has a claim")?;
         let workers: Vec<EarningWorker> = accepted
             .iter()
             .map(|c| {
                 let account = c.payload.worker.to_string();
-                EarningWorker { worker_id: worker_id(&account), account }
+                EarningWorker {
+                    worker_id: worker_id(&account),
+                    account,
+                }
             })
             .collect();
         let commission = served.commission();
@@ -426,24 +510,50 @@ impl Gateway {
             rail: self.rail.name(),
         };
         let payouts = payouts(&split);
-        let credits: Vec<(String, Amount)> = payouts.iter().map(|p| (p.account.clone(), p.amount)).collect();
+        let credits: Vec<(String, Amount)> = payouts
+            .iter()
+            .map(|p| (p.account.clone(), p.amount))
+            .collect();
         let settlement = self.sign_settlement(&record, payouts, Vec::new())?;
         if settlement.payload.total() != Some(record.amount) {
             bail!("payouts do not add up to the price");
         }
-        let validation = self.validation_receipt(&record, ValidationStatus::Accepted, Some(&execution), None)?;
+        let validation =
+            self.validation_receipt(&record, ValidationStatus::Accepted, Some(&execution), None)?;
         record.status = TaskStatus::Accepted;
         record.result = Some(first.payload.output.clone());
         record.evidence = Some(first.payload.evidence.clone());
         record.workers = execution.workers.clone();
         record.completed_at = Some(Timestamp::now());
-        Ok(Settled { record, receipts: receipts(validation, settlement, execution), credits })
+        Ok(Settled {
+            record,
+            receipts: receipts(validation, settlement, execution),
+            credits,
+        })
     }
 
-    fn prepare_rejected(&self, mut record: TaskRecord, error: Value, execution: Option<Execution>) -> anyhow::Result<Settled> {
-        let reason = error.get("kind").and_then(Value::as_str).unwrap_or("failed").to_string();
-        let validation = self.validation_receipt(&record, ValidationStatus::Rejected, execution.as_ref(), Some(error.to_string()))?;
-        let refund = Refund { account: record.payer.clone(), amount: record.amount, reason };
+    fn prepare_rejected(
+        &self,
+        mut record: TaskRecord,
+        error: Value,
+        execution: Option<Execution>,
+    ) -> anyhow::Result<Settled> {
+        let reason = error
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("failed")
+            .to_string();
+        let validation = self.validation_receipt(
+            &record,
+            ValidationStatus::Rejected,
+            execution.as_ref(),
+            Some(error.to_string()),
+        )?;
+        let refund = Refund {
+            account: record.payer.clone(),
+            amount: record.amount,
+            reason,
+        };
         let credits = vec![(refund.account.clone(), refund.amount)];
         let settlement = self.sign_settlement(&record, Vec::new(), vec![refund])?;
         record.status = TaskStatus::Rejected;
@@ -467,7 +577,11 @@ impl Gateway {
                 reputation: Vec::new(),
             },
         };
-        Ok(Settled { record, receipts, credits })
+        Ok(Settled {
+            record,
+            receipts,
+            credits,
+        })
     }
 
     fn sign_settlement(
@@ -492,7 +606,11 @@ fn receipts(
     settlement: Signed<SettlementReceipt>,
     execution: Execution,
 ) -> Receipts {
-    let claim_cids: Vec<ContentId> = execution.claims.iter().filter_map(|(c, _)| c.cid().ok()).collect();
+    let claim_cids: Vec<ContentId> = execution
+        .claims
+        .iter()
+        .filter_map(|(c, _)| c.cid().ok())
+        .collect();
     let verdicts = execution
         .claims
         .iter()
@@ -508,8 +626,11 @@ fn receipts(
         claim_cids,
         claims: execution.claims.into_iter().map(|(c, _)| c).collect(),
         verdicts,
-        failures: execution.failures.into_iter().map(|(worker, error)| json!({"workerId": worker, "error": error})).collect(),
+        failures: execution
+            .failures
+            .into_iter()
+            .map(|(worker, error)| json!({"workerId": worker, "error": error}))
+            .collect(),
         reputation: execution.reputation,
     }
 }
-

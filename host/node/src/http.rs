@@ -23,7 +23,10 @@ use crate::payment::{PaymentError, PaymentRequired, encode_header};
 use crate::store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
 /// The page-to-markdown alias route and the capability it serves.
-const PAGE_ALIAS: (&str, &str) = (crate::openapi::PAGE_TO_MARKDOWN_ALIAS, "web.page_to_markdown@1");
+const PAGE_ALIAS: (&str, &str) = (
+    crate::openapi::PAGE_TO_MARKDOWN_ALIAS,
+    "web.page_to_markdown@1",
+);
 
 /// The HTTP API over `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -67,19 +70,30 @@ pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
 }
 
 /// Serves the API over `gateway` on an already bound `listener` until the process ends.
-pub async fn serve_on(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) -> std::io::Result<()> {
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+) -> std::io::Result<()> {
     gateway.set_bound(listener.local_addr()?);
     axum::serve(listener, router(gateway)).await
 }
 
 /// A JSON error response: `{"error": {"code", "message"}}`.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
 fn store_error(e: &StoreError) -> Response {
     tracing::error!(error = %e, "store failure");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "store_failure", e.to_string())
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store_failure",
+        e.to_string(),
+    )
 }
 
 fn commission_policy(g: &Gateway) -> Value {
@@ -118,9 +132,16 @@ async fn healthz() -> Json<Value> {
 
 async fn network(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let Some(network) = g.network() else {
-        return Json(json!({"enabled": false, "addresses": [], "nodeOffers": [], "validatorOffers": []}));
+        return Json(
+            json!({"enabled": false, "addresses": [], "nodeOffers": [], "validatorOffers": []}),
+        );
     };
-    let addresses: Vec<String> = network.listen_addresses().await.iter().map(|a| a.to_string()).collect();
+    let addresses: Vec<String> = network
+        .listen_addresses()
+        .await
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     let mut offers: Vec<_> = network.offers().into_values().collect();
     offers.sort_by_key(|o| o.payload.node_id.to_string());
     Json(json!({
@@ -220,8 +241,16 @@ fn describe(g: &Gateway, served: &ServedCapability) -> Value {
     })
 }
 
-async fn capabilities(State(g): State<Arc<Gateway>>, Query(query): Query<CapabilityQuery>) -> Json<Value> {
-    let found: Vec<Value> = g.catalog().search(&query).into_iter().map(|served| describe(&g, served)).collect();
+async fn capabilities(
+    State(g): State<Arc<Gateway>>,
+    Query(query): Query<CapabilityQuery>,
+) -> Json<Value> {
+    let found: Vec<Value> = g
+        .catalog()
+        .search(&query)
+        .into_iter()
+        .map(|served| describe(&g, served))
+        .collect();
     Json(json!({"capabilities": found}))
 }
 
@@ -240,11 +269,14 @@ async fn openapi(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Json<Valu
                 price: served.price,
                 input_schema: manifest.input_schema.clone(),
                 output_schema: manifest.output_schema.clone(),
-                alias_path: (served.capability_id == PAGE_ALIAS.1).then(|| PAGE_ALIAS.0.to_string()),
+                alias_path: (served.capability_id == PAGE_ALIAS.1)
+                    .then(|| PAGE_ALIAS.0.to_string()),
             }
         })
         .collect();
-    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
     let base = match (&g.config().public_url, host) {
         (None, Some(host)) => format!("http://{host}"),
         _ => g.base_url(),
@@ -256,7 +288,11 @@ async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     handle_task(g, "/tasks", headers, body).await
 }
 
-async fn create_page_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+async fn create_page_task(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     handle_task(g, PAGE_ALIAS.0, headers, body).await
 }
 
@@ -266,32 +302,67 @@ async fn create_page_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, bod
 /// price, payTo) is server-owned and ignored. On the alias a body without `input` is the
 /// input itself, as in the spec's `{"url": "https://example.com"}` example.
 fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), Response> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not JSON: {e}")))?;
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not JSON: {e}"),
+        )
+    })?;
     let Some(object) = body.as_object() else {
-        return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "request body must be a JSON object"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "request body must be a JSON object",
+        ));
     };
     let alias = path == PAGE_ALIAS.0;
     let input = match object.get("input") {
         Some(input) => input.clone(),
         None if alias => body.clone(),
-        None => return Err(error(StatusCode::BAD_REQUEST, "missing_input", "the request has no \"input\"")),
+        None => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "missing_input",
+                "the request has no \"input\"",
+            ));
+        }
     };
     let sync = match object.get("sync") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"sync\" must be a boolean")),
+        Some(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "\"sync\" must be a boolean",
+            ));
+        }
     };
     let named = match object.get("capabilityId") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(g.catalog().get(id).cloned().ok_or_else(|| {
-            error(StatusCode::BAD_REQUEST, "unknown_capability", format!("this gateway does not serve {id:?}"))
+            error(
+                StatusCode::BAD_REQUEST,
+                "unknown_capability",
+                format!("this gateway does not serve {id:?}"),
+            )
         })?),
-        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "malformed_request", "\"capabilityId\" must be a string")),
+        Some(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "\"capabilityId\" must be a string",
+            ));
+        }
     };
     let capability = match (alias, named) {
         (true, _) => g.catalog().get(PAGE_ALIAS.1).cloned().ok_or_else(|| {
-            error(StatusCode::NOT_FOUND, "unknown_capability", format!("this gateway does not serve {}", PAGE_ALIAS.1))
+            error(
+                StatusCode::NOT_FOUND,
+                "unknown_capability",
+                format!("this gateway does not serve {}", PAGE_ALIAS.1),
+            )
         })?,
         (false, Some(named)) => named,
         (false, None) => g.catalog().default_capability().clone(),
@@ -312,7 +383,14 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         .schemas()
         .validate_input(&input)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
-    Ok((TaskRequest { capability, input, body }, sync))
+    Ok((
+        TaskRequest {
+            capability,
+            input,
+            body,
+        },
+        sync,
+    ))
 }
 
 /// Whether `text` uses only the characters RFC 3986 allows in a URI, with well-formed
@@ -320,7 +398,9 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
 fn is_rfc3986(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.iter().enumerate().all(|(i, &b)| match b {
-        b'%' => bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+        b'%' => bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
         _ => b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b),
     })
 }
@@ -336,22 +416,34 @@ fn with_challenge(mut response: Response, challenge: &PaymentRequired) -> Respon
 async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
     let limit = g.config().max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body is over {limit} bytes"));
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is over {limit} bytes"),
+        );
     };
     let (request, sync) = match parse_request(&g, &bytes, path) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
     let served = request.capability.clone();
-    let header = headers.get("payment-signature").or_else(|| headers.get("x-payment"));
+    let header = headers
+        .get("payment-signature")
+        .or_else(|| headers.get("x-payment"));
     let Some(header) = header else {
         let challenge = g.challenge(&served, path, None);
-        return with_challenge((StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(), &challenge);
+        return with_challenge(
+            (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(),
+            &challenge,
+        );
     };
     let Ok(header) = header.to_str().map(str::to_string) else {
         let message = "payment header is not text";
         let challenge = g.challenge(&served, path, Some(message.into()));
-        return with_challenge(error(StatusCode::BAD_REQUEST, "malformed_payment", message), &challenge);
+        return with_challenge(
+            error(StatusCode::BAD_REQUEST, "malformed_payment", message),
+            &challenge,
+        );
     };
     match g.admit(request, &header).await {
         Ok(Admission::Replay(existing)) => {
@@ -380,19 +472,30 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
 /// used for another request, 402 with a fresh challenge otherwise.
 fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> Response {
     let (status, code, message) = match refusal {
-        Refusal::Payment(e @ PaymentError::Malformed(_)) => (StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        Refusal::Payment(e @ PaymentError::Malformed(_)) => {
+            (StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        }
         Refusal::Payment(e) => (StatusCode::PAYMENT_REQUIRED, e.code(), e.to_string()),
         Refusal::Store(StoreError::PaymentReused(task)) => {
-            let message = format!("this payment was already used for task {task} with a different request");
+            let message =
+                format!("this payment was already used for task {task} with a different request");
             return error(StatusCode::CONFLICT, "payment_already_used", message);
         }
         Refusal::Store(StoreError::InsufficientFunds { balance, needed }) => (
             StatusCode::PAYMENT_REQUIRED,
             "insufficient_funds",
-            format!("the payer's simulated balance is {balance} atomic units, the price is {needed}"),
+            format!(
+                "the payer's simulated balance is {balance} atomic units, the price is {needed}"
+            ),
         ),
         Refusal::Store(e) => return store_error(e),
-        Refusal::Internal(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.clone()),
+        Refusal::Internal(message) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                message.clone(),
+            );
+        }
     };
     let challenge = g.challenge(served, path, Some(message.clone()));
     with_challenge(error(status, code, message), &challenge)
@@ -459,13 +562,21 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
 fn load_task(g: &Gateway, id: &str) -> Result<TaskRecord, Response> {
     match g.store().task(id) {
         Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, "unknown_task", format!("no task {id}"))),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            "unknown_task",
+            format!("no task {id}"),
+        )),
         Err(e) => Err(store_error(&e)),
     }
 }
 
 fn still_running(id: &str) -> Response {
-    (StatusCode::ACCEPTED, Json(json!({"taskId": id, "status": "running", "links": links(id)}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"taskId": id, "status": "running", "links": links(id)})),
+    )
+        .into_response()
 }
 
 async fn get_task(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {

@@ -10,8 +10,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
 use d402_protocol::{
-    CapabilityManifest, CapabilityRegistration, ContentId, ImplementationPackage, Keypair, PublicKey, Signed, Timestamp,
-    parse_json,
+    CapabilityManifest, CapabilityRegistration, ContentId, ImplementationPackage, Keypair,
+    PublicKey, Signed, Timestamp, parse_json,
 };
 
 /// An installed capability: the newest verifying package for a manifest and the manifest
@@ -30,7 +30,10 @@ pub struct Installed {
 pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
     let dir = state.join("implementations");
     let entries = std::fs::read_dir(&dir).with_context(|| {
-        format!("no capabilities installed in {} (see `d402 capability implementation install`)", state.display())
+        format!(
+            "no capabilities installed in {} (see `d402 capability implementation install`)",
+            state.display()
+        )
     })?;
     let mut packages: Vec<ImplementationPackage> = Vec::new();
     for entry in entries {
@@ -39,8 +42,14 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
             continue;
         }
         let envelope: Signed<ImplementationPackage> = read_json(&path)?;
-        let package = envelope.verify().with_context(|| format!("{} does not verify", path.display()))?.clone();
-        match packages.iter_mut().find(|p| p.manifest_cid == package.manifest_cid) {
+        let package = envelope
+            .verify()
+            .with_context(|| format!("{} does not verify", path.display()))?
+            .clone();
+        match packages
+            .iter_mut()
+            .find(|p| p.manifest_cid == package.manifest_cid)
+        {
             Some(existing) if existing.created_at < package.created_at => *existing = package,
             Some(_) => {}
             None => packages.push(package),
@@ -50,11 +59,16 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
     packages
         .into_iter()
         .map(|package| {
-            let manifest_path = state.join("manifests").join(format!("{}.json", package.manifest_cid));
+            let manifest_path = state
+                .join("manifests")
+                .join(format!("{}.json", package.manifest_cid));
             let manifest: CapabilityManifest = read_json(&manifest_path)?;
-            manifest
-                .validate()
-                .with_context(|| format!("{} is not a valid capability manifest", manifest_path.display()))?;
+            manifest.validate().with_context(|| {
+                format!(
+                    "{} is not a valid capability manifest",
+                    manifest_path.display()
+                )
+            })?;
             if manifest.cid()? != package.manifest_cid {
                 bail!("{} does not hash to its name", manifest_path.display());
             }
@@ -69,8 +83,17 @@ pub fn find_installed(state: &Path, reference: &str) -> anyhow::Result<Installed
     let by_cid = reference.parse::<ContentId>().ok();
     list_installed(state)?
         .into_iter()
-        .find(|i| by_cid.map_or(i.package.capability_id == reference, |cid| i.package.manifest_cid == cid))
-        .with_context(|| format!("capability {reference} is not installed in {}", state.display()))
+        .find(|i| {
+            by_cid.map_or(i.package.capability_id == reference, |cid| {
+                i.package.manifest_cid == cid
+            })
+        })
+        .with_context(|| {
+            format!(
+                "capability {reference} is not installed in {}",
+                state.display()
+            )
+        })
 }
 
 /// Signs an implementation package for `manifest` and `artifact` with `key`, verified
@@ -91,7 +114,9 @@ pub fn create_package(
         created_at: now,
     };
     let envelope = Signed::sign(package, key)?;
-    envelope.verify_package(artifact, Some(manifest)).context("refusing to create the package")?;
+    envelope
+        .verify_package(artifact, Some(manifest))
+        .context("refusing to create the package")?;
     Ok(envelope)
 }
 
@@ -109,19 +134,32 @@ pub fn install_package(
     manifest.validate().context("the manifest is not valid")?;
     let package = envelope.verify_package(artifact, Some(manifest))?.clone();
     if !trusted.is_empty() && !trusted.contains(&package.publisher) {
-        bail!("publisher {} is not one of the trusted publishers", package.publisher);
+        bail!(
+            "publisher {} is not one of the trusted publishers",
+            package.publisher
+        );
     }
     BlobStore::open(state.join("blobs"))?.put_verified(artifact, &package.artifact_cid)?;
-    write_json(&state.join("manifests").join(format!("{}.json", package.manifest_cid)), manifest)?;
-    let path = state.join("implementations").join(format!("{}.json", envelope.cid()?));
+    write_json(
+        &state
+            .join("manifests")
+            .join(format!("{}.json", package.manifest_cid)),
+        manifest,
+    )?;
+    let path = state
+        .join("implementations")
+        .join(format!("{}.json", envelope.cid()?));
     write_json(&path, envelope)?;
     for entry in std::fs::read_dir(state.join("implementations"))? {
         let other = entry?.path();
         let superseded = other != path
-            && read_json::<Signed<ImplementationPackage>>(&other)
-                .is_ok_and(|o| o.payload.manifest_cid == package.manifest_cid && o.payload.created_at < package.created_at);
+            && read_json::<Signed<ImplementationPackage>>(&other).is_ok_and(|o| {
+                o.payload.manifest_cid == package.manifest_cid
+                    && o.payload.created_at < package.created_at
+            });
         if superseded {
-            std::fs::remove_file(&other).with_context(|| format!("cannot remove {}", other.display()))?;
+            std::fs::remove_file(&other)
+                .with_context(|| format!("cannot remove {}", other.display()))?;
         }
     }
     Ok(package)
@@ -139,12 +177,16 @@ pub fn install_registration(
 ) -> anyhow::Result<ContentId> {
     envelope.verify_registration(Some(manifest), max_commission_bps, now)?;
     let cid = envelope.cid()?;
-    write_json(&state.join("registrations").join(format!("{cid}.json")), envelope)?;
+    write_json(
+        &state.join("registrations").join(format!("{cid}.json")),
+        envelope,
+    )?;
     Ok(cid)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_json(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
@@ -152,5 +194,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    d402_blobstore::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    d402_blobstore::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -30,7 +30,10 @@ pub struct PaidOperation {
 
 /// A price as the decimal dollar string `x-payment-info` carries (`"0.01"`).
 pub fn dollars(amount: Amount) -> String {
-    Price(amount).to_string().trim_start_matches('$').to_string()
+    Price(amount)
+        .to_string()
+        .trim_start_matches('$')
+        .to_string()
 }
 
 /// The `x-payment-info` object of a paid operation.
@@ -59,36 +62,62 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     let mut schemas = components();
     let input = match single {
         Some(op) => {
-            schemas.insert("Input".into(), rebase_refs(&op.input_schema, "#/components/schemas/Input"));
+            schemas.insert(
+                "Input".into(),
+                rebase_refs(&op.input_schema, "#/components/schemas/Input"),
+            );
             schema_ref("Input")
         }
         None => json!({"type": "object"}),
     };
     let output = match single {
         Some(op) => {
-            schemas.insert("Output".into(), rebase_refs(&op.output_schema, "#/components/schemas/Output"));
+            schemas.insert(
+                "Output".into(),
+                rebase_refs(&op.output_schema, "#/components/schemas/Output"),
+            );
             schema_ref("Output")
         }
         None => json!({}),
     };
-    let ids: Vec<&str> = operations.iter().map(|op| op.capability_id.as_str()).collect();
+    let ids: Vec<&str> = operations
+        .iter()
+        .map(|op| op.capability_id.as_str())
+        .collect();
     schemas.insert("TaskRequest".into(), task_request(input.clone(), &ids));
     schemas.insert("Task".into(), task(output.clone()));
     schemas.insert("Result".into(), result(output));
 
     let mut paths = Map::new();
-    paths.insert("/health".into(), get_json("health", "Gateway liveness and public policy.", "Health"));
-    paths.insert("/healthz".into(), get_json("healthz", "Readiness probe.", "Healthz"));
+    paths.insert(
+        "/health".into(),
+        get_json("health", "Gateway liveness and public policy.", "Health"),
+    );
+    paths.insert(
+        "/healthz".into(),
+        get_json("healthz", "Readiness probe.", "Healthz"),
+    );
     paths.insert(
         "/.well-known/d402-gateway.json".into(),
-        get_json("discovery", "Discovery document: capabilities, prices, payment rail, endpoints.", "Discovery"),
+        get_json(
+            "discovery",
+            "Discovery document: capabilities, prices, payment rail, endpoints.",
+            "Discovery",
+        ),
     );
     paths.insert(
         "/.well-known/dnc-gateway.json".into(),
-        get_json("discoveryLegacy", "Legacy alias of /.well-known/d402-gateway.json.", "Discovery"),
+        get_json(
+            "discoveryLegacy",
+            "Legacy alias of /.well-known/d402-gateway.json.",
+            "Discovery",
+        ),
     );
     paths.insert("/capabilities".into(), capabilities_path());
-    paths.insert("/openapi.json".into(), get_json("openapi", "This OpenAPI 3.1 document.", "OpenApi"));
+    paths.insert(
+        "/openapi.json".into(),
+        get_json("openapi", "This OpenAPI 3.1 document.", "OpenApi"),
+    );
     paths.insert(
         "/network".into(),
         get_json("network", "The peer network as this gateway sees it: its addresses and the verified offers it heard.", "Network"),
@@ -110,12 +139,20 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     );
     for op in operations {
         if let Some(alias) = &op.alias_path {
-            let name = op.capability_id.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+            let name = op
+                .capability_id
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
             let bare_input = if single.is_some() {
                 input.clone()
             } else {
                 let component = format!("Input_{name}");
-                schemas.insert(component.clone(), rebase_refs(&op.input_schema, &format!("#/components/schemas/{component}")));
+                schemas.insert(
+                    component.clone(),
+                    rebase_refs(
+                        &op.input_schema,
+                        &format!("#/components/schemas/{component}"),
+                    ),
+                );
                 schema_ref(&component)
             };
             let body = json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
@@ -135,11 +172,15 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     }
     paths.insert(
         "/tasks/{taskId}".into(),
-        task_get("getTask", "The task record: status, result when accepted, receipts, links.", json!({
-            "200": task_response("The task.", false),
-            "404": error_response("No such task (`unknown_task`)."),
-            "500": error_response("Store failure."),
-        })),
+        task_get(
+            "getTask",
+            "The task record: status, result when accepted, receipts, links.",
+            json!({
+                "200": task_response("The task.", false),
+                "404": error_response("No such task (`unknown_task`)."),
+                "500": error_response("Store failure."),
+            }),
+        ),
     );
     paths.insert(
         "/tasks/{taskId}/result".into(),
@@ -153,12 +194,16 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     );
     paths.insert(
         "/tasks/{taskId}/receipt".into(),
-        task_get("getTaskReceipt", "Validation and settlement receipts (and the signed originals).", json!({
-            "200": json_response("The receipts.", schema_ref("Receipt")),
-            "202": json_response("Still running: no receipt yet.", schema_ref("Running")),
-            "404": error_response("No such task (`unknown_task`)."),
-            "500": error_response("Store failure."),
-        })),
+        task_get(
+            "getTaskReceipt",
+            "Validation and settlement receipts (and the signed originals).",
+            json!({
+                "200": json_response("The receipts.", schema_ref("Receipt")),
+                "202": json_response("Still running: no receipt yet.", schema_ref("Running")),
+                "404": error_response("No such task (`unknown_task`)."),
+                "500": error_response("Store failure."),
+            }),
+        ),
     );
 
     json!({
@@ -212,7 +257,9 @@ fn rebase_refs(schema: &Value, base: &str) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, value)| match (key.as_str(), value) {
-                    ("$ref", Value::String(r)) if r.starts_with('#') => (key.clone(), json!(format!("{base}{}", &r[1..]))),
+                    ("$ref", Value::String(r)) if r.starts_with('#') => {
+                        (key.clone(), json!(format!("{base}{}", &r[1..])))
+                    }
                     _ => (key.clone(), rebase_refs(value, base)),
                 })
                 .collect(),
@@ -243,9 +290,7 @@ fn get_json(operation_id: &str, summary: &str, schema: &str) -> Value {
 }
 
 fn capabilities_path() -> Value {
-    let parameter = |name: &str, description: &str| {
-        json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
-    };
+    let parameter = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}});
     json!({"get": {
         "operationId": "listCapabilities",
         "summary": "Capabilities this gateway serves. The search parameters are accepted; this \
@@ -396,301 +441,364 @@ fn result(output: Value) -> Value {
 fn components() -> Map<String, Value> {
     let string = json!({"type": "string"});
     let entries = [
-        ("Error", json!({
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": string, "message": string}
+        (
+            "Error",
+            json!({
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": string, "message": string}
+                    }
                 }
-            }
-        })),
-        ("PaymentRequired", json!({
-            "type": "object",
-            "description": "The x402 v2 challenge.",
-            "required": ["x402Version", "resource", "accepts"],
-            "properties": {
-                "x402Version": {"const": 2},
-                "error": {"type": "string"},
-                "resource": {
-                    "type": "object",
-                    "required": ["url"],
-                    "properties": {"url": string, "description": string, "mimeType": string}
-                },
-                "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")}
-            }
-        })),
-        ("PaymentRequirements", json!({
-            "type": "object",
-            "required": ["scheme", "network", "amount", "asset", "payTo", "maxTimeoutSeconds"],
-            "properties": {
-                "scheme": {"const": "exact"},
-                "network": string,
-                "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "Atomic units (micro-dollars)."},
-                "asset": string,
-                "payTo": string,
-                "maxTimeoutSeconds": {"type": "integer", "minimum": 0},
-                "extra": {}
-            }
-        })),
-        ("PaymentResponse", json!({
-            "type": "object",
-            "required": ["success", "transaction", "network"],
-            "properties": {
-                "success": {"type": "boolean"},
-                "errorReason": string,
-                "payer": string,
-                "transaction": string,
-                "network": string,
-                "amount": string
-            }
-        })),
-        ("Links", json!({
-            "type": "object",
-            "required": ["task", "result", "receipt"],
-            "properties": {"task": string, "result": string, "receipt": string}
-        })),
-        ("Running", json!({
-            "type": "object",
-            "required": ["taskId", "status", "links"],
-            "properties": {"taskId": string, "status": {"const": "running"}, "links": schema_ref("Links")}
-        })),
-        ("Rejected", json!({
-            "type": "object",
-            "required": ["error", "taskId", "status"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": {"const": "task_rejected"}, "message": string}
-                },
-                "taskId": string,
-                "status": {"const": "rejected"}
-            }
-        })),
-        ("ValidationReceipt", json!({
-            "type": "object",
-            "required": ["taskId", "status", "acceptedClaimCids", "rejectedClaimCids", "model", "validator", "issuedAt"],
-            "properties": {
-                "taskId": string,
-                "status": {"enum": ["accepted", "rejected"]},
-                "acceptedClaimCids": {"type": "array", "items": string},
-                "rejectedClaimCids": {"type": "array", "items": string},
-                "model": string,
-                "validator": string,
-                "reason": string,
-                "issuedAt": string
-            }
-        })),
-        ("Payout", json!({
-            "type": "object",
-            "required": ["account", "amount", "reason"],
-            "properties": {
-                "account": string,
-                "workerId": string,
-                "amount": {"type": "number", "minimum": 0, "description": "Dollars."},
-                "grossAmount": {"type": "number", "minimum": 0},
-                "reason": {"enum": ["accepted-result", "creator-commission", "validator-fee"]},
-                "rateBps": {"type": "integer", "minimum": 0},
-                "rail": string,
-                "manifestCid": string,
-                "registrationCid": string,
-                "publisher": string,
-                "namespace": string
-            }
-        })),
-        ("Refund", json!({
-            "type": "object",
-            "required": ["account", "amount", "reason"],
-            "properties": {"account": string, "amount": {"type": "number", "minimum": 0}, "reason": string}
-        })),
-        ("Settlement", json!({
-            "type": "object",
-            "required": ["payouts", "refunds"],
-            "properties": {
-                "payouts": {"type": "array", "items": schema_ref("Payout")},
-                "refunds": {"type": "array", "items": schema_ref("Refund")}
-            }
-        })),
-        ("Signed", json!({
-            "type": "object",
-            "required": ["type", "payload", "signer", "signature"],
-            "properties": {"type": string, "payload": {"type": "object"}, "signer": string, "signature": string}
-        })),
-        ("Receipt", json!({
-            "type": "object",
-            "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "claims", "failures", "signed"],
-            "properties": {
-                "taskId": string,
-                "status": {"enum": ["running", "accepted", "rejected"]},
-                "validationReceipt": schema_ref("ValidationReceipt"),
-                "settlement": schema_ref("Settlement"),
-                "payment": schema_ref("PaymentResponse"),
-                "claims": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["claimCid", "workerId", "outputHash", "verdict"],
-                    "properties": {
-                        "claimCid": string,
-                        "workerId": string,
-                        "outputHash": string,
-                        "verdict": {
+            }),
+        ),
+        (
+            "PaymentRequired",
+            json!({
+                "type": "object",
+                "description": "The x402 v2 challenge.",
+                "required": ["x402Version", "resource", "accepts"],
+                "properties": {
+                    "x402Version": {"const": 2},
+                    "error": {"type": "string"},
+                    "resource": {
+                        "type": "object",
+                        "required": ["url"],
+                        "properties": {"url": string, "description": string, "mimeType": string}
+                    },
+                    "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")}
+                }
+            }),
+        ),
+        (
+            "PaymentRequirements",
+            json!({
+                "type": "object",
+                "required": ["scheme", "network", "amount", "asset", "payTo", "maxTimeoutSeconds"],
+                "properties": {
+                    "scheme": {"const": "exact"},
+                    "network": string,
+                    "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "Atomic units (micro-dollars)."},
+                    "asset": string,
+                    "payTo": string,
+                    "maxTimeoutSeconds": {"type": "integer", "minimum": 0},
+                    "extra": {}
+                }
+            }),
+        ),
+        (
+            "PaymentResponse",
+            json!({
+                "type": "object",
+                "required": ["success", "transaction", "network"],
+                "properties": {
+                    "success": {"type": "boolean"},
+                    "errorReason": string,
+                    "payer": string,
+                    "transaction": string,
+                    "network": string,
+                    "amount": string
+                }
+            }),
+        ),
+        (
+            "Links",
+            json!({
+                "type": "object",
+                "required": ["task", "result", "receipt"],
+                "properties": {"task": string, "result": string, "receipt": string}
+            }),
+        ),
+        (
+            "Running",
+            json!({
+                "type": "object",
+                "required": ["taskId", "status", "links"],
+                "properties": {"taskId": string, "status": {"const": "running"}, "links": schema_ref("Links")}
+            }),
+        ),
+        (
+            "Rejected",
+            json!({
+                "type": "object",
+                "required": ["error", "taskId", "status"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"const": "task_rejected"}, "message": string}
+                    },
+                    "taskId": string,
+                    "status": {"const": "rejected"}
+                }
+            }),
+        ),
+        (
+            "ValidationReceipt",
+            json!({
+                "type": "object",
+                "required": ["taskId", "status", "acceptedClaimCids", "rejectedClaimCids", "model", "validator", "issuedAt"],
+                "properties": {
+                    "taskId": string,
+                    "status": {"enum": ["accepted", "rejected"]},
+                    "acceptedClaimCids": {"type": "array", "items": string},
+                    "rejectedClaimCids": {"type": "array", "items": string},
+                    "model": string,
+                    "validator": string,
+                    "reason": string,
+                    "issuedAt": string
+                }
+            }),
+        ),
+        (
+            "Payout",
+            json!({
+                "type": "object",
+                "required": ["account", "amount", "reason"],
+                "properties": {
+                    "account": string,
+                    "workerId": string,
+                    "amount": {"type": "number", "minimum": 0, "description": "Dollars."},
+                    "grossAmount": {"type": "number", "minimum": 0},
+                    "reason": {"enum": ["accepted-result", "creator-commission", "validator-fee"]},
+                    "rateBps": {"type": "integer", "minimum": 0},
+                    "rail": string,
+                    "manifestCid": string,
+                    "registrationCid": string,
+                    "publisher": string,
+                    "namespace": string
+                }
+            }),
+        ),
+        (
+            "Refund",
+            json!({
+                "type": "object",
+                "required": ["account", "amount", "reason"],
+                "properties": {"account": string, "amount": {"type": "number", "minimum": 0}, "reason": string}
+            }),
+        ),
+        (
+            "Settlement",
+            json!({
+                "type": "object",
+                "required": ["payouts", "refunds"],
+                "properties": {
+                    "payouts": {"type": "array", "items": schema_ref("Payout")},
+                    "refunds": {"type": "array", "items": schema_ref("Refund")}
+                }
+            }),
+        ),
+        (
+            "Signed",
+            json!({
+                "type": "object",
+                "required": ["type", "payload", "signer", "signature"],
+                "properties": {"type": string, "payload": {"type": "object"}, "signer": string, "signature": string}
+            }),
+        ),
+        (
+            "Receipt",
+            json!({
+                "type": "object",
+                "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "claims", "failures", "signed"],
+                "properties": {
+                    "taskId": string,
+                    "status": {"enum": ["running", "accepted", "rejected"]},
+                    "validationReceipt": schema_ref("ValidationReceipt"),
+                    "settlement": schema_ref("Settlement"),
+                    "payment": schema_ref("PaymentResponse"),
+                    "claims": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["claimCid", "workerId", "outputHash", "verdict"],
+                        "properties": {
+                            "claimCid": string,
+                            "workerId": string,
+                            "outputHash": string,
+                            "verdict": {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"enum": ["accepted", "rejected", "unused"]}, "reason": string}
+                            }
+                        }
+                    }},
+                    "failures": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["workerId", "error"],
+                        "properties": {"workerId": string, "error": {"type": "object"}}
+                    }},
+                    "signed": {
+                        "type": "object",
+                        "required": ["taskIntent", "validationReceipt", "settlementReceipt", "claims", "reputationEvents"],
+                        "properties": {
+                            "taskIntent": schema_ref("Signed"),
+                            "validationReceipt": schema_ref("Signed"),
+                            "settlementReceipt": schema_ref("Signed"),
+                            "claims": {"type": "array", "items": schema_ref("Signed")},
+                            "reputationEvents": {"type": "array", "items": schema_ref("Signed")}
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "CommissionPolicy",
+            json!({
+                "type": "object",
+                "required": ["pricingMode", "scope", "maxRateBps", "payoutRail"],
+                "properties": {
+                    "pricingMode": string,
+                    "scope": string,
+                    "maxRateBps": {"type": "integer", "minimum": 0},
+                    "payoutRail": string,
+                    "requiresEscrowForDirectProviderPayTo": {"type": "boolean"}
+                }
+            }),
+        ),
+        (
+            "Health",
+            json!({
+                "type": "object",
+                "required": ["ok", "nodeId", "policy"],
+                "properties": {
+                    "ok": {"type": "boolean"},
+                    "nodeId": string,
+                    "policy": {
+                        "type": "object",
+                        "required": ["price", "capabilityId", "mode", "fanout", "quorum", "deadlineMs", "allowAsync", "paymentRouter"],
+                        "properties": {
+                            "price": string,
+                            "capabilityId": string,
+                            "mode": {"enum": ["single", "race", "quorum"]},
+                            "fanout": {"type": "integer", "minimum": 1},
+                            "quorum": {"type": "integer", "minimum": 1},
+                            "deadlineMs": {"type": "integer", "minimum": 0},
+                            "allowAsync": {"type": "boolean"},
+                            "paymentRouter": string,
+                            "creatorCommission": schema_ref("CommissionPolicy")
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "Network",
+            json!({
+                "type": "object",
+                "required": ["enabled", "addresses", "nodeOffers", "validatorOffers"],
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "peerId": string,
+                    "addresses": {"type": "array", "items": string},
+                    "nodeOffers": {"type": "array", "items": {"type": "object"}},
+                    "validatorOffers": {"type": "array", "items": {"type": "object"}}
+                }
+            }),
+        ),
+        (
+            "Healthz",
+            json!({
+                "type": "object",
+                "required": ["ok"],
+                "properties": {"ok": {"type": "boolean"}}
+            }),
+        ),
+        (
+            "Discovery",
+            json!({
+                "type": "object",
+                "required": ["d402GatewayVersion", "nodeId", "roles", "protocol", "endpoints", "capabilities", "payment"],
+                "properties": {
+                    "d402GatewayVersion": {"type": "integer"},
+                    "dncGatewayVersion": {"type": "integer"},
+                    "nodeId": string,
+                    "roles": {"type": "array", "items": string},
+                    "protocol": {
+                        "type": "object",
+                        "required": ["transport", "taskApi", "paymentChallenge"],
+                        "properties": {"transport": string, "taskApi": string, "legacyTaskApi": string, "paymentChallenge": string}
+                    },
+                    "endpoints": {
+                        "type": "object",
+                        "required": ["health", "createTask", "task", "result", "receipt"],
+                        "properties": {"health": string, "createTask": string, "task": string, "result": string, "receipt": string}
+                    },
+                    "capabilities": {
+                        "type": "array",
+                        "items": {
                             "type": "object",
-                            "required": ["status"],
-                            "properties": {"status": {"enum": ["accepted", "rejected", "unused"]}, "reason": string}
+                            "required": ["capabilityId", "price"],
+                            "properties": {
+                                "capabilityId": string,
+                                "manifestCid": string,
+                                "price": string,
+                                "mode": string,
+                                "fanout": {"type": "integer"},
+                                "quorum": {"type": "integer"}
+                            }
                         }
-                    }
-                }},
-                "failures": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["workerId", "error"],
-                    "properties": {"workerId": string, "error": {"type": "object"}}
-                }},
-                "signed": {
-                    "type": "object",
-                    "required": ["taskIntent", "validationReceipt", "settlementReceipt", "claims", "reputationEvents"],
-                    "properties": {
-                        "taskIntent": schema_ref("Signed"),
-                        "validationReceipt": schema_ref("Signed"),
-                        "settlementReceipt": schema_ref("Signed"),
-                        "claims": {"type": "array", "items": schema_ref("Signed")},
-                        "reputationEvents": {"type": "array", "items": schema_ref("Signed")}
-                    }
-                }
-            }
-        })),
-        ("CommissionPolicy", json!({
-            "type": "object",
-            "required": ["pricingMode", "scope", "maxRateBps", "payoutRail"],
-            "properties": {
-                "pricingMode": string,
-                "scope": string,
-                "maxRateBps": {"type": "integer", "minimum": 0},
-                "payoutRail": string,
-                "requiresEscrowForDirectProviderPayTo": {"type": "boolean"}
-            }
-        })),
-        ("Health", json!({
-            "type": "object",
-            "required": ["ok", "nodeId", "policy"],
-            "properties": {
-                "ok": {"type": "boolean"},
-                "nodeId": string,
-                "policy": {
-                    "type": "object",
-                    "required": ["price", "capabilityId", "mode", "fanout", "quorum", "deadlineMs", "allowAsync", "paymentRouter"],
-                    "properties": {
-                        "price": string,
-                        "capabilityId": string,
-                        "mode": {"enum": ["single", "race", "quorum"]},
-                        "fanout": {"type": "integer", "minimum": 1},
-                        "quorum": {"type": "integer", "minimum": 1},
-                        "deadlineMs": {"type": "integer", "minimum": 0},
-                        "allowAsync": {"type": "boolean"},
-                        "paymentRouter": string,
-                        "creatorCommission": schema_ref("CommissionPolicy")
-                    }
-                }
-            }
-        })),
-        ("Network", json!({
-            "type": "object",
-            "required": ["enabled", "addresses", "nodeOffers", "validatorOffers"],
-            "properties": {
-                "enabled": {"type": "boolean"},
-                "peerId": string,
-                "addresses": {"type": "array", "items": string},
-                "nodeOffers": {"type": "array", "items": {"type": "object"}},
-                "validatorOffers": {"type": "array", "items": {"type": "object"}}
-            }
-        })),
-        ("Healthz", json!({
-            "type": "object",
-            "required": ["ok"],
-            "properties": {"ok": {"type": "boolean"}}
-        })),
-        ("Discovery", json!({
-            "type": "object",
-            "required": ["d402GatewayVersion", "nodeId", "roles", "protocol", "endpoints", "capabilities", "payment"],
-            "properties": {
-                "d402GatewayVersion": {"type": "integer"},
-                "dncGatewayVersion": {"type": "integer"},
-                "nodeId": string,
-                "roles": {"type": "array", "items": string},
-                "protocol": {
-                    "type": "object",
-                    "required": ["transport", "taskApi", "paymentChallenge"],
-                    "properties": {"transport": string, "taskApi": string, "legacyTaskApi": string, "paymentChallenge": string}
-                },
-                "endpoints": {
-                    "type": "object",
-                    "required": ["health", "createTask", "task", "result", "receipt"],
-                    "properties": {"health": string, "createTask": string, "task": string, "result": string, "receipt": string}
-                },
-                "capabilities": {
-                    "type": "array",
-                    "items": {
+                    },
+                    "payment": {
                         "type": "object",
-                        "required": ["capabilityId", "price"],
+                        "required": ["rail", "network", "asset", "payTo", "price"],
                         "properties": {
-                            "capabilityId": string,
-                            "manifestCid": string,
+                            "rail": string,
+                            "network": string,
+                            "asset": string,
+                            "payTo": string,
                             "price": string,
-                            "mode": string,
-                            "fanout": {"type": "integer"},
-                            "quorum": {"type": "integer"}
-                        }
-                    }
-                },
-                "payment": {
-                    "type": "object",
-                    "required": ["rail", "network", "asset", "payTo", "price"],
-                    "properties": {
-                        "rail": string,
-                        "network": string,
-                        "asset": string,
-                        "payTo": string,
-                        "price": string,
-                        "creatorCommission": schema_ref("CommissionPolicy")
-                    }
-                }
-            }
-        })),
-        ("Capabilities", json!({
-            "type": "object",
-            "required": ["capabilities"],
-            "properties": {
-                "capabilities": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["capabilityId", "manifestCid", "price", "accepted"],
-                        "properties": {
-                            "capabilityId": string,
-                            "manifestCid": string,
-                            "artifactCid": string,
-                            "namespace": string,
-                            "description": string,
-                            "tags": {"type": "array", "items": string},
-                            "determinism": string,
-                            "validator": {"type": "object"},
-                            "price": string,
-                            "executionModes": {"type": "array", "items": string},
-                            "accepted": {"type": "boolean"},
-                            "registration": {"type": ["object", "null"]}
+                            "creatorCommission": schema_ref("CommissionPolicy")
                         }
                     }
                 }
-            }
-        })),
-        ("OpenApi", json!({
-            "type": "object",
-            "required": ["openapi", "info", "paths"],
-            "properties": {"openapi": string, "info": {"type": "object"}, "paths": {"type": "object"}}
-        })),
+            }),
+        ),
+        (
+            "Capabilities",
+            json!({
+                "type": "object",
+                "required": ["capabilities"],
+                "properties": {
+                    "capabilities": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["capabilityId", "manifestCid", "price", "accepted"],
+                            "properties": {
+                                "capabilityId": string,
+                                "manifestCid": string,
+                                "artifactCid": string,
+                                "namespace": string,
+                                "description": string,
+                                "tags": {"type": "array", "items": string},
+                                "determinism": string,
+                                "validator": {"type": "object"},
+                                "price": string,
+                                "executionModes": {"type": "array", "items": string},
+                                "accepted": {"type": "boolean"},
+                                "registration": {"type": ["object", "null"]}
+                            }
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "OpenApi",
+            json!({
+                "type": "object",
+                "required": ["openapi", "info", "paths"],
+                "properties": {"openapi": string, "info": {"type": "object"}, "paths": {"type": "object"}}
+            }),
+        ),
     ];
-    entries.into_iter().map(|(name, schema)| (name.to_string(), schema)).collect()
+    entries
+        .into_iter()
+        .map(|(name, schema)| (name.to_string(), schema))
+        .collect()
 }
 
 #[cfg(test)]
@@ -732,9 +840,16 @@ mod tests {
         assert_eq!(reparsed["openapi"], "3.1.0");
         assert_eq!(reparsed["servers"][0]["url"], "http://127.0.0.1:8402");
         for (path, method) in ROUTES {
-            assert!(reparsed["paths"][path][method].is_object(), "{method} {path} is missing");
+            assert!(
+                reparsed["paths"][path][method].is_object(),
+                "{method} {path} is missing"
+            );
         }
-        assert_eq!(reparsed["paths"].as_object().unwrap().len(), ROUTES.len(), "no undocumented extras");
+        assert_eq!(
+            reparsed["paths"].as_object().unwrap().len(),
+            ROUTES.len(),
+            "no undocumented extras"
+        );
     }
 
     #[test]
@@ -755,15 +870,36 @@ mod tests {
             assert_eq!(info["sku"], "web.page_to_markdown@1");
             assert_eq!(info["pricingVersion"], "bafkreiexample");
         }
-        assert!(doc["paths"]["/health"]["get"].get("x-payment-info").is_none(), "free routes are free");
+        assert!(
+            doc["paths"]["/health"]["get"]
+                .get("x-payment-info")
+                .is_none(),
+            "free routes are free"
+        );
         let create = &doc["paths"]["/tasks"]["post"];
-        assert_eq!(create["security"][0], json!({}), "the first request goes unpaid");
+        assert_eq!(
+            create["security"][0],
+            json!({}),
+            "the first request goes unpaid"
+        );
         assert_eq!(create["security"][1], json!({"x402": []}));
-        assert_eq!(doc["components"]["securitySchemes"]["x402"]["name"], "PAYMENT-SIGNATURE");
-        assert_eq!(create["responses"]["402"]["headers"]["PAYMENT-REQUIRED"]["$ref"], "#/components/headers/PaymentRequired");
-        assert_eq!(create["responses"]["200"]["headers"]["PAYMENT-RESPONSE"]["$ref"], "#/components/headers/PaymentResponse");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["x402"]["name"],
+            "PAYMENT-SIGNATURE"
+        );
+        assert_eq!(
+            create["responses"]["402"]["headers"]["PAYMENT-REQUIRED"]["$ref"],
+            "#/components/headers/PaymentRequired"
+        );
+        assert_eq!(
+            create["responses"]["200"]["headers"]["PAYMENT-RESPONSE"]["$ref"],
+            "#/components/headers/PaymentResponse"
+        );
         for status in ["200", "202", "400", "402", "409", "413", "500"] {
-            assert!(create["responses"][status].is_object(), "POST /tasks documents {status}");
+            assert!(
+                create["responses"][status].is_object(),
+                "POST /tasks documents {status}"
+            );
         }
         assert_eq!(dollars(Amount::from_micros(100)), "0.0001");
         assert_eq!(dollars(Amount::from_micros(2_000_000)), "2.00");
@@ -775,13 +911,19 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["Input"], operation(true).input_schema);
         assert_eq!(schemas["Output"], operation(true).output_schema);
-        assert_eq!(schemas["TaskRequest"]["properties"]["input"]["$ref"], "#/components/schemas/Input");
+        assert_eq!(
+            schemas["TaskRequest"]["properties"]["input"]["$ref"],
+            "#/components/schemas/Input"
+        );
         let mut refs = Vec::new();
         collect_refs(&doc, &mut refs);
         assert!(refs.len() > 10);
         for reference in refs {
             let pointer = reference.strip_prefix('#').expect("local reference");
-            assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{reference} does not resolve"
+            );
         }
     }
 
@@ -790,9 +932,14 @@ mod tests {
         let mut op = operation(false);
         op.input_schema = json!({"$defs": {"u": {"type": "string"}}, "properties": {"url": {"$ref": "#/$defs/u"}}});
         let doc = document("http://gw", &[op]);
-        let reference = doc["components"]["schemas"]["Input"]["properties"]["url"]["$ref"].as_str().unwrap();
+        let reference = doc["components"]["schemas"]["Input"]["properties"]["url"]["$ref"]
+            .as_str()
+            .unwrap();
         assert_eq!(reference, "#/components/schemas/Input/$defs/u");
-        assert_eq!(doc.pointer(&reference[1..]).unwrap(), &json!({"type": "string"}));
+        assert_eq!(
+            doc.pointer(&reference[1..]).unwrap(),
+            &json!({"type": "string"})
+        );
     }
 
     #[test]
@@ -801,14 +948,28 @@ mod tests {
         other.capability_id = "util.json_transform@1".into();
         other.price = Amount::from_micros(100);
         let doc = document("http://gw", &[operation(true), other]);
-        assert_eq!(doc["components"]["schemas"]["TaskRequest"]["properties"]["input"], json!({"type": "object"}));
-        let info = doc["paths"]["/tasks"]["post"]["x-payment-info"].as_array().unwrap();
-        assert_eq!(info.iter().map(|i| i["amount"].as_str().unwrap()).collect::<Vec<_>>(), ["0.01", "0.0001"]);
+        assert_eq!(
+            doc["components"]["schemas"]["TaskRequest"]["properties"]["input"],
+            json!({"type": "object"})
+        );
+        let info = doc["paths"]["/tasks"]["post"]["x-payment-info"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            info.iter()
+                .map(|i| i["amount"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["0.01", "0.0001"]
+        );
         let alias = &doc["paths"][PAGE_TO_MARKDOWN_ALIAS]["post"];
         assert_eq!(alias["x-payment-info"]["amount"], "0.01");
-        let bare = &alias["requestBody"]["content"]["application/json"]["schema"]["anyOf"][1]["$ref"];
+        let bare =
+            &alias["requestBody"]["content"]["application/json"]["schema"]["anyOf"][1]["$ref"];
         assert_eq!(bare, "#/components/schemas/Input_web_page_to_markdown_1");
-        assert_eq!(doc["components"]["schemas"]["Input_web_page_to_markdown_1"], operation(true).input_schema);
+        assert_eq!(
+            doc["components"]["schemas"]["Input_web_page_to_markdown_1"],
+            operation(true).input_schema
+        );
     }
 
     fn collect_refs(value: &Value, out: &mut Vec<String>) {

@@ -210,9 +210,18 @@ pub trait PaymentRail: Send + Sync {
     /// The network in x402 requirements.
     fn network(&self) -> &'static str;
     /// Requirements for `price` paid to `pay_to`.
-    fn requirements(&self, price: Amount, pay_to: &str, max_timeout_seconds: u64) -> PaymentRequirements;
+    fn requirements(
+        &self,
+        price: Amount,
+        pay_to: &str,
+        max_timeout_seconds: u64,
+    ) -> PaymentRequirements;
     /// Verifies the decoded `PAYMENT-SIGNATURE` header against `expected`.
-    fn verify(&self, header: &str, expected: &Expectation<'_>) -> Result<VerifiedPayment, PaymentError>;
+    fn verify(
+        &self,
+        header: &str,
+        expected: &Expectation<'_>,
+    ) -> Result<VerifiedPayment, PaymentError>;
 }
 
 /// The simulated rail: ed25519-signed authorizations settled on the node's local ledger.
@@ -228,7 +237,12 @@ impl PaymentRail for SimulatedRail {
         SIMULATED_NETWORK
     }
 
-    fn requirements(&self, price: Amount, pay_to: &str, max_timeout_seconds: u64) -> PaymentRequirements {
+    fn requirements(
+        &self,
+        price: Amount,
+        pay_to: &str,
+        max_timeout_seconds: u64,
+    ) -> PaymentRequirements {
         PaymentRequirements {
             scheme: "exact".into(),
             network: SIMULATED_NETWORK.into(),
@@ -244,52 +258,84 @@ impl PaymentRail for SimulatedRail {
         }
     }
 
-    fn verify(&self, header: &str, expected: &Expectation<'_>) -> Result<VerifiedPayment, PaymentError> {
+    fn verify(
+        &self,
+        header: &str,
+        expected: &Expectation<'_>,
+    ) -> Result<VerifiedPayment, PaymentError> {
         let payload: PaymentPayload = decode_header(header).map_err(PaymentError::Malformed)?;
         if payload.x402_version != X402_VERSION {
-            return Err(PaymentError::Malformed(format!("x402Version {} is not 2", payload.x402_version)));
+            return Err(PaymentError::Malformed(format!(
+                "x402Version {} is not 2",
+                payload.x402_version
+            )));
         }
         let envelope = &payload.payload;
-        let auth = envelope.verify().map_err(|e| PaymentError::BadSignature(e.to_string()))?;
+        let auth = envelope
+            .verify()
+            .map_err(|e| PaymentError::BadSignature(e.to_string()))?;
         if auth.network != SIMULATED_NETWORK || payload.accepted.network != SIMULATED_NETWORK {
             return Err(PaymentError::UnsupportedNetwork(auth.network.clone()));
         }
         if auth.pay_to != expected.pay_to {
             return Err(PaymentError::WrongPayee(auth.pay_to.clone()));
         }
-        let offered: u64 = auth
-            .amount
-            .parse()
-            .map_err(|_| PaymentError::Malformed(format!("amount {:?} is not atomic units", auth.amount)))?;
+        let offered: u64 = auth.amount.parse().map_err(|_| {
+            PaymentError::Malformed(format!("amount {:?} is not atomic units", auth.amount))
+        })?;
         if offered < expected.price.micros() {
-            return Err(PaymentError::Underpaid { offered, price: expected.price.micros() });
+            return Err(PaymentError::Underpaid {
+                offered,
+                price: expected.price.micros(),
+            });
         }
-        let latest = expected.now.plus_millis(expected.max_timeout_seconds.saturating_mul(1000) + 60_000);
+        let latest = expected
+            .now
+            .plus_millis(expected.max_timeout_seconds.saturating_mul(1000) + 60_000);
         if auth.expires_at <= expected.now || auth.expires_at > latest {
             return Err(PaymentError::Expired);
         }
         if auth.task_binding != expected.binding {
             return Err(PaymentError::BindingMismatch);
         }
-        if auth.nonce.len() < 16 || auth.nonce.len() > 128 || !auth.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PaymentError::Malformed("nonce must be 16 to 128 hex digits".into()));
+        if auth.nonce.len() < 16
+            || auth.nonce.len() > 128
+            || !auth.nonce.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(PaymentError::Malformed(
+                "nonce must be 16 to 128 hex digits".into(),
+            ));
         }
         let payer = envelope.signer.to_string();
         let payment_key = payment_key(&payer, &auth.nonce);
-        let transaction = format!("sim:{}", hex::encode(Sha256::digest(payment_key.as_bytes())));
-        Ok(VerifiedPayment { payer, payment_key, authorized: Amount::from_micros(offered), transaction })
+        let transaction = format!(
+            "sim:{}",
+            hex::encode(Sha256::digest(payment_key.as_bytes()))
+        );
+        Ok(VerifiedPayment {
+            payer,
+            payment_key,
+            authorized: Amount::from_micros(offered),
+            transaction,
+        })
     }
 }
 
 /// The task a payment pays for: `task:` and 32 hex digits of sha256 of its once-only
 /// payment key (`<payer>:<nonce>`), so a replayed payment always names the same task.
 pub fn task_id_for(payment_key: &str) -> String {
-    format!("task:{}", &hex::encode(Sha256::digest(payment_key.as_bytes()))[..32])
+    format!(
+        "task:{}",
+        &hex::encode(Sha256::digest(payment_key.as_bytes()))[..32]
+    )
 }
 
 /// The task a `PAYMENT-SIGNATURE` payload would pay for (see [`task_id_for`]).
 pub fn task_id_of(payload: &PaymentPayload) -> String {
-    task_id_for(&payment_key(&payload.payload.signer.to_string(), &payload.payload.payload.nonce))
+    task_id_for(&payment_key(
+        &payload.payload.signer.to_string(),
+        &payload.payload.payload.nonce,
+    ))
 }
 
 fn payment_key(payer: &str, nonce: &str) -> String {
@@ -298,7 +344,8 @@ fn payment_key(payer: &str, nonce: &str) -> String {
 
 /// `sha256:<hex>` of the RFC 8785 form of a request body: what a payment is bound to.
 pub fn task_binding(body: &Value) -> String {
-    let bytes = canonical::to_vec(body).unwrap_or_else(|_| serde_json::to_vec(body).unwrap_or_default());
+    let bytes =
+        canonical::to_vec(body).unwrap_or_else(|_| serde_json::to_vec(body).unwrap_or_default());
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -309,7 +356,9 @@ pub fn encode_header<T: Serialize>(value: &T) -> String {
 
 /// Parses a base64 JSON header value.
 pub fn decode_header<T: DeserializeOwned>(header: &str) -> Result<T, String> {
-    let bytes = STANDARD.decode(header.trim()).map_err(|e| format!("not base64: {e}"))?;
+    let bytes = STANDARD
+        .decode(header.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not the expected JSON: {e}"))
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use d402_network::{Network, NetworkConfig};
-use d402_protocol::{Keypair, NodeOffer, OfferedCapability, Price, Signed, Timestamp, ValidatorOffer};
+use d402_protocol::{
+    Keypair, NodeOffer, OfferedCapability, Price, Signed, Timestamp, ValidatorOffer,
+};
 
 use crate::config::{NodeConfig, Role};
 use crate::gateway::{Gateway, NodeParts};
@@ -33,7 +35,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
     };
     let gateway = if config.has(Role::Gateway) {
-        Some(Gateway::open_with(config.clone(), parts.clone(), network.clone())?)
+        Some(Gateway::open_with(
+            config.clone(),
+            parts.clone(),
+            network.clone(),
+        )?)
     } else {
         None
     };
@@ -46,21 +52,43 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             network.provide(installed.package.manifest_cid).await?;
             network.provide(installed.package.artifact_cid).await?;
         }
-        tokio::spawn(announce(network.clone(), key, config.clone(), parts.installed));
+        tokio::spawn(announce(
+            network.clone(),
+            key,
+            config.clone(),
+            parts.installed,
+        ));
     }
     match gateway {
         Some(gateway) => crate::http::serve(gateway).await,
         None => {
-            println!("d402 node running ({})", config.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","));
+            println!(
+                "d402 node running ({})",
+                config
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
             std::future::pending().await
         }
     }
 }
 
-async fn start_network(config: &NodeConfig, key: &Keypair, listen: &str, parts: &NodeParts) -> anyhow::Result<Arc<Network>> {
+async fn start_network(
+    config: &NodeConfig,
+    key: &Keypair,
+    listen: &str,
+    parts: &NodeParts,
+) -> anyhow::Result<Arc<Network>> {
     let network_config = NetworkConfig {
         listen: listen.parse()?,
-        bootstrap: config.bootstrap.iter().map(|a| a.parse()).collect::<Result<_, _>>()?,
+        bootstrap: config
+            .bootstrap
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<_, _>>()?,
         peer_store: Some(config.state.join("peers.json")),
         blobs: Some(parts.blobs.clone()),
     };
@@ -76,9 +104,19 @@ fn clone_key(key: &Keypair) -> Keypair {
 }
 
 /// Signs and announces the node's offers now and every interval.
-async fn announce(network: Arc<Network>, key: Keypair, config: NodeConfig, installed: Vec<Installed>) {
+async fn announce(
+    network: Arc<Network>,
+    key: Keypair,
+    config: NodeConfig,
+    installed: Vec<Installed>,
+) {
     let interval = Duration::from_secs(config.offer_interval_seconds);
-    let addresses: Vec<String> = network.listen_addresses().await.iter().map(|a| a.to_string()).collect();
+    let addresses: Vec<String> = network
+        .listen_addresses()
+        .await
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     loop {
         let signed = Signed::sign(node_offer(&key, &config, &addresses, &installed), &key);
         match signed {
@@ -94,7 +132,9 @@ async fn announce(network: Arc<Network>, key: Keypair, config: NodeConfig, insta
             for offer in validator_offers(&key, &config, &installed) {
                 match Signed::sign(offer, &key) {
                     Ok(offer) => {
-                        let _ = network.announce(&offer, &offer.payload.capability_family).await;
+                        let _ = network
+                            .announce(&offer, &offer.payload.capability_family)
+                            .await;
                     }
                     Err(e) => tracing::error!(error = %e, "cannot sign a validator offer"),
                 }
@@ -111,7 +151,12 @@ fn price_of(config: &NodeConfig, installed: &Installed) -> Price {
 }
 
 /// This node's offer: its roles, addresses and, as a worker, the exact manifests it runs.
-pub fn node_offer(key: &Keypair, config: &NodeConfig, addresses: &[String], installed: &[Installed]) -> NodeOffer {
+pub fn node_offer(
+    key: &Keypair,
+    config: &NodeConfig,
+    addresses: &[String],
+    installed: &[Installed],
+) -> NodeOffer {
     let now = Timestamp::now();
     let capabilities = if config.has(Role::Worker) {
         installed
@@ -129,7 +174,11 @@ pub fn node_offer(key: &Keypair, config: &NodeConfig, addresses: &[String], inst
         node_id: key.public(),
         addresses: addresses.to_vec(),
         payout_wallet: key.public().to_string(),
-        roles: config.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        roles: config
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
         capabilities,
         software_version: SOFTWARE_VERSION.into(),
         protocol_version: PROTOCOL_VERSION,
@@ -139,7 +188,11 @@ pub fn node_offer(key: &Keypair, config: &NodeConfig, addresses: &[String], inst
 }
 
 /// One validator offer per installed capability: the manifest's model, the configured fee.
-fn validator_offers(key: &Keypair, config: &NodeConfig, installed: &[Installed]) -> Vec<ValidatorOffer> {
+fn validator_offers(
+    key: &Keypair,
+    config: &NodeConfig,
+    installed: &[Installed],
+) -> Vec<ValidatorOffer> {
     let now = Timestamp::now();
     installed
         .iter()

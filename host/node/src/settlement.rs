@@ -55,10 +55,16 @@ fn share(price: u64, bps: u32) -> u64 {
 /// micro-dollars to the first), then the creator commission, then the validator fee.
 /// Entries of zero are left out; the amounts always sum to `split.price`.
 pub fn payouts(split: &Split<'_>) -> Vec<Payout> {
-    assert!(!split.workers.is_empty(), "an accepted task has at least one worker");
+    assert!(
+        !split.workers.is_empty(),
+        "an accepted task has at least one worker"
+    );
     let price = split.price.micros();
     let commission = split.commission.map_or(0, |c| share(price, c.rate_bps));
-    let fee = split.validator.map_or(0, |(_, bps)| share(price, bps)).min(price - commission);
+    let fee = split
+        .validator
+        .map_or(0, |(_, bps)| share(price, bps))
+        .min(price - commission);
     let net = price - commission - fee;
     let count = split.workers.len() as u64;
     let gross = |i: u64| price / count + u64::from(i == 0) * (price % count);
@@ -100,7 +106,11 @@ pub fn payouts(split: &Split<'_>) -> Vec<Payout> {
         });
     }
     if let Some((account, bps)) = split.validator.filter(|_| fee > 0) {
-        out.push(Payout { gross_amount: Some(split.price), rate_bps: Some(bps), ..entry(account, fee, PayoutReason::ValidatorFee) });
+        out.push(Payout {
+            gross_amount: Some(split.price),
+            rate_bps: Some(bps),
+            ..entry(account, fee, PayoutReason::ValidatorFee)
+        });
     }
     out
 }
@@ -110,7 +120,12 @@ mod tests {
     use super::*;
 
     fn workers(n: usize) -> Vec<EarningWorker> {
-        (0..n).map(|i| EarningWorker { account: format!("w{i}"), worker_id: format!("node:w{i}") }).collect()
+        (0..n)
+            .map(|i| EarningWorker {
+                account: format!("w{i}"),
+                worker_id: format!("node:w{i}"),
+            })
+            .collect()
     }
 
     fn terms(rate_bps: u32) -> CommissionTerms {
@@ -133,12 +148,27 @@ mod tests {
     fn the_spec_example_splits_one_cent_into_worker_and_ten_percent_commission() {
         let workers = workers(1);
         let terms = terms(1000);
-        let split = Split { price: Amount::from_micros(10_000), workers: &workers, commission: Some(&terms), validator: None, rail: "simulated" };
+        let split = Split {
+            price: Amount::from_micros(10_000),
+            workers: &workers,
+            commission: Some(&terms),
+            validator: None,
+            rail: "simulated",
+        };
         let out = payouts(&split);
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].amount.micros(), out[0].gross_amount.map(|a| a.micros())), (9_000, Some(10_000)));
+        assert_eq!(
+            (
+                out[0].amount.micros(),
+                out[0].gross_amount.map(|a| a.micros())
+            ),
+            (9_000, Some(10_000))
+        );
         assert_eq!(out[0].reason, PayoutReason::AcceptedResult);
-        assert_eq!((out[1].amount.micros(), out[1].rate_bps), (1_000, Some(1000)));
+        assert_eq!(
+            (out[1].amount.micros(), out[1].rate_bps),
+            (1_000, Some(1000))
+        );
         assert_eq!(out[1].reason, PayoutReason::CreatorCommission);
         assert_eq!(out[1].manifest_cid, Some(terms.manifest_cid));
     }
@@ -158,8 +188,17 @@ mod tests {
                         rail: "simulated",
                     };
                     let out = payouts(&split);
-                    assert_eq!(total(&out), price, "price {price}, {n} workers, rate {rate}, fee {fee}");
-                    assert_eq!(out.iter().filter(|p| p.reason == PayoutReason::AcceptedResult).count(), n);
+                    assert_eq!(
+                        total(&out),
+                        price,
+                        "price {price}, {n} workers, rate {rate}, fee {fee}"
+                    );
+                    assert_eq!(
+                        out.iter()
+                            .filter(|p| p.reason == PayoutReason::AcceptedResult)
+                            .count(),
+                        n
+                    );
                 }
             }
         }
@@ -168,11 +207,31 @@ mod tests {
     #[test]
     fn a_validator_fee_is_its_own_entry_and_zero_entries_are_left_out() {
         let workers = workers(2);
-        let split = Split { price: Amount::from_micros(10_000), workers: &workers, commission: None, validator: Some(("v", 500)), rail: "simulated" };
+        let split = Split {
+            price: Amount::from_micros(10_000),
+            workers: &workers,
+            commission: None,
+            validator: Some(("v", 500)),
+            rail: "simulated",
+        };
         let out = payouts(&split);
         let reasons: Vec<_> = out.iter().map(|p| (p.reason, p.amount.micros())).collect();
-        assert_eq!(reasons, [(PayoutReason::AcceptedResult, 4_750), (PayoutReason::AcceptedResult, 4_750), (PayoutReason::ValidatorFee, 500)]);
-        let none = Split { validator: Some(("v", 0)), ..split };
-        assert!(payouts(&none).iter().all(|p| p.reason == PayoutReason::AcceptedResult));
+        assert_eq!(
+            reasons,
+            [
+                (PayoutReason::AcceptedResult, 4_750),
+                (PayoutReason::AcceptedResult, 4_750),
+                (PayoutReason::ValidatorFee, 500)
+            ]
+        );
+        let none = Split {
+            validator: Some(("v", 0)),
+            ..split
+        };
+        assert!(
+            payouts(&none)
+                .iter()
+                .all(|p| p.reason == PayoutReason::AcceptedResult)
+        );
     }
 }

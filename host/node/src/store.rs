@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 
 use d402_protocol::{
-    Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt,
+    Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent,
+    Timestamp, ValidationReceipt,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -173,9 +174,21 @@ const MAX_BATCH: usize = 512;
 /// One durable change. Each checks its preconditions before it writes anything, so a
 /// refused change leaves the shared transaction untouched.
 enum Change {
-    Accept { record: Box<TaskRecord>, encoded: Vec<u8> },
-    Settle { task_id: String, record: Vec<u8>, receipts: Vec<u8>, credits: Vec<(String, u64)>, reputation: Vec<(String, i64)> },
-    Credit { account: String, amount: u64 },
+    Accept {
+        record: Box<TaskRecord>,
+        encoded: Vec<u8>,
+    },
+    Settle {
+        task_id: String,
+        record: Vec<u8>,
+        receipts: Vec<u8>,
+        credits: Vec<(String, u64)>,
+        reputation: Vec<(String, i64)>,
+    },
+    Credit {
+        account: String,
+        amount: u64,
+    },
 }
 
 /// What a change did.
@@ -217,7 +230,10 @@ impl NodeStore {
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
-        let indexed = txn.list_tables().map_err(db)?.any(|t| t.name() == RUNNING.name());
+        let indexed = txn
+            .list_tables()
+            .map_err(db)?
+            .any(|t| t.name() == RUNNING.name());
         {
             let mut running = txn.open_table(RUNNING).map_err(db)?;
             if !indexed {
@@ -239,7 +255,11 @@ impl NodeStore {
             .name("d402-store-writer".into())
             .spawn(move || write_batches(&shared, &jobs))
             .map_err(|e| db(redb::Error::from(e)))?;
-        Ok(Self { db: database, writer: Some(writer), thread: Some(thread) })
+        Ok(Self {
+            db: database,
+            writer: Some(writer),
+            thread: Some(thread),
+        })
     }
 
     fn submit(&self, change: Change, reply: Reply) -> Result<(), StoreError> {
@@ -262,7 +282,10 @@ impl NodeStore {
     }
 
     fn accept_change(record: &TaskRecord) -> Result<Change, StoreError> {
-        Ok(Change::Accept { record: Box::new(record.clone()), encoded: encode(record)? })
+        Ok(Change::Accept {
+            record: Box::new(record.clone()),
+            encoded: encode(record)?,
+        })
     }
 
     fn accepted(changed: Changed) -> Accepted {
@@ -276,39 +299,69 @@ impl NodeStore {
     /// the existing task for the same request, or debits `record.payer` by `record.amount`
     /// and stores the payment and the new task. Blocks the calling thread.
     pub fn accept_payment(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
-        self.change(Self::accept_change(record)?).map(Self::accepted)
+        self.change(Self::accept_change(record)?)
+            .map(Self::accepted)
     }
 
     /// [`Self::accept_payment`] for async callers.
     pub async fn accept_payment_async(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
-        self.change_async(Self::accept_change(record)?).await.map(Self::accepted)
+        self.change_async(Self::accept_change(record)?)
+            .await
+            .map(Self::accepted)
     }
 
-    fn settle_change(record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<Change, StoreError> {
+    fn settle_change(
+        record: &TaskRecord,
+        receipts: &Receipts,
+        credits: &[(String, Amount)],
+    ) -> Result<Change, StoreError> {
         Ok(Change::Settle {
             task_id: record.task_id.clone(),
             record: encode(record)?,
             receipts: encode(receipts)?,
-            credits: credits.iter().map(|(a, m)| (a.clone(), m.micros())).collect(),
-            reputation: receipts.reputation.iter().map(|e| (e.payload.subject.to_string(), i64::from(e.payload.delta))).collect(),
+            credits: credits
+                .iter()
+                .map(|(a, m)| (a.clone(), m.micros()))
+                .collect(),
+            reputation: receipts
+                .reputation
+                .iter()
+                .map(|e| (e.payload.subject.to_string(), i64::from(e.payload.delta)))
+                .collect(),
         })
     }
 
     /// Settles a task, durably and atomically: stores the final record and its receipts,
     /// credits every `(account, amount)` and applies the receipts' reputation events.
     /// Blocks the calling thread.
-    pub fn settle(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
-        self.change(Self::settle_change(record, receipts, credits)?).map(drop)
+    pub fn settle(
+        &self,
+        record: &TaskRecord,
+        receipts: &Receipts,
+        credits: &[(String, Amount)],
+    ) -> Result<(), StoreError> {
+        self.change(Self::settle_change(record, receipts, credits)?)
+            .map(drop)
     }
 
     /// [`Self::settle`] for async callers.
-    pub async fn settle_async(&self, record: &TaskRecord, receipts: &Receipts, credits: &[(String, Amount)]) -> Result<(), StoreError> {
-        self.change_async(Self::settle_change(record, receipts, credits)?).await.map(drop)
+    pub async fn settle_async(
+        &self,
+        record: &TaskRecord,
+        receipts: &Receipts,
+        credits: &[(String, Amount)],
+    ) -> Result<(), StoreError> {
+        self.change_async(Self::settle_change(record, receipts, credits)?)
+            .await
+            .map(drop)
     }
 
     /// Adds `amount` to `account` (the development faucet); returns the new balance.
     pub fn credit(&self, account: &str, amount: Amount) -> Result<Amount, StoreError> {
-        match self.change(Change::Credit { account: account.to_string(), amount: amount.micros() })? {
+        match self.change(Change::Credit {
+            account: account.to_string(),
+            amount: amount.micros(),
+        })? {
             Changed::Credited(balance) => Ok(Amount::from_micros(balance)),
             _ => unreachable!("a credit change answers Credited"),
         }
@@ -325,32 +378,48 @@ impl NodeStore {
     pub fn balance(&self, account: &str) -> Result<Amount, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let ledger = txn.open_table(LEDGER).map_err(db)?;
-        Ok(Amount::from_micros(ledger.get(account).map_err(db)?.map_or(0, |g| g.value())))
+        Ok(Amount::from_micros(
+            ledger.get(account).map_err(db)?.map_or(0, |g| g.value()),
+        ))
     }
 
     /// The task `task_id`, if known.
     pub fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let tasks = txn.open_table(TASKS).map_err(db)?;
-        tasks.get(task_id).map_err(db)?.map(|g| decode(g.value())).transpose()
+        tasks
+            .get(task_id)
+            .map_err(db)?
+            .map(|g| decode(g.value()))
+            .transpose()
     }
 
     /// The receipts of `task_id`, once settled.
     pub fn receipts(&self, task_id: &str) -> Result<Option<Receipts>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let receipts = txn.open_table(RECEIPTS).map_err(db)?;
-        receipts.get(task_id).map_err(db)?.map(|g| decode(g.value())).transpose()
+        receipts
+            .get(task_id)
+            .map_err(db)?
+            .map(|g| decode(g.value()))
+            .transpose()
     }
 
     /// Tasks paid but not settled (to refund after a restart).
     pub fn running(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let (running, tasks) = (txn.open_table(RUNNING).map_err(db)?, txn.open_table(TASKS).map_err(db)?);
+        let (running, tasks) = (
+            txn.open_table(RUNNING).map_err(db)?,
+            txn.open_table(TASKS).map_err(db)?,
+        );
         let mut out = Vec::new();
         for entry in running.iter().map_err(db)? {
             let (id, _) = entry.map_err(db)?;
             let id = id.value();
-            let record = tasks.get(id).map_err(db)?.ok_or_else(|| StoreError::Corrupt(format!("running task {id} is missing")))?;
+            let record = tasks
+                .get(id)
+                .map_err(db)?
+                .ok_or_else(|| StoreError::Corrupt(format!("running task {id} is missing")))?;
             out.push(decode(record.value())?);
         }
         Ok(out)
@@ -395,7 +464,10 @@ fn write_batches(db: &Database, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
-fn apply(database: &Database, changes: Vec<Change>) -> Result<Vec<Result<Changed, StoreError>>, StoreError> {
+fn apply(
+    database: &Database,
+    changes: Vec<Change>,
+) -> Result<Vec<Result<Changed, StoreError>>, StoreError> {
     let txn = database.begin_write().map_err(db)?;
     let mut results = Vec::with_capacity(changes.len());
     {
@@ -431,22 +503,38 @@ struct Tables<'t> {
 impl Tables<'_> {
     fn apply(&mut self, change: Change) -> Result<Changed, StoreError> {
         match change {
-            Change::Accept { record, encoded } => self.accept(&record, &encoded).map(Changed::Accepted),
-            Change::Settle { task_id, record, receipts, credits, reputation } => {
-                self.settle(&task_id, &record, &receipts, &credits, &reputation).map(|()| Changed::Settled)
+            Change::Accept { record, encoded } => {
+                self.accept(&record, &encoded).map(Changed::Accepted)
             }
-            Change::Credit { account, amount } => self.credit(&[(account.clone(), amount)]).map(|balances| Changed::Credited(balances[0])),
+            Change::Settle {
+                task_id,
+                record,
+                receipts,
+                credits,
+                reputation,
+            } => self
+                .settle(&task_id, &record, &receipts, &credits, &reputation)
+                .map(|()| Changed::Settled),
+            Change::Credit { account, amount } => self
+                .credit(&[(account.clone(), amount)])
+                .map(|balances| Changed::Credited(balances[0])),
         }
     }
 
     fn accept(&mut self, record: &TaskRecord, encoded: &[u8]) -> Result<Accepted, StoreError> {
-        let existing = self.payments.get(record.payment_key.as_str()).map_err(db)?.map(|g| g.value().to_string());
+        let existing = self
+            .payments
+            .get(record.payment_key.as_str())
+            .map_err(db)?
+            .map(|g| g.value().to_string());
         if let Some(task_id) = existing {
             let bytes = self
                 .tasks
                 .get(task_id.as_str())
                 .map_err(db)?
-                .ok_or_else(|| StoreError::Corrupt(format!("payment names missing task {task_id}")))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("payment names missing task {task_id}"))
+                })?
                 .value()
                 .to_vec();
             let task: TaskRecord = decode(&bytes)?;
@@ -455,26 +543,51 @@ impl Tables<'_> {
             }
             return Ok(Accepted::Replay(Box::new(task)));
         }
-        let balance = self.ledger.get(record.payer.as_str()).map_err(db)?.map_or(0, |g| g.value());
+        let balance = self
+            .ledger
+            .get(record.payer.as_str())
+            .map_err(db)?
+            .map_or(0, |g| g.value());
         let needed = record.amount.micros();
         if balance < needed {
             return Err(StoreError::InsufficientFunds { balance, needed });
         }
-        self.ledger.insert(record.payer.as_str(), balance - needed).map_err(db)?;
-        self.payments.insert(record.payment_key.as_str(), record.task_id.as_str()).map_err(db)?;
-        self.tasks.insert(record.task_id.as_str(), encoded).map_err(db)?;
-        self.running.insert(record.task_id.as_str(), ()).map_err(db)?;
+        self.ledger
+            .insert(record.payer.as_str(), balance - needed)
+            .map_err(db)?;
+        self.payments
+            .insert(record.payment_key.as_str(), record.task_id.as_str())
+            .map_err(db)?;
+        self.tasks
+            .insert(record.task_id.as_str(), encoded)
+            .map_err(db)?;
+        self.running
+            .insert(record.task_id.as_str(), ())
+            .map_err(db)?;
         Ok(Accepted::New)
     }
 
-    fn settle(&mut self, task_id: &str, record: &[u8], receipts: &[u8], credits: &[(String, u64)], reputation: &[(String, i64)]) -> Result<(), StoreError> {
+    fn settle(
+        &mut self,
+        task_id: &str,
+        record: &[u8],
+        receipts: &[u8],
+        credits: &[(String, u64)],
+        reputation: &[(String, i64)],
+    ) -> Result<(), StoreError> {
         self.credit(credits)?;
         self.tasks.insert(task_id, record).map_err(db)?;
         self.receipts.insert(task_id, receipts).map_err(db)?;
         self.running.remove(task_id).map_err(db)?;
         for (subject, delta) in reputation {
-            let score = self.reputation.get(subject.as_str()).map_err(db)?.map_or(0, |g| g.value());
-            self.reputation.insert(subject.as_str(), score.saturating_add(*delta)).map_err(db)?;
+            let score = self
+                .reputation
+                .get(subject.as_str())
+                .map_err(db)?
+                .map_or(0, |g| g.value());
+            self.reputation
+                .insert(subject.as_str(), score.saturating_add(*delta))
+                .map_err(db)?;
         }
         Ok(())
     }
@@ -486,9 +599,16 @@ impl Tables<'_> {
         for (account, amount) in credits {
             let current = match next.iter().rev().find(|(a, _)| a == account) {
                 Some((_, balance)) => *balance,
-                None => self.ledger.get(account.as_str()).map_err(db)?.map_or(0, |g| g.value()),
+                None => self
+                    .ledger
+                    .get(account.as_str())
+                    .map_err(db)?
+                    .map_or(0, |g| g.value()),
             };
-            next.push((account.clone(), current.checked_add(*amount).ok_or(StoreError::Overflow)?));
+            next.push((
+                account.clone(),
+                current.checked_add(*amount).ok_or(StoreError::Overflow)?,
+            ));
         }
         for (account, balance) in &next {
             self.ledger.insert(account.as_str(), *balance).map_err(db)?;

@@ -14,7 +14,9 @@ use std::sync::{Arc, Weak};
 
 use d402_blobstore::BlobStore;
 use d402_network::{LeaseHandler, LeaseRequest, LeaseResponse, Network, PeerId, peer_id_of};
-use d402_protocol::{ContentHash, ContentId, Keypair, Lease, ResultClaim, Signed, Timestamp, canonical};
+use d402_protocol::{
+    ContentHash, ContentId, Keypair, Lease, ResultClaim, Signed, Timestamp, canonical,
+};
 use d402_runtime::{LoadError, LoadedCapability, PageSource, Runtime, TaskInfo};
 use serde_json::{Value, json};
 
@@ -31,16 +33,25 @@ pub async fn run_lease(
     input: &Value,
     pages: Option<Arc<dyn PageSource>>,
 ) -> Result<Signed<ResultClaim>, Value> {
-    let info = TaskInfo { task_id: lease.task_id.clone() };
-    let report = runtime.run(loaded, &info, input, pages).await.map_err(|failure| json!(failure.error))?;
-    let output_hash = ContentHash::of(&canonical::to_vec(&report.output).map_err(|e| internal(&e))?);
+    let info = TaskInfo {
+        task_id: lease.task_id.clone(),
+    };
+    let report = runtime
+        .run(loaded, &info, input, pages)
+        .await
+        .map_err(|failure| json!(failure.error))?;
+    let output_hash =
+        ContentHash::of(&canonical::to_vec(&report.output).map_err(|e| internal(&e))?);
     let claim = ResultClaim {
         task_id: lease.task_id.clone(),
         lease_id: lease.lease_id.clone(),
         worker: key.public(),
         manifest_cid: loaded.manifest_cid(),
         artifact_cid: loaded.artifact_cid(),
-        input_hash: report.evidence.input_hash.unwrap_or_else(|| ContentHash::of(b"")),
+        input_hash: report
+            .evidence
+            .input_hash
+            .unwrap_or_else(|| ContentHash::of(b"")),
         snapshot_cids: report.evidence.snapshot_cids.clone(),
         evidence: serde_json::to_value(&report.evidence).unwrap_or(Value::Null),
         output: report.output,
@@ -74,7 +85,11 @@ struct Worker {
 impl WorkerService {
     /// A worker signing with `key` that runs the capabilities installed in `parts`.
     pub fn new(key: Keypair, parts: &NodeParts, network: &Arc<Network>) -> Self {
-        let manifests = parts.installed.iter().map(|i| (i.package.manifest_cid, i.clone())).collect();
+        let manifests = parts
+            .installed
+            .iter()
+            .map(|i| (i.package.manifest_cid, i.clone()))
+            .collect();
         Self(Arc::new(Worker {
             key,
             runtime: parts.runtime.clone(),
@@ -89,13 +104,26 @@ impl WorkerService {
 impl Worker {
     /// Checks the lease, loads its capability and runs it.
     async fn run(&self, from: PeerId, request: LeaseRequest) -> Result<Signed<ResultClaim>, Value> {
-        let lease = request.lease.verify().map_err(|e| refused(format!("the lease does not verify: {e}")))?;
-        let intent = request.intent.verify().map_err(|e| refused(format!("the task intent does not verify: {e}")))?;
-        if request.lease.signer != lease.gateway || request.intent.signer != lease.gateway || intent.gateway != lease.gateway {
-            return Err(refused("the lease and the task intent are not signed by the leasing gateway"));
+        let lease = request
+            .lease
+            .verify()
+            .map_err(|e| refused(format!("the lease does not verify: {e}")))?;
+        let intent = request
+            .intent
+            .verify()
+            .map_err(|e| refused(format!("the task intent does not verify: {e}")))?;
+        if request.lease.signer != lease.gateway
+            || request.intent.signer != lease.gateway
+            || intent.gateway != lease.gateway
+        {
+            return Err(refused(
+                "the lease and the task intent are not signed by the leasing gateway",
+            ));
         }
         if peer_id_of(&lease.gateway) != from {
-            return Err(refused("the lease was sent by another peer than the gateway that signed it"));
+            return Err(refused(
+                "the lease was sent by another peer than the gateway that signed it",
+            ));
         }
         if lease.worker != self.key.public() {
             return Err(refused("the lease names another worker"));
@@ -106,34 +134,64 @@ impl Worker {
         if lease.expires_at <= Timestamp::now() {
             return Err(refused("the lease has expired"));
         }
-        let installed = self
-            .manifests
-            .get(&lease.manifest_cid)
-            .ok_or_else(|| refused(format!("manifest {} is not installed on this worker", lease.manifest_cid)))?;
+        let installed = self.manifests.get(&lease.manifest_cid).ok_or_else(|| {
+            refused(format!(
+                "manifest {} is not installed on this worker",
+                lease.manifest_cid
+            ))
+        })?;
         let loaded = self.load(installed, lease.artifact_cid, from).await?;
         tracing::info!(task = %lease.task_id, lease = %lease.lease_id, gateway = %lease.gateway, "running a lease");
-        let pages = if loaded.manifest().permissions.browser.is_some() { self.pages.clone() } else { None };
-        run_lease(&self.runtime, &loaded, &self.key, lease, &intent.input, pages).await
+        let pages = if loaded.manifest().permissions.browser.is_some() {
+            self.pages.clone()
+        } else {
+            None
+        };
+        run_lease(
+            &self.runtime,
+            &loaded,
+            &self.key,
+            lease,
+            &intent.input,
+            pages,
+        )
+        .await
     }
 
     /// Loads the capability; a missing or damaged artifact is fetched from `provider` first.
-    async fn load(&self, installed: &Installed, artifact: ContentId, provider: PeerId) -> Result<Arc<LoadedCapability>, Value> {
+    async fn load(
+        &self,
+        installed: &Installed,
+        artifact: ContentId,
+        provider: PeerId,
+    ) -> Result<Arc<LoadedCapability>, Value> {
         if artifact != installed.package.artifact_cid {
-            return Err(refused(format!("the lease names artifact {artifact}, the installed package {}", installed.package.artifact_cid)));
+            return Err(refused(format!(
+                "the lease names artifact {artifact}, the installed package {}",
+                installed.package.artifact_cid
+            )));
         }
-        match self.runtime.load_from_store(&installed.manifest, artifact, &self.blobs) {
+        match self
+            .runtime
+            .load_from_store(&installed.manifest, artifact, &self.blobs)
+        {
             Ok(loaded) => return Ok(loaded),
             Err(LoadError::DigestMismatch { .. } | LoadError::Storage(_)) => {
                 tracing::warn!(%artifact, "the artifact is missing or damaged here; fetching it by CID from the gateway");
             }
             Err(e) => return Err(json!({"kind": "load-failed", "message": e.to_string()})),
         }
-        let network = self.network.upgrade().ok_or_else(|| internal(&"the network stopped"))?;
+        let network = self
+            .network
+            .upgrade()
+            .ok_or_else(|| internal(&"the network stopped"))?;
         let bytes = network
             .fetch_blob(provider, artifact)
             .await
             .map_err(|e| json!({"kind": "artifact-unavailable", "message": format!("cannot fetch artifact {artifact}: {e}")}))?;
-        self.blobs.put_verified(&bytes, &artifact).map_err(|e| internal(&e))?;
+        self.blobs
+            .put_verified(&bytes, &artifact)
+            .map_err(|e| internal(&e))?;
         tracing::info!(%artifact, bytes = bytes.len(), "artifact fetched and verified");
         self.runtime
             .load_from_store(&installed.manifest, artifact, &self.blobs)
@@ -142,11 +200,20 @@ impl Worker {
 }
 
 impl LeaseHandler for WorkerService {
-    fn handle(&self, from: PeerId, request: LeaseRequest) -> Pin<Box<dyn Future<Output = LeaseResponse> + Send>> {
+    fn handle(
+        &self,
+        from: PeerId,
+        request: LeaseRequest,
+    ) -> Pin<Box<dyn Future<Output = LeaseResponse> + Send>> {
         let inner = self.0.clone();
         Box::pin(async move {
             match inner.run(from, request).await {
-                Ok(claim) => LeaseResponse::Claim { claim: Box::new(claim) },
+                Ok(claim) => {
+                    tracing::info!(task = %claim.payload.task_id, lease = %claim.payload.lease_id, "lease answered with a claim");
+                    LeaseResponse::Claim {
+                        claim: Box::new(claim),
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "lease not run");
                     LeaseResponse::Failed { error }

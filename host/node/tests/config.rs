@@ -19,7 +19,9 @@ struct Cli {
 static ENV: Mutex<()> = Mutex::new(());
 
 fn parse(args: &[&str]) -> NodeArgs {
-    Cli::try_parse_from(std::iter::once("d402").chain(args.iter().copied())).unwrap().node
+    Cli::try_parse_from(std::iter::once("d402").chain(args.iter().copied()))
+        .unwrap()
+        .node
 }
 
 fn resolve(args: &[&str]) -> anyhow::Result<NodeConfig> {
@@ -44,7 +46,15 @@ fn no_file_no_flags_is_the_embedded_default() {
     assert_eq!(config.http_port, 8402);
     assert_eq!(config.state, default.state);
     assert_eq!(config.roles, [Role::Gateway, Role::Worker, Role::Validator]);
-    assert_eq!((config.local_workers, config.mode, config.fanout, config.quorum), (3, ExecutionMode::Single, 1, 1));
+    assert_eq!(
+        (
+            config.local_workers,
+            config.mode,
+            config.fanout,
+            config.quorum
+        ),
+        (3, ExecutionMode::Single, 1, 1)
+    );
     assert_eq!(config.validator_fee_bps, 0);
     assert!(!config.require_capability_registration);
 }
@@ -78,29 +88,75 @@ max-body-bytes = 1024
     assert_eq!(config.accepted_manifest_cids, ["bafkreione", "bafkreitwo"]);
     assert_eq!(config.trusted_capability_namespaces, ["example"]);
     assert_eq!(config.price.map(|p| p.0), Some(Amount::from_micros(20_000)));
-    assert_eq!(config.safety_max_task_budget, Some(Amount::from_micros(50_000)));
+    assert_eq!(
+        config.safety_max_task_budget,
+        Some(Amount::from_micros(50_000))
+    );
     assert!(config.require_capability_registration);
-    assert_eq!((config.local_workers, config.mode, config.fanout, config.quorum), (5, ExecutionMode::Quorum, 3, 2));
+    assert_eq!(
+        (
+            config.local_workers,
+            config.mode,
+            config.fanout,
+            config.quorum
+        ),
+        (5, ExecutionMode::Quorum, 3, 2)
+    );
     assert_eq!(config.validator_fee_bps, 500);
     assert_eq!(config.max_body_bytes, 1024);
-    assert_eq!(config.capability, NodeConfig::default().capability, "unset keys keep the default");
+    assert_eq!(
+        config.capability,
+        NodeConfig::default().capability,
+        "unset keys keep the default"
+    );
 
     let config = resolve(&[
-        "--config", &file, "--http-port", "0", "--roles", "gateway", "--accepted-manifest-cid", "bafkreithree",
-        "--require-capability-registration", "false", "--fanout", "2", "--mode", "race",
+        "--config",
+        &file,
+        "--http-port",
+        "0",
+        "--roles",
+        "gateway",
+        "--accepted-manifest-cid",
+        "bafkreithree",
+        "--require-capability-registration",
+        "false",
+        "--fanout",
+        "2",
+        "--mode",
+        "race",
     ])
     .unwrap();
     assert_eq!(config.http_port, 0);
     assert_eq!(config.roles, [Role::Gateway]);
-    assert_eq!(config.accepted_manifest_cids, ["bafkreithree"], "a list flag replaces the file's list");
-    assert!(!config.require_capability_registration, "a boolean flag can turn a file's true off");
-    assert_eq!((config.mode, config.fanout, config.quorum), (ExecutionMode::Race, 2, 2));
-    assert_eq!(config.validator_fee_bps, 500, "what the flags leave alone stays as the file says");
+    assert_eq!(
+        config.accepted_manifest_cids,
+        ["bafkreithree"],
+        "a list flag replaces the file's list"
+    );
+    assert!(
+        !config.require_capability_registration,
+        "a boolean flag can turn a file's true off"
+    );
+    assert_eq!(
+        (config.mode, config.fanout, config.quorum),
+        (ExecutionMode::Race, 2, 2)
+    );
+    assert_eq!(
+        config.validator_fee_bps, 500,
+        "what the flags leave alone stays as the file says"
+    );
 }
 
 #[test]
 fn boolean_flags_alone_mean_true() {
-    let config = resolve(&["--allow-private-addresses", "--require-capability-namespace-proof", "--http-port", "1"]).unwrap();
+    let config = resolve(&[
+        "--allow-private-addresses",
+        "--require-capability-namespace-proof",
+        "--http-port",
+        "1",
+    ])
+    .unwrap();
     assert!(config.allow_private_addresses);
     assert!(config.require_capability_namespace_proof);
     assert_eq!(config.http_port, 1);
@@ -109,7 +165,10 @@ fn boolean_flags_alone_mean_true() {
 #[test]
 fn the_environment_sits_between_the_file_and_the_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "max-creator-commission-bps = 1000\nstate = \"from-file\"\n");
+    let file = write(
+        dir.path(),
+        "max-creator-commission-bps = 1000\nstate = \"from-file\"\n",
+    );
     let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: every test of this file that parses arguments holds the ENV lock, and nothing
     // else in this process reads the environment meanwhile.
@@ -125,9 +184,20 @@ fn the_environment_sits_between_the_file_and_the_flags() {
         std::env::remove_var("D402_CONFIG");
     }
     let from_env = from_env.unwrap();
-    assert_eq!(from_env.max_creator_commission_bps, 1500, "the environment overrides the file");
-    assert_eq!(from_env.state, Path::new("from-file"), "D402_CONFIG names the file");
-    assert_eq!(from_flag.unwrap().max_creator_commission_bps, 1200, "a flag overrides the environment");
+    assert_eq!(
+        from_env.max_creator_commission_bps, 1500,
+        "the environment overrides the file"
+    );
+    assert_eq!(
+        from_env.state,
+        Path::new("from-file"),
+        "D402_CONFIG names the file"
+    );
+    assert_eq!(
+        from_flag.unwrap().max_creator_commission_bps,
+        1200,
+        "a flag overrides the environment"
+    );
 }
 
 #[test]
@@ -137,9 +207,15 @@ fn unknown_keys_are_refused_by_name() {
     let message = error_of(resolve(&["--config", &file]));
     assert!(message.contains("http-prot"), "{message}");
     assert!(message.contains("unknown field"), "{message}");
-    assert!(message.contains("node.toml"), "the file is named: {message}");
+    assert!(
+        message.contains("node.toml"),
+        "the file is named: {message}"
+    );
     // Flag spellings only: the Rust field names are not keys.
-    let message = error_of(resolve(&["--config", &write(dir.path(), "http_port = 9000\n")]));
+    let message = error_of(resolve(&[
+        "--config",
+        &write(dir.path(), "http_port = 9000\n"),
+    ]));
     assert!(message.contains("http_port"), "{message}");
 }
 
@@ -151,40 +227,135 @@ fn bad_values_name_the_key_and_why() {
         ("\n\nhttp-port = 70000\n", "http-port", "line 3"),
         ("price = \"0.01\"\n", "price", "must start with $"),
         ("mode = \"fastest\"\n", "mode", "unknown variant"),
-        ("roles = [\"gateway\", \"bank\"]\n", "roles", "unknown variant"),
-        ("http-host = \"localhost:1\"\n", "http-host", "invalid IP address"),
+        (
+            "roles = [\"gateway\", \"bank\"]\n",
+            "roles",
+            "unknown variant",
+        ),
+        (
+            "http-host = \"localhost:1\"\n",
+            "http-host",
+            "invalid IP address",
+        ),
     ] {
         let message = error_of(resolve(&["--config", &write(dir.path(), text)]));
         assert!(message.contains(&format!("`{key}")), "{text:?}: {message}");
         assert!(message.contains(why), "{text:?}: {message}");
     }
     let message = error_of(resolve(&["--config", &write(dir.path(), "http-port = \n")]));
-    assert!(message.contains("line 1"), "TOML syntax errors say where: {message}");
+    assert!(
+        message.contains("line 1"),
+        "TOML syntax errors say where: {message}"
+    );
     let message = error_of(resolve(&["--config", "/nonexistent/node.toml"]));
-    assert!(message.contains("cannot read /nonexistent/node.toml"), "{message}");
+    assert!(
+        message.contains("cannot read /nonexistent/node.toml"),
+        "{message}"
+    );
 }
 
 #[test]
 fn inconsistent_combinations_are_refused_precisely() {
     let dir = tempfile::tempdir().unwrap();
     for (text, flags, expected) in [
-        ("fanout = 2\n", &[][..], "mode single sends each task to one worker: fanout must be 1, not 2"),
-        ("mode = \"quorum\"\nfanout = 3\nquorum = 4\n", &[], "quorum (4) must be between 1 and fanout (3)"),
-        ("mode = \"race\"\nfanout = 3\n", &["--quorum", "0"][..], "quorum (0) must be between 1 and fanout (3)"),
-        ("mode = \"race\"\nfanout = 0\n", &[], "fanout must be at least 1"),
-        ("mode = \"race\"\nfanout = 4\n", &[], "fanout (4) cannot exceed local-workers (3)"),
-        ("local-workers = 0\n", &[], "local-workers must be at least 1"),
-        ("validator-fee-bps = 10001\n", &[], "validator-fee-bps (10001) cannot exceed 10000"),
-        ("max-creator-commission-bps = 10001\n", &[], "max-creator-commission-bps (10001) cannot exceed 10000"),
-        ("validator-fee-bps = 9000\n", &[], "validator-fee-bps (9000) plus max-creator-commission-bps (2000) cannot exceed 10000"),
+        (
+            "fanout = 2\n",
+            &[][..],
+            "mode single sends each task to one worker: fanout must be 1, not 2",
+        ),
+        (
+            "mode = \"quorum\"\nfanout = 3\nquorum = 4\n",
+            &[],
+            "quorum (4) must be between 1 and fanout (3)",
+        ),
+        (
+            "mode = \"race\"\nfanout = 3\n",
+            &["--quorum", "0"][..],
+            "quorum (0) must be between 1 and fanout (3)",
+        ),
+        (
+            "mode = \"race\"\nfanout = 0\n",
+            &[],
+            "fanout must be at least 1",
+        ),
+        (
+            "mode = \"race\"\nfanout = 4\n",
+            &[],
+            "fanout (4) cannot exceed local-workers (3)",
+        ),
+        (
+            "local-workers = 0\n",
+            &[],
+            "local-workers must be at least 1",
+        ),
+        (
+            "validator-fee-bps = 10001\n",
+            &[],
+            "validator-fee-bps (10001) cannot exceed 10000",
+        ),
+        (
+            "max-creator-commission-bps = 10001\n",
+            &[],
+            "max-creator-commission-bps (10001) cannot exceed 10000",
+        ),
+        (
+            "validator-fee-bps = 9000\n",
+            &[],
+            "validator-fee-bps (9000) plus max-creator-commission-bps (2000) cannot exceed 10000",
+        ),
+        ("roles = []\n", &[], "roles cannot be empty"),
+        (
+            "roles = [\"worker\"]\n",
+            &[],
+            "only a gateway runs without the peer network: set p2p-listen",
+        ),
+        (
+            "bootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n",
+            &["--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
+            "must end in /p2p/<PeerId>",
+        ),
+        (
+            "p2p-listen = \"127.0.0.1:4001\"\n",
+            &[],
+            "p2p-listen \"127.0.0.1:4001\" is not a multiaddr",
+        ),
+        (
+            "p2p-listen = \"/ip4/127.0.0.1/tcp/0\"\noffer-interval-seconds = 0\n",
+            &[],
+            "offer-interval-seconds must be at least 1",
+        ),
     ] {
         let file = write(dir.path(), text);
-        let args: Vec<&str> = ["--config", file.as_str()].into_iter().chain(flags.iter().copied()).collect();
+        let args: Vec<&str> = ["--config", file.as_str()]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
         let message = error_of(resolve(&args));
         assert!(message.contains(expected), "{text:?} {flags:?}: {message}");
     }
     // The same checks apply without a file.
-    let message = error_of(resolve(&["--mode", "quorum", "--fanout", "2", "--quorum", "3"]));
-    assert!(message.contains("quorum (3) must be between 1 and fanout (2)"), "{message}");
+    let message = error_of(resolve(&[
+        "--mode", "quorum", "--fanout", "2", "--quorum", "3",
+    ]));
+    assert!(
+        message.contains("quorum (3) must be between 1 and fanout (2)"),
+        "{message}"
+    );
     assert!(resolve(&["--mode", "quorum", "--fanout", "3", "--quorum", "2"]).is_ok());
+    // With the peer network the fanout is not bounded by the local pool.
+    let networked = resolve(&[
+        "--roles",
+        "gateway",
+        "--p2p-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--mode",
+        "race",
+        "--fanout",
+        "5",
+    ]);
+    assert_eq!(
+        networked.unwrap().local_pool(),
+        0,
+        "a gateway without the worker role has no local pool"
+    );
 }

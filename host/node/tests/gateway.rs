@@ -4,7 +4,9 @@
 mod common;
 
 use common::{FUNDS, Node, install, paid_out, serve, start};
-use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated};
+use d402_node::payment::{
+    PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated,
+};
 use d402_protocol::{Keypair, Signed, Timestamp};
 use serde_json::{Value, json};
 
@@ -18,7 +20,12 @@ fn task_body(select: &str) -> Value {
 
 /// Re-signs a payment after `edit` changes its authorization (or leaves the old signature
 /// when `resign` is false: a forgery).
-fn tamper(header: &str, key: &Keypair, resign: bool, edit: impl FnOnce(&mut d402_node::SimulatedAuthorization)) -> String {
+fn tamper(
+    header: &str,
+    key: &Keypair,
+    resign: bool,
+    edit: impl FnOnce(&mut d402_node::SimulatedAuthorization),
+) -> String {
     let mut payload: PaymentPayload = decode_header(header).unwrap();
     let mut auth = payload.payload.payload.clone();
     edit(&mut auth);
@@ -36,15 +43,27 @@ async fn challenge_pay_replay_and_reuse() {
     let body = task_body("a.b");
     let challenge = h.challenge(&body).await;
     assert_eq!(challenge.x402_version, 2);
-    assert_eq!(challenge.resource.url, format!("{}/tasks", h.base), "the bound address, not port 0");
+    assert_eq!(
+        challenge.resource.url,
+        format!("{}/tasks", h.base),
+        "the bound address, not port 0"
+    );
     let req = &challenge.accepts[0];
-    assert_eq!((req.scheme.as_str(), req.network.as_str(), req.amount.as_str()), ("exact", "d402:simulated", "100"));
+    assert_eq!(
+        (
+            req.scheme.as_str(),
+            req.network.as_str(),
+            req.amount.as_str()
+        ),
+        ("exact", "d402:simulated", "100")
+    );
     assert_eq!(req.pay_to, h.gateway.account());
 
     let payment = pay_simulated(req, None, &body, &h.buyer, Timestamp::now()).unwrap();
     let paid = h.post(&body, Some(&payment)).await;
     assert_eq!(paid.status(), 200);
-    let response: Value = decode_header(paid.headers()["payment-response"].to_str().unwrap()).unwrap();
+    let response: Value =
+        decode_header(paid.headers()["payment-response"].to_str().unwrap()).unwrap();
     assert_eq!(response["success"], true);
     assert_eq!(response["amount"], "100");
     let task: Value = paid.json().await.unwrap();
@@ -53,8 +72,13 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!(task["validationReceipt"]["status"], "accepted");
     assert_eq!(paid_out(&task), 100, "payouts add up to the price");
     assert_eq!(h.buyer_balance(), FUNDS - 100);
-    let worker = task["settlement"]["payouts"][0]["account"].as_str().unwrap();
-    assert!(h.gateway.worker_accounts().iter().any(|w| w == worker), "a local worker earned it");
+    let worker = task["settlement"]["payouts"][0]["account"]
+        .as_str()
+        .unwrap();
+    assert!(
+        h.gateway.worker_accounts().iter().any(|w| w == worker),
+        "a local worker earned it"
+    );
     assert_eq!(h.balance(worker), 100);
 
     // Same proof, same body: the same task, marked as a replay, charged once.
@@ -69,9 +93,14 @@ async fn challenge_pay_replay_and_reuse() {
     // Same proof, another body: refused (the binding no longer matches).
     let other = h.post(&task_body("a"), Some(&payment)).await;
     assert_eq!(other.status(), 402);
-    assert_eq!(other.json::<Value>().await.unwrap()["error"]["code"], "binding_mismatch");
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["code"],
+        "binding_mismatch"
+    );
     // Re-bound by the buyer to another body but with the same nonce: refused as reuse.
-    let rebound = tamper(&payment, &h.buyer, true, |a| a.task_binding = d402_node::task_binding(&task_body("a")));
+    let rebound = tamper(&payment, &h.buyer, true, |a| {
+        a.task_binding = d402_node::task_binding(&task_body("a"))
+    });
     let reused = h.post(&task_body("a"), Some(&rebound)).await;
     assert_eq!(reused.status(), 409);
     assert_eq!(h.buyer_balance(), FUNDS - 100);
@@ -83,18 +112,42 @@ async fn challenge_pay_replay_and_reuse() {
         let mut root = doc.clone();
         root["$ref"] = json!(format!("#/components/schemas/{schema}"));
         let validator = jsonschema::validator_for(&root).unwrap();
-        let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{schema}: {errors:?}\n{value}");
     };
     conforms("Task", &task);
     conforms("Receipt", &h.get(&format!("/tasks/{id}/receipt")).await.1);
     conforms("Result", &h.get(&format!("/tasks/{id}/result")).await.1);
-    let receipt: Value = h.client.get(format!("{}/tasks/{id}/receipt", h.base)).send().await.unwrap().json().await.unwrap();
+    let receipt: Value = h
+        .client
+        .get(format!("{}/tasks/{id}/receipt", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
-    assert_eq!(receipt["settlement"]["payouts"], task["settlement"]["payouts"]);
-    let result = h.client.get(format!("{}/tasks/{id}/result", h.base)).send().await.unwrap();
+    assert_eq!(
+        receipt["settlement"]["payouts"],
+        task["settlement"]["payouts"]
+    );
+    let result = h
+        .client
+        .get(format!("{}/tasks/{id}/result", h.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(result.status(), 200);
-    let missing = h.client.get(format!("{}/tasks/task:nope", h.base)).send().await.unwrap();
+    let missing = h
+        .client
+        .get(format!("{}/tasks/task:nope", h.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -104,37 +157,83 @@ async fn bad_payments_and_bad_input_charge_nothing() {
     let body = task_body("a.b");
     let payment = h.pay(&body).await;
     let cases = [
-        ("forged", tamper(&payment, &h.buyer, false, |a| a.amount = "1".into()), 402, "invalid_signature"),
-        ("underpaid", tamper(&payment, &h.buyer, true, |a| a.amount = "99".into()), 402, "underpaid"),
-        ("expired", tamper(&payment, &h.buyer, true, |a| a.expires_at = Timestamp::from_unix_millis(1_000)), 402, "payment_expired"),
-        ("wrong payee", tamper(&payment, &h.buyer, true, |a| a.pay_to = h.buyer.public().to_string()), 402, "wrong_payee"),
+        (
+            "forged",
+            tamper(&payment, &h.buyer, false, |a| a.amount = "1".into()),
+            402,
+            "invalid_signature",
+        ),
+        (
+            "underpaid",
+            tamper(&payment, &h.buyer, true, |a| a.amount = "99".into()),
+            402,
+            "underpaid",
+        ),
+        (
+            "expired",
+            tamper(&payment, &h.buyer, true, |a| {
+                a.expires_at = Timestamp::from_unix_millis(1_000)
+            }),
+            402,
+            "payment_expired",
+        ),
+        (
+            "wrong payee",
+            tamper(&payment, &h.buyer, true, |a| {
+                a.pay_to = h.buyer.public().to_string()
+            }),
+            402,
+            "wrong_payee",
+        ),
         ("not base64", "%%%".to_string(), 400, "malformed_payment"),
     ];
     for (name, header, status, code) in cases {
         let response = h.post(&body, Some(&header)).await;
         assert_eq!(response.status(), status, "{name}");
-        assert!(response.headers().contains_key("payment-required"), "{name}: a fresh challenge comes with the refusal");
+        assert!(
+            response.headers().contains_key("payment-required"),
+            "{name}: a fresh challenge comes with the refusal"
+        );
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{name}: {error}");
     }
     // A payment bound to another body.
     let response = h.post(&task_body("a"), Some(&payment)).await;
     assert_eq!(response.status(), 402);
-    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "binding_mismatch");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "binding_mismatch"
+    );
 
-    let raw = |bytes: Vec<u8>| h.client.post(format!("{}/tasks", h.base)).body(bytes).send();
+    let raw = |bytes: Vec<u8>| {
+        h.client
+            .post(format!("{}/tasks", h.base))
+            .body(bytes)
+            .send()
+    };
     let malformed = raw(b"{not json".to_vec()).await.unwrap();
     assert_eq!(malformed.status(), 400);
-    assert_eq!(malformed.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    assert_eq!(
+        malformed.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_json"
+    );
     let big = raw(vec![b' '; 70 * 1024]).await.unwrap();
     assert_eq!(big.status(), 413);
-    let bad_url = h.post(&json!({"input": {"url": "not a url"}}), Some(&payment)).await;
+    let bad_url = h
+        .post(&json!({"input": {"url": "not a url"}}), Some(&payment))
+        .await;
     assert_eq!(bad_url.status(), 400);
-    assert_eq!(bad_url.json::<Value>().await.unwrap()["error"]["code"], "bad_url");
+    assert_eq!(
+        bad_url.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_url"
+    );
     // capabilityId must be a string (schemathesis found it was not checked).
     let odd = h.post(&json!({"input": {"value": 1, "select": []}, "capabilityId": ["util.json_transform@1"]}), None).await;
     assert_eq!(odd.status(), 400);
-    assert_eq!(odd.json::<Value>().await.unwrap()["error"]["code"], "malformed_request");
+    assert_eq!(
+        odd.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_request"
+    );
     assert_eq!(h.buyer_balance(), FUNDS, "nothing charged");
 
     // The untouched payment still works afterwards, and client-supplied policy is ignored.
@@ -158,29 +257,79 @@ async fn async_task_is_polled_to_completion() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let t: Value = h.client.get(format!("{}/tasks/{id}", h.base)).send().await.unwrap().json().await.unwrap();
+        let t: Value = h
+            .client
+            .get(format!("{}/tasks/{id}", h.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         status = t["status"].clone();
     }
     assert_eq!(status, "accepted");
-    assert_eq!(h.buyer_balance(), FUNDS - 100, "charged the price, not the client's \"price\"");
+    assert_eq!(
+        h.buyer_balance(),
+        FUNDS - 100,
+        "charged the price, not the client's \"price\""
+    );
 }
 
 #[tokio::test]
 async fn discovery_health_and_capabilities() {
     let h = start_default().await;
-    for path in ["/.well-known/d402-gateway.json", "/.well-known/dnc-gateway.json"] {
-        let d: Value = h.client.get(format!("{}{path}", h.base)).send().await.unwrap().json().await.unwrap();
+    for path in [
+        "/.well-known/d402-gateway.json",
+        "/.well-known/dnc-gateway.json",
+    ] {
+        let d: Value = h
+            .client
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(d["d402GatewayVersion"], 1);
-        assert_eq!(d["capabilities"][0]["capabilityId"], "util.json_transform@1");
+        assert_eq!(
+            d["capabilities"][0]["capabilityId"],
+            "util.json_transform@1"
+        );
         assert_eq!(d["payment"]["creatorCommission"]["maxRateBps"], 2000);
     }
-    let health: Value = h.client.get(format!("{}/health", h.base)).send().await.unwrap().json().await.unwrap();
+    let health: Value = h
+        .client
+        .get(format!("{}/health", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["ok"], true);
     assert_eq!(health["policy"]["price"], "$0.0001");
-    let healthz = h.client.get(format!("{}/healthz", h.base)).send().await.unwrap();
+    let healthz = h
+        .client
+        .get(format!("{}/healthz", h.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(healthz.status(), 200);
-    let caps: Value = h.client.get(format!("{}/capabilities", h.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(caps["capabilities"][0]["capabilityId"], "util.json_transform@1");
+    let caps: Value = h
+        .client
+        .get(format!("{}/capabilities", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        caps["capabilities"][0]["capabilityId"],
+        "util.json_transform@1"
+    );
 }
 
 /// The spec's Zero example: the alias takes the bare input and answers 402 with a challenge.
@@ -196,31 +345,77 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
     let base = format!("{}/v1/web/page-to-markdown", node.base);
     let client = d402_node::client::http_client().unwrap();
 
-    let response = client.post(&base).json(&json!({"url": "https://example.com"})).send().await.unwrap();
+    let response = client
+        .post(&base)
+        .json(&json!({"url": "https://example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 402);
-    let header = response.headers()["payment-required"].to_str().unwrap().to_string();
+    let header = response.headers()["payment-required"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let challenge: PaymentRequired = decode_header(&header).unwrap();
-    assert_eq!(challenge.accepts[0].amount, "10000", "$0.01 in micro-dollars");
+    assert_eq!(
+        challenge.accepts[0].amount, "10000",
+        "$0.01 in micro-dollars"
+    );
 
-    let response = client.post(&base).json(&json!({"url": "ftp://example.com/"})).send().await.unwrap();
+    let response = client
+        .post(&base)
+        .json(&json!({"url": "ftp://example.com/"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     // The manifest says `"format": "uri"` (RFC 3986): browsers' looser URLs are refused before
     // payment (schemathesis found "https://\u{cf}" was taken), %-encoded ones are fine.
-    for url in ["https://\u{cf}", "https://example.com/a b", "https://example.com/%zz", "https://example.com/\u{e9}"] {
-        let response = client.post(&base).json(&json!({"url": url})).send().await.unwrap();
+    for url in [
+        "https://\u{cf}",
+        "https://example.com/a b",
+        "https://example.com/%zz",
+        "https://example.com/\u{e9}",
+    ] {
+        let response = client
+            .post(&base)
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{url}");
-        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "bad_url", "{url}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"]["code"],
+            "bad_url",
+            "{url}"
+        );
     }
-    let response = client.post(&base).json(&json!({"url": "https://xn--exmple-cua.com/a%20b?q=1#f"})).send().await.unwrap();
+    let response = client
+        .post(&base)
+        .json(&json!({"url": "https://xn--exmple-cua.com/a%20b?q=1#f"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 402);
 
     // The OpenAPI document lists the alias, priced like POST /tasks.
     let openapi = base.replace("/v1/web/page-to-markdown", "/openapi.json");
-    let doc: Value = client.get(&openapi).send().await.unwrap().json().await.unwrap();
+    let doc: Value = client
+        .get(&openapi)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     for path in ["/tasks", "/v1/web/page-to-markdown"] {
         let info = &doc["paths"][path]["post"]["x-payment-info"];
         assert_eq!(info["amount"], "0.01", "{path}");
         assert_eq!(info["sku"], "web.page_to_markdown@1", "{path}");
-        assert_eq!(info["pricingVersion"], manifest.cid().unwrap().to_string(), "{path}");
+        assert_eq!(
+            info["pricingVersion"],
+            manifest.cid().unwrap().to_string(),
+            "{path}"
+        );
     }
 }

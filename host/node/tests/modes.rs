@@ -32,13 +32,30 @@ async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
     .await;
     let task = node.run(&select("q")).await;
     assert_eq!(task["status"], "accepted", "{task}");
-    assert_eq!((task["mode"].as_str(), task["fanout"].as_u64(), task["quorum"].as_u64()), (Some("quorum"), Some(3), Some(2)));
-    assert_eq!(task["workers"].as_array().unwrap().len(), 3, "three workers leased");
+    assert_eq!(
+        (
+            task["mode"].as_str(),
+            task["fanout"].as_u64(),
+            task["quorum"].as_u64()
+        ),
+        (Some("quorum"), Some(3), Some(2))
+    );
+    assert_eq!(
+        task["workers"].as_array().unwrap().len(),
+        3,
+        "three workers leased"
+    );
     let paid = accepted_workers(&task);
     assert_eq!(paid.len(), 2, "the two agreeing workers are paid: {task}");
     assert_ne!(paid[0], paid[1]);
     assert_eq!(paid_out(&task), 100);
-    assert_eq!(task["validationReceipt"]["acceptedClaimCids"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        task["validationReceipt"]["acceptedClaimCids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let workers = node.gateway.worker_accounts();
     let earned: u64 = workers.iter().map(|w| node.balance(w)).sum();
     assert_eq!(earned, 100, "the ledger paid the workers the price");
@@ -47,7 +64,11 @@ async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
     let id = task["taskId"].as_str().unwrap();
     let (_, receipt) = node.get(&format!("/tasks/{id}/receipt")).await;
     let events = receipt["signed"]["reputationEvents"].as_array().unwrap();
-    assert_eq!(events.iter().filter(|e| e["payload"]["delta"] == 1).count(), 2, "{receipt}");
+    assert_eq!(
+        events.iter().filter(|e| e["payload"]["delta"] == 1).count(),
+        2,
+        "{receipt}"
+    );
     for account in &paid {
         assert_eq!(node.gateway.store().reputation(account).unwrap(), 1);
     }
@@ -65,7 +86,13 @@ async fn race_pays_only_the_winner() {
     assert_eq!(task["mode"], "race");
     assert_eq!(accepted_workers(&task).len(), 1, "{task}");
     assert_eq!(paid_out(&task), 100);
-    assert_eq!(task["validationReceipt"]["acceptedClaimCids"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        task["validationReceipt"]["acceptedClaimCids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Workers of a nondeterministic capability disagree: no quorum, a full refund, no payout.
@@ -73,8 +100,17 @@ async fn race_pays_only_the_winner() {
 async fn a_quorum_that_cannot_agree_refunds_the_buyer() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = d402_testkit::component("hostile");
-    let mut manifest = d402_testkit::hostile_manifest(&bytes, 5_000, Some(d402_testkit::fetch_permission(&["example.com"], 1)), "nondeterministic");
-    manifest.execution_modes = vec![ExecutionMode::Single, ExecutionMode::Race, ExecutionMode::Quorum];
+    let mut manifest = d402_testkit::hostile_manifest(
+        &bytes,
+        5_000,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "nondeterministic",
+    );
+    manifest.execution_modes = vec![
+        ExecutionMode::Single,
+        ExecutionMode::Race,
+        ExecutionMode::Quorum,
+    ];
     install(dir.path(), &manifest, &bytes);
     let node = serve(dir, |c| {
         c.capability = "test.hostile@1".into();
@@ -102,11 +138,20 @@ async fn a_signed_registration_earns_its_creator_commission_and_the_validator_it
     let (mut manifest, bytes) = json_transform();
     manifest.pricing.price = "$0.01".parse().unwrap();
     // Let over-long selections reach the component, which refuses them: a failing task.
-    manifest.input_schema["properties"]["select"].as_object_mut().unwrap().remove("maxItems");
+    manifest.input_schema["properties"]["select"]
+        .as_object_mut()
+        .unwrap()
+        .remove("maxItems");
     install(dir.path(), &manifest, &bytes);
-    let creator = d402_protocol::Keypair::from_seed(&[9; 32]).public().to_string();
+    let creator = d402_protocol::Keypair::from_seed(&[9; 32])
+        .public()
+        .to_string();
     register(dir.path(), &manifest, |r| {
-        r.creator_commission = Some(CreatorCommission::new(1000, creator.clone(), "simulated".into()));
+        r.creator_commission = Some(CreatorCommission::new(
+            1000,
+            creator.clone(),
+            "simulated".into(),
+        ));
     });
     let node = serve(dir, |c| {
         c.require_capability_registration = true;
@@ -118,11 +163,23 @@ async fn a_signed_registration_earns_its_creator_commission_and_the_validator_it
     let task = node.run(&select("c")).await;
     assert_eq!(task["status"], "accepted", "{task}");
     let payouts = task["settlement"]["payouts"].as_array().unwrap();
-    let by_reason = |reason: &str| payouts.iter().find(|p| p["reason"] == reason).cloned().unwrap_or(Value::Null);
+    let by_reason = |reason: &str| {
+        payouts
+            .iter()
+            .find(|p| p["reason"] == reason)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     assert_eq!(by_reason("accepted-result")["amount"], 0.0085);
     assert_eq!(by_reason("accepted-result")["grossAmount"], 0.01);
     let commission = by_reason("creator-commission");
-    assert_eq!((commission["amount"].as_f64(), commission["rateBps"].as_u64()), (Some(0.001), Some(1000)));
+    assert_eq!(
+        (
+            commission["amount"].as_f64(),
+            commission["rateBps"].as_u64()
+        ),
+        (Some(0.001), Some(1000))
+    );
     assert_eq!(commission["account"], creator.as_str());
     assert_eq!(commission["manifestCid"], task["manifestCid"]);
     assert!(commission["registrationCid"].is_string());
@@ -135,7 +192,9 @@ async fn a_signed_registration_earns_its_creator_commission_and_the_validator_it
     // A failed task pays no commission: the buyer is refunded in full.
     let before = node.buyer_balance();
     let too_many: Vec<String> = (0..1001).map(|i| format!("k{i}")).collect();
-    let task = node.run(&json!({"input": {"value": 1, "select": too_many}})).await;
+    let task = node
+        .run(&json!({"input": {"value": 1, "select": too_many}}))
+        .await;
     assert_eq!(task["status"], "rejected", "{task}");
     assert_eq!(task["settlement"]["payouts"], json!([]));
     assert_eq!(node.buyer_balance(), before);
@@ -148,37 +207,73 @@ async fn the_acceptance_policy_decides_what_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, bytes) = json_transform();
     install(dir.path(), &manifest, &bytes);
-    let error = serve(dir, |c| c.require_capability_registration = true).await.err().expect("refused");
-    assert!(format!("{error:#}").contains("no installed capability passes"), "{error:#}");
+    let error = serve(dir, |c| c.require_capability_registration = true)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("no installed capability passes"),
+        "{error:#}"
+    );
 
     // Registered but without a namespace proof, which is required.
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
     register(dir.path(), &manifest, |_| {});
-    let error = serve(dir, |c| c.require_capability_namespace_proof = true).await.err().expect("refused");
+    let error = serve(dir, |c| c.require_capability_namespace_proof = true)
+        .await
+        .err()
+        .expect("refused");
     assert!(format!("{error:#}").contains("no installed capability passes"));
 
     // Untrusted namespace; an accepted manifest CID that is not this one.
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
-    assert!(serve(dir, |c| c.trusted_capability_namespaces = vec!["other".into()]).await.is_err());
+    assert!(
+        serve(dir, |c| c.trusted_capability_namespaces =
+            vec!["other".into()])
+        .await
+        .is_err()
+    );
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
     let other = d402_protocol::ContentId::of_bytes(b"another manifest").to_string();
-    assert!(serve(dir, |c| c.accepted_manifest_cids = vec![other]).await.is_err());
+    assert!(
+        serve(dir, |c| c.accepted_manifest_cids = vec![other])
+            .await
+            .is_err()
+    );
 
     // A forged registration (changed after signing) is ignored, so the requirement is not met.
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
-    let registration = CapabilityRegistration::for_manifest(&manifest, common::publisher().public(), Timestamp::now()).unwrap();
+    let registration = CapabilityRegistration::for_manifest(
+        &manifest,
+        common::publisher().public(),
+        Timestamp::now(),
+    )
+    .unwrap();
     let mut envelope = Signed::sign(registration, &common::publisher()).unwrap();
-    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_ok(), "the original verifies");
+    assert!(
+        install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_ok(),
+        "the original verifies"
+    );
     envelope.payload.tags.push("forged".into());
-    assert!(install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_err(), "install refuses it");
+    assert!(
+        install_registration(dir.path(), &envelope, &manifest, 2000, Timestamp::now()).is_err(),
+        "install refuses it"
+    );
     std::fs::remove_dir_all(dir.path().join("registrations")).unwrap();
     std::fs::create_dir(dir.path().join("registrations")).unwrap();
-    std::fs::write(dir.path().join("registrations/forged.json"), serde_json::to_vec(&envelope).unwrap()).unwrap();
-    let error = serve(dir, |c| c.require_capability_registration = true).await.err().expect("refused");
+    std::fs::write(
+        dir.path().join("registrations/forged.json"),
+        serde_json::to_vec(&envelope).unwrap(),
+    )
+    .unwrap();
+    let error = serve(dir, |c| c.require_capability_registration = true)
+        .await
+        .err()
+        .expect("refused");
     assert!(format!("{error:#}").contains("no installed capability passes"));
 }
 
@@ -188,13 +283,33 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
     let (manifest, bytes) = json_transform();
     install(dir.path(), &manifest, &bytes);
     let hostile = d402_testkit::component("hostile");
-    install(dir.path(), &d402_testkit::hostile_manifest(&hostile, 1_000, Some(d402_testkit::fetch_permission(&["example.com"], 1)), "snapshot-deterministic"), &hostile);
-    let node = serve(dir, |c| c.capability = "util.json_transform@1".into()).await.unwrap();
+    install(
+        dir.path(),
+        &d402_testkit::hostile_manifest(
+            &hostile,
+            1_000,
+            Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+            "snapshot-deterministic",
+        ),
+        &hostile,
+    );
+    let node = serve(dir, |c| c.capability = "util.json_transform@1".into())
+        .await
+        .unwrap();
     let ids = |v: &Value| -> Vec<String> {
-        v["capabilities"].as_array().unwrap().iter().map(|c| c["capabilityId"].as_str().unwrap().to_string()).collect()
+        v["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["capabilityId"].as_str().unwrap().to_string())
+            .collect()
     };
     let (_, all) = node.get("/capabilities").await;
-    assert_eq!(ids(&all), ["util.json_transform@1", "test.hostile@1"], "the default first");
+    assert_eq!(
+        ids(&all),
+        ["util.json_transform@1", "test.hostile@1"],
+        "the default first"
+    );
     let cid = manifest.cid().unwrap();
     let sha = format!("sha256:{}", cid.digest().to_hex());
     for query in [
@@ -202,7 +317,10 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
         "capabilityId=util.json_transform@1".to_string(),
         format!("manifestCid={cid}"),
         format!("manifestCid={sha}"),
-        format!("shard={}", d402_node::catalog::shard_of("util.json_transform@1")),
+        format!(
+            "shard={}",
+            d402_node::catalog::shard_of("util.json_transform@1")
+        ),
         "q=JSON".to_string(),
     ] {
         let (_, found) = node.get(&format!("/capabilities?{query}")).await;
@@ -212,10 +330,13 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
     assert!(ids(&none).is_empty());
 
     // A request may pick any served capability; one that is not served is a 400, unpaid.
-    let body = json!({"capabilityId": "test.hostile@1", "input": {"behaviour": "echo", "text": "hi"}});
+    let body =
+        json!({"capabilityId": "test.hostile@1", "input": {"behaviour": "echo", "text": "hi"}});
     let task = node.run(&body).await;
     assert_eq!(task["result"]["text"], "hi", "{task}");
-    let response = node.post(&json!({"capabilityId": "no.such@1", "input": {}}), None).await;
+    let response = node
+        .post(&json!({"capabilityId": "no.such@1", "input": {}}), None)
+        .await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "unknown_capability");
@@ -226,15 +347,39 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
 fn a_newer_package_supersedes_the_older_one() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, bytes) = json_transform();
-    let older = d402_node::installed::create_package(&manifest, &bytes, &common::publisher(), Timestamp::from_unix_millis(1_000)).unwrap();
-    let newer = d402_node::installed::create_package(&manifest, &bytes, &common::publisher(), Timestamp::from_unix_millis(2_000)).unwrap();
-    let count = || std::fs::read_dir(dir.path().join("implementations")).unwrap().count();
+    let older = d402_node::installed::create_package(
+        &manifest,
+        &bytes,
+        &common::publisher(),
+        Timestamp::from_unix_millis(1_000),
+    )
+    .unwrap();
+    let newer = d402_node::installed::create_package(
+        &manifest,
+        &bytes,
+        &common::publisher(),
+        Timestamp::from_unix_millis(2_000),
+    )
+    .unwrap();
+    let count = || {
+        std::fs::read_dir(dir.path().join("implementations"))
+            .unwrap()
+            .count()
+    };
     d402_node::installed::install_package(dir.path(), &older, &manifest, &bytes, &[]).unwrap();
     d402_node::installed::install_package(dir.path(), &newer, &manifest, &bytes, &[]).unwrap();
     assert_eq!(count(), 1);
     let installed = d402_node::installed::list_installed(dir.path()).unwrap();
-    assert_eq!(installed[0].package.created_at, Timestamp::from_unix_millis(2_000));
+    assert_eq!(
+        installed[0].package.created_at,
+        Timestamp::from_unix_millis(2_000)
+    );
     // Installing the older one again keeps the newer.
     d402_node::installed::install_package(dir.path(), &older, &manifest, &bytes, &[]).unwrap();
-    assert_eq!(d402_node::installed::list_installed(dir.path()).unwrap()[0].package.created_at, Timestamp::from_unix_millis(2_000));
+    assert_eq!(
+        d402_node::installed::list_installed(dir.path()).unwrap()[0]
+            .package
+            .created_at,
+        Timestamp::from_unix_millis(2_000)
+    );
 }

@@ -67,22 +67,47 @@ fn concurrent_payments_are_consumed_exactly_once() {
                 // 16 distinct payments, each presented 4 times; the buyer can afford 3.
                 scope.spawn(move || {
                     let n = i % 16;
-                    store.accept_payment(&record(&format!("task:{n}"), &format!("buyer:{n}"), &format!("b{n}"), 10))
+                    store.accept_payment(&record(
+                        &format!("task:{n}"),
+                        &format!("buyer:{n}"),
+                        &format!("b{n}"),
+                        10,
+                    ))
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let new = outcomes.iter().filter(|o| matches!(o, Ok(Accepted::New))).count();
-    let replays = outcomes.iter().filter(|o| matches!(o, Ok(Accepted::Replay(_)))).count();
-    let refused = outcomes.iter().filter(|o| matches!(o, Err(d402_node::StoreError::InsufficientFunds { .. }))).count();
+    let new = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Accepted::New)))
+        .count();
+    let replays = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Accepted::Replay(_))))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(d402_node::StoreError::InsufficientFunds { .. })))
+        .count();
     assert_eq!(new, 3, "three payments fit the balance");
-    assert_eq!(replays, 9, "each accepted payment's three repeats are replays");
+    assert_eq!(
+        replays, 9,
+        "each accepted payment's three repeats are replays"
+    );
     assert_eq!(refused, 52);
     assert_eq!(store.balance("buyer").unwrap().micros(), 0);
     assert_eq!(store.running().unwrap().len(), 3);
     // A payment key presented with another request is refused, not replayed.
     let accepted = store.running().unwrap()[0].clone();
-    let reused = store.accept_payment(&record("task:other", &accepted.payment_key, "another binding", 10));
-    assert!(matches!(reused, Err(d402_node::StoreError::PaymentReused(_))));
+    let reused = store.accept_payment(&record(
+        "task:other",
+        &accepted.payment_key,
+        "another binding",
+        10,
+    ));
+    assert!(matches!(
+        reused,
+        Err(d402_node::StoreError::PaymentReused(_))
+    ));
 }

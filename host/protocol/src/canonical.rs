@@ -20,10 +20,7 @@ mod tests {
     #[test]
     fn sorts_keys_and_drops_whitespace() {
         let value = json!({"b": 1, "a": {"d": [1, 2], "c": "x"}});
-        assert_eq!(
-            canonical(&value),
-            r#"{"a":{"c":"x","d":[1,2]},"b":1}"#
-        );
+        assert_eq!(canonical(&value), r#"{"a":{"c":"x","d":[1,2]},"b":1}"#);
     }
 
     #[test]

@@ -95,12 +95,12 @@ impl FromStr for ContentId {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if let Some(hex_digest) = text.strip_prefix(SHA256_PREFIX) {
-            return parse_hex_digest(hex_digest)
-                .map(Self)
-                .ok_or_else(|| ProtocolError::InvalidCid {
+            return parse_hex_digest(hex_digest).map(Self).ok_or_else(|| {
+                ProtocolError::InvalidCid {
                     text: text.to_string(),
                     reason: "expected sha256: followed by 64 hex digits".into(),
-                });
+                }
+            });
         }
         let invalid = |reason: String| ProtocolError::InvalidCid {
             text: text.to_string(),

@@ -46,28 +46,44 @@ impl Signed<ImplementationPackage> {
         defects.check(
             package.publisher == self.signer,
             "publisher",
-            format!("{} did not sign this package ({} did)", package.publisher, self.signer),
+            format!(
+                "{} did not sign this package ({} did)",
+                package.publisher, self.signer
+            ),
         );
         let actual = ContentId::of_bytes(artifact);
         defects.check(
             actual == package.artifact_cid,
             "artifactCid",
-            format!("the artifact's digest is {actual}, the package names {}", package.artifact_cid),
+            format!(
+                "the artifact's digest is {actual}, the package names {}",
+                package.artifact_cid
+            ),
         );
         defects.check(
             artifact.len() as u64 == package.artifact_bytes,
             "artifactBytes",
-            format!("the artifact has {} bytes, the package says {}", artifact.len(), package.artifact_bytes),
+            format!(
+                "the artifact has {} bytes, the package says {}",
+                artifact.len(),
+                package.artifact_bytes
+            ),
         );
         if let Some(manifest) = manifest {
             let cid = manifest.cid()?;
             defects.check(
                 cid == package.manifest_cid,
                 "manifestCid",
-                format!("the manifest's CID is {cid}, the package names {}", package.manifest_cid),
+                format!(
+                    "the manifest's CID is {cid}, the package names {}",
+                    package.manifest_cid
+                ),
             );
             defects.check(
-                manifest.runtime.artifact_cid.is_none_or(|pinned| pinned == package.artifact_cid),
+                manifest
+                    .runtime
+                    .artifact_cid
+                    .is_none_or(|pinned| pinned == package.artifact_cid),
                 "artifactCid",
                 "differs from the manifest's runtime.artifactCid",
             );

@@ -117,10 +117,12 @@ fn decode_base58_exact<const N: usize>(
             what,
             reason: format!("not base58: {e}"),
         })?;
-    bytes.try_into().map_err(|v: Vec<u8>| ProtocolError::InvalidKey {
-        what,
-        reason: format!("expected {N} bytes, got {}", v.len()),
-    })
+    bytes
+        .try_into()
+        .map_err(|v: Vec<u8>| ProtocolError::InvalidKey {
+            what,
+            reason: format!("expected {N} bytes, got {}", v.len()),
+        })
 }
 
 macro_rules! serde_via_text {
@@ -206,7 +208,10 @@ mod tests {
         assert_eq!(text.parse::<PublicKey>().unwrap(), key.public());
         let bytes = key.to_keypair_bytes();
         assert_eq!(&bytes[32..], &key.public().to_bytes());
-        assert_eq!(Keypair::from_keypair_bytes(&bytes).unwrap().public(), key.public());
+        assert_eq!(
+            Keypair::from_keypair_bytes(&bytes).unwrap().public(),
+            key.public()
+        );
     }
 
     #[test]

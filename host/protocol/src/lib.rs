@@ -22,7 +22,9 @@ pub use error::{Defect, Defects, ProtocolError, from_value, parse_json};
 pub use implementation::ImplementationPackage;
 pub use keys::{Keypair, PublicKey, Signature};
 pub use manifest::*;
-pub use market::{Bid, Lease, NodeOffer, OfferedCapability, ResultClaim, TaskIntent, ValidatorOffer};
+pub use market::{
+    Bid, Lease, NodeOffer, OfferedCapability, ResultClaim, TaskIntent, ValidatorOffer,
+};
 pub use money::{Amount, BPS_DENOMINATOR, MICROS_PER_DOLLAR, Price};
 pub use receipts::{
     Payout, PayoutReason, Refund, ReputationEvent, ReputationKind, SettlementReceipt,
@@ -30,8 +32,7 @@ pub use receipts::{
 };
 pub use registration::{
     CREATOR_COMMISSION_SCHEMA, CapabilityRegistration, CreatorCommission,
-    DEFAULT_MAX_CREATOR_COMMISSION_BPS, NamespaceProof, PROOF_TYPE_WALLET,
-    is_payout_account,
+    DEFAULT_MAX_CREATOR_COMMISSION_BPS, NamespaceProof, PROOF_TYPE_WALLET, is_payout_account,
 };
 pub use release::{ProtocolCompatibility, ReleaseArtifact, ReleaseManifest};
 pub use signed::{SignatureEntry, Signed, SignedObject, ThresholdSigned, signing_message};

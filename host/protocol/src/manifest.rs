@@ -282,7 +282,11 @@ impl CapabilityManifest {
             "version",
             "must be a major number like \"1\" or major.minor.patch like \"1.2.0\"",
         );
-        defects.check(!self.description.trim().is_empty(), "description", "must not be empty");
+        defects.check(
+            !self.description.trim().is_empty(),
+            "description",
+            "must not be empty",
+        );
         check_tags(&self.tags, &mut defects);
         check_object_schema(&self.input_schema, "inputSchema", &mut defects);
         check_object_schema(&self.output_schema, "outputSchema", &mut defects);
@@ -374,14 +378,17 @@ impl CapabilityManifest {
             ValidationModel::Comparator | ValidationModel::Scoreable
         );
         match spec.threshold_bps {
-            None if needs_threshold => {
-                defects.push("validator.thresholdBps", "comparator and scoreable models need a threshold")
-            }
+            None if needs_threshold => defects.push(
+                "validator.thresholdBps",
+                "comparator and scoreable models need a threshold",
+            ),
             Some(_) if !needs_threshold => defects.push(
                 "validator.thresholdBps",
                 "only comparator and scoreable models take a threshold",
             ),
-            Some(t) if t > 10_000 => defects.push("validator.thresholdBps", "must be at most 10000"),
+            Some(t) if t > 10_000 => {
+                defects.push("validator.thresholdBps", "must be at most 10000")
+            }
             _ => {}
         }
         if spec.model == ValidationModel::Exact
@@ -395,7 +402,10 @@ impl CapabilityManifest {
     }
 
     fn check_evidence(&self, defects: &mut Defects) {
-        let declared = self.output_schema.get("properties").and_then(Value::as_object);
+        let declared = self
+            .output_schema
+            .get("properties")
+            .and_then(Value::as_object);
         for (i, path) in self.evidence.iter().enumerate() {
             let field = format!("evidence[{i}]");
             let top = path.split('.').next().unwrap_or_default();
@@ -404,10 +414,7 @@ impl CapabilityManifest {
             } else if let Some(props) = declared
                 && !props.contains_key(top)
             {
-                defects.push(
-                    field,
-                    format!("{top:?} is not a property of outputSchema"),
-                );
+                defects.push(field, format!("{top:?} is not a property of outputSchema"));
             } else if self.evidence[..i].contains(path) {
                 defects.push(field, format!("{path:?} is listed twice"));
             }
@@ -422,7 +429,10 @@ impl CapabilityManifest {
         );
         for (i, mode) in self.execution_modes.iter().enumerate() {
             if self.execution_modes[..i].contains(mode) {
-                defects.push(format!("executionModes[{i}]"), format!("{mode:?} is listed twice"));
+                defects.push(
+                    format!("executionModes[{i}]"),
+                    format!("{mode:?} is listed twice"),
+                );
             }
         }
         let limits = &self.limits;
@@ -441,14 +451,22 @@ impl CapabilityManifest {
             "limits.outputBytes",
             format!("must be between 1 and {MAX_OUTPUT_BYTES}"),
         );
-        defects.check(limits.fuel != Some(0), "limits.fuel", "must be positive when set");
+        defects.check(
+            limits.fuel != Some(0),
+            "limits.fuel",
+            "must be positive when set",
+        );
         defects.check(
             self.pricing.price.0.micros() > 0,
             "pricing.price",
             "must be more than $0",
         );
         if let Some(perf) = &self.performance {
-            defects.check(perf.p50_ms <= perf.p99_ms, "performance.p50Ms", "must not exceed p99Ms");
+            defects.check(
+                perf.p50_ms <= perf.p99_ms,
+                "performance.p50Ms",
+                "must not exceed p99Ms",
+            );
             defects.check(
                 perf.p99_ms <= limits.deadline_ms,
                 "performance.p99Ms",
@@ -461,7 +479,10 @@ impl CapabilityManifest {
     pub fn compile_schemas(&self) -> Result<CompiledSchemas, ProtocolError> {
         let compile = |schema: &Value, field: &str| {
             jsonschema::validator_for(schema).map_err(|e| {
-                ProtocolError::Invalid(vec![crate::Defect::new(field, format!("invalid JSON Schema: {e}"))])
+                ProtocolError::Invalid(vec![crate::Defect::new(
+                    field,
+                    format!("invalid JSON Schema: {e}"),
+                )])
             })
         };
         Ok(CompiledSchemas {
@@ -506,7 +527,11 @@ impl CapabilityManifest {
                 unit: PricingUnit::Task,
                 price: "$0.001".parse().expect("valid price literal"),
             },
-            execution_modes: vec![ExecutionMode::Single, ExecutionMode::Race, ExecutionMode::Quorum],
+            execution_modes: vec![
+                ExecutionMode::Single,
+                ExecutionMode::Race,
+                ExecutionMode::Quorum,
+            ],
             limits: Limits {
                 deadline_ms: 5_000,
                 memory_bytes: 64 << 20,
@@ -539,7 +564,11 @@ impl CompiledSchemas {
     }
 }
 
-fn check_instance(validator: &jsonschema::Validator, value: &Value, root: &str) -> Result<(), ProtocolError> {
+fn check_instance(
+    validator: &jsonschema::Validator,
+    value: &Value,
+    root: &str,
+) -> Result<(), ProtocolError> {
     let mut defects = Defects::default();
     for error in validator.iter_errors(value).take(20) {
         let pointer = error.instance_path().to_string();
@@ -557,12 +586,16 @@ fn check_instance(validator: &jsonschema::Validator, value: &Value, root: &str) 
 pub fn check_capability_name(id: &str) -> Result<(), String> {
     let segments: Vec<&str> = id.split('.').collect();
     if segments.len() < 2 {
-        return Err(format!("{id:?} must have a namespace and a name, like example.extract_product"));
+        return Err(format!(
+            "{id:?} must have a namespace and a name, like example.extract_product"
+        ));
     }
     for segment in segments {
         let mut chars = segment.chars();
         let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        if !starts_with_letter || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !starts_with_letter
+            || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return Err(format!(
                 "segment {segment:?} of {id:?} must start with a-z and hold only a-z, 0-9 and _"
             ));
@@ -586,7 +619,10 @@ fn is_version(version: &str) -> bool {
     let parts: Vec<&str> = version.split('.').collect();
     (parts.len() == 1 || parts.len() == 3)
         && parts.iter().all(|p| {
-            !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()) && !(p.len() > 1 && p.starts_with('0'))
+            !p.is_empty()
+                && p.len() <= 9
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && !(p.len() > 1 && p.starts_with('0'))
         })
 }
 
@@ -595,9 +631,14 @@ fn check_tags(tags: &[String], defects: &mut Defects) {
     for (i, tag) in tags.iter().enumerate() {
         let ok = !tag.is_empty()
             && tag.len() <= 32
-            && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !ok {
-            defects.push(format!("tags[{i}]"), format!("{tag:?} must be 1-32 of a-z, 0-9, - and _"));
+            defects.push(
+                format!("tags[{i}]"),
+                format!("{tag:?} must be 1-32 of a-z, 0-9, - and _"),
+            );
         }
     }
 }
@@ -627,7 +668,9 @@ fn is_host_pattern(pattern: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::content_id::{ContentHash, ContentId};
 use crate::error::{Defects, ProtocolError};
 use crate::keys::PublicKey;
-use crate::manifest::{CapabilityManifest, DeterminismClass, ValidationModel, check_capability_name};
+use crate::manifest::{
+    CapabilityManifest, DeterminismClass, ValidationModel, check_capability_name,
+};
 use crate::signed::{Signed, SignedObject};
 use crate::time::Timestamp;
 
@@ -91,7 +93,11 @@ impl CreatorCommission {
             "creatorCommission.schema",
             format!("must be {CREATOR_COMMISSION_SCHEMA:?}"),
         );
-        defects.check(self.rate_bps > 0, "creatorCommission.rateBps", "must be positive");
+        defects.check(
+            self.rate_bps > 0,
+            "creatorCommission.rateBps",
+            "must be positive",
+        );
         defects.check(
             self.rate_bps <= max_bps,
             "creatorCommission.rateBps",
@@ -100,7 +106,10 @@ impl CreatorCommission {
         defects.check(
             is_payout_account(&self.wallet),
             "creatorCommission.wallet",
-            format!("{:?} is neither a base58 ed25519 address nor a 0x EVM address", self.wallet),
+            format!(
+                "{:?} is neither a base58 ed25519 address nor a 0x EVM address",
+                self.wallet
+            ),
         );
         defects.check(
             matches!(self.payout_rail.as_str(), "solana" | "base" | "simulated"),
@@ -164,13 +173,24 @@ impl Signed<CapabilityRegistration> {
         defects.check(
             registration.publisher == self.signer,
             "publisher",
-            format!("{} did not sign this registration ({} did)", registration.publisher, self.signer),
+            format!(
+                "{} did not sign this registration ({} did)",
+                registration.publisher, self.signer
+            ),
         );
-        if let Err(reason) = check_capability_name(registration.capability_id.split('@').next().unwrap_or_default()) {
+        if let Err(reason) = check_capability_name(
+            registration
+                .capability_id
+                .split('@')
+                .next()
+                .unwrap_or_default(),
+        ) {
             defects.push("capabilityId", reason);
         }
         defects.check(
-            registration.capability_id.starts_with(&format!("{}.", registration.namespace)),
+            registration
+                .capability_id
+                .starts_with(&format!("{}.", registration.namespace)),
             "capabilityId",
             format!(
                 "{:?} is not in namespace {:?}",
@@ -204,20 +224,33 @@ fn check_namespace_proof(
     defects.check(
         claim.namespace == registration.namespace,
         "namespaceProof.namespace",
-        format!("proves {:?}, not {:?}", claim.namespace, registration.namespace),
+        format!(
+            "proves {:?}, not {:?}",
+            claim.namespace, registration.namespace
+        ),
     );
     defects.check(
         claim.delegate == registration.publisher,
         "namespaceProof.delegate",
-        format!("delegates to {}, not the publisher {}", claim.delegate, registration.publisher),
+        format!(
+            "delegates to {}, not the publisher {}",
+            claim.delegate, registration.publisher
+        ),
     );
     defects.check(
         claim.proof_type == PROOF_TYPE_WALLET,
         "namespaceProof.proofType",
-        format!("{:?} cannot be verified offline; only \"wallet\" is supported", claim.proof_type),
+        format!(
+            "{:?} cannot be verified offline; only \"wallet\" is supported",
+            claim.proof_type
+        ),
     );
     if let Some(expires_at) = claim.expires_at {
-        defects.check(now < expires_at, "namespaceProof.expiresAt", format!("expired at {expires_at}"));
+        defects.check(
+            now < expires_at,
+            "namespaceProof.expiresAt",
+            format!("expired at {expires_at}"),
+        );
     }
 }
 
@@ -230,7 +263,10 @@ fn check_matches_manifest(
     defects.check(
         registration.manifest_cid == cid,
         "manifestCid",
-        format!("{} does not match the manifest's CID {cid}", registration.manifest_cid),
+        format!(
+            "{} does not match the manifest's CID {cid}",
+            registration.manifest_cid
+        ),
     );
     defects.check(
         registration.capability_id == manifest.capability_id(),

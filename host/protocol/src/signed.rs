@@ -136,7 +136,9 @@ impl<T: SignedObject> ThresholdSigned<T> {
             )));
         }
         if threshold == 0 {
-            return Err(ProtocolError::BadSignature("threshold must be at least 1".into()));
+            return Err(ProtocolError::BadSignature(
+                "threshold must be at least 1".into(),
+            ));
         }
         let message = signing_message(T::OBJECT_TYPE, &self.payload)?;
         let mut counted: Vec<PublicKey> = Vec::new();
@@ -208,7 +210,8 @@ mod tests {
         let as_memo: Signed<Memo> = serde_json::from_value(value).unwrap();
         assert!(as_memo.verify().is_err());
         // Even keeping the original label, a Memo envelope refuses it.
-        let kept: Signed<Memo> = serde_json::from_value(serde_json::to_value(&signed).unwrap()).unwrap();
+        let kept: Signed<Memo> =
+            serde_json::from_value(serde_json::to_value(&signed).unwrap()).unwrap();
         assert!(kept.verify().is_err());
     }
 

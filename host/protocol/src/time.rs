@@ -20,7 +20,10 @@ impl Timestamp {
 
     /// From a system time.
     pub fn from_system_time(time: SystemTime) -> Self {
-        Self(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+        Self(
+            time.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        )
     }
 
     /// The system clock's current time.

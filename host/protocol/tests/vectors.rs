@@ -41,12 +41,22 @@ fn fixed_manifest_has_a_fixed_cid() {
 fn formatting_does_not_change_the_cid_but_content_does() {
     let reformatted: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
     let compact = serde_json::to_string(&reformatted).unwrap();
-    assert_eq!(CapabilityManifest::from_json(&compact).unwrap().cid().unwrap().to_string(), MANIFEST_CID);
+    assert_eq!(
+        CapabilityManifest::from_json(&compact)
+            .unwrap()
+            .cid()
+            .unwrap()
+            .to_string(),
+        MANIFEST_CID
+    );
 
     // One byte: "$0.001" -> "$0.002".
     let changed = MANIFEST.replacen("$0.001", "$0.002", 1);
     assert_eq!(changed.len(), MANIFEST.len());
-    let other = CapabilityManifest::from_json(&changed).unwrap().cid().unwrap();
+    let other = CapabilityManifest::from_json(&changed)
+        .unwrap()
+        .cid()
+        .unwrap();
     assert_ne!(other.to_string(), MANIFEST_CID);
 }
 
@@ -63,7 +73,9 @@ fn deterministic_signature_vector() {
     let again = Signed::sign(registration(&key(1)), &key(1)).unwrap();
     assert_eq!(envelope, again);
     assert_eq!(envelope.cid().unwrap(), again.cid().unwrap());
-    envelope.verify_registration(Some(&manifest()), CAP, now()).unwrap();
+    envelope
+        .verify_registration(Some(&manifest()), CAP, now())
+        .unwrap();
 }
 
 #[test]
@@ -94,21 +106,36 @@ fn any_field_change_breaks_the_signature() {
         ("createdAt", "2026-01-01T00:00:00.000Z".into()),
     ];
     for (field, new_value) in mutations {
-        assert!(payload.contains_key(field), "{field} missing from the vector");
+        assert!(
+            payload.contains_key(field),
+            "{field} missing from the vector"
+        );
         let mut tampered = value.clone();
         tampered["payload"][field] = new_value;
         let tampered: Signed<CapabilityRegistration> = serde_json::from_value(tampered).unwrap();
-        assert!(tampered.verify().is_err(), "changing {field} kept the signature valid");
+        assert!(
+            tampered.verify().is_err(),
+            "changing {field} kept the signature valid"
+        );
     }
 }
 
 #[test]
 fn a_registration_signature_does_not_verify_as_a_namespace_proof() {
     let envelope = Signed::sign(registration(&key(1)), &key(1)).unwrap();
-    let message = d402_protocol::signing_message("capability-registration", &envelope.payload).unwrap();
-    key(1).public().verify(&message, &envelope.signature).unwrap();
+    let message =
+        d402_protocol::signing_message("capability-registration", &envelope.payload).unwrap();
+    key(1)
+        .public()
+        .verify(&message, &envelope.signature)
+        .unwrap();
     let as_proof = d402_protocol::signing_message("namespace-proof", &envelope.payload).unwrap();
-    assert!(key(1).public().verify(&as_proof, &envelope.signature).is_err());
+    assert!(
+        key(1)
+            .public()
+            .verify(&as_proof, &envelope.signature)
+            .is_err()
+    );
 }
 
 #[test]
@@ -116,25 +143,42 @@ fn registration_must_match_the_manifest() {
     let mut other = manifest();
     other.description = "something else".into();
     let envelope = Signed::sign(registration(&key(1)), &key(1)).unwrap();
-    let err = envelope.verify_registration(Some(&other), CAP, now()).unwrap_err();
+    let err = envelope
+        .verify_registration(Some(&other), CAP, now())
+        .unwrap_err();
     assert!(err.to_string().contains("manifestCid"), "{err}");
 }
 
 #[test]
 fn commission_above_the_cap_is_refused() {
     let mut reg = registration(&key(1));
-    reg.creator_commission = Some(CreatorCommission::new(2001, key(3).public().to_string(), "solana".into()));
+    reg.creator_commission = Some(CreatorCommission::new(
+        2001,
+        key(3).public().to_string(),
+        "solana".into(),
+    ));
     let envelope = Signed::sign(reg.clone(), &key(1)).unwrap();
     let err = envelope.verify_registration(None, CAP, now()).unwrap_err();
-    assert!(err.to_string().contains("creatorCommission.rateBps"), "{err}");
+    assert!(
+        err.to_string().contains("creatorCommission.rateBps"),
+        "{err}"
+    );
     // The cap is the gateway's: a lower configured cap refuses a lower rate.
-    reg.creator_commission = Some(CreatorCommission::new(1000, key(3).public().to_string(), "solana".into()));
+    reg.creator_commission = Some(CreatorCommission::new(
+        1000,
+        key(3).public().to_string(),
+        "solana".into(),
+    ));
     let envelope = Signed::sign(reg, &key(1)).unwrap();
     assert!(envelope.verify_registration(None, CAP, now()).is_ok());
     assert!(envelope.verify_registration(None, 500, now()).is_err());
 }
 
-fn proof(owner: &Keypair, delegate: &Keypair, expires_at: Option<Timestamp>) -> Signed<NamespaceProof> {
+fn proof(
+    owner: &Keypair,
+    delegate: &Keypair,
+    expires_at: Option<Timestamp>,
+) -> Signed<NamespaceProof> {
     Signed::sign(
         NamespaceProof {
             namespace: "example".into(),
@@ -154,13 +198,22 @@ fn namespace_proofs_bind_owner_to_publisher() {
     let mut reg = registration(&publisher);
     reg.namespace_proof = Some(proof(&owner, &publisher, None));
     let ok = Signed::sign(reg.clone(), &publisher).unwrap();
-    ok.verify_registration(Some(&manifest()), CAP, now()).unwrap();
+    ok.verify_registration(Some(&manifest()), CAP, now())
+        .unwrap();
 
     reg.namespace_proof = Some(proof(&owner, &stranger, None));
     let wrong_delegate = Signed::sign(reg.clone(), &publisher).unwrap();
-    assert!(wrong_delegate.verify_registration(None, CAP, now()).is_err());
+    assert!(
+        wrong_delegate
+            .verify_registration(None, CAP, now())
+            .is_err()
+    );
 
-    reg.namespace_proof = Some(proof(&owner, &publisher, Some(Timestamp::from_unix_millis(1_790_000_000_001))));
+    reg.namespace_proof = Some(proof(
+        &owner,
+        &publisher,
+        Some(Timestamp::from_unix_millis(1_790_000_000_001)),
+    ));
     let expired = Signed::sign(reg.clone(), &publisher).unwrap();
     let err = expired.verify_registration(None, CAP, now()).unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
@@ -168,27 +221,52 @@ fn namespace_proofs_bind_owner_to_publisher() {
     let mut forged = proof(&owner, &publisher, None);
     forged.payload.namespace = "web".into();
     reg.namespace_proof = Some(forged);
-    assert!(Signed::sign(reg, &publisher).unwrap().verify_registration(None, CAP, now()).is_err());
+    assert!(
+        Signed::sign(reg, &publisher)
+            .unwrap()
+            .verify_registration(None, CAP, now())
+            .is_err()
+    );
 }
 
 #[test]
 fn input_and_output_are_checked_against_the_schemas() {
     let schemas = manifest().compile_schemas().unwrap();
-    schemas.validate_input(&serde_json::json!({"text": "hi"})).unwrap();
-    let err = schemas.validate_input(&serde_json::json!({"text": 5})).unwrap_err();
+    schemas
+        .validate_input(&serde_json::json!({"text": "hi"}))
+        .unwrap();
+    let err = schemas
+        .validate_input(&serde_json::json!({"text": 5}))
+        .unwrap_err();
     assert!(err.to_string().contains("input.text"), "{err}");
-    assert!(schemas.validate_input(&serde_json::json!({"text": "a", "extra": 1})).is_err());
+    assert!(
+        schemas
+            .validate_input(&serde_json::json!({"text": "a", "extra": 1}))
+            .is_err()
+    );
     assert!(schemas.validate_output(&serde_json::json!({})).is_err());
 }
 
 #[test]
 fn defects_name_the_field() {
     let cases = [
-        (r#""deadlineMs": 5000"#, r#""deadlineMs": 0"#, "limits.deadlineMs"),
-        (r#""id": "example.extract_product""#, r#""id": "Example""#, "id"),
+        (
+            r#""deadlineMs": 5000"#,
+            r#""deadlineMs": 0"#,
+            "limits.deadlineMs",
+        ),
+        (
+            r#""id": "example.extract_product""#,
+            r#""id": "Example""#,
+            "id",
+        ),
         (r#""version": "1""#, r#""version": "01""#, "version"),
         (r#""type": "object""#, r#""type": "nope""#, "inputSchema"),
-        (r#""world": "d402:capability/pure@0.1.0""#, r#""world": "x""#, "runtime.world"),
+        (
+            r#""world": "d402:capability/pure@0.1.0""#,
+            r#""world": "x""#,
+            "runtime.world",
+        ),
     ];
     for (from, to, field) in cases {
         assert!(MANIFEST.contains(from), "fixture lacks {from}");

@@ -43,7 +43,12 @@ impl CompileCache {
     }
 
     /// The compiled component for `bytes` (whose CID the caller has verified).
-    pub fn load(&self, engine: &Engine, artifact: &ContentId, bytes: &[u8]) -> Result<(Component, CompileSource), LoadError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        artifact: &ContentId,
+        bytes: &[u8],
+    ) -> Result<(Component, CompileSource), LoadError> {
         if let Some(path) = self.path(artifact)
             && path.is_file()
         {
@@ -53,7 +58,9 @@ impl CompileCache {
             // checks the header and refuses an incompatible file.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CompileSource::Cache)),
-                Err(error) => tracing::warn!(path = %path.display(), %error, "discarding unusable compile cache entry"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "discarding unusable compile cache entry")
+                }
             }
         }
         let compiled = engine
@@ -63,7 +70,8 @@ impl CompileCache {
             store(&path, &compiled);
         }
         // SAFETY: `compiled` was produced by this engine a moment ago.
-        let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let component = unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         Ok((component, CompileSource::Compiled))
     }
 }

@@ -39,7 +39,12 @@ impl MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.hit = Some(desired);
             return Ok(false);
@@ -47,7 +52,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -132,20 +142,26 @@ impl log::Host for HostState {
 }
 
 impl browser::Host for HostState {
-    async fn fetch(&mut self, request: browser::FetchRequest) -> Result<browser::Page, browser::FetchError> {
-        let gate = self
-            .browser
-            .as_mut()
-            .ok_or_else(|| browser::FetchError::Denied("the manifest grants no browser permission".into()))?;
+    async fn fetch(
+        &mut self,
+        request: browser::FetchRequest,
+    ) -> Result<browser::Page, browser::FetchError> {
+        let gate = self.browser.as_mut().ok_or_else(|| {
+            browser::FetchError::Denied("the manifest grants no browser permission".into())
+        })?;
         let spec = gate.check(&request)?;
-        let source = gate
-            .source
-            .clone()
-            .ok_or_else(|| browser::FetchError::Denied("this node has no page source configured".into()))?;
+        let source = gate.source.clone().ok_or_else(|| {
+            browser::FetchError::Denied("this node has no page source configured".into())
+        })?;
         let timeout = spec.timeout;
         let page = match tokio::time::timeout(timeout, source.fetch(spec)).await {
             Ok(result) => result.map_err(into_wit_error)?,
-            Err(_) => return Err(browser::FetchError::Timeout(format!("no page within {} ms", timeout.as_millis()))),
+            Err(_) => {
+                return Err(browser::FetchError::Timeout(format!(
+                    "no page within {} ms",
+                    timeout.as_millis()
+                )));
+            }
         };
         if page.body.len() as u64 > gate.permission.max_response_bytes {
             return Err(browser::FetchError::TooLarge(format!(
@@ -173,11 +189,21 @@ impl BrowserGate {
     fn check(&mut self, request: &browser::FetchRequest) -> Result<FetchSpec, browser::FetchError> {
         use browser::FetchError::{Denied, InvalidUrl};
         if self.requests >= self.permission.max_requests {
-            return Err(Denied(format!("request budget of {} pages used up", self.permission.max_requests)));
+            return Err(Denied(format!(
+                "request budget of {} pages used up",
+                self.permission.max_requests
+            )));
         }
         let host = http_host(&request.url).map_err(InvalidUrl)?;
-        if !self.permission.allowed_hosts.iter().any(|pattern| host_matches(pattern, &host)) {
-            return Err(Denied(format!("host {host} is not in the manifest's allowedHosts")));
+        if !self
+            .permission
+            .allowed_hosts
+            .iter()
+            .any(|pattern| host_matches(pattern, &host))
+        {
+            return Err(Denied(format!(
+                "host {host} is not in the manifest's allowedHosts"
+            )));
         }
         let render = match request.render {
             browser::RenderMode::Never => RenderMode::Never,
@@ -185,15 +211,21 @@ impl BrowserGate {
             browser::RenderMode::Auto => RenderMode::Never,
             browser::RenderMode::Always if self.permission.render => RenderMode::Always,
             browser::RenderMode::Always => {
-                return Err(Denied("rendering needs the browser.render permission".into()));
+                return Err(Denied(
+                    "rendering needs the browser.render permission".into(),
+                ));
             }
         };
         if render == RenderMode::Never && !self.permission.fetch {
-            return Err(Denied("plain fetches need the browser.fetch permission".into()));
+            return Err(Denied(
+                "plain fetches need the browser.fetch permission".into(),
+            ));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(browser::FetchError::Timeout("the run's deadline has passed".into()));
+            return Err(browser::FetchError::Timeout(
+                "the run's deadline has passed".into(),
+            ));
         }
         self.requests += 1;
         Ok(FetchSpec {
@@ -235,7 +267,11 @@ fn http_host(url: &str) -> Result<String, String> {
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         _ if pattern == "*" => true,
-        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host.ends_with(suffix)
+                && host[..host.len() - suffix.len()].ends_with('.')
+        }
         None => pattern == host,
     }
 }

@@ -40,7 +40,11 @@ pub const BROWSER_INTERFACE: &str = "d402:capability/browser";
 
 /// Refuses the component if it imports anything `manifest` does not permit, naming the
 /// import and the missing permission.
-pub fn check(component: &Component, engine: &Engine, manifest: &CapabilityManifest) -> Result<(), LoadError> {
+pub fn check(
+    component: &Component,
+    engine: &Engine,
+    manifest: &CapabilityManifest,
+) -> Result<(), LoadError> {
     let granted = manifest.permissions.granted();
     for (name, _) in component.component_type().imports(engine) {
         let unversioned = name.split('@').next().unwrap_or(name);
@@ -48,7 +52,9 @@ pub fn check(component: &Component, engine: &Engine, manifest: &CapabilityManife
             continue;
         }
         if unversioned == BROWSER_INTERFACE {
-            if granted.contains(&PERMISSION_BROWSER_FETCH) || granted.contains(&PERMISSION_BROWSER_RENDER) {
+            if granted.contains(&PERMISSION_BROWSER_FETCH)
+                || granted.contains(&PERMISSION_BROWSER_RENDER)
+            {
                 continue;
             }
             return Err(LoadError::ForbiddenImport {
@@ -58,11 +64,13 @@ pub fn check(component: &Component, engine: &Engine, manifest: &CapabilityManife
                 ),
             });
         }
-        let reason = if unversioned.starts_with("wasi:sockets/") || unversioned.starts_with("wasi:http/") {
-            "but capabilities get no network access except through the browser permission".to_string()
-        } else {
-            "which no d402 permission provides".to_string()
-        };
+        let reason =
+            if unversioned.starts_with("wasi:sockets/") || unversioned.starts_with("wasi:http/") {
+                "but capabilities get no network access except through the browser permission"
+                    .to_string()
+            } else {
+                "which no d402 permission provides".to_string()
+            };
         return Err(LoadError::ForbiddenImport {
             import: name.to_string(),
             reason,

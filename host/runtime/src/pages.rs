@@ -69,7 +69,8 @@ pub enum FetchFailure {
 }
 
 /// A boxed future returned by [`PageSource::fetch`].
-pub type SourceFuture<'a> = Pin<Box<dyn Future<Output = Result<FetchedPage, FetchFailure>> + Send + 'a>>;
+pub type SourceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<FetchedPage, FetchFailure>> + Send + 'a>>;
 
 /// Provides pages to the `browser` import.
 pub trait PageSource: Send + Sync {
@@ -119,7 +120,9 @@ impl PageSource for ReplaySource {
     fn fetch(&self, spec: FetchSpec) -> SourceFuture<'_> {
         let page = self.pages.get(&spec.url).cloned();
         Box::pin(async move {
-            let page = page.ok_or_else(|| FetchFailure::Upstream(format!("no snapshot recorded for {}", spec.url)))?;
+            let page = page.ok_or_else(|| {
+                FetchFailure::Upstream(format!("no snapshot recorded for {}", spec.url))
+            })?;
             if page.body.len() as u64 > spec.max_bytes {
                 return Err(FetchFailure::TooLarge(format!(
                     "{} bytes is over the {} byte cap",

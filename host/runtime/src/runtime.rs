@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::bindings::{WebPre, browser, log, types};
 use crate::cache::{CompileCache, CompileSource};
@@ -171,7 +174,8 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(config.fuel_metering)
             .max_wasm_stack(1 << 20);
-        let engine = Engine::new(&engine_config).map_err(|e| LoadError::Invalid(format!("engine: {e:#}")))?;
+        let engine = Engine::new(&engine_config)
+            .map_err(|e| LoadError::Invalid(format!("engine: {e:#}")))?;
         spawn_epoch_ticker(&engine, config.epoch_tick);
 
         let link = |with_browser: bool| -> wasmtime::Result<Linker<HostState>> {
@@ -204,7 +208,11 @@ impl Runtime {
     /// Loads the capability `manifest` with the artifact `bytes`: checks the digest against
     /// `manifest.runtime.artifactCid`, the imports against the permissions, compiles (or
     /// reads the compile cache) and pre-instantiates. Loading the same pair again is free.
-    pub fn load(&self, manifest: &CapabilityManifest, bytes: &[u8]) -> Result<Arc<LoadedCapability>, LoadError> {
+    pub fn load(
+        &self,
+        manifest: &CapabilityManifest,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedCapability>, LoadError> {
         let expected = manifest.runtime.artifact_cid.ok_or(LoadError::NoArtifact)?;
         let actual = ContentId::of_bytes(bytes);
         if actual != expected {
@@ -226,21 +234,34 @@ impl Runtime {
         if let Some(pinned) = manifest.runtime.artifact_cid
             && pinned != cid
         {
-            return Err(LoadError::DigestMismatch { expected: pinned, actual: cid });
+            return Err(LoadError::DigestMismatch {
+                expected: pinned,
+                actual: cid,
+            });
         }
         let manifest_cid = manifest.cid()?;
         if let Some(loaded) = self.cached(manifest_cid, cid) {
             return Ok(loaded);
         }
         let bytes = blobs.get(&cid).map_err(|e| match e {
-            d402_blobstore::BlobError::DigestMismatch { expected, actual } => LoadError::DigestMismatch { expected, actual },
+            d402_blobstore::BlobError::DigestMismatch { expected, actual } => {
+                LoadError::DigestMismatch { expected, actual }
+            }
             other => LoadError::Storage(other.to_string()),
         })?;
         self.load_verified(manifest, manifest_cid, cid, &bytes)
     }
 
-    fn cached(&self, manifest_cid: ContentId, artifact: ContentId) -> Option<Arc<LoadedCapability>> {
-        self.loaded.lock().expect("load map poisoned").get(&(manifest_cid, artifact)).cloned()
+    fn cached(
+        &self,
+        manifest_cid: ContentId,
+        artifact: ContentId,
+    ) -> Option<Arc<LoadedCapability>> {
+        self.loaded
+            .lock()
+            .expect("load map poisoned")
+            .get(&(manifest_cid, artifact))
+            .cloned()
     }
 
     fn load_verified(
@@ -261,11 +282,17 @@ impl Runtime {
             )));
         }
         if manifest.limits.fuel.is_some() && !self.config.fuel_metering {
-            return Err(LoadError::Policy("limits.fuel is set but this node runs without fuel metering".into()));
+            return Err(LoadError::Policy(
+                "limits.fuel is set but this node runs without fuel metering".into(),
+            ));
         }
         let (component, compile_source) = self.cache.load(&self.engine, &artifact_cid, bytes)?;
         imports::check(&component, &self.engine, manifest)?;
-        let linker = if manifest.permissions.browser.is_some() { &self.web_linker } else { &self.pure_linker };
+        let linker = if manifest.permissions.browser.is_some() {
+            &self.web_linker
+        } else {
+            &self.pure_linker
+        };
         let pre = linker
             .instantiate_pre(&component)
             .and_then(WebPre::new)
@@ -315,7 +342,16 @@ impl Runtime {
             return Err(fail(RunError::InvalidInput(e.to_string()), evidence));
         }
         let _slot = self.slots.acquire().await.expect("semaphore never closed");
-        let outcome = self.execute(capability, task, &input_bytes, input_hash, pages, &mut evidence).await;
+        let outcome = self
+            .execute(
+                capability,
+                task,
+                &input_bytes,
+                input_hash,
+                pages,
+                &mut evidence,
+            )
+            .await;
         match outcome.and_then(|output| self.check_output(capability, output)) {
             Ok((output, content_hash)) => {
                 evidence.content_hash = Some(content_hash);
@@ -338,7 +374,11 @@ impl Runtime {
         let manifest = &capability.manifest;
         let deadline_ms = manifest.limits.deadline_ms;
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
-        let (wasi_ctx, stdio) = wasi::context(manifest.determinism, input_hash.0, self.config.stdio_cap_bytes);
+        let (wasi_ctx, stdio) = wasi::context(
+            manifest.determinism,
+            input_hash.0,
+            self.config.stdio_cap_bytes,
+        );
         let state = HostState::new(
             wasi_ctx,
             manifest.limits.memory_bytes as usize,
@@ -348,14 +388,23 @@ impl Runtime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let fuel = self.config.fuel_metering.then(|| manifest.limits.fuel.unwrap_or(UNLIMITED_FUEL));
+        let fuel = self
+            .config
+            .fuel_metering
+            .then(|| manifest.limits.fuel.unwrap_or(UNLIMITED_FUEL));
         if let Some(fuel) = fuel {
-            store.set_fuel(fuel).map_err(|e| RunError::Host(format!("{e:#}")))?;
+            store
+                .set_fuel(fuel)
+                .map_err(|e| RunError::Host(format!("{e:#}")))?;
         }
         // Each epoch tick the guest yields to the scheduler; past the deadline it traps.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         let context = types::TaskContext {
             task_id: task.task_id.clone(),
@@ -368,12 +417,18 @@ impl Runtime {
         let grace = self.config.epoch_tick * 5;
         let call = async {
             let instance = capability.pre.instantiate_async(&mut store).await?;
-            instance.d402_capability_capability().call_run(&mut store, &context, input_text).await
+            instance
+                .d402_capability_capability()
+                .call_run(&mut store, &context, input_text)
+                .await
         };
         let result = tokio::time::timeout(Duration::from_millis(deadline_ms) + grace, call).await;
 
         if fuel.is_some() {
-            evidence.fuel_used = store.get_fuel().ok().and_then(|left| fuel.map(|f| f.saturating_sub(left)));
+            evidence.fuel_used = store
+                .get_fuel()
+                .ok()
+                .and_then(|left| fuel.map(|f| f.saturating_sub(left)));
         }
         let state = store.data();
         evidence.snapshot_cids = state.snapshots().to_vec();
@@ -384,25 +439,40 @@ impl Runtime {
         let memory_hit = state.limiter.hit;
 
         match result {
-            Err(_) => Err(RunError::DeadlineExceeded(format!("no result within {deadline_ms} ms"))),
+            Err(_) => Err(RunError::DeadlineExceeded(format!(
+                "no result within {deadline_ms} ms"
+            ))),
             Ok(Ok(Ok(output))) => Ok(output),
             Ok(Ok(Err(guest_error))) => Err(from_guest(guest_error)),
-            Ok(Err(trap)) => Err(classify_trap(&trap, memory_hit, deadline_ms, &evidence.stderr)),
+            Ok(Err(trap)) => Err(classify_trap(
+                &trap,
+                memory_hit,
+                deadline_ms,
+                &evidence.stderr,
+            )),
         }
     }
 
-    fn check_output(&self, capability: &LoadedCapability, output: String) -> Result<(Value, ContentHash), RunError> {
+    fn check_output(
+        &self,
+        capability: &LoadedCapability,
+        output: String,
+    ) -> Result<(Value, ContentHash), RunError> {
         let cap = capability.manifest.limits.output_bytes;
         if output.len() as u64 > cap {
-            return Err(RunError::OutputTooLarge(format!("{} bytes is over the manifest's {cap} byte cap", output.len())));
+            return Err(RunError::OutputTooLarge(format!(
+                "{} bytes is over the manifest's {cap} byte cap",
+                output.len()
+            )));
         }
-        let value: Value =
-            serde_json::from_str(&output).map_err(|e| RunError::InvalidOutput(format!("not JSON: {e}")))?;
+        let value: Value = serde_json::from_str(&output)
+            .map_err(|e| RunError::InvalidOutput(format!("not JSON: {e}")))?;
         capability
             .schemas
             .validate_output(&value)
             .map_err(|e| RunError::InvalidOutput(e.to_string()))?;
-        let canonical = canonical::to_vec(&value).map_err(|e| RunError::InvalidOutput(e.to_string()))?;
+        let canonical =
+            canonical::to_vec(&value).map_err(|e| RunError::InvalidOutput(e.to_string()))?;
         Ok((value, ContentHash::of(&canonical)))
     }
 }
@@ -412,12 +482,21 @@ impl Runtime {
 /// evidence — what d402 adds on top is exactly the difference to [`Runtime::run`].
 impl Runtime {
     #[doc(hidden)]
-    pub async fn bare_call(&self, capability: &LoadedCapability, input_json: &str) -> Result<String, RunError> {
+    pub async fn bare_call(
+        &self,
+        capability: &LoadedCapability,
+        input_json: &str,
+    ) -> Result<String, RunError> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().build();
         let far = Instant::now() + Duration::from_secs(3600);
-        let mut store = Store::new(&self.engine, HostState::new(wasi, usize::MAX, None, None, far));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(wasi, usize::MAX, None, None, far),
+        );
         if self.config.fuel_metering {
-            store.set_fuel(UNLIMITED_FUEL).map_err(|e| RunError::Host(format!("{e:#}")))?;
+            store
+                .set_fuel(UNLIMITED_FUEL)
+                .map_err(|e| RunError::Host(format!("{e:#}")))?;
         }
         store.set_epoch_deadline(u64::MAX / 2);
         let context = types::TaskContext {
@@ -426,7 +505,11 @@ impl Runtime {
             manifest_cid: String::new(),
             deadline_ms: 0,
         };
-        let instance = capability.pre.instantiate_async(&mut store).await.map_err(|e| RunError::Host(format!("{e:#}")))?;
+        let instance = capability
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| RunError::Host(format!("{e:#}")))?;
         instance
             .d402_capability_capability()
             .call_run(&mut store, &context, input_json)
@@ -445,16 +528,37 @@ fn from_guest(error: types::RunError) -> RunError {
     }
 }
 
-fn classify_trap(error: &wasmtime::Error, memory_hit: Option<usize>, deadline_ms: u64, stderr: &str) -> RunError {
+fn classify_trap(
+    error: &wasmtime::Error,
+    memory_hit: Option<usize>,
+    deadline_ms: u64,
+    stderr: &str,
+) -> RunError {
     if let Some(bytes) = memory_hit {
-        return RunError::MemoryLimit(format!("the guest tried to grow its memory to {bytes} bytes"));
+        return RunError::MemoryLimit(format!(
+            "the guest tried to grow its memory to {bytes} bytes"
+        ));
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => RunError::DeadlineExceeded(format!("stopped after {deadline_ms} ms")),
+        Some(Trap::Interrupt) => {
+            RunError::DeadlineExceeded(format!("stopped after {deadline_ms} ms"))
+        }
         Some(Trap::OutOfFuel) => RunError::FuelExhausted("the run used all its fuel".into()),
         Some(trap) => {
-            let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
-            RunError::Trap(if tail.is_empty() { trap.to_string() } else { format!("{trap}: {tail}") })
+            let tail: String = stderr
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" | ");
+            RunError::Trap(if tail.is_empty() {
+                trap.to_string()
+            } else {
+                format!("{trap}: {tail}")
+            })
         }
         None => RunError::Trap(format!("{error:#}")),
     }

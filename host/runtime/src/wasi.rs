@@ -13,7 +13,9 @@ use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::WasiRandom;
-use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiView};
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiView,
+};
 
 use crate::host::HostState;
 
@@ -42,13 +44,22 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasi::cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(linker, HostState::cli)?;
     wasi::cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(linker, HostState::cli)?;
     wasi::clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(linker, HostState::clocks)?;
-    wasi::clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(linker, HostState::clocks)?;
+    wasi::clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(
+        linker,
+        HostState::clocks,
+    )?;
     wasi::random::random::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
     wasi::random::insecure::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
     wasi::random::insecure_seed::add_to_linker::<HostState, WasiRandom>(linker, |s| s.random())?;
     // The context has no preopens, so these expose no file or directory.
-    wasi::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(linker, HostState::filesystem)?;
-    wasi::filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(linker, HostState::filesystem)?;
+    wasi::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(
+        linker,
+        HostState::filesystem,
+    )?;
+    wasi::filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(
+        linker,
+        HostState::filesystem,
+    )?;
     Ok(())
 }
 
@@ -85,13 +96,19 @@ impl HostMonotonicClock for FixedMonotonicClock {
 /// Builds the WASI context of one run: nothing inherited, stdio captured up to `stdio_cap`
 /// bytes each; for (snapshot-)deterministic classes, fixed clocks and randomness seeded from
 /// `seed` (the input hash), so the same input always sees the same "entropy".
-pub fn context(determinism: DeterminismClass, seed: Sha256Digest, stdio_cap: usize) -> (WasiCtx, CapturedStdio) {
+pub fn context(
+    determinism: DeterminismClass,
+    seed: Sha256Digest,
+    stdio_cap: usize,
+) -> (WasiCtx, CapturedStdio) {
     let stdio = CapturedStdio {
         stdout: MemoryOutputPipe::new(stdio_cap),
         stderr: MemoryOutputPipe::new(stdio_cap),
     };
     let mut builder = WasiCtxBuilder::new();
-    builder.stdout(stdio.stdout.clone()).stderr(stdio.stderr.clone());
+    builder
+        .stdout(stdio.stdout.clone())
+        .stderr(stdio.stderr.clone());
     if determinism != DeterminismClass::Nondeterministic {
         let seed_bytes = seed.0.to_vec();
         let mut seed_u128 = [0u8; 16];

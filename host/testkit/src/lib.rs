@@ -24,19 +24,29 @@ pub fn manifest_path(capability_dir: &str) -> PathBuf {
 
 /// Path of a file in the source tree, relative to the repository root.
 pub fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
 }
 
 /// Bytes of a built capability component (`hostile`, `json_transform`).
 pub fn component(name: &str) -> Vec<u8> {
     let path = components_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}. Build the components first: scripts/build-capabilities.sh", path.display())
+        panic!(
+            "{}: {e}. Build the components first: scripts/build-capabilities.sh",
+            path.display()
+        )
     })
 }
 
 /// A manifest for the hostile test component with the given limits and browser permission.
-pub fn hostile_manifest(bytes: &[u8], deadline_ms: u64, browser: Option<Value>, determinism: &str) -> CapabilityManifest {
+pub fn hostile_manifest(
+    bytes: &[u8],
+    deadline_ms: u64,
+    browser: Option<Value>,
+    determinism: &str,
+) -> CapabilityManifest {
     let mut manifest = json!({
         "manifestVersion": 1,
         "id": "test.hostile",
@@ -78,22 +88,37 @@ pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
     (manifest, bytes)
 }
 
-/// Serves `body` as text/html to every connection on 127.0.0.1 until the process ends;
-/// returns the page URL (`http://127.0.0.1:<port>/story`).
+/// Serves `body` as an HTML page on 127.0.0.1 (a fresh port) for every request; returns the
+/// page's URL (`http://127.0.0.1:<port>/story`).
 pub fn serve_html(body: &'static str) -> String {
+    serve_pages(move |_| (std::time::Duration::ZERO, body.to_string()))
+}
+
+/// Serves HTML pages on 127.0.0.1 (a fresh port): the `n`-th request (from 0) is answered
+/// with `respond(n)`'s body after its delay, each connection on its own thread. Returns the
+/// page's URL (`http://127.0.0.1:<port>/story`).
+pub fn serve_pages(
+    respond: impl Fn(usize) -> (std::time::Duration, String) + Send + Sync + 'static,
+) -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
+    let respond = std::sync::Arc::new(respond);
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes());
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let (delay, body) = respond(n);
+                std::thread::sleep(delay);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            });
         }
     });
     format!("http://{address}/story")

@@ -97,7 +97,10 @@ mod tests {
         let key = generate();
         save(&path, &key, false).unwrap();
         assert_eq!(load(&path).unwrap().public(), key.public());
-        assert!(matches!(save(&path, &generate(), false), Err(WalletError::Exists(_))));
+        assert!(matches!(
+            save(&path, &generate(), false),
+            Err(WalletError::Exists(_))
+        ));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,9 @@
 use d402_page_extractor::{ExtractOptions, detect_interstitial, extract};
 
 fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -24,7 +26,10 @@ fn main() {
     let reps: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
     let mut files = Vec::new();
     collect(&dir, &mut files);
-    let pages: Vec<String> = files.iter().map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()).collect();
+    let pages: Vec<String> = files
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
     let opts = ExtractOptions::default();
     let t0 = std::time::Instant::now();
     for _ in 0..reps {
@@ -46,5 +51,10 @@ fn main() {
         }
     }
     let full = t0.elapsed().as_secs_f64() * 1000.0 / (reps * pages.len()).max(1) as f64;
-    println!("{} pages x {reps}: parse+detect {parse:.2} ms/page, extract {full:.2} ms/page; slowest {:.1} ms {}", pages.len(), worst.0, files[worst.1].display());
+    println!(
+        "{} pages x {reps}: parse+detect {parse:.2} ms/page, extract {full:.2} ms/page; slowest {:.1} ms {}",
+        pages.len(),
+        worst.0,
+        files[worst.1].display()
+    );
 }

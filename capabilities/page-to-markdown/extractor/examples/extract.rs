@@ -20,13 +20,19 @@ fn main() {
     };
     let html = String::from_utf8_lossy(&bytes);
     let t0 = std::time::Instant::now();
-    let opts = ExtractOptions { title_heading: !args.iter().any(|a| a == "--no-title"), ..Default::default() };
+    let opts = ExtractOptions {
+        title_heading: !args.iter().any(|a| a == "--no-title"),
+        ..Default::default()
+    };
     let res = extract(&html, &args[2], &opts);
     eprintln!("extract_ms={:.3}", t0.elapsed().as_secs_f64() * 1000.0);
     match res {
         Ok(a) => {
             if args.iter().any(|a| a == "--meta") {
-                eprintln!("title={:?}\nbyline={:?}\nsite_name={:?}\nlang={:?}\npublished_time={:?}\nexcerpt={:?}", a.title, a.byline, a.site_name, a.lang, a.published_time, a.excerpt);
+                eprintln!(
+                    "title={:?}\nbyline={:?}\nsite_name={:?}\nlang={:?}\npublished_time={:?}\nexcerpt={:?}",
+                    a.title, a.byline, a.site_name, a.lang, a.published_time, a.excerpt
+                );
             }
             print!("{}", a.markdown);
         }

@@ -93,7 +93,11 @@ impl Dom {
             let mut text = String::new();
             self.raw_text_into(n, &mut text);
             let t = self.nodes.len();
-            self.nodes.push(Node { parent: Some(n), children: Vec::new(), data: Data::Text(text) });
+            self.nodes.push(Node {
+                parent: Some(n),
+                children: Vec::new(),
+                data: Data::Text(text),
+            });
             for c in std::mem::replace(&mut self.nodes[n].children, vec![t]) {
                 self.nodes[c].parent = None;
             }
@@ -137,7 +141,11 @@ impl Dom {
 
     /// Element children only.
     pub fn element_children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-        self.nodes[id].children.iter().copied().filter(|&c| self.is_element(c))
+        self.nodes[id]
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| self.is_element(c))
     }
 
     /// Unlinks a node (and so its whole subtree) from the tree.
@@ -150,8 +158,15 @@ impl Dom {
     /// The tree's links (and the nodes appended since `Dom::parse`), to undo relinking.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            links: self.nodes.iter().map(|n| (n.parent, n.children.clone())).collect(),
-            data: self.nodes[self.parsed_len..].iter().map(|n| n.data.clone()).collect(),
+            links: self
+                .nodes
+                .iter()
+                .map(|n| (n.parent, n.children.clone()))
+                .collect(),
+            data: self.nodes[self.parsed_len..]
+                .iter()
+                .map(|n| n.data.clone())
+                .collect(),
         }
     }
 
@@ -159,7 +174,11 @@ impl Dom {
     pub fn restore(&mut self, snap: &Snapshot) {
         self.nodes.truncate(self.parsed_len);
         for d in &snap.data {
-            self.nodes.push(Node { parent: None, children: Vec::new(), data: d.clone() });
+            self.nodes.push(Node {
+                parent: None,
+                children: Vec::new(),
+                data: d.clone(),
+            });
         }
         for (node, (parent, children)) in self.nodes.iter_mut().zip(&snap.links) {
             node.parent = *parent;
@@ -255,7 +274,8 @@ impl Dom {
 
     /// The `<html>`, `<head>` and `<body>` elements (when present).
     pub fn html_element(&self) -> Option<NodeId> {
-        self.element_children(DOCUMENT).find(|&c| self.tag(c) == "html")
+        self.element_children(DOCUMENT)
+            .find(|&c| self.tag(c) == "html")
     }
 
     pub fn head(&self) -> Option<NodeId> {
@@ -297,7 +317,11 @@ struct Sink {
 impl Default for Sink {
     fn default() -> Self {
         Sink {
-            nodes: RefCell::new(vec![Node { parent: None, children: Vec::new(), data: Data::Document }]),
+            nodes: RefCell::new(vec![Node {
+                parent: None,
+                children: Vec::new(),
+                data: Data::Document,
+            }]),
         }
     }
 }
@@ -321,7 +345,11 @@ impl ElemName for OwnedName {
 impl Sink {
     fn new_node(&self, data: Data) -> NodeId {
         let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node { parent: None, children: Vec::new(), data });
+        nodes.push(Node {
+            parent: None,
+            children: Vec::new(),
+            data,
+        });
         nodes.len() - 1
     }
 
@@ -339,7 +367,10 @@ impl TreeSink for Sink {
     type ElemName<'a> = OwnedName;
 
     fn finish(self) -> Dom {
-        Dom { nodes: self.nodes.into_inner(), parsed_len: 0 }
+        Dom {
+            nodes: self.nodes.into_inner(),
+            parsed_len: 0,
+        }
     }
 
     fn parse_error(&self, _msg: Cow<'static, str>) {}
@@ -351,15 +382,33 @@ impl TreeSink for Sink {
     fn elem_name<'a>(&'a self, target: &'a NodeId) -> OwnedName {
         let nodes = self.nodes.borrow();
         match &nodes[*target].data {
-            Data::Element(e) => OwnedName { ns: e.ns.clone(), local: e.tag.clone() },
-            _ => OwnedName { ns: ns!(html), local: LocalName::from("") },
+            Data::Element(e) => OwnedName {
+                ns: e.ns.clone(),
+                local: e.tag.clone(),
+            },
+            _ => OwnedName {
+                ns: ns!(html),
+                local: LocalName::from(""),
+            },
         }
     }
 
     fn create_element(&self, name: QualName, attrs: Vec<Attribute>, flags: ElementFlags) -> NodeId {
-        let template = if flags.template { Some(self.new_node(Data::Document)) } else { None };
-        let attrs = attrs.into_iter().map(|a| (a.name.local, a.value.to_string())).collect();
-        self.new_node(Data::Element(Element { tag: name.local, ns: name.ns, attrs, template }))
+        let template = if flags.template {
+            Some(self.new_node(Data::Document))
+        } else {
+            None
+        };
+        let attrs = attrs
+            .into_iter()
+            .map(|a| (a.name.local, a.value.to_string()))
+            .collect();
+        self.new_node(Data::Element(Element {
+            tag: name.local,
+            ns: name.ns,
+            attrs,
+            template,
+        }))
     }
 
     fn create_comment(&self, _text: StrTendril) -> NodeId {
@@ -395,7 +444,12 @@ impl TreeSink for Sink {
         }
     }
 
-    fn append_based_on_parent_node(&self, element: &NodeId, prev_element: &NodeId, child: NodeOrText<NodeId>) {
+    fn append_based_on_parent_node(
+        &self,
+        element: &NodeId,
+        prev_element: &NodeId,
+        child: NodeOrText<NodeId>,
+    ) {
         let has_parent = self.nodes.borrow()[*element].parent.is_some();
         if has_parent {
             self.append_before_sibling(element, child);
@@ -404,11 +458,19 @@ impl TreeSink for Sink {
         }
     }
 
-    fn append_doctype_to_document(&self, _name: StrTendril, _public_id: StrTendril, _system_id: StrTendril) {}
+    fn append_doctype_to_document(
+        &self,
+        _name: StrTendril,
+        _public_id: StrTendril,
+        _system_id: StrTendril,
+    ) {
+    }
 
     fn get_template_contents(&self, target: &NodeId) -> NodeId {
         match &self.nodes.borrow()[*target].data {
-            Data::Element(Element { template: Some(t), .. }) => *t,
+            Data::Element(Element {
+                template: Some(t), ..
+            }) => *t,
             // Not a template: hand back a detached fragment so nothing reaches the tree.
             _ => usize::MAX,
         }
@@ -421,11 +483,17 @@ impl TreeSink for Sink {
     fn set_quirks_mode(&self, _mode: QuirksMode) {}
 
     fn append_before_sibling(&self, sibling: &NodeId, child: NodeOrText<NodeId>) {
-        let Some(parent) = self.nodes.borrow()[*sibling].parent else { return };
+        let Some(parent) = self.nodes.borrow()[*sibling].parent else {
+            return;
+        };
         let new_id = match child {
             NodeOrText::AppendText(text) => {
                 let mut nodes = self.nodes.borrow_mut();
-                let i = nodes[parent].children.iter().position(|c| c == sibling).unwrap_or(0);
+                let i = nodes[parent]
+                    .children
+                    .iter()
+                    .position(|c| c == sibling)
+                    .unwrap_or(0);
                 if i > 0 {
                     let prev = nodes[parent].children[i - 1];
                     if let Data::Text(t) = &mut nodes[prev].data {
@@ -442,7 +510,11 @@ impl TreeSink for Sink {
             }
         };
         let mut nodes = self.nodes.borrow_mut();
-        let i = nodes[parent].children.iter().position(|c| c == sibling).unwrap_or(0);
+        let i = nodes[parent]
+            .children
+            .iter()
+            .position(|c| c == sibling)
+            .unwrap_or(0);
         nodes[parent].children.insert(i, new_id);
         nodes[new_id].parent = Some(parent);
     }
@@ -471,4 +543,3 @@ impl TreeSink for Sink {
         nodes[*new_parent].children.extend(kids);
     }
 }
-

@@ -70,14 +70,24 @@ fn structure(dom: &Dom) -> Structure {
             "h2" | "h3" => s.subheadings += 1,
             "article" => s.article = true,
             "meta" => {
-                let prop = dom.attr(n, "property").or_else(|| dom.attr(n, "name")).unwrap_or("");
-                if prop.eq_ignore_ascii_case("og:type") && dom.attr(n, "content").is_some_and(|c| c.trim().eq_ignore_ascii_case("article")) {
+                let prop = dom
+                    .attr(n, "property")
+                    .or_else(|| dom.attr(n, "name"))
+                    .unwrap_or("");
+                if prop.eq_ignore_ascii_case("og:type")
+                    && dom
+                        .attr(n, "content")
+                        .is_some_and(|c| c.trim().eq_ignore_ascii_case("article"))
+                {
                     s.article = true;
                 }
             }
             _ => {}
         }
-        if dom.attr(n, "itemprop").is_some_and(|p| p.contains("articleBody")) {
+        if dom
+            .attr(n, "itemprop")
+            .is_some_and(|p| p.contains("articleBody"))
+        {
             s.article = true;
         }
     }
@@ -100,24 +110,49 @@ fn gather(dom: &Dom, html: &str) -> Facts {
     let mut scripts = 0;
     let mut long_paragraphs = 0;
     let root = dom.body().unwrap_or(crate::dom::DOCUMENT);
-    walk_visible(dom, root, &mut visible, &mut noscript, &mut scripts, &mut long_paragraphs);
-    scripts += dom.head().map(|h| dom.find_tags(h, &["script"]).len()).unwrap_or(0);
+    walk_visible(
+        dom,
+        root,
+        &mut visible,
+        &mut noscript,
+        &mut scripts,
+        &mut long_paragraphs,
+    );
+    scripts += dom
+        .head()
+        .map(|h| dom.find_tags(h, &["script"]).len())
+        .unwrap_or(0);
     let visible = normalize_ws(&visible);
     // Lower-casing the raw markup is the costly part: pages with real prose skip it.
     let substantial = visible.chars().count() >= 2500 || long_paragraphs >= 5;
     Facts {
-        raw: if substantial { String::new() } else { html.to_ascii_lowercase() },
+        raw: if substantial {
+            String::new()
+        } else {
+            html.to_ascii_lowercase()
+        },
         title,
         heading,
         visible: visible.to_ascii_lowercase(),
         noscript: normalize_ws(&noscript).to_lowercase(),
         scripts,
         long_paragraphs,
-        structure: if substantial { Structure::default() } else { structure(dom) },
+        structure: if substantial {
+            Structure::default()
+        } else {
+            structure(dom)
+        },
     }
 }
 
-fn walk_visible(dom: &Dom, id: NodeId, vis: &mut String, nos: &mut String, scripts: &mut usize, longp: &mut usize) {
+fn walk_visible(
+    dom: &Dom,
+    id: NodeId,
+    vis: &mut String,
+    nos: &mut String,
+    scripts: &mut usize,
+    longp: &mut usize,
+) {
     match &dom.nodes[id].data {
         Data::Text(t) => {
             vis.push_str(t);
@@ -136,10 +171,9 @@ fn walk_visible(dom: &Dom, id: NodeId, vis: &mut String, nos: &mut String, scrip
                     nos.push_str(&s);
                     return;
                 }
-                "p"
-                    if dom.text_content(id).chars().count() >= 80 => {
-                        *longp += 1;
-                    }
+                "p" if dom.text_content(id).chars().count() >= 80 => {
+                    *longp += 1;
+                }
                 _ => {}
             }
             if crate::readable::is_hidden(dom, id) {
@@ -179,7 +213,9 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     // The title or first heading *is* the pattern (possibly with a site/status part
     // after a separator), not merely a sentence that contains it.
     let head_or_title = |pats: &[&str]| -> Option<String> {
-        pats.iter().find(|p| is_label(&f.title, p) || is_label(&f.heading, p)).map(|p| p.to_string())
+        pats.iter()
+            .find(|p| is_label(&f.title, p) || is_label(&f.heading, p))
+            .map(|p| p.to_string())
     };
 
     // --- Cloudflare -------------------------------------------------------------
@@ -195,13 +231,27 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
         "cf-browser-verification",
         "challenges.cloudflare.com/turnstile",
     ];
-    let cf_titles = ["just a moment", "please wait... | cloudflare", "one more step", "checking your browser", "attention required! | cloudflare"];
+    let cf_titles = [
+        "just a moment",
+        "please wait... | cloudflare",
+        "one more step",
+        "checking your browser",
+        "attention required! | cloudflare",
+    ];
     let cf_marker = any_in(&f.raw, &cf_markers);
-    if (f.raw.contains("cf-error-details") || (f.title.contains("cloudflare") && f.visible.contains("you have been blocked")))
-        && small && (f.visible.contains("ray id") || f.visible.contains("cloudflare")) {
-            return Some(("cloudflare-block".into(), ev("cloudflare block page (cf-error-details / 'you have been blocked')".into())));
-        }
-    if (cf_marker.is_some() && small) || (title_is(&cf_titles) && small && (cf_marker.is_some() || f.raw.contains("cloudflare"))) {
+    if (f.raw.contains("cf-error-details")
+        || (f.title.contains("cloudflare") && f.visible.contains("you have been blocked")))
+        && small
+        && (f.visible.contains("ray id") || f.visible.contains("cloudflare"))
+    {
+        return Some((
+            "cloudflare-block".into(),
+            ev("cloudflare block page (cf-error-details / 'you have been blocked')".into()),
+        ));
+    }
+    if (cf_marker.is_some() && small)
+        || (title_is(&cf_titles) && small && (cf_marker.is_some() || f.raw.contains("cloudflare")))
+    {
         let what = match cf_marker {
             Some(m) => format!("marker={m:?}"),
             None => "challenge title".to_string(),
@@ -212,19 +262,52 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     // --- Akamai -----------------------------------------------------------------
     if small
         && (f.title.contains("access denied") || f.heading.contains("access denied"))
-        && (f.raw.contains("errors.edgesuite.net") || f.visible.contains("reference #") || f.raw.contains("reference&#32;#"))
+        && (f.raw.contains("errors.edgesuite.net")
+            || f.visible.contains("reference #")
+            || f.raw.contains("reference&#32;#"))
     {
-        return Some(("akamai".into(), ev("'Access Denied' with Akamai reference".into())));
+        return Some((
+            "akamai".into(),
+            ev("'Access Denied' with Akamai reference".into()),
+        ));
     }
 
     // --- Other bot managers -----------------------------------------------------
     let vendors: &[(&str, &[&str])] = &[
-        ("imperva", &["_incapsula_resource", "incapsula incident id", "/_incapsula_"]),
+        (
+            "imperva",
+            &[
+                "_incapsula_resource",
+                "incapsula incident id",
+                "/_incapsula_",
+            ],
+        ),
         ("datadome", &["captcha-delivery.com", "datadome"]),
-        ("perimeterx", &["px-captcha", "perimeterx", "_pxappid", "human challenge"]),
-        ("sucuri", &["sucuri website firewall", "sucuri.net/privacy-policy", "cloudproxy@sucuri", "sucuri_cloudproxy_js"]),
+        (
+            "perimeterx",
+            &["px-captcha", "perimeterx", "_pxappid", "human challenge"],
+        ),
+        (
+            "sucuri",
+            &[
+                "sucuri website firewall",
+                "sucuri.net/privacy-policy",
+                "cloudproxy@sucuri",
+                "sucuri_cloudproxy_js",
+            ],
+        ),
         ("ddos-guard", &["ddos-guard", "ddos guard"]),
-        ("aws-waf", &["awswafcookiedomainlist", "aws-waf-token", "gokuprops", "/challenge.compact.js", ".sdk.awswaf.com", "awswafintegration"]),
+        (
+            "aws-waf",
+            &[
+                "awswafcookiedomainlist",
+                "aws-waf-token",
+                "gokuprops",
+                "/challenge.compact.js",
+                ".sdk.awswaf.com",
+                "awswafintegration",
+            ],
+        ),
     ];
     if small {
         for (name, markers) in vendors {
@@ -237,16 +320,46 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     // --- Captcha walls ----------------------------------------------------------
     // A captcha widget is also found in comment and login forms of real pages: it is a
     // wall only on a near-empty page or one whose title/heading asks for verification.
-    let verify_words = ["verif", "robot", "human", "security", "captcha", "check", "attention", "one more step", "access", "blocked", "unusual traffic"];
-    let asks_verification = verify_words.iter().any(|w| f.title.contains(w) || f.heading.contains(w));
+    let verify_words = [
+        "verif",
+        "robot",
+        "human",
+        "security",
+        "captcha",
+        "check",
+        "attention",
+        "one more step",
+        "access",
+        "blocked",
+        "unusual traffic",
+    ];
+    let asks_verification = verify_words
+        .iter()
+        .any(|w| f.title.contains(w) || f.heading.contains(w));
     let documentish = f.structure.documentish(f.long_paragraphs);
     if small && (asks_verification || (vis_len < 600 && !documentish)) {
-        if let Some(m) = any_in(&f.raw, &["class=\"h-captcha\"", "hcaptcha.com/1/api.js", "js.hcaptcha.com", "data-hcaptcha", "h-captcha"]) {
+        if let Some(m) = any_in(
+            &f.raw,
+            &[
+                "class=\"h-captcha\"",
+                "hcaptcha.com/1/api.js",
+                "js.hcaptcha.com",
+                "data-hcaptcha",
+                "h-captcha",
+            ],
+        ) {
             return Some(("hcaptcha".into(), ev(format!("marker={m:?}"))));
         }
         if let Some(m) = any_in(
             &f.raw,
-            &["class=\"g-recaptcha\"", "g-recaptcha", "google.com/recaptcha/api", "recaptcha/enterprise.js", "www.recaptcha.net/recaptcha", "grecaptcha"],
+            &[
+                "class=\"g-recaptcha\"",
+                "g-recaptcha",
+                "google.com/recaptcha/api",
+                "recaptcha/enterprise.js",
+                "www.recaptcha.net/recaptcha",
+                "grecaptcha",
+            ],
         ) {
             return Some(("recaptcha".into(), ev(format!("marker={m:?}"))));
         }
@@ -258,7 +371,15 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
 
     // --- Rate limiting ----------------------------------------------------------
     if status_page
-        && let Some(p) = head_or_title(&["too many requests", "429 too many", "error 429", "rate limit exceeded", "rate limited", "you have been rate limited", "slow down"])
+        && let Some(p) = head_or_title(&[
+            "too many requests",
+            "429 too many",
+            "error 429",
+            "rate limit exceeded",
+            "rate limited",
+            "you have been rate limited",
+            "slow down",
+        ])
     {
         return Some(("rate-limited".into(), ev(format!("pattern={p:?}"))));
     }
@@ -304,10 +425,16 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     if vis_len < 300 && f.long_paragraphs == 0 {
         let phrase = any_in(&f.visible, &js_phrases).or_else(|| any_in(&f.noscript, &js_phrases));
         if let Some(p) = phrase {
-            return Some(("enable-javascript-shell".into(), ev(format!("phrase={p:?}; scripts={}", f.scripts))));
+            return Some((
+                "enable-javascript-shell".into(),
+                ev(format!("phrase={p:?}; scripts={}", f.scripts)),
+            ));
         }
         if vis_len < 40 && f.scripts > 0 {
-            return Some(("enable-javascript-shell".into(), ev(format!("no visible text; scripts={}", f.scripts))));
+            return Some((
+                "enable-javascript-shell".into(),
+                ev(format!("no visible text; scripts={}", f.scripts)),
+            ));
         }
     }
     None
@@ -325,12 +452,15 @@ fn is_label(text: &str, pat: &str) -> bool {
         r.is_empty() || r.starts_with(['|', '-', '–', '—', ':', '(', '·', '/'])
     };
     if let Some(rest) = text.strip_prefix(pat)
-        && sep(rest) {
-            return true;
-        }
+        && sep(rest)
+    {
+        return true;
+    }
     if let Some(before) = text.strip_suffix(pat) {
         let b = before.trim_end();
-        if b.ends_with(['|', '-', '–', '—', ':', '·', '/']) || b.chars().all(|c| c.is_ascii_digit() || c.is_whitespace()) {
+        if b.ends_with(['|', '-', '–', '—', ':', '·', '/'])
+            || b.chars().all(|c| c.is_ascii_digit() || c.is_whitespace())
+        {
             return true;
         }
     }

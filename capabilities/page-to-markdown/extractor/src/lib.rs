@@ -107,9 +107,13 @@ pub enum Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rejection::Blocked { detector, evidence } => write!(f, "blocked page ({detector}): {evidence}"),
+            Rejection::Blocked { detector, evidence } => {
+                write!(f, "blocked page ({detector}): {evidence}")
+            }
             Rejection::NoContent => write!(f, "no readable content"),
-            Rejection::TooLarge { bytes, limit } => write!(f, "input of {bytes} bytes exceeds the {limit}-byte limit"),
+            Rejection::TooLarge { bytes, limit } => {
+                write!(f, "input of {bytes} bytes exceeds the {limit}-byte limit")
+            }
         }
     }
 }
@@ -136,7 +140,10 @@ pub fn detect_interstitial(html: &str) -> Option<(String, String)> {
 /// references as plain text.
 pub fn extract(html: &str, url: &str, opts: &ExtractOptions) -> Result<Article, Rejection> {
     if html.len() > opts.max_input_bytes {
-        return Err(Rejection::TooLarge { bytes: html.len(), limit: opts.max_input_bytes });
+        return Err(Rejection::TooLarge {
+            bytes: html.len(),
+            limit: opts.max_input_bytes,
+        });
     }
     let mut doc = dom::Dom::parse(html);
     if opts.detect_interstitials
@@ -149,7 +156,8 @@ pub fn extract(html: &str, url: &str, opts: &ExtractOptions) -> Result<Article, 
     readable::preprocess(&mut doc);
 
     let content = readable::extract(&mut doc, meta.title.as_deref()).ok_or(Rejection::NoContent)?;
-    let renderer = markdown::Renderer::new(&doc, content.root, base, opts.keep_images, opts.keep_links);
+    let renderer =
+        markdown::Renderer::new(&doc, content.root, base, opts.keep_images, opts.keep_links);
     let body = renderer.render(content.root);
     let body = tidy(&body);
     if !body.chars().any(char::is_alphanumeric) {
@@ -181,7 +189,11 @@ pub fn extract(html: &str, url: &str, opts: &ExtractOptions) -> Result<Article, 
 
 fn base_url(doc: &dom::Dom, page: &str) -> Option<url::Url> {
     let page = url::Url::parse(page).ok();
-    let href = doc.first_tag(dom::DOCUMENT, "base").and_then(|b| doc.attr(b, "href")).map(str::trim).filter(|h| !h.is_empty());
+    let href = doc
+        .first_tag(dom::DOCUMENT, "base")
+        .and_then(|b| doc.attr(b, "href"))
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
     match (page, href) {
         (Some(p), Some(h)) => p.join(h).ok().or(Some(p)),
         (None, Some(h)) => url::Url::parse(h).ok(),
@@ -213,7 +225,9 @@ fn tidy(md: &str) -> String {
         if let Some(f) = &in_fence {
             out.push_str(line);
             out.push('\n');
-            if trimmed_start.starts_with(f.as_str()) && trimmed_start.trim_end().chars().all(|c| c == '`') {
+            if trimmed_start.starts_with(f.as_str())
+                && trimmed_start.trim_end().chars().all(|c| c == '`')
+            {
                 in_fence = None;
             }
             continue;
@@ -245,6 +259,10 @@ fn first_paragraph(md: &str) -> Option<String> {
         .map(|p| {
             let plain: String = p.chars().filter(|c| !matches!(c, '*' | '\\')).collect();
             let s = dom::normalize_ws(&plain);
-            if s.chars().count() > 300 { s.chars().take(297).collect::<String>() + "..." } else { s }
+            if s.chars().count() > 300 {
+                s.chars().take(297).collect::<String>() + "..."
+            } else {
+                s
+            }
         })
 }

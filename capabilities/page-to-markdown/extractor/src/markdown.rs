@@ -30,15 +30,30 @@ pub(crate) struct Renderer<'a> {
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(dom: &'a Dom, root: NodeId, base: Option<Url>, keep_images: bool, keep_links: bool) -> Self {
+    pub fn new(
+        dom: &'a Dom,
+        root: NodeId,
+        base: Option<Url>,
+        keep_images: bool,
+        keep_links: bool,
+    ) -> Self {
         let mut has_block = vec![false; dom.nodes.len()];
         // Post-order over the subtree.
         let order = dom.descendants(root);
         for &n in order.iter().rev() {
-            let hb = dom.children(n).iter().any(|&c| has_block[c] || is_block_tag(dom.tag(c)));
+            let hb = dom
+                .children(n)
+                .iter()
+                .any(|&c| has_block[c] || is_block_tag(dom.tag(c)));
             has_block[n] = hb;
         }
-        Renderer { dom, base, keep_images, keep_links, has_block }
+        Renderer {
+            dom,
+            base,
+            keep_images,
+            keep_links,
+            has_block,
+        }
     }
 
     /// Markdown of the subtree at `root`.
@@ -80,7 +95,10 @@ impl<'a> Renderer<'a> {
                 let t = collapse_inline(&s.replace(BR, " "));
                 let t = t.trim();
                 if !t.is_empty() {
-                    out.push(Block { kind: Kind::Other, text: format!("{} {}", "#".repeat(level), escape_line_start(t, true)) });
+                    out.push(Block {
+                        kind: Kind::Other,
+                        text: format!("{} {}", "#".repeat(level), escape_line_start(t, true)),
+                    });
                 }
             }
             "ul" | "ol" | "menu" | "dir" => self.list(n, tag == "ol", out),
@@ -90,15 +108,29 @@ impl<'a> Renderer<'a> {
                 self.container(n, &mut inner);
                 let body = join_blocks(&inner);
                 if !body.is_empty() {
-                    let quoted: Vec<String> =
-                        body.lines().map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") }).collect();
-                    out.push(Block { kind: Kind::Other, text: quoted.join("\n") });
+                    let quoted: Vec<String> = body
+                        .lines()
+                        .map(|l| {
+                            if l.is_empty() {
+                                ">".to_string()
+                            } else {
+                                format!("> {l}")
+                            }
+                        })
+                        .collect();
+                    out.push(Block {
+                        kind: Kind::Other,
+                        text: quoted.join("\n"),
+                    });
                 }
             }
             "table" => self.table(n, out),
             "hr" => {
                 if out.last().is_some_and(|b| b.text != "---") {
-                    out.push(Block { kind: Kind::Other, text: "---".into() });
+                    out.push(Block {
+                        kind: Kind::Other,
+                        text: "---".into(),
+                    });
                 }
             }
             "dt" => {
@@ -109,7 +141,10 @@ impl<'a> Renderer<'a> {
                 let t = collapse_inline(&s.replace(BR, " "));
                 let t = t.trim();
                 if !t.is_empty() {
-                    out.push(Block { kind: Kind::Para, text: format!("**{}**", escape_line_start(t, false)) });
+                    out.push(Block {
+                        kind: Kind::Para,
+                        text: format!("**{}**", escape_line_start(t, false)),
+                    });
                 }
             }
             _ => self.container(n, out),
@@ -117,7 +152,11 @@ impl<'a> Renderer<'a> {
     }
 
     fn list(&self, n: NodeId, ordered: bool, out: &mut Vec<Block>) {
-        let mut num: u64 = self.dom.attr(n, "start").and_then(|s| s.trim().parse().ok()).unwrap_or(1);
+        let mut num: u64 = self
+            .dom
+            .attr(n, "start")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1);
         let mut items: Vec<String> = Vec::new();
         let mut loose = false;
         for &c in self.dom.children(n) {
@@ -145,11 +184,21 @@ impl<'a> Renderer<'a> {
             let mut body = String::new();
             for (i, b) in blocks.iter().enumerate() {
                 if i > 0 {
-                    body.push_str(if b.kind == Kind::List && blocks[i - 1].kind == Kind::Para { "\n" } else { "\n\n" });
+                    body.push_str(
+                        if b.kind == Kind::List && blocks[i - 1].kind == Kind::Para {
+                            "\n"
+                        } else {
+                            "\n\n"
+                        },
+                    );
                 }
                 body.push_str(&b.text);
             }
-            let marker = if ordered { format!("{num}. ") } else { "- ".to_string() };
+            let marker = if ordered {
+                format!("{num}. ")
+            } else {
+                "- ".to_string()
+            };
             num += 1;
             let indent = " ".repeat(marker.len());
             let mut item = String::new();
@@ -168,14 +217,20 @@ impl<'a> Renderer<'a> {
             items.push(item);
         }
         if !items.is_empty() {
-            out.push(Block { kind: Kind::List, text: items.join(if loose { "\n\n" } else { "\n" }) });
+            out.push(Block {
+                kind: Kind::List,
+                text: items.join(if loose { "\n\n" } else { "\n" }),
+            });
         }
     }
 
     fn code_block(&self, n: NodeId, out: &mut Vec<Block>) {
         let mut raw = String::new();
         self.code_text(n, &mut raw);
-        let text = raw.replace("\r\n", "\n").replace('\r', "\n").replace('\u{a0}', " ");
+        let text = raw
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\u{a0}', " ");
         let text = text.trim_start_matches('\n').trim_end();
         if text.trim().is_empty() {
             return;
@@ -183,7 +238,10 @@ impl<'a> Renderer<'a> {
         let lang = self.code_language(n);
         let longest = longest_run(text, '`');
         let fence = "`".repeat(longest.max(2) + 1);
-        out.push(Block { kind: Kind::Other, text: format!("{fence}{lang}\n{text}\n{fence}") });
+        out.push(Block {
+            kind: Kind::Other,
+            text: format!("{fence}{lang}\n{text}\n{fence}"),
+        });
     }
 
     fn code_text(&self, n: NodeId, out: &mut String) {
@@ -207,22 +265,47 @@ impl<'a> Renderer<'a> {
 
     fn code_language(&self, n: NodeId) -> String {
         let mut classes = String::new();
-        for id in std::iter::once(n).chain(self.dom.element_children(n).filter(|&c| self.dom.tag(c) == "code")).chain(self.dom.ancestors(n).take(2)) {
+        for id in std::iter::once(n)
+            .chain(
+                self.dom
+                    .element_children(n)
+                    .filter(|&c| self.dom.tag(c) == "code"),
+            )
+            .chain(self.dom.ancestors(n).take(2))
+        {
             if let Some(c) = self.dom.attr(id, "class") {
                 classes.push(' ');
                 classes.push_str(c);
             }
-            if let Some(l) = self.dom.attr(id, "data-lang").or_else(|| self.dom.attr(id, "data-language")) {
+            if let Some(l) = self
+                .dom
+                .attr(id, "data-lang")
+                .or_else(|| self.dom.attr(id, "data-language"))
+            {
                 classes.push_str(" language-");
                 classes.push_str(l);
             }
         }
         for tok in classes.split_whitespace() {
             let lower = tok.to_lowercase();
-            for prefix in ["language-", "lang-", "highlight-source-", "highlight-", "brush:", "sourcecode-"] {
+            for prefix in [
+                "language-",
+                "lang-",
+                "highlight-source-",
+                "highlight-",
+                "brush:",
+                "sourcecode-",
+            ] {
                 if let Some(l) = lower.strip_prefix(prefix) {
                     let l = l.trim_end_matches(';');
-                    if !l.is_empty() && l.len() <= 20 && l.chars().all(|c| c.is_ascii_alphanumeric() || "+#-_.".contains(c)) && l != "none" && l != "plaintext" && l != "text" {
+                    if !l.is_empty()
+                        && l.len() <= 20
+                        && l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+#-_.".contains(c))
+                        && l != "none"
+                        && l != "plaintext"
+                        && l != "text"
+                    {
                         return l.to_string();
                     }
                 }
@@ -230,23 +313,70 @@ impl<'a> Renderer<'a> {
         }
         // Bare language names next to a highlighter class ("highlight python", "sourceCode rust").
         const LANGS: &[&str] = &[
-            "bash", "c", "cpp", "csharp", "css", "diff", "go", "haskell", "html", "java", "javascript", "js", "json",
-            "kotlin", "lua", "markdown", "perl", "php", "python", "py", "r", "ruby", "rust", "scala", "shell", "sh",
-            "sql", "swift", "toml", "ts", "typescript", "xml", "yaml", "zsh", "console", "powershell", "dockerfile",
+            "bash",
+            "c",
+            "cpp",
+            "csharp",
+            "css",
+            "diff",
+            "go",
+            "haskell",
+            "html",
+            "java",
+            "javascript",
+            "js",
+            "json",
+            "kotlin",
+            "lua",
+            "markdown",
+            "perl",
+            "php",
+            "python",
+            "py",
+            "r",
+            "ruby",
+            "rust",
+            "scala",
+            "shell",
+            "sh",
+            "sql",
+            "swift",
+            "toml",
+            "ts",
+            "typescript",
+            "xml",
+            "yaml",
+            "zsh",
+            "console",
+            "powershell",
+            "dockerfile",
         ];
         let lower = classes.to_lowercase();
         let toks: Vec<&str> = lower.split_whitespace().collect();
-        if toks.iter().any(|t| matches!(*t, "highlight" | "sourcecode" | "hljs" | "prettyprint" | "code" | "codehilite" | "syntax"))
-            && let Some(l) = toks.iter().find(|t| LANGS.contains(t)) {
-                return l.to_string();
-            }
+        if toks.iter().any(|t| {
+            matches!(
+                *t,
+                "highlight"
+                    | "sourcecode"
+                    | "hljs"
+                    | "prettyprint"
+                    | "code"
+                    | "codehilite"
+                    | "syntax"
+            )
+        }) && let Some(l) = toks.iter().find(|t| LANGS.contains(t))
+        {
+            return l.to_string();
+        }
         String::new()
     }
 
     fn table(&self, n: NodeId, out: &mut Vec<Block>) {
         let rows = self.table_rows(n);
         let simple = !rows.is_empty()
-            && rows.iter().all(|r| r.iter().all(|&c| !self.cell_is_complex(c)))
+            && rows
+                .iter()
+                .all(|r| r.iter().all(|&c| !self.cell_is_complex(c)))
             && rows.iter().map(|r| r.len()).max().unwrap_or(0) >= 1
             && !(rows.len() == 1 && rows[0].len() == 1);
         if !simple {
@@ -258,7 +388,11 @@ impl<'a> Renderer<'a> {
             }
             return;
         }
-        if let Some(cap) = self.dom.element_children(n).find(|&c| self.dom.tag(c) == "caption") {
+        if let Some(cap) = self
+            .dom
+            .element_children(n)
+            .find(|&c| self.dom.tag(c) == "caption")
+        {
             let mut s = String::new();
             self.inline(cap, &mut s, false);
             flush_para(&mut s, out);
@@ -271,8 +405,15 @@ impl<'a> Renderer<'a> {
                 for &k in self.dom.children(c) {
                     self.inline_flat(k, &mut s);
                 }
-                let t = collapse_inline(&s.replace(BR, " ")).trim().replace('|', "\\|");
-                let span: usize = self.dom.attr(c, "colspan").and_then(|v| v.trim().parse().ok()).unwrap_or(1).clamp(1, 50);
+                let t = collapse_inline(&s.replace(BR, " "))
+                    .trim()
+                    .replace('|', "\\|");
+                let span: usize = self
+                    .dom
+                    .attr(c, "colspan")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(1)
+                    .clamp(1, 50);
                 cells.push(t);
                 for _ in 1..span {
                     cells.push(String::new());
@@ -303,7 +444,10 @@ impl<'a> Renderer<'a> {
                 s.push('\n');
             }
         }
-        out.push(Block { kind: Kind::Other, text: s.trim_end().to_string() });
+        out.push(Block {
+            kind: Kind::Other,
+            text: s.trim_end().to_string(),
+        });
     }
 
     /// Rows of a table (through thead/tbody/tfoot, not nested tables), each a list of cells.
@@ -313,7 +457,12 @@ impl<'a> Renderer<'a> {
         stack.reverse();
         while let Some(n) = stack.pop() {
             match self.dom.tag(n) {
-                "tr" => rows.push(self.dom.element_children(n).filter(|&c| matches!(self.dom.tag(c), "td" | "th")).collect()),
+                "tr" => rows.push(
+                    self.dom
+                        .element_children(n)
+                        .filter(|&c| matches!(self.dom.tag(c), "td" | "th"))
+                        .collect(),
+                ),
                 "thead" | "tbody" | "tfoot" => {
                     let mut kids: Vec<NodeId> = self.dom.element_children(n).collect();
                     kids.reverse();
@@ -328,8 +477,17 @@ impl<'a> Renderer<'a> {
 
     fn cell_is_complex(&self, c: NodeId) -> bool {
         self.dom.descendants(c).into_iter().skip(1).any(|d| {
-            matches!(self.dom.tag(d), "table" | "pre" | "blockquote" | "h1" | "h2" | "h3" | "ul" | "ol" | "dl")
-        }) || self.dom.descendants(c).into_iter().filter(|&d| self.dom.tag(d) == "p").count() > 2
+            matches!(
+                self.dom.tag(d),
+                "table" | "pre" | "blockquote" | "h1" | "h2" | "h3" | "ul" | "ol" | "dl"
+            )
+        }) || self
+            .dom
+            .descendants(c)
+            .into_iter()
+            .filter(|&d| self.dom.tag(d) == "p")
+            .count()
+            > 2
     }
 
     /// Inline rendering that flattens block children (table cells).
@@ -354,7 +512,11 @@ impl<'a> Renderer<'a> {
                     "br" => out.push(BR),
                     "img" => {
                         let alt_raw = self.dom.attr(n, "alt").unwrap_or("");
-                        if let Some(tex) = alt_raw.trim().strip_prefix("{\\displaystyle").and_then(|t| t.strip_suffix('}')) {
+                        if let Some(tex) = alt_raw
+                            .trim()
+                            .strip_prefix("{\\displaystyle")
+                            .and_then(|t| t.strip_suffix('}'))
+                        {
                             // Formula fallback image: keep the TeX source.
                             out.push_str(&format!("${}$", crate::dom::normalize_ws(tex)));
                             return;
@@ -369,8 +531,14 @@ impl<'a> Renderer<'a> {
                         if self.keep_images
                             && let Some(src) = self.image_src(n)
                         {
-                            let alt = self.dom.attr(n, "alt").or_else(|| self.dom.attr(n, "title")).unwrap_or("");
-                            let alt = crate::dom::normalize_ws(alt).replace('[', "\\[").replace(']', "\\]");
+                            let alt = self
+                                .dom
+                                .attr(n, "alt")
+                                .or_else(|| self.dom.attr(n, "title"))
+                                .unwrap_or("");
+                            let alt = crate::dom::normalize_ws(alt)
+                                .replace('[', "\\[")
+                                .replace(']', "\\]");
                             out.push_str(&format!("![{alt}]({src})"));
                         }
                     }
@@ -387,7 +555,11 @@ impl<'a> Renderer<'a> {
                         let t = crate::dom::normalize_ws(&self.dom.text_content_raw(n));
                         if !t.is_empty() {
                             let ticks = "`".repeat(longest_run(&t, '`') + 1);
-                            let pad = if t.starts_with('`') || t.ends_with('`') { " " } else { "" };
+                            let pad = if t.starts_with('`') || t.ends_with('`') {
+                                " "
+                            } else {
+                                ""
+                            };
                             out.push_str(&format!("{ticks}{pad}{t}{pad}{ticks}"));
                         }
                     }
@@ -396,7 +568,11 @@ impl<'a> Renderer<'a> {
                         self.children_inline(n, &mut s, in_heading);
                         if !s.trim().is_empty() {
                             // Keep footnote markers from gluing onto the previous word.
-                            if tag == "sup" && s.trim().chars().all(|c| c.is_ascii_digit() || "[]\\".contains(c)) {
+                            if tag == "sup"
+                                && s.trim()
+                                    .chars()
+                                    .all(|c| c.is_ascii_digit() || "[]\\".contains(c))
+                            {
                                 out.push(' ');
                             }
                             out.push_str(&s);
@@ -407,7 +583,11 @@ impl<'a> Renderer<'a> {
                             .dom
                             .find_tags(n, &["annotation"])
                             .into_iter()
-                            .find(|&a| self.dom.attr(a, "encoding").is_some_and(|e| e.contains("tex")))
+                            .find(|&a| {
+                                self.dom
+                                    .attr(a, "encoding")
+                                    .is_some_and(|e| e.contains("tex"))
+                            })
                             .map(|a| self.dom.text_content(a));
                         match tex {
                             Some(t) if !t.is_empty() => out.push_str(&format!("${t}$")),
@@ -447,7 +627,11 @@ impl<'a> Renderer<'a> {
             return;
         }
         // Emphasis inside headings is noise; nested identical markers would break.
-        if (in_heading && mark != "~~") || core.contains(BR) || core.starts_with(mark) || core.ends_with(mark.chars().next().unwrap_or('*')) {
+        if (in_heading && mark != "~~")
+            || core.contains(BR)
+            || core.starts_with(mark)
+            || core.ends_with(mark.chars().next().unwrap_or('*'))
+        {
             out.push_str(&s);
             return;
         }
@@ -466,7 +650,11 @@ impl<'a> Renderer<'a> {
             return;
         }
         let href = self.dom.attr(n, "href").map(str::trim).unwrap_or("");
-        let target = if self.keep_links { self.resolve_link(href) } else { None };
+        let target = if self.keep_links {
+            self.resolve_link(href)
+        } else {
+            None
+        };
         match target {
             Some(url) if !core.contains(BR) => {
                 out.push_str(lead);
@@ -486,7 +674,10 @@ impl<'a> Renderer<'a> {
             return None;
         }
         let lower = href.to_ascii_lowercase();
-        if lower.starts_with("javascript:") || lower.starts_with("data:") || lower.starts_with("vbscript:") {
+        if lower.starts_with("javascript:")
+            || lower.starts_with("data:")
+            || lower.starts_with("vbscript:")
+        {
             return None;
         }
         let url = match &self.base {
@@ -501,26 +692,49 @@ impl<'a> Renderer<'a> {
 
     fn image_src(&self, n: NodeId) -> Option<String> {
         let mut cands: Vec<&str> = Vec::new();
-        for a in ["data-src", "data-lazy-src", "data-original", "data-url", "data-hi-res-src", "src"] {
+        for a in [
+            "data-src",
+            "data-lazy-src",
+            "data-original",
+            "data-url",
+            "data-hi-res-src",
+            "src",
+        ] {
             if let Some(v) = self.dom.attr(n, a) {
                 cands.push(v);
             }
         }
         for a in ["data-srcset", "srcset", "data-lazy-srcset"] {
             if let Some(v) = self.dom.attr(n, a)
-                && let Some(first) = v.split(',').next().and_then(|s| s.split_whitespace().next())
+                && let Some(first) = v
+                    .split(',')
+                    .next()
+                    .and_then(|s| s.split_whitespace().next())
             {
                 cands.push(first);
             }
         }
         if let Some(p) = self.dom.parent(n).filter(|&p| self.dom.tag(p) == "picture") {
-            for s in self.dom.element_children(p).filter(|&c| self.dom.tag(c) == "source") {
-                if let Some(first) = self.dom.attr(s, "srcset").and_then(|v| v.split(',').next()).and_then(|s| s.split_whitespace().next()) {
+            for s in self
+                .dom
+                .element_children(p)
+                .filter(|&c| self.dom.tag(c) == "source")
+            {
+                if let Some(first) = self
+                    .dom
+                    .attr(s, "srcset")
+                    .and_then(|v| v.split(',').next())
+                    .and_then(|s| s.split_whitespace().next())
+                {
                     cands.push(first);
                 }
             }
         }
-        cands.into_iter().map(str::trim).filter(|s| !s.is_empty() && !s.starts_with("data:")).find_map(|s| self.resolve_link(s))
+        cands
+            .into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.starts_with("data:"))
+            .find_map(|s| self.resolve_link(s))
     }
 }
 
@@ -584,16 +798,24 @@ fn escape_text_into(t: &str, out: &mut String) {
                 out.push(c);
             }
             '_' => {
-                let prev = if i > 0 { Some(chars[i - 1]) } else { out.chars().last() };
+                let prev = if i > 0 {
+                    Some(chars[i - 1])
+                } else {
+                    out.chars().last()
+                };
                 let next = chars.get(i + 1).copied();
-                let intraword = prev.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric);
+                let intraword = prev.is_some_and(char::is_alphanumeric)
+                    && next.is_some_and(char::is_alphanumeric);
                 if !intraword {
                     out.push('\\');
                 }
                 out.push('_');
             }
             '<' => {
-                if chars.get(i + 1).is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) {
+                if chars
+                    .get(i + 1)
+                    .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'))
+                {
                     out.push('\\');
                 }
                 out.push('<');
@@ -601,7 +823,12 @@ fn escape_text_into(t: &str, out: &mut String) {
             '&' => {
                 // Only when it would read as an entity reference.
                 let rest: String = chars[i + 1..].iter().take(32).collect();
-                let ent = rest.find(';').is_some_and(|e| e > 0 && rest[..e].chars().all(|c| c.is_ascii_alphanumeric() || c == '#'));
+                let ent = rest.find(';').is_some_and(|e| {
+                    e > 0
+                        && rest[..e]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+                });
                 if ent {
                     out.push('\\');
                 }
@@ -644,7 +871,10 @@ fn escape_line_start(line: &str, heading: bool) -> String {
         Some('>') => return format!("\\{t}"),
         Some('-') | Some('+') | Some('=') => {
             let rest = &t[1..];
-            if rest.is_empty() || rest.starts_with(' ') || t.chars().all(|c| c == '-' || c == '=' || c == ' ') {
+            if rest.is_empty()
+                || rest.starts_with(' ')
+                || t.chars().all(|c| c == '-' || c == '=' || c == ' ')
+            {
                 return format!("\\{t}");
             }
         }
@@ -655,7 +885,10 @@ fn escape_line_start(line: &str, heading: bool) -> String {
     let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
     if (1..=9).contains(&digits) {
         let after = &t[digits..];
-        if (after.starts_with(". ") || after.starts_with(") ") || after == "." || after == ")") && !heading || (heading && (after.starts_with(". ") || after.starts_with(") "))) {
+        if (after.starts_with(". ") || after.starts_with(") ") || after == "." || after == ")")
+            && !heading
+            || (heading && (after.starts_with(". ") || after.starts_with(") ")))
+        {
             return format!("{}\\{}", &t[..digits], &t[digits..]);
         }
     }
@@ -685,7 +918,10 @@ fn flush_para(inline: &mut String, out: &mut Vec<Block>) {
         if lines.is_empty() {
             continue;
         }
-        out.push(Block { kind: Kind::Para, text: lines.join("\\\n") });
+        out.push(Block {
+            kind: Kind::Para,
+            text: lines.join("\\\n"),
+        });
     }
 }
 
@@ -712,7 +948,10 @@ mod tests {
     fn escapes() {
         let mut s = String::new();
         escape_text_into("a *b* snake_case _x_ [y] <div> &amp; AT&T", &mut s);
-        assert_eq!(s, "a \\*b\\* snake_case \\_x\\_ \\[y\\] \\<div> \\&amp; AT&T");
+        assert_eq!(
+            s,
+            "a \\*b\\* snake_case \\_x\\_ \\[y\\] \\<div> \\&amp; AT&T"
+        );
         assert_eq!(escape_line_start("1. Not a list", false), "1\\. Not a list");
         assert_eq!(escape_line_start("# hash", false), "\\# hash");
         assert_eq!(escape_line_start("- dash", false), "\\- dash");

@@ -31,27 +31,54 @@ struct JsonLd {
 pub(crate) fn collect(dom: &Dom) -> Meta {
     let metas = meta_tags(dom);
     let get = |keys: &[&str]| -> Option<String> {
-        keys.iter().find_map(|k| metas.get(*k).map(|v| normalize_ws(v)).filter(|v| !v.is_empty()))
+        keys.iter().find_map(|k| {
+            metas
+                .get(*k)
+                .map(|v| normalize_ws(v))
+                .filter(|v| !v.is_empty())
+        })
     };
     let ld = json_ld(dom);
 
-    let doc_title = dom.first_tag(crate::dom::DOCUMENT, "title").map(|t| dom.text_content(t)).filter(|t| !t.is_empty());
+    let doc_title = dom
+        .first_tag(crate::dom::DOCUMENT, "title")
+        .map(|t| dom.text_content(t))
+        .filter(|t| !t.is_empty());
 
     let site_name = get(&["og:site_name", "application-name", "twitter:site:name"])
         .or_else(|| ld.publisher.clone())
         .filter(|s| s.chars().count() < 100);
 
     // Title.
-    let meta_title = ld
-        .headline
-        .clone()
-        .or_else(|| get(&["og:title", "twitter:title", "dc.title", "dcterm:title", "parsely-title", "sailthru.title", "title"]));
+    let meta_title = ld.headline.clone().or_else(|| {
+        get(&[
+            "og:title",
+            "twitter:title",
+            "dc.title",
+            "dcterm:title",
+            "parsely-title",
+            "sailthru.title",
+            "title",
+        ])
+    });
     let title = choose_title(dom, meta_title, doc_title, site_name.as_deref());
 
     // Byline.
     let byline = (!ld.authors.is_empty())
         .then(|| ld.authors.join(", "))
-        .or_else(|| get(&["author", "dc.creator", "dcterm:creator", "byl", "parsely-author", "sailthru.author", "article:author", "twitter:creator"]).filter(|a| !looks_like_url(a)))
+        .or_else(|| {
+            get(&[
+                "author",
+                "dc.creator",
+                "dcterm:creator",
+                "byl",
+                "parsely-author",
+                "sailthru.author",
+                "article:author",
+                "twitter:creator",
+            ])
+            .filter(|a| !looks_like_url(a))
+        })
         .map(|b| clean_byline(&b))
         .filter(|b| !b.is_empty() && b.chars().count() <= 200);
 
@@ -83,12 +110,23 @@ pub(crate) fn collect(dom: &Dom) -> Meta {
     .or_else(|| ld.date_published.clone())
     .or_else(|| time_element(dom));
 
-    let excerpt = ld
-        .description
-        .clone()
-        .or_else(|| get(&["og:description", "description", "twitter:description", "dc.description"]));
+    let excerpt = ld.description.clone().or_else(|| {
+        get(&[
+            "og:description",
+            "description",
+            "twitter:description",
+            "dc.description",
+        ])
+    });
 
-    Meta { title, byline, site_name, lang, published_time, excerpt }
+    Meta {
+        title,
+        byline,
+        site_name,
+        lang,
+        published_time,
+        excerpt,
+    }
 }
 
 fn looks_like_url(s: &str) -> bool {
@@ -111,12 +149,15 @@ pub(crate) fn clean_byline(s: &str) -> String {
 fn meta_tags(dom: &Dom) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for m in dom.find_tags(crate::dom::DOCUMENT, &["meta"]) {
-        let Some(content) = dom.attr(m, "content") else { continue };
+        let Some(content) = dom.attr(m, "content") else {
+            continue;
+        };
         for key_attr in ["property", "name", "itemprop", "http-equiv"] {
             if let Some(keys) = dom.attr(m, key_attr) {
                 // `property` may hold several space-separated values.
                 for k in keys.split_whitespace() {
-                    map.entry(k.to_lowercase()).or_insert_with(|| content.to_string());
+                    map.entry(k.to_lowercase())
+                        .or_insert_with(|| content.to_string());
                 }
             }
         }
@@ -127,7 +168,11 @@ fn meta_tags(dom: &Dom) -> HashMap<String, String> {
 fn is_article_type(v: &Value) -> bool {
     let check = |s: &str| {
         let s = s.rsplit('/').next().unwrap_or(s);
-        s.ends_with("Article") || s.ends_with("Posting") || s == "Report" || s == "Review" || s == "Recipe"
+        s.ends_with("Article")
+            || s.ends_with("Posting")
+            || s == "Report"
+            || s == "Review"
+            || s == "Recipe"
     };
     match v.get("@type") {
         Some(Value::String(s)) => check(s),
@@ -139,13 +184,22 @@ fn is_article_type(v: &Value) -> bool {
 fn json_ld(dom: &Dom) -> JsonLd {
     let mut out = JsonLd::default();
     for s in dom.find_tags(crate::dom::DOCUMENT, &["script"]) {
-        if !dom.attr(s, "type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json")) {
+        if !dom
+            .attr(s, "type")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
+        {
             continue;
         }
         let mut raw = String::new();
         dom.raw_text_into(s, &mut raw);
-        let cleaned = raw.trim().trim_start_matches("<![CDATA[").trim_end_matches("]]>").trim();
-        let Ok(v) = serde_json::from_str::<Value>(cleaned) else { continue };
+        let cleaned = raw
+            .trim()
+            .trim_start_matches("<![CDATA[")
+            .trim_end_matches("]]>")
+            .trim();
+        let Ok(v) = serde_json::from_str::<Value>(cleaned) else {
+            continue;
+        };
         let mut items = Vec::new();
         flatten_ld(&v, &mut items, 0);
         for it in items {
@@ -153,7 +207,8 @@ fn json_ld(dom: &Dom) -> JsonLd {
                 continue;
             }
             out.headline = str_field(it, "headline").or_else(|| str_field(it, "name"));
-            out.date_published = str_field(it, "datePublished").or_else(|| str_field(it, "dateCreated"));
+            out.date_published =
+                str_field(it, "datePublished").or_else(|| str_field(it, "dateCreated"));
             out.description = str_field(it, "description");
             out.language = str_field(it, "inLanguage");
             if let Some(a) = it.get("author").or_else(|| it.get("creator")) {
@@ -240,7 +295,11 @@ pub(crate) fn decode_entities(s: &str) -> String {
             "quot" => Some('"'),
             "apos" => Some('\''),
             "nbsp" => Some('\u{a0}'),
-            _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+            _ if ent.starts_with("#x") || ent.starts_with("#X") => {
+                u32::from_str_radix(&ent[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32)
+            }
             _ if ent.starts_with('#') => ent[1..].parse::<u32>().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -262,24 +321,35 @@ pub(crate) fn decode_entities(s: &str) -> String {
 fn time_element(dom: &Dom) -> Option<String> {
     let times = dom.find_tags(crate::dom::DOCUMENT, &["time"]);
     let pick = |pred: &dyn Fn(NodeId) -> bool| {
-        times
-            .iter()
-            .copied()
-            .filter(|&t| pred(t))
-            .find_map(|t| dom.attr(t, "datetime").map(|d| d.trim().to_string()).filter(|d| d.len() >= 4))
+        times.iter().copied().filter(|&t| pred(t)).find_map(|t| {
+            dom.attr(t, "datetime")
+                .map(|d| d.trim().to_string())
+                .filter(|d| d.len() >= 4)
+        })
     };
-    pick(&|t| dom.attr(t, "itemprop").is_some_and(|p| p.contains("datePublished")) || dom.attr(t, "pubdate").is_some())
-        .or_else(|| pick(&|_| true))
+    pick(&|t| {
+        dom.attr(t, "itemprop")
+            .is_some_and(|p| p.contains("datePublished"))
+            || dom.attr(t, "pubdate").is_some()
+    })
+    .or_else(|| pick(&|_| true))
 }
 
-const SEPARATORS: &[&str] = &[" | ", " - ", " – ", " — ", " :: ", " // ", " / ", " » ", " · ", " • ", " ~ "];
+const SEPARATORS: &[&str] = &[
+    " | ", " - ", " – ", " — ", " :: ", " // ", " / ", " » ", " · ", " • ", " ~ ",
+];
 
 fn words(s: &str) -> usize {
     s.split_whitespace().count()
 }
 
 fn loose_eq(a: &str, b: &str) -> bool {
-    let n = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let n = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
     let (a, b) = (n(a), n(b));
     !a.is_empty() && a == b
 }
@@ -288,15 +358,28 @@ fn loose_eq(a: &str, b: &str) -> bool {
 pub(crate) fn clean_title(title: &str, site_name: Option<&str>) -> String {
     let title = normalize_ws(title);
     // Split on the first separator kind found, keep parts.
-    let Some(sep) = SEPARATORS.iter().copied().filter(|s| title.contains(s)).max_by_key(|s| title.rfind(s)) else {
+    let Some(sep) = SEPARATORS
+        .iter()
+        .copied()
+        .filter(|s| title.contains(s))
+        .max_by_key(|s| title.rfind(s))
+    else {
         return title;
     };
-    let parts: Vec<&str> = title.split(sep).map(str::trim).filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = title
+        .split(sep)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
     if parts.len() < 2 {
         return title;
     }
     if let Some(site) = site_name {
-        let kept: Vec<&str> = parts.iter().copied().filter(|p| !loose_eq(p, site)).collect();
+        let kept: Vec<&str> = parts
+            .iter()
+            .copied()
+            .filter(|p| !loose_eq(p, site))
+            .collect();
         if kept.len() < parts.len() && !kept.is_empty() {
             return kept.join(sep);
         }
@@ -313,21 +396,33 @@ pub(crate) fn clean_title(title: &str, site_name: Option<&str>) -> String {
     title
 }
 
-fn choose_title(dom: &Dom, meta_title: Option<String>, doc_title: Option<String>, site: Option<&str>) -> Option<String> {
+fn choose_title(
+    dom: &Dom,
+    meta_title: Option<String>,
+    doc_title: Option<String>,
+    site: Option<&str>,
+) -> Option<String> {
     let cleaned_doc = doc_title.as_deref().map(|t| clean_title(t, site));
     // A heading that is contained in the document title is the article title verbatim.
     if let Some(full) = doc_title.as_deref() {
         let lower = full.to_lowercase();
         for h in dom.find_tags(crate::dom::DOCUMENT, &["h1", "h2"]) {
             let t = dom.text_content(h);
-            if words(&t) >= 2 && t.len() * 10 >= full.len() * 4 && lower.contains(&t.to_lowercase()) {
+            if words(&t) >= 2 && t.len() * 10 >= full.len() * 4 && lower.contains(&t.to_lowercase())
+            {
                 return Some(t);
             }
         }
     }
-    meta_title.map(|t| clean_title(&t, site)).or(cleaned_doc).or_else(|| {
-        dom.find_tags(crate::dom::DOCUMENT, &["h1"]).into_iter().map(|h| dom.text_content(h)).find(|t| !t.is_empty())
-    })
+    meta_title
+        .map(|t| clean_title(&t, site))
+        .or(cleaned_doc)
+        .or_else(|| {
+            dom.find_tags(crate::dom::DOCUMENT, &["h1"])
+                .into_iter()
+                .map(|h| dom.text_content(h))
+                .find(|t| !t.is_empty())
+        })
 }
 
 #[cfg(test)]
@@ -336,14 +431,26 @@ mod tests {
 
     #[test]
     fn title_suffix_removed() {
-        assert_eq!(clean_title("A long story about things | The Daily", None), "A long story about things");
-        assert_eq!(clean_title("The Daily - A long story about things", None), "A long story about things");
+        assert_eq!(
+            clean_title("A long story about things | The Daily", None),
+            "A long story about things"
+        );
+        assert_eq!(
+            clean_title("The Daily - A long story about things", None),
+            "A long story about things"
+        );
         assert_eq!(clean_title("Short - Site", None), "Short - Site");
-        assert_eq!(clean_title("Story title here – Section – The Paper", Some("The Paper")), "Story title here – Section");
+        assert_eq!(
+            clean_title("Story title here – Section – The Paper", Some("The Paper")),
+            "Story title here – Section"
+        );
     }
 
     #[test]
     fn entities() {
-        assert_eq!(decode_entities("a &amp; b &#39;c&#x27; &bogus; &"), "a & b 'c' &bogus; &");
+        assert_eq!(
+            decode_entities("a &amp; b &#39;c&#x27; &bogus; &"),
+            "a & b 'c' &bogus; &"
+        );
     }
 }

@@ -21,17 +21,65 @@ use crate::dom::{Data, Dom, Element, NodeId};
 
 /// Tags that are removed before anything else: never content.
 const ALWAYS_DROP: &[&str] = &[
-    "script", "style", "link", "meta", "noscript", "template", "iframe", "frame", "frameset", "object", "embed",
-    "applet", "canvas", "svg", "input", "button", "select", "textarea", "option", "datalist", "dialog",
-    "nav", "menu", "audio", "video", "source", "track", "map", "area", "head", "title", "base", "param",
+    "script", "style", "link", "meta", "noscript", "template", "iframe", "frame", "frameset",
+    "object", "embed", "applet", "canvas", "svg", "input", "button", "select", "textarea",
+    "option", "datalist", "dialog", "nav", "menu", "audio", "video", "source", "track", "map",
+    "area", "head", "title", "base", "param",
 ];
 
 /// Block-level tags (everything else is treated as phrasing content).
 pub(crate) const BLOCK_TAGS: &[&str] = &[
-    "address", "article", "aside", "blockquote", "body", "center", "dd", "details", "dialog", "dir", "div", "dl",
-    "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-    "hgroup", "hr", "html", "li", "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
-    "td", "tfoot", "th", "thead", "tr", "ul", "caption", "listing", "xmp", "plaintext", "legend", "noscript",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "li",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+    "caption",
+    "listing",
+    "xmp",
+    "plaintext",
+    "legend",
+    "noscript",
     "search",
 ];
 
@@ -74,9 +122,17 @@ fn class_id(dom: &Dom, id: NodeId) -> String {
 /// nothing about share bars).
 fn element_id(dom: &Dom, id: NodeId) -> Option<&str> {
     let v = dom.attr(id, "id")?;
-    let heading = dom.element_children(id).next().filter(|&c| matches!(dom.tag(c), "h1" | "h2" | "h3" | "h4" | "h5" | "h6"));
+    let heading = dom
+        .element_children(id)
+        .next()
+        .filter(|&c| matches!(dom.tag(c), "h1" | "h2" | "h3" | "h4" | "h5" | "h6"));
     if let Some(h) = heading {
-        let slug = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+        let slug = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
         let (a, b) = (slug(v), slug(&dom.text_content(h)));
         if !a.is_empty() && !b.is_empty() && (a.contains(&b) || b.contains(&a)) {
             return None;
@@ -87,7 +143,8 @@ fn element_id(dom: &Dom, id: NodeId) -> Option<&str> {
 
 /// Splits class/id text into tokens on anything that is not a letter or digit.
 fn tokens(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty())
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
 }
 
 fn has_token(s: &str, list: &[&str]) -> bool {
@@ -100,52 +157,238 @@ fn has_sub(s: &str, list: &[&str]) -> bool {
 
 /// Substrings that mark an element as very likely boilerplate (removed before scoring).
 const UNLIKELY_SUB: &[&str] = &[
-    "banner", "breadcrumb", "combx", "comment", "community", "cover-wrap", "disqus", "extra", "footer", "gdpr",
-    "header", "legends", "menu", "related", "remark", "replies", "rss", "shoutbox", "sidebar", "skyscraper",
-    "social", "sponsor", "supplemental", "ad-break", "agegate", "pagination", "pager", "popup", "yom-remote",
+    "banner",
+    "breadcrumb",
+    "combx",
+    "comment",
+    "community",
+    "cover-wrap",
+    "disqus",
+    "extra",
+    "footer",
+    "gdpr",
+    "header",
+    "legends",
+    "menu",
+    "related",
+    "remark",
+    "replies",
+    "rss",
+    "shoutbox",
+    "sidebar",
+    "skyscraper",
+    "social",
+    "sponsor",
+    "supplemental",
+    "ad-break",
+    "agegate",
+    "pagination",
+    "pager",
+    "popup",
+    "yom-remote",
 ];
 /// Weaker markers: also removed before scoring, unless the element holds real prose.
 const UNLIKELY_WEAK_SUB: &[&str] = &[
-    "cookie", "consent", "newsletter", "share", "sharing", "outbrain", "taboola", "recommend", "promo", "subscribe",
-    "signup", "modal", "skiplink", "skip-link", "toolbar", "masthead", "trending",
+    "cookie",
+    "consent",
+    "newsletter",
+    "share",
+    "sharing",
+    "outbrain",
+    "taboola",
+    "recommend",
+    "promo",
+    "subscribe",
+    "signup",
+    "modal",
+    "skiplink",
+    "skip-link",
+    "toolbar",
+    "masthead",
+    "trending",
 ];
-const UNLIKELY_TOK: &[&str] = &["ad", "ads", "advert", "advertisement", "nav", "navbar", "navigation", "tags"];
+const UNLIKELY_TOK: &[&str] = &[
+    "ad",
+    "ads",
+    "advert",
+    "advertisement",
+    "nav",
+    "navbar",
+    "navigation",
+    "tags",
+];
 /// Substrings that rescue an element from [`UNLIKELY_SUB`].
-const MAYBE_SUB: &[&str] = &["article", "body", "column", "content", "main", "shadow", "story", "entry", "post-text", "prose"];
+const MAYBE_SUB: &[&str] = &[
+    "article",
+    "body",
+    "column",
+    "content",
+    "main",
+    "shadow",
+    "story",
+    "entry",
+    "post-text",
+    "prose",
+];
 
-const UNLIKELY_ROLES: &[&str] = &["menu", "menubar", "complementary", "navigation", "alert", "alertdialog", "dialog", "banner", "contentinfo", "search"];
+const UNLIKELY_ROLES: &[&str] = &[
+    "menu",
+    "menubar",
+    "complementary",
+    "navigation",
+    "alert",
+    "alertdialog",
+    "dialog",
+    "banner",
+    "contentinfo",
+    "search",
+];
 
 const POSITIVE_SUB: &[&str] = &[
-    "article", "body", "content", "entry", "hentry", "h-entry", "main", "page", "post", "text", "blog", "story", "prose",
-    "markdown", "rich-text", "richtext",
+    "article",
+    "body",
+    "content",
+    "entry",
+    "hentry",
+    "h-entry",
+    "main",
+    "page",
+    "post",
+    "text",
+    "blog",
+    "story",
+    "prose",
+    "markdown",
+    "rich-text",
+    "richtext",
 ];
 const NEGATIVE_SUB: &[&str] = &[
-    "-ad-", "banner", "combx", "comment", "contact", "footer", "gdpr", "masthead", "media", "meta", "outbrain",
-    "promo", "related", "scroll", "share", "shoutbox", "sidebar", "skyscraper", "sponsor", "shopping", "widget",
-    "social", "cookie", "newsletter", "subscribe", "taboola", "recommend", "byline", "author", "teaser",
-    "nav", "menu", "breadcrumb", "pagination", "toolbar", "signup", "popular", "trending",
+    "-ad-",
+    "banner",
+    "combx",
+    "comment",
+    "contact",
+    "footer",
+    "gdpr",
+    "masthead",
+    "media",
+    "meta",
+    "outbrain",
+    "promo",
+    "related",
+    "scroll",
+    "share",
+    "shoutbox",
+    "sidebar",
+    "skyscraper",
+    "sponsor",
+    "shopping",
+    "widget",
+    "social",
+    "cookie",
+    "newsletter",
+    "subscribe",
+    "taboola",
+    "recommend",
+    "byline",
+    "author",
+    "teaser",
+    "nav",
+    "menu",
+    "breadcrumb",
+    "pagination",
+    "toolbar",
+    "signup",
+    "popular",
+    "trending",
 ];
-const NEGATIVE_TOK: &[&str] = &["ad", "ads", "hidden", "hid", "tags", "tag", "aside", "links", "footnote"];
+const NEGATIVE_TOK: &[&str] = &[
+    "ad", "ads", "hidden", "hid", "tags", "tag", "aside", "links", "footnote",
+];
 
 /// Comment threads: removed even when they are prose-rich.
-const HARD_BOILER_SUB: &[&str] = &["comment-list", "commentlist", "comments", "disqus", "comment-respond", "reply-form"];
+const HARD_BOILER_SUB: &[&str] = &[
+    "comment-list",
+    "commentlist",
+    "comments",
+    "disqus",
+    "comment-respond",
+    "reply-form",
+];
 const HARD_BOILER_TOK: &[&str] = &["comment", "respond", "replies"];
 
 /// Strong boilerplate markers used when cleaning the selected content.
 const BOILER_SUB: &[&str] = &[
-    "share", "sharing", "social", "related", "newsletter", "advert", "sponsor", "outbrain", "taboola", "disqus",
-    "breadcrumb", "sidebar", "popup", "cookie", "consent", "gdpr", "skyscraper", "recommend", "subscribe", "signup",
-    "sign-up", "promo", "more-stories",
-    "jump-link", "skip-link", "screen-reader", "sr-only", "visually-hidden", "visuallyhidden", "print-only",
-    "noprint", "trending", "most-popular", "mostpopular", "author-bio", "toolbar", "paywall", "inline-ad", "ad-container",
-    "ad-slot", "ad-wrapper", "adslot", "adunit", "ad-unit",
+    "share",
+    "sharing",
+    "social",
+    "related",
+    "newsletter",
+    "advert",
+    "sponsor",
+    "outbrain",
+    "taboola",
+    "disqus",
+    "breadcrumb",
+    "sidebar",
+    "popup",
+    "cookie",
+    "consent",
+    "gdpr",
+    "skyscraper",
+    "recommend",
+    "subscribe",
+    "signup",
+    "sign-up",
+    "promo",
+    "more-stories",
+    "jump-link",
+    "skip-link",
+    "screen-reader",
+    "sr-only",
+    "visually-hidden",
+    "visuallyhidden",
+    "print-only",
+    "noprint",
+    "trending",
+    "most-popular",
+    "mostpopular",
+    "author-bio",
+    "toolbar",
+    "paywall",
+    "inline-ad",
+    "ad-container",
+    "ad-slot",
+    "ad-wrapper",
+    "adslot",
+    "adunit",
+    "ad-unit",
 ];
-const BOILER_TOK: &[&str] = &["ad", "ads", "adv", "comment", "nav", "navbar", "menu", "footer", "tags", "hidden", "widget", "pagination", "pager", "reply"];
+const BOILER_TOK: &[&str] = &[
+    "ad",
+    "ads",
+    "adv",
+    "comment",
+    "nav",
+    "navbar",
+    "menu",
+    "footer",
+    "tags",
+    "hidden",
+    "widget",
+    "pagination",
+    "pager",
+    "reply",
+];
 
 fn class_weight(dom: &Dom, id: NodeId) -> f64 {
     let mut w = 0.0;
     for attr in ["class", "id"] {
-        let v = if attr == "id" { element_id(dom, id) } else { dom.attr(id, attr) };
+        let v = if attr == "id" {
+            element_id(dom, id)
+        } else {
+            dom.attr(id, attr)
+        };
         let Some(v) = v else { continue };
         let v = v.to_lowercase();
         if v.is_empty() {
@@ -158,7 +401,10 @@ fn class_weight(dom: &Dom, id: NodeId) -> f64 {
             w += 25.0;
         }
     }
-    if dom.attr(id, "itemprop").is_some_and(|p| p.contains("articleBody") || p.contains("text")) {
+    if dom
+        .attr(id, "itemprop")
+        .is_some_and(|p| p.contains("articleBody") || p.contains("text"))
+    {
         w += 30.0;
     }
     match dom.tag(id) {
@@ -166,7 +412,10 @@ fn class_weight(dom: &Dom, id: NodeId) -> f64 {
         "main" => w += 5.0,
         _ => {}
     }
-    if dom.attr(id, "role").is_some_and(|r| r == "main" || r == "article") {
+    if dom
+        .attr(id, "role")
+        .is_some_and(|r| r == "main" || r == "article")
+    {
         w += 10.0;
     }
     w
@@ -177,7 +426,9 @@ fn class_weight(dom: &Dom, id: NodeId) -> f64 {
 
 /// Is the element hidden by attributes or inline style?
 pub(crate) fn is_hidden(dom: &Dom, id: NodeId) -> bool {
-    let Some(e) = dom.element(id) else { return false };
+    let Some(e) = dom.element(id) else {
+        return false;
+    };
     for (k, v) in &e.attrs {
         match &**k {
             "hidden" => return true,
@@ -187,7 +438,11 @@ pub(crate) fn is_hidden(dom: &Dom, id: NodeId) -> bool {
                 return !c.contains("fallback-image");
             }
             "style" => {
-                let s: String = v.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+                let s: String = v
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_lowercase();
                 if s.contains("display:none") || s.contains("visibility:hidden") {
                     return true;
                 }
@@ -273,7 +528,12 @@ impl Stats {
                 _ => (0, 0),
             })
             .collect();
-        Stats { text, m: Vec::new(), prose: Vec::new(), block: Vec::new() }
+        Stats {
+            text,
+            m: Vec::new(),
+            prose: Vec::new(),
+            block: Vec::new(),
+        }
     }
 
     fn grow(&mut self, len: usize) {
@@ -316,7 +576,11 @@ impl Stats {
                 {
                     // In-page anchors (footnotes, tables of contents) count less than real links.
                     let href = dom.attr(n, "href").unwrap_or("");
-                    let w = if href.trim_start().starts_with('#') { 0.3 } else { 1.0 };
+                    let w = if href.trim_start().starts_with('#') {
+                        0.3
+                    } else {
+                        1.0
+                    };
                     m.link_chars = m.chars as f64 * w;
                 }
             }
@@ -332,14 +596,22 @@ impl Stats {
                     0
                 }
             }
-            _ => node.children.iter().map(|&c| self.prose_contribution(dom, c)).sum(),
+            _ => node
+                .children
+                .iter()
+                .map(|&c| self.prose_contribution(dom, c))
+                .sum(),
         };
     }
 
     /// Paragraph characters a child adds to its parent: paragraphs inside list items and
     /// figures (galleries, captions, teasers) do not count.
     fn prose_contribution(&self, dom: &Dom, c: NodeId) -> usize {
-        if matches!(dom.tag(c), "li" | "figure" | "figcaption") { 0 } else { self.prose[c] }
+        if matches!(dom.tag(c), "li" | "figure" | "figcaption") {
+            0
+        } else {
+            self.prose[c]
+        }
     }
 
     fn measure(&self, id: NodeId) -> Measure {
@@ -368,7 +640,11 @@ impl Stats {
 }
 
 fn link_density(m: &Measure) -> f64 {
-    if m.chars == 0 { 0.0 } else { (m.link_chars / m.chars as f64).min(1.0) }
+    if m.chars == 0 {
+        0.0
+    } else {
+        (m.link_chars / m.chars as f64).min(1.0)
+    }
 }
 
 /// [`prose_chars`] skipping subtrees whose class/id weigh negative (comments, sidebars...).
@@ -397,10 +673,20 @@ fn prose_chars_weighted(dom: &Dom, st: &Stats, id: NodeId, flags: Flags) -> usiz
 pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
     let c = dom.attr(img, "class").unwrap_or("").to_lowercase();
     let alt = dom.attr(img, "alt").unwrap_or("");
-    if has_sub(&c, &["math", "latex", "equation", "emoji", "smiley", "icon", "avatar"]) || alt.starts_with("{\\displaystyle") {
+    if has_sub(
+        &c,
+        &[
+            "math", "latex", "equation", "emoji", "smiley", "icon", "avatar",
+        ],
+    ) || alt.starts_with("{\\displaystyle")
+    {
         return true;
     }
-    let small = |a: &str| dom.attr(img, a).and_then(|v| v.trim().trim_end_matches("px").parse::<u32>().ok()).is_some_and(|v| v <= 32);
+    let small = |a: &str| {
+        dom.attr(img, a)
+            .and_then(|v| v.trim().trim_end_matches("px").parse::<u32>().ok())
+            .is_some_and(|v| v <= 32)
+    };
     small("width") || small("height")
 }
 
@@ -412,10 +698,26 @@ pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
 /// a duplicate heading).
 pub(crate) fn extract(dom: &mut Dom, title: Option<&str>) -> Option<Content> {
     let passes = [
-        Flags { strip_unlikely: true, weight_classes: true, clean_conditionally: true },
-        Flags { strip_unlikely: false, weight_classes: true, clean_conditionally: true },
-        Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: true },
-        Flags { strip_unlikely: false, weight_classes: false, clean_conditionally: false },
+        Flags {
+            strip_unlikely: true,
+            weight_classes: true,
+            clean_conditionally: true,
+        },
+        Flags {
+            strip_unlikely: false,
+            weight_classes: true,
+            clean_conditionally: true,
+        },
+        Flags {
+            strip_unlikely: false,
+            weight_classes: false,
+            clean_conditionally: true,
+        },
+        Flags {
+            strip_unlikely: false,
+            weight_classes: false,
+            clean_conditionally: false,
+        },
     ];
     let mut st = Stats::new(dom);
     // Passes only relink nodes (and append containers): a snapshot of the links is enough
@@ -426,7 +728,9 @@ pub(crate) fn extract(dom: &mut Dom, title: Option<&str>) -> Option<Content> {
         if i > 0 {
             dom.restore(&original);
         }
-        let Some((root, byline)) = grab(dom, &mut st, flags, title) else { continue };
+        let Some((root, byline)) = grab(dom, &mut st, flags, title) else {
+            continue;
+        };
         let len = st.measure(root).chars;
         let content = Content { root, byline };
         if len >= 400 {
@@ -441,7 +745,12 @@ pub(crate) fn extract(dom: &mut Dom, title: Option<&str>) -> Option<Content> {
     Some(content)
 }
 
-fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Option<(NodeId, Option<String>)> {
+fn grab(
+    dom: &mut Dom,
+    st: &mut Stats,
+    flags: Flags,
+    title: Option<&str>,
+) -> Option<(NodeId, Option<String>)> {
     let body = dom.body()?;
     st.compute(dom, body);
 
@@ -479,8 +788,13 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
     for &n in &order {
         let Some(e) = dom.element(n) else { continue };
         let tag = &*e.tag;
-        if matches!(tag, "p" | "pre") || (is_container_like(tag) && !st.has_block_child(n) && n != body) {
-            if tag != "p" && tag != "pre" && dom.ancestors(n).any(|a| matches!(dom.tag(a), "p" | "pre")) {
+        if matches!(tag, "p" | "pre")
+            || (is_container_like(tag) && !st.has_block_child(n) && n != body)
+        {
+            if tag != "p"
+                && tag != "pre"
+                && dom.ancestors(n).any(|a| matches!(dom.tag(a), "p" | "pre"))
+            {
                 continue;
             }
             let m = st.measure(n);
@@ -490,7 +804,8 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
             let kids = dom.children(n).to_vec();
             let mut run = Measure::default();
             for (i, &c) in kids.iter().enumerate() {
-                let block = is_block_tag(dom.tag(c)) || (dom.is_element(c) && st.has_block_child(c));
+                let block =
+                    is_block_tag(dom.tag(c)) || (dom.is_element(c) && st.has_block_child(c));
                 if !block {
                     let m = st.measure(c);
                     run.chars += m.chars;
@@ -528,14 +843,23 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
     let top_score = cands[0].1;
 
     // 4. Widen to a common ancestor of several near-best candidates.
-    let alternatives: Vec<NodeId> = cands.iter().skip(1).take(4).filter(|(_, s)| *s >= top_score * 0.75).map(|(n, _)| *n).collect();
+    let alternatives: Vec<NodeId> = cands
+        .iter()
+        .skip(1)
+        .take(4)
+        .filter(|(_, s)| *s >= top_score * 0.75)
+        .map(|(n, _)| *n)
+        .collect();
     if alternatives.len() >= 3 {
         let mut p = dom.parent(top);
         while let Some(a) = p {
             if a == body || dom.tag(a) == "html" {
                 break;
             }
-            let shared = alternatives.iter().filter(|&&alt| dom.is_ancestor(a, alt)).count();
+            let shared = alternatives
+                .iter()
+                .filter(|&&alt| dom.is_ancestor(a, alt))
+                .count();
             if shared >= 3 {
                 top = a;
                 break;
@@ -583,7 +907,13 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
             }
             let ap = prose_chars_weighted(dom, st, a, flags);
             if ap * 10 >= top_prose * 14 && link_density(&st.measure(a)) < 0.3 {
-                crate::trace!("widen to <{}> {:?}: prose {} -> {}", dom.tag(a), class_id(dom, a), top_prose, ap);
+                crate::trace!(
+                    "widen to <{}> {:?}: prose {} -> {}",
+                    dom.tag(a),
+                    class_id(dom, a),
+                    top_prose,
+                    ap
+                );
                 top = a;
                 break;
             }
@@ -605,8 +935,18 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
 
     // 7. Join related siblings.
     let top_score = final_score.get(&top).copied().unwrap_or(top_score);
-    crate::trace!("pass {:?}: top <{}> {:?} score {:.1}; first cands {:?}", flags, dom.tag(top), class_id(dom, top), top_score,
-        cands.iter().take(5).map(|(n, s)| format!("<{}> {:?} {:.1}", dom.tag(*n), class_id(dom, *n), s)).collect::<Vec<_>>());
+    crate::trace!(
+        "pass {:?}: top <{}> {:?} score {:.1}; first cands {:?}",
+        flags,
+        dom.tag(top),
+        class_id(dom, top),
+        top_score,
+        cands
+            .iter()
+            .take(5)
+            .map(|(n, s)| format!("<{}> {:?} {:.1}", dom.tag(*n), class_id(dom, *n), s))
+            .collect::<Vec<_>>()
+    );
     let threshold = (top_score * 0.2).max(10.0);
     let top_class = dom.attr(top, "class").unwrap_or("").to_string();
     let mut picked = Vec::new();
@@ -648,14 +988,38 @@ fn grab(dom: &mut Dom, st: &mut Stats, flags: Flags, title: Option<&str>) -> Opt
 
 fn ends_sentence(t: &str) -> bool {
     let t = t.trim_end();
-    t.ends_with('.') || t.ends_with('!') || t.ends_with('?') || t.ends_with('。') || t.ends_with('"') || t.ends_with('”')
+    t.ends_with('.')
+        || t.ends_with('!')
+        || t.ends_with('?')
+        || t.ends_with('。')
+        || t.ends_with('"')
+        || t.ends_with('”')
 }
 
 fn is_container_like(tag: &str) -> bool {
-    matches!(tag, "div" | "section" | "article" | "main" | "td" | "li" | "blockquote" | "center" | "dd" | "font" | "span")
+    matches!(
+        tag,
+        "div"
+            | "section"
+            | "article"
+            | "main"
+            | "td"
+            | "li"
+            | "blockquote"
+            | "center"
+            | "dd"
+            | "font"
+            | "span"
+    )
 }
 
-fn score_unit(dom: &Dom, first: Option<NodeId>, m: &Measure, flags: Flags, scores: &mut HashMap<NodeId, f64>) {
+fn score_unit(
+    dom: &Dom,
+    first: Option<NodeId>,
+    m: &Measure,
+    flags: Flags,
+    scores: &mut HashMap<NodeId, f64>,
+) {
     if m.chars < 25 {
         return;
     }
@@ -691,7 +1055,11 @@ fn init_score(dom: &Dom, id: NodeId, flags: Flags) -> f64 {
         "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "th" => -5.0,
         _ => 0.0,
     };
-    base + if flags.weight_classes { class_weight(dom, id) } else { 0.0 }
+    base + if flags.weight_classes {
+        class_weight(dom, id)
+    } else {
+        0.0
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -706,7 +1074,10 @@ fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
     if matches!(tag, "body" | "a" | "article" | "main" | "html") || is_math(dom, id) {
         return Unlikely::No;
     }
-    if dom.attr(id, "itemprop").is_some_and(|p| p.contains("articleBody")) {
+    if dom
+        .attr(id, "itemprop")
+        .is_some_and(|p| p.contains("articleBody"))
+    {
         return Unlikely::No;
     }
     if matches!(tag, "aside" | "footer") {
@@ -729,7 +1100,10 @@ fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
         return Unlikely::No;
     };
     // Never inside tables, code or running text.
-    if dom.ancestors(id).any(|a| matches!(dom.tag(a), "table" | "pre" | "code" | "p")) {
+    if dom
+        .ancestors(id)
+        .any(|a| matches!(dom.tag(a), "table" | "pre" | "code" | "p"))
+    {
         return Unlikely::No;
     }
     strength
@@ -757,7 +1131,12 @@ fn new_container(dom: &mut Dom, st: &mut Stats, children: Vec<NodeId>) -> NodeId
     dom.nodes.push(crate::dom::Node {
         parent: None,
         children,
-        data: Data::Element(Element { tag: "div".into(), ns: html5ever::ns!(html), attrs: Vec::new(), template: None }),
+        data: Data::Element(Element {
+            tag: "div".into(),
+            ns: html5ever::ns!(html),
+            attrs: Vec::new(),
+            template: None,
+        }),
     });
     st.grow(dom.nodes.len());
     st.update(dom, id);
@@ -767,7 +1146,14 @@ fn new_container(dom: &mut Dom, st: &mut Stats, children: Vec<NodeId>) -> NodeId
 // ---------------------------------------------------------------------------
 // Cleaning the selected content
 
-fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Option<&str>, scores: &HashMap<NodeId, f64>) -> Option<String> {
+fn clean(
+    dom: &mut Dom,
+    st: &mut Stats,
+    root: NodeId,
+    flags: Flags,
+    title: Option<&str>,
+    scores: &HashMap<NodeId, f64>,
+) -> Option<String> {
     let total = st.measure(root).chars.max(1);
     let mut byline = None;
 
@@ -787,7 +1173,12 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
                 // (footnote references may carry the same classes: they are short numbers).
                 dom.attr(n, "href").is_some_and(|h| h.starts_with('#'))
                     && has_sub(&class_id(dom, n), &["skip", "jump"])
-                    && dom.text_content(n).split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).count() >= 2
+                    && dom
+                        .text_content(n)
+                        .split_whitespace()
+                        .filter(|w| w.chars().any(char::is_alphabetic))
+                        .count()
+                        >= 2
             }
             _ if phrasing => false,
             "aside" | "footer" | "form" | "fieldset" | "label" | "legend" => {
@@ -795,15 +1186,29 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
             }
             "header" => {
                 let m = st.measure(n);
-                m.chars * 2 < total && (link_density(&m) > 0.3 || m.chars < 200 || dom.first_tag(n, "p").is_none())
+                m.chars * 2 < total
+                    && (link_density(&m) > 0.3 || m.chars < 200 || dom.first_tag(n, "p").is_none())
             }
             _ => {
                 let ci = class_id(dom, n);
-                let hard = !ci.is_empty() && (has_sub(&ci, HARD_BOILER_SUB) || has_token(&ci, HARD_BOILER_TOK));
+                let hard = !ci.is_empty()
+                    && (has_sub(&ci, HARD_BOILER_SUB) || has_token(&ci, HARD_BOILER_TOK));
                 let soft = !ci.is_empty()
                     && (has_sub(&ci, BOILER_SUB) || has_token(&ci, BOILER_TOK))
-                    && !has_sub(&ci, &["article-body", "articlebody", "entry-content", "post-content", "story-body", "main-content"])
-                    && dom.attr(n, "itemprop").is_none_or(|p| !p.contains("articleBody"));
+                    && !has_sub(
+                        &ci,
+                        &[
+                            "article-body",
+                            "articlebody",
+                            "entry-content",
+                            "post-content",
+                            "story-body",
+                            "main-content",
+                        ],
+                    )
+                    && dom
+                        .attr(n, "itemprop")
+                        .is_none_or(|p| !p.contains("articleBody"));
                 let role = dom.attr(n, "role").map(|r| r.trim().to_lowercase());
                 let bad_role = role.as_deref().is_some_and(|r| UNLIKELY_ROLES.contains(&r));
                 (hard || soft || bad_role) && {
@@ -821,12 +1226,17 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
         // Byline: short element marked as author/byline.
         let ci = class_id(dom, n);
         let is_byline_marker = dom.attr(n, "rel") == Some("author")
-            || dom.attr(n, "itemprop").is_some_and(|p| p.contains("author"))
+            || dom
+                .attr(n, "itemprop")
+                .is_some_and(|p| p.contains("author"))
             || has_sub(&ci, &["byline", "dateline", "writtenby", "p-author"])
             || has_token(&ci, &["author", "authors"]);
         if is_byline_marker && (!matches!(tag, "a" | "span") || dom.parent(n) == Some(root)) {
             let t = dom.text_content(n);
-            if !t.is_empty() && t.chars().count() < 100 && !has_block_desc_of(dom, n, &["p", "h1", "h2", "h3", "pre", "table", "ul", "ol"]) {
+            if !t.is_empty()
+                && t.chars().count() < 100
+                && !has_block_desc_of(dom, n, &["p", "h1", "h2", "h3", "pre", "table", "ul", "ol"])
+            {
                 if byline.is_none() {
                     byline = Some(crate::meta::clean_byline(&t));
                 }
@@ -835,7 +1245,12 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
         }
     }
     for r in remove {
-        crate::trace!("boilerplate remove <{}> {:?}: {:.80}", dom.tag(r), class_id(dom, r), dom.text_content(r));
+        crate::trace!(
+            "boilerplate remove <{}> {:?}: {:.80}",
+            dom.tag(r),
+            class_id(dom, r),
+            dom.text_content(r)
+        );
         st.detach(dom, r);
     }
 
@@ -865,7 +1280,12 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
                     continue;
                 }
                 if should_remove_conditionally(dom, st, n, flags, scores) {
-                    crate::trace!("conditional remove <{}> {:?}: {:.80}", tag, class_id(dom, n), dom.text_content(n));
+                    crate::trace!(
+                        "conditional remove <{}> {:?}: {:.80}",
+                        tag,
+                        class_id(dom, n),
+                        dom.text_content(n)
+                    );
                     st.detach(dom, n);
                 }
             }
@@ -878,8 +1298,28 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
             continue;
         }
         let tag = dom.tag(n);
-        if matches!(tag, "p" | "div" | "section" | "span" | "li" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "figure" | "strong" | "em" | "b" | "i" | "a")
-            && st.measure(n).chars == 0
+        if matches!(
+            tag,
+            "p" | "div"
+                | "section"
+                | "span"
+                | "li"
+                | "ul"
+                | "ol"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "blockquote"
+                | "figure"
+                | "strong"
+                | "em"
+                | "b"
+                | "i"
+                | "a"
+        ) && st.measure(n).chars == 0
             && !has_block_desc_of(dom, n, &["img", "picture", "br", "hr", "table", "pre"])
         {
             st.detach(dom, n);
@@ -889,20 +1329,35 @@ fn clean(dom: &mut Dom, st: &mut Stats, root: NodeId, flags: Flags, title: Optio
 }
 
 fn has_block_desc_of(dom: &Dom, id: NodeId, tags: &[&str]) -> bool {
-    dom.descendants(id).into_iter().skip(1).any(|d| tags.contains(&dom.tag(d)))
+    dom.descendants(id)
+        .into_iter()
+        .skip(1)
+        .any(|d| tags.contains(&dom.tag(d)))
 }
 
 fn similar_title(heading: &str, title: &str) -> bool {
-    let n = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+    let n = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     let (h, t) = (n(heading), n(title));
     if h.is_empty() || t.is_empty() {
         return false;
     }
-    h == t || (h.len() > 15 && (t.contains(&h) || h.contains(&t)) && h.len().min(t.len()) * 10 >= h.len().max(t.len()) * 8)
+    h == t
+        || (h.len() > 15
+            && (t.contains(&h) || h.contains(&t))
+            && h.len().min(t.len()) * 10 >= h.len().max(t.len()) * 8)
 }
 
 fn count_tags(dom: &Dom, id: NodeId, tag: &str) -> usize {
-    dom.descendants(id).into_iter().skip(1).filter(|&d| dom.tag(d) == tag).count()
+    dom.descendants(id)
+        .into_iter()
+        .skip(1)
+        .filter(|&d| dom.tag(d) == tag)
+        .count()
 }
 
 fn is_data_table(dom: &Dom, t: NodeId) -> bool {
@@ -919,14 +1374,23 @@ fn is_data_table(dom: &Dom, t: NodeId) -> bool {
     if desc.iter().skip(1).any(|&d| dom.tag(d) == "table") {
         return false;
     }
-    if desc.iter().any(|&d| matches!(dom.tag(d), "caption" | "thead" | "tfoot" | "colgroup" | "col" | "th")) {
+    if desc.iter().any(|&d| {
+        matches!(
+            dom.tag(d),
+            "caption" | "thead" | "tfoot" | "colgroup" | "col" | "th"
+        )
+    }) {
         return true;
     }
     let rows = desc.iter().filter(|&&d| dom.tag(d) == "tr").count();
     let cols = desc
         .iter()
         .filter(|&&d| dom.tag(d) == "tr")
-        .map(|&r| dom.element_children(r).filter(|&c| matches!(dom.tag(c), "td" | "th")).count())
+        .map(|&r| {
+            dom.element_children(r)
+                .filter(|&c| matches!(dom.tag(c), "td" | "th"))
+                .count()
+        })
         .max()
         .unwrap_or(0);
     if rows == 1 || cols == 1 {
@@ -963,7 +1427,9 @@ fn counts(dom: &Dom, st: &Stats, id: NodeId) -> Counts {
             "pre" => c.pre += 1,
             "img" => {
                 c.img += 1;
-                c.math |= dom.attr(d, "alt").is_some_and(|a| a.trim_start().starts_with("{\\displaystyle"));
+                c.math |= dom
+                    .attr(d, "alt")
+                    .is_some_and(|a| a.trim_start().starts_with("{\\displaystyle"));
                 if !is_glyph_image(dom, d) {
                     c.content_img += 1;
                 }
@@ -978,16 +1444,28 @@ fn counts(dom: &Dom, st: &Stats, id: NodeId) -> Counts {
     c
 }
 
-fn should_remove_conditionally(dom: &Dom, st: &Stats, n: NodeId, flags: Flags, scores: &HashMap<NodeId, f64>) -> bool {
+fn should_remove_conditionally(
+    dom: &Dom,
+    st: &Stats,
+    n: NodeId,
+    flags: Flags,
+    scores: &HashMap<NodeId, f64>,
+) -> bool {
     let tag = dom.tag(n);
     // Code and data tables are content.
-    if dom.ancestors(n).any(|a| matches!(dom.tag(a), "pre" | "code")) {
+    if dom
+        .ancestors(n)
+        .any(|a| matches!(dom.tag(a), "pre" | "code"))
+    {
         return false;
     }
     if tag == "table" && is_data_table(dom, n) {
         return false;
     }
-    if dom.ancestors(n).any(|a| dom.tag(a) == "table" && is_data_table(dom, a)) {
+    if dom
+        .ancestors(n)
+        .any(|a| dom.tag(a) == "table" && is_data_table(dom, a))
+    {
         return false;
     }
     // Real prose is never a widget, nor is a formula.
@@ -998,7 +1476,11 @@ fn should_remove_conditionally(dom: &Dom, st: &Stats, n: NodeId, flags: Flags, s
     if k.math || is_math(dom, n) {
         return false;
     }
-    let weight = if flags.weight_classes { class_weight(dom, n) } else { 0.0 };
+    let weight = if flags.weight_classes {
+        class_weight(dom, n)
+    } else {
+        0.0
+    };
     let score = scores.get(&n).copied().unwrap_or(0.0);
     if weight < 0.0 && weight + score < 0.0 {
         return true;
@@ -1015,7 +1497,11 @@ fn should_remove_conditionally(dom: &Dom, st: &Stats, n: NodeId, flags: Flags, s
     let img = k.content_img as f64;
     let li = k.li as f64 - 100.0;
     let inputs = k.inputs as f64;
-    let heading_density = if m.chars == 0 { 0.0 } else { k.heading_chars as f64 / m.chars as f64 };
+    let heading_density = if m.chars == 0 {
+        0.0
+    } else {
+        k.heading_chars as f64 / m.chars as f64
+    };
     let ld = link_density(&m);
     let in_figure = tag == "figure" || dom.ancestors(n).any(|a| dom.tag(a) == "figure");
     let has_pre = k.pre > 0 || tag == "pre";
@@ -1026,26 +1512,43 @@ fn should_remove_conditionally(dom: &Dom, st: &Stats, n: NodeId, flags: Flags, s
     // Image galleries made of lists keep their images.
     if is_list {
         let items: Vec<NodeId> = dom.element_children(n).collect();
-        if !items.is_empty() && items.iter().all(|&i| count_tags(dom, i, "img") == 1 && st.measure(i).chars < 200) {
+        if !items.is_empty()
+            && items
+                .iter()
+                .all(|&i| count_tags(dom, i, "img") == 1 && st.measure(i).chars < 200)
+        {
             return false;
         }
     }
 
     // A block of phrasing content without links is a paragraph, however short
     // ("Gotcha." in dialogue), when it reads as a sentence.
-    let sentence = m.link_chars == 0.0 && m.chars > 0 && k.li == 0 && k.img == 0 && k.heading_chars == 0 && ends_sentence(&dom.text_content(n));
+    let sentence = m.link_chars == 0.0
+        && m.chars > 0
+        && k.li == 0
+        && k.img == 0
+        && k.heading_chars == 0
+        && ends_sentence(&dom.text_content(n));
 
     let rules = [
         img > 1.0 && p / img < 0.5 && !in_figure,
         !is_list && li > p,
         inputs > (p / 3.0).floor(),
-        !is_list && heading_density < 0.9 && m.chars < 25 && (img == 0.0 || img > 2.0) && !in_figure && !sentence,
+        !is_list
+            && heading_density < 0.9
+            && m.chars < 25
+            && (img == 0.0 || img > 2.0)
+            && !in_figure
+            && !sentence,
         !is_list && weight < 25.0 && ld > 0.2 && m.chars < 2000,
         weight >= 25.0 && ld > 0.5,
     ];
     let hit = rules.iter().position(|&r| r);
     if let Some(_i) = hit {
-        crate::trace!("  rule {_i}: img {img} p {p} ld {ld:.2} weight {weight} chars {}", m.chars);
+        crate::trace!(
+            "  rule {_i}: img {img} p {p} ld {ld:.2} weight {weight} chars {}",
+            m.chars
+        );
     }
     hit.is_some()
 }
@@ -1057,7 +1560,10 @@ mod tests {
     #[test]
     fn title_similarity() {
         assert!(similar_title("The Big Story", "The big story"));
-        assert!(!similar_title("Introduction", "The big story about everything"));
+        assert!(!similar_title(
+            "Introduction",
+            "The big story about everything"
+        ));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Integration tests on hand-written pages under `tests/pages/`.
 
-use d402_page_extractor::{Article, ExtractOptions, Rejection, detect_interstitial, extract, interstitial_checks};
+use d402_page_extractor::{
+    Article, ExtractOptions, Rejection, detect_interstitial, extract, interstitial_checks,
+};
 
 const URL: &str = "https://www.example.com/news/2024/05/article-123";
 
@@ -20,7 +22,10 @@ fn blocked(name: &str) -> String {
     match extract(&page(name), URL, &ExtractOptions::default()) {
         Err(Rejection::Blocked { detector, evidence }) => {
             assert!(!evidence.is_empty(), "{name}: empty evidence");
-            assert!(interstitial_checks().contains(&detector.as_str()), "{name}: unknown detector {detector}");
+            assert!(
+                interstitial_checks().contains(&detector.as_str()),
+                "{name}: unknown detector {detector}"
+            );
             detector
         }
         other => panic!("{name}: expected a Blocked rejection, got {other:?}"),
@@ -30,7 +35,10 @@ fn blocked(name: &str) -> String {
 /// Whitespace discipline every output must follow.
 fn assert_clean_markdown(md: &str) {
     assert!(!md.contains("\n\n\n"), "run of blank lines:\n{md}");
-    assert!(!md.starts_with('\n') && md.ends_with('\n') && !md.ends_with("\n\n"), "bad trimming:\n{md:?}");
+    assert!(
+        !md.starts_with('\n') && md.ends_with('\n') && !md.ends_with("\n\n"),
+        "bad trimming:\n{md:?}"
+    );
     for line in md.lines() {
         assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
     }
@@ -47,16 +55,37 @@ fn news_article_keeps_body_and_drops_boilerplate() {
     let md = &a.markdown;
     assert_clean_markdown(md);
     // Title once, as the first line.
-    assert!(md.starts_with("# Harbour council approves new tidal barrier\n\n"), "{md}");
-    assert_eq!(md.matches("tidal barrier\n").count(), 1, "duplicated title heading:\n{md}");
+    assert!(
+        md.starts_with("# Harbour council approves new tidal barrier\n\n"),
+        "{md}"
+    );
+    assert_eq!(
+        md.matches("tidal barrier\n").count(),
+        1,
+        "duplicated title heading:\n{md}"
+    );
     // Body, structure.
     assert!(md.contains("The harbour council voted nine to two on Wednesday night"));
     assert!(md.contains("\n## Residents divided\n"));
-    assert!(md.contains("> This is the most important decision the council has taken in a generation."));
+    assert!(
+        md.contains("> This is the most important decision the council has taken in a generation.")
+    );
     assert!(md.contains("- Phase one: northern gate and control house\n- Phase two"));
     assert!(md.contains("An artist's impression of the completed barrier."));
     // Boilerplate gone.
-    for junk in ["cookie", "Share on Twitter", "Related stories", "Floods hit lower town", "seagull42", "About time too", "Most read", "All rights reserved", "Advertisement", "Sport", "By Mara Quinlan"] {
+    for junk in [
+        "cookie",
+        "Share on Twitter",
+        "Related stories",
+        "Floods hit lower town",
+        "seagull42",
+        "About time too",
+        "Most read",
+        "All rights reserved",
+        "Advertisement",
+        "Sport",
+        "By Mara Quinlan",
+    ] {
         assert!(!md.contains(junk), "boilerplate {junk:?} kept:\n{md}");
     }
 }
@@ -66,32 +95,60 @@ fn links_and_images_are_absolute() {
     let md = article("news-article.html").markdown;
     // Relative to <base href>, root-relative, and images.
     assert!(md.contains("[environmental assessment](https://www.coastal-gazette.example/news/reports/barrier-assessment.pdf)"), "{md}");
-    assert!(md.contains("[project page](https://www.coastal-gazette.example/projects/tidal-barrier)"), "{md}");
+    assert!(
+        md.contains("[project page](https://www.coastal-gazette.example/projects/tidal-barrier)"),
+        "{md}"
+    );
     assert!(md.contains("![Artist's impression of the tidal barrier](https://www.coastal-gazette.example/images/barrier-render.jpg)"), "{md}");
     // Without <base>, the page URL is the base.
     let html = "<html><body><article><p>Read the <a href=\"../other/page.html\">other page</a> for the full details of this long enough paragraph about nothing in particular, really.</p></article></body></html>";
-    let a = extract(html, "https://site.example/a/b/c.html", &ExtractOptions::default()).unwrap();
-    assert!(a.markdown.contains("[other page](https://site.example/a/other/page.html)"), "{}", a.markdown);
+    let a = extract(
+        html,
+        "https://site.example/a/b/c.html",
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        a.markdown
+            .contains("[other page](https://site.example/a/other/page.html)"),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
 fn options_drop_links_images_and_title() {
-    let opts = ExtractOptions { keep_images: false, keep_links: false, title_heading: false, ..Default::default() };
+    let opts = ExtractOptions {
+        keep_images: false,
+        keep_links: false,
+        title_heading: false,
+        ..Default::default()
+    };
     let a = extract(&page("news-article.html"), URL, &opts).unwrap();
     assert!(!a.markdown.contains("]("), "{}", a.markdown);
     assert!(a.markdown.contains("environmental assessment is approved"));
-    assert!(a.markdown.starts_with("The harbour council voted"), "{}", a.markdown);
+    assert!(
+        a.markdown.starts_with("The harbour council voted"),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
 fn news_article_metadata() {
     let a = article("news-article.html");
-    assert_eq!(a.title.as_deref(), Some("Harbour council approves new tidal barrier"));
+    assert_eq!(
+        a.title.as_deref(),
+        Some("Harbour council approves new tidal barrier")
+    );
     assert_eq!(a.byline.as_deref(), Some("Mara Quinlan"));
     assert_eq!(a.site_name.as_deref(), Some("The Coastal Gazette"));
     assert_eq!(a.lang.as_deref(), Some("en-GB"));
     assert_eq!(a.published_time.as_deref(), Some("2024-03-14T09:30:00Z"));
-    assert_eq!(a.excerpt.as_deref(), Some("The council voted 9 to 2 to fund a tidal barrier at the harbour mouth."));
+    assert_eq!(
+        a.excerpt.as_deref(),
+        Some("The council voted 9 to 2 to fund a tidal barrier at the harbour mouth.")
+    );
 }
 
 #[test]
@@ -101,7 +158,12 @@ fn blog_code_blocks_tables_and_escaping() {
     assert_clean_markdown(md);
     assert!(md.contains("```rust\nfn parse_date(s: &str) -> Result<Date, Error> {\n    let mut parts = s.splitn(3, '-');\n    // year, month, day\n    todo!()\n}\n```"), "{md}");
     assert!(md.contains("```python\nprint(\"hello\")\n```"), "{md}");
-    assert!(md.contains("| Library | Strict mode | Speed (µs) |\n| --- | --- | --- |\n| chrono | yes | 0.41 |"), "{md}");
+    assert!(
+        md.contains(
+            "| Library | Strict mode | Speed (µs) |\n| --- | --- | --- |\n| chrono | yes | 0.41 |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("`YYYY-MM-DD`"));
     assert!(md.contains("\\*stars\\* and \\_underscores\\_"), "{md}");
     assert!(!md.contains("Archives"), "sidebar kept:\n{md}");
@@ -121,9 +183,18 @@ fn docs_page_sections_survive() {
     assert!(md.contains("## Server"));
     // A section whose id merely contains "sharing" is content, not a share bar.
     assert!(md.contains("## Sharing storage between instances"), "{md}");
-    assert!(md.contains("1. Configure exactly one writer.\n2. Point readers"), "{md}");
-    assert!(md.contains("```toml\n[server]\nlisten = \"127.0.0.1:8080\""), "{md}");
-    assert!(!md.contains("Table of contents") && !md.contains("Copyright"), "{md}");
+    assert!(
+        md.contains("1. Configure exactly one writer.\n2. Point readers"),
+        "{md}"
+    );
+    assert!(
+        md.contains("```toml\n[server]\nlisten = \"127.0.0.1:8080\""),
+        "{md}"
+    );
+    assert!(
+        !md.contains("Table of contents") && !md.contains("Copyright"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -139,19 +210,32 @@ fn blocked_pages_name_their_detector() {
 
 #[test]
 fn standalone_detector_agrees() {
-    let (d, ev) = detect_interstitial(&page("cloudflare-challenge.html")).expect("challenge not detected");
+    let (d, ev) =
+        detect_interstitial(&page("cloudflare-challenge.html")).expect("challenge not detected");
     assert_eq!(d, "cloudflare-challenge");
-    assert!(ev.contains("_cf_chl_opt") && ev.contains("just a moment"), "{ev}");
+    assert!(
+        ev.contains("_cf_chl_opt") && ev.contains("just a moment"),
+        "{ev}"
+    );
     assert_eq!(detect_interstitial(&page("news-article.html")), None);
     assert_eq!(interstitial_checks().first(), Some(&"cloudflare-challenge"));
 }
 
 #[test]
 fn article_about_challenges_is_not_blocked() {
-    assert_eq!(detect_interstitial(&page("article-about-cloudflare.html")), None);
+    assert_eq!(
+        detect_interstitial(&page("article-about-cloudflare.html")),
+        None
+    );
     let a = article("article-about-cloudflare.html");
-    assert!(a.markdown.contains("Under the hood, the challenge page sets a configuration object called `window._cf_chl_opt`"));
-    assert!(a.markdown.contains("```\n<form id=\"challenge-form\""), "{}", a.markdown);
+    assert!(a.markdown.contains(
+        "Under the hood, the challenge page sets a configuration object called `window._cf_chl_opt`"
+    ));
+    assert!(
+        a.markdown.contains("```\n<form id=\"challenge-form\""),
+        "{}",
+        a.markdown
+    );
     assert!(!a.markdown.contains("Leave a comment"), "{}", a.markdown);
 }
 
@@ -159,17 +243,26 @@ fn article_about_challenges_is_not_blocked() {
 fn noscript_notice_with_real_body_is_not_blocked() {
     assert_eq!(detect_interstitial(&page("noscript-notice.html")), None);
     let a = article("noscript-notice.html");
-    assert!(a.markdown.contains("Der Stadtwald ist an einem frühen Sommermorgen fast menschenleer."));
+    assert!(
+        a.markdown
+            .contains("Der Stadtwald ist an einem frühen Sommermorgen fast menschenleer.")
+    );
     assert!(a.markdown.contains("Aussichtsturm"));
     assert!(!a.markdown.contains("enable JavaScript"), "{}", a.markdown);
     assert_eq!(a.lang.as_deref(), Some("de"));
     assert_eq!(a.byline.as_deref(), Some("Jonas Reinholt"));
-    assert_eq!(a.published_time.as_deref(), Some("2022-06-01T08:00:00+02:00"));
+    assert_eq!(
+        a.published_time.as_deref(),
+        Some("2022-06-01T08:00:00+02:00")
+    );
 }
 
 #[test]
 fn detection_can_be_disabled() {
-    let opts = ExtractOptions { detect_interstitials: false, ..Default::default() };
+    let opts = ExtractOptions {
+        detect_interstitials: false,
+        ..Default::default()
+    };
     // The rate-limit page then extracts as (tiny) content instead of being blocked.
     let a = extract(&page("rate-limited.html"), URL, &opts).expect("extracted");
     assert!(a.markdown.contains("too many requests"), "{}", a.markdown);
@@ -177,13 +270,29 @@ fn detection_can_be_disabled() {
 
 #[test]
 fn empty_and_oversized_inputs() {
-    assert_eq!(extract("", URL, &ExtractOptions::default()), Err(Rejection::NoContent));
     assert_eq!(
-        extract("<html><body><div><p>   </p></div></body></html>", URL, &ExtractOptions::default()),
+        extract("", URL, &ExtractOptions::default()),
         Err(Rejection::NoContent)
     );
-    let opts = ExtractOptions { max_input_bytes: 10, ..Default::default() };
-    assert_eq!(extract("<p>hello world</p>", URL, &opts), Err(Rejection::TooLarge { bytes: 18, limit: 10 }));
+    assert_eq!(
+        extract(
+            "<html><body><div><p>   </p></div></body></html>",
+            URL,
+            &ExtractOptions::default()
+        ),
+        Err(Rejection::NoContent)
+    );
+    let opts = ExtractOptions {
+        max_input_bytes: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        extract("<p>hello world</p>", URL, &opts),
+        Err(Rejection::TooLarge {
+            bytes: 18,
+            limit: 10
+        })
+    );
 }
 
 #[test]
@@ -202,10 +311,18 @@ fn markdown_escaping_and_inline_formatting() {
         <p>2024. A line that starts like an ordered list item and # a hash, with plenty of other words around it.</p>
         <p>Line one<br>line two</p>
         </article></body></html>"#;
-    let md = extract(html, URL, &ExtractOptions::default()).unwrap().markdown;
+    let md = extract(html, URL, &ExtractOptions::default())
+        .unwrap()
+        .markdown;
     assert_clean_markdown(&md);
-    assert!(md.contains("Some **bold** and *italic* text, a script link,"), "{md}");
-    assert!(md.contains("empty link, ``a`b`` code, 1 < 2 & more words"), "{md}");
+    assert!(
+        md.contains("Some **bold** and *italic* text, a script link,"),
+        "{md}"
+    );
+    assert!(
+        md.contains("empty link, ``a`b`` code, 1 < 2 & more words"),
+        "{md}"
+    );
     assert!(md.contains("2024\\. A line that starts"), "{md}");
     assert!(md.contains("Line one\\\nline two"), "{md}");
 }
@@ -252,7 +369,8 @@ fn bot_manager_walls_name_their_vendor() {
     assert_eq!(blocked("ddos-guard-check.html"), "ddos-guard");
     assert_eq!(blocked("aws-waf-challenge.html"), "aws-waf");
     // The standalone detector agrees and reports what it saw.
-    let (d, ev) = detect_interstitial(&page("imperva-incident.html")).expect("imperva not detected");
+    let (d, ev) =
+        detect_interstitial(&page("imperva-incident.html")).expect("imperva not detected");
     assert_eq!(d, "imperva");
     assert!(ev.contains("incapsula"), "{ev}");
 }
@@ -260,7 +378,16 @@ fn bot_manager_walls_name_their_vendor() {
 #[test]
 fn every_detector_name_is_listed_once() {
     let checks = interstitial_checks();
-    for name in ["imperva", "datadome", "perimeterx", "sucuri", "ddos-guard", "aws-waf", "rate-limited", "access-denied"] {
+    for name in [
+        "imperva",
+        "datadome",
+        "perimeterx",
+        "sucuri",
+        "ddos-guard",
+        "aws-waf",
+        "rate-limited",
+        "access-denied",
+    ] {
         assert_eq!(checks.iter().filter(|c| **c == name).count(), 1, "{name}");
     }
 }
@@ -270,8 +397,18 @@ fn long_article_quoting_access_denied_is_content() {
     let html = page("article-quoting-access-denied.html");
     assert_eq!(detect_interstitial(&html), None);
     let a = article("article-quoting-access-denied.html");
-    assert!(a.markdown.contains("It is not produced by the website you wanted to read."), "{}", a.markdown);
-    assert!(a.markdown.contains("> Access Denied. You don't have permission"), "{}", a.markdown);
+    assert!(
+        a.markdown
+            .contains("It is not produced by the website you wanted to read."),
+        "{}",
+        a.markdown
+    );
+    assert!(
+        a.markdown
+            .contains("> Access Denied. You don't have permission"),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
@@ -280,17 +417,40 @@ fn docs_page_about_429_is_content() {
     // code blocks and sections make it a document.
     assert_eq!(detect_interstitial(&page("docs-429.html")), None);
     let a = article("docs-429.html");
-    assert!(a.markdown.starts_with("# 429 Too Many Requests"), "{}", a.markdown);
-    assert!(a.markdown.contains("A `Retry-After` header might be included"), "{}", a.markdown);
-    assert!(a.markdown.contains("```\nHTTP/1.1 429 Too Many Requests\nContent-Type: text/html\nRetry-After: 3600\n```"), "{}", a.markdown);
+    assert!(
+        a.markdown.starts_with("# 429 Too Many Requests"),
+        "{}",
+        a.markdown
+    );
+    assert!(
+        a.markdown
+            .contains("A `Retry-After` header might be included"),
+        "{}",
+        a.markdown
+    );
+    assert!(
+        a.markdown.contains(
+            "```\nHTTP/1.1 429 Too Many Requests\nContent-Type: text/html\nRetry-After: 3600\n```"
+        ),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
 fn short_post_with_status_like_title_is_content() {
     // "Slow down" is a rate-limit phrase and the page carries a captcha comment form, but it
     // is a (very short) article.
-    assert_eq!(detect_interstitial(&page("short-post-slow-down.html")), None);
+    assert_eq!(
+        detect_interstitial(&page("short-post-slow-down.html")),
+        None
+    );
     let a = article("short-post-slow-down.html");
-    assert!(a.markdown.contains("Nothing else happened. That was the point."), "{}", a.markdown);
+    assert!(
+        a.markdown
+            .contains("Nothing else happened. That was the point."),
+        "{}",
+        a.markdown
+    );
     assert!(a.markdown.contains("three shops"), "{}", a.markdown);
 }

@@ -87,7 +87,8 @@ impl Capability for Hostile {
                 Ok(json!({ "now": now, "hashOrder": order }))
             }
             Input::Fetch { url } => {
-                let page = fetch(&request(&url)).map_err(|e| RunError::UpstreamFailure(e.to_string()))?;
+                let page =
+                    fetch(&request(&url)).map_err(|e| RunError::UpstreamFailure(e.to_string()))?;
                 Ok(json!({
                     "finalUrl": page.final_url,
                     "status": page.status,
@@ -98,7 +99,8 @@ impl Capability for Hostile {
             }
             Input::FetchMany { url, count } => {
                 for i in 0..count {
-                    fetch(&request(&url)).map_err(|e| RunError::UpstreamFailure(format!("fetch {i}: {e}")))?;
+                    fetch(&request(&url))
+                        .map_err(|e| RunError::UpstreamFailure(format!("fetch {i}: {e}")))?;
                 }
                 Ok(json!({ "fetched": count }))
             }
@@ -107,7 +109,11 @@ impl Capability for Hostile {
 }
 
 fn request(url: &str) -> FetchRequest {
-    FetchRequest { url: url.to_string(), render: RenderMode::Never, timeout_ms: 5_000 }
+    FetchRequest {
+        url: url.to_string(),
+        render: RenderMode::Never,
+        timeout_ms: 5_000,
+    }
 }
 
 d402_sdk::export_capability!(Hostile);

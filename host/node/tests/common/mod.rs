@@ -8,7 +8,9 @@ use std::sync::Arc;
 use d402_node::installed::{create_package, install_package, install_registration};
 use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
 use d402_node::{Gateway, NodeConfig};
-use d402_protocol::{Amount, CapabilityManifest, CapabilityRegistration, Keypair, Signed, Timestamp};
+use d402_protocol::{
+    Amount, CapabilityManifest, CapabilityRegistration, Keypair, Signed, Timestamp,
+};
 use serde_json::Value;
 
 /// Micro-dollars every test buyer starts with.
@@ -36,8 +38,14 @@ pub fn install(state: &Path, manifest: &CapabilityManifest, bytes: &[u8]) {
 
 /// Installs a signed registration of `manifest` made by the test publisher; `edit` adjusts it
 /// before signing.
-pub fn register(state: &Path, manifest: &CapabilityManifest, edit: impl FnOnce(&mut CapabilityRegistration)) {
-    let mut registration = CapabilityRegistration::for_manifest(manifest, publisher().public(), Timestamp::now()).unwrap();
+pub fn register(
+    state: &Path,
+    manifest: &CapabilityManifest,
+    edit: impl FnOnce(&mut CapabilityRegistration),
+) {
+    let mut registration =
+        CapabilityRegistration::for_manifest(manifest, publisher().public(), Timestamp::now())
+            .unwrap();
     edit(&mut registration);
     let envelope = Signed::sign(registration, &publisher()).unwrap();
     install_registration(state, &envelope, manifest, 10_000, Timestamp::now()).unwrap();
@@ -49,16 +57,32 @@ pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
 }
 
 /// Opens a gateway on `state` with `config` adjusted by `configure` and serves it.
-pub async fn serve(dir: tempfile::TempDir, configure: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<Node> {
-    let mut config = NodeConfig { state: dir.path().to_path_buf(), http_port: 0, ..NodeConfig::default() };
+pub async fn serve(
+    dir: tempfile::TempDir,
+    configure: impl FnOnce(&mut NodeConfig),
+) -> anyhow::Result<Node> {
+    let mut config = NodeConfig {
+        state: dir.path().to_path_buf(),
+        http_port: 0,
+        ..NodeConfig::default()
+    };
     configure(&mut config);
     let gateway = Gateway::open(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(d402_node::http::serve_on(listener, gateway.clone()));
     let buyer = Keypair::from_seed(&[7; 32]);
-    gateway.store().credit(&buyer.public().to_string(), Amount::from_micros(FUNDS)).unwrap();
-    Ok(Node { dir, gateway, base, client: d402_node::client::http_client().unwrap(), buyer })
+    gateway
+        .store()
+        .credit(&buyer.public().to_string(), Amount::from_micros(FUNDS))
+        .unwrap();
+    Ok(Node {
+        dir,
+        gateway,
+        base,
+        client: d402_node::client::http_client().unwrap(),
+        buyer,
+    })
 }
 
 /// A gateway serving json-transform with `configure` applied.
@@ -87,14 +111,22 @@ impl Node {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
     pub async fn challenge(&self, body: &Value) -> PaymentRequired {
         let response = self.post(body, None).await;
         assert_eq!(response.status(), 402);
-        let header = response.headers()["payment-required"].to_str().unwrap().to_string();
+        let header = response.headers()["payment-required"]
+            .to_str()
+            .unwrap()
+            .to_string();
         let decoded: PaymentRequired = decode_header(&header).unwrap();
         let in_body: PaymentRequired = response.json().await.unwrap();
         assert_eq!(decoded, in_body, "header and body carry the same challenge");
@@ -103,7 +135,14 @@ impl Node {
 
     pub async fn pay(&self, body: &Value) -> String {
         let challenge = self.challenge(body).await;
-        pay_simulated(&challenge.accepts[0], None, body, &self.buyer, Timestamp::now()).unwrap()
+        pay_simulated(
+            &challenge.accepts[0],
+            None,
+            body,
+            &self.buyer,
+            Timestamp::now(),
+        )
+        .unwrap()
     }
 
     /// Pays for `body` and returns the settled task document.
