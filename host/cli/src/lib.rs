@@ -3,6 +3,7 @@
 mod bench;
 mod bench_gateway;
 mod capability;
+mod devnet;
 mod files;
 mod node;
 mod run;
@@ -46,6 +47,9 @@ enum Command {
     Task(node::TaskArgs),
     /// Call an HTTP gateway: discovery, 402 challenge, signed payment, result and receipt.
     HttpTask(node::HttpTaskArgs),
+    /// Run a local multi-process peer network on 127.0.0.1 (bootstrap, gateway, workers,
+    /// validators) until Ctrl-C.
+    Devnet(devnet::DevnetArgs),
 }
 
 /// Runs the command line and maps failures to exit code 1 with the full error on stderr.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Faucet(args) => node::faucet(args),
         Command::Task(args) => node::task(args),
         Command::HttpTask(args) => node::http_task(args),
+        Command::Devnet(args) => devnet::devnet(args),
     };
     match outcome {
         Ok(code) => code,

@@ -387,3 +387,106 @@ fn workers_fetch_a_missing_or_tampered_artifact_by_cid_and_a_restarted_worker_re
     let out = net.buy(&format!("{page}?again"));
     assert_eq!(out["task"]["status"], "accepted", "{out}");
 }
+
+#[test]
+fn devnet_starts_a_multi_process_network_a_buyer_can_pay_and_ctrl_c_stops_it() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let template = root.path().join("template");
+    std::fs::create_dir_all(&template).unwrap();
+    install(&template, "page-to-markdown", "page_to_markdown.wasm");
+    let devnet_dir = root.path().join("devnet");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args([
+            "devnet",
+            "--workers",
+            "3",
+            "--validators",
+            "1",
+            "--http-port",
+            "0",
+            "--allow-private-addresses",
+        ])
+        .arg("--dir")
+        .arg(&devnet_dir)
+        .arg("--from-state")
+        .arg(template.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
+    let (mut pids, mut buyer_command) = (Vec::new(), None);
+    while buyer_command.is_none() {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "devnet exited early"
+        );
+        if let Some(pid) = line
+            .split("(pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+        {
+            pids.push(pid.parse::<u32>().unwrap());
+        }
+        if let Some(command) = line.strip_prefix("buyer: ") {
+            buyer_command = Some(command.trim().to_string());
+        }
+    }
+    assert_eq!(pids.len(), 6, "bootstrap, gateway, 3 workers, 1 validator");
+    // The printed buyer command works as given, pointed at a local page.
+    let words: Vec<String> = buyer_command
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(&words[..2], ["d402", "http-task"]);
+    let page = d402_testkit::serve_html(ARTICLE);
+    let args: Vec<&str> = words[1..]
+        .iter()
+        .map(|w| {
+            if w.starts_with("https://example.com") {
+                page.as_str()
+            } else {
+                w.as_str()
+            }
+        })
+        .collect();
+    let (code, out, err) = d402(root.path(), &args);
+    assert_eq!(code, 0, "{out} {err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["task"]["status"], "accepted");
+    assert_eq!(
+        payees(&out["receipt"]).len(),
+        2,
+        "a 2-of-3 quorum across worker processes"
+    );
+    let gateway = words
+        .iter()
+        .position(|w| w == "--gateway")
+        .map(|i| words[i + 1].clone())
+        .unwrap();
+    let network = get_json(&format!("{gateway}/network"));
+    let validators = network["validatorOffers"].as_array().unwrap();
+    assert_eq!(
+        validators.len(),
+        1,
+        "the validator process offers to validate page-to-markdown: {validators:?}"
+    );
+    assert_eq!(
+        validators[0]["payload"]["capabilityFamily"],
+        "web.page_to_markdown@1"
+    );
+
+    // Ctrl-C stops every node process.
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(devnet.id() as libc::pid_t, libc::SIGINT) };
+    assert!(devnet.wait().unwrap().success());
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "node process {pid} is still running"
+        );
+    }
+}
