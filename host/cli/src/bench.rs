@@ -70,6 +70,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// The peer network's costs on 127.0.0.1: time from starting a worker process to its
+    /// offer being visible at the gateway, and per-task latency with a remote worker process
+    /// against a local worker (the baseline), in one run.
+    Network {
+        /// State whose installed capabilities the nodes get (scripts/main.sh fills state/node).
+        #[arg(long, default_value = "state/node")]
+        from_state: PathBuf,
+        /// The capability the tasks run.
+        #[arg(long, default_value = "util.json_transform@1")]
+        capability: String,
+        /// Sequential paid tasks per gateway.
+        #[arg(long, default_value_t = 200)]
+        tasks: usize,
+    },
 }
 
 /// Runs one benchmark.
@@ -104,6 +118,15 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             wasm: &wasm,
             tasks,
             concurrency,
+        }),
+        BenchCommand::Network {
+            from_state,
+            capability,
+            tasks,
+        } => crate::bench_network::run(&crate::bench_network::NetworkBench {
+            from_state: &from_state,
+            capability: &capability,
+            tasks,
         }),
     }
 }

@@ -2,10 +2,12 @@
 
 mod bench;
 mod bench_gateway;
+mod bench_network;
 mod capability;
 mod devnet;
 mod files;
 mod node;
+mod processes;
 mod run;
 mod scaffold;
 
