@@ -3,6 +3,8 @@
 //! price, and schemathesis (installed by scripts/test.sh) finds no difference between the
 //! document and what the handlers answer.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -10,22 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use d402_testkit::{components_dir, manifest_path, repo_path};
+use common::install;
+use d402_testkit::repo_path;
 use serde_json::Value;
-
-fn d402(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_d402"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("d402 runs");
-    assert!(
-        output.status.success(),
-        "d402 {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// A running `d402 node`, killed on drop.
 struct Node {
@@ -45,42 +34,7 @@ impl Drop for Node {
 /// directory and starts `d402 node --config node.toml` serving `capability`.
 fn start_node(source_dir: &str, component: &str, capability: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = components_dir().join(format!("{component}.wasm"));
-    let manifest = manifest_path(source_dir);
-    let (wasm, manifest) = (wasm.to_str().unwrap(), manifest.to_str().unwrap());
-    d402(dir.path(), &["keygen", "--out", "publisher.json"]);
-    d402(
-        dir.path(),
-        &[
-            "capability",
-            "implementation",
-            "create",
-            "--manifest",
-            manifest,
-            "--wasm",
-            wasm,
-            "--key",
-            "publisher.json",
-            "--out",
-            "impl.json",
-        ],
-    );
-    d402(
-        dir.path(),
-        &[
-            "capability",
-            "implementation",
-            "install",
-            "--file",
-            "impl.json",
-            "--wasm",
-            wasm,
-            "--manifest",
-            manifest,
-            "--state",
-            "state",
-        ],
-    );
+    install(dir.path(), source_dir, &format!("{component}.wasm"));
     let config = format!("state = \"state\"\nhttp-port = 0\ncapability = \"{capability}\"\n");
     std::fs::write(dir.path().join("node.toml"), config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))

@@ -250,6 +250,15 @@ impl Network {
             .collect()
     }
 
+    /// [`Network::listen_addresses`] as text.
+    pub async fn listen_address_texts(&self) -> Vec<String> {
+        self.listen_addresses()
+            .await
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+
     /// Runs the leases other nodes send with `handler` (the worker role). The first call wins.
     pub fn serve_leases(&self, handler: Arc<dyn LeaseHandler>) {
         if self.lease_handler.set(handler).is_err() {
@@ -633,101 +642,88 @@ impl SwarmTask {
     }
 
     fn on_lease(&mut self, event: request_response::Event<LeaseRequest, LeaseResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let respond = self.respond.clone();
-                    let handler = self.lease_handler.get().cloned();
-                    tokio::spawn(async move {
-                        let response = match handler {
-                            Some(handler) => handler.handle(peer, request).await,
-                            None => LeaseResponse::Failed {
-                                error: serde_json::json!({"kind": "not-a-worker", "message": "this node does not run leases"}),
-                            },
-                        };
-                        if let Some(respond) = respond.upgrade() {
-                            let _ = respond
-                                .send(Command::RespondLease {
-                                    channel,
-                                    response: Box::new(response),
-                                })
-                                .await;
-                        }
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_leases.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                tracing::warn!(%peer, %error, "a lease got no answer");
-                if let Some(reply) = self.pending_leases.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Unreachable(error.to_string())));
-                }
-            }
-            _ => {}
-        }
+        let Some((peer, request, channel)) = settle(event, &mut self.pending_leases) else {
+            return;
+        };
+        let handler = self.lease_handler.get().cloned();
+        self.answer(async move {
+            let response = match handler {
+                Some(handler) => handler.handle(peer, request).await,
+                None => LeaseResponse::Failed {
+                    error: serde_json::json!({"kind": "not-a-worker", "message": "this node does not run leases"}),
+                },
+            };
+            Command::RespondLease { channel, response: Box::new(response) }
+        });
     }
 
     fn on_blob(&mut self, event: request_response::Event<BlobRequest, BlobResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let respond = self.respond.clone();
-                    let blobs = self.blobs.clone();
-                    tokio::spawn(async move {
-                        let cid = request.cid;
-                        let read =
-                            tokio::task::spawn_blocking(move || blobs.map(|b| b.get(&cid))).await;
-                        let response = match read {
-                            Ok(Some(Ok(bytes))) if bytes.len() as u64 <= MAX_BLOB_BYTES => {
-                                BlobResponse::Found {
-                                    base64: base64::engine::general_purpose::STANDARD.encode(bytes),
-                                }
-                            }
-                            _ => {
-                                tracing::info!(%peer, %cid, "a blob was asked for that this node does not hold intact");
-                                BlobResponse::NotFound
-                            }
-                        };
-                        if let Some(respond) = respond.upgrade() {
-                            let _ = respond
-                                .send(Command::RespondBlob { channel, response })
-                                .await;
-                        }
-                    });
+        let Some((peer, request, channel)) = settle(event, &mut self.pending_blobs) else {
+            return;
+        };
+        let blobs = self.blobs.clone();
+        self.answer(async move {
+            let cid = request.cid;
+            let read = tokio::task::spawn_blocking(move || blobs.map(|b| b.get(&cid))).await;
+            let response = match read {
+                Ok(Some(Ok(bytes))) if bytes.len() as u64 <= MAX_BLOB_BYTES => {
+                    BlobResponse::Found { base64: base64::engine::general_purpose::STANDARD.encode(bytes) }
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_blobs.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
+                _ => {
+                    tracing::info!(%peer, %cid, "a blob was asked for that this node does not hold intact");
+                    BlobResponse::NotFound
                 }
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(reply) = self.pending_blobs.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Unreachable(error.to_string())));
-                }
+            };
+            Command::RespondBlob { channel, response }
+        });
+    }
+
+    /// Computes an answer off the swarm task and sends it back through the command queue.
+    fn answer(&self, work: impl Future<Output = Command> + Send + 'static) {
+        let respond = self.respond.clone();
+        tokio::spawn(async move {
+            let command = work.await;
+            if let Some(respond) = respond.upgrade() {
+                let _ = respond.send(command).await;
             }
-            _ => {}
+        });
+    }
+}
+
+/// Hands a response (or the failure of an outbound request) to the caller waiting in
+/// `pending`; returns an inbound request for this node to answer.
+#[allow(clippy::type_complexity)]
+fn settle<Req, Resp>(
+    event: request_response::Event<Req, Resp>,
+    pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, RequestError>>>,
+) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    match event {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => Some((peer, request, channel)),
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some(reply) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+                None
+            }
+        },
+        request_response::Event::OutboundFailure {
+            request_id,
+            error,
+            peer,
+            ..
+        } => {
+            tracing::warn!(%peer, %error, "a request got no answer");
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(RequestError::Unreachable(error.to_string())));
+            }
+            None
         }
+        _ => None,
     }
 }

@@ -136,12 +136,7 @@ async fn network(State(g): State<Arc<Gateway>>) -> Json<Value> {
             json!({"enabled": false, "addresses": [], "nodeOffers": [], "validatorOffers": []}),
         );
     };
-    let addresses: Vec<String> = network
-        .listen_addresses()
-        .await
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let addresses: Vec<String> = network.listen_address_texts().await;
     let mut offers: Vec<_> = network.offers().into_values().collect();
     offers.sort_by_key(|o| o.payload.node_id.to_string());
     Json(json!({

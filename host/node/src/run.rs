@@ -111,12 +111,7 @@ async fn announce(
     installed: Vec<Installed>,
 ) {
     let interval = Duration::from_secs(config.offer_interval_seconds);
-    let addresses: Vec<String> = network
-        .listen_addresses()
-        .await
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let addresses: Vec<String> = network.listen_address_texts().await;
     loop {
         let signed = Signed::sign(node_offer(&key, &config, &addresses, &installed), &key);
         match signed {
