@@ -53,6 +53,12 @@ pub const MAX_BLOB_BYTES: u64 = 64 * 1024 * 1024;
 /// How many recent reputation events a node keeps in memory.
 const REPUTATION_MEMORY: usize = 1024;
 
+/// The DHT key under which nodes serving capabilities of hash shard `shard` (two hex digits)
+/// announce themselves.
+pub fn shard_key(shard: &str) -> String {
+    format!("d402/capability-shard/{shard}")
+}
+
 /// The libp2p identity of a d402 key (the same ed25519 secret).
 pub fn libp2p_keypair(key: &Keypair) -> anyhow::Result<identity::Keypair> {
     let mut secret = key.to_keypair_bytes()[..32].to_vec();
@@ -143,7 +149,7 @@ enum Command {
         channel: ResponseChannel<BlobResponse>,
         response: BlobResponse,
     },
-    Provide(ContentId),
+    Provide(String),
 }
 
 /// What the node has heard on the gossip topics (all verified).
@@ -330,9 +336,10 @@ impl Network {
         self.send(Command::Publish { topic, bytes }).await
     }
 
-    /// Announces in the DHT that this node provides `cid` (a manifest or an artifact).
-    pub async fn provide(&self, cid: ContentId) -> anyhow::Result<()> {
-        self.send(Command::Provide(cid)).await
+    /// Announces a provider record in the DHT: this node provides `key` (a manifest or
+    /// artifact CID, or a capability shard, see [`shard_key`]).
+    pub async fn provide(&self, key: String) -> anyhow::Result<()> {
+        self.send(Command::Provide(key)).await
     }
 
     /// Sends a lease to `peer` and waits for its answer.
@@ -526,12 +533,9 @@ impl SwarmTask {
             Command::RespondBlob { channel, response } => {
                 let _ = behaviour.blob.send_response(channel, response);
             }
-            Command::Provide(cid) => {
-                if let Err(e) = behaviour
-                    .kad
-                    .start_providing(kad::RecordKey::new(&cid.to_string()))
-                {
-                    tracing::warn!(%cid, error = %e, "cannot announce a provider record");
+            Command::Provide(key) => {
+                if let Err(e) = behaviour.kad.start_providing(kad::RecordKey::new(&key)) {
+                    tracing::warn!(%key, error = %e, "cannot announce a provider record");
                 }
             }
         }

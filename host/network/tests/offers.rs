@@ -154,3 +154,52 @@ async fn a_restarted_node_reconnects_from_its_peer_store() {
     let b = Network::start(&b_key, with_store(vec![])).unwrap();
     gossip_until_heard(&a, &b, &offer(&a_key, 60_000)).await;
 }
+
+/// Reputation events and validator offers travel the same checked path: B keeps A's own
+/// signed objects and refuses objects A publishes for another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reputation_events_and_validator_offers_are_checked_like_offers() {
+    use d402_protocol::{Amount, Price, ReputationEvent, ReputationKind, ValidationModel, ValidatorOffer};
+    let (a_key, b_key, c_key) = (Keypair::from_seed(&[8; 32]), Keypair::from_seed(&[9; 32]), Keypair::from_seed(&[10; 32]));
+    let a = Network::start(&a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let b = Network::start(&b_key, NetworkConfig { bootstrap: vec![address], ..listen() }).unwrap();
+    let event = |issuer: &Keypair, reason: &str| {
+        let event = ReputationEvent {
+            subject: c_key.public(),
+            kind: ReputationKind::Accuracy,
+            delta: -1,
+            task_id: None,
+            reason: reason.into(),
+            issuer: issuer.public(),
+            issued_at: Timestamp::now(),
+        };
+        Signed::sign(event, issuer).unwrap()
+    };
+    let validator_offer = |validator: &Keypair| {
+        let now = Timestamp::now();
+        let offer = ValidatorOffer {
+            validator_id: validator.public(),
+            capability_family: "web.page_to_markdown@1".into(),
+            models: vec![ValidationModel::Canonicalized],
+            fee: Price(Amount::from_micros(5)),
+            payout_wallet: validator.public().to_string(),
+            issued_at: now,
+            expires_at: now.plus_millis(60_000),
+        };
+        Signed::sign(offer, validator).unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.reputation_events().iter().all(|e| e.payload.reason != "genuine") || b.validator_offers().is_empty() {
+        a.publish(&event(&c_key, "issued by another key")).await.unwrap();
+        a.publish(&validator_offer(&c_key)).await.unwrap();
+        a.publish(&event(&a_key, "genuine")).await.unwrap();
+        a.announce(&validator_offer(&a_key), "web.page_to_markdown@1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(tokio::time::Instant::now() < deadline, "B never heard A's objects");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.reputation_events().iter().all(|e| e.signer == a_key.public()), "only A's own events are kept");
+    let offers = b.validator_offers();
+    assert!(offers.iter().all(|o| o.payload.validator_id == a_key.public()), "only A's own validator offer is kept");
+}

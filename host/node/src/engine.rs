@@ -115,11 +115,12 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
-    /// Why `offer` cannot be leased `served` within `budget`, if it cannot.
+    /// Why the worker making `offer` cannot be leased a task of manifest `manifest_cid`
+    /// within `budget`, if it cannot.
     pub fn refuses(
         &self,
         offer: &NodeOffer,
-        served: &ServedCapability,
+        manifest_cid: &ContentId,
         budget: Amount,
     ) -> Option<String> {
         if !offer.roles.iter().any(|r| r == "worker") {
@@ -142,7 +143,7 @@ impl PeerPolicy {
         match offer
             .capabilities
             .iter()
-            .find(|c| c.manifest_cid == served.manifest_cid)
+            .find(|c| c.manifest_cid == *manifest_cid)
         {
             None => Some("does not offer this exact manifest".into()),
             Some(c) if c.price.0 > budget => Some(format!("asks {} above the budget", c.price)),
@@ -273,7 +274,7 @@ impl Engine {
             }
             match self
                 .peer_policy
-                .refuses(&offer.payload, served, intent.budget)
+                .refuses(&offer.payload, &served.manifest_cid, intent.budget)
             {
                 Some(reason) => tracing::debug!(worker = %key, %reason, "offer not used"),
                 None => remote.push((reputation(&key.to_string()), key)),
@@ -696,4 +697,89 @@ fn is_buyer_fault(error: &Value) -> bool {
         error.get("kind").and_then(Value::as_str),
         Some("invalid-input" | "blocked")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use d402_protocol::{OfferedCapability, Price};
+
+    use super::*;
+
+    fn offer(
+        roles: &[&str],
+        protocol: u32,
+        software: &str,
+        manifest: ContentId,
+        price: u64,
+    ) -> NodeOffer {
+        let key = Keypair::from_seed(&[7; 32]);
+        NodeOffer {
+            node_id: key.public(),
+            addresses: vec![],
+            payout_wallet: key.public().to_string(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            capabilities: vec![OfferedCapability {
+                capability_id: "util.json_transform@1".into(),
+                manifest_cid: manifest,
+                price: Price(Amount::from_micros(price)),
+            }],
+            software_version: software.into(),
+            protocol_version: protocol,
+            issued_at: Timestamp::now(),
+            expires_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn gateways_lease_only_to_workers_that_meet_their_policy() {
+        let manifest = ContentId::of_bytes(b"manifest");
+        let budget = Amount::from_micros(100);
+        let policy = PeerPolicy {
+            min_protocol_version: 2,
+            min_software_version: Some("0.10.0".into()),
+        };
+        let refusal = |o: NodeOffer| policy.refuses(&o, &manifest, budget);
+        assert_eq!(
+            refusal(offer(&["worker"], 2, "0.10.0", manifest, 100)),
+            None
+        );
+        assert_eq!(
+            refusal(offer(&["worker", "gateway"], 3, "1.0.0", manifest, 50)),
+            None
+        );
+        assert_eq!(
+            refusal(offer(&["validator"], 2, "0.10.0", manifest, 100)).as_deref(),
+            Some("not a worker")
+        );
+        assert!(
+            refusal(offer(&["worker"], 1, "0.10.0", manifest, 100))
+                .unwrap()
+                .contains("protocol version 1 is below 2")
+        );
+        // Versions compare as numbers, not text: 0.9.5 < 0.10.0.
+        assert!(
+            refusal(offer(&["worker"], 2, "0.9.5", manifest, 100))
+                .unwrap()
+                .contains("software version 0.9.5 is below 0.10.0")
+        );
+        let other = ContentId::of_bytes(b"another manifest");
+        assert!(
+            refusal(offer(&["worker"], 2, "0.10.0", other, 100))
+                .unwrap()
+                .contains("exact manifest")
+        );
+        assert!(
+            refusal(offer(&["worker"], 2, "0.10.0", manifest, 101))
+                .unwrap()
+                .contains("above the budget")
+        );
+        assert_eq!(
+            PeerPolicy::default().refuses(
+                &offer(&["worker"], 0, "x", manifest, 1),
+                &manifest,
+                budget
+            ),
+            None
+        );
+    }
 }

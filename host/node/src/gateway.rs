@@ -428,6 +428,14 @@ impl Gateway {
         match stored {
             Ok(settled) => {
                 tracing::info!(task = %task_id, status = settled.record.status.as_str(), "task settled");
+                if let Some(network) = self.network() {
+                    // Other gateways hear what this one observed (once settled, never before).
+                    for event in &settled.receipts.reputation {
+                        if let Err(e) = network.publish(event).await {
+                            tracing::warn!(error = %e, "cannot gossip a reputation event");
+                        }
+                    }
+                }
                 (settled.record, Some(settled.receipts))
             }
             Err(e) => {

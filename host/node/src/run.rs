@@ -49,8 +49,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             network.serve_leases(Arc::new(worker));
         }
         for installed in &parts.installed {
-            network.provide(installed.package.manifest_cid).await?;
-            network.provide(installed.package.artifact_cid).await?;
+            network
+                .provide(installed.package.manifest_cid.to_string())
+                .await?;
+            network
+                .provide(installed.package.artifact_cid.to_string())
+                .await?;
+            let shard = crate::catalog::shard_of(&installed.manifest.capability_id());
+            network.provide(d402_network::shard_key(&shard)).await?;
         }
         tokio::spawn(announce(
             network.clone(),
