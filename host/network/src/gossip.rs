@@ -1,12 +1,21 @@
 //! The gossiped signed objects and how each is checked before it is stored or relayed.
 //!
 //! Every topic carries one signed object type. A message is accepted only when it parses,
-//! its d402 signature verifies, its signer is the key the object speaks for and the peer
-//! that published the gossip message, and (for offers) it has not expired. Anything else
-//! is rejected, which lowers the publishing peer's gossipsub score.
+//! its d402 signature verifies, its signer is the key the object names as its author, and
+//! (for offers) it has not expired. Offers and reputation events speak for their author, so
+//! only the author may publish them; registrations and receipts are documents any node may
+//! relay (a gateway relays the registrations it holds and publishes the receipts it signs).
+//! Anything else is rejected, which lowers the publishing peer's gossipsub score.
+//!
+//! Task intents and result claims carry the buyer's input and output, so a gateway gossips
+//! them only when its operator opts in (`--gossip-tasks`); otherwise they travel only
+//! between the gateway and the leased workers (decision 0008), and receipts name the claims
+//! by CID. An intent is published by its gateway; a claim is relayed by the gateway that
+//! accepted it.
 
 use d402_protocol::{
-    NodeOffer, PublicKey, ReputationEvent, Signed, SignedObject, Timestamp, ValidatorOffer,
+    CapabilityRegistration, NodeOffer, PublicKey, ReputationEvent, ResultClaim, SettlementReceipt,
+    Signed, SignedObject, TaskIntent, Timestamp, ValidationReceipt, ValidatorOffer,
 };
 use libp2p::PeerId;
 use serde::de::DeserializeOwned;
@@ -20,23 +29,47 @@ pub const VALIDATOR_OFFERS_TOPIC: &str = "d402/validator-offers/1";
 /// Signed reputation events.
 pub const REPUTATION_TOPIC: &str = "d402/reputation/1";
 
-/// Every topic a node subscribes to.
-pub const TOPICS: [&str; 3] = [NODE_OFFERS_TOPIC, VALIDATOR_OFFERS_TOPIC, REPUTATION_TOPIC];
+/// Signed capability registrations.
+pub const REGISTRATIONS_TOPIC: &str = "d402/registrations/1";
+/// Signed validation receipts.
+pub const VALIDATION_RECEIPTS_TOPIC: &str = "d402/validation-receipts/1";
+/// Signed settlement receipts.
+pub const SETTLEMENT_RECEIPTS_TOPIC: &str = "d402/settlement-receipts/1";
 
-/// A signed object that can be gossiped: the key it speaks for and, if it lapses, when.
+/// Signed task intents (gateways that opt in).
+pub const TASKS_TOPIC: &str = "d402/tasks/1";
+/// Signed result claims (gateways that opt in).
+pub const CLAIMS_TOPIC: &str = "d402/claims/1";
+
+/// Every topic a node subscribes to.
+pub const TOPICS: [&str; 8] = [
+    NODE_OFFERS_TOPIC,
+    VALIDATOR_OFFERS_TOPIC,
+    REPUTATION_TOPIC,
+    REGISTRATIONS_TOPIC,
+    VALIDATION_RECEIPTS_TOPIC,
+    SETTLEMENT_RECEIPTS_TOPIC,
+    TASKS_TOPIC,
+    CLAIMS_TOPIC,
+];
+
+/// A signed object that can be gossiped: who must have signed it, who may publish it and,
+/// if it lapses, when.
 pub trait Gossiped: SignedObject + DeserializeOwned {
     /// The topic it travels on.
     const TOPIC: &'static str;
-    /// The key that must have signed and published it.
-    fn author(&self) -> PublicKey;
+    /// Whether any node may relay it (true) or only its signer may publish it (false).
+    const RELAYED: bool = false;
+    /// The key that must have signed it, when the payload names one.
+    fn author(&self) -> Option<PublicKey>;
     /// When it stops being valid, if ever.
     fn expires_at(&self) -> Option<Timestamp>;
 }
 
 impl Gossiped for NodeOffer {
     const TOPIC: &'static str = NODE_OFFERS_TOPIC;
-    fn author(&self) -> PublicKey {
-        self.node_id
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.node_id)
     }
     fn expires_at(&self) -> Option<Timestamp> {
         Some(self.expires_at)
@@ -45,8 +78,8 @@ impl Gossiped for NodeOffer {
 
 impl Gossiped for ValidatorOffer {
     const TOPIC: &'static str = VALIDATOR_OFFERS_TOPIC;
-    fn author(&self) -> PublicKey {
-        self.validator_id
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.validator_id)
     }
     fn expires_at(&self) -> Option<Timestamp> {
         Some(self.expires_at)
@@ -55,8 +88,62 @@ impl Gossiped for ValidatorOffer {
 
 impl Gossiped for ReputationEvent {
     const TOPIC: &'static str = REPUTATION_TOPIC;
-    fn author(&self) -> PublicKey {
-        self.issuer
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.issuer)
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+impl Gossiped for CapabilityRegistration {
+    const TOPIC: &'static str = REGISTRATIONS_TOPIC;
+    const RELAYED: bool = true;
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.publisher)
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+impl Gossiped for ValidationReceipt {
+    const TOPIC: &'static str = VALIDATION_RECEIPTS_TOPIC;
+    const RELAYED: bool = true;
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.validator)
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+impl Gossiped for SettlementReceipt {
+    const TOPIC: &'static str = SETTLEMENT_RECEIPTS_TOPIC;
+    const RELAYED: bool = true;
+    fn author(&self) -> Option<PublicKey> {
+        None
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+impl Gossiped for TaskIntent {
+    const TOPIC: &'static str = TASKS_TOPIC;
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.gateway)
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+impl Gossiped for ResultClaim {
+    const TOPIC: &'static str = CLAIMS_TOPIC;
+    const RELAYED: bool = true;
+    fn author(&self) -> Option<PublicKey> {
+        Some(self.worker)
     }
     fn expires_at(&self) -> Option<Timestamp> {
         None
@@ -68,14 +155,16 @@ pub fn check<T: Gossiped>(data: &[u8], source: Option<PeerId>) -> Result<Signed<
     let object: Signed<T> =
         serde_json::from_slice(data).map_err(|e| format!("not a {}: {e}", T::OBJECT_TYPE))?;
     let payload = object.verify().map_err(|e| e.to_string())?;
-    let author = payload.author();
-    if author != object.signer {
+    if payload
+        .author()
+        .is_some_and(|author| author != object.signer)
+    {
         return Err(format!(
             "the {} is signed by another key than its author",
             T::OBJECT_TYPE
         ));
     }
-    if source != Some(peer_id_of(&author)) {
+    if !T::RELAYED && source != Some(peer_id_of(&object.signer)) {
         return Err(format!(
             "the {} was published by another peer than its author",
             T::OBJECT_TYPE

@@ -29,7 +29,8 @@ use anyhow::Context;
 use base64::Engine as _;
 use d402_blobstore::BlobStore;
 use d402_protocol::{
-    ContentId, Keypair, NodeOffer, PublicKey, ReputationEvent, Signed, Timestamp, ValidatorOffer,
+    CapabilityRegistration, ContentId, Keypair, NodeOffer, PublicKey, ReputationEvent, ResultClaim,
+    SettlementReceipt, Signed, TaskIntent, Timestamp, ValidationReceipt, ValidatorOffer,
 };
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
@@ -40,7 +41,10 @@ pub use libp2p::{Multiaddr, PeerId};
 use libp2p::{StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use gossip::{Gossiped, NODE_OFFERS_TOPIC, REPUTATION_TOPIC, VALIDATOR_OFFERS_TOPIC};
+pub use gossip::{
+    CLAIMS_TOPIC, Gossiped, NODE_OFFERS_TOPIC, REGISTRATIONS_TOPIC, REPUTATION_TOPIC,
+    SETTLEMENT_RECEIPTS_TOPIC, TASKS_TOPIC, VALIDATION_RECEIPTS_TOPIC, VALIDATOR_OFFERS_TOPIC,
+};
 use peers::{PeerStore, read_peer_store};
 pub use wire::{BlobRequest, BlobResponse, LeaseRequest, LeaseResponse};
 
@@ -50,8 +54,8 @@ pub const PROTOCOL_VERSION: &str = "/d402/1.0.0";
 pub const KAD_PROTOCOL: &str = "/d402/kad/1.0.0";
 /// Largest blob a node transfers (the response size cap of the blob protocol).
 pub const MAX_BLOB_BYTES: u64 = 64 * 1024 * 1024;
-/// How many recent reputation events a node keeps in memory.
-const REPUTATION_MEMORY: usize = 1024;
+/// How many recent reputation events and receipts a node keeps in memory (of each kind).
+const RECENT_MEMORY: usize = 1024;
 
 /// The DHT key under which nodes serving capabilities of hash shard `shard` (two hex digits)
 /// announce themselves.
@@ -157,7 +161,20 @@ enum Command {
 struct Heard {
     node_offers: HashMap<PublicKey, Signed<NodeOffer>>,
     validator_offers: HashMap<(PublicKey, String), Signed<ValidatorOffer>>,
+    registrations: HashMap<ContentId, Signed<CapabilityRegistration>>,
     reputation: VecDeque<Signed<ReputationEvent>>,
+    validation_receipts: VecDeque<Signed<ValidationReceipt>>,
+    settlement_receipts: VecDeque<Signed<SettlementReceipt>>,
+    tasks: VecDeque<Signed<TaskIntent>>,
+    claims: VecDeque<Signed<ResultClaim>>,
+}
+
+/// Keeps `item` among the most recent ones.
+fn remember<T>(recent: &mut VecDeque<T>, item: T) {
+    if recent.len() == RECENT_MEMORY {
+        recent.pop_front();
+    }
+    recent.push_back(item);
 }
 
 /// A running node's handle to the network: its identity and addresses, what it has heard,
@@ -305,6 +322,34 @@ impl Network {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// The verified capability registrations heard, by CID of the signed envelope.
+    pub fn registrations(&self) -> HashMap<ContentId, Signed<CapabilityRegistration>> {
+        self.heard.lock().expect("heard lock").registrations.clone()
+    }
+
+    /// The most recent verified validation and settlement receipts heard (oldest first).
+    pub fn receipts(
+        &self,
+    ) -> (
+        Vec<Signed<ValidationReceipt>>,
+        Vec<Signed<SettlementReceipt>>,
+    ) {
+        let heard = self.heard.lock().expect("heard lock");
+        (
+            heard.validation_receipts.iter().cloned().collect(),
+            heard.settlement_receipts.iter().cloned().collect(),
+        )
+    }
+
+    /// The most recent verified task intents and result claims heard (oldest first).
+    pub fn tasks_and_claims(&self) -> (Vec<Signed<TaskIntent>>, Vec<Signed<ResultClaim>>) {
+        let heard = self.heard.lock().expect("heard lock");
+        (
+            heard.tasks.iter().cloned().collect(),
+            heard.claims.iter().cloned().collect(),
+        )
     }
 
     /// Makes `object` (this node's own offer) the one re-published on its topic whenever a
@@ -634,11 +679,36 @@ impl SwarmTask {
                 .insert(key, offer);
         } else if topic == REPUTATION_TOPIC {
             let event = gossip::check::<ReputationEvent>(data, source)?;
-            let mut heard = self.heard.lock().expect("heard lock");
-            if heard.reputation.len() == REPUTATION_MEMORY {
-                heard.reputation.pop_front();
-            }
-            heard.reputation.push_back(event);
+            remember(
+                &mut self.heard.lock().expect("heard lock").reputation,
+                event,
+            );
+        } else if topic == REGISTRATIONS_TOPIC {
+            let registration = gossip::check::<CapabilityRegistration>(data, source)?;
+            let cid = registration.cid().map_err(|e| e.to_string())?;
+            self.heard
+                .lock()
+                .expect("heard lock")
+                .registrations
+                .insert(cid, registration);
+        } else if topic == VALIDATION_RECEIPTS_TOPIC {
+            let receipt = gossip::check::<ValidationReceipt>(data, source)?;
+            remember(
+                &mut self.heard.lock().expect("heard lock").validation_receipts,
+                receipt,
+            );
+        } else if topic == SETTLEMENT_RECEIPTS_TOPIC {
+            let receipt = gossip::check::<SettlementReceipt>(data, source)?;
+            remember(
+                &mut self.heard.lock().expect("heard lock").settlement_receipts,
+                receipt,
+            );
+        } else if topic == TASKS_TOPIC {
+            let intent = gossip::check::<TaskIntent>(data, source)?;
+            remember(&mut self.heard.lock().expect("heard lock").tasks, intent);
+        } else if topic == CLAIMS_TOPIC {
+            let claim = gossip::check::<ResultClaim>(data, source)?;
+            remember(&mut self.heard.lock().expect("heard lock").claims, claim);
         } else {
             return Err(format!("unknown topic {topic}"));
         }

@@ -159,11 +159,24 @@ async fn a_restarted_node_reconnects_from_its_peer_store() {
 /// signed objects and refuses objects A publishes for another key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reputation_events_and_validator_offers_are_checked_like_offers() {
-    use d402_protocol::{Amount, Price, ReputationEvent, ReputationKind, ValidationModel, ValidatorOffer};
-    let (a_key, b_key, c_key) = (Keypair::from_seed(&[8; 32]), Keypair::from_seed(&[9; 32]), Keypair::from_seed(&[10; 32]));
+    use d402_protocol::{
+        Amount, Price, ReputationEvent, ReputationKind, ValidationModel, ValidatorOffer,
+    };
+    let (a_key, b_key, c_key) = (
+        Keypair::from_seed(&[8; 32]),
+        Keypair::from_seed(&[9; 32]),
+        Keypair::from_seed(&[10; 32]),
+    );
     let a = Network::start(&a_key, listen()).unwrap();
     let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(&b_key, NetworkConfig { bootstrap: vec![address], ..listen() }).unwrap();
+    let b = Network::start(
+        &b_key,
+        NetworkConfig {
+            bootstrap: vec![address],
+            ..listen()
+        },
+    )
+    .unwrap();
     let event = |issuer: &Keypair, reason: &str| {
         let event = ReputationEvent {
             subject: c_key.public(),
@@ -190,16 +203,193 @@ async fn reputation_events_and_validator_offers_are_checked_like_offers() {
         Signed::sign(offer, validator).unwrap()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while b.reputation_events().iter().all(|e| e.payload.reason != "genuine") || b.validator_offers().is_empty() {
-        a.publish(&event(&c_key, "issued by another key")).await.unwrap();
+    while b
+        .reputation_events()
+        .iter()
+        .all(|e| e.payload.reason != "genuine")
+        || b.validator_offers().is_empty()
+    {
+        a.publish(&event(&c_key, "issued by another key"))
+            .await
+            .unwrap();
         a.publish(&validator_offer(&c_key)).await.unwrap();
         a.publish(&event(&a_key, "genuine")).await.unwrap();
-        a.announce(&validator_offer(&a_key), "web.page_to_markdown@1").await.unwrap();
+        a.announce(&validator_offer(&a_key), "web.page_to_markdown@1")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(tokio::time::Instant::now() < deadline, "B never heard A's objects");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never heard A's objects"
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(b.reputation_events().iter().all(|e| e.signer == a_key.public()), "only A's own events are kept");
+    assert!(
+        b.reputation_events()
+            .iter()
+            .all(|e| e.signer == a_key.public()),
+        "only A's own events are kept"
+    );
     let offers = b.validator_offers();
-    assert!(offers.iter().all(|o| o.payload.validator_id == a_key.public()), "only A's own validator offer is kept");
+    assert!(
+        offers
+            .iter()
+            .all(|o| o.payload.validator_id == a_key.public()),
+        "only A's own validator offer is kept"
+    );
+}
+
+/// Registrations and receipts are documents any node may relay: B keeps the ones A relays
+/// for other signers, and refuses tampered ones and ones signed by another key than their
+/// author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_registrations_and_receipts_are_kept_only_when_their_signatures_hold() {
+    use d402_protocol::{
+        CapabilityManifest, CapabilityRegistration, ValidationModel, ValidationReceipt,
+        ValidationStatus,
+    };
+    let (a_key, b_key, publisher, stranger) = (
+        Keypair::from_seed(&[11; 32]),
+        Keypair::from_seed(&[12; 32]),
+        Keypair::from_seed(&[13; 32]),
+        Keypair::from_seed(&[14; 32]),
+    );
+    let a = Network::start(&a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let b = Network::start(
+        &b_key,
+        NetworkConfig {
+            bootstrap: vec![address],
+            ..listen()
+        },
+    )
+    .unwrap();
+    let manifest = CapabilityManifest::template("example.thing", "1");
+    let registration =
+        CapabilityRegistration::for_manifest(&manifest, publisher.public(), Timestamp::now())
+            .unwrap();
+    let genuine = Signed::sign(registration.clone(), &publisher).unwrap();
+    let mut tampered = genuine.clone();
+    tampered.payload.deprecated = true;
+    let impostor = Signed::sign(registration, &stranger).unwrap();
+    let receipt = |validator: &Keypair, signer: &Keypair| {
+        let receipt = ValidationReceipt {
+            task_id: "task:1".into(),
+            status: ValidationStatus::Accepted,
+            accepted_claim_cids: vec![],
+            rejected_claim_cids: vec![],
+            model: ValidationModel::Exact,
+            validator: validator.public(),
+            reason: None,
+            issued_at: Timestamp::now(),
+        };
+        Signed::sign(receipt, signer).unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.registrations().is_empty() || b.receipts().0.is_empty() {
+        a.publish(&genuine).await.unwrap();
+        a.publish(&receipt(&publisher, &publisher)).await.unwrap();
+        a.publish(&tampered).await.unwrap();
+        a.publish(&impostor).await.unwrap();
+        a.publish(&receipt(&publisher, &stranger)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never heard the relayed documents"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let registrations = b.registrations();
+    assert_eq!(registrations.len(), 1, "only the genuine registration");
+    assert_eq!(registrations.values().next().unwrap(), &genuine);
+    assert!(
+        b.receipts()
+            .0
+            .iter()
+            .all(|r| r.signer == publisher.public()),
+        "a receipt signed for another validator is refused"
+    );
+}
+
+/// Task intents speak for their gateway (only it may publish them); result claims are
+/// relayed by the gateway that accepted them, and must be signed by their worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_intents_and_claims_are_checked_before_they_are_kept() {
+    use d402_protocol::{
+        Amount, ContentHash, ContentId, ExecutionMode, ResultClaim, TaskIntent, ValidationModel,
+    };
+    let (a_key, b_key, worker, stranger) = (
+        Keypair::from_seed(&[15; 32]),
+        Keypair::from_seed(&[16; 32]),
+        Keypair::from_seed(&[17; 32]),
+        Keypair::from_seed(&[18; 32]),
+    );
+    let a = Network::start(&a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let b = Network::start(
+        &b_key,
+        NetworkConfig {
+            bootstrap: vec![address],
+            ..listen()
+        },
+    )
+    .unwrap();
+    let intent = |gateway: &Keypair| {
+        let intent = TaskIntent {
+            task_id: "task:1".into(),
+            capability_id: "util.json_transform@1".into(),
+            manifest_cid: ContentId::of_bytes(b"manifest"),
+            input: serde_json::json!({"value": 1, "select": []}),
+            mode: ExecutionMode::Single,
+            fanout: 1,
+            quorum: 1,
+            deadline_ms: 1000,
+            budget: Amount::from_micros(100),
+            validation: ValidationModel::Exact,
+            gateway: gateway.public(),
+            created_at: Timestamp::now(),
+        };
+        Signed::sign(intent, gateway).unwrap()
+    };
+    let claim = Signed::sign(
+        ResultClaim {
+            task_id: "task:1".into(),
+            lease_id: "lease:1:0".into(),
+            worker: worker.public(),
+            manifest_cid: ContentId::of_bytes(b"manifest"),
+            artifact_cid: ContentId::of_bytes(b"artifact"),
+            input_hash: ContentHash::of(b"in"),
+            output: serde_json::json!({}),
+            output_hash: ContentHash::of(b"{}"),
+            snapshot_cids: vec![],
+            evidence: serde_json::json!({}),
+            completed_at: Timestamp::now(),
+        },
+        &worker,
+    )
+    .unwrap();
+    let mut tampered = claim.clone();
+    tampered.payload.output = serde_json::json!({"forged": true});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.tasks_and_claims().0.is_empty() || b.tasks_and_claims().1.is_empty() {
+        a.publish(&intent(&stranger)).await.unwrap();
+        a.publish(&tampered).await.unwrap();
+        a.publish(&intent(&a_key)).await.unwrap();
+        a.publish(&claim).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never heard A's task and claim"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tasks, claims) = b.tasks_and_claims();
+    assert!(
+        tasks.iter().all(|t| t.signer == a_key.public()),
+        "another gateway's intent published by A is refused"
+    );
+    assert!(
+        claims.iter().all(|c| c == &claim),
+        "the relayed claim is kept, the tampered one is not"
+    );
 }

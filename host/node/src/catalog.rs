@@ -297,7 +297,7 @@ fn admit(
 
 /// Reads the registration envelopes in `<state>/registrations/*.json`; unreadable files are
 /// logged and skipped. Verification happens against the manifest they name.
-fn read_registrations(
+pub(crate) fn read_registrations(
     state: &Path,
 ) -> anyhow::Result<Vec<(std::path::PathBuf, Signed<CapabilityRegistration>)>> {
     let Ok(entries) = std::fs::read_dir(state.join("registrations")) else {

@@ -112,6 +112,8 @@ pub struct NodeConfig {
     pub min_protocol_version: u32,
     /// Lowest software version of workers this gateway leases to.
     pub min_software_version: Option<String>,
+    /// Gossip task intents and accepted claims (they carry buyers' inputs and outputs).
+    pub gossip_tasks: bool,
 }
 
 impl Default for NodeConfig {
@@ -145,6 +147,7 @@ impl Default for NodeConfig {
             offer_interval_seconds: 30,
             min_protocol_version: 1,
             min_software_version: None,
+            gossip_tasks: false,
         }
     }
 }
@@ -339,6 +342,10 @@ pub struct NodeArgs {
     /// Lowest software version of workers this gateway leases to, e.g. 0.1.0 [default: any].
     #[arg(long)]
     pub min_software_version: Option<String>,
+    /// Gossip task intents when paid and accepted claims when settled: this publishes
+    /// buyers' inputs and outputs to the whole network [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub gossip_tasks: Option<bool>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -470,5 +477,6 @@ impl NodeArgs {
         if self.min_software_version.is_some() {
             config.min_software_version = self.min_software_version;
         }
+        set(&mut config.gossip_tasks, self.gossip_tasks);
     }
 }

@@ -379,6 +379,11 @@ impl Gateway {
         match self.store.accept_payment_async(&record).await? {
             Accepted::New => {
                 tracing::info!(task = %record.task_id, payer = %record.payer, "payment accepted");
+                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
+                    && let Err(e) = network.publish(&record.intent).await
+                {
+                    tracing::warn!(error = %e, "cannot gossip the task intent");
+                }
                 Ok(Admission::New(record))
             }
             Accepted::Replay(existing) => {
@@ -429,12 +434,7 @@ impl Gateway {
             Ok(settled) => {
                 tracing::info!(task = %task_id, status = settled.record.status.as_str(), "task settled");
                 if let Some(network) = self.network() {
-                    // Other gateways hear what this one observed (once settled, never before).
-                    for event in &settled.receipts.reputation {
-                        if let Err(e) = network.publish(event).await {
-                            tracing::warn!(error = %e, "cannot gossip a reputation event");
-                        }
-                    }
+                    gossip_settled(network, &settled.receipts, self.config.gossip_tasks).await;
                 }
                 (settled.record, Some(settled.receipts))
             }
@@ -606,6 +606,32 @@ impl Gateway {
             issued_at: Timestamp::now(),
         };
         Ok(Signed::sign(receipt, &self.key)?)
+    }
+}
+
+/// Gossips what a settled task produced for the rest of the network: the validation and
+/// settlement receipts, the reputation events and, with `with_claims`, the accepted claims
+/// (once settled, never before).
+async fn gossip_settled(network: &Network, receipts: &Receipts, with_claims: bool) {
+    let mut published = vec![
+        network.publish(&receipts.validation_receipt).await,
+        network.publish(&receipts.settlement_receipt).await,
+    ];
+    if with_claims {
+        let accepted = &receipts.validation_receipt.payload.accepted_claim_cids;
+        for claim in receipts
+            .claims
+            .iter()
+            .filter(|c| c.cid().is_ok_and(|cid| accepted.contains(&cid)))
+        {
+            published.push(network.publish(claim).await);
+        }
+    }
+    for event in &receipts.reputation {
+        published.push(network.publish(event).await);
+    }
+    if let Some(Err(e)) = published.into_iter().find(Result::is_err) {
+        tracing::warn!(error = %e, "cannot gossip a settled task's receipts");
     }
 }
 

@@ -129,6 +129,14 @@ async fn announce(
             }
             Err(e) => tracing::error!(error = %e, "cannot sign the node offer"),
         }
+        // Registrations are documents anyone may relay: pass on the ones held here.
+        for (_, registration) in
+            crate::catalog::read_registrations(&config.state).unwrap_or_default()
+        {
+            if let Ok(cid) = registration.cid() {
+                let _ = network.announce(&registration, &cid.to_string()).await;
+            }
+        }
         if config.has(Role::Validator) {
             for offer in validator_offers(&key, &config, &installed) {
                 match Signed::sign(offer, &key) {
