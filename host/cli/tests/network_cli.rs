@@ -81,11 +81,18 @@ impl Net {
 
     /// Starts worker `name` bootstrapping to the gateway; `prepare` may change its state first.
     fn worker(&self, name: &str, prepare: impl FnOnce(&Path)) -> Worker {
+        self.worker_with(name, prepare, &[])
+    }
+
+    /// As [`Net::worker`], with `extra` flags.
+    fn worker_with(&self, name: &str, prepare: impl FnOnce(&Path), extra: &[&str]) -> Worker {
         let dir = Self::node_dir(&self.template, self.root.path(), name);
         prepare(&dir.join("state"));
         let bootstrap = self.gateway.p2p[0].clone();
         let log = self.root.path().join(format!("{name}.log"));
-        let process = NodeProcess::start_logged(&dir, &worker_flags(Some(&bootstrap)), Some(&log));
+        let mut flags = worker_flags(Some(&bootstrap));
+        flags.extend_from_slice(extra);
+        let process = NodeProcess::start_logged(&dir, &flags, Some(&log));
         let account = d402_wallet::load(&dir.join("state/wallet.json"))
             .unwrap()
             .public()
@@ -386,6 +393,55 @@ fn workers_fetch_a_missing_or_tampered_artifact_by_cid_and_a_restarted_worker_re
     eprintln!("restarted worker's fresh offer visible after {rejoined:?}");
     let out = net.buy(&format!("{page}?again"));
     assert_eq!(out["task"]["status"], "accepted", "{out}");
+}
+
+#[test]
+fn a_worker_at_its_lease_limit_answers_busy_and_the_gateway_asks_another() {
+    let net = Net::start(&[]);
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| net.worker_with(&format!("worker-{i}"), |_| {}, &["--max-leases", "1"]))
+        .collect();
+    net.wait_for_offers(&workers.iter().collect::<Vec<_>>());
+    let page = d402_testkit::serve_pages(|_| (Duration::from_secs(2), ARTICLE.to_string()));
+    // Three tasks at once for two workers that each run one lease at a time.
+    let net = &net;
+    let outcomes: Vec<Value> = std::thread::scope(|scope| {
+        let buys: Vec<_> = (0..3)
+            .map(|i| {
+                let url = format!("{page}?n={i}");
+                scope.spawn(move || net.buy(&url))
+            })
+            .collect();
+        buys.into_iter().map(|b| b.join().unwrap()).collect()
+    });
+    let accepted = outcomes
+        .iter()
+        .filter(|o| o["task"]["status"] == "accepted")
+        .count();
+    assert_eq!(accepted, 2, "each worker ran one task: {outcomes:?}");
+    let refused = outcomes
+        .iter()
+        .find(|o| o["task"]["status"] == "rejected")
+        .expect("one task found no free worker");
+    let receipt = &refused["receipt"];
+    let failures = receipt["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2, "both workers were asked: {failures:?}");
+    assert!(
+        failures.iter().all(|f| f["error"]["kind"] == "busy"),
+        "{failures:?}"
+    );
+    assert!(
+        receipt["signed"]["reputationEvents"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "being busy is no fault"
+    );
+    assert_eq!(
+        paid_out(&receipt["settlement"]),
+        10_000,
+        "the buyer is refunded in full"
+    );
 }
 
 #[test]

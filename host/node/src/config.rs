@@ -114,6 +114,8 @@ pub struct NodeConfig {
     pub min_software_version: Option<String>,
     /// Gossip task intents and accepted claims (they carry buyers' inputs and outputs).
     pub gossip_tasks: bool,
+    /// Leases from other gateways a worker runs at once; more are refused as `busy`.
+    pub max_leases: u32,
 }
 
 impl Default for NodeConfig {
@@ -148,6 +150,7 @@ impl Default for NodeConfig {
             min_protocol_version: 1,
             min_software_version: None,
             gossip_tasks: false,
+            max_leases: 16,
         }
     }
 }
@@ -195,6 +198,9 @@ impl NodeConfig {
             bail!(
                 "only a gateway runs without the peer network: set p2p-listen (e.g. /ip4/127.0.0.1/tcp/0)"
             );
+        }
+        if self.max_leases == 0 {
+            bail!("max-leases must be at least 1");
         }
         if self.offer_interval_seconds == 0 {
             bail!("offer-interval-seconds must be at least 1");
@@ -346,6 +352,9 @@ pub struct NodeArgs {
     /// buyers' inputs and outputs to the whole network [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub gossip_tasks: Option<bool>,
+    /// Leases from other gateways this worker runs at once; more are refused as busy [default: 16].
+    #[arg(long)]
+    pub max_leases: Option<u32>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -478,5 +487,6 @@ impl NodeArgs {
             config.min_software_version = self.min_software_version;
         }
         set(&mut config.gossip_tasks, self.gossip_tasks);
+        set(&mut config.max_leases, self.max_leases);
     }
 }

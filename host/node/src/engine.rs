@@ -400,7 +400,12 @@ impl Engine {
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(error) => {
-                    if !is_buyer_fault(&error) {
+                    let kind = error
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    if held_against_worker(&kind) {
                         self.observe(
                             &mut execution,
                             subject,
@@ -410,12 +415,15 @@ impl Engine {
                             "the run failed",
                         );
                     }
-                    let vanished = error.get("kind").and_then(Value::as_str) == Some("unreachable");
                     execution
                         .failures
                         .push((worker_id(&subject.to_string()), error));
-                    if vanished && self.lease_next(&mut leasing, &mut execution) {
-                        tracing::warn!(worker = %subject, "the worker did not answer; the task is leased to another");
+                    // A worker that vanished or is at its lease limit did not run the task:
+                    // another may, while the deadline allows.
+                    if matches!(kind.as_str(), "unreachable" | "busy")
+                        && self.lease_next(&mut leasing, &mut execution)
+                    {
+                        tracing::warn!(worker = %subject, %kind, "the task is leased to another worker");
                     }
                     continue;
                 }
@@ -691,12 +699,11 @@ impl Engine {
     }
 }
 
-/// Errors caused by the request itself: not held against the worker.
-fn is_buyer_fault(error: &Value) -> bool {
-    matches!(
-        error.get("kind").and_then(Value::as_str),
-        Some("invalid-input" | "blocked")
-    )
+/// Whether a run error of this kind costs the worker reliability: not when the request
+/// itself was at fault (invalid input, a blocked page) or the worker was merely at its lease
+/// limit.
+fn held_against_worker(kind: &str) -> bool {
+    !matches!(kind, "invalid-input" | "blocked" | "busy")
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     if let Some(network) = &network {
         if config.has(Role::Worker) {
-            let worker = WorkerService::new(clone_key(&key), &parts, network);
+            let worker = WorkerService::new(clone_key(&key), &parts, network, config.max_leases);
             network.serve_leases(Arc::new(worker));
         }
         for installed in &parts.installed {

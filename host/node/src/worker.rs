@@ -4,7 +4,8 @@
 //!
 //! A remote lease is run only when the lease and the task intent are signed by the gateway
 //! that sent them, the lease names this worker and has not expired, and the manifest is
-//! installed here. A missing or damaged artifact is fetched by CID from the gateway (which
+//! installed here, and while the worker runs fewer than its `max-leases` (otherwise it answers
+//! `busy` and the gateway asks another worker). A missing or damaged artifact is fetched by CID from the gateway (which
 //! runs the same manifest) and stored only if it hashes to the CID.
 
 use std::collections::HashMap;
@@ -80,11 +81,13 @@ struct Worker {
     blobs: BlobStore,
     pages: Option<Arc<dyn PageSource>>,
     network: Weak<Network>,
+    slots: tokio::sync::Semaphore,
 }
 
 impl WorkerService {
-    /// A worker signing with `key` that runs the capabilities installed in `parts`.
-    pub fn new(key: Keypair, parts: &NodeParts, network: &Arc<Network>) -> Self {
+    /// A worker signing with `key` that runs the capabilities installed in `parts`, at
+    /// most `max_leases` at once (more are refused as `busy`).
+    pub fn new(key: Keypair, parts: &NodeParts, network: &Arc<Network>, max_leases: u32) -> Self {
         let manifests = parts
             .installed
             .iter()
@@ -97,6 +100,7 @@ impl WorkerService {
             blobs: parts.blobs.clone(),
             pages: parts.pages.clone(),
             network: Arc::downgrade(network),
+            slots: tokio::sync::Semaphore::new(max_leases as usize),
         }))
     }
 }
@@ -134,6 +138,11 @@ impl Worker {
         if lease.expires_at <= Timestamp::now() {
             return Err(refused("the lease has expired"));
         }
+        let Ok(_slot) = self.slots.try_acquire() else {
+            return Err(
+                json!({"kind": "busy", "message": "the worker runs as many leases as it takes; ask another"}),
+            );
+        };
         let installed = self.manifests.get(&lease.manifest_cid).ok_or_else(|| {
             refused(format!(
                 "manifest {} is not installed on this worker",

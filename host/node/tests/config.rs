@@ -304,6 +304,7 @@ fn inconsistent_combinations_are_refused_precisely() {
             "validator-fee-bps (9000) plus max-creator-commission-bps (2000) cannot exceed 10000",
         ),
         ("roles = []\n", &[], "roles cannot be empty"),
+        ("max-leases = 0\n", &[], "max-leases must be at least 1"),
         (
             "roles = [\"worker\"]\n",
             &[],
