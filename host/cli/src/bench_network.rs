@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+use crate::bench::{millis, percentiles};
 use crate::processes::{Nodes, copy_installed, fund_buyer, wait_for_workers};
 
 /// Settings of `d402 bench network`.
@@ -107,9 +108,9 @@ fn measure(bench: &NetworkBench<'_>, dir: &Path) -> anyhow::Result<()> {
     let visible = spawned.elapsed();
     println!(
         "offer visibility: worker spawned → its offer listed by the gateway in {:.0} ms (worker start-up {:.0} ms, gossip {:.0} ms)",
-        ms(visible),
-        ms(up),
-        ms(visible - up)
+        millis(visible),
+        millis(up),
+        millis(visible - up)
     );
 
     let key = d402_wallet::load(&buyer)?;
@@ -118,24 +119,25 @@ fn measure(bench: &NetworkBench<'_>, dir: &Path) -> anyhow::Result<()> {
         let remote = paid_tasks(&remote_url, &key, bench.tasks, "remote").await?;
         anyhow::Ok((local, remote))
     })?;
-    let (local_p50, remote_p50) = (percentile(&local, 50), percentile(&remote, 50));
+    let ((local_p50, local_p99), (remote_p50, remote_p99)) =
+        (percentiles(local), percentiles(remote));
     println!(
         "{} sequential paid tasks of {} each (buyer client: discovery, 402, paid request, receipt):",
         bench.tasks, bench.capability
     );
     println!(
-        "  local worker (baseline): p50 {:.2} ms, p90 {:.2} ms",
-        ms(local_p50),
-        ms(percentile(&local, 90))
+        "  local worker (baseline): p50 {:.2} ms, p99 {:.2} ms",
+        millis(local_p50),
+        millis(local_p99)
     );
     println!(
-        "  remote worker process:   p50 {:.2} ms, p90 {:.2} ms",
-        ms(remote_p50),
-        ms(percentile(&remote, 90))
+        "  remote worker process:   p50 {:.2} ms, p99 {:.2} ms",
+        millis(remote_p50),
+        millis(remote_p99)
     );
     println!(
         "  network overhead per task: {:+.2} ms at p50 (remote/local {:.2}x)",
-        ms(remote_p50) - ms(local_p50),
+        millis(remote_p50) - millis(local_p50),
         remote_p50.as_secs_f64() / local_p50.as_secs_f64()
     );
     Ok(())
@@ -170,14 +172,4 @@ async fn paid_tasks(
         }
     }
     Ok(latencies)
-}
-
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{NodeProcess, d402, funded_buyer, get_json, install, paid_out};
+use common::{NodeProcess, buy, d402, funded_buyer, get_json, install, paid_out};
 use serde_json::Value;
 
 const ARTICLE: &str =
@@ -141,21 +141,12 @@ impl Net {
 
     /// Buys one page-to-markdown task for `url` through the gateway; the http-task output.
     fn buy(&self, url: &str) -> Value {
-        let dir = self.root.path().join("gateway");
-        let (_, out, err) = d402(
-            &dir,
-            &[
-                "http-task",
-                "--gateway",
-                &self.gateway.base,
-                "--url",
-                url,
-                "--key",
-                "buyer.json",
-            ],
-        );
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("http-task printed no JSON ({e}): {err}"))
+        buy(
+            &self.root.path().join("gateway"),
+            &self.gateway.base,
+            url,
+            &[],
+        )
     }
 }
 
@@ -189,16 +180,6 @@ fn artifact_path(state: &Path) -> PathBuf {
         .join(package["payload"]["artifactCid"].as_str().unwrap())
 }
 
-fn payees(receipt: &Value) -> Vec<String> {
-    receipt["settlement"]["payouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["reason"] == "accepted-result")
-        .map(|p| p["account"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_quorum_across_three_worker_processes_pays_the_agreeing_two_and_outvotes_the_third() {
     let net = Net::start(&["--mode", "quorum", "--fanout", "3", "--quorum", "2"]);
@@ -227,7 +208,7 @@ fn a_quorum_across_three_worker_processes_pays_the_agreeing_two_and_outvotes_the
         10_000,
         "payouts add up to the price"
     );
-    let paid = payees(receipt);
+    let paid = d402_testkit::worker_payees(receipt);
     assert_eq!(paid.len(), 2, "two agreeing workers are paid: {receipt}");
     let accounts: Vec<&String> = workers.iter().map(|w| &w.account).collect();
     assert!(
@@ -321,7 +302,7 @@ fn a_race_survives_a_worker_killed_mid_task_and_the_lease_moves_to_a_spare() {
         Some(3),
         "a spare worker replaced the killed one: {task}"
     );
-    let paid = payees(receipt);
+    let paid = d402_testkit::worker_payees(receipt);
     assert_eq!(paid.len(), 1);
     assert_ne!(paid[0], workers[killed].account);
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
@@ -345,7 +326,7 @@ fn workers_fetch_a_missing_or_tampered_artifact_by_cid_and_a_restarted_worker_re
     let page = d402_testkit::serve_html(ARTICLE);
     let out = net.buy(&page);
     assert_eq!(out["task"]["status"], "accepted", "{out}");
-    let mut paid = payees(&out["receipt"]);
+    let mut paid = d402_testkit::worker_payees(&out["receipt"]);
     paid.sort();
     let mut expected = vec![missing.account.clone(), tampered.account.clone()];
     expected.sort();
@@ -402,8 +383,9 @@ fn a_worker_at_its_lease_limit_answers_busy_and_the_gateway_asks_another() {
         .map(|i| net.worker_with(&format!("worker-{i}"), |_| {}, &["--max-leases", "1"]))
         .collect();
     net.wait_for_offers(&workers.iter().collect::<Vec<_>>());
-    let page = d402_testkit::serve_pages(|_| (Duration::from_secs(2), ARTICLE.to_string()));
-    // Three tasks at once for two workers that each run one lease at a time.
+    let page = d402_testkit::serve_pages(|_| (Duration::from_secs(5), ARTICLE.to_string()));
+    // Three tasks at once for two workers that each run one lease at a time; the page is slow
+    // enough (5 s) that the tasks overlap even on a loaded machine.
     let net = &net;
     let outcomes: Vec<Value> = std::thread::scope(|scope| {
         let buys: Vec<_> = (0..3)
@@ -514,7 +496,7 @@ fn devnet_starts_a_multi_process_network_a_buyer_can_pay_and_ctrl_c_stops_it() {
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["task"]["status"], "accepted");
     assert_eq!(
-        payees(&out["receipt"]).len(),
+        d402_testkit::worker_payees(&out["receipt"]).len(),
         2,
         "a 2-of-3 quorum across worker processes"
     );

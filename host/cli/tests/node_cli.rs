@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{NodeProcess, d402, funded_buyer, install, micros, ok, paid_out};
+use common::{NodeProcess, buy, d402, funded_buyer, install, micros, ok, paid_out};
 
 use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, pay_simulated};
 use d402_protocol::Timestamp;
@@ -23,19 +23,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
     let node = NodeProcess::start(dir, &["--allow-private-addresses"]);
 
     // The CLI buyer: discovery, 402, signed payment, result and receipts.
-    let out = ok(
-        dir,
-        &[
-            "http-task",
-            "--gateway",
-            &node.base,
-            "--url",
-            &page,
-            "--key",
-            "buyer.json",
-        ],
-    );
-    let out: Value = serde_json::from_str(&out).unwrap();
+    let out = buy(dir, &node.base, &page, &[]);
     assert_eq!(out["challenge"]["x402Version"], 2);
     assert_eq!(out["challenge"]["accepts"][0]["amount"], "10000");
     let task = &out["task"];
@@ -62,20 +50,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
     assert_eq!(out["paymentResponse"]["success"], true);
 
     // The async path.
-    let out = ok(
-        dir,
-        &[
-            "http-task",
-            "--gateway",
-            &node.base,
-            "--url",
-            &page,
-            "--key",
-            "buyer.json",
-            "--async",
-        ],
-    );
-    let out: Value = serde_json::from_str(&out).unwrap();
+    let out = buy(dir, &node.base, &page, &["--async"]);
     assert_eq!(out["task"]["status"], "accepted", "{out}");
 
     // Replay of the same paid request, and the same proof for another task.

@@ -31,17 +31,45 @@ fn listen() -> NetworkConfig {
     }
 }
 
-/// Publishes `offer` from `from` until `to` has it (or panics after 20 s).
-async fn gossip_until_heard(from: &Network, to: &Network, offer: &Signed<NodeOffer>) {
+/// Starts A and B on 127.0.0.1, B bootstrapping to A.
+async fn connected_pair(a_key: &Keypair, b_key: &Keypair) -> (Network, Network) {
+    let a = Network::start(a_key, listen()).unwrap();
+    let address = a.listen_addresses().await.remove(0);
+    let b = Network::start(
+        b_key,
+        NetworkConfig {
+            bootstrap: vec![address],
+            ..listen()
+        },
+    )
+    .unwrap();
+    (a, b)
+}
+
+/// Runs `publish` every 300 ms until `heard()` holds (panics after 20 s, naming `what`),
+/// then waits 500 ms more so that whatever was published alongside has arrived too.
+async fn publish_until(mut publish: impl AsyncFnMut(), heard: impl Fn() -> bool, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !to.offers().contains_key(&offer.payload.node_id) {
-        from.publish(offer).await.unwrap();
+    while !heard() {
+        publish().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the offer never arrived"
+            "{what} never arrived"
         );
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Publishes `offer` from `from` until `to` has it (or panics after 20 s).
+async fn gossip_until_heard(from: &Network, to: &Network, offer: &Signed<NodeOffer>) {
+    let heard = || to.offers().contains_key(&offer.payload.node_id);
+    publish_until(
+        async || from.publish(offer).await.unwrap(),
+        heard,
+        "the offer",
+    )
+    .await;
 }
 
 #[test]
@@ -64,16 +92,7 @@ async fn a_gossiped_offer_is_verified_and_forgeries_are_rejected() {
         Keypair::from_seed(&[2; 32]),
         Keypair::from_seed(&[3; 32]),
     );
-    let a = Network::start(&a_key, listen()).unwrap();
-    let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(
-        &b_key,
-        NetworkConfig {
-            bootstrap: vec![address],
-            ..listen()
-        },
-    )
-    .unwrap();
+    let (a, b) = connected_pair(&a_key, &b_key).await;
 
     // Forgeries first: another node's offer published by A, a tampered offer, an expired one,
     // and bytes that are no offer at all.
@@ -167,16 +186,7 @@ async fn reputation_events_and_validator_offers_are_checked_like_offers() {
         Keypair::from_seed(&[9; 32]),
         Keypair::from_seed(&[10; 32]),
     );
-    let a = Network::start(&a_key, listen()).unwrap();
-    let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(
-        &b_key,
-        NetworkConfig {
-            bootstrap: vec![address],
-            ..listen()
-        },
-    )
-    .unwrap();
+    let (a, b) = connected_pair(&a_key, &b_key).await;
     let event = |issuer: &Keypair, reason: &str| {
         let event = ReputationEvent {
             subject: c_key.public(),
@@ -202,28 +212,26 @@ async fn reputation_events_and_validator_offers_are_checked_like_offers() {
         };
         Signed::sign(offer, validator).unwrap()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while b
-        .reputation_events()
-        .iter()
-        .all(|e| e.payload.reason != "genuine")
-        || b.validator_offers().is_empty()
-    {
-        a.publish(&event(&c_key, "issued by another key"))
-            .await
-            .unwrap();
-        a.publish(&validator_offer(&c_key)).await.unwrap();
-        a.publish(&event(&a_key, "genuine")).await.unwrap();
-        a.announce(&validator_offer(&a_key), "web.page_to_markdown@1")
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never heard A's objects"
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_until(
+        async || {
+            a.publish(&event(&c_key, "issued by another key"))
+                .await
+                .unwrap();
+            a.publish(&validator_offer(&c_key)).await.unwrap();
+            a.publish(&event(&a_key, "genuine")).await.unwrap();
+            a.announce(&validator_offer(&a_key), "web.page_to_markdown@1")
+                .await
+                .unwrap();
+        },
+        || {
+            !(b.reputation_events()
+                .iter()
+                .all(|e| e.payload.reason != "genuine")
+                || b.validator_offers().is_empty())
+        },
+        "A's reputation event and validator offer",
+    )
+    .await;
     assert!(
         b.reputation_events()
             .iter()
@@ -254,16 +262,7 @@ async fn relayed_registrations_and_receipts_are_kept_only_when_their_signatures_
         Keypair::from_seed(&[13; 32]),
         Keypair::from_seed(&[14; 32]),
     );
-    let a = Network::start(&a_key, listen()).unwrap();
-    let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(
-        &b_key,
-        NetworkConfig {
-            bootstrap: vec![address],
-            ..listen()
-        },
-    )
-    .unwrap();
+    let (a, b) = connected_pair(&a_key, &b_key).await;
     let manifest = CapabilityManifest::template("example.thing", "1");
     let registration =
         CapabilityRegistration::for_manifest(&manifest, publisher.public(), Timestamp::now())
@@ -285,20 +284,18 @@ async fn relayed_registrations_and_receipts_are_kept_only_when_their_signatures_
         };
         Signed::sign(receipt, signer).unwrap()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while b.registrations().is_empty() || b.receipts().0.is_empty() {
-        a.publish(&genuine).await.unwrap();
-        a.publish(&receipt(&publisher, &publisher)).await.unwrap();
-        a.publish(&tampered).await.unwrap();
-        a.publish(&impostor).await.unwrap();
-        a.publish(&receipt(&publisher, &stranger)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never heard the relayed documents"
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_until(
+        async || {
+            a.publish(&genuine).await.unwrap();
+            a.publish(&receipt(&publisher, &publisher)).await.unwrap();
+            a.publish(&tampered).await.unwrap();
+            a.publish(&impostor).await.unwrap();
+            a.publish(&receipt(&publisher, &stranger)).await.unwrap();
+        },
+        || !(b.registrations().is_empty() || b.receipts().0.is_empty()),
+        "the relayed documents",
+    )
+    .await;
     let registrations = b.registrations();
     assert_eq!(registrations.len(), 1, "only the genuine registration");
     assert_eq!(registrations.values().next().unwrap(), &genuine);
@@ -324,16 +321,7 @@ async fn task_intents_and_claims_are_checked_before_they_are_kept() {
         Keypair::from_seed(&[17; 32]),
         Keypair::from_seed(&[18; 32]),
     );
-    let a = Network::start(&a_key, listen()).unwrap();
-    let address = a.listen_addresses().await.remove(0);
-    let b = Network::start(
-        &b_key,
-        NetworkConfig {
-            bootstrap: vec![address],
-            ..listen()
-        },
-    )
-    .unwrap();
+    let (a, b) = connected_pair(&a_key, &b_key).await;
     let intent = |gateway: &Keypair| {
         let intent = TaskIntent {
             task_id: "task:1".into(),
@@ -370,19 +358,17 @@ async fn task_intents_and_claims_are_checked_before_they_are_kept() {
     .unwrap();
     let mut tampered = claim.clone();
     tampered.payload.output = serde_json::json!({"forged": true});
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while b.tasks_and_claims().0.is_empty() || b.tasks_and_claims().1.is_empty() {
-        a.publish(&intent(&stranger)).await.unwrap();
-        a.publish(&tampered).await.unwrap();
-        a.publish(&intent(&a_key)).await.unwrap();
-        a.publish(&claim).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never heard A's task and claim"
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_until(
+        async || {
+            a.publish(&intent(&stranger)).await.unwrap();
+            a.publish(&tampered).await.unwrap();
+            a.publish(&intent(&a_key)).await.unwrap();
+            a.publish(&claim).await.unwrap();
+        },
+        || !(b.tasks_and_claims().0.is_empty() || b.tasks_and_claims().1.is_empty()),
+        "A's task and claim",
+    )
+    .await;
     let (tasks, claims) = b.tasks_and_claims();
     assert!(
         tasks.iter().all(|t| t.signer == a_key.public()),

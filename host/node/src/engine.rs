@@ -396,7 +396,7 @@ impl Engine {
                 Ok(Some(Ok(outcome))) => outcome,
             };
             let subject = self.public_key(&leasing.assignees[index]);
-            tracing::info!(task = %intent.task_id, worker = %subject, claimed = claim.is_ok(), "a leased run ended");
+            tracing::debug!(task = %intent.task_id, worker = %subject, claimed = claim.is_ok(), "a leased run ended");
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(error) => {

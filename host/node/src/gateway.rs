@@ -83,6 +83,8 @@ struct Settled {
 /// blob store and the page fetcher.
 #[derive(Clone)]
 pub struct NodeParts {
+    /// The node's wallet (`<state>/wallet.json`, created if missing): its identity.
+    pub key: Keypair,
     /// Installed capabilities (see [`list_installed`]).
     pub installed: Vec<Installed>,
     /// The sandbox.
@@ -125,7 +127,9 @@ impl NodeParts {
         } else {
             None
         };
+        let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
         Ok(Self {
+            key,
             installed,
             runtime: Arc::new(runtime),
             blobs,
@@ -171,14 +175,13 @@ impl Gateway {
             );
         }
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
-        let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
+        let key = parts.key;
         let store = NodeStore::open(&config.state.join("node.redb"))?;
-        let engine_key = Keypair::from_keypair_bytes(&key.to_keypair_bytes())?;
         let mut engine = Engine::open(
             &config.state,
             config.local_pool(),
             parts.runtime,
-            engine_key,
+            key.clone(),
             parts.pages,
             parts.blobs,
         )?;

@@ -29,7 +29,7 @@ pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     config.validate()?;
     let parts = NodeParts::prepare(&config)?;
-    let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
+    let key = parts.key.clone();
     let network = match &config.p2p_listen {
         None => None,
         Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
@@ -45,7 +45,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     if let Some(network) = &network {
         if config.has(Role::Worker) {
-            let worker = WorkerService::new(clone_key(&key), &parts, network, config.max_leases);
+            let worker = WorkerService::new(key.clone(), &parts, network, config.max_leases);
             network.serve_leases(Arc::new(worker));
         }
         for installed in &parts.installed {
@@ -105,11 +105,8 @@ async fn start_network(
     Ok(network)
 }
 
-fn clone_key(key: &Keypair) -> Keypair {
-    Keypair::from_keypair_bytes(&key.to_keypair_bytes()).expect("a valid key stays valid")
-}
-
-/// Signs and announces the node's offers now and every interval.
+/// Announces the registrations held here once, and signs and announces the node's offers
+/// now and every interval.
 async fn announce(
     network: Arc<Network>,
     key: Keypair,
@@ -118,6 +115,13 @@ async fn announce(
 ) {
     let interval = Duration::from_secs(config.offer_interval_seconds);
     let addresses: Vec<String> = network.listen_address_texts().await;
+    // Registrations are signed documents anyone may relay and they do not lapse: announced
+    // once, they are re-published to every peer that subscribes.
+    for (_, registration) in crate::catalog::read_registrations(&config.state).unwrap_or_default() {
+        if let Ok(cid) = registration.cid() {
+            let _ = network.announce(&registration, &cid.to_string()).await;
+        }
+    }
     loop {
         let signed = Signed::sign(node_offer(&key, &config, &addresses, &installed), &key);
         match signed {
@@ -128,14 +132,6 @@ async fn announce(
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot sign the node offer"),
-        }
-        // Registrations are documents anyone may relay: pass on the ones held here.
-        for (_, registration) in
-            crate::catalog::read_registrations(&config.state).unwrap_or_default()
-        {
-            if let Ok(cid) = registration.cid() {
-                let _ = network.announce(&registration, &cid.to_string()).await;
-            }
         }
         if config.has(Role::Validator) {
             for offer in validator_offers(&key, &config, &installed) {

@@ -121,34 +121,16 @@ async fn challenge_pay_replay_and_reuse() {
     conforms("Task", &task);
     conforms("Receipt", &h.get(&format!("/tasks/{id}/receipt")).await.1);
     conforms("Result", &h.get(&format!("/tasks/{id}/result")).await.1);
-    let receipt: Value = h
-        .client
-        .get(format!("{}/tasks/{id}/receipt", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let receipt: Value = h.get(&format!("/tasks/{id}/receipt")).await.1;
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
     assert_eq!(
         receipt["settlement"]["payouts"],
         task["settlement"]["payouts"]
     );
-    let result = h
-        .client
-        .get(format!("{}/tasks/{id}/result", h.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(result.status(), 200);
-    let missing = h
-        .client
-        .get(format!("{}/tasks/task:nope", h.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    let result = h.get(&format!("/tasks/{id}/result")).await;
+    assert_eq!(result.0, 200);
+    let missing = h.get("/tasks/task:nope").await;
+    assert_eq!(missing.0, 404);
 }
 
 #[tokio::test]
@@ -257,15 +239,7 @@ async fn async_task_is_polled_to_completion() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let t: Value = h
-            .client
-            .get(format!("{}/tasks/{id}", h.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t: Value = h.get(&format!("/tasks/{id}")).await.1;
         status = t["status"].clone();
     }
     assert_eq!(status, "accepted");
@@ -283,15 +257,7 @@ async fn discovery_health_and_capabilities() {
         "/.well-known/d402-gateway.json",
         "/.well-known/dnc-gateway.json",
     ] {
-        let d: Value = h
-            .client
-            .get(format!("{}{path}", h.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: Value = h.get(path).await.1;
         assert_eq!(d["d402GatewayVersion"], 1);
         assert_eq!(
             d["capabilities"][0]["capabilityId"],
@@ -299,33 +265,12 @@ async fn discovery_health_and_capabilities() {
         );
         assert_eq!(d["payment"]["creatorCommission"]["maxRateBps"], 2000);
     }
-    let health: Value = h
-        .client
-        .get(format!("{}/health", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = h.get("/health").await.1;
     assert_eq!(health["ok"], true);
     assert_eq!(health["policy"]["price"], "$0.0001");
-    let healthz = h
-        .client
-        .get(format!("{}/healthz", h.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(healthz.status(), 200);
-    let caps: Value = h
-        .client
-        .get(format!("{}/capabilities", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let healthz = h.get("/healthz").await;
+    assert_eq!(healthz.0, 200);
+    let caps: Value = h.get("/capabilities").await.1;
     assert_eq!(
         caps["capabilities"][0]["capabilityId"],
         "util.json_transform@1"

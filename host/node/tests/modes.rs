@@ -12,16 +12,6 @@ fn select(key: &str) -> Value {
     json!({"input": {"value": {"k": key}, "select": ["k"]}})
 }
 
-fn accepted_workers(task: &Value) -> Vec<String> {
-    task["settlement"]["payouts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["reason"] == "accepted-result")
-        .map(|p| p["account"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
     let node = start(|c| {
@@ -45,7 +35,7 @@ async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
         3,
         "three workers leased"
     );
-    let paid = accepted_workers(&task);
+    let paid = d402_testkit::worker_payees(&task);
     assert_eq!(paid.len(), 2, "the two agreeing workers are paid: {task}");
     assert_ne!(paid[0], paid[1]);
     assert_eq!(paid_out(&task), 100);
@@ -84,7 +74,7 @@ async fn race_pays_only_the_winner() {
     let task = node.run(&select("r")).await;
     assert_eq!(task["status"], "accepted", "{task}");
     assert_eq!(task["mode"], "race");
-    assert_eq!(accepted_workers(&task).len(), 1, "{task}");
+    assert_eq!(d402_testkit::worker_payees(&task).len(), 1, "{task}");
     assert_eq!(paid_out(&task), 100);
     assert_eq!(
         task["validationReceipt"]["acceptedClaimCids"]

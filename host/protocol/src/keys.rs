@@ -146,6 +146,7 @@ serde_via_text!(PublicKey);
 serde_via_text!(Signature);
 
 /// An ed25519 signing key with its public key.
+#[derive(Clone)]
 pub struct Keypair(SigningKey);
 
 impl Keypair {

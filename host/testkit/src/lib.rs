@@ -123,3 +123,20 @@ pub fn serve_pages(
     });
     format!("http://{address}/story")
 }
+
+/// The accounts paid for accepted results in a task or receipt document's
+/// `settlement.payouts`, in payout order.
+pub fn worker_payees(document: &serde_json::Value) -> Vec<String> {
+    document["settlement"]["payouts"]
+        .as_array()
+        .expect("a settled document has payouts")
+        .iter()
+        .filter(|p| p["reason"] == "accepted-result")
+        .map(|p| {
+            p["account"]
+                .as_str()
+                .expect("a payout names its account")
+                .to_string()
+        })
+        .collect()
+}

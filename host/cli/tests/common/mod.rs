@@ -189,3 +189,20 @@ pub fn get_json(url: &str) -> Value {
         client.get(url).send().await.unwrap().json().await.unwrap()
     })
 }
+
+/// `d402 http-task --gateway GATEWAY --url URL --key buyer.json [extra]` in `dir`: the JSON
+/// it printed (for accepted and rejected tasks alike; the caller asserts the status).
+pub fn buy(dir: &Path, gateway: &str, url: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "http-task",
+        "--gateway",
+        gateway,
+        "--url",
+        url,
+        "--key",
+        "buyer.json",
+    ];
+    args.extend_from_slice(extra);
+    let (_, out, err) = d402(dir, &args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("http-task printed no JSON ({e}): {err}"))
+}
