@@ -163,6 +163,20 @@ fn source_tree_build(reference: &str) -> anyhow::Result<Option<(CapabilityManife
     Ok(None)
 }
 
+/// Splits `URL=FILE` where the URL may hold `=` itself (query strings): the split is at the
+/// last `=` whose right side is an existing file, or at the last `=` when none is (so the
+/// error names the file that is missing).
+fn split_snapshot_spec(spec: &str) -> anyhow::Result<(&str, &Path)> {
+    let splits = || {
+        spec.rmatch_indices('=')
+            .map(|(i, _)| (&spec[..i], Path::new(&spec[i + 1..])))
+    };
+    splits()
+        .find(|(_, file)| file.is_file())
+        .or_else(|| splits().next())
+        .with_context(|| format!("--snapshot {spec:?}: expected URL=FILE"))
+}
+
 /// The replay source for `--snapshot URL=FILE` arguments, or `None` when there are none.
 fn replay_source(snapshots: &[String]) -> anyhow::Result<Option<Arc<dyn PageSource>>> {
     if snapshots.is_empty() {
@@ -170,10 +184,8 @@ fn replay_source(snapshots: &[String]) -> anyhow::Result<Option<Arc<dyn PageSour
     }
     let mut source = ReplaySource::new();
     for spec in snapshots {
-        let (url, file) = spec
-            .split_once('=')
-            .with_context(|| format!("--snapshot {spec:?}: expected URL=FILE"))?;
-        source.insert_html(url, read_bytes(Path::new(file))?);
+        let (url, file) = split_snapshot_spec(spec)?;
+        source.insert_html(url, read_bytes(file)?);
     }
     Ok(Some(Arc::new(source)))
 }

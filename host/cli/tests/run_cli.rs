@@ -348,11 +348,11 @@ fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
     let manifest = manifest_path("page-to-markdown");
     let wasm = components_dir().join("page_to_markdown.wasm");
     let pages = repo_path("capabilities/page-to-markdown/extractor/tests/pages");
+    // The URL carries `=` in its query: `--snapshot URL=FILE` splits before the file.
+    let url = "https://news.example.com/story?id=7&section=world/europe";
+    let input = json!({ "url": url }).to_string();
     let run = |page: &str| {
-        let snapshot = format!(
-            "https://news.example.com/story={}",
-            pages.join(page).display()
-        );
+        let snapshot = format!("{url}={}", pages.join(page).display());
         d402(
             dir.path(),
             &[
@@ -363,7 +363,7 @@ fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
                 "--wasm",
                 path(&wasm),
                 "--input",
-                r#"{"url": "https://news.example.com/story"}"#,
+                &input,
                 "--snapshot",
                 &snapshot,
             ],
@@ -379,6 +379,7 @@ fn page_to_markdown_converts_a_saved_page_and_rejects_a_challenge() {
     assert_eq!(result["snapshotCid"], out["evidence"]["snapshotCids"][0]);
     assert_eq!(result["evidence"]["converter"], "d402-page-extractor");
     assert_eq!(result["evidence"]["httpStatus"], 200);
+    assert_eq!(result["url"], url);
 
     let (code, out, _) = run("cloudflare-challenge.html");
     assert_eq!(code, 2);

@@ -30,12 +30,13 @@ mod dom;
 mod interstitial;
 mod markdown;
 mod meta;
+mod patterns;
 mod readable;
 
 use std::fmt;
 
 /// Version of the extraction rules; bumped whenever the output for some input changes.
-pub const EXTRACTOR_VERSION: &str = "0.2.0";
+pub const EXTRACTOR_VERSION: &str = "0.3.0";
 
 /// Options of [`extract`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::dom::{Data, Dom, Element, NodeId};
+use crate::patterns::Substrings;
 
 /// Tags that are removed before anything else: never content.
 const ALWAYS_DROP: &[&str] = &[
@@ -141,6 +142,23 @@ fn element_id(dom: &Dom, id: NodeId) -> Option<&str> {
     Some(v)
 }
 
+/// Whether the element and its siblings of the same tag and class hold real prose together:
+/// then the class marks the article's own paragraphs (publishers tag paywalled paragraphs
+/// `paywall`, for example), not boilerplate. Repeated widgets (share buttons, ad slots) hold
+/// no paragraph text, so they never qualify.
+fn class_marks_prose_siblings(dom: &Dom, st: &Stats, n: NodeId) -> bool {
+    let (Some(parent), Some(class)) = (dom.parent(n), dom.attr(n, "class")) else {
+        return false;
+    };
+    let tag = dom.tag(n);
+    let prose: usize = dom
+        .element_children(parent)
+        .filter(|&s| dom.tag(s) == tag && dom.attr(s, "class") == Some(class))
+        .map(|s| st.prose(s))
+        .sum();
+    prose >= 400
+}
+
 /// Splits class/id text into tokens on anything that is not a letter or digit.
 fn tokens(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !c.is_alphanumeric())
@@ -151,12 +169,26 @@ fn has_token(s: &str, list: &[&str]) -> bool {
     tokens(s).any(|t| list.contains(&t))
 }
 
-fn has_sub(s: &str, list: &[&str]) -> bool {
-    list.iter().any(|p| s.contains(p))
-}
+/// Classes of skip links ("Jump to navigation").
+static SKIP_LINK_SUB: Substrings = Substrings::new(&["skip", "jump"]);
+/// Classes of author lines.
+static BYLINE_SUB: Substrings = Substrings::new(&["byline", "dateline", "writtenby", "p-author"]);
+/// Classes that name the article body itself, whatever boilerplate word they also hold.
+static BODY_CLASS_SUB: Substrings = Substrings::new(&[
+    "article-body",
+    "articlebody",
+    "entry-content",
+    "post-content",
+    "story-body",
+    "main-content",
+]);
+/// Classes of images that stand for a glyph, formula or face rather than a picture.
+static GLYPH_CLASS_SUB: Substrings = Substrings::new(&[
+    "math", "latex", "equation", "emoji", "smiley", "icon", "avatar",
+]);
 
 /// Substrings that mark an element as very likely boilerplate (removed before scoring).
-const UNLIKELY_SUB: &[&str] = &[
+static UNLIKELY_SUB: Substrings = Substrings::new(&[
     "banner",
     "breadcrumb",
     "combx",
@@ -186,9 +218,9 @@ const UNLIKELY_SUB: &[&str] = &[
     "pager",
     "popup",
     "yom-remote",
-];
+]);
 /// Weaker markers: also removed before scoring, unless the element holds real prose.
-const UNLIKELY_WEAK_SUB: &[&str] = &[
+static UNLIKELY_WEAK_SUB: Substrings = Substrings::new(&[
     "cookie",
     "consent",
     "newsletter",
@@ -206,7 +238,7 @@ const UNLIKELY_WEAK_SUB: &[&str] = &[
     "toolbar",
     "masthead",
     "trending",
-];
+]);
 const UNLIKELY_TOK: &[&str] = &[
     "ad",
     "ads",
@@ -218,7 +250,7 @@ const UNLIKELY_TOK: &[&str] = &[
     "tags",
 ];
 /// Substrings that rescue an element from [`UNLIKELY_SUB`].
-const MAYBE_SUB: &[&str] = &[
+static MAYBE_SUB: Substrings = Substrings::new(&[
     "article",
     "body",
     "column",
@@ -229,7 +261,7 @@ const MAYBE_SUB: &[&str] = &[
     "entry",
     "post-text",
     "prose",
-];
+]);
 
 const UNLIKELY_ROLES: &[&str] = &[
     "menu",
@@ -244,7 +276,7 @@ const UNLIKELY_ROLES: &[&str] = &[
     "search",
 ];
 
-const POSITIVE_SUB: &[&str] = &[
+static POSITIVE_SUB: Substrings = Substrings::new(&[
     "article",
     "body",
     "content",
@@ -261,8 +293,8 @@ const POSITIVE_SUB: &[&str] = &[
     "markdown",
     "rich-text",
     "richtext",
-];
-const NEGATIVE_SUB: &[&str] = &[
+]);
+static NEGATIVE_SUB: Substrings = Substrings::new(&[
     "-ad-",
     "banner",
     "combx",
@@ -301,24 +333,24 @@ const NEGATIVE_SUB: &[&str] = &[
     "signup",
     "popular",
     "trending",
-];
+]);
 const NEGATIVE_TOK: &[&str] = &[
     "ad", "ads", "hidden", "hid", "tags", "tag", "aside", "links", "footnote",
 ];
 
 /// Comment threads: removed even when they are prose-rich.
-const HARD_BOILER_SUB: &[&str] = &[
+static HARD_BOILER_SUB: Substrings = Substrings::new(&[
     "comment-list",
     "commentlist",
     "comments",
     "disqus",
     "comment-respond",
     "reply-form",
-];
+]);
 const HARD_BOILER_TOK: &[&str] = &["comment", "respond", "replies"];
 
 /// Strong boilerplate markers used when cleaning the selected content.
-const BOILER_SUB: &[&str] = &[
+static BOILER_SUB: Substrings = Substrings::new(&[
     "share",
     "sharing",
     "social",
@@ -363,7 +395,7 @@ const BOILER_SUB: &[&str] = &[
     "adslot",
     "adunit",
     "ad-unit",
-];
+]);
 const BOILER_TOK: &[&str] = &[
     "ad",
     "ads",
@@ -394,10 +426,10 @@ fn class_weight(dom: &Dom, id: NodeId) -> f64 {
         if v.is_empty() {
             continue;
         }
-        if has_sub(&v, NEGATIVE_SUB) || has_token(&v, NEGATIVE_TOK) {
+        if NEGATIVE_SUB.found_in(&v) || has_token(&v, NEGATIVE_TOK) {
             w -= 25.0;
         }
-        if has_sub(&v, POSITIVE_SUB) {
+        if POSITIVE_SUB.found_in(&v) {
             w += 25.0;
         }
     }
@@ -673,13 +705,7 @@ fn prose_chars_weighted(dom: &Dom, st: &Stats, id: NodeId, flags: Flags) -> usiz
 pub(crate) fn is_glyph_image(dom: &Dom, img: NodeId) -> bool {
     let c = dom.attr(img, "class").unwrap_or("").to_lowercase();
     let alt = dom.attr(img, "alt").unwrap_or("");
-    if has_sub(
-        &c,
-        &[
-            "math", "latex", "equation", "emoji", "smiley", "icon", "avatar",
-        ],
-    ) || alt.starts_with("{\\displaystyle")
-    {
+    if GLYPH_CLASS_SUB.found_in(&c) || alt.starts_with("{\\displaystyle") {
         return true;
     }
     let small = |a: &str| {
@@ -1089,12 +1115,12 @@ fn is_unlikely(dom: &Dom, id: NodeId) -> Unlikely {
         return Unlikely::Strong;
     }
     let ci = class_id(dom, id);
-    if ci.trim().is_empty() || has_sub(&ci, MAYBE_SUB) {
+    if ci.trim().is_empty() || MAYBE_SUB.found_in(&ci) {
         return Unlikely::No;
     }
-    let strength = if has_sub(&ci, UNLIKELY_SUB) || has_token(&ci, UNLIKELY_TOK) {
+    let strength = if UNLIKELY_SUB.found_in(&ci) || has_token(&ci, UNLIKELY_TOK) {
         Unlikely::Strong
-    } else if has_sub(&ci, UNLIKELY_WEAK_SUB) {
+    } else if UNLIKELY_WEAK_SUB.found_in(&ci) {
         Unlikely::Weak
     } else {
         return Unlikely::No;
@@ -1172,7 +1198,7 @@ fn clean(
             "a" if phrasing => {
                 // (footnote references may carry the same classes: they are short numbers).
                 dom.attr(n, "href").is_some_and(|h| h.starts_with('#'))
-                    && has_sub(&class_id(dom, n), &["skip", "jump"])
+                    && SKIP_LINK_SUB.found_in(&class_id(dom, n))
                     && dom
                         .text_content(n)
                         .split_whitespace()
@@ -1192,23 +1218,14 @@ fn clean(
             _ => {
                 let ci = class_id(dom, n);
                 let hard = !ci.is_empty()
-                    && (has_sub(&ci, HARD_BOILER_SUB) || has_token(&ci, HARD_BOILER_TOK));
+                    && (HARD_BOILER_SUB.found_in(&ci) || has_token(&ci, HARD_BOILER_TOK));
                 let soft = !ci.is_empty()
-                    && (has_sub(&ci, BOILER_SUB) || has_token(&ci, BOILER_TOK))
-                    && !has_sub(
-                        &ci,
-                        &[
-                            "article-body",
-                            "articlebody",
-                            "entry-content",
-                            "post-content",
-                            "story-body",
-                            "main-content",
-                        ],
-                    )
+                    && (BOILER_SUB.found_in(&ci) || has_token(&ci, BOILER_TOK))
+                    && !BODY_CLASS_SUB.found_in(&ci)
                     && dom
                         .attr(n, "itemprop")
-                        .is_none_or(|p| !p.contains("articleBody"));
+                        .is_none_or(|p| !p.contains("articleBody"))
+                    && !class_marks_prose_siblings(dom, st, n);
                 let role = dom.attr(n, "role").map(|r| r.trim().to_lowercase());
                 let bad_role = role.as_deref().is_some_and(|r| UNLIKELY_ROLES.contains(&r));
                 (hard || soft || bad_role) && {
@@ -1229,7 +1246,7 @@ fn clean(
             || dom
                 .attr(n, "itemprop")
                 .is_some_and(|p| p.contains("author"))
-            || has_sub(&ci, &["byline", "dateline", "writtenby", "p-author"])
+            || BYLINE_SUB.found_in(&ci)
             || has_token(&ci, &["author", "authors"]);
         if is_byline_marker && (!matches!(tag, "a" | "span") || dom.parent(n) == Some(root)) {
             let t = dom.text_content(n);
@@ -1325,7 +1342,36 @@ fn clean(
             st.detach(dom, n);
         }
     }
+    drop_trailing_notices(dom, st, root);
     byline
+}
+
+/// Removes the copyright and rights notices that close the content ("© 2023 Example Media.
+/// All rights reserved."): they belong to the site, not the article. Only short blocks at the
+/// very end go, so an article that discusses copyright keeps its paragraphs.
+fn drop_trailing_notices(dom: &mut Dom, st: &mut Stats, root: NodeId) {
+    for _ in 0..3 {
+        let last = dom.descendants(root).into_iter().rev().find(|&n| {
+            n != root
+                && dom.is_element(n)
+                && is_block_tag(dom.tag(n))
+                && !st.has_block_child(n)
+                && st.measure(n).chars > 0
+        });
+        match last {
+            Some(n) if is_rights_notice(&dom.text_content(n)) => st.detach(dom, n),
+            _ => return,
+        }
+    }
+}
+
+fn is_rights_notice(text: &str) -> bool {
+    let t = text.trim().to_lowercase();
+    t.chars().count() < 300
+        && (t.starts_with('©')
+            || t.starts_with("copyright")
+            || t.starts_with("(c)")
+            || t.contains("all rights reserved"))
 }
 
 fn has_block_desc_of(dom: &Dom, id: NodeId, tags: &[&str]) -> bool {

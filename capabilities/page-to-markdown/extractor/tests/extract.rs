@@ -454,3 +454,59 @@ fn short_post_with_status_like_title_is_content() {
     );
     assert!(a.markdown.contains("three shops"), "{}", a.markdown);
 }
+
+#[test]
+fn short_paragraphs_sharing_a_content_class_stay_and_rights_notices_go() {
+    // Publishers mark paywalled paragraphs `class="paywall"`: a boilerplate-looking class on
+    // every paragraph of the article, long and short alike.
+    let a = article("magazine-paywall-classes.html");
+    let md = &a.markdown;
+    assert_clean_markdown(md);
+    for kept in [
+        "Ten years ago the last sleeper service",
+        "“It is slower, and that is the point,” says a conductor.",
+        "Tickets start at 59 euros.",
+        "The operator says its business plan assumes no public money at all.",
+    ] {
+        assert!(md.contains(kept), "lost {kept:?}:\n{md}");
+    }
+    // The share bar still goes, and so does the site's closing rights notice.
+    for dropped in ["Share", "Email", "All rights reserved", "© 2024"] {
+        assert!(!md.contains(dropped), "kept {dropped:?}:\n{md}");
+    }
+}
+
+#[test]
+fn rights_notices_inside_an_article_are_content() {
+    // Only a short notice at the very end is the site's; an article's own words stay.
+    let html = format!(
+        "<html><head><title>Who owns a photograph?</title></head><body><article>\
+         <h1>Who owns a photograph?</h1>{}\
+         <p>Copyright lasts seventy years after the author's death in most of Europe.</p>\
+         <p>Many stock agencies print “All rights reserved” under every picture, which tells \
+         a reader nothing about the licence a newspaper actually bought.</p>{}\
+         </article></body></html>",
+        "<p>When a photographer sells a picture to a newspaper, the newspaper usually buys a \
+         licence to print it, not the picture itself, and the difference matters once the \
+         image is shared online and copied by other sites without permission.</p>"
+            .repeat(3),
+        "<p>Courts have repeatedly held that the licence, not the caption, decides who may \
+         reuse an image, and that the photographer keeps every right not expressly sold.</p>"
+    );
+    let a = extract(&html, URL, &ExtractOptions::default()).expect("article");
+    assert!(
+        a.markdown.contains("Copyright lasts seventy years"),
+        "{}",
+        a.markdown
+    );
+    assert!(
+        a.markdown.contains("print “All rights reserved” under"),
+        "{}",
+        a.markdown
+    );
+    assert!(
+        a.markdown.contains("the photographer keeps every right"),
+        "{}",
+        a.markdown
+    );
+}
