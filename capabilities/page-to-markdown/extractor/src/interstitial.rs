@@ -407,6 +407,24 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     {
         return Some(("access-denied".into(), ev(format!("pattern={p:?}"))));
     }
+    // Block notices whose title and heading are the site's own ("Blocked", "whoa there!"):
+    // the notice opens the page, often followed by paragraphs of advice; a short post that
+    // quotes one further down, or any page with article structure, is content.
+    if vis_len < 2000
+        && !f.structure.documentish(0)
+        && let Some(p) = any_in(
+            &f.visible[..f.visible.floor_char_boundary(400)],
+            &[
+                "your request has been blocked",
+                "your ip has been blocked",
+                "your ip address has been blocked",
+                "your access to this site has been limited",
+                "access to this site has been blocked",
+            ],
+        )
+    {
+        return Some(("access-denied".into(), ev(format!("phrase={p:?}"))));
+    }
 
     // --- Script-only shells ---------------------------------------------------
     let js_phrases = [

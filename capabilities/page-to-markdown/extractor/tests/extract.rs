@@ -206,6 +206,15 @@ fn blocked_pages_name_their_detector() {
     assert_eq!(blocked("js-shell.html"), "enable-javascript-shell");
     assert_eq!(blocked("rate-limited.html"), "rate-limited");
     assert_eq!(blocked("access-denied.html"), "access-denied");
+    // Title and heading are the site's own words; the notice says what happened.
+    assert_eq!(blocked("network-policy-block.html"), "access-denied");
+    // A short post quoting such a notice further down is content.
+    let a = article("short-post-quoting-block-notice.html");
+    assert!(
+        a.markdown.contains("The railway blocks the railway."),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
