@@ -18,8 +18,14 @@ pub(crate) const CHECKS: &[&str] = &[
     "sucuri",
     "ddos-guard",
     "aws-waf",
+    "kasada",
+    "radware",
+    "vercel-checkpoint",
+    "waiting-room",
     "hcaptcha",
     "recaptcha",
+    "arkose",
+    "geetest",
     "rate-limited",
     "access-denied",
     "enable-javascript-shell",
@@ -308,6 +314,27 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
                 "awswafintegration",
             ],
         ),
+        ("kasada", &["kpsdk", "x-kpsdk-"]),
+        (
+            "radware",
+            &["perfdrive.com", "shieldsquare", "radware bot manager"],
+        ),
+        (
+            "vercel-checkpoint",
+            &[
+                "vercel security checkpoint",
+                "/.well-known/vercel/security/",
+            ],
+        ),
+        (
+            "waiting-room",
+            &[
+                "queue-it.net",
+                "queueit",
+                "cf-waiting-room",
+                "you are now in line",
+            ],
+        ),
     ];
     if small {
         for (name, markers) in vendors {
@@ -338,30 +365,35 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
         .any(|w| f.title.contains(w) || f.heading.contains(w));
     let documentish = f.structure.documentish(f.long_paragraphs);
     if small && (asks_verification || (vis_len < 600 && !documentish)) {
-        if let Some(m) = any_in(
-            &f.raw,
-            &[
-                "class=\"h-captcha\"",
-                "hcaptcha.com/1/api.js",
-                "js.hcaptcha.com",
-                "data-hcaptcha",
-                "h-captcha",
-            ],
-        ) {
-            return Some(("hcaptcha".into(), ev(format!("marker={m:?}"))));
-        }
-        if let Some(m) = any_in(
-            &f.raw,
-            &[
-                "class=\"g-recaptcha\"",
-                "g-recaptcha",
-                "google.com/recaptcha/api",
-                "recaptcha/enterprise.js",
-                "www.recaptcha.net/recaptcha",
-                "grecaptcha",
-            ],
-        ) {
-            return Some(("recaptcha".into(), ev(format!("marker={m:?}"))));
+        let widgets: &[(&str, &[&str])] = &[
+            (
+                "hcaptcha",
+                &[
+                    "class=\"h-captcha\"",
+                    "hcaptcha.com/1/api.js",
+                    "js.hcaptcha.com",
+                    "data-hcaptcha",
+                    "h-captcha",
+                ],
+            ),
+            (
+                "recaptcha",
+                &[
+                    "class=\"g-recaptcha\"",
+                    "g-recaptcha",
+                    "google.com/recaptcha/api",
+                    "recaptcha/enterprise.js",
+                    "www.recaptcha.net/recaptcha",
+                    "grecaptcha",
+                ],
+            ),
+            ("arkose", &["arkoselabs.com", "funcaptcha"]),
+            ("geetest", &["geetest.com", "geetest_"]),
+        ];
+        for (name, markers) in widgets {
+            if let Some(m) = any_in(&f.raw, markers) {
+                return Some((name.to_string(), ev(format!("marker={m:?}"))));
+            }
         }
     }
 

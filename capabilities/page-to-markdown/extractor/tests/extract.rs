@@ -519,3 +519,93 @@ fn rights_notices_inside_an_article_are_content() {
         a.markdown
     );
 }
+
+/// A small status page around `body`, titled `title`.
+fn status_page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body>{body}</body></html>"
+    )
+}
+
+#[test]
+fn more_bot_managers_captchas_and_waiting_rooms_are_named() {
+    let walls = [
+        (
+            "kasada",
+            status_page(
+                "",
+                "<script>window.KPSDK={};KPSDK.now=typeof performance!=='undefined'?\
+                 performance.now.bind(performance):Date.now.bind(Date);KPSDK.start=KPSDK.now();\
+                 </script><script src=\"/149e9513-01fa/2d206a39-8ed7/ips.js\"></script>",
+            ),
+        ),
+        (
+            "radware",
+            status_page(
+                "Radware Bot Manager Captcha",
+                "<h1>We apologize for the inconvenience...</h1><p>To ensure we keep this website \
+                 safe, please can you confirm you are a human by ticking the box below.</p>\
+                 <form action=\"https://validate.perfdrive.com/captcha\" method=\"post\">\
+                 <div id=\"captcha\"></div></form><p>Incident ID: 7b3f2c1a-55e1</p>",
+            ),
+        ),
+        (
+            "vercel-checkpoint",
+            status_page(
+                "Vercel Security Checkpoint",
+                "<main><h1>We're verifying your browser</h1><p>Website owner? Click here to fix\
+                 </p><script src=\"/.well-known/vercel/security/static/challenge.v2.min.js\">\
+                 </script></main>",
+            ),
+        ),
+        (
+            "waiting-room",
+            status_page(
+                "Queue-it",
+                "<h1>You are now in line</h1><p>Thank you for your patience. When it is your \
+                 turn, you will have 10 minutes to enter the website.</p><p>Your estimated wait \
+                 time is: 12 minutes</p><script src=\"//static.queue-it.net/script/queueclient.min.js\">\
+                 </script>",
+            ),
+        ),
+        (
+            "arkose",
+            status_page(
+                "Security verification",
+                "<h1>Please verify you are a human</h1><div id=\"arkose\" \
+                 data-pkey=\"B7D8911C-5CC8-A9A3-35B0-554ACEE604DA\"></div>\
+                 <script src=\"https://client-api.arkoselabs.com/v2/api.js\"></script>",
+            ),
+        ),
+        (
+            "geetest",
+            status_page(
+                "Security check",
+                "<h1>Slide to complete the puzzle</h1><div class=\"geetest_holder\"></div>\
+                 <script src=\"https://static.geetest.com/v4/gt4.js\"></script>",
+            ),
+        ),
+    ];
+    let prose = "<p>The city council voted on Tuesday to extend the night bus network to the \
+                 three suburbs that lost their last late service in 2019, after a campaign by \
+                 shift workers who had been paying for taxis home from the hospital.</p>"
+        .repeat(8);
+    for (detector, html) in &walls {
+        match extract(html, URL, &ExtractOptions::default()) {
+            Err(Rejection::Blocked {
+                detector: d,
+                evidence,
+            }) => {
+                assert_eq!(&d, detector, "{evidence}");
+                assert!(interstitial_checks().contains(&d.as_str()));
+            }
+            other => panic!("{detector}: expected Blocked, got {other:?}"),
+        }
+        // The same markup on a page with an article is a widget on real content.
+        let article_page = html.replace("</body>", &format!("<article>{prose}</article></body>"));
+        let a = extract(&article_page, URL, &ExtractOptions::default())
+            .unwrap_or_else(|e| panic!("{detector} widget on an article: {e}"));
+        assert!(a.markdown.contains("night bus network"), "{detector}");
+    }
+}
