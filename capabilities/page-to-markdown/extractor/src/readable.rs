@@ -145,18 +145,28 @@ fn element_id(dom: &Dom, id: NodeId) -> Option<&str> {
 /// Whether the element and its siblings of the same tag and class hold real prose together:
 /// then the class marks the article's own paragraphs (publishers tag paywalled paragraphs
 /// `paywall`, for example), not boilerplate. Repeated widgets (share buttons, ad slots) hold
-/// no paragraph text, so they never qualify.
-fn class_marks_prose_siblings(dom: &Dom, st: &Stats, n: NodeId) -> bool {
+/// no paragraph text, so they never qualify. `memo` keeps the answer per parent, tag and
+/// class, so thousands of siblings are summed once.
+fn class_marks_prose_siblings(
+    dom: &Dom,
+    st: &Stats,
+    n: NodeId,
+    memo: &mut HashMap<(NodeId, String), bool>,
+) -> bool {
     let (Some(parent), Some(class)) = (dom.parent(n), dom.attr(n, "class")) else {
         return false;
     };
     let tag = dom.tag(n);
-    let prose: usize = dom
-        .element_children(parent)
-        .filter(|&s| dom.tag(s) == tag && dom.attr(s, "class") == Some(class))
-        .map(|s| st.prose(s))
-        .sum();
-    prose >= 400
+    *memo
+        .entry((parent, format!("{tag} {class}")))
+        .or_insert_with(|| {
+            let prose: usize = dom
+                .element_children(parent)
+                .filter(|&s| dom.tag(s) == tag && dom.attr(s, "class") == Some(class))
+                .map(|s| st.prose(s))
+                .sum();
+            prose >= 400
+        })
 }
 
 /// Splits class/id text into tokens on anything that is not a letter or digit.
@@ -515,10 +525,12 @@ pub(crate) fn preprocess(dom: &mut Dom) {
 // ---------------------------------------------------------------------------
 // Text measures
 
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Measure {
     chars: usize,
-    link_chars: f64,
+    /// Link characters in tenths (in-page anchors weigh 3, real links 10): integers, so
+    /// that removals can be subtracted exactly.
+    link_tenths: usize,
     commas: usize,
 }
 
@@ -531,8 +543,8 @@ pub(crate) struct Stats {
     m: Vec<Measure>,
     /// Paragraph characters of the subtree ([`Stats::prose`] semantics for the node as root).
     prose: Vec<usize>,
-    /// Does the subtree contain a block-level element (root excluded)?
-    block: Vec<bool>,
+    /// Children that are block-level elements or contain one.
+    block_children: Vec<u32>,
 }
 
 fn is_comma(c: char) -> bool {
@@ -564,7 +576,7 @@ impl Stats {
             text,
             m: Vec::new(),
             prose: Vec::new(),
-            block: Vec::new(),
+            block_children: Vec::new(),
         }
     }
 
@@ -572,7 +584,7 @@ impl Stats {
         if self.m.len() < len {
             self.m.resize(len, Measure::default());
             self.prose.resize(len, 0);
-            self.block.resize(len, false);
+            self.block_children.resize(len, 0);
         }
     }
 
@@ -588,7 +600,7 @@ impl Stats {
     fn update(&mut self, dom: &Dom, n: NodeId) {
         let node = &dom.nodes[n];
         let mut m = Measure::default();
-        let mut block = false;
+        let mut block_children = 0;
         match &node.data {
             Data::Text(_) => {
                 let (c, k) = self.text.get(n).copied().unwrap_or((0, 0));
@@ -600,27 +612,40 @@ impl Stats {
                     let cm = self.m[c];
                     m.chars += cm.chars;
                     m.commas += cm.commas;
-                    m.link_chars += cm.link_chars;
-                    block |= self.block[c] || is_block_tag(dom.tag(c));
-                }
-                if let Data::Element(e) = &node.data
-                    && &*e.tag == "a"
-                {
-                    // In-page anchors (footnotes, tables of contents) count less than real links.
-                    let href = dom.attr(n, "href").unwrap_or("");
-                    let w = if href.trim_start().starts_with('#') {
-                        0.3
-                    } else {
-                        1.0
-                    };
-                    m.link_chars = m.chars as f64 * w;
+                    m.link_tenths += cm.link_tenths;
+                    block_children += u32::from(self.is_block_child(dom, c));
                 }
             }
             Data::Other => {}
         }
         self.m[n] = m;
-        self.block[n] = block;
-        self.prose[n] = match dom.tag(n) {
+        self.block_children[n] = block_children;
+        self.derive(
+            dom,
+            n,
+            node.children
+                .iter()
+                .map(|&c| self.prose_contribution(dom, c))
+                .sum(),
+        );
+    }
+
+    /// Sets what follows from a node's own measure: the link weight of an `<a>` and the prose
+    /// of a paragraph (`children_prose` is what the children contribute otherwise).
+    fn derive(&mut self, dom: &Dom, n: NodeId, children_prose: usize) {
+        let tag = dom.tag(n);
+        if tag == "a" && dom.is_element(n) {
+            // In-page anchors (footnotes, tables of contents) count less than real links.
+            let href = dom.attr(n, "href").unwrap_or("");
+            let tenths = if href.trim_start().starts_with('#') {
+                3
+            } else {
+                10
+            };
+            self.m[n].link_tenths = self.m[n].chars * tenths;
+        }
+        let m = self.m[n];
+        self.prose[n] = match tag {
             "p" | "pre" => {
                 if m.chars >= 40 && link_density(&m) < 0.3 {
                     m.chars
@@ -628,12 +653,13 @@ impl Stats {
                     0
                 }
             }
-            _ => node
-                .children
-                .iter()
-                .map(|&c| self.prose_contribution(dom, c))
-                .sum(),
+            _ => children_prose,
         };
+    }
+
+    /// Whether a child makes its parent hold a block: it is a block element or contains one.
+    fn is_block_child(&self, dom: &Dom, c: NodeId) -> bool {
+        self.block_children[c] > 0 || is_block_tag(dom.tag(c))
     }
 
     /// Paragraph characters a child adds to its parent: paragraphs inside list items and
@@ -656,16 +682,63 @@ impl Stats {
     }
 
     fn has_block_child(&self, id: NodeId) -> bool {
-        self.block[id]
+        self.block_children[id] > 0
     }
 
-    /// Detaches `id` and updates the statistics of its former ancestors.
+    /// Detaches `id` and subtracts what it contributed from its former ancestors, stopping
+    /// where nothing changes: O(depth), whatever the number of siblings (thousands of share
+    /// buttons removed one by one must not make extraction quadratic).
     fn detach(&mut self, dom: &mut Dom, id: NodeId) {
-        let parent = dom.parent(id);
+        let mut cur = dom.parent(id);
+        // What the child on the path lost: measure, prose contribution (which can also grow:
+        // a paragraph whose link is removed may become prose), block-ness.
+        let mut lost = (
+            self.m[id],
+            self.prose_contribution(dom, id) as isize,
+            u32::from(self.is_block_child(dom, id)),
+        );
         dom.detach(id);
-        let mut cur = parent;
         while let Some(a) = cur {
-            self.update(dom, a);
+            let before = (
+                self.m[a],
+                self.prose_contribution(dom, a),
+                self.is_block_child(dom, a),
+            );
+            let m = &mut self.m[a];
+            debug_assert!(
+                m.chars >= lost.0.chars && m.commas >= lost.0.commas,
+                "stale stats"
+            );
+            m.chars = m.chars.saturating_sub(lost.0.chars);
+            m.commas = m.commas.saturating_sub(lost.0.commas);
+            // (An `<a>` recomputes its weight from its characters in `derive`.)
+            m.link_tenths = m.link_tenths.saturating_sub(lost.0.link_tenths);
+            self.block_children[a] = self.block_children[a].saturating_sub(lost.2);
+            // (A paragraph derives its prose from its characters, not from its children.)
+            let children_prose = (self.prose[a] as isize - lost.1).max(0) as usize;
+            self.derive(dom, a, children_prose);
+            let after = (
+                self.m[a],
+                self.prose_contribution(dom, a),
+                self.is_block_child(dom, a),
+            );
+            lost = (
+                Measure {
+                    chars: before.0.chars - after.0.chars,
+                    link_tenths: before.0.link_tenths.saturating_sub(after.0.link_tenths),
+                    commas: before.0.commas - after.0.commas,
+                },
+                before.1 as isize - after.1 as isize,
+                u32::from(before.2 && !after.2),
+            );
+            if lost.0.chars == 0
+                && lost.0.link_tenths == 0
+                && lost.0.commas == 0
+                && lost.1 == 0
+                && lost.2 == 0
+            {
+                break;
+            }
             cur = dom.parent(a);
         }
     }
@@ -675,7 +748,7 @@ fn link_density(m: &Measure) -> f64 {
     if m.chars == 0 {
         0.0
     } else {
-        (m.link_chars / m.chars as f64).min(1.0)
+        (m.link_tenths as f64 / (10 * m.chars) as f64).min(1.0)
     }
 }
 
@@ -778,7 +851,8 @@ fn grab(
     title: Option<&str>,
 ) -> Option<(NodeId, Option<String>)> {
     let body = dom.body()?;
-    st.compute(dom, body);
+    // The whole document, so that every ancestor a removal updates has current statistics.
+    st.compute(dom, crate::dom::DOCUMENT);
 
     // 1. Remove unlikely candidates (but never one holding most of the page's prose).
     if flags.strip_unlikely {
@@ -836,7 +910,7 @@ fn grab(
                     let m = st.measure(c);
                     run.chars += m.chars;
                     run.commas += m.commas;
-                    run.link_chars += m.link_chars;
+                    run.link_tenths += m.link_tenths;
                 }
                 if block || i + 1 == kids.len() {
                     if run.chars > 0 {
@@ -1149,9 +1223,7 @@ fn is_math(dom: &Dom, id: NodeId) -> bool {
 fn new_container(dom: &mut Dom, st: &mut Stats, children: Vec<NodeId>) -> NodeId {
     let id = dom.nodes.len();
     for &c in &children {
-        if let Some(p) = dom.nodes[c].parent {
-            dom.nodes[p].children.retain(|&x| x != c);
-        }
+        st.detach(dom, c);
         dom.nodes[c].parent = Some(id);
     }
     dom.nodes.push(crate::dom::Node {
@@ -1186,10 +1258,13 @@ fn clean(
     // Structural boilerplate and class/id boilerplate (guarded: never most of the content).
     let all = dom.descendants(root);
     let mut remove = Vec::new();
+    let mut content_classes = HashMap::new();
     for &n in all.iter().skip(1) {
         let Some(e) = dom.element(n) else { continue };
         let tag = &*e.tag;
-        if remove.iter().any(|&r| dom.is_ancestor(r, n)) {
+        // `all` is in document order and removed subtrees are disjoint, so a node inside a
+        // removed subtree is inside the last one removed.
+        if remove.last().is_some_and(|&r| dom.is_ancestor(r, n)) {
             continue;
         }
         let phrasing = !is_block_tag(tag) && !st.has_block_child(n);
@@ -1225,7 +1300,7 @@ fn clean(
                     && dom
                         .attr(n, "itemprop")
                         .is_none_or(|p| !p.contains("articleBody"))
-                    && !class_marks_prose_siblings(dom, st, n);
+                    && !class_marks_prose_siblings(dom, st, n, &mut content_classes);
                 let role = dom.attr(n, "role").map(|r| r.trim().to_lowercase());
                 let bad_role = role.as_deref().is_some_and(|r| UNLIKELY_ROLES.contains(&r));
                 (hard || soft || bad_role) && {
@@ -1261,13 +1336,16 @@ fn clean(
             }
         }
     }
-    for r in remove {
+    #[cfg(feature = "trace")]
+    for &r in &remove {
         crate::trace!(
             "boilerplate remove <{}> {:?}: {:.80}",
             dom.tag(r),
             class_id(dom, r),
             dom.text_content(r)
         );
+    }
+    for r in remove {
         st.detach(dom, r);
     }
 
@@ -1569,7 +1647,7 @@ fn should_remove_conditionally(
 
     // A block of phrasing content without links is a paragraph, however short
     // ("Gotcha." in dialogue), when it reads as a sentence.
-    let sentence = m.link_chars == 0.0
+    let sentence = m.link_tenths == 0
         && m.chars > 0
         && k.li == 0
         && k.img == 0
@@ -1602,6 +1680,64 @@ fn should_remove_conditionally(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_keep_statistics_equal_to_a_fresh_count() {
+        // A paragraph that is mostly link becomes prose when its link goes (prose grows on a
+        // removal); a list loses its block child; nested containers pass changes upward.
+        let html = format!(
+            "<html><body><div id=\"outer\"><section>\
+             <p id=\"linky\">Short words here, <a id=\"big\" href=\"/x\">{}</a> and more \
+             plain words after it, enough of them to count.</p>\
+             <ul><li id=\"item\"><p>{}</p></li></ul>\
+             <p>Tail paragraph, with commas, that stays where it is, all along.</p>\
+             <a id=\"anchor\" href=\"#top\">back to top of the page</a>\
+             </section></div></body></html>",
+            "a long link text ".repeat(8),
+            "list paragraph text ".repeat(5)
+        );
+        let mut dom = Dom::parse(&html);
+        let mut st = Stats::new(&dom);
+        st.compute(&dom, crate::dom::DOCUMENT);
+        let by_id = |dom: &Dom, id: &str| {
+            dom.descendants(crate::dom::DOCUMENT)
+                .into_iter()
+                .find(|&n| dom.attr(n, "id") == Some(id))
+                .unwrap()
+        };
+        let linky = by_id(&dom, "linky");
+        assert_eq!(st.prose(linky), 0, "mostly link: not prose yet");
+        for id in ["big", "item", "anchor"] {
+            let n = by_id(&dom, id);
+            st.detach(&mut dom, n);
+            let mut fresh = Stats::new(&dom);
+            fresh.compute(&dom, crate::dom::DOCUMENT);
+            for n in dom.descendants(crate::dom::DOCUMENT) {
+                assert_eq!(
+                    st.m[n],
+                    fresh.m[n],
+                    "measure of {} after removing {id}",
+                    dom.tag(n)
+                );
+                assert_eq!(
+                    st.prose[n],
+                    fresh.prose[n],
+                    "prose of {} after {id}",
+                    dom.tag(n)
+                );
+                assert_eq!(
+                    st.block_children[n],
+                    fresh.block_children[n],
+                    "blocks of {} after {id}",
+                    dom.tag(n)
+                );
+            }
+        }
+        assert!(
+            st.prose(linky) > 0,
+            "without its link the paragraph is prose"
+        );
+    }
 
     #[test]
     fn title_similarity() {
