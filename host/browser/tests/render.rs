@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::{Reply, Server, assert_denied, fetch, live_source, logs, spec, strict_config};
 use d402_browser::SnapshotSource;
@@ -175,9 +174,7 @@ async fn the_pool_relaunches_a_killed_chromium() {
         .unwrap();
     assert!(status.success());
 
-    let mut s = spec(&url, RenderMode::Always);
-    s.timeout = Duration::from_secs(30);
-    let page = source.fetch(s).await.unwrap();
+    let page = source.fetch(spec(&url, RenderMode::Always)).await.unwrap();
     assert!(String::from_utf8_lossy(&page.body).contains(MARKER));
     assert_eq!(source.pool().launches(), 2);
     let second = source
