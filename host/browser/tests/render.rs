@@ -2,7 +2,6 @@
 
 mod common;
 
-
 use common::{Reply, Server, assert_denied, fetch, live_source, logs, spec, strict_config};
 use d402_browser::SnapshotSource;
 use d402_runtime::{PageSource, RenderMode};

@@ -62,8 +62,10 @@ pub trait Gossiped: SignedObject + DeserializeOwned {
     const RELAYED: bool = false;
     /// The key that must have signed it, when the payload names one.
     fn author(&self) -> Option<PublicKey>;
-    /// When it stops being valid, if ever.
-    fn expires_at(&self) -> Option<Timestamp>;
+    /// When it stops being valid, if ever (most objects never expire).
+    fn expires_at(&self) -> Option<Timestamp> {
+        None
+    }
 }
 
 impl Gossiped for NodeOffer {
@@ -91,9 +93,6 @@ impl Gossiped for ReputationEvent {
     fn author(&self) -> Option<PublicKey> {
         Some(self.issuer)
     }
-    fn expires_at(&self) -> Option<Timestamp> {
-        None
-    }
 }
 
 impl Gossiped for CapabilityRegistration {
@@ -101,9 +100,6 @@ impl Gossiped for CapabilityRegistration {
     const RELAYED: bool = true;
     fn author(&self) -> Option<PublicKey> {
         Some(self.publisher)
-    }
-    fn expires_at(&self) -> Option<Timestamp> {
-        None
     }
 }
 
@@ -113,18 +109,12 @@ impl Gossiped for ValidationReceipt {
     fn author(&self) -> Option<PublicKey> {
         Some(self.validator)
     }
-    fn expires_at(&self) -> Option<Timestamp> {
-        None
-    }
 }
 
 impl Gossiped for SettlementReceipt {
     const TOPIC: &'static str = SETTLEMENT_RECEIPTS_TOPIC;
     const RELAYED: bool = true;
     fn author(&self) -> Option<PublicKey> {
-        None
-    }
-    fn expires_at(&self) -> Option<Timestamp> {
         None
     }
 }
@@ -134,9 +124,6 @@ impl Gossiped for TaskIntent {
     fn author(&self) -> Option<PublicKey> {
         Some(self.gateway)
     }
-    fn expires_at(&self) -> Option<Timestamp> {
-        None
-    }
 }
 
 impl Gossiped for ResultClaim {
@@ -144,9 +131,6 @@ impl Gossiped for ResultClaim {
     const RELAYED: bool = true;
     fn author(&self) -> Option<PublicKey> {
         Some(self.worker)
-    }
-    fn expires_at(&self) -> Option<Timestamp> {
-        None
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -154,6 +154,11 @@ enum Command {
         response: BlobResponse,
     },
     Provide(String),
+}
+
+/// Locks what the node has heard (shared by the handle and the swarm task).
+fn lock(heard: &Mutex<Heard>) -> MutexGuard<'_, Heard> {
+    heard.lock().expect("heard lock")
 }
 
 /// What the node has heard on the gossip topics (all verified).
@@ -292,7 +297,7 @@ impl Network {
     /// The verified, unexpired node offers heard so far, by node.
     pub fn offers(&self) -> HashMap<PublicKey, Signed<NodeOffer>> {
         let now = Timestamp::now();
-        let heard = self.heard.lock().expect("heard lock");
+        let heard = lock(&self.heard);
         heard
             .node_offers
             .iter()
@@ -304,7 +309,7 @@ impl Network {
     /// The verified, unexpired validator offers heard so far.
     pub fn validator_offers(&self) -> Vec<Signed<ValidatorOffer>> {
         let now = Timestamp::now();
-        let heard = self.heard.lock().expect("heard lock");
+        let heard = lock(&self.heard);
         heard
             .validator_offers
             .values()
@@ -315,18 +320,12 @@ impl Network {
 
     /// The most recent verified reputation events heard (oldest first).
     pub fn reputation_events(&self) -> Vec<Signed<ReputationEvent>> {
-        self.heard
-            .lock()
-            .expect("heard lock")
-            .reputation
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.heard).reputation.iter().cloned().collect()
     }
 
     /// The verified capability registrations heard, by CID of the signed envelope.
     pub fn registrations(&self) -> HashMap<ContentId, Signed<CapabilityRegistration>> {
-        self.heard.lock().expect("heard lock").registrations.clone()
+        lock(&self.heard).registrations.clone()
     }
 
     /// The most recent verified validation and settlement receipts heard (oldest first).
@@ -336,7 +335,7 @@ impl Network {
         Vec<Signed<ValidationReceipt>>,
         Vec<Signed<SettlementReceipt>>,
     ) {
-        let heard = self.heard.lock().expect("heard lock");
+        let heard = lock(&self.heard);
         (
             heard.validation_receipts.iter().cloned().collect(),
             heard.settlement_receipts.iter().cloned().collect(),
@@ -345,7 +344,7 @@ impl Network {
 
     /// The most recent verified task intents and result claims heard (oldest first).
     pub fn tasks_and_claims(&self) -> (Vec<Signed<TaskIntent>>, Vec<Signed<ResultClaim>>) {
-        let heard = self.heard.lock().expect("heard lock");
+        let heard = lock(&self.heard);
         (
             heard.tasks.iter().cloned().collect(),
             heard.claims.iter().cloned().collect(),
@@ -661,9 +660,7 @@ impl SwarmTask {
             {
                 self.swarm.add_peer_address(peer, address);
             }
-            self.heard
-                .lock()
-                .expect("heard lock")
+            lock(&self.heard)
                 .node_offers
                 .insert(offer.payload.node_id, offer);
         } else if topic == VALIDATOR_OFFERS_TOPIC {
@@ -672,43 +669,26 @@ impl SwarmTask {
                 offer.payload.validator_id,
                 offer.payload.capability_family.clone(),
             );
-            self.heard
-                .lock()
-                .expect("heard lock")
-                .validator_offers
-                .insert(key, offer);
+            lock(&self.heard).validator_offers.insert(key, offer);
         } else if topic == REPUTATION_TOPIC {
             let event = gossip::check::<ReputationEvent>(data, source)?;
-            remember(
-                &mut self.heard.lock().expect("heard lock").reputation,
-                event,
-            );
+            remember(&mut lock(&self.heard).reputation, event);
         } else if topic == REGISTRATIONS_TOPIC {
             let registration = gossip::check::<CapabilityRegistration>(data, source)?;
             let cid = registration.cid().map_err(|e| e.to_string())?;
-            self.heard
-                .lock()
-                .expect("heard lock")
-                .registrations
-                .insert(cid, registration);
+            lock(&self.heard).registrations.insert(cid, registration);
         } else if topic == VALIDATION_RECEIPTS_TOPIC {
             let receipt = gossip::check::<ValidationReceipt>(data, source)?;
-            remember(
-                &mut self.heard.lock().expect("heard lock").validation_receipts,
-                receipt,
-            );
+            remember(&mut lock(&self.heard).validation_receipts, receipt);
         } else if topic == SETTLEMENT_RECEIPTS_TOPIC {
             let receipt = gossip::check::<SettlementReceipt>(data, source)?;
-            remember(
-                &mut self.heard.lock().expect("heard lock").settlement_receipts,
-                receipt,
-            );
+            remember(&mut lock(&self.heard).settlement_receipts, receipt);
         } else if topic == TASKS_TOPIC {
             let intent = gossip::check::<TaskIntent>(data, source)?;
-            remember(&mut self.heard.lock().expect("heard lock").tasks, intent);
+            remember(&mut lock(&self.heard).tasks, intent);
         } else if topic == CLAIMS_TOPIC {
             let claim = gossip::check::<ResultClaim>(data, source)?;
-            remember(&mut self.heard.lock().expect("heard lock").claims, claim);
+            remember(&mut lock(&self.heard).claims, claim);
         } else {
             return Err(format!("unknown topic {topic}"));
         }
