@@ -19,7 +19,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per write, not only per process: threads storing the same blob at once (two
+    // workers' identical snapshots) must not share, truncate or rename each other's file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -136,6 +140,24 @@ pub fn check(bytes: &[u8], expected: &ContentId) -> Result<(), BlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_writes_of_the_same_file_all_succeed_intact() {
+        // Two workers' identical snapshots reach one gateway at once (seen in CI).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let bytes = vec![7u8; 1 << 20];
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        write_atomic(&path, &bytes).unwrap();
+                        assert_eq!(fs::read(&path).unwrap(), bytes);
+                    }
+                });
+            }
+        });
+    }
 
     #[test]
     fn stores_and_reads_by_cid() {
