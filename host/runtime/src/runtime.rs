@@ -40,6 +40,10 @@ pub struct RuntimeConfig {
     pub stdio_cap_bytes: usize,
     /// Where compiled components are cached; `None` disables the disk cache.
     pub compile_cache_dir: Option<PathBuf>,
+    /// Bytes at the start of each pooled linear memory that stay mapped between runs and are
+    /// zeroed with a memset, instead of being handed back to the kernel and faulted in again
+    /// page by page by the next run (decision 0010). Beyond this, memory is released as usual.
+    pub resident_memory_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +55,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(10),
             stdio_cap_bytes: 64 * 1024,
             compile_cache_dir: None,
+            resident_memory_bytes: 16 << 20,
         }
     }
 }
@@ -167,7 +172,8 @@ impl Runtime {
             .total_memories(slots * 2)
             .total_tables(slots * 4)
             .total_stacks(slots)
-            .max_memory_size(config.max_memory_bytes as usize);
+            .max_memory_size(config.max_memory_bytes as usize)
+            .linear_memory_keep_resident(config.resident_memory_bytes);
         let mut engine_config = Config::new();
         engine_config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

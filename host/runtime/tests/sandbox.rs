@@ -141,6 +141,28 @@ async fn memory_bomb_traps_at_the_cap() {
 }
 
 #[tokio::test]
+async fn a_run_never_sees_memory_an_earlier_run_wrote() {
+    // One slot, so every run reuses the same pooled linear memory, which stays resident
+    // between runs (RuntimeConfig::resident_memory_bytes) and must come back zeroed.
+    let rt = Runtime::new(RuntimeConfig {
+        max_concurrent_runs: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let residue = json!({"behaviour": "residue"});
+    let first = run_hostile(&rt, 5000, residue.clone()).await.unwrap();
+    // A memory bomb in between dirties the whole slot, far past the resident part.
+    let bomb = json!({"behaviour": "memory-bomb", "step": 1048576});
+    run_hostile(&rt, 5000, bomb).await.unwrap_err();
+    let second = run_hostile(&rt, 5000, residue).await.unwrap();
+    for run in [&first, &second] {
+        assert_eq!(run.output["dirtyBytes"], 0, "{}", run.output);
+    }
+    // The second run read the very bytes the first one filled.
+    assert_eq!(second.output["offset"], first.output["offset"]);
+}
+
+#[tokio::test]
 async fn output_flood_is_rejected_at_the_cap() {
     let rt = runtime();
     let failure = run_hostile(

@@ -33,6 +33,9 @@ pub enum Input {
     Panic,
     /// Report the clock and a random number (to check determinism).
     Entropy,
+    /// Grow linear memory by one page, count its bytes that are not zero (fresh memory must be
+    /// all zeros, whatever an earlier run left there), then fill it for the next run to find.
+    Residue,
     /// Fetch a page through the browser import and return its evidence.
     Fetch {
         /// URL to fetch.
@@ -74,6 +77,7 @@ impl Capability for Hostile {
             Input::StdoutFlood => loop {
                 println!("{}", "flood ".repeat(1000));
             },
+            Input::Residue => residue(),
             Input::Panic => panic!("hostile capability panicked on purpose"),
             Input::Entropy => {
                 let now = std::time::SystemTime::now()
@@ -117,3 +121,28 @@ fn request(url: &str) -> FetchRequest {
 }
 
 d402_sdk::export_capability!(Hostile);
+
+/// [`Input::Residue`]: the page past the current end of linear memory, read and then dirtied.
+#[cfg(target_arch = "wasm32")]
+fn residue() -> Result<Value, RunError> {
+    const PAGE: usize = 65536;
+    let old_pages = core::arch::wasm32::memory_grow(0, 1);
+    if old_pages == usize::MAX {
+        return Err(RunError::Internal("memory.grow refused one page".into()));
+    }
+    let offset = old_pages * PAGE;
+    // SAFETY: the page was just added to linear memory; nothing else (the allocator included)
+    // knows of it, so this is the only reference.
+    let page = unsafe { std::slice::from_raw_parts_mut(offset as *mut u8, PAGE) };
+    let dirty = page.iter().filter(|&&b| b != 0).count();
+    page.fill(0xA5);
+    Ok(json!({ "dirtyBytes": dirty, "offset": offset }))
+}
+
+/// [`Input::Residue`] needs a wasm linear memory.
+#[cfg(not(target_arch = "wasm32"))]
+fn residue() -> Result<Value, RunError> {
+    Err(RunError::Internal(
+        "residue runs only inside the sandbox".into(),
+    ))
+}
