@@ -48,7 +48,7 @@ pub enum BenchCommand {
         )]
         wasm: PathBuf,
         /// Passes over the corpus per path.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
         /// Run the sandbox with fuel metering on (to measure what metering costs).
         #[arg(long)]
@@ -316,8 +316,12 @@ fn extract(
     );
     let mut native = Duration::ZERO;
     let mut wasm_time = Duration::ZERO;
+    // Each round's two passes run back to back, so their ratio is immune to the machine's
+    // speed drifting between rounds; the median of those is the reported ratio.
+    let mut round_ratios = Vec::new();
     let mut differing = Vec::new();
     for round in 0..rounds {
+        let mut round_time = [Duration::ZERO; 2];
         // Alternate which path runs first, so caches and drift favour neither.
         for path in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
             let started = Instant::now();
@@ -327,7 +331,8 @@ fn extract(
                     let output = page_to_markdown::convert(page).map(|o| serde_json::to_string(&o));
                     let _ = std::hint::black_box(output);
                 }
-                native += started.elapsed();
+                round_time[0] = started.elapsed();
+                native += round_time[0];
             } else {
                 tokio.block_on(async {
                     for (url, _) in &pages {
@@ -341,10 +346,13 @@ fn extract(
                             .await;
                     }
                 });
-                wasm_time += started.elapsed();
+                round_time[1] = started.elapsed();
+                wasm_time += round_time[1];
             }
         }
+        round_ratios.push(round_time[1].as_secs_f64() / round_time[0].as_secs_f64());
     }
+    round_ratios.sort_by(f64::total_cmp);
     // Both paths must produce the same markdown, or the comparison means nothing.
     tokio.block_on(async {
         for ((url, _), page) in pages.iter().zip(&native_pages) {
@@ -389,8 +397,10 @@ fn extract(
         "  native (same code, x86_64)      {native_pps:>8.1} pages/s  {native_mbs:>6.2} MB/s   (baseline)"
     );
     println!(
-        "  WASM component, full run path   {wasm_pps:>8.1} pages/s  {wasm_mbs:>6.2} MB/s   time ratio {:.2}x",
-        wasm_time.as_secs_f64() / native.as_secs_f64()
+        "  WASM component, full run path   {wasm_pps:>8.1} pages/s  {wasm_mbs:>6.2} MB/s   time ratio {:.2}x (median of {rounds} rounds; {:.2}-{:.2}x)",
+        round_ratios[round_ratios.len() / 2],
+        round_ratios[0],
+        round_ratios[round_ratios.len() - 1]
     );
     Ok(())
 }

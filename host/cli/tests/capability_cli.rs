@@ -548,3 +548,61 @@ fn every_command_has_help() {
         assert!(out.contains("Usage:"), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn bench_extract_runs_the_component_and_native_code_on_the_same_pages() {
+    let ws = Workspace::new();
+    let pages = d402_testkit::repo_path("capabilities/page-to-markdown/extractor/tests/pages");
+    let page_count = std::fs::read_dir(&pages)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "html")
+        })
+        .count();
+    let manifest = d402_testkit::manifest_path("page-to-markdown");
+    let wasm = d402_testkit::components_dir().join("page_to_markdown.wasm");
+    let (pages, manifest, wasm) = (
+        pages.display().to_string(),
+        manifest.display().to_string(),
+        wasm.display().to_string(),
+    );
+    let run = |rounds: &str| {
+        d402(
+            ws.path(),
+            &[
+                "bench",
+                "extract",
+                "--pages",
+                &pages,
+                "--manifest",
+                &manifest,
+                "--wasm",
+                &wasm,
+                "--rounds",
+                rounds,
+            ],
+        )
+    };
+    let bench = run("2");
+    assert_eq!(bench.status, 0, "{}", bench.stderr);
+    // Blocked pages fail on both paths alike; every other page gives the same markdown.
+    assert!(
+        bench.stdout.contains(&format!(
+            "on {page_count} pages ({page_count} identical outputs"
+        )),
+        "{}",
+        bench.stdout
+    );
+    assert!(
+        bench.stdout.contains("median of 2 rounds"),
+        "{}",
+        bench.stdout
+    );
+    let none = run("0");
+    assert_eq!(none.status, 2, "{}", none.stdout);
+    assert!(none.stderr.contains("--rounds"), "{}", none.stderr);
+}
