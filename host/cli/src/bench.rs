@@ -314,11 +314,9 @@ fn extract(
         pages.len(),
         total_bytes as f64 / 1e6
     );
-    let mut native = Duration::ZERO;
-    let mut wasm_time = Duration::ZERO;
-    // Each round's two passes run back to back, so their ratio is immune to the machine's
-    // speed drifting between rounds; the median of those is the reported ratio.
-    let mut round_ratios = Vec::new();
+    // Per round: [native, WASM]. Each round's two passes run back to back, so their ratio is
+    // immune to the machine's speed drifting between rounds; the median of those is reported.
+    let mut round_times = Vec::new();
     let mut differing = Vec::new();
     for round in 0..rounds {
         let mut round_time = [Duration::ZERO; 2];
@@ -332,7 +330,6 @@ fn extract(
                     let _ = std::hint::black_box(output);
                 }
                 round_time[0] = started.elapsed();
-                native += round_time[0];
             } else {
                 tokio.block_on(async {
                     for (url, _) in &pages {
@@ -347,12 +344,10 @@ fn extract(
                     }
                 });
                 round_time[1] = started.elapsed();
-                wasm_time += round_time[1];
             }
         }
-        round_ratios.push(round_time[1].as_secs_f64() / round_time[0].as_secs_f64());
+        round_times.push(round_time);
     }
-    round_ratios.sort_by(f64::total_cmp);
     // Both paths must produce the same markdown, or the comparison means nothing.
     tokio.block_on(async {
         for ((url, _), page) in pages.iter().zip(&native_pages) {
@@ -379,12 +374,18 @@ fn extract(
             }
         }
     });
-    let per_path = |d: Duration| {
-        let secs = d.as_secs_f64() / f64::from(rounds);
+    let per_path = |path: usize| {
+        let total: Duration = round_times.iter().map(|t| t[path]).sum();
+        let secs = total.as_secs_f64() / f64::from(rounds);
         (pages.len() as f64 / secs, total_bytes as f64 / 1e6 / secs)
     };
-    let (native_pps, native_mbs) = per_path(native);
-    let (wasm_pps, wasm_mbs) = per_path(wasm_time);
+    let (native_pps, native_mbs) = per_path(0);
+    let (wasm_pps, wasm_mbs) = per_path(1);
+    let mut round_ratios: Vec<f64> = round_times
+        .iter()
+        .map(|[native, wasm]| wasm.as_secs_f64() / native.as_secs_f64())
+        .collect();
+    round_ratios.sort_by(f64::total_cmp);
     println!(
         "page-to-markdown on {} pages ({} identical outputs native vs WASM)",
         pages.len(),

@@ -9,9 +9,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind};
 ///
 /// The automaton is a non-contiguous NFA, the cheapest kind to build: the capability runs in a
 /// fresh sandbox instance per page, so every automaton is rebuilt for every page, and a DFA (what
-/// the crate picks for lists this small) took ~13 % of the component's compute time to build
-/// (perf with wasmtime's perf map); the NFA searches these short texts a little slower, far
-/// less than the build saved (`d402 bench extract`).
+/// the crate picks for lists this small) took ~13 % of the component's compute time to build.
+/// The NFA's search is slower (about 1 % more of the samples), far less than the build saved
+/// (perf profiles of `d402 bench extract` with wasmtime's perf map).
 pub(crate) struct Substrings {
     list: &'static [&'static str],
     automaton: OnceLock<AhoCorasick>,
