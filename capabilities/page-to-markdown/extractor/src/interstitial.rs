@@ -22,10 +22,13 @@ pub(crate) const CHECKS: &[&str] = &[
     "radware",
     "vercel-checkpoint",
     "waiting-room",
+    "amazon-captcha",
+    "yandex-smartcaptcha",
     "hcaptcha",
     "recaptcha",
     "arkose",
     "geetest",
+    "captcha-prompt",
     "rate-limited",
     "access-denied",
     "enable-javascript-shell",
@@ -266,6 +269,12 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     }
 
     // --- Akamai -----------------------------------------------------------------
+    if small && let Some(m) = any_in(&f.raw, &["/_sec/cp_challenge/", "sec-if-cpt", "sec-cpt-if"]) {
+        return Some((
+            "akamai".into(),
+            ev(format!("bot manager challenge, marker={m:?}")),
+        ));
+    }
     if small
         && (f.title.contains("access denied") || f.heading.contains("access denied"))
         && (f.raw.contains("errors.edgesuite.net")
@@ -324,6 +333,15 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
             &[
                 "vercel security checkpoint",
                 "/.well-known/vercel/security/",
+            ],
+        ),
+        ("amazon-captcha", &["/errors/validatecaptcha"]),
+        (
+            "yandex-smartcaptcha",
+            &[
+                "smartcaptcha.yandexcloud.net",
+                "/checkcaptcha?",
+                "/showcaptcha?",
             ],
         ),
         (
@@ -397,6 +415,34 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
         }
     }
 
+    // Home-grown captchas (an image to type, an "I'm not a robot" button) say so in the
+    // title or the first lines of an otherwise empty page; a short post that quotes them has
+    // paragraphs of its own.
+    let opening = &f.visible[..f.visible.floor_char_boundary(400)];
+    if small
+        && f.long_paragraphs <= 1
+        && !documentish
+        && let Some(p) = [opening, &f.title, &f.heading]
+            .into_iter()
+            .find_map(|text| {
+                any_in(
+                    text,
+                    &[
+                        "not a robot",
+                        "verify you are human",
+                        "verify that you are human",
+                        "confirm you are human",
+                        "confirm that you are human",
+                        "prove you are human",
+                        "detected unusual traffic",
+                        "characters you see",
+                    ],
+                )
+            })
+    {
+        return Some(("captcha-prompt".into(), ev(format!("phrase={p:?}"))));
+    }
+
     // Title/heading patterns alone are weak evidence ("Slow down" is also a blog post,
     // "429 Too Many Requests" a documentation page): only status-page shaped pages count.
     let status_page = small && !documentish;
@@ -445,7 +491,7 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     if vis_len < 2000
         && !f.structure.documentish(0)
         && let Some(p) = any_in(
-            &f.visible[..f.visible.floor_char_boundary(400)],
+            opening,
             &[
                 "your request has been blocked",
                 "your ip has been blocked",

@@ -36,7 +36,7 @@ mod readable;
 use std::fmt;
 
 /// Version of the extraction rules; bumped whenever the output for some input changes.
-pub const EXTRACTOR_VERSION: &str = "0.3.0";
+pub const EXTRACTOR_VERSION: &str = "0.3.1";
 
 /// Options of [`extract`].
 #[derive(Debug, Clone, PartialEq, Eq)]

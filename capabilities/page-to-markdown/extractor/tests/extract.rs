@@ -377,11 +377,32 @@ fn bot_manager_walls_name_their_vendor() {
     assert_eq!(blocked("sucuri-js-challenge.html"), "sucuri");
     assert_eq!(blocked("ddos-guard-check.html"), "ddos-guard");
     assert_eq!(blocked("aws-waf-challenge.html"), "aws-waf");
+    assert_eq!(blocked("akamai-bot-challenge.html"), "akamai");
+    assert_eq!(blocked("amazon-robot-check.html"), "amazon-captcha");
+    assert_eq!(blocked("yandex-smartcaptcha.html"), "yandex-smartcaptcha");
+    assert_eq!(blocked("google-unusual-traffic.html"), "recaptcha");
     // The standalone detector agrees and reports what it saw.
     let (d, ev) =
         detect_interstitial(&page("imperva-incident.html")).expect("imperva not detected");
     assert_eq!(d, "imperva");
     assert!(ev.contains("incapsula"), "{ev}");
+}
+
+#[test]
+fn captcha_prompts_without_a_known_widget_are_walls_but_posts_quoting_them_are_not() {
+    // A site's own image captcha: no vendor markup, only the prompt at the top.
+    assert_eq!(blocked("image-captcha-prompt.html"), "captcha-prompt");
+    // A short post titled with the same kind of phrase, with paragraphs of its own.
+    assert_eq!(
+        detect_interstitial(&page("short-post-not-a-robot.html")),
+        None
+    );
+    let a = article("short-post-not-a-robot.html");
+    assert!(
+        a.markdown.contains("The potatoes arrive on Thursday."),
+        "{}",
+        a.markdown
+    );
 }
 
 #[test]
@@ -394,6 +415,9 @@ fn every_detector_name_is_listed_once() {
         "sucuri",
         "ddos-guard",
         "aws-waf",
+        "amazon-captcha",
+        "yandex-smartcaptcha",
+        "captcha-prompt",
         "rate-limited",
         "access-denied",
     ] {
