@@ -429,13 +429,13 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
                     text,
                     &[
                         "not a robot",
-                        "verify you are human",
-                        "verify that you are human",
-                        "confirm you are human",
-                        "confirm that you are human",
-                        "prove you are human",
+                        "you are human",
+                        "you are a human",
+                        "you're human",
+                        "you're a human",
                         "detected unusual traffic",
                         "characters you see",
+                        "connection needs to be verified",
                     ],
                 )
             })
@@ -498,6 +498,8 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
                 "your ip address has been blocked",
                 "your access to this site has been limited",
                 "access to this site has been blocked",
+                "blocked by network security",
+                "your browsing activity has been paused",
             ],
         )
     {

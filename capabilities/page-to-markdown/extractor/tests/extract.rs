@@ -208,6 +208,8 @@ fn blocked_pages_name_their_detector() {
     assert_eq!(blocked("access-denied.html"), "access-denied");
     // Title and heading are the site's own words; the notice says what happened.
     assert_eq!(blocked("network-policy-block.html"), "access-denied");
+    assert_eq!(blocked("reddit-network-security.html"), "access-denied");
+    assert_eq!(blocked("browsing-paused.html"), "access-denied");
     // A short post quoting such a notice further down is content.
     let a = article("short-post-quoting-block-notice.html");
     assert!(
