@@ -19,9 +19,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use d402_browser::BrowserConfig;
 use d402_protocol::{
     Amount, BPS_DENOMINATOR, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price,
 };
@@ -116,10 +118,16 @@ pub struct NodeConfig {
     pub gossip_tasks: bool,
     /// Leases from other gateways a worker runs at once; more are refused as `busy`.
     pub max_leases: u32,
+    /// Chromium tabs open at once for rendered page fetches; more renders wait.
+    pub browser_tabs: u32,
+    /// Seconds Chromium may take to start before a render fails.
+    pub browser_launch_timeout_seconds: u64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
+        // The page fetcher's own production defaults.
+        let browser = BrowserConfig::default();
         Self {
             state: PathBuf::from("state/node"),
             http_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -151,6 +159,8 @@ impl Default for NodeConfig {
             min_software_version: None,
             gossip_tasks: false,
             max_leases: 16,
+            browser_tabs: u32::try_from(browser.max_tabs).unwrap_or(u32::MAX),
+            browser_launch_timeout_seconds: browser.launch_timeout.as_secs(),
         }
     }
 }
@@ -168,6 +178,17 @@ impl NodeConfig {
             self.local_workers as usize
         } else {
             0
+        }
+    }
+
+    /// The page fetcher's settings: its production defaults with this node's tab count,
+    /// Chromium start-up time and (development only) private-address switch.
+    pub fn browser_config(&self) -> BrowserConfig {
+        BrowserConfig {
+            max_tabs: self.browser_tabs as usize,
+            launch_timeout: Duration::from_secs(self.browser_launch_timeout_seconds),
+            allow_private_addresses: self.allow_private_addresses,
+            ..BrowserConfig::default()
         }
     }
 
@@ -201,6 +222,12 @@ impl NodeConfig {
         }
         if self.max_leases == 0 {
             bail!("max-leases must be at least 1");
+        }
+        if self.browser_tabs == 0 {
+            bail!("browser-tabs must be at least 1");
+        }
+        if self.browser_launch_timeout_seconds == 0 {
+            bail!("browser-launch-timeout-seconds must be at least 1");
         }
         if self.offer_interval_seconds == 0 {
             bail!("offer-interval-seconds must be at least 1");
@@ -355,6 +382,12 @@ pub struct NodeArgs {
     /// Leases from other gateways this worker runs at once; more are refused as busy [default: 16].
     #[arg(long)]
     pub max_leases: Option<u32>,
+    /// Chromium tabs open at once for rendered page fetches; more renders wait [default: 4].
+    #[arg(long)]
+    pub browser_tabs: Option<u32>,
+    /// Seconds Chromium may take to start before a render fails [default: 20].
+    #[arg(long)]
+    pub browser_launch_timeout_seconds: Option<u64>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -488,5 +521,10 @@ impl NodeArgs {
         }
         set(&mut config.gossip_tasks, self.gossip_tasks);
         set(&mut config.max_leases, self.max_leases);
+        set(&mut config.browser_tabs, self.browser_tabs);
+        set(
+            &mut config.browser_launch_timeout_seconds,
+            self.browser_launch_timeout_seconds,
+        );
     }
 }

@@ -118,11 +118,8 @@ impl NodeParts {
             .iter()
             .any(|i| i.manifest.permissions.browser.is_some())
         {
-            let live = d402_browser::LiveSource::with_defaults(
-                config.allow_private_addresses,
-                blobs.clone(),
-            )
-            .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
+            let live = d402_browser::LiveSource::new(config.browser_config(), blobs.clone())
+                .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;
             Some(Arc::new(live))
         } else {
             None

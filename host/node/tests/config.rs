@@ -360,3 +360,43 @@ fn inconsistent_combinations_are_refused_precisely() {
         "a gateway without the worker role has no local pool"
     );
 }
+
+#[test]
+fn browser_settings_reach_the_page_fetcher() {
+    let default = resolve(&[]).unwrap().browser_config();
+    let production = d402_browser::BrowserConfig::default();
+    assert_eq!(
+        (default.max_tabs, default.launch_timeout),
+        (production.max_tabs, production.launch_timeout),
+        "unset, the fetcher keeps its own production defaults"
+    );
+    assert!(!default.allow_private_addresses);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "browser-tabs = 2\nbrowser-launch-timeout-seconds = 45\n",
+    );
+    let config = resolve(&["--config", &file, "--browser-tabs", "8"]).unwrap();
+    let browser = config.browser_config();
+    assert_eq!(browser.max_tabs, 8, "the flag overrides the file");
+    assert_eq!(browser.launch_timeout, std::time::Duration::from_secs(45));
+    assert_eq!(
+        browser.max_redirects, production.max_redirects,
+        "what the node does not set stays as the fetcher's default"
+    );
+
+    for (flag, key) in [
+        ("--browser-tabs", "browser-tabs"),
+        (
+            "--browser-launch-timeout-seconds",
+            "browser-launch-timeout-seconds",
+        ),
+    ] {
+        let message = error_of(resolve(&[flag, "0"]));
+        assert!(
+            message.contains(&format!("{key} must be at least 1")),
+            "{message}"
+        );
+    }
+}
