@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use cid::Cid;
 use multihash::Multihash;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::canonical;
@@ -135,18 +135,7 @@ fn parse_hex_digest(text: &str) -> Option<Sha256Digest> {
     Some(Sha256Digest(digest))
 }
 
-impl Serialize for ContentId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ContentId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_via_text!(ContentId);
 
 /// The spec's `contentHash` value: always written `sha256:<hex>` of the bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -174,18 +163,7 @@ impl FromStr for ContentHash {
     }
 }
 
-impl Serialize for ContentHash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ContentHash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_via_text!(ContentHash);
 
 #[cfg(test)]
 mod tests {

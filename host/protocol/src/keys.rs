@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRngCore;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ProtocolError;
 
@@ -125,25 +124,7 @@ fn decode_base58_exact<const N: usize>(
         })
 }
 
-macro_rules! serde_via_text {
-    ($ty:ty) => {
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-serde_via_text!(PublicKey);
-serde_via_text!(Signature);
+serde_via_text!(PublicKey, Signature);
 
 /// An ed25519 signing key with its public key.
 #[derive(Clone)]

@@ -3,6 +3,25 @@
 //!
 //! This crate does no I/O: no files, no network, no clock, no global randomness.
 
+/// Implements `Serialize` and `Deserialize` through `Display` and `FromStr`: the type travels
+/// as its text form, and a text that does not parse is refused with the parser's message.
+macro_rules! serde_via_text {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
 pub mod canonical;
 mod content_id;
 mod error;
