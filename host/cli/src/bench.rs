@@ -314,6 +314,13 @@ fn extract(
         pages.len(),
         total_bytes as f64 / 1e6
     );
+    // The component on one page, through the full run path.
+    let run_wasm = |url: &str| {
+        let input = json!({"url": url});
+        let replay = replay.clone();
+        let (runtime, capability, task) = (&runtime, &capability, &task);
+        async move { runtime.run(capability, task, &input, Some(replay)).await }
+    };
     // Per round: [native, WASM]. Each round's two passes run back to back, so their ratio is
     // immune to the machine's speed drifting between rounds; the median of those is reported.
     let mut round_times = Vec::new();
@@ -333,14 +340,7 @@ fn extract(
             } else {
                 tokio.block_on(async {
                     for (url, _) in &pages {
-                        let _ = runtime
-                            .run(
-                                &capability,
-                                &task,
-                                &json!({"url": url}),
-                                Some(replay.clone()),
-                            )
-                            .await;
+                        let _ = run_wasm(url).await;
                     }
                 });
                 round_time[1] = started.elapsed();
@@ -351,14 +351,7 @@ fn extract(
     // Both paths must produce the same markdown, or the comparison means nothing.
     tokio.block_on(async {
         for ((url, _), page) in pages.iter().zip(&native_pages) {
-            let wasm_out = runtime
-                .run(
-                    &capability,
-                    &task,
-                    &json!({"url": url}),
-                    Some(replay.clone()),
-                )
-                .await;
+            let wasm_out = run_wasm(url).await;
             let native_out = page_to_markdown::convert(page);
             let same = match (&wasm_out, &native_out) {
                 (Ok(w), Ok(n)) => w.output["markdown"] == json!(n.markdown),
