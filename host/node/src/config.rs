@@ -119,7 +119,7 @@ pub struct NodeConfig {
     /// Leases from other gateways a worker runs at once; more are refused as `busy`.
     pub max_leases: u32,
     /// Chromium tabs open at once for rendered page fetches; more renders wait.
-    pub browser_tabs: u32,
+    pub browser_tabs: usize,
     /// Seconds Chromium may take to start before a render fails.
     pub browser_launch_timeout_seconds: u64,
 }
@@ -159,7 +159,7 @@ impl Default for NodeConfig {
             min_software_version: None,
             gossip_tasks: false,
             max_leases: 16,
-            browser_tabs: u32::try_from(browser.max_tabs).unwrap_or(u32::MAX),
+            browser_tabs: browser.max_tabs,
             browser_launch_timeout_seconds: browser.launch_timeout.as_secs(),
         }
     }
@@ -185,7 +185,7 @@ impl NodeConfig {
     /// Chromium start-up time and (development only) private-address switch.
     pub fn browser_config(&self) -> BrowserConfig {
         BrowserConfig {
-            max_tabs: self.browser_tabs as usize,
+            max_tabs: self.browser_tabs,
             launch_timeout: Duration::from_secs(self.browser_launch_timeout_seconds),
             allow_private_addresses: self.allow_private_addresses,
             ..BrowserConfig::default()
@@ -384,7 +384,7 @@ pub struct NodeArgs {
     pub max_leases: Option<u32>,
     /// Chromium tabs open at once for rendered page fetches; more renders wait [default: 4].
     #[arg(long)]
-    pub browser_tabs: Option<u32>,
+    pub browser_tabs: Option<usize>,
     /// Seconds Chromium may take to start before a render fails [default: 20].
     #[arg(long)]
     pub browser_launch_timeout_seconds: Option<u64>,

@@ -269,12 +269,6 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
     }
 
     // --- Akamai -----------------------------------------------------------------
-    if small && let Some(m) = any_in(&f.raw, &["/_sec/cp_challenge/", "sec-if-cpt", "sec-cpt-if"]) {
-        return Some((
-            "akamai".into(),
-            ev(format!("bot manager challenge, marker={m:?}")),
-        ));
-    }
     if small
         && (f.title.contains("access denied") || f.heading.contains("access denied"))
         && (f.raw.contains("errors.edgesuite.net")
@@ -289,6 +283,11 @@ pub(crate) fn detect(dom: &Dom, html: &str) -> Option<(String, String)> {
 
     // --- Other bot managers -----------------------------------------------------
     let vendors: &[(&str, &[&str])] = &[
+        // Akamai Bot Manager's challenge page (its denial page is the rule above).
+        (
+            "akamai",
+            &["/_sec/cp_challenge/", "sec-if-cpt", "sec-cpt-if"],
+        ),
         (
             "imperva",
             &[
