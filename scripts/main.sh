@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 ensure_rust_targets
+ensure_chromium
 ./scripts/build-capabilities.sh
 cargo build --locked --release --bin d402
 d402=target/release/d402

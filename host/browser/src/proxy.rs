@@ -24,6 +24,8 @@ pub const DENIED_HEADER: &str = "x-d402-denied";
 
 /// Largest request or response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines a proxied request or response head may carry.
+const MAX_HEADERS: usize = 128;
 
 /// What the proxy saw, for attribution and tests.
 #[derive(Debug, Default)]
@@ -320,43 +322,48 @@ async fn read_head<R: AsyncReadExt + Unpin>(
     }
 }
 
+/// Parses a complete request head (with `httparse`); `None` when it is not valid HTTP/1.x.
 fn parse_request(raw: &[u8]) -> Option<Head> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target, version) = (first.next()?, first.next()?, first.next()?);
-    if first.next().is_some() || !version.starts_with("HTTP/1.") {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if !request.parse(raw).ok()?.is_complete() {
         return None;
     }
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            l.split_once(':')
-                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        })
-        .collect::<Option<Vec<_>>>()?;
     Some(Head {
-        method: method.to_string(),
-        target: target.to_string(),
-        version: version.to_string(),
-        headers,
+        method: request.method?.to_string(),
+        target: request.path?.to_string(),
+        version: format!("HTTP/1.{}", request.version?),
+        headers: request
+            .headers
+            .iter()
+            .map(|h| Some((h.name.to_string(), header_text(h)?.to_string())))
+            .collect::<Option<Vec<_>>>()?,
     })
 }
 
 /// The response head with connection management replaced by `Connection: close`.
 fn rewrite_response_head(raw: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let mut out = format!("{}\r\n", lines.next()?);
-    for line in lines {
-        let name = line.split_once(':')?.0.trim();
-        if !is_hop_header(name) {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if !response.parse(raw).ok()?.is_complete() {
+        return None;
+    }
+    let mut out = format!(
+        "HTTP/1.{} {} {}\r\n",
+        response.version?,
+        response.code?,
+        response.reason.unwrap_or_default()
+    );
+    for header in response.headers.iter().filter(|h| !is_hop_header(h.name)) {
+        out.push_str(&format!("{}: {}\r\n", header.name, header_text(header)?));
     }
     out.push_str("Connection: close\r\n\r\n");
     Some(out)
+}
+
+/// A header value as text (visible ASCII and spaces; anything else refuses the head).
+fn header_text<'a>(header: &httparse::Header<'a>) -> Option<&'a str> {
+    std::str::from_utf8(header.value).ok().map(str::trim)
 }
 
 fn is_hop_header(name: &str) -> bool {
@@ -414,7 +421,26 @@ mod tests {
             ("GET", "http://a.example/x?y")
         );
         assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.version, "HTTP/1.1");
+        assert_eq!(
+            head.headers[1],
+            ("Proxy-Connection".into(), "keep-alive".into())
+        );
         assert!(parse_request(b"GET /x\r\n\r\n").is_none());
+        assert!(parse_request(b"GET /x HTTP/1.1\r\nNo-Colon\r\n\r\n").is_none());
+        assert!(
+            parse_request(b"GET /x HTTP/1.1\r\nHost : a\r\n\r\n").is_none(),
+            "a space before the colon is refused, not read as another header"
+        );
+        assert!(
+            parse_request(b"GET /x HTTP/1.1\r\nHost: a\r\n").is_none(),
+            "incomplete"
+        );
+        let many = format!(
+            "GET /x HTTP/1.1\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert!(parse_request(many.as_bytes()).is_none(), "too many headers");
         assert_eq!(split_authority("[::1]:443"), Some(("[::1]".into(), 443)));
         assert_eq!(
             split_authority("example.com:8443"),

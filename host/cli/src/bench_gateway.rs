@@ -7,10 +7,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
-use d402_node::{Gateway, NodeConfig, NodeStore};
+use d402_node::{Gateway, NodeConfig};
+use d402_payment::Purchase;
+use d402_payment::x402::{PaymentPayload, encode_header, headers};
 use d402_protocol::{Amount, ContentId, Keypair, Signed, Timestamp};
+use d402_rail_simulated::sign_payment;
 use d402_runtime::{Runtime, RuntimeConfig, TaskInfo};
+use d402_store::NodeStore;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -85,8 +88,8 @@ struct Sample {
 
 /// One settled task as the store holds it: the task record and its receipts.
 struct SettledTask {
-    record: d402_node::TaskRecord,
-    receipts: d402_node::store::Receipts,
+    record: d402_store::TaskRecord,
+    receipts: d402_store::Receipts,
 }
 
 async fn measure(
@@ -99,7 +102,7 @@ async fn measure(
         capability: "util.json_transform@1".into(),
         ..NodeConfig::default()
     };
-    let gateway = Gateway::open(config)?;
+    let gateway = Gateway::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let server = gateway.clone();
@@ -114,27 +117,23 @@ async fn measure(
         &buyer.public().to_string(),
         Amount::from_micros(price.micros() * bench.tasks as u64),
     )?;
-    let client = d402_node::client::http_client()?;
+    let client = d402_client::http_client();
+    let create = format!("{base}/tasks");
 
     let probe = json!({"input": {"value": {}, "select": []}});
-    let challenge = client
-        .post(format!("{base}/tasks"))
-        .json(&probe)
-        .send()
+    let challenge = d402_client::Client::new(&base)?
+        .challenge(&create, &probe)
         .await?;
-    let header = challenge
-        .headers()
-        .get("payment-required")
-        .context("no challenge")?
-        .to_str()?
-        .to_string();
-    let challenge: PaymentRequired = decode_header(&header).map_err(anyhow::Error::msg)?;
     eprintln!("bench gateway: signing {} payments", bench.tasks);
-    let requests: Vec<(Value, String)> = (0..bench.tasks)
+    let requests: Vec<(Value, PaymentPayload)> = (0..bench.tasks)
         .map(|i| {
             let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});
-            let payment =
-                pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now())?;
+            let purchase = Purchase {
+                resource: None,
+                body: &body,
+                now: Timestamp::now(),
+            };
+            let payment = sign_payment(&challenge.accepts[0], &purchase, &buyer)?.erased();
             Ok((body, payment))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -147,13 +146,12 @@ async fn measure(
     )
     .await?;
     eprintln!("bench gateway: paid tasks");
-    let create = format!("{base}/tasks");
     let posts = requests
         .iter()
         .map(|(body, payment)| {
             client
                 .post(&create)
-                .header("payment-signature", payment)
+                .header(headers::PAYMENT_SIGNATURE, encode_header(payment))
                 .json(body)
         })
         .collect();
@@ -163,9 +161,11 @@ async fn measure(
     if left.micros() != 0 {
         bail!("the buyer should have spent {spent:?} exactly; {left:?} is left");
     }
-    let payload: d402_node::PaymentPayload =
-        decode_header(&requests[0].1).map_err(anyhow::Error::msg)?;
-    let task_id = d402_node::payment::task_id_of(&payload);
+    let task_id = gateway
+        .rails()
+        .for_payment(&requests[0].1)?
+        .identify(&requests[0].1)?
+        .task_id();
     let record = gateway
         .store()
         .task(&task_id)?
@@ -292,10 +292,8 @@ async fn stage_costs(
     );
     let started = Instant::now();
     for _ in 0..N {
-        std::hint::black_box(serde_json::from_slice::<d402_node::TaskRecord>(&record)?);
-        std::hint::black_box(serde_json::from_slice::<d402_node::store::Receipts>(
-            &receipts,
-        )?);
+        std::hint::black_box(serde_json::from_slice::<d402_store::TaskRecord>(&record)?);
+        std::hint::black_box(serde_json::from_slice::<d402_store::Receipts>(&receipts)?);
     }
     let decode = mean(started.elapsed(), N);
     Ok(vec![

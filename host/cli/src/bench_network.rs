@@ -151,7 +151,9 @@ async fn paid_tasks(
     label: &str,
 ) -> anyhow::Result<Vec<Duration>> {
     let body = |i: usize| json!({"input": {"value": {"n": i, "label": label}, "select": ["n"]}});
-    let warm = d402_node::client::http_task(gateway, &body(usize::MAX), key).await?;
+    let client = d402_client::Client::new(gateway)?;
+    let payer = d402_rail_simulated::SimulatedPayer::new(key.clone());
+    let warm = client.run_task(&body(usize::MAX), &payer).await?;
     anyhow::ensure!(
         warm.task["status"] == "accepted",
         "the {label} gateway did not accept a task: {}",
@@ -160,7 +162,7 @@ async fn paid_tasks(
     let mut latencies = Vec::with_capacity(count);
     for i in 0..count {
         let started = Instant::now();
-        let outcome = d402_node::client::http_task(gateway, &body(i), key).await?;
+        let outcome = client.run_task(&body(i), &payer).await?;
         latencies.push(started.elapsed());
         anyhow::ensure!(
             outcome.task["status"] == "accepted",

@@ -12,6 +12,7 @@ use d402_protocol::{
 };
 
 use crate::files::{pretty, read_bytes, read_json, read_manifest, write_json};
+use d402_store::StateDir;
 
 /// Capability subcommands.
 #[derive(Subcommand)]
@@ -258,7 +259,7 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let key_path = args
         .key
         .clone()
-        .unwrap_or_else(|| args.state.join("wallet.json"));
+        .unwrap_or_else(|| StateDir::new(&args.state).wallet());
     let key = d402_wallet::load_or_create(&key_path)?;
     let mut registration =
         CapabilityRegistration::for_manifest(&manifest, key.public(), Timestamp::now())?;
@@ -279,13 +280,10 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
         .context("refusing to register")?;
     let cid = envelope.cid()?;
     write_json(
-        &args
-            .state
-            .join("manifests")
-            .join(format!("{}.json", manifest.cid()?)),
+        &StateDir::new(&args.state).manifest(&manifest.cid()?),
         &manifest,
     )?;
-    let path = args.state.join("registrations").join(format!("{cid}.json"));
+    let path = StateDir::new(&args.state).registration(&cid);
     write_json(&path, &envelope)?;
     print!("{}", pretty(&envelope)?);
     eprintln!("registration {cid} written to {}", path.display());

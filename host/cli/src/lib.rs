@@ -42,7 +42,7 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Run a node (gateway, worker, validator): embedded defaults < --config FILE < environment < flags.
-    Node(d402_node::NodeArgs),
+    Node(Box<d402_node::NodeArgs>),
     /// Fund an account on the simulated payment rail's ledger (development).
     Faucet(node::FaucetArgs),
     /// Submit a paid task to the node's worker pool (single, race or quorum), with receipts.
@@ -62,7 +62,7 @@ pub fn main() -> ExitCode {
         Command::Keygen { out, force } => keygen(&out, force).map(|()| ExitCode::SUCCESS),
         Command::Capability(command) => capability::run(command),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
-        Command::Node(args) => node::node(args),
+        Command::Node(args) => node::node(*args),
         Command::Faucet(args) => node::faucet(args),
         Command::Task(args) => node::task(args),
         Command::HttpTask(args) => node::http_task(args),

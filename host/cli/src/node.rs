@@ -1,14 +1,19 @@
 //! `d402 node`, `d402 faucet`, `d402 task` and `d402 http-task`: the node and its buyer side.
 
+use d402_payment::x402::{PaymentHeader, encode_header};
+use d402_payment::{Purchase, RailId};
+use d402_rail_simulated::{SimulatedPayer, sign_payment};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use d402_node::gateway::{Admission, TaskRequest};
-use d402_node::store::TaskStatus;
-use d402_node::{Gateway, NodeArgs, NodeStore};
+use d402_node::{Gateway, NodeArgs};
 use d402_protocol::{Amount, PublicKey};
+use d402_store::NodeStore;
+use d402_store::StateDir;
+use d402_store::TaskStatus;
 use serde_json::json;
 
 /// Arguments of `d402 task`.
@@ -66,9 +71,9 @@ pub struct HttpTaskArgs {
     /// The task input as JSON text (for other capabilities).
     #[arg(long)]
     input: Option<String>,
-    /// Payment rail.
+    /// Payment rail to pay on (only simulated is available today).
     #[arg(long, default_value = "simulated")]
-    rail: String,
+    rail: RailId,
     /// Buyer key file (ed25519, Solana keypair JSON).
     #[arg(long)]
     key: PathBuf,
@@ -112,7 +117,7 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     };
     config.validate()?;
     tokio()?.block_on(async move {
-        let gateway = Gateway::open(config)?;
+        let gateway = Gateway::open(config).await?;
         let served = match &args.capability {
             Some(reference) => gateway
                 .catalog()
@@ -128,15 +133,19 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
             .context("invalid input")?;
         let body = json!({"capabilityId": served.capability_id, "input": input});
         let challenge = gateway.challenge(&served, "/tasks", None);
-        let now = d402_protocol::Timestamp::now();
-        let payment =
-            d402_node::payment::pay_simulated(&challenge.accepts[0], None, &body, &key, now)?;
+        let purchase = Purchase {
+            resource: None,
+            body: &body,
+            now: d402_protocol::Timestamp::now(),
+        };
+        let payment = encode_header(&sign_payment(&challenge.accepts[0], &purchase, &key)?);
         let request = TaskRequest {
             capability: served,
             input: body["input"].clone(),
             body,
         };
-        let Admission::New(record) = gateway.admit(request, &payment).await? else {
+        let Admission::New(record) = gateway.admit(request, PaymentHeader::V2(&payment)).await?
+        else {
             anyhow::bail!("this fresh payment was taken for a replay");
         };
         let (record, receipts) = gateway.clone().execute(record).await;
@@ -155,7 +164,7 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
 /// Credits an account on the simulated ledger.
 pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
     let amount = Amount::from_dollars(args.amount)?;
-    let store = NodeStore::open(&args.state.join("node.redb"))?;
+    let store = NodeStore::open(&StateDir::new(&args.state).store())?;
     let balance = store.credit(&args.account.to_string(), amount)?;
     println!(
         "{}",
@@ -166,15 +175,15 @@ pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
 
 /// Discovery → 402 → signed payment → result and receipt, printed as JSON.
 pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
-    if args.rail != "simulated" {
+    if args.rail != RailId::Simulated {
         anyhow::bail!(
-            "rail {:?} is not available yet; use --rail simulated",
+            "rail {} is not available to buyers yet; use --rail simulated",
             args.rail
         );
     }
     let key = d402_wallet::load(&args.key)?;
     let mut body = match (&args.url, &args.input) {
-        (Some(url), None) => d402_node::client::page_request(url),
+        (Some(url), None) => d402_client::page_request(url),
         (None, Some(input)) => {
             json!({"input": serde_json::from_str::<serde_json::Value>(input).context("--input is not JSON")?})
         }
@@ -183,7 +192,9 @@ pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
     if args.asynchronous {
         body["sync"] = json!(false);
     }
-    let outcome = tokio()?.block_on(d402_node::client::http_task(&args.gateway, &body, &key))?;
+    let client = d402_client::Client::new(&args.gateway)?;
+    let payer = SimulatedPayer::new(key);
+    let outcome = tokio()?.block_on(client.run_task(&body, &payer))?;
     let accepted = outcome.task["status"] == "accepted";
     println!(
         "{}",

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use d402_node::Role;
 use d402_protocol::{Amount, MICROS_PER_DOLLAR};
+use d402_store::StateDir;
 
 /// Node processes, stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
 #[derive(Default)]
@@ -95,14 +97,18 @@ impl Nodes {
 /// Copies the installed capabilities of `from_state` (implementations, manifests,
 /// registrations, blobs) into `state`, keeping files `state` already has.
 pub fn copy_installed(from_state: &Path, state: &Path) -> anyhow::Result<()> {
-    if !from_state.join("implementations").is_dir() {
+    let (from_state, state) = (StateDir::new(from_state), StateDir::new(state));
+    if !from_state.implementations().is_dir() {
         bail!(
             "no capabilities installed in {} (scripts/main.sh installs them)",
-            from_state.display()
+            from_state.root().display()
         );
     }
-    for part in ["implementations", "manifests", "registrations", "blobs"] {
-        let (from, to) = (from_state.join(part), state.join(part));
+    for (from, to) in from_state
+        .installed_dirs()
+        .into_iter()
+        .zip(state.installed_dirs())
+    {
         if !from.is_dir() {
             continue;
         }
@@ -124,7 +130,7 @@ pub fn copy_installed(from_state: &Path, state: &Path) -> anyhow::Result<()> {
 pub fn fund_buyer(path: &Path, state: &Path) -> anyhow::Result<PathBuf> {
     let key = d402_wallet::load_or_create(path)?;
     std::fs::create_dir_all(state)?;
-    let store = d402_node::NodeStore::open(&state.join("node.redb"))?;
+    let store = d402_store::NodeStore::open(&StateDir::new(state).store())?;
     let account = key.public().to_string();
     let balance = store.balance(&account)?.micros();
     if balance < MICROS_PER_DOLLAR {
@@ -154,7 +160,7 @@ pub async fn offered_workers(
         .filter(|o| {
             o["payload"]["roles"]
                 .as_array()
-                .is_some_and(|r| r.iter().any(|r| r == "worker"))
+                .is_some_and(|r| r.iter().any(|r| r == Role::Worker.as_str()))
         })
         .filter_map(|o| o["payload"]["nodeId"].as_str().map(str::to_string))
         .collect())
@@ -163,7 +169,7 @@ pub async fn offered_workers(
 /// Waits (polling every 10 ms, up to a minute) until `gateway` has verified at least
 /// `count` worker offers.
 pub async fn wait_for_workers(gateway: &str, count: usize) -> anyhow::Result<Duration> {
-    let client = d402_node::client::http_client()?;
+    let client = d402_client::http_client();
     let started = Instant::now();
     loop {
         let workers = offered_workers(&client, gateway).await?.len();

@@ -15,6 +15,7 @@ use d402_runtime::{PageSource, ReplaySource, Runtime, RuntimeConfig, TaskInfo};
 use serde_json::{Value, json};
 
 use crate::files::{read_bytes, read_manifest};
+use d402_store::StateDir;
 
 /// Arguments of `capability run`.
 #[derive(Args)]
@@ -55,7 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let runtime = Runtime::new(RuntimeConfig {
-        compile_cache_dir: Some(args.state.join("compile-cache")),
+        compile_cache_dir: Some(StateDir::new(&args.state).compile_cache()),
         ..RuntimeConfig::default()
     })?;
     let loaded = match (&args.manifest, &args.wasm, &args.capability) {
@@ -68,7 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(installed) => runtime.load_from_store(
                 &installed.manifest,
                 installed.package.artifact_cid,
-                &BlobStore::open(args.state.join("blobs"))?,
+                &BlobStore::open(StateDir::new(&args.state).blobs())?,
             )?,
             Err(not_installed) => {
                 let Some((manifest, bytes)) = source_tree_build(reference)? else {
@@ -88,7 +89,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let pages: Option<Arc<dyn PageSource>> = match replay_source(&args.snapshots)? {
         Some(replay) => Some(replay),
         None if loaded.manifest().permissions.browser.is_some() => {
-            let store = BlobStore::open(args.state.join("blobs"))?;
+            let store = BlobStore::open(StateDir::new(&args.state).blobs())?;
             let _guard = tokio.enter();
             let live = d402_browser::LiveSource::with_defaults(args.allow_private_addresses, store)
                 .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;

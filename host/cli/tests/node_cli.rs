@@ -4,10 +4,12 @@
 
 mod common;
 
-use common::{NodeProcess, buy, d402, funded_buyer, install, micros, ok, paid_out};
+use common::{
+    NodeProcess, buy, d402, funded_buyer, install, micros, ok, paid_out, pay_simulated, task_id_of,
+};
 
-use d402_node::payment::{PaymentPayload, PaymentRequired, decode_header, pay_simulated};
-use d402_protocol::Timestamp;
+use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
+use d402_rail_simulated::{SimulatedAuthorization, SimulatedPayment};
 use d402_testkit::components_dir;
 use serde_json::{Value, json};
 
@@ -56,7 +58,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
     // Replay of the same paid request, and the same proof for another task.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = d402_node::client::http_client().unwrap();
+        let client = d402_client::http_client();
         let post = |body: &Value, payment: Option<&str>| {
             let mut request = client.post(format!("{}/tasks", node.base)).json(body);
             if let Some(payment) = payment {
@@ -68,8 +70,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         let first = post(&body, None).await.unwrap();
         assert_eq!(first.status(), 402);
         let challenge: PaymentRequired = first.json().await.unwrap();
-        let payment =
-            pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
+        let payment = pay_simulated(&challenge.accepts[0], &body, &buyer);
         let paid = post(&body, Some(&payment)).await.unwrap();
         assert_eq!(paid.status(), 200);
         let paid: Value = paid.json().await.unwrap();
@@ -78,18 +79,16 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         let replay: Value = replay.json().await.unwrap();
         assert_eq!(replay["taskId"], paid["taskId"]);
         let other = json!({"input": {"url": format!("{page}?other")}});
-        let mut reused: PaymentPayload = decode_header(&payment).unwrap();
+        let mut reused: SimulatedPayment = decode_header(&payment).unwrap();
         reused.payload = d402_protocol::Signed::sign(
-            d402_node::SimulatedAuthorization {
-                task_binding: d402_node::task_binding(&other),
+            SimulatedAuthorization {
+                task_binding: d402_payment::request_binding(&other),
                 ..reused.payload.payload.clone()
             },
             &buyer,
         )
         .unwrap();
-        let reused = post(&other, Some(&d402_node::payment::encode_header(&reused)))
-            .await
-            .unwrap();
+        let reused = post(&other, Some(&encode_header(&reused))).await.unwrap();
         assert_eq!(
             reused.status(),
             409,
@@ -97,7 +96,7 @@ fn a_buyer_pays_for_a_local_page_end_to_end() {
         );
     });
     drop(node);
-    let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
+    let store = d402_store::NodeStore::open(&dir.join("state/node.redb")).unwrap();
     assert_eq!(
         store.balance(&buyer.public().to_string()).unwrap().micros(),
         1_000_000 - 3 * 10_000,
@@ -164,7 +163,7 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let sent: Vec<(Value, String, Option<u16>)> = runtime.block_on(async {
-        let client = d402_node::client::http_client().unwrap();
+        let client = d402_client::http_client();
         let base = node.base.clone();
         let challenge = |body: Value| {
             let client = client.clone();
@@ -182,7 +181,7 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
         let mut requests = Vec::new();
         for body in bodies {
             let challenge = challenge(body.clone()).await;
-            let payment = pay_simulated(&challenge.accepts[0], None, &body, &buyer, Timestamp::now()).unwrap();
+            let payment = pay_simulated(&challenge.accepts[0], &body, &buyer);
             requests.push((body, payment));
         }
         let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -221,11 +220,10 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     // Restart on the same state: interrupted tasks are refunded before serving.
     let node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
     let settled: Vec<Value> = runtime.block_on(async {
-        let client = d402_node::client::http_client().unwrap();
+        let client = d402_client::http_client();
         let mut settled = Vec::new();
         for (_, payment, status) in &sent {
-            let id =
-                d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            let id = task_id_of(payment);
             let response = client
                 .get(format!("{}/tasks/{id}/receipt", node.base))
                 .send()
@@ -274,10 +272,9 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
 
     // Every payment that was accepted before the crash is a replay now, never a new charge.
     runtime.block_on(async {
-        let client = d402_node::client::http_client().unwrap();
+        let client = d402_client::http_client();
         for (body, payment, _) in &sent {
-            let id =
-                d402_node::payment::task_id_of(&decode_header::<PaymentPayload>(payment).unwrap());
+            let id = task_id_of(payment);
             if !settled.iter().any(|r| r["taskId"] == id.as_str()) {
                 continue;
             }
@@ -299,7 +296,7 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     drop(node);
 
     // Conservation: what the buyer lost is exactly what the receipts paid out.
-    let store = d402_node::NodeStore::open(&dir.join("state/node.redb")).unwrap();
+    let store = d402_store::NodeStore::open(&dir.join("state/node.redb")).unwrap();
     let charged: u64 = settled
         .iter()
         .map(|r| {
@@ -394,4 +391,39 @@ fn d402_task_runs_a_quorum_on_the_local_pool() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("quorum"), "{err}");
+}
+
+/// A node on a state directory where nothing was installed serves the built-in capabilities
+/// (installed from the binary, digest-checked) and sells a task.
+#[test]
+fn a_fresh_node_serves_the_built_in_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let buyer = funded_buyer(dir);
+    assert!(
+        !dir.join("state/implementations").exists(),
+        "nothing installed"
+    );
+    let node = NodeProcess::start(dir, &[]);
+    let capabilities = common::get_json(&format!("{}/capabilities", node.base));
+    let mut served: Vec<&str> = capabilities["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["capabilityId"].as_str().unwrap())
+        .collect();
+    served.sort();
+    assert_eq!(served, ["util.json_transform@1", "web.page_to_markdown@1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime
+        .block_on(async {
+            let client = d402_client::Client::new(&node.base)?;
+            let payer = d402_rail_simulated::SimulatedPayer::new(buyer);
+            let body = json!({"capabilityId": "util.json_transform@1",
+                "input": {"value": {"a": 1}, "select": ["a"]}});
+            client.run_task(&body, &payer).await
+        })
+        .unwrap();
+    assert_eq!(outcome.task["status"], "accepted", "{}", outcome.task);
+    assert_eq!(outcome.task["result"]["result"]["a"], 1, "{}", outcome.task);
 }

@@ -1,9 +1,8 @@
 //! The request-response messages of the d402 protocols: leases (`/d402/lease/1`) and
 //! content-addressed blob transfer (`/d402/blob/1`). Both are JSON over libp2p streams.
 
-use d402_protocol::{ContentId, Lease, ResultClaim, Signed, TaskIntent};
+use d402_protocol::{ContentId, Lease, ResultClaim, Signed, TaskError, TaskIntent};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The lease protocol: a gateway asks a worker to run one task.
 pub const LEASE_PROTOCOL: &str = "/d402/lease/1";
@@ -29,10 +28,10 @@ pub enum LeaseResponse {
         /// The claim.
         claim: Box<Signed<ResultClaim>>,
     },
-    /// The worker refused the lease or the run failed: `{kind, message}`.
+    /// The worker refused the lease or the run failed.
     Failed {
         /// The error.
-        error: Value,
+        error: TaskError,
     },
 }
 

@@ -22,6 +22,7 @@ use crate::config::NodeConfig;
 use crate::installed::Installed;
 use crate::settlement::CommissionTerms;
 use crate::validation::Validator;
+use d402_store::StateDir;
 
 /// A registration the gateway accepted for a served manifest.
 #[derive(Debug, Clone)]
@@ -104,7 +105,7 @@ impl Catalog {
         runtime: &Runtime,
         installed: Vec<Installed>,
     ) -> anyhow::Result<Self> {
-        let blobs = BlobStore::open(config.state.join("blobs"))?;
+        let blobs = BlobStore::open(StateDir::new(&config.state).blobs())?;
         let envelopes = read_registrations(&config.state)?;
         let now = Timestamp::now();
         let mut entries = Vec::new();
@@ -300,7 +301,7 @@ fn admit(
 pub(crate) fn read_registrations(
     state: &Path,
 ) -> anyhow::Result<Vec<(std::path::PathBuf, Signed<CapabilityRegistration>)>> {
-    let Ok(entries) = std::fs::read_dir(state.join("registrations")) else {
+    let Ok(entries) = std::fs::read_dir(StateDir::new(state).registrations()) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use d402_browser::BrowserConfig;
+use d402_payment::RailId;
 use d402_protocol::{
     Amount, BPS_DENOMINATOR, DEFAULT_MAX_CREATOR_COMMISSION_BPS, ExecutionMode, Price,
 };
@@ -80,8 +81,8 @@ pub struct NodeConfig {
     pub require_signed_capability_registration: bool,
     /// Serve only capabilities whose registration carries a valid namespace proof.
     pub require_capability_namespace_proof: bool,
-    /// Payment rail (only `simulated` today).
-    pub rail: String,
+    /// Payment rails accepted, in preference order (only `simulated` is available today).
+    pub rails: Vec<RailId>,
     /// Price override; default: the manifest's price.
     pub price: Option<Price>,
     /// Cap on creator commissions in basis points.
@@ -92,6 +93,12 @@ pub struct NodeConfig {
     pub payment_timeout_seconds: u64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Seconds a client has to send complete request headers.
+    pub http_header_timeout_seconds: u64,
+    /// Seconds a client has to send a request body.
+    pub http_body_timeout_seconds: u64,
+    /// HTTP connections held at once; at the cap the oldest idle one is closed.
+    pub http_max_connections: usize,
     /// DEVELOPMENT ONLY: let page fetches reach private and loopback addresses.
     pub allow_private_addresses: bool,
     /// Size of the node's local worker pool.
@@ -113,7 +120,7 @@ pub struct NodeConfig {
     /// Lowest protocol version of workers this gateway leases to.
     pub min_protocol_version: u32,
     /// Lowest software version of workers this gateway leases to.
-    pub min_software_version: Option<String>,
+    pub min_software_version: Option<semver::Version>,
     /// Gossip task intents and accepted claims (they carry buyers' inputs and outputs).
     pub gossip_tasks: bool,
     /// Leases from other gateways a worker runs at once; more are refused as `busy`.
@@ -140,12 +147,15 @@ impl Default for NodeConfig {
             require_capability_registration: false,
             require_signed_capability_registration: false,
             require_capability_namespace_proof: false,
-            rail: "simulated".into(),
+            rails: vec![RailId::Simulated],
             price: None,
             max_creator_commission_bps: DEFAULT_MAX_CREATOR_COMMISSION_BPS,
             safety_max_task_budget: None,
             payment_timeout_seconds: 300,
             max_body_bytes: 64 * 1024,
+            http_header_timeout_seconds: 10,
+            http_body_timeout_seconds: 30,
+            http_max_connections: 4096,
             allow_private_addresses: false,
             local_workers: 3,
             mode: ExecutionMode::Single,
@@ -219,6 +229,23 @@ impl NodeConfig {
             bail!(
                 "only a gateway runs without the peer network: set p2p-listen (e.g. /ip4/127.0.0.1/tcp/0)"
             );
+        }
+        for (i, rail) in self.rails.iter().enumerate() {
+            if self.rails[..i].contains(rail) {
+                bail!("rail {rail} is listed twice");
+            }
+            if *rail != RailId::Simulated {
+                bail!("payment rail {rail} is not available yet; use --rail simulated");
+            }
+        }
+        if self.rails.is_empty() {
+            bail!("at least one payment rail is needed: use --rail simulated");
+        }
+        if self.http_header_timeout_seconds == 0 || self.http_body_timeout_seconds == 0 {
+            bail!("http-header-timeout-seconds and http-body-timeout-seconds must be at least 1");
+        }
+        if self.http_max_connections == 0 {
+            bail!("http-max-connections must be at least 1");
         }
         if self.max_leases == 0 {
             bail!("max-leases must be at least 1");
@@ -322,9 +349,12 @@ pub struct NodeArgs {
     /// Serve only capabilities whose registration carries a valid namespace proof [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub require_capability_namespace_proof: Option<bool>,
-    /// Payment rail [default: simulated].
-    #[arg(long)]
-    pub rail: Option<String>,
+    /// Payment rail to accept (repeatable; the 402 lists one offer per rail, the first is
+    /// preferred): simulated, x402-base, x402-base-escrow, solana-direct, x402-solana
+    /// [default: simulated].
+    #[arg(long = "rail", value_name = "RAIL")]
+    #[serde(default, rename = "rail")]
+    pub rails: Vec<RailId>,
     /// Price override, e.g. "$0.01" [default: the manifest's price].
     #[arg(long)]
     pub price: Option<Price>,
@@ -340,6 +370,16 @@ pub struct NodeArgs {
     /// Largest request body, bytes [default: 65536].
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send complete request headers [default: 10].
+    #[arg(long)]
+    pub http_header_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a request body [default: 30].
+    #[arg(long)]
+    pub http_body_timeout_seconds: Option<u64>,
+    /// HTTP connections held at once; at the cap the oldest idle connection is closed to
+    /// make room [default: 4096].
+    #[arg(long)]
+    pub http_max_connections: Option<usize>,
     /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_addresses: Option<bool>,
@@ -374,7 +414,7 @@ pub struct NodeArgs {
     pub min_protocol_version: Option<u32>,
     /// Lowest software version of workers this gateway leases to, e.g. 0.1.0 [default: any].
     #[arg(long)]
-    pub min_software_version: Option<String>,
+    pub min_software_version: Option<semver::Version>,
     /// Gossip task intents when paid and accepted claims when settled: this publishes
     /// buyers' inputs and outputs to the whole network [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -480,7 +520,9 @@ impl NodeArgs {
             &mut config.require_capability_namespace_proof,
             self.require_capability_namespace_proof,
         );
-        set(&mut config.rail, self.rail);
+        if !self.rails.is_empty() {
+            config.rails = self.rails;
+        }
         if self.price.is_some() {
             config.price = self.price;
         }
@@ -496,6 +538,15 @@ impl NodeArgs {
             self.payment_timeout_seconds,
         );
         set(&mut config.max_body_bytes, self.max_body_bytes);
+        set(
+            &mut config.http_header_timeout_seconds,
+            self.http_header_timeout_seconds,
+        );
+        set(
+            &mut config.http_body_timeout_seconds,
+            self.http_body_timeout_seconds,
+        );
+        set(&mut config.http_max_connections, self.http_max_connections);
         set(
             &mut config.allow_private_addresses,
             self.allow_private_addresses,

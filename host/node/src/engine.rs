@@ -25,16 +25,20 @@ use d402_blobstore::{BlobError, BlobStore};
 use d402_browser::snapshot::SnapshotError;
 use d402_network::{LeaseRequest, LeaseResponse, Network, peer_id_of};
 use d402_protocol::{
-    Amount, ContentId, ExecutionMode, Keypair, Lease, NodeOffer, PublicKey, ReputationEvent,
-    ReputationKind, ResultClaim, Signed, TaskIntent, Timestamp,
+    Amount, ContentId, ExecutionMode, FailedRun, Keypair, Lease, NodeOffer, PublicKey,
+    ReputationEvent, ReputationKind, ResultClaim, Signed, TaskError, TaskErrorKind, TaskIntent,
+    Timestamp, Verdict,
 };
 use d402_runtime::{PageSource, Runtime, TaskInfo};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::catalog::ServedCapability;
-use crate::validation::{check_integrity, check_lease, quorum_group};
+use crate::config::Role;
+use crate::decision::Tally;
+use crate::validation::{check_integrity, check_lease};
 use crate::worker::{internal, run_lease};
+use d402_store::StateDir;
 
 /// A worker of the node's local pool: its own wallet, paid for accepted claims.
 pub struct LocalWorker {
@@ -61,27 +65,16 @@ pub fn worker_id(account: &str) -> String {
     format!("node:{account}")
 }
 
-/// How one leased run ended.
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    /// The claim passed validation and was accepted.
-    Accepted,
-    /// The claim was refused (invalid, failed replay, out-voted); the reason.
-    Rejected(String),
-    /// The claim was valid but not needed (a quorum or race was already decided).
-    Unused,
-}
-
 /// The outcome of a task's execution.
 pub struct Execution {
     /// Worker ids leased, in lease order.
     pub workers: Vec<String>,
     /// Signed claims received, with the validator's verdict on each.
     pub claims: Vec<(Signed<ResultClaim>, Verdict)>,
-    /// Runs that produced no claim: worker id and the run error (`{kind, message}`).
-    pub failures: Vec<(String, Value)>,
+    /// Runs that produced no claim.
+    pub failures: Vec<FailedRun>,
     /// `Ok(indices into claims)` of accepted claims, or `Err(error)` for the buyer.
-    pub decision: Result<Vec<usize>, Value>,
+    pub decision: Result<Vec<usize>, TaskError>,
     /// Signed reputation events the validator issued for this task.
     pub reputation: Vec<Signed<ReputationEvent>>,
 }
@@ -99,7 +92,7 @@ impl Execution {
     pub fn rejected_cids(&self) -> Vec<ContentId> {
         self.claims
             .iter()
-            .filter(|(_, v)| matches!(v, Verdict::Rejected(_)))
+            .filter(|(_, v)| matches!(v, Verdict::Rejected { .. }))
             .filter_map(|(c, _)| c.cid().ok())
             .collect()
     }
@@ -110,8 +103,9 @@ impl Execution {
 pub struct PeerPolicy {
     /// Lowest protocol version accepted.
     pub min_protocol_version: u32,
-    /// Lowest software version accepted (dotted numbers, e.g. `0.1.0`).
-    pub min_software_version: Option<String>,
+    /// Lowest software version accepted (semantic versioning: pre-releases rank below
+    /// their release).
+    pub min_software_version: Option<semver::Version>,
 }
 
 impl PeerPolicy {
@@ -123,7 +117,7 @@ impl PeerPolicy {
         manifest_cid: &ContentId,
         budget: Amount,
     ) -> Option<String> {
-        if !offer.roles.iter().any(|r| r == "worker") {
+        if !offer.roles.iter().any(|r| r == Role::Worker.as_str()) {
             return Some("not a worker".into());
         }
         if offer.protocol_version < self.min_protocol_version {
@@ -132,13 +126,19 @@ impl PeerPolicy {
                 offer.protocol_version, self.min_protocol_version
             ));
         }
-        if let Some(minimum) = &self.min_software_version
-            && version_numbers(&offer.software_version) < version_numbers(minimum)
-        {
-            return Some(format!(
-                "software version {} is below {minimum}",
-                offer.software_version
-            ));
+        if let Some(minimum) = &self.min_software_version {
+            match semver::Version::parse(&offer.software_version) {
+                Err(_) => {
+                    return Some(format!(
+                        "software version {:?} is not a semantic version",
+                        offer.software_version
+                    ));
+                }
+                Ok(version) if version < *minimum => {
+                    return Some(format!("software version {version} is below {minimum}"));
+                }
+                Ok(_) => {}
+            }
         }
         match offer
             .capabilities
@@ -150,15 +150,6 @@ impl PeerPolicy {
             Some(_) => None,
         }
     }
-}
-
-/// `1.10.2` → `[1, 10, 2]` (non-numeric parts count as 0).
-fn version_numbers(version: &str) -> Vec<u64> {
-    version
-        .split(['.', '-', '+'])
-        .take(3)
-        .map(|part| part.parse().unwrap_or(0))
-        .collect()
 }
 
 /// A worker a task can be leased to.
@@ -183,7 +174,7 @@ pub struct Engine {
 }
 
 /// A finished run of one lease: the assignee's index, the lease and the claim or error.
-type RunOutcome = (usize, Signed<Lease>, Result<Signed<ResultClaim>, Value>);
+type RunOutcome = (usize, Signed<Lease>, Result<Signed<ResultClaim>, TaskError>);
 
 /// The leases of one task so far and the runs they started.
 struct Leasing<'a> {
@@ -208,7 +199,7 @@ impl Engine {
     ) -> anyhow::Result<Self> {
         let workers = (0..count)
             .map(|i| {
-                let path = state.join("workers").join(format!("worker-{i}.json"));
+                let path = StateDir::new(state).worker_key(i);
                 let key = d402_wallet::load_or_create(&path)
                     .with_context(|| format!("worker wallet {}", path.display()))?;
                 Ok(LocalWorker::new(key))
@@ -356,9 +347,10 @@ impl Engine {
             workers: Vec::new(),
             claims: Vec::new(),
             failures: Vec::new(),
-            decision: Err(
-                json!({"kind": "no-workers", "message": "no worker serves this exact manifest"}),
-            ),
+            decision: Err(TaskError::new(
+                TaskErrorKind::NoWorkers,
+                "no worker serves this exact manifest",
+            )),
             reputation: Vec::new(),
         };
         let fanout = intent.fanout.max(1) as usize;
@@ -366,46 +358,29 @@ impl Engine {
         if leasing.assignees.is_empty() {
             return execution;
         }
-        execution.decision =
-            Err(json!({"kind": "no-claims", "message": "no worker returned a result"}));
-        let quorum = match intent.mode {
-            ExecutionMode::Quorum => (intent.quorum as usize).clamp(1, fanout),
-            _ => 1,
-        };
-        let mut valid: Vec<usize> = Vec::new();
-        let mut missed_deadline = false;
+        let mut tally = Tally::new(intent.mode, intent.fanout, intent.quorum, &served.validator);
         loop {
-            let (index, lease, claim) = match tokio::time::timeout_at(
-                deadline,
-                leasing.runs.join_next(),
-            )
-            .await
-            {
-                Err(_) => {
-                    missed_deadline = true;
-                    execution.decision = Err(
-                        json!({"kind": "deadline-missed", "message": format!("no acceptable result within {} ms", intent.deadline_ms)}),
-                    );
-                    break;
-                }
-                Ok(None) => break,
-                Ok(Some(Err(join))) => {
-                    tracing::error!(error = %join, "a worker run panicked");
-                    continue;
-                }
-                Ok(Some(Ok(outcome))) => outcome,
-            };
+            let (index, lease, claim) =
+                match tokio::time::timeout_at(deadline, leasing.runs.join_next()).await {
+                    Err(_) => {
+                        tally.deadline_passed();
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(join))) => {
+                        tracing::error!(error = %join, "a worker run panicked");
+                        continue;
+                    }
+                    Ok(Some(Ok(outcome))) => outcome,
+                };
             let subject = self.public_key(&leasing.assignees[index]);
             tracing::debug!(task = %intent.task_id, worker = %subject, claimed = claim.is_ok(), "a leased run ended");
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(error) => {
-                    let kind = error
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    if held_against_worker(&kind) {
+                    let kind = error.kind;
+                    let after = tally.run_failed(worker_id(&subject.to_string()), error);
+                    if after.penalize {
                         self.observe(
                             &mut execution,
                             subject,
@@ -415,14 +390,7 @@ impl Engine {
                             "the run failed",
                         );
                     }
-                    execution
-                        .failures
-                        .push((worker_id(&subject.to_string()), error));
-                    // A worker that vanished or is at its lease limit did not run the task:
-                    // another may, while the deadline allows.
-                    if matches!(kind.as_str(), "unreachable" | "busy")
-                        && self.lease_next(&mut leasing, &mut execution)
-                    {
+                    if after.replace && self.lease_next(&mut leasing, &mut execution) {
                         tracing::warn!(worker = %subject, %kind, "the task is leased to another worker");
                     }
                     continue;
@@ -442,97 +410,37 @@ impl Engine {
                     from,
                 )
                 .await;
-            execution.claims.push((claim, verdict.clone()));
-            if let Verdict::Rejected(reason) = verdict {
+            if let Verdict::Rejected { reason } = &verdict {
                 self.observe(
                     &mut execution,
                     subject,
                     intent,
                     ReputationKind::Accuracy,
                     -1,
-                    &reason,
+                    reason,
                 );
-                continue;
             }
-            valid.push(execution.claims.len() - 1);
-            let outputs: Vec<&Value> = valid
-                .iter()
-                .map(|&i| &execution.claims[i].0.payload.output)
-                .collect();
-            if let Some(group) = quorum_group(&served.validator, &outputs, quorum) {
-                let accepted: Vec<usize> = group.iter().map(|&g| valid[g]).collect();
-                execution.decision = Ok(accepted);
+            if tally.claimed(claim, verdict) {
                 break;
             }
         }
         leasing.runs.abort_all();
-        self.conclude(&mut execution, intent, quorum, &valid, missed_deadline);
-        execution
-    }
-
-    /// Marks verdicts and issues reputation events once the decision is made.
-    fn conclude(
-        &self,
-        execution: &mut Execution,
-        intent: &TaskIntent,
-        quorum: usize,
-        valid: &[usize],
-        missed_deadline: bool,
-    ) {
-        let accepted = execution.decision.clone();
-        match accepted {
-            Ok(accepted) => {
-                for &i in valid {
-                    let subject = execution.claims[i].0.payload.worker;
-                    if accepted.contains(&i) {
-                        execution.claims[i].1 = Verdict::Accepted;
-                        self.observe(
-                            execution,
-                            subject,
-                            intent,
-                            ReputationKind::Accuracy,
-                            1,
-                            "accepted result",
-                        );
-                    } else if intent.mode == ExecutionMode::Quorum {
-                        let reason =
-                            "out-voted: the output disagrees with the accepted quorum".to_string();
-                        execution.claims[i].1 = Verdict::Rejected(reason.clone());
-                        self.observe(
-                            execution,
-                            subject,
-                            intent,
-                            ReputationKind::Accuracy,
-                            -1,
-                            &reason,
-                        );
-                    } else {
-                        execution.claims[i].1 = Verdict::Unused;
-                    }
-                }
-            }
-            Err(_) => {
-                // Valid claims of an undecided task were neither accepted nor proven wrong.
-                for &i in valid {
-                    execution.claims[i].1 = Verdict::Unused;
-                }
-                if missed_deadline {
-                    // The deadline is the reason, whatever else happened.
-                } else if !valid.is_empty() && intent.mode == ExecutionMode::Quorum {
-                    execution.decision = Err(json!({
-                        "kind": "quorum-not-reached",
-                        "message": format!("{} valid claims, no {quorum} of them agree", valid.len())
-                    }));
-                } else if execution.claims.is_empty()
-                    && let Some((_, error)) = execution.failures.first()
-                {
-                    // Single (or all-failed) tasks report the run's own error to the buyer.
-                    execution.decision = Err(error.clone());
-                } else if let Some((_, Verdict::Rejected(reason))) = execution.claims.first() {
-                    execution.decision = Err(json!({"kind": "claim-rejected", "message": reason}));
-                }
-            }
+        let outcome = tally.conclude(intent.deadline_ms);
+        for earned in &outcome.earned {
+            let subject = outcome.claims[earned.claim].0.payload.worker;
+            self.observe(
+                &mut execution,
+                subject,
+                intent,
+                ReputationKind::Accuracy,
+                earned.delta,
+                &earned.reason,
+            );
         }
+        execution.claims = outcome.claims;
+        execution.failures = outcome.failures;
+        execution.decision = outcome.decision;
+        execution
     }
 
     fn observe(
@@ -560,15 +468,14 @@ impl Engine {
     }
 
     /// Runs `lease` on `assignee`: in the local sandbox, or on the remote worker over the
-    /// lease protocol. The run error as `{kind, message}` (`unreachable` when a remote worker
-    /// did not answer).
+    /// lease protocol. A remote worker that did not answer is `unreachable`.
     async fn run_assignee(
         &self,
         assignee: &Assignee,
         lease: &Signed<Lease>,
         intent: &Signed<TaskIntent>,
         served: &ServedCapability,
-    ) -> Result<Signed<ResultClaim>, Value> {
+    ) -> Result<Signed<ResultClaim>, TaskError> {
         match assignee {
             Assignee::Local(i) => {
                 let pages = if served.loaded.manifest().permissions.browser.is_some() {
@@ -599,7 +506,7 @@ impl Engine {
                 match network.lease(peer_id_of(key), request).await {
                     Ok(LeaseResponse::Claim { claim }) => Ok(*claim),
                     Ok(LeaseResponse::Failed { error }) => Err(error),
-                    Err(e) => Err(json!({"kind": "unreachable", "message": e.to_string()})),
+                    Err(e) => Err(TaskError::new(TaskErrorKind::Unreachable, e.to_string())),
                 }
             }
         }
@@ -629,13 +536,13 @@ impl Engine {
             });
         let claim = match checked {
             Ok(claim) => claim,
-            Err(reason) => return Verdict::Rejected(reason),
+            Err(reason) => return Verdict::Rejected { reason },
         };
         if served.validator.replays()
             && intent.mode != ExecutionMode::Quorum
             && let Err(reason) = self.replay(claim, &intent.input, served, from).await
         {
-            return Verdict::Rejected(reason);
+            return Verdict::Rejected { reason };
         }
         Verdict::Accepted
     }
@@ -687,7 +594,7 @@ impl Engine {
             .runtime
             .run(&served.loaded, &info, input, Some(Arc::new(source)))
             .await
-            .map_err(|f| format!("the replay failed: {}", json!(f.error)))?;
+            .map_err(|f| format!("the replay failed: {}", f.error))?;
         if served
             .validator
             .replay_agrees(&claim.output, &replayed.output)
@@ -697,13 +604,6 @@ impl Engine {
             Err("the replay on the claim's snapshots produced a different result".into())
         }
     }
-}
-
-/// Whether a run error of this kind costs the worker reliability: not when the request
-/// itself was at fault (invalid input, a blocked page) or the worker was merely at its lease
-/// limit.
-fn held_against_worker(kind: &str) -> bool {
-    !matches!(kind, "invalid-input" | "blocked" | "busy")
 }
 
 #[cfg(test)]
@@ -743,7 +643,7 @@ mod tests {
         let budget = Amount::from_micros(100);
         let policy = PeerPolicy {
             min_protocol_version: 2,
-            min_software_version: Some("0.10.0".into()),
+            min_software_version: Some("0.10.0".parse().unwrap()),
         };
         let refusal = |o: NodeOffer| policy.refuses(&o, &manifest, budget);
         assert_eq!(
@@ -768,6 +668,17 @@ mod tests {
             refusal(offer(&["worker"], 2, "0.9.5", manifest, 100))
                 .unwrap()
                 .contains("software version 0.9.5 is below 0.10.0")
+        );
+        // A pre-release ranks below its release; text that is no version is refused.
+        assert!(
+            refusal(offer(&["worker"], 2, "0.10.0-rc.1", manifest, 100))
+                .unwrap()
+                .contains("below 0.10.0")
+        );
+        assert!(
+            refusal(offer(&["worker"], 2, "0.10", manifest, 100))
+                .unwrap()
+                .contains("not a semantic version")
         );
         let other = ContentId::of_bytes(b"another manifest");
         assert!(

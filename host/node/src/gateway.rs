@@ -8,22 +8,28 @@ use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
 use d402_network::Network;
 use d402_protocol::{
-    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskIntent,
-    Timestamp, ValidationModel, ValidationReceipt, ValidationStatus,
+    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskError,
+    TaskErrorKind, TaskIntent, Timestamp, ValidationModel, ValidationReceipt, ValidationStatus,
 };
 use d402_runtime::{PageSource, Runtime, RuntimeConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::catalog::{Catalog, ServedCapability};
 use crate::config::{NodeConfig, Role};
-use crate::engine::{Engine, Execution, PeerPolicy, Verdict, worker_id};
+use crate::engine::{Engine, Execution, PeerPolicy, worker_id};
 use crate::installed::{Installed, list_installed};
-use crate::payment::{
-    Expectation, PaymentError, PaymentRail, PaymentRequired, PaymentResponse, Resource,
-    SimulatedRail, X402_VERSION, task_binding,
-};
 use crate::settlement::{EarningWorker, Split, payouts};
-use crate::store::{Accepted, NodeStore, Receipts, StoreError, TaskRecord, TaskStatus};
+use d402_payment::x402::{
+    PaymentHeader, PaymentPayload, PaymentRequired, Resource, SettlementResponse, X402_VERSION,
+    payment_identifier,
+};
+use d402_payment::{
+    Account, Authorization, Expectation, LedgerChange, PaymentError, PaymentRail, Rails,
+    request_binding,
+};
+use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
+use d402_store::StateDir;
+use d402_store::{Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskRecord, TaskStatus};
 
 /// The execution policy a gateway applies to one capability: server-owned, whatever the
 /// buyer sends.
@@ -60,6 +66,9 @@ pub enum Admission {
 /// Why a paid request was refused (nothing was charged).
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
+    /// The payment header is not text.
+    #[error("payment header is not text")]
+    NotText,
     /// The payment does not verify or does not cover the request.
     #[error(transparent)]
     Payment(#[from] PaymentError),
@@ -72,11 +81,11 @@ pub enum Refusal {
 }
 
 /// A decided task, signed and ready to be stored: the final record, its receipts and the
-/// ledger credits (payouts or the refund).
+/// rail's ledger changes (payouts or the refund).
 struct Settled {
     record: TaskRecord,
     receipts: Receipts,
-    credits: Vec<(String, Amount)>,
+    ledger: Vec<LedgerChange>,
 }
 
 /// What the roles of one node process share: the installed capabilities, the sandbox, the
@@ -96,11 +105,16 @@ pub struct NodeParts {
 }
 
 impl NodeParts {
-    /// Prepares the parts for `config`'s state directory. A node that is not a gateway may
+    /// Prepares the parts for `config`'s state directory. A gateway on a state with nothing
+    /// installed first installs the built-in capabilities; a node that is not a gateway may
     /// have nothing installed.
     pub fn prepare(config: &NodeConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.state)
             .with_context(|| format!("cannot create {}", config.state.display()))?;
+        let key = d402_wallet::load_or_create(&StateDir::new(&config.state).wallet())?;
+        if config.has(Role::Gateway) && !crate::installed::any_installed(&config.state) {
+            crate::installed::install_builtins(&config.state, &key)?;
+        }
         let installed = match list_installed(&config.state) {
             Err(e) if !config.has(Role::Gateway) => {
                 tracing::warn!("{e:#}");
@@ -109,11 +123,11 @@ impl NodeParts {
             listed => listed?,
         };
         let runtime = Runtime::new(RuntimeConfig {
-            compile_cache_dir: Some(config.state.join("compile-cache")),
+            compile_cache_dir: Some(StateDir::new(&config.state).compile_cache()),
             fuel_metering: installed.iter().any(|i| i.manifest.limits.fuel.is_some()),
             ..RuntimeConfig::default()
         })?;
-        let blobs = BlobStore::open(config.state.join("blobs"))?;
+        let blobs = BlobStore::open(StateDir::new(&config.state).blobs())?;
         let pages: Option<Arc<dyn PageSource>> = if installed
             .iter()
             .any(|i| i.manifest.permissions.browser.is_some())
@@ -124,7 +138,6 @@ impl NodeParts {
         } else {
             None
         };
-        let key = d402_wallet::load_or_create(&config.state.join("wallet.json"))?;
         Ok(Self {
             key,
             installed,
@@ -144,36 +157,57 @@ pub struct Gateway {
     store: NodeStore,
     catalog: Catalog,
     engine: Arc<Engine>,
-    rail: Box<dyn PaymentRail>,
+    rails: Rails,
     bound: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Gateway {
     /// Opens the gateway described by `config` without the peer network (see
     /// [`Gateway::open_with`]).
-    pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         let parts = NodeParts::prepare(&config)?;
-        Self::open_with(config, parts, None)
+        Self::open_with(config, parts, None).await
+    }
+
+    /// The rails `config` enables, paying to `account`.
+    fn rails_for(config: &NodeConfig, account: Account) -> anyhow::Result<Rails> {
+        let rails = config
+            .rails
+            .iter()
+            .map(|rail| match rail {
+                d402_payment::RailId::Simulated => {
+                    Ok(Arc::new(SimulatedRail::new(SIMULATED_NETWORK, account))
+                        as Arc<dyn PaymentRail>)
+                }
+                other => bail!("payment rail {other} is not available yet; use --rail simulated"),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Rails::new(rails)?)
     }
 
     /// Opens the gateway described by `config` on shared `parts`: its wallet
     /// (`<state>/wallet.json`, created if missing), the store, every installed capability
     /// that passes the policy, the local worker pool and, with `network`, remote workers.
-    /// Tasks a previous run left unsettled are refunded. Must run inside a tokio runtime.
-    pub fn open_with(
+    /// Tasks a previous run left unsettled are refunded.
+    pub async fn open_with(
         config: NodeConfig,
         parts: NodeParts,
         network: Option<Arc<Network>>,
     ) -> anyhow::Result<Arc<Self>> {
-        if config.rail != "simulated" {
-            bail!(
-                "payment rail {:?} is not available yet; use --rail simulated",
-                config.rail
-            );
-        }
+        let rails = Self::rails_for(&config, Account::from(parts.key.public()))?;
+        Self::open_with_rails(config, parts, network, rails).await
+    }
+
+    /// [`Gateway::open_with`] on rails the caller built (tests: several rails at once).
+    pub async fn open_with_rails(
+        config: NodeConfig,
+        parts: NodeParts,
+        network: Option<Arc<Network>>,
+        rails: Rails,
+    ) -> anyhow::Result<Arc<Self>> {
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = parts.key;
-        let store = NodeStore::open(&config.state.join("node.redb"))?;
+        let store = NodeStore::open(&StateDir::new(&config.state).store())?;
         let mut engine = Engine::open(
             &config.state,
             config.local_pool(),
@@ -197,10 +231,10 @@ impl Gateway {
             store,
             catalog,
             engine: Arc::new(engine),
-            rail: Box::new(SimulatedRail),
+            rails,
             bound: std::sync::OnceLock::new(),
         });
-        gateway.recover()?;
+        gateway.recover().await?;
         Ok(gateway)
     }
 
@@ -243,9 +277,9 @@ impl Gateway {
         self.engine.network()
     }
 
-    /// The payment rail.
-    pub fn rail(&self) -> &dyn PaymentRail {
-        self.rail.as_ref()
+    /// The payment rails accepted, in preference order.
+    pub fn rails(&self) -> &Rails {
+        &self.rails
     }
 
     /// Records the address the HTTP server is bound to (it differs from the configuration
@@ -310,30 +344,97 @@ impl Gateway {
                 description: Some(format!("{} task", served.capability_id)),
                 mime_type: Some("application/json".into()),
             },
-            accepts: vec![self.rail.requirements(
-                served.price,
-                &self.account(),
-                self.config.payment_timeout_seconds,
-            )],
+            accepts: self
+                .rails
+                .requirements(served.price, self.config.payment_timeout_seconds),
+            extensions: [(
+                payment_identifier::PAYMENT_IDENTIFIER.to_string(),
+                payment_identifier::declaration(false),
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 
-    /// Verifies the `PAYMENT-SIGNATURE` header for `request` and consumes the payment: in
-    /// one durable transaction the buyer is debited and the task stored as running, or the
-    /// existing task is returned for the same payment and request.
-    pub async fn admit(&self, request: TaskRequest, header: &str) -> Result<Admission, Refusal> {
+    /// Verifies the payment `header` for `request` and consumes the payment. A payment
+    /// already used for the same request (or the same `payment-identifier` with the same
+    /// payload) returns its task before anything else is checked, so a retry finds its task
+    /// even after the authorization expired. Otherwise the rail authorizes it in full and,
+    /// in one durable transaction, the payment is consumed (the simulated debit applied) and
+    /// the task stored as running.
+    pub async fn admit(
+        &self,
+        request: TaskRequest,
+        header: PaymentHeader<'_>,
+    ) -> Result<Admission, Refusal> {
         let served = &request.capability;
-        let binding = task_binding(&request.body);
-        let account = self.account();
+        let payment = header
+            .decode(
+                &self
+                    .rails
+                    .requirements(served.price, self.config.payment_timeout_seconds),
+            )
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let rail = self.rails.for_payment(&payment)?;
+        let payment_key = rail.identify(&payment)?;
+        let payment_id = payment_identifier::read(&payment.extensions)
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let binding = request_binding(&request.body);
+        let digest = request_binding(&payment.payload);
+        let claim = PaymentClaim {
+            key: &payment_key,
+            id: payment_id.as_deref(),
+            binding: &binding,
+            digest: &digest,
+        };
+        if let Some(existing) = self.store.find_paid(&claim)? {
+            tracing::info!(task = %existing.task_id, "idempotent replay");
+            return Ok(Admission::Replay(existing));
+        }
         let expectation = Expectation {
             price: served.price,
-            pay_to: &account,
             binding: &binding,
             now: Timestamp::now(),
             max_timeout_seconds: self.config.payment_timeout_seconds,
         };
-        let verified = self.rail.verify(header, &expectation)?;
-        let task_id = crate::payment::task_id_for(&verified.payment_key);
+        let authorization = rail.authorize(&payment, &expectation).await?;
+        let record = self.running_record(
+            request,
+            &payment,
+            authorization,
+            payment_id,
+            digest,
+            binding,
+        )?;
+        match self.store.accept_payment_async(&record).await? {
+            Accepted::New => {
+                tracing::info!(task = %record.task_id, rail = %record.payment.rail, "payment accepted");
+                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
+                    && let Err(e) = network.publish(&record.intent).await
+                {
+                    tracing::warn!(error = %e, "cannot gossip the task intent");
+                }
+                Ok(Admission::New(record))
+            }
+            Accepted::Replay(existing) => {
+                tracing::info!(task = %existing.task_id, "idempotent replay");
+                Ok(Admission::Replay(*existing))
+            }
+        }
+    }
+
+    /// The record of a freshly authorized task: its signed intent, the payment, running.
+    fn running_record(
+        &self,
+        request: TaskRequest,
+        payment: &PaymentPayload,
+        authorization: Authorization,
+        payment_id: Option<String>,
+        payment_digest: String,
+        binding: String,
+    ) -> Result<TaskRecord, Refusal> {
+        let served = &request.capability;
+        let task_id = authorization.payment_key.task_id();
         let manifest = served.loaded.manifest();
         let policy = self.policy(served);
         let intent = TaskIntent {
@@ -352,45 +453,30 @@ impl Gateway {
         };
         let intent =
             Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
-        let payment_response = PaymentResponse {
+        let payment_response = SettlementResponse {
             success: true,
             error_reason: None,
-            payer: Some(verified.payer.clone()),
-            transaction: verified.transaction.clone(),
-            network: self.rail.network().into(),
-            amount: Some(served.price.micros().to_string()),
+            payer: Some(authorization.payer.to_string()),
+            transaction: authorization.reference.clone(),
+            network: payment.accepted.network.clone(),
+            amount: Some(authorization.amount.micros().to_string()),
         };
-        let record = TaskRecord {
+        Ok(TaskRecord {
             task_id,
             status: TaskStatus::Running,
             intent,
-            payer: verified.payer,
-            payment_key: verified.payment_key,
+            payment: authorization,
+            payment_id,
+            payment_digest,
             binding,
-            amount: served.price,
-            payment_response: serde_json::to_value(&payment_response).expect("serialisable"),
+            payment_response,
             workers: Vec::new(),
             result: None,
             evidence: None,
             error: None,
             created_at: Timestamp::now(),
             completed_at: None,
-        };
-        match self.store.accept_payment_async(&record).await? {
-            Accepted::New => {
-                tracing::info!(task = %record.task_id, payer = %record.payer, "payment accepted");
-                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
-                    && let Err(e) = network.publish(&record.intent).await
-                {
-                    tracing::warn!(error = %e, "cannot gossip the task intent");
-                }
-                Ok(Admission::New(record))
-            }
-            Accepted::Replay(existing) => {
-                tracing::info!(task = %existing.task_id, "idempotent replay");
-                Ok(Admission::Replay(*existing))
-            }
-        }
+        })
     }
 
     /// Executes an admitted task, validates and settles it. Returns the settled record with
@@ -404,9 +490,11 @@ impl Gateway {
             .cloned()
         {
             None => {
-                let error =
-                    json!({"kind": "unavailable", "message": "the capability is no longer served"});
-                self.prepare_rejected(record, error, None)
+                let error = TaskError::new(
+                    TaskErrorKind::Unavailable,
+                    "the capability is no longer served",
+                );
+                self.prepare_rejected(record, error, None).await
             }
             Some(served) => {
                 let this = self.clone();
@@ -416,15 +504,15 @@ impl Gateway {
                     .execute(&record.intent, &served, reputation)
                     .await;
                 match execution.decision.clone() {
-                    Ok(_) => self.prepare_accepted(record, &served, execution),
-                    Err(error) => self.prepare_rejected(record, error, Some(execution)),
+                    Ok(_) => self.prepare_accepted(record, &served, execution).await,
+                    Err(error) => self.prepare_rejected(record, error, Some(execution)).await,
                 }
             }
         };
         let stored = match prepared {
             Ok(settled) => self
                 .store
-                .settle_async(&settled.record, &settled.receipts, &settled.credits)
+                .settle_async(&settled.record, &settled.receipts, &settled.ledger)
                 .await
                 .map(|()| settled)
                 .map_err(anyhow::Error::from),
@@ -453,15 +541,33 @@ impl Gateway {
     }
 
     /// Refunds every task that was paid but never settled (the node stopped mid-run).
-    fn recover(&self) -> anyhow::Result<()> {
+    async fn recover(&self) -> anyhow::Result<()> {
         for record in self.store.running()? {
             tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
-            let error = json!({"kind": "interrupted", "message": "the node stopped before the task finished"});
-            let settled = self.prepare_rejected(record, error, None)?;
+            let error = TaskError::new(
+                TaskErrorKind::Interrupted,
+                "the node stopped before the task finished",
+            );
+            let settled = self.prepare_rejected(record, error, None).await?;
             self.store
-                .settle(&settled.record, &settled.receipts, &settled.credits)?;
+                .settle_async(&settled.record, &settled.receipts, &settled.ledger)
+                .await?;
         }
         Ok(())
+    }
+
+    /// The rail a stored task was paid on (it must still be enabled to settle the task).
+    fn rail_of(&self, record: &TaskRecord) -> anyhow::Result<&Arc<dyn PaymentRail>> {
+        let payment = &record.payment;
+        self.rails
+            .get(payment.rail, &payment.network)
+            .with_context(|| {
+                format!(
+                    "task {} was paid on rail {} ({}), which this node no longer accepts; \
+                 enable it again with --rail {} to settle the task",
+                    record.task_id, payment.rail, payment.network, payment.rail
+                )
+            })
     }
 
     fn validation_receipt(
@@ -490,7 +596,7 @@ impl Gateway {
         )?)
     }
 
-    fn prepare_accepted(
+    async fn prepare_accepted(
         &self,
         mut record: TaskRecord,
         served: &ServedCapability,
@@ -511,21 +617,23 @@ impl Gateway {
         let commission = served.commission();
         let validator = self.account();
         let split = Split {
-            price: record.amount,
+            price: record.payment.amount,
             workers: &workers,
             commission: commission.as_ref(),
             validator: Some((validator.as_str(), self.config.validator_fee_bps)),
-            rail: self.rail.name(),
+            rail: record.payment.rail.as_str(),
         };
         let payouts = payouts(&split);
-        let credits: Vec<(String, Amount)> = payouts
+        if payouts
             .iter()
-            .map(|p| (p.account.clone(), p.amount))
-            .collect();
-        let settlement = self.sign_settlement(&record, payouts, Vec::new())?;
-        if settlement.payload.total() != Some(record.amount) {
+            .try_fold(Amount::from_micros(0), |sum, p| sum.checked_add(p.amount))
+            != Some(record.payment.amount)
+        {
             bail!("payouts do not add up to the price");
         }
+        let rail = self.rail_of(&record)?;
+        let captured = rail.capture(&record.payment, &payouts).await?;
+        let settlement = self.sign_settlement(&record, payouts, Vec::new())?;
         let validation =
             self.validation_receipt(&record, ValidationStatus::Accepted, Some(&execution), None)?;
         record.status = TaskStatus::Accepted;
@@ -536,33 +644,32 @@ impl Gateway {
         Ok(Settled {
             record,
             receipts: receipts(validation, settlement, execution),
-            credits,
+            ledger: captured.ledger,
         })
     }
 
-    fn prepare_rejected(
+    async fn prepare_rejected(
         &self,
         mut record: TaskRecord,
-        error: Value,
+        error: TaskError,
         execution: Option<Execution>,
     ) -> anyhow::Result<Settled> {
-        let reason = error
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("failed")
-            .to_string();
+        let reason = error.kind.to_string();
         let validation = self.validation_receipt(
             &record,
             ValidationStatus::Rejected,
             execution.as_ref(),
-            Some(error.to_string()),
+            Some(serde_json::to_string(&error)?),
         )?;
         let refund = Refund {
-            account: record.payer.clone(),
-            amount: record.amount,
+            account: record.payment.payer.to_string(),
+            amount: record.payment.amount,
             reason,
         };
-        let credits = vec![(refund.account.clone(), refund.amount)];
+        let voided = self
+            .rail_of(&record)?
+            .void(&record.payment, &refund)
+            .await?;
         let settlement = self.sign_settlement(&record, Vec::new(), vec![refund])?;
         record.status = TaskStatus::Rejected;
         if let Some(execution) = &execution {
@@ -588,7 +695,7 @@ impl Gateway {
         Ok(Settled {
             record,
             receipts,
-            credits,
+            ledger: voided.ledger,
         })
     }
 
@@ -602,7 +709,7 @@ impl Gateway {
             task_id: record.task_id.clone(),
             payouts,
             refunds,
-            rail: self.rail.name().into(),
+            rail: record.payment.rail.as_str().into(),
             issued_at: Timestamp::now(),
         };
         Ok(Signed::sign(receipt, &self.key)?)
@@ -645,26 +752,13 @@ fn receipts(
         .iter()
         .filter_map(|(c, _)| c.cid().ok())
         .collect();
-    let verdicts = execution
-        .claims
-        .iter()
-        .map(|(_, v)| match v {
-            Verdict::Accepted => json!({"status": "accepted"}),
-            Verdict::Rejected(reason) => json!({"status": "rejected", "reason": reason}),
-            Verdict::Unused => json!({"status": "unused"}),
-        })
-        .collect();
     Receipts {
         validation_receipt: validation,
         settlement_receipt: settlement,
         claim_cids,
+        verdicts: execution.claims.iter().map(|(_, v)| v.clone()).collect(),
         claims: execution.claims.into_iter().map(|(c, _)| c).collect(),
-        verdicts,
-        failures: execution
-            .failures
-            .into_iter()
-            .map(|(worker, error)| json!({"workerId": worker, "error": error}))
-            .collect(),
+        failures: execution.failures,
         reputation: execution.reputation,
     }
 }

@@ -6,9 +6,11 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +21,14 @@ use serde_json::{Value, json};
 
 use crate::catalog::{CapabilityQuery, ServedCapability};
 use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
-use crate::payment::{PaymentError, PaymentRequired, encode_header};
-use crate::store::{Receipts, StoreError, TaskRecord, TaskStatus};
+use d402_payment::PaymentError;
+use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
+use d402_store::{Receipts, StoreError, TaskRecord, TaskStatus};
+
+/// Response headers set to `true` on a paid request replayed with the same proof and body
+/// (the same task, charged once): the d402 name and the legacy `dnc` one.
+pub const IDEMPOTENT_REPLAY_HEADERS: [&str; 2] =
+    ["x-d402-idempotent-replay", "x-dnc-idempotent-replay"];
 
 /// The page-to-markdown alias route and the capability it serves.
 const PAGE_ALIAS: (&str, &str) = (
@@ -44,6 +52,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/tasks/{id}/result", get(get_result))
         .route("/tasks/{id}/receipt", get(get_receipt))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(gateway)
 }
 
@@ -69,13 +84,20 @@ pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the API over `gateway` on an already bound `listener` until the process ends.
+/// Serves the API over `gateway` on an already bound `listener` until the process ends,
+/// with the configured connection cap and header timeout ([`crate::server`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
 ) -> std::io::Result<()> {
     gateway.set_bound(listener.local_addr()?);
-    axum::serve(listener, router(gateway)).await
+    let config = gateway.config();
+    let limits = crate::server::ConnectionLimits {
+        max_connections: config.http_max_connections,
+        header_timeout: Duration::from_secs(config.http_header_timeout_seconds),
+    };
+    crate::server::serve(listener, router(gateway), limits).await;
+    Ok(())
 }
 
 /// A JSON error response: `{"error": {"code", "message"}}`.
@@ -101,7 +123,7 @@ fn commission_policy(g: &Gateway) -> Value {
         "pricingMode": "included",
         "scope": "exact-manifest",
         "maxRateBps": g.config().max_creator_commission_bps,
-        "payoutRail": g.rail().name(),
+        "payoutRail": g.rails().first().id().as_str(),
         "requiresEscrowForDirectProviderPayTo": true
     })
 }
@@ -120,7 +142,8 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
             "quorum": policy.quorum,
             "deadlineMs": served.loaded.manifest().limits.deadline_ms,
             "allowAsync": true,
-            "paymentRouter": g.rail().name(),
+            "paymentRouter": g.rails().first().id().as_str(),
+            "rails": rail_descriptions(&g),
             "creatorCommission": commission_policy(&g)
         }
     }))
@@ -190,14 +213,32 @@ async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
         },
         "capabilities": capabilities,
         "payment": {
-            "rail": g.rail().name(),
-            "network": g.rail().network(),
-            "asset": crate::payment::SIMULATED_ASSET,
-            "payTo": g.account(),
+            "rail": g.rails().first().id().as_str(),
+            "network": g.rails().first().network(),
+            "asset": g.rails().first().asset(),
+            "payTo": g.rails().first().pay_to().to_string(),
+            "rails": rail_descriptions(&g),
             "price": Price(default.price).to_string(),
             "creatorCommission": commission_policy(&g)
         }
     }))
+}
+
+/// Each accepted rail: its name, network, asset and receiving account.
+fn rail_descriptions(g: &Gateway) -> Vec<Value> {
+    g.rails()
+        .all()
+        .iter()
+        .map(|rail| {
+            json!({
+                "rail": rail.id().as_str(),
+                "scheme": rail.scheme(),
+                "network": rail.network(),
+                "asset": rail.asset(),
+                "payTo": rail.pay_to().to_string()
+            })
+        })
+        .collect()
 }
 
 fn describe(g: &Gateway, served: &ServedCapability) -> Value {
@@ -238,20 +279,31 @@ fn describe(g: &Gateway, served: &ServedCapability) -> Value {
 
 async fn capabilities(
     State(g): State<Arc<Gateway>>,
-    Query(query): Query<CapabilityQuery>,
-) -> Json<Value> {
+    query: Result<Query<CapabilityQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed_query",
+                rejection.body_text(),
+            );
+        }
+    };
     let found: Vec<Value> = g
         .catalog()
         .search(&query)
         .into_iter()
         .map(|served| describe(&g, served))
         .collect();
-    Json(json!({"capabilities": found}))
+    Json(json!({"capabilities": found})).into_response()
 }
 
-/// `GET /openapi.json`: every served capability as a paid operation. Without a
-/// --public-url, the servers entry is the address the client reached.
-async fn openapi(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Json<Value> {
+/// `GET /openapi.json`: every served capability as a paid operation. The servers entry is
+/// the gateway's own base URL (`--public-url`, else the bound address), never a client's
+/// `Host` header.
+async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let operations: Vec<crate::openapi::PaidOperation> = g
         .catalog()
         .all()
@@ -269,14 +321,7 @@ async fn openapi(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Json<Valu
             }
         })
         .collect();
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let base = match (&g.config().public_url, host) {
-        (None, Some(host)) => format!("http://{host}"),
-        _ => g.base_url(),
-    };
-    Json(crate::openapi::document(&base, &operations))
+    Json(crate::openapi::document(&g.base_url(), &operations))
 }
 
 async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
@@ -403,54 +448,88 @@ fn is_rfc3986(text: &str) -> bool {
 /// Adds `challenge` to `response` as the `PAYMENT-REQUIRED` header.
 fn with_challenge(mut response: Response, challenge: &PaymentRequired) -> Response {
     if let Ok(value) = HeaderValue::from_str(&encode_header(challenge)) {
-        response.headers_mut().insert("payment-required", value);
+        response
+            .headers_mut()
+            .insert(x402_headers::PAYMENT_REQUIRED, value);
     }
     response
 }
 
-async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
+/// Reads a request body: refused at once (413) when its declared length is over the limit,
+/// and refused when it is larger than declared or arrives slower than the body timeout.
+async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let limit = g.config().max_body_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        return error(
+    let too_large = || {
+        error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body is over {limit} bytes"),
-        );
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let timeout = Duration::from_secs(g.config().http_body_timeout_seconds);
+    match tokio::time::timeout(timeout, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match read_body(&g, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
     };
     let (request, sync) = match parse_request(&g, &bytes, path) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
     let served = request.capability.clone();
-    let header = headers
-        .get("payment-signature")
-        .or_else(|| headers.get("x-payment"));
-    let Some(header) = header else {
+    let present = |name: &str| headers.contains_key(name);
+    if !present(x402_headers::PAYMENT_SIGNATURE) && !present(x402_headers::X_PAYMENT) {
         let challenge = g.challenge(&served, path, None);
         return with_challenge(
             (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(),
             &challenge,
         );
+    }
+    let Some(header) = PaymentHeader::find(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    else {
+        return refused(&g, &served, path, &Refusal::NotText);
     };
-    let Ok(header) = header.to_str().map(str::to_string) else {
-        let message = "payment header is not text";
-        let challenge = g.challenge(&served, path, Some(message.into()));
-        return with_challenge(
-            error(StatusCode::BAD_REQUEST, "malformed_payment", message),
-            &challenge,
-        );
-    };
-    match g.admit(request, &header).await {
+    let mut response = match g.admit(request, header).await {
         Ok(Admission::Replay(existing)) => {
             let mut response = task_response(&g, &existing, None);
             let headers = response.headers_mut();
-            headers.insert("x-d402-idempotent-replay", HeaderValue::from_static("true"));
-            headers.insert("x-dnc-idempotent-replay", HeaderValue::from_static("true"));
+            for name in IDEMPOTENT_REPLAY_HEADERS {
+                headers.insert(name, HeaderValue::from_static("true"));
+            }
             response
         }
         Ok(Admission::New(record)) if sync => {
-            let (record, receipts) = g.clone().execute(record).await;
-            task_response(&g, &record, receipts.as_ref())
+            // The execution belongs to the node, not to this connection: a client that
+            // disconnects drops this handler, not the task, which settles or is refunded.
+            let running = record.clone();
+            match tokio::spawn(g.clone().execute(record)).await {
+                Ok((record, receipts)) => task_response(&g, &record, receipts.as_ref()),
+                Err(e) => {
+                    tracing::error!(task = %running.task_id, error = %e, "task execution panicked");
+                    task_response(&g, &running, None)
+                }
+            }
         }
         Ok(Admission::New(record)) => {
             let running = record.clone();
@@ -460,21 +539,48 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
             response
         }
         Err(refusal) => refused(&g, &served, path, &refusal),
+    };
+    // A v1 payment gets its settlement in the v1 header.
+    let response_header = header.response_header();
+    if response_header != x402_headers::PAYMENT_RESPONSE
+        && let Some(value) = response
+            .headers_mut()
+            .remove(x402_headers::PAYMENT_RESPONSE)
+    {
+        response.headers_mut().insert(response_header, value);
     }
+    response
 }
 
 /// The response to a refused payment: 400 for an unreadable one, 409 for a proof already
 /// used for another request, 402 with a fresh challenge otherwise.
 fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> Response {
     let (status, code, message) = match refusal {
+        Refusal::NotText => (
+            StatusCode::BAD_REQUEST,
+            "malformed_payment",
+            refusal.to_string(),
+        ),
         Refusal::Payment(e @ PaymentError::Malformed(_)) => {
             (StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        }
+        Refusal::Payment(e @ PaymentError::BindingMismatch) => {
+            (StatusCode::CONFLICT, e.code(), e.to_string())
+        }
+        Refusal::Payment(e @ PaymentError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
         }
         Refusal::Payment(e) => (StatusCode::PAYMENT_REQUIRED, e.code(), e.to_string()),
         Refusal::Store(StoreError::PaymentReused(task)) => {
             let message =
                 format!("this payment was already used for task {task} with a different request");
             return error(StatusCode::CONFLICT, "payment_already_used", message);
+        }
+        Refusal::Store(StoreError::PaymentIdReused(task)) => {
+            let message = format!(
+                "this payment-identifier was already used for task {task} with a different payment"
+            );
+            return error(StatusCode::CONFLICT, "payment_identifier_reused", message);
         }
         Refusal::Store(StoreError::InsufficientFunds { balance, needed }) => (
             StatusCode::PAYMENT_REQUIRED,
@@ -538,7 +644,7 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
         document["evidence"] = evidence.clone();
     }
     if let Some(error) = &record.error {
-        document["error"] = error.clone();
+        document["error"] = json!(error);
     }
     if let Some(receipts) = receipts {
         document["validationReceipt"] = json!(receipts.validation_receipt.payload);
@@ -549,7 +655,9 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
     }
     let mut response = (StatusCode::OK, Json(document)).into_response();
     if let Ok(value) = HeaderValue::from_str(&encode_header(&record.payment_response)) {
-        response.headers_mut().insert("payment-response", value);
+        response
+            .headers_mut()
+            .insert(x402_headers::PAYMENT_RESPONSE, value);
     }
     response
 }
@@ -574,14 +682,39 @@ fn still_running(id: &str) -> Response {
         .into_response()
 }
 
-async fn get_task(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+/// The task id of a `/tasks/{id}` path, or the JSON error for a malformed one.
+fn task_id(id: Result<UrlPath<String>, PathRejection>) -> Result<String, Response> {
+    id.map(|UrlPath(id)| id).map_err(|rejection| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "malformed_path",
+            rejection.body_text(),
+        )
+    })
+}
+
+async fn get_task(
+    State(g): State<Arc<Gateway>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Response {
+    let id = match task_id(id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
     match load_task(&g, &id) {
         Ok(record) => task_response(&g, &record, None),
         Err(response) => response,
     }
 }
 
-async fn get_result(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+async fn get_result(
+    State(g): State<Arc<Gateway>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Response {
+    let id = match task_id(id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
     let record = match load_task(&g, &id) {
         Ok(record) => record,
         Err(response) => return response,
@@ -599,7 +732,14 @@ async fn get_result(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>)
     }
 }
 
-async fn get_receipt(State(g): State<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+async fn get_receipt(
+    State(g): State<Arc<Gateway>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Response {
+    let id = match task_id(id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
     let record = match load_task(&g, &id) {
         Ok(record) => record,
         Err(response) => return response,

@@ -13,6 +13,7 @@ use d402_protocol::{
     CapabilityManifest, CapabilityRegistration, ContentId, ImplementationPackage, Keypair,
     PublicKey, Signed, Timestamp, parse_json,
 };
+use d402_store::StateDir;
 
 /// An installed capability: the newest verifying package for a manifest and the manifest
 /// exactly as published (its CID is the package's manifest CID; the package names the
@@ -28,7 +29,7 @@ pub struct Installed {
 /// Every installed capability of `state`, one per manifest CID (the newest package wins),
 /// newest first.
 pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
-    let dir = state.join("implementations");
+    let dir = StateDir::new(state).implementations();
     let entries = std::fs::read_dir(&dir).with_context(|| {
         format!(
             "no capabilities installed in {} (see `d402 capability implementation install`)",
@@ -59,9 +60,7 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
     packages
         .into_iter()
         .map(|package| {
-            let manifest_path = state
-                .join("manifests")
-                .join(format!("{}.json", package.manifest_cid));
+            let manifest_path = StateDir::new(state).manifest(&package.manifest_cid);
             let manifest: CapabilityManifest = read_json(&manifest_path)?;
             manifest.validate().with_context(|| {
                 format!(
@@ -75,6 +74,28 @@ pub fn list_installed(state: &Path) -> anyhow::Result<Vec<Installed>> {
             Ok(Installed { package, manifest })
         })
         .collect()
+}
+
+/// Whether `state` has any implementation package installed.
+pub fn any_installed(state: &Path) -> bool {
+    std::fs::read_dir(StateDir::new(state).implementations()).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+    })
+}
+
+/// Installs the built-in capabilities ([`d402_builtins::BUILTINS`]) into `state`, each
+/// packaged and signed by `key` and digest-checked like any install.
+pub fn install_builtins(state: &Path, key: &Keypair) -> anyhow::Result<()> {
+    for builtin in d402_builtins::BUILTINS {
+        let manifest = CapabilityManifest::from_json(builtin.manifest)
+            .with_context(|| format!("the built-in {} manifest", builtin.name))?;
+        let package = create_package(&manifest, builtin.wasm, key, Timestamp::now())?;
+        install_package(state, &package, &manifest, builtin.wasm, &[])?;
+        tracing::info!(capability = %manifest.capability_id(), "installed the built-in capability");
+    }
+    Ok(())
 }
 
 /// Finds an installed capability by manifest CID or capability ID (`web.page_to_markdown@1`);
@@ -139,18 +160,16 @@ pub fn install_package(
             package.publisher
         );
     }
-    BlobStore::open(state.join("blobs"))?.put_verified(artifact, &package.artifact_cid)?;
+    BlobStore::open(StateDir::new(state).blobs())?.put_verified(artifact, &package.artifact_cid)?;
     write_json(
-        &state
-            .join("manifests")
-            .join(format!("{}.json", package.manifest_cid)),
+        &StateDir::new(state).manifest(&package.manifest_cid),
         manifest,
     )?;
-    let path = state
-        .join("implementations")
+    let path = StateDir::new(state)
+        .implementations()
         .join(format!("{}.json", envelope.cid()?));
     write_json(&path, envelope)?;
-    for entry in std::fs::read_dir(state.join("implementations"))? {
+    for entry in std::fs::read_dir(StateDir::new(state).implementations())? {
         let other = entry?.path();
         let superseded = other != path
             && read_json::<Signed<ImplementationPackage>>(&other).is_ok_and(|o| {
@@ -177,10 +196,7 @@ pub fn install_registration(
 ) -> anyhow::Result<ContentId> {
     envelope.verify_registration(Some(manifest), max_commission_bps, now)?;
     let cid = envelope.cid()?;
-    write_json(
-        &state.join("registrations").join(format!("{cid}.json")),
-        envelope,
-    )?;
+    write_json(&StateDir::new(state).registration(&cid), envelope)?;
     Ok(cid)
 }
 

@@ -1,23 +1,22 @@
 //! The d402 node: the gateway HTTP API with the x402-style 402 flow, the served capability
 //! catalog and its acceptance policy, a local worker pool executing single, race and quorum
-//! tasks, validators, settlement on the simulated payment rail, and durable state in an
-//! embedded redb store (`<state>/node.redb`).
+//! tasks, validators, and settlement through the enabled payment rails. Durable state is
+//! `d402-store`'s.
 //!
-//! Remote workers (the peer network) and the real payment rails come later (see the
-//! README's "Not there yet").
+//! Payments go through the rails of `d402-payment` (the simulated rail of
+//! `d402-rail-simulated` today); the buyer side is `d402-client`.
 
 pub mod catalog;
-pub mod client;
 pub mod config;
+pub mod decision;
 pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod installed;
 pub mod openapi;
-pub mod payment;
 pub mod run;
+pub mod server;
 pub mod settlement;
-pub mod store;
 pub mod validation;
 pub mod worker;
 
@@ -25,8 +24,3 @@ pub use config::{NodeArgs, NodeConfig, Role};
 pub use gateway::Gateway;
 pub use http::{router, serve};
 pub use installed::find_installed;
-pub use payment::{
-    PaymentPayload, PaymentRequired, PaymentRequirements, PaymentResponse, SimulatedAuthorization,
-    SimulatedRail, task_binding,
-};
-pub use store::{NodeStore, StoreError, TaskRecord};

@@ -323,7 +323,7 @@ fn task_get(operation_id: &str, summary: &str, responses: Value) -> Value {
 fn task_response(description: &str, replay_header: bool) -> Value {
     let mut headers = json!({"PAYMENT-RESPONSE": {"$ref": "#/components/headers/PaymentResponse"}});
     if replay_header {
-        for name in ["x-d402-idempotent-replay", "x-dnc-idempotent-replay"] {
+        for name in crate::http::IDEMPOTENT_REPLAY_HEADERS {
             headers[name] = json!({
                 "description": "`true` when a paid request was replayed with the same proof and body (same task, charged once).",
                 "schema": {"type": "string", "enum": ["true"]}
@@ -364,12 +364,14 @@ fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Optio
             "402": {
                 "description": "Payment required: without a payment, the x402 v2 challenge; with a refused \
                     payment (`invalid_signature`, `underpaid`, `payment_expired`, `wrong_payee`, \
-                    `binding_mismatch`, `unsupported_network`, `insufficient_funds`), the error. \
+                    `unsupported_network`, `insufficient_funds`), the error. \
                     Either way PAYMENT-REQUIRED carries the challenge.",
                 "headers": {"PAYMENT-REQUIRED": payment_required},
                 "content": {"application/json": {"schema": {"anyOf": [schema_ref("PaymentRequired"), schema_ref("Error")]}}}
             },
-            "409": error_response("This payment was already used for another request (`payment_already_used`)."),
+            "409": error_response("This payment proof is for another request (`binding_mismatch`), was already used for \
+                another request (`payment_already_used`), or its payment-identifier was used with another payment \
+                (`payment_identifier_reused`)."),
             "413": error_response("The request body is over the gateway's limit (`body_too_large`)."),
             "500": error_response("Store or signing failure (`store_failure`, `internal`)."),
         }
@@ -469,7 +471,11 @@ fn components() -> Map<String, Value> {
                         "required": ["url"],
                         "properties": {"url": string, "description": string, "mimeType": string}
                     },
-                    "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")}
+                    "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")},
+                    "extensions": {
+                        "type": "object",
+                        "description": "Extensions the gateway supports, by name (`payment-identifier`)."
+                    }
                 }
             }),
         ),

@@ -18,6 +18,7 @@ use crate::config::{NodeConfig, Role};
 use crate::gateway::{Gateway, NodeParts};
 use crate::installed::Installed;
 use crate::worker::WorkerService;
+use d402_store::StateDir;
 
 /// The protocol version this node speaks (announced in its offers).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -35,11 +36,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
     };
     let gateway = if config.has(Role::Gateway) {
-        Some(Gateway::open_with(
-            config.clone(),
-            parts.clone(),
-            network.clone(),
-        )?)
+        Some(Gateway::open_with(config.clone(), parts.clone(), network.clone()).await?)
     } else {
         None
     };
@@ -95,7 +92,7 @@ async fn start_network(
             .iter()
             .map(|a| a.parse())
             .collect::<Result<_, _>>()?,
-        peer_store: Some(config.state.join("peers.json")),
+        peer_store: Some(StateDir::new(&config.state).peers()),
         blobs: Some(parts.blobs.clone()),
     };
     let network = Arc::new(Network::start(key, network_config)?);

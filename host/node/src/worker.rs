@@ -16,10 +16,11 @@ use std::sync::{Arc, Weak};
 use d402_blobstore::BlobStore;
 use d402_network::{LeaseHandler, LeaseRequest, LeaseResponse, Network, PeerId, peer_id_of};
 use d402_protocol::{
-    ContentHash, ContentId, Keypair, Lease, ResultClaim, Signed, Timestamp, canonical,
+    ContentHash, ContentId, Keypair, Lease, ResultClaim, Signed, TaskError, TaskErrorKind,
+    Timestamp, canonical,
 };
 use d402_runtime::{LoadError, LoadedCapability, PageSource, Runtime, TaskInfo};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::gateway::NodeParts;
 use crate::installed::Installed;
@@ -33,14 +34,14 @@ pub async fn run_lease(
     lease: &Lease,
     input: &Value,
     pages: Option<Arc<dyn PageSource>>,
-) -> Result<Signed<ResultClaim>, Value> {
+) -> Result<Signed<ResultClaim>, TaskError> {
     let info = TaskInfo {
         task_id: lease.task_id.clone(),
     };
     let report = runtime
         .run(loaded, &info, input, pages)
         .await
-        .map_err(|failure| json!(failure.error))?;
+        .map_err(|failure| TaskError::from(&failure.error))?;
     let output_hash =
         ContentHash::of(&canonical::to_vec(&report.output).map_err(|e| internal(&e))?);
     let claim = ResultClaim {
@@ -62,13 +63,13 @@ pub async fn run_lease(
     Signed::sign(claim, key).map_err(|e| internal(&e))
 }
 
-/// `{kind: "internal", message}`.
-pub fn internal(error: &dyn std::fmt::Display) -> Value {
-    json!({"kind": "internal", "message": error.to_string()})
+/// An `internal` task error.
+pub fn internal(error: &dyn std::fmt::Display) -> TaskError {
+    TaskError::new(TaskErrorKind::Internal, error.to_string())
 }
 
-fn refused(message: impl Into<String>) -> Value {
-    json!({"kind": "lease-refused", "message": message.into()})
+fn refused(message: impl Into<String>) -> TaskError {
+    TaskError::new(TaskErrorKind::LeaseRefused, message)
 }
 
 /// Runs the leases gateways send over the peer network.
@@ -107,7 +108,11 @@ impl WorkerService {
 
 impl Worker {
     /// Checks the lease, loads its capability and runs it.
-    async fn run(&self, from: PeerId, request: LeaseRequest) -> Result<Signed<ResultClaim>, Value> {
+    async fn run(
+        &self,
+        from: PeerId,
+        request: LeaseRequest,
+    ) -> Result<Signed<ResultClaim>, TaskError> {
         let lease = request
             .lease
             .verify()
@@ -139,9 +144,10 @@ impl Worker {
             return Err(refused("the lease has expired"));
         }
         let Ok(_slot) = self.slots.try_acquire() else {
-            return Err(
-                json!({"kind": "busy", "message": "the worker runs as many leases as it takes; ask another"}),
-            );
+            return Err(TaskError::new(
+                TaskErrorKind::Busy,
+                "the worker runs as many leases as it takes; ask another",
+            ));
         };
         let installed = self.manifests.get(&lease.manifest_cid).ok_or_else(|| {
             refused(format!(
@@ -173,7 +179,7 @@ impl Worker {
         installed: &Installed,
         artifact: ContentId,
         provider: PeerId,
-    ) -> Result<Arc<LoadedCapability>, Value> {
+    ) -> Result<Arc<LoadedCapability>, TaskError> {
         if artifact != installed.package.artifact_cid {
             return Err(refused(format!(
                 "the lease names artifact {artifact}, the installed package {}",
@@ -188,23 +194,25 @@ impl Worker {
             Err(LoadError::DigestMismatch { .. } | LoadError::Storage(_)) => {
                 tracing::warn!(%artifact, "the artifact is missing or damaged here; fetching it by CID from the gateway");
             }
-            Err(e) => return Err(json!({"kind": "load-failed", "message": e.to_string()})),
+            Err(e) => return Err(TaskError::new(TaskErrorKind::LoadFailed, e.to_string())),
         }
         let network = self
             .network
             .upgrade()
             .ok_or_else(|| internal(&"the network stopped"))?;
-        let bytes = network
-            .fetch_blob(provider, artifact)
-            .await
-            .map_err(|e| json!({"kind": "artifact-unavailable", "message": format!("cannot fetch artifact {artifact}: {e}")}))?;
+        let bytes = network.fetch_blob(provider, artifact).await.map_err(|e| {
+            TaskError::new(
+                TaskErrorKind::ArtifactUnavailable,
+                format!("cannot fetch artifact {artifact}: {e}"),
+            )
+        })?;
         self.blobs
             .put_verified(&bytes, &artifact)
             .map_err(|e| internal(&e))?;
         tracing::info!(%artifact, bytes = bytes.len(), "artifact fetched and verified");
         self.runtime
             .load_from_store(&installed.manifest, artifact, &self.blobs)
-            .map_err(|e| json!({"kind": "load-failed", "message": e.to_string()}))
+            .map_err(|e| TaskError::new(TaskErrorKind::LoadFailed, e.to_string()))
     }
 }
 

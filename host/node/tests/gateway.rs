@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{FUNDS, Node, install, paid_out, serve, start};
-use d402_node::payment::{
-    PaymentPayload, PaymentRequired, decode_header, encode_header, pay_simulated,
-};
+use common::{FUNDS, Node, install, paid_out, pay_simulated, serve, start};
+use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
 use d402_protocol::{Keypair, Signed, Timestamp};
+use d402_rail_simulated::{SimulatedAuthorization, SimulatedPayment};
 use serde_json::{Value, json};
 
 async fn start_default() -> Node {
@@ -24,9 +23,9 @@ fn tamper(
     header: &str,
     key: &Keypair,
     resign: bool,
-    edit: impl FnOnce(&mut d402_node::SimulatedAuthorization),
+    edit: impl FnOnce(&mut SimulatedAuthorization),
 ) -> String {
-    let mut payload: PaymentPayload = decode_header(header).unwrap();
+    let mut payload: SimulatedPayment = decode_header(header).unwrap();
     let mut auth = payload.payload.payload.clone();
     edit(&mut auth);
     if resign {
@@ -59,7 +58,7 @@ async fn challenge_pay_replay_and_reuse() {
     );
     assert_eq!(req.pay_to, h.gateway.account());
 
-    let payment = pay_simulated(req, None, &body, &h.buyer, Timestamp::now()).unwrap();
+    let payment = pay_simulated(req, &body, &h.buyer);
     let paid = h.post(&body, Some(&payment)).await;
     assert_eq!(paid.status(), 200);
     let response: Value =
@@ -90,16 +89,16 @@ async fn challenge_pay_replay_and_reuse() {
     assert_eq!(again["taskId"], task["taskId"]);
     assert_eq!(h.buyer_balance(), FUNDS - 100);
 
-    // Same proof, another body: refused (the binding no longer matches).
+    // Same proof, another body: refused as a conflict (the proof paid for another request).
     let other = h.post(&task_body("a"), Some(&payment)).await;
-    assert_eq!(other.status(), 402);
+    assert_eq!(other.status(), 409);
     assert_eq!(
         other.json::<Value>().await.unwrap()["error"]["code"],
-        "binding_mismatch"
+        "payment_already_used"
     );
     // Re-bound by the buyer to another body but with the same nonce: refused as reuse.
     let rebound = tamper(&payment, &h.buyer, true, |a| {
-        a.task_binding = d402_node::task_binding(&task_body("a"))
+        a.task_binding = d402_payment::request_binding(&task_body("a"))
     });
     let reused = h.post(&task_body("a"), Some(&rebound)).await;
     assert_eq!(reused.status(), 409);
@@ -179,9 +178,9 @@ async fn bad_payments_and_bad_input_charge_nothing() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{name}: {error}");
     }
-    // A payment bound to another body.
+    // A payment bound to another body: the same proof for another request, 409.
     let response = h.post(&task_body("a"), Some(&payment)).await;
-    assert_eq!(response.status(), 402);
+    assert_eq!(response.status(), 409);
     assert_eq!(
         response.json::<Value>().await.unwrap()["error"]["code"],
         "binding_mismatch"
@@ -288,7 +287,7 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
     install(dir.path(), &manifest, &bytes);
     let node = serve(dir, |_| {}).await.unwrap();
     let base = format!("{}/v1/web/page-to-markdown", node.base);
-    let client = d402_node::client::http_client().unwrap();
+    let client = d402_client::http_client();
 
     let response = client
         .post(&base)

@@ -34,6 +34,7 @@ mod receipts;
 mod registration;
 mod release;
 mod signed;
+mod task_error;
 mod time;
 
 pub use content_id::{ContentHash, ContentId, Sha256Digest};
@@ -55,4 +56,5 @@ pub use registration::{
 };
 pub use release::{ProtocolCompatibility, ReleaseArtifact, ReleaseManifest};
 pub use signed::{SignatureEntry, Signed, SignedObject, ThresholdSigned, signing_message};
+pub use task_error::{FailedRun, TaskError, TaskErrorKind, Verdict};
 pub use time::Timestamp;

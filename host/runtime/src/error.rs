@@ -81,6 +81,26 @@ pub enum RunError {
     Host(String),
 }
 
+impl From<&RunError> for d402_protocol::TaskError {
+    fn from(error: &RunError) -> Self {
+        use d402_protocol::TaskErrorKind as Kind;
+        let (kind, message) = match error {
+            RunError::InvalidInput(m) => (Kind::InvalidInput, m),
+            RunError::Blocked(m) => (Kind::Blocked, m),
+            RunError::UpstreamFailure(m) => (Kind::UpstreamFailure, m),
+            RunError::Internal(m) => (Kind::Internal, m),
+            RunError::DeadlineExceeded(m) => (Kind::DeadlineExceeded, m),
+            RunError::MemoryLimit(m) => (Kind::MemoryLimit, m),
+            RunError::FuelExhausted(m) => (Kind::FuelExhausted, m),
+            RunError::OutputTooLarge(m) => (Kind::OutputTooLarge, m),
+            RunError::InvalidOutput(m) => (Kind::InvalidOutput, m),
+            RunError::Trap(m) => (Kind::Trap, m),
+            RunError::Host(m) => (Kind::Host, m),
+        };
+        Self::new(kind, message.clone())
+    }
+}
+
 /// A failed run: the error and what was observed before it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFailure {

@@ -185,7 +185,7 @@ pub fn get_json(url: &str) -> Value {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = d402_node::client::http_client().unwrap();
+        let client = d402_client::http_client();
         client.get(url).send().await.unwrap().json().await.unwrap()
     })
 }
@@ -205,4 +205,28 @@ pub fn buy(dir: &Path, gateway: &str, url: &str, extra: &[&str]) -> Value {
     args.extend_from_slice(extra);
     let (_, out, err) = d402(dir, &args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("http-task printed no JSON ({e}): {err}"))
+}
+
+/// A `PAYMENT-SIGNATURE` header paying `requirements` for `body` with `key` on the
+/// simulated rail.
+pub fn pay_simulated(
+    requirements: &d402_payment::x402::PaymentRequirements,
+    body: &Value,
+    key: &Keypair,
+) -> String {
+    let purchase = d402_payment::Purchase {
+        resource: None,
+        body,
+        now: d402_protocol::Timestamp::now(),
+    };
+    let payment = d402_rail_simulated::sign_payment(requirements, &purchase, key).unwrap();
+    d402_payment::x402::encode_header(&payment)
+}
+
+/// The task a simulated `PAYMENT-SIGNATURE` header pays for.
+pub fn task_id_of(header: &str) -> String {
+    let payment = d402_payment::x402::decode_header(header).unwrap();
+    d402_rail_simulated::payment_key(&payment)
+        .unwrap()
+        .task_id()
 }

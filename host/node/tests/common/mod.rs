@@ -5,12 +5,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use d402_node::gateway::NodeParts;
 use d402_node::installed::{create_package, install_package, install_registration};
-use d402_node::payment::{PaymentRequired, decode_header, pay_simulated};
 use d402_node::{Gateway, NodeConfig};
+use d402_payment::Purchase;
+use d402_payment::x402::{PaymentRequired, PaymentRequirements, decode_header, encode_header};
+use d402_payment::{Account, PaymentRail, Rails};
 use d402_protocol::{
     Amount, CapabilityManifest, CapabilityRegistration, Keypair, Signed, Timestamp,
 };
+use d402_rail_simulated::SimulatedRail;
 use serde_json::Value;
 
 /// Micro-dollars every test buyer starts with.
@@ -61,13 +65,33 @@ pub async fn serve(
     dir: tempfile::TempDir,
     configure: impl FnOnce(&mut NodeConfig),
 ) -> anyhow::Result<Node> {
+    serve_on_networks(dir, configure, &[]).await
+}
+
+/// [`serve`] accepting the simulated rail once per network in `networks` (none: the
+/// configured rails).
+pub async fn serve_on_networks(
+    dir: tempfile::TempDir,
+    configure: impl FnOnce(&mut NodeConfig),
+    networks: &[&str],
+) -> anyhow::Result<Node> {
     let mut config = NodeConfig {
         state: dir.path().to_path_buf(),
         http_port: 0,
         ..NodeConfig::default()
     };
     configure(&mut config);
-    let gateway = Gateway::open(config)?;
+    let gateway = if networks.is_empty() {
+        Gateway::open(config).await?
+    } else {
+        let parts = NodeParts::prepare(&config)?;
+        let account = Account::from(parts.key.public());
+        let rails = networks
+            .iter()
+            .map(|network| Arc::new(SimulatedRail::new(*network, account)) as Arc<dyn PaymentRail>)
+            .collect();
+        Gateway::open_with_rails(config, parts, None, Rails::new(rails)?).await?
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(d402_node::http::serve_on(listener, gateway.clone()));
@@ -80,7 +104,7 @@ pub async fn serve(
         dir,
         gateway,
         base,
-        client: d402_node::client::http_client().unwrap(),
+        client: d402_client::http_client(),
         buyer,
     })
 }
@@ -135,14 +159,7 @@ impl Node {
 
     pub async fn pay(&self, body: &Value) -> String {
         let challenge = self.challenge(body).await;
-        pay_simulated(
-            &challenge.accepts[0],
-            None,
-            body,
-            &self.buyer,
-            Timestamp::now(),
-        )
-        .unwrap()
+        pay_simulated(&challenge.accepts[0], body, &self.buyer)
     }
 
     /// Pays for `body` and returns the settled task document.
@@ -152,6 +169,16 @@ impl Node {
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
+}
+
+/// A `PAYMENT-SIGNATURE` header paying `requirements` for `body` with `key`.
+pub fn pay_simulated(requirements: &PaymentRequirements, body: &Value, key: &Keypair) -> String {
+    let purchase = Purchase {
+        resource: None,
+        body,
+        now: Timestamp::now(),
+    };
+    encode_header(&d402_rail_simulated::sign_payment(requirements, &purchase, key).unwrap())
 }
 
 /// Sum of a settlement's payout amounts, in micro-dollars.

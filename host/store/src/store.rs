@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
+use d402_payment::x402::SettlementResponse;
+use d402_payment::{Authorization, LedgerChange, PaymentKey};
 use d402_protocol::{
-    Amount, ContentId, ReputationEvent, ResultClaim, SettlementReceipt, Signed, TaskIntent,
-    Timestamp, ValidationReceipt,
+    Amount, ContentId, FailedRun, ReputationEvent, ResultClaim, SettlementReceipt, Signed,
+    TaskError, TaskIntent, Timestamp, ValidationReceipt, Verdict,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -16,8 +18,10 @@ use serde_json::Value;
 
 /// Task ID → JSON [`TaskRecord`].
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
-/// Payment key (`<payer>:<nonce>`) → task ID. A key is consumed exactly once.
+/// Payment key (see [`PaymentKey`]) → task ID. A key is consumed exactly once.
 const PAYMENTS: TableDefinition<&str, &str> = TableDefinition::new("payments");
+/// Client `payment-identifier` → task ID.
+const PAYMENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("payment-ids");
 /// Task ID → JSON [`Receipts`].
 const RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 /// Account (base58) → balance in micro-dollars, the simulated rail's ledger.
@@ -47,6 +51,9 @@ pub enum StoreError {
     /// The payment was already used for a different request.
     #[error("payment already used for task {0} with a different request")]
     PaymentReused(String),
+    /// The `payment-identifier` was already used with a different payment.
+    #[error("payment identifier already used for task {0} with a different payment")]
+    PaymentIdReused(String),
     /// A balance would overflow.
     #[error("ledger overflow")]
     Overflow,
@@ -95,19 +102,21 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     /// The signed task intent.
     pub intent: Signed<TaskIntent>,
-    /// The paying account.
-    pub payer: String,
-    /// The consumed payment key.
-    pub payment_key: String,
+    /// The payment that pays for it: rail, payer, once-only key, amount, the rail's proof.
+    pub payment: Authorization,
+    /// The client's `payment-identifier` (an idempotency key), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// `sha256:<hex>` of the canonical payment payload: a `payment-identifier` reused with
+    /// another payload is refused.
+    pub payment_digest: String,
     /// Worker ids leased (known once the task settled).
     #[serde(default)]
     pub workers: Vec<String>,
     /// `sha256:<hex>` of the canonical request body the payment is bound to.
     pub binding: String,
-    /// Amount charged.
-    pub amount: Amount,
     /// The `PAYMENT-RESPONSE` document.
-    pub payment_response: Value,
+    pub payment_response: SettlementResponse,
     /// The accepted output.
     #[serde(default)]
     pub result: Option<Value>,
@@ -116,7 +125,7 @@ pub struct TaskRecord {
     pub evidence: Option<Value>,
     /// Why the task was rejected.
     #[serde(default)]
-    pub error: Option<Value>,
+    pub error: Option<TaskError>,
     /// When it was paid.
     pub created_at: Timestamp,
     /// When it settled.
@@ -140,10 +149,10 @@ pub struct Receipts {
     pub claims: Vec<Signed<ResultClaim>>,
     /// The validator's verdict on each claim (`{status, reason?}`), in claim order.
     #[serde(default)]
-    pub verdicts: Vec<Value>,
-    /// Leased runs that produced no claim (`{workerId, error}`).
+    pub verdicts: Vec<Verdict>,
+    /// Leased runs that produced no claim.
     #[serde(default)]
-    pub failures: Vec<Value>,
+    pub failures: Vec<FailedRun>,
     /// Reputation events issued for the task.
     #[serde(default)]
     pub reputation: Vec<Signed<ReputationEvent>>,
@@ -182,7 +191,7 @@ enum Change {
         task_id: String,
         record: Vec<u8>,
         receipts: Vec<u8>,
-        credits: Vec<(String, u64)>,
+        ledger: Vec<LedgerChange>,
         reputation: Vec<(String, i64)>,
     },
     Credit {
@@ -223,10 +232,12 @@ impl NodeStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| db(redb::Error::from(e)))?;
         }
+        restrict_to_owner(path).map_err(|e| db(redb::Error::from(e)))?;
         let database = Database::create(path).map_err(db)?;
         let txn = database.begin_write().map_err(db)?;
         txn.open_table(TASKS).map_err(db)?;
         txn.open_table(PAYMENTS).map_err(db)?;
+        txn.open_table(PAYMENT_IDS).map_err(db)?;
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
@@ -295,9 +306,10 @@ impl NodeStore {
         }
     }
 
-    /// Consumes a payment, durably: refuses a key already used for another request, returns
-    /// the existing task for the same request, or debits `record.payer` by `record.amount`
-    /// and stores the payment and the new task. Blocks the calling thread.
+    /// Consumes a payment, durably: refuses a key (or `payment-identifier`) already used
+    /// for another request, returns the existing task for the same request, or applies the
+    /// payment's holds (the simulated debit) and stores the payment and the new task.
+    /// Blocks the calling thread.
     pub fn accept_payment(&self, record: &TaskRecord) -> Result<Accepted, StoreError> {
         self.change(Self::accept_change(record)?)
             .map(Self::accepted)
@@ -313,16 +325,13 @@ impl NodeStore {
     fn settle_change(
         record: &TaskRecord,
         receipts: &Receipts,
-        credits: &[(String, Amount)],
+        ledger: &[LedgerChange],
     ) -> Result<Change, StoreError> {
         Ok(Change::Settle {
             task_id: record.task_id.clone(),
             record: encode(record)?,
             receipts: encode(receipts)?,
-            credits: credits
-                .iter()
-                .map(|(a, m)| (a.clone(), m.micros()))
-                .collect(),
+            ledger: ledger.to_vec(),
             reputation: receipts
                 .reputation
                 .iter()
@@ -332,15 +341,15 @@ impl NodeStore {
     }
 
     /// Settles a task, durably and atomically: stores the final record and its receipts,
-    /// credits every `(account, amount)` and applies the receipts' reputation events.
+    /// applies the rail's ledger changes and the receipts' reputation events.
     /// Blocks the calling thread.
     pub fn settle(
         &self,
         record: &TaskRecord,
         receipts: &Receipts,
-        credits: &[(String, Amount)],
+        ledger: &[LedgerChange],
     ) -> Result<(), StoreError> {
-        self.change(Self::settle_change(record, receipts, credits)?)
+        self.change(Self::settle_change(record, receipts, ledger)?)
             .map(drop)
     }
 
@@ -349,9 +358,9 @@ impl NodeStore {
         &self,
         record: &TaskRecord,
         receipts: &Receipts,
-        credits: &[(String, Amount)],
+        ledger: &[LedgerChange],
     ) -> Result<(), StoreError> {
-        self.change_async(Self::settle_change(record, receipts, credits)?)
+        self.change_async(Self::settle_change(record, receipts, ledger)?)
             .await
             .map(drop)
     }
@@ -365,6 +374,18 @@ impl NodeStore {
             Changed::Credited(balance) => Ok(Amount::from_micros(balance)),
             _ => unreachable!("a credit change answers Credited"),
         }
+    }
+
+    /// The task an earlier use of this payment created (a replay), `None` for a fresh
+    /// payment, or an error when the payment or its identifier paid for something else.
+    pub fn find_paid(&self, claim: &PaymentClaim<'_>) -> Result<Option<TaskRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        find_paid(
+            &txn.open_table(PAYMENTS).map_err(db)?,
+            &txn.open_table(PAYMENT_IDS).map_err(db)?,
+            &txn.open_table(TASKS).map_err(db)?,
+            claim,
+        )
     }
 
     /// The reputation score of `account` (0 when unknown).
@@ -474,6 +495,7 @@ fn apply(
         let mut tables = Tables {
             tasks: txn.open_table(TASKS).map_err(db)?,
             payments: txn.open_table(PAYMENTS).map_err(db)?,
+            payment_ids: txn.open_table(PAYMENT_IDS).map_err(db)?,
             receipts: txn.open_table(RECEIPTS).map_err(db)?,
             ledger: txn.open_table(LEDGER).map_err(db)?,
             reputation: txn.open_table(REPUTATION).map_err(db)?,
@@ -494,6 +516,7 @@ fn apply(
 struct Tables<'t> {
     tasks: redb::Table<'t, &'static str, &'static [u8]>,
     payments: redb::Table<'t, &'static str, &'static str>,
+    payment_ids: redb::Table<'t, &'static str, &'static str>,
     receipts: redb::Table<'t, &'static str, &'static [u8]>,
     ledger: redb::Table<'t, &'static str, u64>,
     reputation: redb::Table<'t, &'static str, i64>,
@@ -510,54 +533,37 @@ impl Tables<'_> {
                 task_id,
                 record,
                 receipts,
-                credits,
+                ledger,
                 reputation,
             } => self
-                .settle(&task_id, &record, &receipts, &credits, &reputation)
+                .settle(&task_id, &record, &receipts, &ledger, &reputation)
                 .map(|()| Changed::Settled),
             Change::Credit { account, amount } => self
-                .credit(&[(account.clone(), amount)])
+                .apply_ledger(&[LedgerChange::Credit {
+                    account,
+                    amount: Amount::from_micros(amount),
+                }])
                 .map(|balances| Changed::Credited(balances[0])),
         }
     }
 
     fn accept(&mut self, record: &TaskRecord, encoded: &[u8]) -> Result<Accepted, StoreError> {
-        let existing = self
-            .payments
-            .get(record.payment_key.as_str())
-            .map_err(db)?
-            .map(|g| g.value().to_string());
-        if let Some(task_id) = existing {
-            let bytes = self
-                .tasks
-                .get(task_id.as_str())
-                .map_err(db)?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("payment names missing task {task_id}"))
-                })?
-                .value()
-                .to_vec();
-            let task: TaskRecord = decode(&bytes)?;
-            if task.binding != record.binding {
-                return Err(StoreError::PaymentReused(task_id));
-            }
-            return Ok(Accepted::Replay(Box::new(task)));
+        let claim = PaymentClaim::of(record);
+        if let Some(existing) = find_paid(&self.payments, &self.payment_ids, &self.tasks, &claim)? {
+            return Ok(Accepted::Replay(Box::new(existing)));
         }
-        let balance = self
-            .ledger
-            .get(record.payer.as_str())
-            .map_err(db)?
-            .map_or(0, |g| g.value());
-        let needed = record.amount.micros();
-        if balance < needed {
-            return Err(StoreError::InsufficientFunds { balance, needed });
-        }
-        self.ledger
-            .insert(record.payer.as_str(), balance - needed)
-            .map_err(db)?;
+        self.apply_ledger(&record.payment.holds)?;
         self.payments
-            .insert(record.payment_key.as_str(), record.task_id.as_str())
+            .insert(
+                record.payment.payment_key.0.as_str(),
+                record.task_id.as_str(),
+            )
             .map_err(db)?;
+        if let Some(id) = &record.payment_id {
+            self.payment_ids
+                .insert(id.as_str(), record.task_id.as_str())
+                .map_err(db)?;
+        }
         self.tasks
             .insert(record.task_id.as_str(), encoded)
             .map_err(db)?;
@@ -572,10 +578,10 @@ impl Tables<'_> {
         task_id: &str,
         record: &[u8],
         receipts: &[u8],
-        credits: &[(String, u64)],
+        ledger: &[LedgerChange],
         reputation: &[(String, i64)],
     ) -> Result<(), StoreError> {
-        self.credit(credits)?;
+        self.apply_ledger(ledger)?;
         self.tasks.insert(task_id, record).map_err(db)?;
         self.receipts.insert(task_id, receipts).map_err(db)?;
         self.running.remove(task_id).map_err(db)?;
@@ -592,29 +598,115 @@ impl Tables<'_> {
         Ok(())
     }
 
-    /// Credits every `(account, amount)`; refuses them all, writing nothing, if any balance
-    /// would overflow. Returns the new balances.
-    fn credit(&mut self, credits: &[(String, u64)]) -> Result<Vec<u64>, StoreError> {
-        let mut next: Vec<(String, u64)> = Vec::with_capacity(credits.len());
-        for (account, amount) in credits {
-            let current = match next.iter().rev().find(|(a, _)| a == account) {
+    /// Applies every ledger change in order; refuses them all, writing nothing, if a debit
+    /// finds too little or a credit would overflow. Returns the new balances, in order.
+    fn apply_ledger(&mut self, changes: &[LedgerChange]) -> Result<Vec<u64>, StoreError> {
+        let mut next: Vec<(&str, u64)> = Vec::with_capacity(changes.len());
+        for change in changes {
+            let (account, amount) = match change {
+                LedgerChange::Debit { account, amount }
+                | LedgerChange::Credit { account, amount } => (account.as_str(), amount.micros()),
+            };
+            let current = match next.iter().rev().find(|(a, _)| *a == account) {
                 Some((_, balance)) => *balance,
                 None => self
                     .ledger
-                    .get(account.as_str())
+                    .get(account)
                     .map_err(db)?
                     .map_or(0, |g| g.value()),
             };
-            next.push((
-                account.clone(),
-                current.checked_add(*amount).ok_or(StoreError::Overflow)?,
-            ));
+            let balance = match change {
+                LedgerChange::Debit { .. } => {
+                    current
+                        .checked_sub(amount)
+                        .ok_or(StoreError::InsufficientFunds {
+                            balance: current,
+                            needed: amount,
+                        })?
+                }
+                LedgerChange::Credit { .. } => {
+                    current.checked_add(amount).ok_or(StoreError::Overflow)?
+                }
+            };
+            next.push((account, balance));
         }
         for (account, balance) in &next {
-            self.ledger.insert(account.as_str(), *balance).map_err(db)?;
+            self.ledger.insert(*account, *balance).map_err(db)?;
         }
         Ok(next.into_iter().map(|(_, b)| b).collect())
     }
+}
+
+/// What identifies a payment for replay detection: its once-only key, the client's
+/// `payment-identifier`, the request it is bound to and the payload's digest.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentClaim<'a> {
+    /// The rail's once-only key.
+    pub key: &'a PaymentKey,
+    /// The client's idempotency key, if any.
+    pub id: Option<&'a str>,
+    /// The request binding.
+    pub binding: &'a str,
+    /// The payload digest.
+    pub digest: &'a str,
+}
+
+impl<'a> PaymentClaim<'a> {
+    /// The claim of a stored (or about to be stored) task.
+    pub fn of(record: &'a TaskRecord) -> Self {
+        Self {
+            key: &record.payment.payment_key,
+            id: record.payment_id.as_deref(),
+            binding: &record.binding,
+            digest: &record.payment_digest,
+        }
+    }
+}
+
+/// The task an earlier use of the same payment created, if the claim is a replay of it;
+/// an error if the payment (or its identifier) was used for something else.
+fn find_paid(
+    payments: &impl ReadableTable<&'static str, &'static str>,
+    payment_ids: &impl ReadableTable<&'static str, &'static str>,
+    tasks: &impl ReadableTable<&'static str, &'static [u8]>,
+    claim: &PaymentClaim<'_>,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let task_of = |task_id: String| -> Result<TaskRecord, StoreError> {
+        let stored = tasks
+            .get(task_id.as_str())
+            .map_err(db)?
+            .ok_or_else(|| StoreError::Corrupt(format!("payment names missing task {task_id}")))?;
+        decode(stored.value())
+    };
+    if let Some(task_id) = payments.get(claim.key.0.as_str()).map_err(db)? {
+        let task = task_of(task_id.value().to_string())?;
+        if task.binding != claim.binding {
+            return Err(StoreError::PaymentReused(task.task_id));
+        }
+        return Ok(Some(task));
+    }
+    if let Some(id) = claim.id
+        && let Some(task_id) = payment_ids.get(id).map_err(db)?
+    {
+        let task = task_of(task_id.value().to_string())?;
+        if task.payment_digest != claim.digest || task.binding != claim.binding {
+            return Err(StoreError::PaymentIdReused(task.task_id));
+        }
+        return Ok(Some(task));
+    }
+    Ok(None)
+}
+
+/// Creates `path` readable and writable by its owner only (0600), or makes an existing file
+/// so: the store holds buyers' inputs, results and balances.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

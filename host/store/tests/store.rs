@@ -1,7 +1,7 @@
 //! The store keeps consumed payments and balances across a reopen (a restart).
 
-use d402_node::NodeStore;
 use d402_protocol::Amount;
+use d402_store::NodeStore;
 
 #[test]
 fn ledger_survives_reopen() {
@@ -18,7 +18,14 @@ fn ledger_survives_reopen() {
     assert!(store.running().unwrap().is_empty());
 }
 
-fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_node::TaskRecord {
+/// The test buyer's account (base58).
+fn buyer() -> String {
+    d402_protocol::Keypair::from_seed(&[9; 32])
+        .public()
+        .to_string()
+}
+
+fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_store::TaskRecord {
     let key = d402_protocol::Keypair::from_seed(&[5; 32]);
     let intent = d402_protocol::TaskIntent {
         task_id: task.into(),
@@ -34,16 +41,36 @@ fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_nod
         gateway: key.public(),
         created_at: d402_protocol::Timestamp::from_unix_millis(0),
     };
-    d402_node::TaskRecord {
+    let amount = Amount::from_micros(amount);
+    d402_store::TaskRecord {
         task_id: task.into(),
-        status: d402_node::store::TaskStatus::Running,
+        status: d402_store::TaskStatus::Running,
         intent: d402_protocol::Signed::sign(intent, &key).unwrap(),
-        payer: "buyer".into(),
-        payment_key: payment_key.into(),
+        payment: d402_payment::Authorization {
+            rail: d402_payment::RailId::Simulated,
+            network: "d402:simulated".into(),
+            payer: buyer().parse().unwrap(),
+            payment_key: d402_payment::PaymentKey(payment_key.into()),
+            amount,
+            reference: format!("sim:{payment_key}"),
+            holds: vec![d402_payment::LedgerChange::Debit {
+                account: buyer(),
+                amount,
+            }],
+            proof: serde_json::Value::Null,
+        },
+        payment_id: None,
+        payment_digest: format!("digest of {payment_key}"),
         workers: vec![],
         binding: binding.into(),
-        amount: Amount::from_micros(amount),
-        payment_response: serde_json::json!({}),
+        payment_response: d402_payment::x402::SettlementResponse {
+            success: true,
+            error_reason: None,
+            payer: None,
+            transaction: String::new(),
+            network: "d402:simulated".into(),
+            amount: None,
+        },
         result: None,
         evidence: None,
         error: None,
@@ -56,10 +83,10 @@ fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_nod
 /// once, answers each caller with its own outcome, and never overdraws the buyer.
 #[test]
 fn concurrent_payments_are_consumed_exactly_once() {
-    use d402_node::store::Accepted;
+    use d402_store::Accepted;
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(NodeStore::open(&dir.path().join("node.redb")).unwrap());
-    store.credit("buyer", Amount::from_micros(30)).unwrap();
+    store.credit(&buyer(), Amount::from_micros(30)).unwrap();
     let outcomes: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..64)
             .map(|i| {
@@ -69,7 +96,7 @@ fn concurrent_payments_are_consumed_exactly_once() {
                     let n = i % 16;
                     store.accept_payment(&record(
                         &format!("task:{n}"),
-                        &format!("buyer:{n}"),
+                        &format!("{}:{n}", buyer()),
                         &format!("b{n}"),
                         10,
                     ))
@@ -88,7 +115,7 @@ fn concurrent_payments_are_consumed_exactly_once() {
         .count();
     let refused = outcomes
         .iter()
-        .filter(|o| matches!(o, Err(d402_node::StoreError::InsufficientFunds { .. })))
+        .filter(|o| matches!(o, Err(d402_store::StoreError::InsufficientFunds { .. })))
         .count();
     assert_eq!(new, 3, "three payments fit the balance");
     assert_eq!(
@@ -96,18 +123,18 @@ fn concurrent_payments_are_consumed_exactly_once() {
         "each accepted payment's three repeats are replays"
     );
     assert_eq!(refused, 52);
-    assert_eq!(store.balance("buyer").unwrap().micros(), 0);
+    assert_eq!(store.balance(&buyer()).unwrap().micros(), 0);
     assert_eq!(store.running().unwrap().len(), 3);
     // A payment key presented with another request is refused, not replayed.
     let accepted = store.running().unwrap()[0].clone();
     let reused = store.accept_payment(&record(
         "task:other",
-        &accepted.payment_key,
+        &accepted.payment.payment_key.0,
         "another binding",
         10,
     ));
     assert!(matches!(
         reused,
-        Err(d402_node::StoreError::PaymentReused(_))
+        Err(d402_store::StoreError::PaymentReused(_))
     ));
 }

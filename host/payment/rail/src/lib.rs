@@ -1,0 +1,350 @@
+//! How money moves in d402, independent of any one rail.
+//!
+//! A [`PaymentRail`] carries a paid task through the whole money lifecycle:
+//! 1. [`PaymentRail::requirements`]: one x402 `accepts[]` entry for a priced request;
+//! 2. [`PaymentRail::identify`] then [`PaymentRail::authorize`], **before any work**: the
+//!    payment is authentic, covers the price, is bound to this request, and the funds are
+//!    proven (and, where the rail can, reserved or moved into escrow) — nothing is paid out;
+//! 3. [`PaymentRail::capture`] **after acceptance**, with the split (payees and amounts);
+//! 4. [`PaymentRail::void`] when the task fails: the buyer is refunded or never charged.
+//!
+//! What must be atomic with the task record (the simulated ledger's debits and credits) is
+//! returned as [`LedgerChange`]s for the node's store to apply in the same transaction.
+//! [`Payer`] is the buyer's side: it answers a requirement with a signed payload.
+
+mod account;
+mod rails;
+
+pub use account::{Account, AccountError};
+pub use d402_x402 as x402;
+pub use rails::{DuplicateRail, Rails};
+
+use async_trait::async_trait;
+use d402_protocol::{Amount, Payout, Refund, Timestamp};
+use d402_x402::{PaymentPayload, PaymentRequirements, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The payment rails d402 knows, by their `--rail` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RailId {
+    /// The node's local ledger (development and tests).
+    Simulated,
+    /// x402 `exact` on Base (EIP-3009 USDC).
+    X402Base,
+    /// The Base task escrow, funded by a standard x402 authorization.
+    X402BaseEscrow,
+    /// Solana USDC paid directly, with a memo proof.
+    SolanaDirect,
+    /// x402 `exact` on Solana.
+    X402Solana,
+}
+
+impl RailId {
+    /// Every rail, in documentation order.
+    pub const ALL: [RailId; 5] = [
+        Self::Simulated,
+        Self::X402Base,
+        Self::X402BaseEscrow,
+        Self::SolanaDirect,
+        Self::X402Solana,
+    ];
+
+    /// The `--rail` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Simulated => "simulated",
+            Self::X402Base => "x402-base",
+            Self::X402BaseEscrow => "x402-base-escrow",
+            Self::SolanaDirect => "solana-direct",
+            Self::X402Solana => "x402-solana",
+        }
+    }
+}
+
+impl std::fmt::Display for RailId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown `--rail` name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown payment rail {0:?}; known rails: simulated, x402-base, x402-base-escrow, solana-direct, x402-solana"
+)]
+pub struct UnknownRail(pub String);
+
+impl std::str::FromStr for RailId {
+    type Err = UnknownRail;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| UnknownRail(text.to_string()))
+    }
+}
+
+/// `sha256:<hex>` of the RFC 8785 form of a request body: what a payment is bound to.
+pub fn request_binding(body: &Value) -> String {
+    let bytes = d402_protocol::canonical::to_vec(body)
+        .unwrap_or_else(|_| serde_json::to_vec(body).unwrap_or_default());
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+/// A payment's once-only key, unique across rails (e.g. `<network>:<payer>:<nonce>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaymentKey(pub String);
+
+impl PaymentKey {
+    /// The task a payment pays for: `task:` and 32 hex digits of sha256 of the key, so a
+    /// replayed payment always names the same task.
+    pub fn task_id(&self) -> String {
+        format!(
+            "task:{}",
+            &hex::encode(Sha256::digest(self.0.as_bytes()))[..32]
+        )
+    }
+}
+
+/// What the gateway expects of a payment for one request.
+#[derive(Debug, Clone)]
+pub struct Expectation<'a> {
+    /// The price.
+    pub price: Amount,
+    /// The request body's [`request_binding`].
+    pub binding: &'a str,
+    /// Now.
+    pub now: Timestamp,
+    /// Longest allowed authorization lifetime from now.
+    pub max_timeout_seconds: u64,
+}
+
+/// A change to the simulated ledger that must commit atomically with the task record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum LedgerChange {
+    /// Take `amount` from `account` (refused if the balance is short).
+    Debit {
+        /// The account (text form).
+        account: String,
+        /// How much.
+        amount: Amount,
+    },
+    /// Add `amount` to `account`.
+    Credit {
+        /// The account (text form).
+        account: String,
+        /// How much.
+        amount: Amount,
+    },
+}
+
+/// A payment that verified and may be acted on: who pays, how much, its once-only key, and
+/// what the rail needs later to capture or void it. Stored with the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    /// The rail that authorized it.
+    pub rail: RailId,
+    /// The rail's network.
+    pub network: String,
+    /// The paying account.
+    pub payer: Account,
+    /// Consumed exactly once.
+    pub payment_key: PaymentKey,
+    /// What the task costs (what capture splits and void returns).
+    pub amount: Amount,
+    /// The rail's reference for the payment so far (a transaction, or a local id).
+    pub reference: String,
+    /// Ledger changes to apply atomically with the new task (the simulated debit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<LedgerChange>,
+    /// The rail's own proof, kept so capture or void can act after a restart.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub proof: Value,
+}
+
+/// What a capture or void did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    /// The rail's reference for the money movement (e.g. a transaction hash), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Ledger changes to apply atomically with the settled task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger: Vec<LedgerChange>,
+}
+
+/// Why a payment was refused (always before anything is charged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// The header is not base64 JSON of the expected shape.
+    #[error("malformed payment: {0}")]
+    Malformed(String),
+    /// The rail or network is not one this gateway accepts.
+    #[error("unsupported payment network {0:?}")]
+    UnsupportedNetwork(String),
+    /// The signature does not verify.
+    #[error("payment signature does not verify: {0}")]
+    BadSignature(String),
+    /// The authorization has expired (or lives longer than allowed).
+    #[error("payment authorization expired or outside the allowed window")]
+    Expired,
+    /// Less than the price.
+    #[error("payment of {offered} atomic units is below the price of {price}")]
+    Underpaid {
+        /// Authorised amount.
+        offered: u64,
+        /// The price.
+        price: u64,
+    },
+    /// Paid to another account.
+    #[error("payment is to {0}, not to this gateway")]
+    WrongPayee(String),
+    /// Bound to another request body.
+    #[error("payment is bound to a different request body")]
+    BindingMismatch,
+    /// The rail cannot check the payment right now (e.g. its chain is unreachable).
+    #[error("the payment rail cannot verify payments right now: {0}")]
+    Unavailable(String),
+}
+
+impl PaymentError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed_payment",
+            Self::UnsupportedNetwork(_) => "unsupported_network",
+            Self::BadSignature(_) => "invalid_signature",
+            Self::Expired => "payment_expired",
+            Self::Underpaid { .. } => "underpaid",
+            Self::WrongPayee(_) => "wrong_payee",
+            Self::BindingMismatch => "binding_mismatch",
+            Self::Unavailable(_) => "rail_unavailable",
+        }
+    }
+}
+
+/// Why a capture or void did not complete (the decision stands; the rail retries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RailError {
+    /// What failed.
+    pub message: String,
+}
+
+/// A payment rail on the gateway's side.
+#[async_trait]
+pub trait PaymentRail: Send + Sync {
+    /// Which rail this is.
+    fn id(&self) -> RailId;
+    /// The x402 scheme of its requirements (`exact`).
+    fn scheme(&self) -> &str;
+    /// The network in x402 requirements (CAIP-2 or a d402 name).
+    fn network(&self) -> &str;
+    /// The asset in x402 requirements.
+    fn asset(&self) -> &str;
+    /// The account payments go to.
+    fn pay_to(&self) -> &Account;
+    /// The `accepts[]` entry for `price`.
+    fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements;
+    /// Checks that `payment` is authentic (its signature) and returns its once-only key,
+    /// without checking price, window or funds: a retry of an accepted payment must find
+    /// its task even after the authorization expired.
+    fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError>;
+    /// Verifies `payment` fully against `expected` before any work: amount, payee,
+    /// window, binding, funds. Moves nothing out; returns what to hold atomically.
+    async fn authorize(
+        &self,
+        payment: &PaymentPayload,
+        expected: &Expectation<'_>,
+    ) -> Result<Authorization, PaymentError>;
+    /// After acceptance: pays `payouts` (they add up to the authorized amount).
+    async fn capture(
+        &self,
+        authorization: &Authorization,
+        payouts: &[Payout],
+    ) -> Result<Completion, RailError>;
+    /// After a failure: refunds (or never charges) the buyer.
+    async fn void(
+        &self,
+        authorization: &Authorization,
+        refund: &Refund,
+    ) -> Result<Completion, RailError>;
+}
+
+/// What a buyer is paying for.
+#[derive(Debug, Clone)]
+pub struct Purchase<'a> {
+    /// The resource from the challenge.
+    pub resource: Option<&'a Resource>,
+    /// The request body the payment is bound to.
+    pub body: &'a Value,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Why a buyer could not pay.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// No offered requirement is one this payer can pay.
+    #[error("the gateway offers no payment this wallet can make (offered: {0})")]
+    NoMatchingRequirement(String),
+    /// Signing failed.
+    #[error("cannot sign the payment: {0}")]
+    Signing(String),
+}
+
+/// The buyer's side of a rail: makes the `PAYMENT-SIGNATURE` payload for a requirement.
+#[async_trait]
+pub trait Payer: Send + Sync {
+    /// Whether this payer can pay `requirements` (scheme and network it knows).
+    fn can_pay(&self, requirements: &PaymentRequirements) -> bool;
+    /// The signed payment for `requirements`, as a `PAYMENT-SIGNATURE` document.
+    async fn pay(
+        &self,
+        requirements: &PaymentRequirements,
+        purchase: &Purchase<'_>,
+    ) -> Result<PaymentPayload, PayError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rail_names_round_trip_and_unknown_names_list_the_known() {
+        for rail in RailId::ALL {
+            assert_eq!(rail.as_str().parse::<RailId>(), Ok(rail));
+            assert_eq!(
+                serde_json::to_value(rail).unwrap(),
+                Value::String(rail.as_str().into())
+            );
+        }
+        let error = "paypal".parse::<RailId>().unwrap_err().to_string();
+        assert!(
+            error.contains("paypal") && error.contains("x402-base"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bindings_ignore_formatting_and_task_ids_follow_keys() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": [1, 2]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":[1,2],"b":1}"#).unwrap();
+        assert_eq!(request_binding(&a), request_binding(&b));
+        assert_ne!(
+            request_binding(&a),
+            request_binding(&serde_json::json!({"a": 1}))
+        );
+        let key = PaymentKey("d402:simulated:payer:00".into());
+        assert_eq!(key.task_id(), key.clone().task_id());
+        assert_eq!(key.task_id().len(), "task:".len() + 32);
+        assert_ne!(key.task_id(), PaymentKey("other".into()).task_id());
+    }
+}

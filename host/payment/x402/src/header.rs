@@ -1,0 +1,175 @@
+//! Base64 JSON header values, and which payment header a request carries.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::{PaymentPayload, PaymentPayloadV1, PaymentRequirements, headers};
+
+/// Why a header value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Not base64.
+    #[error("not base64: {0}")]
+    Base64(String),
+    /// Base64, but not JSON of the expected shape.
+    #[error("not the expected JSON: {0}")]
+    Shape(String),
+    /// A version this side does not speak.
+    #[error("x402Version {0} is not supported (1 or 2)")]
+    Version(u32),
+}
+
+/// Base64 (standard, padded) of the JSON form of `value`: a header value.
+pub fn encode_header<T: Serialize>(value: &T) -> String {
+    STANDARD.encode(serde_json::to_vec(value).expect("x402 documents serialise to JSON"))
+}
+
+/// Parses a base64 JSON header value.
+pub fn decode_header<T: DeserializeOwned>(header: &str) -> Result<T, HeaderError> {
+    let bytes = STANDARD
+        .decode(header.trim())
+        .map_err(|e| HeaderError::Base64(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| HeaderError::Shape(e.to_string()))
+}
+
+/// The payment header a request carried: v2 `PAYMENT-SIGNATURE` or v1 `X-PAYMENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentHeader<'a> {
+    /// `PAYMENT-SIGNATURE`.
+    V2(&'a str),
+    /// `X-PAYMENT`.
+    V1(&'a str),
+}
+
+impl<'a> PaymentHeader<'a> {
+    /// Finds the payment header with `get` (a header lookup by lower-case name); v2 wins.
+    pub fn find(get: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        get(headers::PAYMENT_SIGNATURE)
+            .map(Self::V2)
+            .or_else(|| get(headers::X_PAYMENT).map(Self::V1))
+    }
+
+    /// The name of the header the answer's settlement goes in (`PAYMENT-RESPONSE` or
+    /// `X-PAYMENT-RESPONSE`).
+    pub fn response_header(self) -> &'static str {
+        match self {
+            Self::V2(_) => headers::PAYMENT_RESPONSE,
+            Self::V1(_) => headers::X_PAYMENT_RESPONSE,
+        }
+    }
+
+    /// Decodes the payment into the v2 form. A v1 payment names only its scheme and
+    /// network; `offered` (the server's requirements) supplies the rest, and a v1 payment
+    /// for a method not offered is refused.
+    pub fn decode(self, offered: &[PaymentRequirements]) -> Result<PaymentPayload, HeaderError> {
+        match self {
+            Self::V2(text) => {
+                let payload: PaymentPayload = decode_header(text)?;
+                if payload.x402_version != 2 {
+                    return Err(HeaderError::Version(payload.x402_version));
+                }
+                Ok(payload)
+            }
+            Self::V1(text) => {
+                let v1: PaymentPayloadV1 = decode_header(text)?;
+                if v1.x402_version != 1 {
+                    return Err(HeaderError::Version(v1.x402_version));
+                }
+                let accepted = offered
+                    .iter()
+                    .find(|r| r.scheme == v1.scheme && r.network == v1.network)
+                    .cloned()
+                    .ok_or_else(|| {
+                        HeaderError::Shape(format!(
+                            "no offered requirement for scheme {:?} on network {:?}",
+                            v1.scheme, v1.network
+                        ))
+                    })?;
+                Ok(PaymentPayload {
+                    x402_version: 1,
+                    resource: None,
+                    accepted,
+                    payload: v1.payload,
+                    extensions: Map::<String, Value>::new(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn requirements(network: &str) -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: "exact".into(),
+            network: network.into(),
+            amount: "10000".into(),
+            asset: "USD".into(),
+            pay_to: "payee".into(),
+            max_timeout_seconds: 60,
+            extra: Value::Null,
+        }
+    }
+
+    #[test]
+    fn v2_round_trips_and_wins_over_v1() {
+        let payload = PaymentPayload {
+            x402_version: 2,
+            resource: None,
+            accepted: requirements("d402:simulated"),
+            payload: json!({"signature": "s"}),
+            extensions: Map::new(),
+        };
+        let v2 = encode_header(&payload);
+        let v1 = "not even base64!";
+        let found = PaymentHeader::find(|name| match name {
+            headers::PAYMENT_SIGNATURE => Some(v2.as_str()),
+            headers::X_PAYMENT => Some(v1),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(found.response_header(), headers::PAYMENT_RESPONSE);
+        assert_eq!(found.decode(&[]).unwrap(), payload);
+    }
+
+    #[test]
+    fn v1_takes_the_offered_requirements_of_its_method() {
+        let v1 = encode_header(&json!({"x402Version": 1, "scheme": "exact",
+            "network": "eip155:8453", "payload": {"a": 1}}));
+        let offered = [requirements("d402:simulated"), requirements("eip155:8453")];
+        let decoded = PaymentHeader::V1(&v1).decode(&offered).unwrap();
+        assert_eq!(decoded.accepted, offered[1]);
+        assert_eq!(decoded.payload, json!({"a": 1}));
+        assert_eq!(
+            PaymentHeader::V1(&v1).response_header(),
+            headers::X_PAYMENT_RESPONSE
+        );
+        let unoffered = PaymentHeader::V1(&v1).decode(&offered[..1]).unwrap_err();
+        assert!(matches!(unoffered, HeaderError::Shape(m) if m.contains("eip155:8453")));
+    }
+
+    #[test]
+    fn malformed_and_wrong_versions_are_refused() {
+        assert!(matches!(
+            PaymentHeader::V2("%%%").decode(&[]),
+            Err(HeaderError::Base64(_))
+        ));
+        let not_payload = encode_header(&json!({"hello": 1}));
+        assert!(matches!(
+            PaymentHeader::V2(&not_payload).decode(&[]),
+            Err(HeaderError::Shape(_))
+        ));
+        let v3 = encode_header(&json!({"x402Version": 3, "accepted": requirements("n"),
+            "payload": {}}));
+        assert_eq!(
+            PaymentHeader::V2(&v3).decode(&[]),
+            Err(HeaderError::Version(3))
+        );
+    }
+}

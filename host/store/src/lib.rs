@@ -1,0 +1,8 @@
+//! A d402 node's state on disk: the layout of its state directory ([`StateDir`]) and the
+//! durable store in `<state>/node.redb` ([`NodeStore`]).
+
+mod layout;
+mod store;
+
+pub use layout::StateDir;
+pub use store::{Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskRecord, TaskStatus};
