@@ -38,19 +38,8 @@ const PAGE_ALIAS: (&str, &str) = (
 
 /// The HTTP API over `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/healthz", get(healthz))
-        .route("/.well-known/d402-gateway.json", get(discovery))
-        .route("/.well-known/dnc-gateway.json", get(discovery))
-        .route("/capabilities", get(capabilities))
-        .route("/openapi.json", get(openapi))
-        .route("/network", get(network))
-        .route("/tasks", post(create_task))
-        .route(PAGE_ALIAS.0, post(create_page_task))
-        .route("/tasks/{id}", get(get_task))
-        .route("/tasks/{id}/result", get(get_result))
-        .route("/tasks/{id}/receipt", get(get_receipt))
+    routes()
+        .router
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -60,6 +49,59 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             )
         })
         .with_state(gateway)
+}
+
+/// Every route the API serves, as `(method, path)` in OpenAPI's spelling (`get`,
+/// `/tasks/{taskId}`): what the OpenAPI document must describe.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    routes().listed
+}
+
+/// The API's routes: the router and the list of what was added to it, built together so
+/// that the list cannot miss a route.
+fn routes() -> Routes {
+    Routes::default()
+        .get("/health", health)
+        .get("/healthz", healthz)
+        .get("/.well-known/d402-gateway.json", discovery)
+        .get("/.well-known/dnc-gateway.json", discovery)
+        .get("/capabilities", capabilities)
+        .get("/openapi.json", openapi)
+        .get("/network", network)
+        .post("/tasks", create_task)
+        .post(PAGE_ALIAS.0, create_page_task)
+        .get("/tasks/{taskId}", get_task)
+        .get("/tasks/{taskId}/result", get_result)
+        .get("/tasks/{taskId}/receipt", get_receipt)
+}
+
+/// A router under construction and the `(method, path)` of each route added to it.
+#[derive(Default)]
+struct Routes {
+    router: Router<Arc<Gateway>>,
+    listed: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, Arc<Gateway>>,
+        T: 'static,
+    {
+        self.listed.push(("get", path));
+        self.router = self.router.route(path, get(handler));
+        self
+    }
+
+    fn post<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, Arc<Gateway>>,
+        T: 'static,
+    {
+        self.listed.push(("post", path));
+        self.router = self.router.route(path, post(handler));
+        self
+    }
 }
 
 /// Binds the configured address and serves until the process ends. Prints the bound
@@ -662,8 +704,20 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
     response
 }
 
-fn load_task(g: &Gateway, id: &str) -> Result<TaskRecord, Response> {
-    match g.store().task(id) {
+/// The stored task a `/tasks/{id}` path names, or the JSON error: 400 for a malformed path,
+/// 404 for an unknown task.
+fn load_task(
+    g: &Gateway,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Result<TaskRecord, Response> {
+    let UrlPath(id) = id.map_err(|rejection| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "malformed_path",
+            rejection.body_text(),
+        )
+    })?;
+    match g.store().task(&id) {
         Ok(Some(record)) => Ok(record),
         Ok(None) => Err(error(
             StatusCode::NOT_FOUND,
@@ -682,26 +736,11 @@ fn still_running(id: &str) -> Response {
         .into_response()
 }
 
-/// The task id of a `/tasks/{id}` path, or the JSON error for a malformed one.
-fn task_id(id: Result<UrlPath<String>, PathRejection>) -> Result<String, Response> {
-    id.map(|UrlPath(id)| id).map_err(|rejection| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "malformed_path",
-            rejection.body_text(),
-        )
-    })
-}
-
 async fn get_task(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
 ) -> Response {
-    let id = match task_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match load_task(&g, &id) {
+    match load_task(&g, id) {
         Ok(record) => task_response(&g, &record, None),
         Err(response) => response,
     }
@@ -711,14 +750,11 @@ async fn get_result(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
 ) -> Response {
-    let id = match task_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let record = match load_task(&g, &id) {
+    let record = match load_task(&g, id) {
         Ok(record) => record,
         Err(response) => return response,
     };
+    let id = record.task_id.clone();
     match record.status {
         TaskStatus::Running => still_running(&id),
         TaskStatus::Accepted => {
@@ -736,14 +772,11 @@ async fn get_receipt(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
 ) -> Response {
-    let id = match task_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let record = match load_task(&g, &id) {
+    let record = match load_task(&g, id) {
         Ok(record) => record,
         Err(response) => return response,
     };
+    let id = record.task_id.clone();
     match g.store().receipts(&id) {
         Ok(Some(receipts)) => Json(json!({
             "taskId": id,

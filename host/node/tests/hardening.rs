@@ -38,7 +38,13 @@ fn raw_exchange(base: &str, request: &[u8], wait: Duration) -> (String, Duration
 async fn a_client_that_disconnects_from_a_paid_sync_task_does_not_strand_it() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = d402_testkit::component("hostile");
-    let manifest = d402_testkit::hostile_manifest(&bytes, 3_000, None, "deterministic");
+    // The hostile component imports `browser`, which only a browser permission links.
+    let manifest = d402_testkit::hostile_manifest(
+        &bytes,
+        3_000,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "snapshot-deterministic",
+    );
     install(dir.path(), &manifest, &bytes);
     let node = serve(dir, |c| c.capability = "test.hostile@1".into())
         .await
@@ -135,7 +141,7 @@ async fn every_error_is_the_json_error_shape() {
         (reqwest::Method::POST, "/health", 405, "method_not_allowed"),
         (
             reqwest::Method::GET,
-            "/capabilities?q=%FF",
+            "/capabilities?q=a&q=b",
             400,
             "malformed_query",
         ),
