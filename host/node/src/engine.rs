@@ -21,22 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use d402_blobstore::{BlobError, BlobStore};
-use d402_browser::snapshot::SnapshotError;
+use d402_blobstore::BlobStore;
 use d402_network::{LeaseRequest, LeaseResponse, Network, peer_id_of};
 use d402_protocol::{
-    Amount, ContentId, ExecutionMode, FailedRun, Keypair, Lease, NodeOffer, PublicKey,
-    ReputationEvent, ReputationKind, ResultClaim, Signed, TaskError, TaskErrorKind, TaskIntent,
-    Timestamp, Verdict,
+    Amount, ContentId, FailedRun, Keypair, Lease, NodeOffer, PublicKey, ReputationEvent,
+    ReputationKind, ResultClaim, Signed, TaskError, TaskErrorKind, TaskIntent, Verdict,
 };
-use d402_runtime::{PageSource, Runtime, TaskInfo};
-use serde_json::Value;
+use d402_runtime::{PageSource, Runtime};
 use tokio::task::JoinSet;
 
 use crate::catalog::ServedCapability;
 use crate::config::Role;
 use crate::decision::Tally;
-use crate::validation::{check_integrity, check_lease};
+use crate::validator::ClaimValidator;
 use crate::worker::{internal, run_lease};
 use d402_store::StateDir;
 
@@ -168,7 +165,7 @@ pub struct Engine {
     next: AtomicUsize,
     gateway: Keypair,
     pages: Option<Arc<dyn PageSource>>,
-    blobs: BlobStore,
+    validator: ClaimValidator,
     network: Option<Arc<Network>>,
     peer_policy: PeerPolicy,
 }
@@ -207,12 +204,12 @@ impl Engine {
             .collect::<anyhow::Result<_>>()?;
         let next = AtomicUsize::new(0);
         Ok(Self {
+            validator: ClaimValidator::new(gateway.clone(), runtime.clone(), blobs),
             runtime,
             workers,
             next,
             gateway,
             pages,
-            blobs,
             network: None,
             peer_policy: PeerPolicy::default(),
         })
@@ -220,6 +217,7 @@ impl Engine {
 
     /// Also leases tasks to remote workers heard on `network`, as `policy` allows.
     pub fn with_network(mut self, network: Arc<Network>, policy: PeerPolicy) -> Self {
+        self.validator = self.validator.with_network(network.clone());
         self.network = Some(network);
         self.peer_policy = policy;
         self
@@ -233,6 +231,11 @@ impl Engine {
     /// The local workers.
     pub fn workers(&self) -> &[LocalWorker] {
         &self.workers
+    }
+
+    /// The validator that checks this engine's claims.
+    pub fn validator(&self) -> &ClaimValidator {
+        &self.validator
     }
 
     /// The sandbox runtime.
@@ -401,7 +404,8 @@ impl Engine {
                 Assignee::Local(_) => None,
             };
             let verdict = self
-                .validate(
+                .validator
+                .verdict(
                     &claim,
                     &lease.payload,
                     intent,
@@ -443,6 +447,7 @@ impl Engine {
         execution
     }
 
+    /// Adds the validator's signed reputation event about `subject` to `execution`.
     fn observe(
         &self,
         execution: &mut Execution,
@@ -452,18 +457,11 @@ impl Engine {
         delta: i32,
         reason: &str,
     ) {
-        let event = ReputationEvent {
-            subject,
-            kind,
-            delta,
-            task_id: Some(intent.task_id.clone()),
-            reason: reason.to_string(),
-            issuer: self.gateway.public(),
-            issued_at: Timestamp::now(),
-        };
-        match Signed::sign(event, &self.gateway) {
-            Ok(event) => execution.reputation.push(event),
-            Err(e) => tracing::error!(error = %e, "cannot sign a reputation event"),
+        if let Some(event) =
+            self.validator
+                .reputation_event(subject, &intent.task_id, kind, delta, reason)
+        {
+            execution.reputation.push(event);
         }
     }
 
@@ -511,104 +509,11 @@ impl Engine {
             }
         }
     }
-
-    /// The validator's verdict on one claim on its own. `from` is the remote worker that
-    /// holds the claim's snapshots (none: a local worker, whose snapshots are here).
-    async fn validate(
-        &self,
-        claim: &Signed<ResultClaim>,
-        lease: &Lease,
-        intent: &TaskIntent,
-        served: &ServedCapability,
-        reputation: i64,
-        from: Option<PublicKey>,
-    ) -> Verdict {
-        let checked = claim
-            .verify()
-            .map_err(|e| format!("the claim's signature does not verify: {e}"))
-            .and_then(|payload| check_lease(payload, &claim.signer, lease).map(|()| payload))
-            .and_then(|claim| check_integrity(claim, intent, &served.manifest_cid).map(|()| claim))
-            .and_then(|claim| {
-                served
-                    .validator
-                    .check_claim(claim, reputation)
-                    .map(|()| claim)
-            });
-        let claim = match checked {
-            Ok(claim) => claim,
-            Err(reason) => return Verdict::Rejected { reason },
-        };
-        if served.validator.replays()
-            && intent.mode != ExecutionMode::Quorum
-            && let Err(reason) = self.replay(claim, &intent.input, served, from).await
-        {
-            return Verdict::Rejected { reason };
-        }
-        Verdict::Accepted
-    }
-
-    /// Loads snapshots `cids` for a replay. Blobs missing here (records and the bodies they
-    /// name) are fetched by CID from the worker `from` and kept only if they hash to their CID.
-    async fn load_snapshots(
-        &self,
-        cids: &[ContentId],
-        from: Option<PublicKey>,
-    ) -> Result<d402_runtime::ReplaySource, String> {
-        // Each snapshot is a record and a body: at most two fetches per snapshot.
-        for _ in 0..=2 * cids.len() {
-            let missing = match d402_browser::SnapshotSource::load(&self.blobs, cids) {
-                Ok(source) => return Ok(source),
-                Err(SnapshotError::Blob(BlobError::Missing(cid))) => cid,
-                Err(e) => return Err(format!("cannot load the claim's snapshots: {e}")),
-            };
-            let (Some(worker), Some(network)) = (from, &self.network) else {
-                return Err(format!("the claim's snapshot blob {missing} is not here"));
-            };
-            let bytes = network
-                .fetch_blob(peer_id_of(&worker), missing)
-                .await
-                .map_err(|e| {
-                    format!("cannot fetch the claim's snapshot blob {missing} from the worker: {e}")
-                })?;
-            self.blobs
-                .put_verified(&bytes, &missing)
-                .map_err(|e| format!("cannot keep snapshot blob {missing}: {e}"))?;
-        }
-        Err("the claim's snapshots name more blobs than they should".into())
-    }
-
-    /// Re-runs the claim's task on the claim's snapshots (see [`Engine::load_snapshots`])
-    /// and compares the outputs.
-    async fn replay(
-        &self,
-        claim: &ResultClaim,
-        input: &Value,
-        served: &ServedCapability,
-        from: Option<PublicKey>,
-    ) -> Result<(), String> {
-        let source = self.load_snapshots(&claim.snapshot_cids, from).await?;
-        let info = TaskInfo {
-            task_id: claim.task_id.clone(),
-        };
-        let replayed = self
-            .runtime
-            .run(&served.loaded, &info, input, Some(Arc::new(source)))
-            .await
-            .map_err(|f| format!("the replay failed: {}", f.error))?;
-        if served
-            .validator
-            .replay_agrees(&claim.output, &replayed.output)
-        {
-            Ok(())
-        } else {
-            Err("the replay on the claim's snapshots produced a different result".into())
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use d402_protocol::{OfferedCapability, Price};
+    use d402_protocol::{OfferedCapability, Price, Timestamp};
 
     use super::*;
 

@@ -9,7 +9,7 @@ use d402_blobstore::BlobStore;
 use d402_network::Network;
 use d402_protocol::{
     Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskError,
-    TaskErrorKind, TaskIntent, Timestamp, ValidationModel, ValidationReceipt, ValidationStatus,
+    TaskErrorKind, TaskIntent, Timestamp, ValidationReceipt, ValidationStatus,
 };
 use d402_runtime::{PageSource, Runtime, RuntimeConfig};
 use serde_json::Value;
@@ -19,6 +19,7 @@ use crate::config::{NodeConfig, Role};
 use crate::engine::{Engine, Execution, PeerPolicy, worker_id};
 use crate::installed::{Installed, list_installed};
 use crate::settlement::{EarningWorker, Split, payouts};
+use crate::validator::ReceiptTerms;
 use d402_payment::x402::{
     PaymentHeader, PaymentPayload, PaymentRequired, Resource, SettlementResponse, X402_VERSION,
     payment_identifier,
@@ -580,20 +581,14 @@ impl Gateway {
         let accepted = execution.map_or_else(Vec::new, |e| {
             e.accepted().iter().filter_map(|c| c.cid().ok()).collect()
         });
-        let model: ValidationModel = record.intent.payload.validation;
-        Ok(Signed::sign(
-            ValidationReceipt {
-                task_id: record.task_id.clone(),
-                status,
-                accepted_claim_cids: accepted,
-                rejected_claim_cids: execution.map_or_else(Vec::new, Execution::rejected_cids),
-                model,
-                validator: self.key.public(),
-                reason,
-                issued_at: Timestamp::now(),
-            },
-            &self.key,
-        )?)
+        Ok(self.engine.validator().receipt(ReceiptTerms {
+            task_id: record.task_id.clone(),
+            status,
+            model: record.intent.payload.validation,
+            accepted,
+            rejected: execution.map_or_else(Vec::new, Execution::rejected_cids),
+            reason,
+        })?)
     }
 
     async fn prepare_accepted(

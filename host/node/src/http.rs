@@ -2,9 +2,6 @@
 //! `POST /tasks` and the page-to-markdown alias, and task, result and receipt reads. Every
 //! error is JSON `{"error": {"code", "message"}}` and changes nothing.
 
-// Helpers return the finished error `Response` as their `Err`, the axum idiom.
-#![allow(clippy::result_large_err)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,18 +18,14 @@ use serde_json::{Value, json};
 
 use crate::catalog::{CapabilityQuery, ServedCapability};
 use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
+use d402_gateway_api::IDEMPOTENT_REPLAY_HEADERS;
 use d402_payment::PaymentError;
 use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
 use d402_store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
-/// Response headers set to `true` on a paid request replayed with the same proof and body
-/// (the same task, charged once): the d402 name and the legacy `dnc` one.
-pub const IDEMPOTENT_REPLAY_HEADERS: [&str; 2] =
-    ["x-d402-idempotent-replay", "x-dnc-idempotent-replay"];
-
 /// The page-to-markdown alias route and the capability it serves.
 const PAGE_ALIAS: (&str, &str) = (
-    crate::openapi::PAGE_TO_MARKDOWN_ALIAS,
+    d402_gateway_api::PAGE_TO_MARKDOWN_ALIAS,
     "web.page_to_markdown@1",
 );
 
@@ -40,9 +33,11 @@ const PAGE_ALIAS: (&str, &str) = (
 pub fn router(gateway: Arc<Gateway>) -> Router {
     routes()
         .router
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            error(
+            ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this endpoint does not take that method",
@@ -142,22 +137,55 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// A JSON error response: `{"error": {"code", "message"}}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
+/// Every error the API answers with: a status and the one JSON shape
+/// `{"error": {"code", "message"}}`, with a fresh 402 challenge (`PAYMENT-REQUIRED`) when
+/// the buyer may pay again.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    challenge: Option<Box<PaymentRequired>>,
 }
 
-fn store_error(e: &StoreError) -> Response {
-    tracing::error!(error = %e, "store failure");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store_failure",
-        e.to_string(),
-    )
+impl ApiError {
+    /// An error with `status`, a stable machine-readable `code` and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            challenge: None,
+        }
+    }
+
+    /// The same error carrying `challenge` in `PAYMENT-REQUIRED`.
+    fn with_challenge(mut self, challenge: PaymentRequired) -> Self {
+        self.challenge = Some(Box::new(challenge));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let response = (self.status, Json(body)).into_response();
+        match &self.challenge {
+            Some(challenge) => with_challenge(response, challenge),
+            None => response,
+        }
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failure",
+            e.to_string(),
+        )
+    }
 }
 
 fn commission_policy(g: &Gateway) -> Value {
@@ -322,37 +350,34 @@ fn describe(g: &Gateway, served: &ServedCapability) -> Value {
 async fn capabilities(
     State(g): State<Arc<Gateway>>,
     query: Result<Query<CapabilityQuery>, QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "malformed_query",
-                rejection.body_text(),
-            );
-        }
-    };
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_query",
+            rejection.body_text(),
+        )
+    })?;
     let found: Vec<Value> = g
         .catalog()
         .search(&query)
         .into_iter()
         .map(|served| describe(&g, served))
         .collect();
-    Json(json!({"capabilities": found})).into_response()
+    Ok(Json(json!({"capabilities": found})))
 }
 
 /// `GET /openapi.json`: every served capability as a paid operation. The servers entry is
 /// the gateway's own base URL (`--public-url`, else the bound address), never a client's
 /// `Host` header.
 async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
-    let operations: Vec<crate::openapi::PaidOperation> = g
+    let operations: Vec<d402_gateway_api::PaidOperation> = g
         .catalog()
         .all()
         .iter()
         .map(|served| {
             let manifest = served.loaded.manifest();
-            crate::openapi::PaidOperation {
+            d402_gateway_api::PaidOperation {
                 capability_id: served.capability_id.clone(),
                 manifest_cid: served.manifest_cid.to_string(),
                 price: served.price,
@@ -363,10 +388,14 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
             }
         })
         .collect();
-    Json(crate::openapi::document(&g.base_url(), &operations))
+    Json(d402_gateway_api::document(&g.base_url(), &operations))
 }
 
-async fn create_task(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+async fn create_task(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     handle_task(g, "/tasks", headers, body).await
 }
 
@@ -374,7 +403,7 @@ async fn create_page_task(
     State(g): State<Arc<Gateway>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     handle_task(g, PAGE_ALIAS.0, headers, body).await
 }
 
@@ -383,16 +412,16 @@ async fn create_page_task(
 /// is a 400), or the default. Everything else a client sends about policy (mode, fanout, quorum, maxBudget,
 /// price, payTo) is server-owned and ignored. On the alias a body without `input` is the
 /// input itself, as in the spec's `{"url": "https://example.com"}` example.
-fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), Response> {
+fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), ApiError> {
     let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("request body is not JSON: {e}"),
         )
     })?;
     let Some(object) = body.as_object() else {
-        return Err(error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_request",
             "request body must be a JSON object",
@@ -403,7 +432,7 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         Some(input) => input.clone(),
         None if alias => body.clone(),
         None => {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "missing_input",
                 "the request has no \"input\"",
@@ -414,7 +443,7 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_request",
                 "\"sync\" must be a boolean",
@@ -424,14 +453,14 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
     let named = match object.get("capabilityId") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(g.catalog().get(id).cloned().ok_or_else(|| {
-            error(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unknown_capability",
                 format!("this gateway does not serve {id:?}"),
             )
         })?),
         Some(_) => {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_request",
                 "\"capabilityId\" must be a string",
@@ -440,7 +469,7 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
     };
     let capability = match (alias, named) {
         (true, _) => g.catalog().get(PAGE_ALIAS.1).cloned().ok_or_else(|| {
-            error(
+            ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_capability",
                 format!("this gateway does not serve {}", PAGE_ALIAS.1),
@@ -457,14 +486,14 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
             .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
         if !ok {
             let message = "input.url must be an absolute http(s) URL (RFC 3986: ASCII, %-encoded)";
-            return Err(error(StatusCode::BAD_REQUEST, "bad_url", message));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_url", message));
         }
     }
     capability
         .loaded
         .schemas()
         .validate_input(&input)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
     Ok((
         TaskRequest {
             capability,
@@ -499,10 +528,10 @@ fn with_challenge(mut response: Response, challenge: &PaymentRequired) -> Respon
 
 /// Reads a request body: refused at once (413) when its declared length is over the limit,
 /// and refused when it is larger than declared or arrives slower than the body timeout.
-async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let limit = g.config().max_body_bytes;
     let too_large = || {
-        error(
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body is over {limit} bytes"),
@@ -519,7 +548,7 @@ async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes
     match tokio::time::timeout(timeout, to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(error(
+        Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
@@ -530,31 +559,30 @@ async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes
     }
 }
 
-async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(&g, &headers, body).await {
-        Ok(bytes) => bytes,
-        Err(response) => return response,
-    };
-    let (request, sync) = match parse_request(&g, &bytes, path) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
+async fn handle_task(
+    g: Arc<Gateway>,
+    path: &str,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&g, &headers, body).await?;
+    let (request, sync) = parse_request(&g, &bytes, path)?;
     let served = request.capability.clone();
     let present = |name: &str| headers.contains_key(name);
     if !present(x402_headers::PAYMENT_SIGNATURE) && !present(x402_headers::X_PAYMENT) {
         let challenge = g.challenge(&served, path, None);
-        return with_challenge(
+        return Ok(with_challenge(
             (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(),
             &challenge,
-        );
+        ));
     }
     let Some(header) = PaymentHeader::find(|name| headers.get(name).and_then(|v| v.to_str().ok()))
     else {
-        return refused(&g, &served, path, &Refusal::NotText);
+        return Err(refused(&g, &served, path, &Refusal::NotText));
     };
     let mut response = match g.admit(request, header).await {
         Ok(Admission::Replay(existing)) => {
-            let mut response = task_response(&g, &existing, None);
+            let mut response = task_response(&g, &existing, None)?;
             let headers = response.headers_mut();
             for name in IDEMPOTENT_REPLAY_HEADERS {
                 headers.insert(name, HeaderValue::from_static("true"));
@@ -566,21 +594,21 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
             // disconnects drops this handler, not the task, which settles or is refunded.
             let running = record.clone();
             match tokio::spawn(g.clone().execute(record)).await {
-                Ok((record, receipts)) => task_response(&g, &record, receipts.as_ref()),
+                Ok((record, receipts)) => task_response(&g, &record, receipts.as_ref())?,
                 Err(e) => {
                     tracing::error!(task = %running.task_id, error = %e, "task execution panicked");
-                    task_response(&g, &running, None)
+                    task_response(&g, &running, None)?
                 }
             }
         }
         Ok(Admission::New(record)) => {
             let running = record.clone();
             tokio::spawn(g.clone().execute(record));
-            let mut response = task_response(&g, &running, None);
+            let mut response = task_response(&g, &running, None)?;
             *response.status_mut() = StatusCode::ACCEPTED;
             response
         }
-        Err(refusal) => refused(&g, &served, path, &refusal),
+        Err(refusal) => return Err(refused(&g, &served, path, &refusal)),
     };
     // A v1 payment gets its settlement in the v1 header.
     let response_header = header.response_header();
@@ -591,12 +619,12 @@ async fn handle_task(g: Arc<Gateway>, path: &str, headers: HeaderMap, body: Body
     {
         response.headers_mut().insert(response_header, value);
     }
-    response
+    Ok(response)
 }
 
 /// The response to a refused payment: 400 for an unreadable one, 409 for a proof already
 /// used for another request, 402 with a fresh challenge otherwise.
-fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> Response {
+fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> ApiError {
     let (status, code, message) = match refusal {
         Refusal::NotText => (
             StatusCode::BAD_REQUEST,
@@ -614,15 +642,16 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
         }
         Refusal::Payment(e) => (StatusCode::PAYMENT_REQUIRED, e.code(), e.to_string()),
         Refusal::Store(StoreError::PaymentReused(task)) => {
-            let message =
-                format!("this payment was already used for task {task} with a different request");
-            return error(StatusCode::CONFLICT, "payment_already_used", message);
+            let message = format!(
+                "this payment was already used for task {task} with a different request or payload"
+            );
+            return ApiError::new(StatusCode::CONFLICT, "payment_already_used", message);
         }
         Refusal::Store(StoreError::PaymentIdReused(task)) => {
             let message = format!(
                 "this payment-identifier was already used for task {task} with a different payment"
             );
-            return error(StatusCode::CONFLICT, "payment_identifier_reused", message);
+            return ApiError::new(StatusCode::CONFLICT, "payment_identifier_reused", message);
         }
         Refusal::Store(StoreError::InsufficientFunds { balance, needed }) => (
             StatusCode::PAYMENT_REQUIRED,
@@ -631,9 +660,9 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
                 "the payer's simulated balance is {balance} atomic units, the price is {needed}"
             ),
         ),
-        Refusal::Store(e) => return store_error(e),
+        Refusal::Store(e) => return ApiError::from(e),
         Refusal::Internal(message) => {
-            return error(
+            return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 message.clone(),
@@ -641,7 +670,7 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
         }
     };
     let challenge = g.challenge(served, path, Some(message.clone()));
-    with_challenge(error(status, code, message), &challenge)
+    ApiError::new(status, code, message).with_challenge(challenge)
 }
 
 fn links(task_id: &str) -> Value {
@@ -654,7 +683,11 @@ fn links(task_id: &str) -> Value {
 
 /// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`. The
 /// receipts are read from the store unless the caller has them in hand.
-fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -> Response {
+fn task_response(
+    g: &Gateway,
+    record: &TaskRecord,
+    in_hand: Option<&Receipts>,
+) -> Result<Response, ApiError> {
     let stored;
     let receipts = match in_hand {
         Some(receipts) => Some(receipts),
@@ -664,7 +697,7 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
                 stored = receipts;
                 stored.as_ref()
             }
-            Err(e) => return store_error(&e),
+            Err(e) => return Err(ApiError::from(&e)),
         },
     };
     let intent = &record.intent.payload;
@@ -701,7 +734,7 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
             .headers_mut()
             .insert(x402_headers::PAYMENT_RESPONSE, value);
     }
-    response
+    Ok(response)
 }
 
 /// The stored task a `/tasks/{id}` path names, or the JSON error: 400 for a malformed path,
@@ -709,9 +742,9 @@ fn task_response(g: &Gateway, record: &TaskRecord, in_hand: Option<&Receipts>) -
 fn load_task(
     g: &Gateway,
     id: Result<UrlPath<String>, PathRejection>,
-) -> Result<TaskRecord, Response> {
+) -> Result<TaskRecord, ApiError> {
     let UrlPath(id) = id.map_err(|rejection| {
-        error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_path",
             rejection.body_text(),
@@ -719,12 +752,12 @@ fn load_task(
     })?;
     match g.store().task(&id) {
         Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(error(
+        Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_task",
             format!("no task {id}"),
         )),
-        Err(e) => Err(store_error(&e)),
+        Err(e) => Err(ApiError::from(&e)),
     }
 }
 
@@ -739,11 +772,8 @@ fn still_running(id: &str) -> Response {
 async fn get_task(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    match load_task(&g, id) {
-        Ok(record) => task_response(&g, &record, None),
-        Err(response) => response,
-    }
+) -> Result<Response, ApiError> {
+    task_response(&g, &load_task(&g, id)?, None)
 }
 
 async fn get_result(
@@ -752,7 +782,7 @@ async fn get_result(
 ) -> Response {
     let record = match load_task(&g, id) {
         Ok(record) => record,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let id = record.task_id.clone();
     match record.status {
@@ -774,7 +804,7 @@ async fn get_receipt(
 ) -> Response {
     let record = match load_task(&g, id) {
         Ok(record) => record,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let id = record.task_id.clone();
     match g.store().receipts(&id) {
@@ -804,6 +834,42 @@ async fn get_receipt(
         }))
         .into_response(),
         Ok(None) => still_running(&id),
-        Err(e) => store_error(&e),
+        Err(e) => ApiError::from(&e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use d402_gateway_api::{PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document};
+    use d402_protocol::Amount;
+
+    use super::*;
+
+    #[test]
+    fn every_route_the_router_serves_is_documented_and_nothing_else() {
+        let operation = PaidOperation {
+            capability_id: PAGE_ALIAS.1.into(),
+            manifest_cid: "bafkreiexample".into(),
+            price: Amount::from_micros(10_000),
+            input_schema: json!({"type": "object"}),
+            output_schema: json!({"type": "object"}),
+            alias_path: Some(PAGE_TO_MARKDOWN_ALIAS.into()),
+        };
+        let doc = document("http://gw", &[operation]);
+        // The router's own list: a route added without documentation fails here.
+        let routes = route_table();
+        for (method, path) in &routes {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is served but not documented"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, routes.len(), "a documented route is not served");
     }
 }

@@ -13,11 +13,11 @@ pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod installed;
-pub mod openapi;
 pub mod run;
 pub mod server;
 pub mod settlement;
 pub mod validation;
+pub mod validator;
 pub mod worker;
 
 pub use config::{NodeArgs, NodeConfig, Role};

@@ -176,3 +176,31 @@ async fn the_v1_x_payment_header_is_accepted_and_answered_in_kind() {
     assert_eq!(settled["success"], true);
     assert_eq!(node.buyer_balance(), FUNDS - 100);
 }
+
+#[tokio::test]
+async fn a_forged_copy_of_an_accepted_payment_gets_409_not_the_task() {
+    let node = start(|_| {}).await;
+    let request = body("forged");
+    let header = node.pay(&request).await;
+    let paid = node.post(&request, Some(&header)).await;
+    assert_eq!(paid.status(), 200);
+    // The same payer, nonce and request, with a signature the payer never made.
+    let mut forged: SimulatedPayment = decode_header(&header).unwrap();
+    let mallory = d402_protocol::Keypair::from_seed(&[66; 32]);
+    forged.payload.signature =
+        d402_protocol::Signed::sign(forged.payload.payload.clone(), &mallory)
+            .unwrap()
+            .signature;
+    let response = node.post(&request, Some(&encode_header(&forged))).await;
+    assert_eq!(response.status(), 409);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(
+        refused["error"]["code"], "payment_already_used",
+        "{refused}"
+    );
+    assert!(
+        refused.get("result").is_none(),
+        "no task document: {refused}"
+    );
+    assert_eq!(node.buyer_balance(), FUNDS - 100, "charged once");
+}

@@ -49,7 +49,7 @@ pub enum StoreError {
         needed: u64,
     },
     /// The payment was already used for a different request.
-    #[error("payment already used for task {0} with a different request")]
+    #[error("payment already used for task {0} with a different request or payload")]
     PaymentReused(String),
     /// The `payment-identifier` was already used with a different payment.
     #[error("payment identifier already used for task {0} with a different payment")]
@@ -680,7 +680,8 @@ fn find_paid(
     };
     if let Some(task_id) = payments.get(claim.key.0.as_str()).map_err(db)? {
         let task = task_of(task_id.value().to_string())?;
-        if task.binding != claim.binding {
+        // Only the byte-identical payload (authenticated when first accepted) is a replay.
+        if task.binding != claim.binding || task.payment_digest != claim.digest {
             return Err(StoreError::PaymentReused(task.task_id));
         }
         return Ok(Some(task));

@@ -253,9 +253,11 @@ pub trait PaymentRail: Send + Sync {
     fn pay_to(&self) -> &Account;
     /// The `accepts[]` entry for `price`.
     fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements;
-    /// Checks that `payment` is authentic (its signature) and returns its once-only key,
-    /// without checking price, window or funds: a retry of an accepted payment must find
-    /// its task even after the authorization expired.
+    /// The once-only key `payment` claims, read without authenticating it or checking price,
+    /// window or funds: a retry of an accepted payment must find its task even after the
+    /// authorization expired. Cheap on purpose: the store recognizes a replay only by the
+    /// byte-identical payload that [`PaymentRail::authorize`] authenticated when it was first
+    /// accepted, so an unauthenticated key can never fetch another payer's task.
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError>;
     /// Verifies `payment` fully against `expected` before any work: amount, payee,
     /// window, binding, funds. Moves nothing out; returns what to hold atomically.

@@ -61,11 +61,12 @@ impl SimulatedRail {
         }
     }
 
-    /// Reads and signature-checks the authorization in `payment`.
-    fn authentic(
+    /// Reads the signed authorization in `payment` (network and nonce checked, signature
+    /// not yet).
+    fn read(
         &self,
         payment: &PaymentPayload,
-    ) -> Result<(Account, SimulatedAuthorization), PaymentError> {
+    ) -> Result<Signed<SimulatedAuthorization>, PaymentError> {
         if payment.accepted.network != self.network {
             return Err(PaymentError::UnsupportedNetwork(
                 payment.accepted.network.clone(),
@@ -74,12 +75,9 @@ impl SimulatedRail {
         let envelope: Signed<SimulatedAuthorization> = payment
             .typed()
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let auth = envelope
-            .verify()
-            .map_err(|e| PaymentError::BadSignature(e.to_string()))?
-            .clone();
+        let auth = &envelope.payload;
         if auth.network != self.network {
-            return Err(PaymentError::UnsupportedNetwork(auth.network));
+            return Err(PaymentError::UnsupportedNetwork(auth.network.clone()));
         }
         if auth.nonce.len() < 16
             || auth.nonce.len() > 128
@@ -89,7 +87,7 @@ impl SimulatedRail {
                 "nonce must be 16 to 128 hex digits".into(),
             ));
         }
-        Ok((Account::from(envelope.signer), auth))
+        Ok(envelope)
     }
 }
 
@@ -151,8 +149,8 @@ impl PaymentRail for SimulatedRail {
     }
 
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
-        let (payer, auth) = self.authentic(payment)?;
-        Ok(key_of(&payer, &auth))
+        let envelope = self.read(payment)?;
+        Ok(key_of(&Account::from(envelope.signer), &envelope.payload))
     }
 
     async fn authorize(
@@ -160,7 +158,12 @@ impl PaymentRail for SimulatedRail {
         payment: &PaymentPayload,
         expected: &Expectation<'_>,
     ) -> Result<Authorization, PaymentError> {
-        let (payer, auth) = self.authentic(payment)?;
+        let envelope = self.read(payment)?;
+        let auth = envelope
+            .verify()
+            .map_err(|e| PaymentError::BadSignature(e.to_string()))?
+            .clone();
+        let payer = Account::from(envelope.signer);
         let pay_to: Account = auth
             .pay_to
             .parse()

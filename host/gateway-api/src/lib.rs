@@ -1,0 +1,12 @@
+//! The d402 gateway's public HTTP API as data, shared by the server (`d402-node`) and its
+//! clients: the headers it sets, its paid alias route and its OpenAPI 3.1 document
+//! ([`document`]).
+
+mod openapi;
+
+pub use openapi::{PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document, dollars, payment_info};
+
+/// Response headers set to `true` on a paid request replayed with the same proof and body
+/// (the same task, charged once): the d402 name and the legacy `dnc` one.
+pub const IDEMPOTENT_REPLAY_HEADERS: [&str; 2] =
+    ["x-d402-idempotent-replay", "x-dnc-idempotent-replay"];
