@@ -388,17 +388,25 @@ impl Gateway {
             binding: &binding,
             digest: &digest,
         };
-        if let Some(existing) = self.store.find_paid(&claim)? {
-            tracing::info!(task = %existing.task_id, "idempotent replay");
-            return Ok(Admission::Replay(existing));
-        }
         let expectation = Expectation {
             price: served.price,
             binding: &binding,
             now: Timestamp::now(),
             max_timeout_seconds: self.config.payment_timeout_seconds,
         };
-        let authorization = rail.authorize(&payment, &expectation).await?;
+        let authorization = match rail.authorize(&payment, &expectation).await {
+            Ok(authorization) => authorization,
+            // A retry of an accepted payment finds its task even when the payment no longer
+            // passes (expired, price changed); a payment that still passes meets its task in
+            // the store's atomic accept below.
+            Err(refused) => match self.store.find_paid(&claim)? {
+                Some(existing) => {
+                    tracing::info!(task = %existing.task_id, "idempotent replay");
+                    return Ok(Admission::Replay(existing));
+                }
+                None => return Err(refused.into()),
+            },
+        };
         let record = self.running_record(
             request,
             &payment,

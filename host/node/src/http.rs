@@ -78,23 +78,30 @@ struct Routes {
 }
 
 impl Routes {
-    fn get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    fn get<H, T>(self, path: &'static str, handler: H) -> Self
     where
         H: axum::handler::Handler<T, Arc<Gateway>>,
         T: 'static,
     {
-        self.listed.push(("get", path));
-        self.router = self.router.route(path, get(handler));
-        self
+        self.add("get", path, get(handler))
     }
 
-    fn post<H, T>(mut self, path: &'static str, handler: H) -> Self
+    fn post<H, T>(self, path: &'static str, handler: H) -> Self
     where
         H: axum::handler::Handler<T, Arc<Gateway>>,
         T: 'static,
     {
-        self.listed.push(("post", path));
-        self.router = self.router.route(path, post(handler));
+        self.add("post", path, post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        route: axum::routing::MethodRouter<Arc<Gateway>>,
+    ) -> Self {
+        self.listed.push((method, path));
+        self.router = self.router.route(path, route);
         self
     }
 }
