@@ -1,6 +1,7 @@
-//! The gateway: the capabilities it serves, the 402 payment flow, task admission, execution
-//! on the local worker pool, validation receipts and settlement. The HTTP surface over it
-//! is in [`crate::http`].
+//! The gateway: the parts it is assembled from, the capabilities it serves, execution of
+//! admitted tasks, validation receipts and settlement through the task's rail. Admission of
+//! paid requests (policy, 402 challenge, authorization) is [`admission`]'s; the HTTP surface
+//! over it is [`crate::http`]'s.
 
 use std::sync::Arc;
 
@@ -8,11 +9,10 @@ use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
 use d402_network::Network;
 use d402_protocol::{
-    Amount, ContentId, ExecutionMode, Keypair, Refund, SettlementReceipt, Signed, TaskError,
-    TaskErrorKind, TaskIntent, Timestamp, ValidationReceipt, ValidationStatus,
+    Amount, ContentId, Keypair, Refund, SettlementReceipt, Signed, TaskError, TaskErrorKind,
+    Timestamp, ValidationReceipt, ValidationStatus,
 };
 use d402_runtime::{PageSource, Runtime, RuntimeConfig};
-use serde_json::Value;
 
 use crate::catalog::{Catalog, ServedCapability};
 use crate::config::{NodeConfig, Role};
@@ -20,66 +20,14 @@ use crate::engine::{Engine, Execution, PeerPolicy, worker_id};
 use crate::installed::{Installed, list_installed};
 use crate::settlement::{EarningWorker, Split, payouts};
 use crate::validator::ReceiptTerms;
-use d402_payment::x402::{
-    PaymentHeader, PaymentPayload, PaymentRequired, Resource, SettlementResponse, X402_VERSION,
-    payment_identifier,
-};
-use d402_payment::{
-    Account, Authorization, Expectation, LedgerChange, PaymentError, PaymentRail, Rails,
-    request_binding,
-};
+use d402_payment::{Account, LedgerChange, PaymentRail, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
 use d402_store::StateDir;
-use d402_store::{Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskRecord, TaskStatus};
+use d402_store::{NodeStore, Receipts, TaskRecord, TaskStatus};
 
-/// The execution policy a gateway applies to one capability: server-owned, whatever the
-/// buyer sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecutionPolicy {
-    /// Execution mode.
-    pub mode: ExecutionMode,
-    /// Workers leased per task.
-    pub fanout: u32,
-    /// Agreeing workers required (quorum mode; 1 otherwise).
-    pub quorum: u32,
-}
+mod admission;
 
-/// A task request the gateway will take payment for.
-#[derive(Clone)]
-pub struct TaskRequest {
-    /// The capability that runs it.
-    pub capability: Arc<ServedCapability>,
-    /// The input (valid against the capability's input schema).
-    pub input: Value,
-    /// The whole request body, which the payment is bound to.
-    pub body: Value,
-}
-
-/// What [`Gateway::admit`] decided about a paid request.
-#[derive(Debug)]
-pub enum Admission {
-    /// A fresh payment: debited, the task stored as running.
-    New(TaskRecord),
-    /// The same payment for the same request again: the existing task.
-    Replay(TaskRecord),
-}
-
-/// Why a paid request was refused (nothing was charged).
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// The payment header is not text.
-    #[error("payment header is not text")]
-    NotText,
-    /// The payment does not verify or does not cover the request.
-    #[error(transparent)]
-    Payment(#[from] PaymentError),
-    /// The payment or the ledger refused it, or the store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Signing the task intent failed.
-    #[error("internal: {0}")]
-    Internal(String),
-}
+pub use admission::{Admission, ExecutionPolicy, Refusal, TaskRequest};
 
 /// A decided task, signed and ready to be stored: the final record, its receipts and the
 /// rail's ledger changes (payouts or the refund).
@@ -299,193 +247,6 @@ impl Gateway {
             Some(address) => format!("http://{address}"),
             None => format!("http://{}:{}", self.config.http_host, self.config.http_port),
         }
-    }
-
-    /// The execution policy for `served`: the configured mode when the manifest supports
-    /// it, single otherwise.
-    pub fn policy(&self, served: &ServedCapability) -> ExecutionPolicy {
-        let config = &self.config;
-        if config.mode == ExecutionMode::Single
-            || !served
-                .loaded
-                .manifest()
-                .execution_modes
-                .contains(&config.mode)
-        {
-            return ExecutionPolicy {
-                mode: ExecutionMode::Single,
-                fanout: 1,
-                quorum: 1,
-            };
-        }
-        let quorum = if config.mode == ExecutionMode::Quorum {
-            config.quorum
-        } else {
-            1
-        };
-        ExecutionPolicy {
-            mode: config.mode,
-            fanout: config.fanout,
-            quorum,
-        }
-    }
-
-    /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
-    pub fn challenge(
-        &self,
-        served: &ServedCapability,
-        path: &str,
-        error: Option<String>,
-    ) -> PaymentRequired {
-        PaymentRequired {
-            x402_version: X402_VERSION,
-            error,
-            resource: Resource {
-                url: format!("{}{path}", self.base_url()),
-                description: Some(format!("{} task", served.capability_id)),
-                mime_type: Some("application/json".into()),
-            },
-            accepts: self
-                .rails
-                .requirements(served.price, self.config.payment_timeout_seconds),
-            extensions: [(
-                payment_identifier::PAYMENT_IDENTIFIER.to_string(),
-                payment_identifier::declaration(false),
-            )]
-            .into_iter()
-            .collect(),
-        }
-    }
-
-    /// Verifies the payment `header` for `request` and consumes the payment. A payment
-    /// already used for the same request (or the same `payment-identifier` with the same
-    /// payload) returns its task before anything else is checked, so a retry finds its task
-    /// even after the authorization expired. Otherwise the rail authorizes it in full and,
-    /// in one durable transaction, the payment is consumed (the simulated debit applied) and
-    /// the task stored as running.
-    pub async fn admit(
-        &self,
-        request: TaskRequest,
-        header: PaymentHeader<'_>,
-    ) -> Result<Admission, Refusal> {
-        let served = &request.capability;
-        let payment = header
-            .decode(
-                &self
-                    .rails
-                    .requirements(served.price, self.config.payment_timeout_seconds),
-            )
-            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let rail = self.rails.for_payment(&payment)?;
-        let payment_key = rail.identify(&payment)?;
-        let payment_id = payment_identifier::read(&payment.extensions)
-            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let binding = request_binding(&request.body);
-        let digest = request_binding(&payment.payload);
-        let claim = PaymentClaim {
-            key: &payment_key,
-            id: payment_id.as_deref(),
-            binding: &binding,
-            digest: &digest,
-        };
-        let expectation = Expectation {
-            price: served.price,
-            binding: &binding,
-            now: Timestamp::now(),
-            max_timeout_seconds: self.config.payment_timeout_seconds,
-        };
-        let authorization = match rail.authorize(&payment, &expectation).await {
-            Ok(authorization) => authorization,
-            // A retry of an accepted payment finds its task even when the payment no longer
-            // passes (expired, price changed); a payment that still passes meets its task in
-            // the store's atomic accept below.
-            Err(refused) => match self.store.find_paid(&claim)? {
-                Some(existing) => {
-                    tracing::info!(task = %existing.task_id, "idempotent replay");
-                    return Ok(Admission::Replay(existing));
-                }
-                None => return Err(refused.into()),
-            },
-        };
-        let record = self.running_record(
-            request,
-            &payment,
-            authorization,
-            payment_id,
-            digest,
-            binding,
-        )?;
-        match self.store.accept_payment_async(&record).await? {
-            Accepted::New => {
-                tracing::info!(task = %record.task_id, rail = %record.payment.rail, "payment accepted");
-                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
-                    && let Err(e) = network.publish(&record.intent).await
-                {
-                    tracing::warn!(error = %e, "cannot gossip the task intent");
-                }
-                Ok(Admission::New(record))
-            }
-            Accepted::Replay(existing) => {
-                tracing::info!(task = %existing.task_id, "idempotent replay");
-                Ok(Admission::Replay(*existing))
-            }
-        }
-    }
-
-    /// The record of a freshly authorized task: its signed intent, the payment, running.
-    fn running_record(
-        &self,
-        request: TaskRequest,
-        payment: &PaymentPayload,
-        authorization: Authorization,
-        payment_id: Option<String>,
-        payment_digest: String,
-        binding: String,
-    ) -> Result<TaskRecord, Refusal> {
-        let served = &request.capability;
-        let task_id = authorization.payment_key.task_id();
-        let manifest = served.loaded.manifest();
-        let policy = self.policy(served);
-        let intent = TaskIntent {
-            task_id: task_id.clone(),
-            capability_id: served.capability_id.clone(),
-            manifest_cid: served.manifest_cid,
-            input: request.input,
-            mode: policy.mode,
-            fanout: policy.fanout,
-            quorum: policy.quorum,
-            deadline_ms: manifest.limits.deadline_ms,
-            budget: served.price,
-            validation: manifest.validator.model,
-            gateway: self.key.public(),
-            created_at: Timestamp::now(),
-        };
-        let intent =
-            Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
-        let payment_response = SettlementResponse {
-            success: true,
-            error_reason: None,
-            payer: Some(authorization.payer.to_string()),
-            transaction: authorization.reference.clone(),
-            network: payment.accepted.network.clone(),
-            amount: Some(authorization.amount.micros().to_string()),
-        };
-        Ok(TaskRecord {
-            task_id,
-            status: TaskStatus::Running,
-            intent,
-            payment: authorization,
-            payment_id,
-            payment_digest,
-            binding,
-            payment_response,
-            workers: Vec::new(),
-            result: None,
-            evidence: None,
-            error: None,
-            created_at: Timestamp::now(),
-            completed_at: None,
-        })
     }
 
     /// Executes an admitted task, validates and settles it. Returns the settled record with

@@ -1,0 +1,256 @@
+//! Admission of a paid request: the server-owned execution policy, the 402 challenge (one
+//! `accepts[]` entry per enabled rail), and [`Gateway::admit`] — decode the payment header,
+//! pick its rail, name its task, authorize before any work, and store the running task
+//! atomically with the payment (or find the task an idempotent retry names).
+
+use std::sync::Arc;
+
+use d402_payment::x402::{
+    PaymentHeader, PaymentPayload, PaymentRequired, Resource, SettlementResponse, X402_VERSION,
+    payment_identifier,
+};
+use d402_payment::{Authorization, Expectation, PaymentError, request_binding};
+use d402_protocol::{ExecutionMode, Signed, TaskIntent, Timestamp};
+use d402_store::{Accepted, PaymentClaim, StoreError, TaskRecord, TaskStatus};
+use serde_json::Value;
+
+use super::Gateway;
+use crate::catalog::ServedCapability;
+
+/// The execution policy a gateway applies to one capability: server-owned, whatever the
+/// buyer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutionPolicy {
+    /// Execution mode.
+    pub mode: ExecutionMode,
+    /// Workers leased per task.
+    pub fanout: u32,
+    /// Agreeing workers required (quorum mode; 1 otherwise).
+    pub quorum: u32,
+}
+
+/// A task request the gateway will take payment for.
+#[derive(Clone)]
+pub struct TaskRequest {
+    /// The capability that runs it.
+    pub capability: Arc<ServedCapability>,
+    /// The input (valid against the capability's input schema).
+    pub input: Value,
+    /// The whole request body, which the payment is bound to.
+    pub body: Value,
+}
+
+/// What [`Gateway::admit`] decided about a paid request.
+#[derive(Debug)]
+pub enum Admission {
+    /// A fresh payment: debited, the task stored as running.
+    New(TaskRecord),
+    /// The same payment for the same request again: the existing task.
+    Replay(TaskRecord),
+}
+
+/// Why a paid request was refused (nothing was charged).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The payment header is not text.
+    #[error("payment header is not text")]
+    NotText,
+    /// The payment does not verify or does not cover the request.
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// The payment or the ledger refused it, or the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing the task intent failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Gateway {
+    /// The execution policy for `served`: the configured mode when the manifest supports
+    /// it, single otherwise.
+    pub fn policy(&self, served: &ServedCapability) -> ExecutionPolicy {
+        let config = &self.config;
+        if config.mode == ExecutionMode::Single
+            || !served
+                .loaded
+                .manifest()
+                .execution_modes
+                .contains(&config.mode)
+        {
+            return ExecutionPolicy {
+                mode: ExecutionMode::Single,
+                fanout: 1,
+                quorum: 1,
+            };
+        }
+        let quorum = if config.mode == ExecutionMode::Quorum {
+            config.quorum
+        } else {
+            1
+        };
+        ExecutionPolicy {
+            mode: config.mode,
+            fanout: config.fanout,
+            quorum,
+        }
+    }
+
+    /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
+    pub fn challenge(
+        &self,
+        served: &ServedCapability,
+        path: &str,
+        error: Option<String>,
+    ) -> PaymentRequired {
+        PaymentRequired {
+            x402_version: X402_VERSION,
+            error,
+            resource: Resource {
+                url: format!("{}{path}", self.base_url()),
+                description: Some(format!("{} task", served.capability_id)),
+                mime_type: Some("application/json".into()),
+            },
+            accepts: self
+                .rails
+                .requirements(served.price, self.config.payment_timeout_seconds),
+            extensions: [(
+                payment_identifier::PAYMENT_IDENTIFIER.to_string(),
+                payment_identifier::declaration(false),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    /// Verifies the payment `header` for `request` and consumes the payment. A payment
+    /// already used for the same request (or the same `payment-identifier` with the same
+    /// payload) returns its task before anything else is checked, so a retry finds its task
+    /// even after the authorization expired. Otherwise the rail authorizes it in full and,
+    /// in one durable transaction, the payment is consumed (the simulated debit applied) and
+    /// the task stored as running.
+    pub async fn admit(
+        &self,
+        request: TaskRequest,
+        header: PaymentHeader<'_>,
+    ) -> Result<Admission, Refusal> {
+        let served = &request.capability;
+        let payment = header
+            .decode(
+                &self
+                    .rails
+                    .requirements(served.price, self.config.payment_timeout_seconds),
+            )
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let rail = self.rails.for_payment(&payment)?;
+        let payment_key = rail.identify(&payment)?;
+        let payment_id = payment_identifier::read(&payment.extensions)
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let binding = request_binding(&request.body);
+        let digest = request_binding(&payment.payload);
+        let claim = PaymentClaim {
+            key: &payment_key,
+            id: payment_id.as_deref(),
+            binding: &binding,
+            digest: &digest,
+        };
+        let expectation = Expectation {
+            price: served.price,
+            binding: &binding,
+            now: Timestamp::now(),
+            max_timeout_seconds: self.config.payment_timeout_seconds,
+        };
+        let authorization = match rail.authorize(&payment, &expectation).await {
+            Ok(authorization) => authorization,
+            // A retry of an accepted payment finds its task even when the payment no longer
+            // passes (expired, price changed); a payment that still passes meets its task in
+            // the store's atomic accept below.
+            Err(refused) => match self.store.find_paid(&claim)? {
+                Some(existing) => {
+                    tracing::info!(task = %existing.task_id, "idempotent replay");
+                    return Ok(Admission::Replay(existing));
+                }
+                None => return Err(refused.into()),
+            },
+        };
+        let record = self.running_record(
+            request,
+            &payment,
+            authorization,
+            payment_id,
+            digest,
+            binding,
+        )?;
+        match self.store.accept_payment_async(&record).await? {
+            Accepted::New => {
+                tracing::info!(task = %record.task_id, rail = %record.payment.rail, "payment accepted");
+                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
+                    && let Err(e) = network.publish(&record.intent).await
+                {
+                    tracing::warn!(error = %e, "cannot gossip the task intent");
+                }
+                Ok(Admission::New(record))
+            }
+            Accepted::Replay(existing) => {
+                tracing::info!(task = %existing.task_id, "idempotent replay");
+                Ok(Admission::Replay(*existing))
+            }
+        }
+    }
+
+    /// The record of a freshly authorized task: its signed intent, the payment, running.
+    fn running_record(
+        &self,
+        request: TaskRequest,
+        payment: &PaymentPayload,
+        authorization: Authorization,
+        payment_id: Option<String>,
+        payment_digest: String,
+        binding: String,
+    ) -> Result<TaskRecord, Refusal> {
+        let served = &request.capability;
+        let task_id = authorization.payment_key.task_id();
+        let manifest = served.loaded.manifest();
+        let policy = self.policy(served);
+        let intent = TaskIntent {
+            task_id: task_id.clone(),
+            capability_id: served.capability_id.clone(),
+            manifest_cid: served.manifest_cid,
+            input: request.input,
+            mode: policy.mode,
+            fanout: policy.fanout,
+            quorum: policy.quorum,
+            deadline_ms: manifest.limits.deadline_ms,
+            budget: served.price,
+            validation: manifest.validator.model,
+            gateway: self.key.public(),
+            created_at: Timestamp::now(),
+        };
+        let intent =
+            Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
+        let payment_response = SettlementResponse {
+            success: true,
+            error_reason: None,
+            payer: Some(authorization.payer.to_string()),
+            transaction: authorization.reference.clone(),
+            network: payment.accepted.network.clone(),
+            amount: Some(authorization.amount.micros().to_string()),
+        };
+        Ok(TaskRecord {
+            task_id,
+            status: TaskStatus::Running,
+            intent,
+            payment: authorization,
+            payment_id,
+            payment_digest,
+            binding,
+            payment_response,
+            workers: Vec::new(),
+            result: None,
+            evidence: None,
+            error: None,
+            created_at: Timestamp::now(),
+            completed_at: None,
+        })
+    }
+}
