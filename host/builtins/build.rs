@@ -1,6 +1,7 @@
-//! Finds the built capability components to embed: `D402_BUILTIN_WASM_DIR`, else the
-//! workspace's `target/wasm32-wasip2/wasm/` (where `scripts/build-capabilities.sh` puts
-//! them). Fails with what to run when they are missing.
+//! Finds the built capability components to embed: `D402_BUILTIN_WASM_DIR`, else
+//! `wasm32-wasip2/wasm/` in the cargo target directory (`CARGO_TARGET_DIR`, else the
+//! workspace's `target/`), where `scripts/build-capabilities.sh` puts them. Fails with what
+//! to run when they are missing.
 
 use std::path::PathBuf;
 
@@ -11,9 +12,13 @@ const COMPONENTS: [(&str, &str); 2] = [
 
 fn main() {
     println!("cargo:rerun-if-env-changed=D402_BUILTIN_WASM_DIR");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let dir = match std::env::var_os("D402_BUILTIN_WASM_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/wasm"),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+            .join("wasm32-wasip2/wasm"),
     };
     for (variable, file) in COMPONENTS {
         let path = dir.join(file);
