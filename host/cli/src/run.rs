@@ -135,11 +135,15 @@ fn pin_artifact(
 }
 
 /// Run from a d402 checkout (after scripts/build-capabilities.sh), a capability that is not
-/// installed is taken from `capabilities/<crate>/manifest.json` and its built component.
+/// installed is taken from `capabilities/<crate>/manifest.json` and its built component in
+/// the cargo target directory (`CARGO_TARGET_DIR`, else `target/`).
 fn source_tree_build(reference: &str) -> anyhow::Result<Option<(CapabilityManifest, Vec<u8>)>> {
     let Ok(entries) = std::fs::read_dir("capabilities") else {
         return Ok(None);
     };
+    let components = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("wasm32-wasip2/wasm");
     for entry in entries {
         let dir = entry?.path();
         let manifest_path = dir.join("manifest.json");
@@ -148,7 +152,7 @@ fn source_tree_build(reference: &str) -> anyhow::Result<Option<(CapabilityManife
             .unwrap_or_default()
             .to_string_lossy()
             .replace('-', "_");
-        let wasm = Path::new("target/wasm32-wasip2/wasm").join(format!("{crate_name}.wasm"));
+        let wasm = components.join(format!("{crate_name}.wasm"));
         if !manifest_path.is_file() || !wasm.is_file() {
             continue;
         }
