@@ -184,6 +184,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from(&e)
+    }
+}
+
 impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
@@ -786,13 +792,10 @@ async fn get_task(
 async fn get_result(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    let record = match load_task(&g, id) {
-        Ok(record) => record,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let record = load_task(&g, id)?;
     let id = record.task_id.clone();
-    match record.status {
+    Ok(match record.status {
         TaskStatus::Running => still_running(&id),
         TaskStatus::Accepted => {
             Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response()
@@ -802,47 +805,43 @@ async fn get_result(
             let body = json!({"error": {"code": "task_rejected", "message": message}, "taskId": id, "status": "rejected"});
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
-    }
+    })
 }
 
 async fn get_receipt(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    let record = match load_task(&g, id) {
-        Ok(record) => record,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let record = load_task(&g, id)?;
     let id = record.task_id.clone();
-    match g.store().receipts(&id) {
-        Ok(Some(receipts)) => Json(json!({
-            "taskId": id,
-            "status": record.status.as_str(),
-            "validationReceipt": receipts.validation_receipt.payload,
-            "settlement": {
-                "payouts": receipts.settlement_receipt.payload.payouts,
-                "refunds": receipts.settlement_receipt.payload.refunds
-            },
-            "payment": record.payment_response,
-            "claims": receipts.claims.iter().zip(&receipts.verdicts).map(|(claim, verdict)| json!({
-                "claimCid": claim.cid().ok(),
-                "workerId": crate::engine::worker_id(&claim.payload.worker.to_string()),
-                "outputHash": claim.payload.output_hash,
-                "verdict": verdict
-            })).collect::<Vec<_>>(),
-            "failures": receipts.failures,
-            "signed": {
-                "taskIntent": record.intent,
-                "validationReceipt": receipts.validation_receipt,
-                "settlementReceipt": receipts.settlement_receipt,
-                "claims": receipts.claims,
-                "reputationEvents": receipts.reputation
-            }
-        }))
-        .into_response(),
-        Ok(None) => still_running(&id),
-        Err(e) => ApiError::from(&e).into_response(),
-    }
+    let Some(receipts) = g.store().receipts(&id)? else {
+        return Ok(still_running(&id));
+    };
+    Ok(Json(json!({
+        "taskId": id,
+        "status": record.status.as_str(),
+        "validationReceipt": receipts.validation_receipt.payload,
+        "settlement": {
+            "payouts": receipts.settlement_receipt.payload.payouts,
+            "refunds": receipts.settlement_receipt.payload.refunds
+        },
+        "payment": record.payment_response,
+        "claims": receipts.claims.iter().zip(&receipts.verdicts).map(|(claim, verdict)| json!({
+            "claimCid": claim.cid().ok(),
+            "workerId": crate::engine::worker_id(&claim.payload.worker.to_string()),
+            "outputHash": claim.payload.output_hash,
+            "verdict": verdict
+        })).collect::<Vec<_>>(),
+        "failures": receipts.failures,
+        "signed": {
+            "taskIntent": record.intent,
+            "validationReceipt": receipts.validation_receipt,
+            "settlementReceipt": receipts.settlement_receipt,
+            "claims": receipts.claims,
+            "reputationEvents": receipts.reputation
+        }
+    }))
+    .into_response())
 }
 
 #[cfg(test)]
