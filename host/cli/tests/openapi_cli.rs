@@ -121,8 +121,6 @@ fn openapi_document_carries_the_price() {
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], format!("http://{}", node.address));
-    // The pricing version is the CID of the manifest exactly as installed (the package pins
-    // the artifact, not the manifest).
     let text = std::fs::read_to_string(d402_testkit::manifest_path("json-transform")).unwrap();
     let manifest = d402_protocol::CapabilityManifest::from_json(&text).unwrap();
     let info = &doc["paths"]["/tasks"]["post"]["x-payment-info"];
@@ -130,7 +128,15 @@ fn openapi_document_carries_the_price() {
     assert_eq!(info["currency"], "USD");
     assert_eq!(info["amount"], "0.0001", "the manifest's $0.0001");
     assert_eq!(info["sku"], "util.json_transform@1");
-    assert_eq!(info["pricingVersion"], manifest.cid().unwrap().to_string());
+    assert_eq!(
+        info["pricingVersion"], 1,
+        "the first price this node listed"
+    );
+    assert_eq!(
+        info["offers"][0]["amount"], "100",
+        "base units of the simulated USD"
+    );
+    assert_eq!(info["offers"][0]["network"], "d402:simulated");
     assert_eq!(doc["components"]["schemas"]["Input"], manifest.input_schema);
     assert!(
         doc["paths"].get("/v1/web/page-to-markdown").is_none(),

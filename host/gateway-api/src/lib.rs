@@ -4,7 +4,7 @@
 
 mod openapi;
 
-pub use openapi::{PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document, dollars, payment_info};
+pub use openapi::{Offer, PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document, dollars, payment_info};
 
 /// Response headers set to `true` on a paid request replayed with the same proof and body
 /// (the same task, charged once): the d402 name and the legacy `dnc` one.

@@ -1,7 +1,8 @@
-//! The gateway's OpenAPI 3.1 document (`GET /openapi.json`): every route of
-//! the gateway's router (`d402_node::http::route_table`), the shapes its handlers really return, and `x-payment-info` on the
-//! paid operations (what Zero and other indexes read: method, currency, amount, SKU and
-//! pricing version).
+//! The gateway's OpenAPI 3.1 document (`GET /openapi.json`): every route of the gateway's
+//! router (`d402_node::http::route_table`), the shapes its handlers really return, and
+//! `x-payment-info` on the paid operations (what listing services read: method, currency,
+//! decimal amount, SKU, an integer pricing version, and `offers[]` in base units, one per
+//! payment rail).
 //!
 //! [`document`] is pure: the gateway hands it its base URL and the operations it sells.
 
@@ -16,16 +17,29 @@ pub const PAGE_TO_MARKDOWN_ALIAS: &str = "/v1/web/page-to-markdown";
 pub struct PaidOperation {
     /// Capability ID, e.g. `web.page_to_markdown@1` (the SKU).
     pub capability_id: String,
-    /// Manifest CID (the pricing version).
-    pub manifest_cid: String,
+    /// Pricing version: increments whenever the SKU's price or unit changes.
+    pub pricing_version: u64,
     /// All-in price of one task.
     pub price: Amount,
+    /// How the price can be paid: one offer per enabled rail.
+    pub offers: Vec<Offer>,
     /// The manifest's input JSON Schema.
     pub input_schema: Value,
     /// The manifest's output JSON Schema.
     pub output_schema: Value,
     /// A paid alias route for this capability (e.g. [`PAGE_TO_MARKDOWN_ALIAS`]), if any.
     pub alias_path: Option<String>,
+}
+
+/// One way to pay a price: an `offers[]` entry of `x-payment-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The rail's network (CAIP-2 style, e.g. `eip155:8453`).
+    pub network: String,
+    /// The amount in the asset's base units.
+    pub amount: String,
+    /// The asset (a symbol, or a token address on chains).
+    pub currency: String,
 }
 
 /// A price as the decimal dollar string `x-payment-info` carries (`"0.01"`).
@@ -43,7 +57,14 @@ pub fn payment_info(operation: &PaidOperation) -> Value {
         "currency": "USD",
         "amount": dollars(operation.price),
         "sku": operation.capability_id,
-        "pricingVersion": operation.manifest_cid,
+        "pricingVersion": operation.pricing_version,
+        "offers": operation.offers.iter().map(|offer| json!({
+            "intent": "charge",
+            "method": "x402",
+            "network": offer.network,
+            "amount": offer.amount,
+            "currency": offer.currency
+        })).collect::<Vec<_>>(),
         "creatorCommission": "included in the price; the policy is published in /.well-known/d402-gateway.json"
     })
 }
@@ -814,8 +835,13 @@ mod tests {
     fn operation(alias: bool) -> PaidOperation {
         PaidOperation {
             capability_id: "web.page_to_markdown@1".into(),
-            manifest_cid: "bafkreiexample".into(),
+            pricing_version: 3,
             price: Amount::from_micros(10_000),
+            offers: vec![Offer {
+                network: "d402:simulated".into(),
+                amount: "10000".into(),
+                currency: "USD".into(),
+            }],
             input_schema: json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
             output_schema: json!({"type": "object", "properties": {"markdown": {"type": "string"}}}),
             alias_path: alias.then(|| PAGE_TO_MARKDOWN_ALIAS.to_string()),
@@ -847,7 +873,13 @@ mod tests {
             assert_eq!(info["currency"], "USD");
             assert_eq!(info["amount"], "0.01");
             assert_eq!(info["sku"], "web.page_to_markdown@1");
-            assert_eq!(info["pricingVersion"], "bafkreiexample");
+            assert_eq!(info["pricingVersion"], 3, "an integer");
+            assert_eq!(
+                info["offers"],
+                json!([{"intent": "charge", "method": "x402", "network": "d402:simulated",
+                        "amount": "10000", "currency": "USD"}]),
+                "base units, one offer per rail"
+            );
         }
         assert!(
             doc["paths"]["/health"]["get"]

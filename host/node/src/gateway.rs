@@ -3,6 +3,7 @@
 //! paid requests (policy, 402 challenge, authorization) is [`admission`]'s; the HTTP surface
 //! over it is [`crate::http`]'s.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -23,7 +24,7 @@ use crate::validator::ReceiptTerms;
 use d402_payment::{Account, LedgerChange, PaymentRail, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
 use d402_store::StateDir;
-use d402_store::{NodeStore, Receipts, TaskRecord, TaskStatus};
+use d402_store::{NodeStore, Receipts, StoreError, TaskRecord, TaskStatus};
 
 mod admission;
 
@@ -107,6 +108,8 @@ pub struct Gateway {
     catalog: Catalog,
     engine: Arc<Engine>,
     rails: Rails,
+    /// Each served capability's pricing version (by capability ID), from the store.
+    pricing_versions: HashMap<String, u64>,
     bound: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
@@ -157,6 +160,15 @@ impl Gateway {
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = parts.key;
         let store = NodeStore::open(&StateDir::new(&config.state).store())?;
+        let pricing_versions = catalog
+            .all()
+            .iter()
+            .map(|served| {
+                let unit = served.loaded.manifest().pricing.unit.as_str();
+                let version = store.pricing_version(&served.capability_id, served.price, unit)?;
+                Ok((served.capability_id.clone(), version))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let mut engine = Engine::open(
             &config.state,
             config.local_pool(),
@@ -181,6 +193,7 @@ impl Gateway {
             catalog,
             engine: Arc::new(engine),
             rails,
+            pricing_versions,
             bound: std::sync::OnceLock::new(),
         });
         gateway.recover().await?;
@@ -224,6 +237,15 @@ impl Gateway {
     /// The peer network, when the node joined one.
     pub fn network(&self) -> Option<&Arc<Network>> {
         self.engine.network()
+    }
+
+    /// The pricing version of `capability_id` (see [`NodeStore::pricing_version`]; 0 for a
+    /// capability this gateway does not serve).
+    pub fn pricing_version(&self, capability_id: &str) -> u64 {
+        self.pricing_versions
+            .get(capability_id)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The payment rails accepted, in preference order.

@@ -392,8 +392,18 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
             let manifest = served.loaded.manifest();
             d402_gateway_api::PaidOperation {
                 capability_id: served.capability_id.clone(),
-                manifest_cid: served.manifest_cid.to_string(),
+                pricing_version: g.pricing_version(&served.capability_id),
                 price: served.price,
+                offers: g
+                    .rails()
+                    .requirements(served.price, g.config().payment_timeout_seconds)
+                    .into_iter()
+                    .map(|requirement| d402_gateway_api::Offer {
+                        network: requirement.network,
+                        amount: requirement.amount,
+                        currency: requirement.asset,
+                    })
+                    .collect(),
                 input_schema: manifest.input_schema.clone(),
                 output_schema: manifest.output_schema.clone(),
                 alias_path: (served.capability_id == PAGE_ALIAS.1)
@@ -855,8 +865,9 @@ mod tests {
     fn every_route_the_router_serves_is_documented_and_nothing_else() {
         let operation = PaidOperation {
             capability_id: PAGE_ALIAS.1.into(),
-            manifest_cid: "bafkreiexample".into(),
+            pricing_version: 1,
             price: Amount::from_micros(10_000),
+            offers: Vec::new(),
             input_schema: json!({"type": "object"}),
             output_schema: json!({"type": "object"}),
             alias_path: Some(PAGE_TO_MARKDOWN_ALIAS.into()),

@@ -356,10 +356,34 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
         let info = &doc["paths"][path]["post"]["x-payment-info"];
         assert_eq!(info["amount"], "0.01", "{path}");
         assert_eq!(info["sku"], "web.page_to_markdown@1", "{path}");
-        assert_eq!(
-            info["pricingVersion"],
-            manifest.cid().unwrap().to_string(),
-            "{path}"
-        );
+        assert_eq!(info["pricingVersion"], 1, "{path}");
     }
+}
+
+#[tokio::test]
+async fn the_pricing_version_moves_with_the_price_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = common::json_transform();
+    install(dir.path(), &manifest, &bytes);
+    let sku = "util.json_transform@1";
+    let version_at = |price: Option<&str>| {
+        let config = d402_node::NodeConfig {
+            state: dir.path().to_path_buf(),
+            capability: sku.into(),
+            price: price.map(|p| p.parse().unwrap()),
+            ..d402_node::NodeConfig::default()
+        };
+        async move {
+            let gateway = d402_node::Gateway::open(config).await.unwrap();
+            gateway.pricing_version(sku)
+        }
+    };
+    assert_eq!(version_at(None).await, 1, "the first listing");
+    assert_eq!(version_at(None).await, 1, "a restart at the same price");
+    assert_eq!(version_at(Some("$0.02")).await, 2, "a new price");
+    assert_eq!(
+        version_at(None).await,
+        3,
+        "the old price again is a change too"
+    );
 }

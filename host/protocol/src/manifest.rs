@@ -199,6 +199,15 @@ pub enum PricingUnit {
     Task,
 }
 
+impl PricingUnit {
+    /// The unit's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+        }
+    }
+}
+
 /// Execution modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -30,6 +30,17 @@ const LEDGER: TableDefinition<&str, u64> = TableDefinition::new("ledger");
 const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running");
 /// Account (base58) → reputation score, the sum of the deltas of its reputation events.
 const REPUTATION: TableDefinition<&str, i64> = TableDefinition::new("reputation");
+/// SKU → JSON [`Pricing`]: the price a paid operation was last listed at, and its version.
+const PRICING: TableDefinition<&str, &[u8]> = TableDefinition::new("pricing");
+
+/// The price a SKU was last listed at and the version of that price.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pricing {
+    price_micros: u64,
+    unit: String,
+    version: u64,
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +252,7 @@ impl NodeStore {
         txn.open_table(RECEIPTS).map_err(db)?;
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
+        txn.open_table(PRICING).map_err(db)?;
         let indexed = txn
             .list_tables()
             .map_err(db)?
@@ -386,6 +398,42 @@ impl NodeStore {
             &txn.open_table(TASKS).map_err(db)?,
             claim,
         )
+    }
+
+    /// The pricing version of `sku` listed at `price` per `unit`: 1 the first time, the same
+    /// while price and unit stay, one more each time either changes. Durable before it is
+    /// returned, so indexes that saw a version never see it again with another price.
+    pub fn pricing_version(&self, sku: &str, price: Amount, unit: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let version = {
+            let mut table = txn.open_table(PRICING).map_err(db)?;
+            let listed: Option<Pricing> = match table.get(sku).map_err(db)? {
+                Some(stored) => Some(
+                    serde_json::from_slice(stored.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let version = match listed {
+                Some(listed) if listed.price_micros == price.micros() && listed.unit == unit => {
+                    return Ok(listed.version);
+                }
+                Some(listed) => listed.version + 1,
+                None => 1,
+            };
+            let pricing = Pricing {
+                price_micros: price.micros(),
+                unit: unit.to_string(),
+                version,
+            };
+            table
+                .insert(sku, encode(&pricing)?.as_slice())
+                .map_err(db)?;
+            version
+        };
+        txn.commit()
+            .map_err(|e| StoreError::Commit(e.to_string()))?;
+        Ok(version)
     }
 
     /// The reputation score of `account` (0 when unknown).

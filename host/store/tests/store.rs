@@ -138,3 +138,37 @@ fn concurrent_payments_are_consumed_exactly_once() {
         Err(d402_store::StoreError::PaymentReused(_))
     ));
 }
+
+#[test]
+fn pricing_versions_count_price_changes_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let price = Amount::from_micros;
+    {
+        let store = NodeStore::open(&path).unwrap();
+        assert_eq!(store.pricing_version("a@1", price(100), "task").unwrap(), 1);
+        assert_eq!(
+            store.pricing_version("a@1", price(100), "task").unwrap(),
+            1,
+            "unchanged"
+        );
+        assert_eq!(store.pricing_version("a@1", price(200), "task").unwrap(), 2);
+        assert_eq!(
+            store.pricing_version("a@1", price(100), "task").unwrap(),
+            3,
+            "back is a change too"
+        );
+        assert_eq!(
+            store.pricing_version("a@1", price(100), "page").unwrap(),
+            4,
+            "a new unit"
+        );
+        assert_eq!(
+            store.pricing_version("b@1", price(100), "task").unwrap(),
+            1,
+            "per SKU"
+        );
+    }
+    let store = NodeStore::open(&path).unwrap();
+    assert_eq!(store.pricing_version("a@1", price(100), "page").unwrap(), 4);
+}
