@@ -310,123 +310,134 @@ impl NodeConfig {
 pub struct NodeArgs {
     /// TOML configuration file; its keys are these flags' names (`http-port = 9000`).
     /// Flags and environment variables override it.
-    #[arg(long, env = "D402_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "D402_CONFIG", value_name = "FILE", help_heading = "Node")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Node state directory [default: state/node].
-    #[arg(long, env = "D402_STATE")]
+    #[arg(long, env = "D402_STATE", help_heading = "Node")]
     pub state: Option<PathBuf>,
     /// HTTP listen address [default: 127.0.0.1].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub http_host: Option<IpAddr>,
     /// HTTP port (0: any free port; the chosen address is printed) [default: 8402].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub http_port: Option<u16>,
     /// Base URL announced in discovery [default: http://HOST:PORT].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub public_url: Option<String>,
     /// Roles, comma separated [default: gateway,worker,validator].
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_enum, value_delimiter = ',', help_heading = "Node")]
     pub roles: Option<Vec<Role>>,
     /// Capability served (ID or manifest CID), when no accepted manifest CID is given
     /// [default: web.page_to_markdown@1].
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     pub capability: Option<String>,
     /// Accepted manifest CID (repeatable); the first is served.
-    #[arg(long = "accepted-manifest-cid")]
+    #[arg(long = "accepted-manifest-cid", help_heading = "Capability policy")]
     #[serde(default, rename = "accepted-manifest-cid")]
     pub accepted_manifest_cids: Vec<String>,
     /// Trusted capability namespace (repeatable; none: any).
-    #[arg(long = "trusted-capability-namespace")]
+    #[arg(
+        long = "trusted-capability-namespace",
+        help_heading = "Capability policy"
+    )]
     #[serde(default, rename = "trusted-capability-namespace")]
     pub trusted_capability_namespaces: Vec<String>,
     /// Serve only capabilities with a valid signed registration for their exact manifest CID [default: false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Capability policy")]
     pub require_capability_registration: Option<bool>,
     /// Same as --require-capability-registration: registrations are always signed [default: false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Capability policy")]
     pub require_signed_capability_registration: Option<bool>,
     /// Serve only capabilities whose registration carries a valid namespace proof [default: false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Capability policy")]
     pub require_capability_namespace_proof: Option<bool>,
     /// Payment rail to accept (repeatable; the 402 lists one offer per rail, the first is
     /// preferred): simulated, x402-base, x402-base-escrow, solana-direct, x402-solana
     /// [default: simulated].
-    #[arg(long = "rail", value_name = "RAIL")]
+    #[arg(long = "rail", value_name = "RAIL", help_heading = "Payment rails")]
     #[serde(default, rename = "rail")]
     pub rails: Vec<RailId>,
     /// Price override, e.g. "$0.01" [default: the manifest's price].
-    #[arg(long)]
+    #[arg(long, help_heading = "Capability policy")]
     pub price: Option<Price>,
     /// Cap on creator commissions, basis points [default: 2000].
-    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS")]
+    #[arg(
+        long,
+        env = "D402_MAX_CREATOR_COMMISSION_BPS",
+        help_heading = "Capability policy"
+    )]
     pub max_creator_commission_bps: Option<u32>,
     /// Per-task budget cap, e.g. "$0.05": refuse to serve a capability priced above it.
-    #[arg(long, env = "D402_SAFETY_MAX_TASK_BUDGET")]
+    #[arg(long, env = "D402_SAFETY_MAX_TASK_BUDGET", help_heading = "Safety")]
     pub safety_max_task_budget: Option<Price>,
     /// Longest payment authorization lifetime, seconds [default: 300].
-    #[arg(long)]
+    #[arg(long, help_heading = "Payment rails")]
     pub payment_timeout_seconds: Option<u64>,
     /// Largest request body, bytes [default: 65536].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub max_body_bytes: Option<usize>,
     /// Seconds a client has to send complete request headers [default: 10].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub http_header_timeout_seconds: Option<u64>,
     /// Seconds a client has to send a request body [default: 30].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub http_body_timeout_seconds: Option<u64>,
     /// HTTP connections held at once; at the cap the oldest idle connection is closed to
     /// make room [default: 4096].
-    #[arg(long)]
+    #[arg(long, help_heading = "HTTP")]
     pub http_max_connections: Option<usize>,
     /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses [default: false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Browser")]
     pub allow_private_addresses: Option<bool>,
     /// Size of the node's local worker pool [default: 3].
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     pub local_workers: Option<u32>,
     /// Execution mode: single, race or quorum [default: single].
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, value_parser = parse_mode, help_heading = "Node")]
     pub mode: Option<ExecutionMode>,
     /// Workers each task is sent to (1 in single mode; at most --local-workers) [default: 1].
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     pub fanout: Option<u32>,
     /// Agreeing results needed to accept a task (1 to --fanout) [default: 1].
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     pub quorum: Option<u32>,
     /// Validator fee, basis points of the price [default: 0].
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     pub validator_fee_bps: Option<u32>,
     /// Join the peer network, listening here, e.g. /ip4/127.0.0.1/tcp/0 [default: no peer network].
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Peer network")]
     pub p2p_listen: Option<String>,
     /// Peer to dial at start, /ip4/…/tcp/…/p2p/<PeerId> (repeatable). A restarted node also
     /// dials the peers it remembers (<state>/peers.json).
-    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    #[arg(
+        long = "bootstrap",
+        value_name = "MULTIADDR",
+        help_heading = "Peer network"
+    )]
     #[serde(default)]
     pub bootstrap: Vec<String>,
     /// Seconds between re-announcements of the node's signed offers [default: 30].
-    #[arg(long)]
+    #[arg(long, help_heading = "Peer network")]
     pub offer_interval_seconds: Option<u64>,
     /// Lowest protocol version of workers this gateway leases to [default: 1].
-    #[arg(long)]
+    #[arg(long, help_heading = "Peer network")]
     pub min_protocol_version: Option<u32>,
     /// Lowest software version of workers this gateway leases to, e.g. 0.1.0 [default: any].
-    #[arg(long)]
+    #[arg(long, help_heading = "Peer network")]
     pub min_software_version: Option<semver::Version>,
     /// Gossip task intents when paid and accepted claims when settled: this publishes
     /// buyers' inputs and outputs to the whole network [default: false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Peer network")]
     pub gossip_tasks: Option<bool>,
     /// Leases from other gateways this worker runs at once; more are refused as busy [default: 16].
-    #[arg(long)]
+    #[arg(long, help_heading = "Peer network")]
     pub max_leases: Option<u32>,
     /// Chromium tabs open at once for rendered page fetches; more renders wait [default: 4].
-    #[arg(long)]
+    #[arg(long, help_heading = "Browser")]
     pub browser_tabs: Option<usize>,
     /// Seconds Chromium may take to start before a render fails [default: 20].
-    #[arg(long)]
+    #[arg(long, help_heading = "Browser")]
     pub browser_launch_timeout_seconds: Option<u64>,
 }
 

@@ -400,3 +400,33 @@ fn browser_settings_reach_the_page_fetcher() {
         );
     }
 }
+
+#[test]
+fn every_node_flag_is_listed_in_its_section() {
+    use clap::Args;
+    let command = d402_node::NodeArgs::augment_args(clap::Command::new("node"));
+    let heading_of = |id: &str| {
+        command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help_heading())
+            .map(str::to_string)
+    };
+    for (flag, section) in [
+        ("state", "Node"),
+        ("price", "Capability policy"),
+        ("rails", "Payment rails"),
+        ("http_port", "HTTP"),
+        ("bootstrap", "Peer network"),
+        ("browser_tabs", "Browser"),
+        ("safety_max_task_budget", "Safety"),
+    ] {
+        assert_eq!(heading_of(flag).as_deref(), Some(section), "--{flag}");
+    }
+    let loose: Vec<_> = command
+        .get_arguments()
+        .filter(|a| a.get_help_heading().is_none())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    assert!(loose.is_empty(), "flags outside any section: {loose:?}");
+}
