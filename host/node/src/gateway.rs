@@ -24,7 +24,7 @@ use crate::validator::ReceiptTerms;
 use d402_payment::{Account, LedgerChange, PaymentRail, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
 use d402_store::StateDir;
-use d402_store::{NodeStore, Receipts, StoreError, TaskRecord, TaskStatus};
+use d402_store::{NodeStore, Receipts, TaskRecord, TaskStatus};
 
 mod admission;
 
@@ -160,15 +160,20 @@ impl Gateway {
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = parts.key;
         let store = NodeStore::open(&StateDir::new(&config.state).store())?;
-        let pricing_versions = catalog
+        let listings: Vec<(&str, Amount, &str)> = catalog
             .all()
             .iter()
             .map(|served| {
                 let unit = served.loaded.manifest().pricing.unit.as_str();
-                let version = store.pricing_version(&served.capability_id, served.price, unit)?;
-                Ok((served.capability_id.clone(), version))
+                (served.capability_id.as_str(), served.price, unit)
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect();
+        let versions = store.pricing_versions(&listings)?;
+        let pricing_versions = listings
+            .iter()
+            .zip(versions)
+            .map(|(&(sku, _, _), version)| (sku.to_string(), version))
+            .collect();
         let mut engine = Engine::open(
             &config.state,
             config.local_pool(),
@@ -239,7 +244,7 @@ impl Gateway {
         self.engine.network()
     }
 
-    /// The pricing version of `capability_id` (see [`NodeStore::pricing_version`]; 0 for a
+    /// The pricing version of `capability_id` (see [`NodeStore::pricing_versions`]; 0 for a
     /// capability this gateway does not serve).
     pub fn pricing_version(&self, capability_id: &str) -> u64 {
         self.pricing_versions

@@ -400,40 +400,48 @@ impl NodeStore {
         )
     }
 
-    /// The pricing version of `sku` listed at `price` per `unit`: 1 the first time, the same
-    /// while price and unit stay, one more each time either changes. Durable before it is
-    /// returned, so indexes that saw a version never see it again with another price.
-    pub fn pricing_version(&self, sku: &str, price: Amount, unit: &str) -> Result<u64, StoreError> {
+    /// The pricing version of each `(sku, price, unit)` listing: 1 the first time a SKU is
+    /// listed, the same while its price and unit stay, one more each time either changes.
+    /// One durable transaction for all of them, committed before they are returned, so an
+    /// index that saw a version never sees it again with another price.
+    pub fn pricing_versions(
+        &self,
+        listings: &[(&str, Amount, &str)],
+    ) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_write().map_err(db)?;
-        let version = {
+        let versions = {
             let mut table = txn.open_table(PRICING).map_err(db)?;
-            let listed: Option<Pricing> = match table.get(sku).map_err(db)? {
-                Some(stored) => Some(
-                    serde_json::from_slice(stored.value())
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ),
-                None => None,
-            };
-            let version = match listed {
-                Some(listed) if listed.price_micros == price.micros() && listed.unit == unit => {
-                    return Ok(listed.version);
-                }
-                Some(listed) => listed.version + 1,
-                None => 1,
-            };
-            let pricing = Pricing {
-                price_micros: price.micros(),
-                unit: unit.to_string(),
-                version,
-            };
-            table
-                .insert(sku, encode(&pricing)?.as_slice())
-                .map_err(db)?;
-            version
+            let mut versions = Vec::with_capacity(listings.len());
+            for &(sku, price, unit) in listings {
+                let listed: Option<Pricing> = match table.get(sku).map_err(db)? {
+                    Some(stored) => Some(decode(stored.value())?),
+                    None => None,
+                };
+                let version = match listed {
+                    Some(listed)
+                        if listed.price_micros == price.micros() && listed.unit == unit =>
+                    {
+                        versions.push(listed.version);
+                        continue;
+                    }
+                    Some(listed) => listed.version + 1,
+                    None => 1,
+                };
+                let pricing = Pricing {
+                    price_micros: price.micros(),
+                    unit: unit.to_string(),
+                    version,
+                };
+                table
+                    .insert(sku, encode(&pricing)?.as_slice())
+                    .map_err(db)?;
+                versions.push(version);
+            }
+            versions
         };
         txn.commit()
             .map_err(|e| StoreError::Commit(e.to_string()))?;
-        Ok(version)
+        Ok(versions)
     }
 
     /// The reputation score of `account` (0 when unknown).

@@ -146,29 +146,23 @@ fn pricing_versions_count_price_changes_and_survive_reopen() {
     let price = Amount::from_micros;
     {
         let store = NodeStore::open(&path).unwrap();
-        assert_eq!(store.pricing_version("a@1", price(100), "task").unwrap(), 1);
-        assert_eq!(
-            store.pricing_version("a@1", price(100), "task").unwrap(),
-            1,
-            "unchanged"
-        );
-        assert_eq!(store.pricing_version("a@1", price(200), "task").unwrap(), 2);
-        assert_eq!(
-            store.pricing_version("a@1", price(100), "task").unwrap(),
-            3,
-            "back is a change too"
-        );
-        assert_eq!(
-            store.pricing_version("a@1", price(100), "page").unwrap(),
-            4,
-            "a new unit"
-        );
-        assert_eq!(
-            store.pricing_version("b@1", price(100), "task").unwrap(),
-            1,
-            "per SKU"
-        );
+        let version = |sku, micros, unit| {
+            store
+                .pricing_versions(&[(sku, price(micros), unit)])
+                .unwrap()[0]
+        };
+        assert_eq!(version("a@1", 100, "task"), 1);
+        assert_eq!(version("a@1", 100, "task"), 1, "unchanged");
+        assert_eq!(version("a@1", 200, "task"), 2);
+        assert_eq!(version("a@1", 100, "task"), 3, "back is a change too");
+        assert_eq!(version("a@1", 100, "page"), 4, "a new unit");
+        assert_eq!(version("b@1", 100, "task"), 1, "per SKU");
     }
     let store = NodeStore::open(&path).unwrap();
-    assert_eq!(store.pricing_version("a@1", price(100), "page").unwrap(), 4);
+    let both = [("a@1", price(100), "page"), ("b@1", price(300), "task")];
+    assert_eq!(
+        store.pricing_versions(&both).unwrap(),
+        [4, 2],
+        "several at once, in order"
+    );
 }

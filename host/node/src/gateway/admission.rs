@@ -123,12 +123,12 @@ impl Gateway {
         }
     }
 
-    /// Verifies the payment `header` for `request` and consumes the payment. A payment
-    /// already used for the same request (or the same `payment-identifier` with the same
-    /// payload) returns its task before anything else is checked, so a retry finds its task
-    /// even after the authorization expired. Otherwise the rail authorizes it in full and,
-    /// in one durable transaction, the payment is consumed (the simulated debit applied) and
-    /// the task stored as running.
+    /// Verifies the payment `header` for `request` and consumes the payment. The rail
+    /// authorizes it in full and, in one durable transaction, the payment is consumed (the
+    /// simulated debit applied) and the task stored as running — or, for a payment already
+    /// used for the same request (or the same `payment-identifier` with the same payload),
+    /// its task is returned. A payment the rail refuses is looked up by the key it claims
+    /// first, so a retry finds its task even after the authorization expired.
     pub async fn admit(
         &self,
         request: TaskRequest,
@@ -136,24 +136,16 @@ impl Gateway {
     ) -> Result<Admission, Refusal> {
         let served = &request.capability;
         let payment = header
-            .decode(
-                &self
-                    .rails
-                    .requirements(served.price, self.config.payment_timeout_seconds),
-            )
+            .decode(|| {
+                self.rails
+                    .requirements(served.price, self.config.payment_timeout_seconds)
+            })
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let rail = self.rails.for_payment(&payment)?;
-        let payment_key = rail.identify(&payment)?;
         let payment_id = payment_identifier::read(&payment.extensions)
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let binding = request_binding(&request.body);
         let digest = request_binding(&payment.payload);
-        let claim = PaymentClaim {
-            key: &payment_key,
-            id: payment_id.as_deref(),
-            binding: &binding,
-            digest: &digest,
-        };
         let expectation = Expectation {
             price: served.price,
             binding: &binding,
@@ -165,13 +157,21 @@ impl Gateway {
             // A retry of an accepted payment finds its task even when the payment no longer
             // passes (expired, price changed); a payment that still passes meets its task in
             // the store's atomic accept below.
-            Err(refused) => match self.store.find_paid(&claim)? {
-                Some(existing) => {
-                    tracing::info!(task = %existing.task_id, "idempotent replay");
-                    return Ok(Admission::Replay(existing));
+            Err(refused) => {
+                let claim = PaymentClaim {
+                    key: &rail.identify(&payment)?,
+                    id: payment_id.as_deref(),
+                    binding: &binding,
+                    digest: &digest,
+                };
+                match self.store.find_paid(&claim)? {
+                    Some(existing) => {
+                        tracing::info!(task = %existing.task_id, "idempotent replay");
+                        return Ok(Admission::Replay(existing));
+                    }
+                    None => return Err(refused.into()),
                 }
-                None => return Err(refused.into()),
-            },
+            }
         };
         let record = self.running_record(
             request,

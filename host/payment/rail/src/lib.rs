@@ -2,9 +2,10 @@
 //!
 //! A [`PaymentRail`] carries a paid task through the whole money lifecycle:
 //! 1. [`PaymentRail::requirements`]: one x402 `accepts[]` entry for a priced request;
-//! 2. [`PaymentRail::identify`] then [`PaymentRail::authorize`], **before any work**: the
-//!    payment is authentic, covers the price, is bound to this request, and the funds are
-//!    proven (and, where the rail can, reserved or moved into escrow) — nothing is paid out;
+//! 2. [`PaymentRail::authorize`], **before any work**: the payment is authentic, covers the
+//!    price, is bound to this request, and the funds are proven (and, where the rail can,
+//!    reserved or moved into escrow) — nothing is paid out; a refused payment's claimed key
+//!    ([`PaymentRail::identify`]) finds the task of an idempotent retry;
 //! 3. [`PaymentRail::capture`] **after acceptance**, with the split (payees and amounts);
 //! 4. [`PaymentRail::void`] when the task fails: the buyer is refunded or never charged.
 //!
@@ -20,7 +21,7 @@ pub use d402_x402 as x402;
 pub use rails::{DuplicateRail, Rails};
 
 use async_trait::async_trait;
-use d402_protocol::{Amount, Payout, Refund, Timestamp};
+use d402_protocol::{Amount, ContentHash, Payout, Refund, Timestamp};
 use d402_x402::{PaymentPayload, PaymentRequirements, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -91,7 +92,7 @@ impl std::str::FromStr for RailId {
 pub fn request_binding(body: &Value) -> String {
     let bytes = d402_protocol::canonical::to_vec(body)
         .unwrap_or_else(|_| serde_json::to_vec(body).unwrap_or_default());
-    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+    ContentHash::of(&bytes).to_string()
 }
 
 /// A payment's once-only key, unique across rails (e.g. `<network>:<payer>:<nonce>`).

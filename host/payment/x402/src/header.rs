@@ -62,9 +62,12 @@ impl<'a> PaymentHeader<'a> {
     }
 
     /// Decodes the payment into the v2 form. A v1 payment names only its scheme and
-    /// network; `offered` (the server's requirements) supplies the rest, and a v1 payment
-    /// for a method not offered is refused.
-    pub fn decode(self, offered: &[PaymentRequirements]) -> Result<PaymentPayload, HeaderError> {
+    /// network; `offered` (the server's requirements, asked for only then) supplies the
+    /// rest, and a v1 payment for a method not offered is refused.
+    pub fn decode(
+        self,
+        offered: impl FnOnce() -> Vec<PaymentRequirements>,
+    ) -> Result<PaymentPayload, HeaderError> {
         match self {
             Self::V2(text) => {
                 let payload: PaymentPayload = decode_header(text)?;
@@ -78,10 +81,9 @@ impl<'a> PaymentHeader<'a> {
                 if v1.x402_version != 1 {
                     return Err(HeaderError::Version(v1.x402_version));
                 }
-                let accepted = offered
-                    .iter()
+                let accepted = offered()
+                    .into_iter()
                     .find(|r| r.scheme == v1.scheme && r.network == v1.network)
-                    .cloned()
                     .ok_or_else(|| {
                         HeaderError::Shape(format!(
                             "no offered requirement for scheme {:?} on network {:?}",
@@ -135,7 +137,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(found.response_header(), headers::PAYMENT_RESPONSE);
-        assert_eq!(found.decode(&[]).unwrap(), payload);
+        assert_eq!(found.decode(Vec::new).unwrap(), payload);
     }
 
     #[test]
@@ -143,32 +145,34 @@ mod tests {
         let v1 = encode_header(&json!({"x402Version": 1, "scheme": "exact",
             "network": "eip155:8453", "payload": {"a": 1}}));
         let offered = [requirements("d402:simulated"), requirements("eip155:8453")];
-        let decoded = PaymentHeader::V1(&v1).decode(&offered).unwrap();
+        let decoded = PaymentHeader::V1(&v1).decode(|| offered.to_vec()).unwrap();
         assert_eq!(decoded.accepted, offered[1]);
         assert_eq!(decoded.payload, json!({"a": 1}));
         assert_eq!(
             PaymentHeader::V1(&v1).response_header(),
             headers::X_PAYMENT_RESPONSE
         );
-        let unoffered = PaymentHeader::V1(&v1).decode(&offered[..1]).unwrap_err();
+        let unoffered = PaymentHeader::V1(&v1)
+            .decode(|| offered[..1].to_vec())
+            .unwrap_err();
         assert!(matches!(unoffered, HeaderError::Shape(m) if m.contains("eip155:8453")));
     }
 
     #[test]
     fn malformed_and_wrong_versions_are_refused() {
         assert!(matches!(
-            PaymentHeader::V2("%%%").decode(&[]),
+            PaymentHeader::V2("%%%").decode(Vec::new),
             Err(HeaderError::Base64(_))
         ));
         let not_payload = encode_header(&json!({"hello": 1}));
         assert!(matches!(
-            PaymentHeader::V2(&not_payload).decode(&[]),
+            PaymentHeader::V2(&not_payload).decode(Vec::new),
             Err(HeaderError::Shape(_))
         ));
         let v3 = encode_header(&json!({"x402Version": 3, "accepted": requirements("n"),
             "payload": {}}));
         assert_eq!(
-            PaymentHeader::V2(&v3).decode(&[]),
+            PaymentHeader::V2(&v3).decode(Vec::new),
             Err(HeaderError::Version(3))
         );
     }
