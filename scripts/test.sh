@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for the test suite and runs all of it: installs what is missing
-# (the wasm32-wasip2 Rust target, cargo-component, Chromium, schemathesis), builds the capability components the
-# tests load, then runs every test in the workspace.
+# (the wasm32-wasip2 Rust target, cargo-component, Chromium, schemathesis, forge/anvil/solc-js
+# from npm), builds and tests the contracts (failing if a committed artifact drifted), builds
+# the capability components the tests load, then runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
@@ -9,6 +10,8 @@ ensure_rust_targets
 ensure_cargo_component
 ensure_chromium
 ensure_schemathesis
+ensure_foundry
+./scripts/build-contracts.sh --check
 ./scripts/build-capabilities.sh
 # A one-shot test run gains nothing from incremental caches; they only fill the disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -44,3 +44,15 @@ ensure_schemathesis() {
     export D402_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
   fi
 }
+
+# Foundry's forge and anvil and solc-js from npm (contracts/package-lock.json): forge builds
+# and tests the contracts offline; tests start anvil as the local EVM chain. Exports
+# D402_ANVIL, which the EVM tests and `d402 devnet` run.
+ensure_foundry() {
+  if [ ! -x contracts/node_modules/.bin/forge ] || [ ! -x contracts/node_modules/.bin/anvil ]; then
+    echo "setup: installing forge, anvil and solc-js from npm into contracts/node_modules" >&2
+    (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  D402_ANVIL="$PWD/contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+  export D402_ANVIL
+}
