@@ -210,6 +210,18 @@ pub enum PaymentError {
     /// Bound to another request body.
     #[error("payment is bound to a different request body")]
     BindingMismatch,
+    /// Another asset than the one this gateway prices in.
+    #[error("payment is in asset {0}, which this gateway does not accept")]
+    WrongAsset(String),
+    /// The payer's balance does not cover the payment.
+    #[error("the payer's balance does not cover the payment: {0}")]
+    InsufficientFunds(String),
+    /// The payment's nonce was already used or cancelled on chain.
+    #[error("the payment's authorization was already used or cancelled on chain")]
+    AlreadyUsed,
+    /// The chain would refuse the transfer (its simulation reverted).
+    #[error("the transfer would fail on chain: {0}")]
+    WouldFail(String),
     /// The rail cannot check the payment right now (e.g. its chain is unreachable).
     #[error("the payment rail cannot verify payments right now: {0}")]
     Unavailable(String),
@@ -226,17 +238,26 @@ impl PaymentError {
             Self::Underpaid { .. } => "underpaid",
             Self::WrongPayee(_) => "wrong_payee",
             Self::BindingMismatch => "binding_mismatch",
+            Self::WrongAsset(_) => "wrong_asset",
+            Self::InsufficientFunds(_) => "insufficient_funds",
+            Self::AlreadyUsed => "payment_already_used",
+            Self::WouldFail(_) => "transfer_would_fail",
             Self::Unavailable(_) => "rail_unavailable",
         }
     }
 }
 
-/// Why a capture or void did not complete (the decision stands; the rail retries).
+/// Why a capture or void did not complete. The task's decision stands either way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct RailError {
-    /// What failed.
-    pub message: String,
+pub enum RailError {
+    /// Not done yet (the chain is unreachable, a transaction is pending or was dropped):
+    /// calling again later may complete it.
+    #[error("not settled yet: {0}")]
+    Retry(String),
+    /// Can never complete (e.g. the authorization expired unused, or the payer used its
+    /// nonce elsewhere): the buyer was not charged.
+    #[error("cannot be settled: {0}")]
+    Failed(String),
 }
 
 /// A payment rail on the gateway's side.
@@ -267,7 +288,17 @@ pub trait PaymentRail: Send + Sync {
         payment: &PaymentPayload,
         expected: &Expectation<'_>,
     ) -> Result<Authorization, PaymentError>;
-    /// After acceptance: pays `payouts` (they add up to the authorized amount).
+    /// Whether capture and void move money outside the node's store (on a chain). The node
+    /// then records its decision durably before calling them, and calls capture again after
+    /// a restart or a [`RailError::Retry`]; rails that only return [`LedgerChange`]s settle
+    /// in the store transaction that records the decision.
+    fn settles_externally(&self) -> bool {
+        false
+    }
+    /// After acceptance: pays `payouts` (they add up to the authorized amount). A rail that
+    /// [settles externally](PaymentRail::settles_externally) must make this idempotent: a
+    /// second call for the same authorization (after a crash, or a retry) finds the first
+    /// transfer on chain and never moves the money twice.
     async fn capture(
         &self,
         authorization: &Authorization,

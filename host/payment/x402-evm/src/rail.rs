@@ -1,0 +1,302 @@
+//! The gateway's x402 `exact` EVM rail: verifies an EIP-3009 authorization fully before any
+//! work (terms, window, EIP-712 signer, balance, nonce state, a simulated transfer),
+//! submits it after acceptance through the built-in facilitator and waits for the receipt,
+//! and finds a transfer already on chain instead of sending a second one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use async_trait::async_trait;
+use d402_payment::x402::{PaymentPayload, PaymentRequirements};
+use d402_payment::{
+    Account, Authorization, Completion, Expectation, PaymentError, PaymentKey, PaymentRail,
+    RailError, RailId,
+};
+use d402_protocol::{Amount, Payout, Refund};
+use serde_json::json;
+
+use crate::chain::{Chain, ChainError, GasSigner, UsedAuthorization};
+use crate::eip3009::{ExactEvmPayload, SignatureError, TokenDomain};
+use crate::network::EvmNetwork;
+
+/// Seconds an authorization must stay valid after admission, at least: settling takes a
+/// transaction after the task ran.
+pub const MIN_SETTLEMENT_WINDOW_SECS: u64 = 30;
+/// Seconds of clock difference tolerated on `validAfter` and on the upper bound of
+/// `validBefore`.
+pub const CLOCK_MARGIN_SECS: u64 = 60;
+
+/// What the rail is configured with.
+#[derive(Clone)]
+pub struct RailConfig {
+    /// The chain (CAIP-2 `eip155:<id>`).
+    pub network: EvmNetwork,
+    /// The token and its EIP-712 domain name and version.
+    pub asset: Address,
+    /// The token's EIP-712 domain name (`"USD Coin"` on Base).
+    pub domain_name: String,
+    /// The token's EIP-712 domain version (`"2"`).
+    pub domain_version: String,
+    /// Where payments go (`payTo`).
+    pub pay_to: Address,
+    /// The longest wait for a settlement transaction's receipt before it is retried later.
+    pub receipt_timeout: Duration,
+}
+
+/// The x402 `exact` rail on one EVM chain, settling through its own gas key.
+pub struct X402EvmRail {
+    config: RailConfig,
+    network: String,
+    asset: String,
+    pay_to: Account,
+    domain: TokenDomain,
+    chain: Chain,
+    facilitator: Arc<GasSigner>,
+}
+
+impl X402EvmRail {
+    /// The rail reading `chain` and settling with `facilitator`.
+    pub fn new(config: RailConfig, chain: Chain, facilitator: Arc<GasSigner>) -> Self {
+        let domain = TokenDomain {
+            name: config.domain_name.clone(),
+            version: config.domain_version.clone(),
+            chain_id: config.network.chain_id(),
+            token: config.asset,
+        };
+        Self {
+            network: config.network.to_string(),
+            asset: config.asset.to_checksum(None),
+            pay_to: Account::Evm(config.pay_to.into_array()),
+            domain,
+            chain,
+            facilitator,
+            config,
+        }
+    }
+
+    /// The chain the rail reads.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The built-in facilitator's gas account.
+    pub fn gas_account(&self) -> Address {
+        self.facilitator.address()
+    }
+
+    /// The EVM payload of `payment`, with its network and asset checked.
+    fn read(&self, payment: &PaymentPayload) -> Result<ExactEvmPayload, PaymentError> {
+        if payment.accepted.scheme != "exact" || payment.accepted.network != self.network {
+            return Err(PaymentError::UnsupportedNetwork(
+                payment.accepted.network.clone(),
+            ));
+        }
+        let asset: Address = payment
+            .accepted
+            .asset
+            .parse()
+            .map_err(|_| PaymentError::WrongAsset(payment.accepted.asset.clone()))?;
+        if asset != self.config.asset {
+            return Err(PaymentError::WrongAsset(payment.accepted.asset.clone()));
+        }
+        payment
+            .typed()
+            .map_err(|e| PaymentError::Malformed(e.to_string()))
+    }
+
+    fn key_of(&self, payment: &ExactEvmPayload) -> PaymentKey {
+        let terms = &payment.authorization;
+        PaymentKey(
+            format!(
+                "{}:{}:{}:{}",
+                self.network, self.config.asset, terms.from, terms.nonce
+            )
+            .to_ascii_lowercase(),
+        )
+    }
+
+    /// The terms, window and signature (no chain access).
+    fn check_offline(
+        &self,
+        payment: &ExactEvmPayload,
+        expected: &Expectation<'_>,
+    ) -> Result<Amount, PaymentError> {
+        let terms = &payment.authorization;
+        if terms.to != self.config.pay_to {
+            return Err(PaymentError::WrongPayee(terms.to.to_checksum(None)));
+        }
+        let value = u64::try_from(terms.value)
+            .map_err(|_| PaymentError::Malformed("value exceeds 2^64 atomic units".into()))?;
+        if value < expected.price.micros() {
+            return Err(PaymentError::Underpaid {
+                offered: value,
+                price: expected.price.micros(),
+            });
+        }
+        let now = expected.now.unix_millis() / 1000;
+        let seconds = |n: u64| U256::from(n);
+        let not_yet_valid = terms.valid_after > seconds(now + CLOCK_MARGIN_SECS);
+        let too_short = terms.valid_before < seconds(now + MIN_SETTLEMENT_WINDOW_SECS);
+        let too_long =
+            terms.valid_before > seconds(now + expected.max_timeout_seconds + CLOCK_MARGIN_SECS);
+        if not_yet_valid || too_short || too_long {
+            return Err(PaymentError::Expired);
+        }
+        payment.verify_signer(&self.domain).map_err(|e| match e {
+            SignatureError::Malformed => PaymentError::Malformed(e.to_string()),
+            SignatureError::WrongSigner { .. } => PaymentError::BadSignature(e.to_string()),
+        })?;
+        Ok(Amount::from_micros(value))
+    }
+
+    /// Balance, nonce state and a simulated transfer, read concurrently.
+    async fn check_on_chain(&self, payment: &ExactEvmPayload) -> Result<(), PaymentError> {
+        let terms = &payment.authorization;
+        let unavailable = |e: ChainError| PaymentError::Unavailable(e.to_string());
+        let (balance, used, simulated) = tokio::join!(
+            self.chain.balance(terms.from),
+            self.chain.authorization_used(terms.from, terms.nonce),
+            self.chain.simulate(payment, self.facilitator.address()),
+        );
+        if used.map_err(unavailable)? {
+            return Err(PaymentError::AlreadyUsed);
+        }
+        let balance = balance.map_err(unavailable)?;
+        if balance < terms.value {
+            return Err(PaymentError::InsufficientFunds(format!(
+                "{} holds {balance} atomic units, the payment needs {}",
+                terms.from, terms.value
+            )));
+        }
+        simulated
+            .map_err(unavailable)?
+            .map_err(PaymentError::WouldFail)
+    }
+
+    /// Submits the transfer and waits for it; `Ok(None)` if it did not pay (reverted).
+    async fn submit(&self, payment: &ExactEvmPayload) -> Result<Option<B256>, ChainError> {
+        let transaction = self.facilitator.submit(payment).await?;
+        tracing::info!(%transaction, "x402 settlement submitted");
+        let paid = self
+            .chain
+            .wait_paid(transaction, payment, self.config.receipt_timeout)
+            .await?;
+        Ok(paid.then_some(transaction))
+    }
+}
+
+#[async_trait]
+impl PaymentRail for X402EvmRail {
+    fn id(&self) -> RailId {
+        RailId::X402Base
+    }
+
+    fn scheme(&self) -> &str {
+        "exact"
+    }
+
+    fn network(&self) -> &str {
+        &self.network
+    }
+
+    fn asset(&self) -> &str {
+        &self.asset
+    }
+
+    fn pay_to(&self) -> &Account {
+        &self.pay_to
+    }
+
+    fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: self.scheme().into(),
+            network: self.network.clone(),
+            amount: price.micros().to_string(),
+            asset: self.asset.clone(),
+            pay_to: self.config.pay_to.to_checksum(None),
+            max_timeout_seconds,
+            extra: json!({
+                "name": self.domain.name,
+                "version": self.domain.version,
+            }),
+        }
+    }
+
+    fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
+        Ok(self.key_of(&self.read(payment)?))
+    }
+
+    async fn authorize(
+        &self,
+        payment: &PaymentPayload,
+        expected: &Expectation<'_>,
+    ) -> Result<Authorization, PaymentError> {
+        let evm = self.read(payment)?;
+        let amount = self.check_offline(&evm, expected)?;
+        self.check_on_chain(&evm).await?;
+        Ok(Authorization {
+            rail: RailId::X402Base,
+            network: self.network.clone(),
+            payer: Account::Evm(evm.authorization.from.into_array()),
+            payment_key: self.key_of(&evm),
+            amount,
+            reference: String::new(),
+            holds: Vec::new(),
+            proof: serde_json::to_value(&evm)
+                .map_err(|e| PaymentError::Malformed(e.to_string()))?,
+        })
+    }
+
+    fn settles_externally(&self) -> bool {
+        true
+    }
+
+    async fn capture(
+        &self,
+        authorization: &Authorization,
+        _payouts: &[Payout],
+    ) -> Result<Completion, RailError> {
+        let payment: ExactEvmPayload = serde_json::from_value(authorization.proof.clone())
+            .map_err(|e| RailError::Failed(format!("stored payment unreadable: {e}")))?;
+        let retry = |e: ChainError| RailError::Retry(e.to_string());
+        let paid = |transaction: B256| Completion {
+            reference: Some(transaction.to_string()),
+            ledger: Vec::new(),
+        };
+        // Idempotent: a transfer already on chain (sent before a crash, or by anyone else
+        // holding the authorization) is recorded, never sent again.
+        match self.chain.find_use(&payment).await.map_err(retry)? {
+            Some(UsedAuthorization::Paid(transaction)) => return Ok(paid(transaction)),
+            Some(UsedAuthorization::Elsewhere) => {
+                return Err(RailError::Failed(
+                    "the payer used or cancelled this authorization's nonce elsewhere".into(),
+                ));
+            }
+            None => {}
+        }
+        let now = d402_protocol::Timestamp::now().unix_millis() / 1000;
+        if payment.authorization.valid_before <= U256::from(now) {
+            return Err(RailError::Failed(
+                "the authorization expired before it could be settled; the buyer was not charged"
+                    .into(),
+            ));
+        }
+        match self.submit(&payment).await.map_err(retry)? {
+            Some(transaction) => Ok(paid(transaction)),
+            // Reverted: someone else may have used it first; the next call finds out.
+            None => Err(RailError::Retry(
+                "the settlement transaction reverted".into(),
+            )),
+        }
+    }
+
+    async fn void(
+        &self,
+        _authorization: &Authorization,
+        _refund: &Refund,
+    ) -> Result<Completion, RailError> {
+        // x402 `exact` settles only accepted tasks: nothing was submitted, nothing to undo.
+        Ok(Completion::default())
+    }
+}
