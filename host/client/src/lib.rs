@@ -205,11 +205,7 @@ impl Client {
                 &endpoints.create_task,
             )
             .await?;
-        let payment_response = paid
-            .headers()
-            .get(headers::PAYMENT_RESPONSE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| decode_header::<SettlementResponse>(h).ok());
+        let mut payment_response = settlement_of(&paid);
         let mut task = json_of("the paid request", paid).await?;
         let task_id = task["taskId"]
             .as_str()
@@ -217,12 +213,15 @@ impl Client {
             .to_string();
         let task_url = endpoints.task.replace("{taskId}", &task_id);
         let deadline = tokio::time::Instant::now() + POLL_LIMIT;
-        while task["status"] == "running" {
+        // Running, or settling its payment on chain: the result comes once settled.
+        while task["status"] == "running" || task["status"] == "settling" {
             if tokio::time::Instant::now() > deadline {
                 return Err(ClientError::Timeout(task_id, POLL_LIMIT));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
-            task = self.get_json("the task", &task_url).await?;
+            let polled = self.send(self.http.get(&task_url), &task_url).await?;
+            payment_response = settlement_of(&polled).or(payment_response);
+            task = json_of("the task", polled).await?;
         }
         let receipt_url = endpoints.receipt.replace("{taskId}", &task_id);
         let receipt = self.get_json("the receipt", &receipt_url).await?;
@@ -234,6 +233,15 @@ impl Client {
             receipt,
         })
     }
+}
+
+/// The decoded `PAYMENT-RESPONSE` of `response`, if it carries one.
+fn settlement_of(response: &reqwest::Response) -> Option<SettlementResponse> {
+    response
+        .headers()
+        .get(headers::PAYMENT_RESPONSE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| decode_header::<SettlementResponse>(h).ok())
 }
 
 async fn json_of(what: &'static str, response: reqwest::Response) -> Result<Value, ClientError> {

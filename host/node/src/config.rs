@@ -81,7 +81,7 @@ pub struct NodeConfig {
     pub require_signed_capability_registration: bool,
     /// Serve only capabilities whose registration carries a valid namespace proof.
     pub require_capability_namespace_proof: bool,
-    /// Payment rails accepted, in preference order (only `simulated` is available today).
+    /// Payment rails accepted, in preference order (`simulated`, `x402-base`).
     pub rails: Vec<RailId>,
     /// Price override; default: the manifest's price.
     pub price: Option<Price>,
@@ -129,6 +129,81 @@ pub struct NodeConfig {
     pub browser_tabs: usize,
     /// Seconds Chromium may take to start before a render fails.
     pub browser_launch_timeout_seconds: u64,
+    /// x402 on EVM (`--rail x402-base`).
+    pub x402: X402Settings,
+}
+
+/// Settings of the x402 EVM rail. Its gas signer's key is read when the rail starts, from
+/// `--x402-facilitator-key-file` or `D402_X402_FACILITATOR_PRIVATE_KEY`, never kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X402Settings {
+    /// CAIP-2 network, `eip155:<chain id>`.
+    pub network: String,
+    /// JSON-RPC endpoint of that chain.
+    pub evm_rpc_url: Option<String>,
+    /// The EIP-3009 token prices are paid in.
+    pub asset: String,
+    /// The token's EIP-712 domain name.
+    pub asset_name: String,
+    /// The token's EIP-712 domain version.
+    pub asset_version: String,
+    /// The `payTo` address payments land at.
+    pub provider_payout_wallet: Option<String>,
+    /// File holding the built-in facilitator's gas key (hex, mode 0600).
+    pub facilitator_key_file: Option<PathBuf>,
+}
+
+impl Default for X402Settings {
+    fn default() -> Self {
+        Self {
+            network: d402_rail_x402_evm::EvmNetwork::BASE.to_string(),
+            evm_rpc_url: None,
+            asset: d402_rail_x402_evm::BASE_USDC.to_checksum(None),
+            asset_name: d402_rail_x402_evm::USDC_DOMAIN_NAME.into(),
+            asset_version: d402_rail_x402_evm::USDC_DOMAIN_VERSION.into(),
+            provider_payout_wallet: None,
+            facilitator_key_file: None,
+        }
+    }
+}
+
+impl X402Settings {
+    /// The rail's configuration, checked; the environment variable or flag to fix is named.
+    pub fn rail_config(&self) -> anyhow::Result<(d402_rail_x402_evm::RailConfig, url::Url)> {
+        use d402_rail_x402_evm::{Address, RailConfig};
+        let network = self
+            .network
+            .parse()
+            .context("x402-network (D402_X402_NETWORK)")?;
+        let rpc = self.evm_rpc_url.as_deref().context(
+            "--rail x402-base needs the chain's JSON-RPC endpoint: set evm-rpc-url (D402_EVM_RPC_URL)",
+        )?;
+        let rpc_url = url::Url::parse(rpc)
+            .with_context(|| format!("evm-rpc-url {rpc:?} (D402_EVM_RPC_URL) is not a URL"))?;
+        let asset: Address = self.asset.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "x402-asset {:?} (D402_X402_ASSET) is not a 0x address",
+                self.asset
+            )
+        })?;
+        let wallet = self.provider_payout_wallet.as_deref().context(
+            "--rail x402-base needs the address payments go to: set provider-payout-wallet (D402_PROVIDER_PAYOUT_WALLET)",
+        )?;
+        let pay_to: Address = wallet.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "provider-payout-wallet {wallet:?} (D402_PROVIDER_PAYOUT_WALLET) is not a 0x address"
+            )
+        })?;
+        let config = RailConfig {
+            network,
+            asset,
+            domain_name: self.asset_name.clone(),
+            domain_version: self.asset_version.clone(),
+            pay_to,
+            receipt_timeout: Duration::from_secs(60),
+        };
+        Ok((config, rpc_url))
+    }
 }
 
 impl Default for NodeConfig {
@@ -171,6 +246,7 @@ impl Default for NodeConfig {
             max_leases: 16,
             browser_tabs: browser.max_tabs,
             browser_launch_timeout_seconds: browser.launch_timeout.as_secs(),
+            x402: X402Settings::default(),
         }
     }
 }
@@ -234,8 +310,14 @@ impl NodeConfig {
             if self.rails[..i].contains(rail) {
                 bail!("rail {rail} is listed twice");
             }
-            if *rail != RailId::Simulated {
-                bail!("payment rail {rail} is not available yet; use --rail simulated");
+            match rail {
+                RailId::Simulated => {}
+                RailId::X402Base => {
+                    self.x402.rail_config()?;
+                }
+                other => bail!(
+                    "payment rail {other} is not available yet; use --rail simulated or --rail x402-base"
+                ),
             }
         }
         if self.rails.is_empty() {
@@ -439,6 +521,48 @@ pub struct NodeArgs {
     /// Seconds Chromium may take to start before a render fails [default: 20].
     #[arg(long, help_heading = "Browser")]
     pub browser_launch_timeout_seconds: Option<u64>,
+    /// x402 rail: CAIP-2 EVM network, e.g. eip155:84532 for Base Sepolia [default: eip155:8453].
+    #[arg(long, env = "D402_X402_NETWORK", help_heading = "Payment rails")]
+    pub x402_network: Option<String>,
+    /// x402 rail: the chain's JSON-RPC endpoint (required with --rail x402-base).
+    #[arg(
+        long,
+        env = "D402_EVM_RPC_URL",
+        value_name = "URL",
+        help_heading = "Payment rails"
+    )]
+    pub evm_rpc_url: Option<String>,
+    /// x402 rail: the EIP-3009 token prices are paid in [default: Base USDC 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913].
+    #[arg(
+        long,
+        env = "D402_X402_ASSET",
+        value_name = "ADDRESS",
+        help_heading = "Payment rails"
+    )]
+    pub x402_asset: Option<String>,
+    /// x402 rail: the token's EIP-712 domain name ("USDC" on Base Sepolia) [default: USD Coin].
+    #[arg(long, env = "D402_X402_ASSET_NAME", help_heading = "Payment rails")]
+    pub x402_asset_name: Option<String>,
+    /// x402 rail: the token's EIP-712 domain version [default: 2].
+    #[arg(long, env = "D402_X402_ASSET_VERSION", help_heading = "Payment rails")]
+    pub x402_asset_version: Option<String>,
+    /// x402 rail: the address payments go to, `payTo` (required with --rail x402-base).
+    #[arg(
+        long,
+        env = "D402_PROVIDER_PAYOUT_WALLET",
+        value_name = "ADDRESS",
+        help_heading = "Payment rails"
+    )]
+    pub provider_payout_wallet: Option<String>,
+    /// x402 rail: file holding the built-in facilitator's gas key (0x hex, mode 0600); else
+    /// the key is read from D402_X402_FACILITATOR_PRIVATE_KEY.
+    #[arg(
+        long,
+        env = "D402_X402_FACILITATOR_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Payment rails"
+    )]
+    pub x402_facilitator_key_file: Option<PathBuf>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -588,5 +712,19 @@ impl NodeArgs {
             &mut config.browser_launch_timeout_seconds,
             self.browser_launch_timeout_seconds,
         );
+        let x402 = &mut config.x402;
+        set(&mut x402.network, self.x402_network);
+        set(&mut x402.asset, self.x402_asset);
+        set(&mut x402.asset_name, self.x402_asset_name);
+        set(&mut x402.asset_version, self.x402_asset_version);
+        if self.evm_rpc_url.is_some() {
+            x402.evm_rpc_url = self.evm_rpc_url;
+        }
+        if self.provider_payout_wallet.is_some() {
+            x402.provider_payout_wallet = self.provider_payout_wallet;
+        }
+        if self.x402_facilitator_key_file.is_some() {
+            x402.facilitator_key_file = self.x402_facilitator_key_file;
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! paid requests (policy, 402 challenge, authorization) is [`admission`]'s; the HTTP surface
 //! over it is [`crate::http`]'s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -21,12 +21,20 @@ use crate::engine::{Engine, Execution, PeerPolicy, worker_id};
 use crate::installed::{Installed, list_installed};
 use crate::settlement::{EarningWorker, Split, payouts};
 use crate::validator::ReceiptTerms;
-use d402_payment::{Account, LedgerChange, PaymentRail, Rails};
+use d402_payment::x402::SettlementResponse;
+use d402_payment::{Account, Authorization, LedgerChange, PaymentRail, RailError, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
+use d402_rail_x402_evm::X402EvmRail;
 use d402_store::StateDir;
 use d402_store::{NodeStore, Receipts, TaskRecord, TaskStatus};
 
 mod admission;
+
+/// The environment variable holding the x402 built-in facilitator's gas key (when no
+/// `--x402-facilitator-key-file` is given).
+pub const X402_FACILITATOR_KEY_ENV: &str = "D402_X402_FACILITATOR_PRIVATE_KEY";
+/// Seconds between attempts to settle tasks whose settlement did not complete.
+const SETTLEMENT_RETRY_SECONDS: u64 = 10;
 
 pub use admission::{Admission, ExecutionPolicy, Refusal, TaskRequest};
 
@@ -111,6 +119,8 @@ pub struct Gateway {
     /// Each served capability's pricing version (by capability ID), from the store.
     pricing_versions: HashMap<String, u64>,
     bound: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Tasks whose settlement is being completed right now.
+    settling_now: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Gateway {
@@ -131,7 +141,19 @@ impl Gateway {
                     Ok(Arc::new(SimulatedRail::new(SIMULATED_NETWORK, account))
                         as Arc<dyn PaymentRail>)
                 }
-                other => bail!("payment rail {other} is not available yet; use --rail simulated"),
+                d402_payment::RailId::X402Base => {
+                    let settings = &config.x402;
+                    let (rail, rpc_url) = settings.rail_config()?;
+                    let gas_key = d402_rail_x402_evm::load_key(
+                        settings.facilitator_key_file.as_deref(),
+                        X402_FACILITATOR_KEY_ENV,
+                    )
+                    .context("the x402 rail's built-in facilitator needs a gas key")?;
+                    Ok(Arc::new(X402EvmRail::connect(rail, rpc_url, gas_key)) as _)
+                }
+                other => bail!(
+                    "payment rail {other} is not available yet; use --rail simulated or --rail x402-base"
+                ),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Rails::new(rails)?)
@@ -200,8 +222,12 @@ impl Gateway {
             rails,
             pricing_versions,
             bound: std::sync::OnceLock::new(),
+            settling_now: std::sync::Mutex::new(HashSet::new()),
         });
         gateway.recover().await?;
+        if gateway.rails.all().iter().any(|r| r.settles_externally()) {
+            tokio::spawn(retry_settlements_while_open(Arc::downgrade(&gateway)));
+        }
         Ok(gateway)
     }
 
@@ -316,12 +342,19 @@ impl Gateway {
             Err(e) => Err(e),
         };
         match stored {
-            Ok(settled) => {
-                tracing::info!(task = %task_id, status = settled.record.status.as_str(), "task settled");
+            Ok(Settled {
+                record, receipts, ..
+            }) => {
+                tracing::info!(task = %task_id, status = record.status.as_str(), "task decided");
+                let (record, receipts) = if record.status == TaskStatus::Settling {
+                    self.complete_settlement(record, receipts).await
+                } else {
+                    (record, receipts)
+                };
                 if let Some(network) = self.network() {
-                    gossip_settled(network, &settled.receipts, self.config.gossip_tasks).await;
+                    gossip_settled(network, &receipts, self.config.gossip_tasks).await;
                 }
-                (settled.record, Some(settled.receipts))
+                (record, Some(receipts))
             }
             Err(e) => {
                 tracing::error!(task = %task_id, error = %e, "settlement failed; the task is refunded on restart");
@@ -337,7 +370,84 @@ impl Gateway {
         }
     }
 
-    /// Refunds every task that was paid but never settled (the node stopped mid-run).
+    /// Settles an accepted task's payment on its external rail, durably recording the
+    /// outcome: accepted with the transaction, still settling (retried later) or failed for
+    /// good (the buyer was not charged; the result stays withheld). Safe to call again for
+    /// the same task: the rail's capture is idempotent, and a task already being settled by
+    /// another caller is left to it.
+    async fn complete_settlement(
+        &self,
+        mut record: TaskRecord,
+        mut receipts: Receipts,
+    ) -> (TaskRecord, Receipts) {
+        let Some(_claim) = InFlight::claim(&self.settling_now, &record.task_id) else {
+            return (record, receipts);
+        };
+        let rail = match self.rail_of(&record) {
+            Ok(rail) => rail.clone(),
+            Err(e) => {
+                tracing::warn!(task = %record.task_id, error = %e, "cannot settle");
+                return (record, receipts);
+            }
+        };
+        let payouts = &receipts.settlement_receipt.payload.payouts;
+        let mut ledger = Vec::new();
+        match rail.capture(&record.payment, payouts).await {
+            Ok(done) => {
+                record.status = TaskStatus::Accepted;
+                record.settlement_error = None;
+                record.payment_response =
+                    payment_response(&record.payment, Ok(&done.reference.unwrap_or_default()));
+                ledger = done.ledger;
+            }
+            Err(RailError::Retry(message)) => {
+                tracing::warn!(task = %record.task_id, error = %message, "settlement not complete; retrying later");
+                record.settlement_error = Some(message);
+            }
+            Err(RailError::Failed(message)) => {
+                tracing::error!(task = %record.task_id, error = %message, "settlement failed for good");
+                record.status = TaskStatus::SettlementFailed;
+                record.payment_response = payment_response(&record.payment, Err(&message));
+                record.settlement_error = Some(message);
+                match self.sign_settlement(&record, Vec::new(), Vec::new()) {
+                    Ok(nothing_paid) => receipts.settlement_receipt = nothing_paid,
+                    Err(e) => tracing::error!(error = %e, "cannot sign the settlement receipt"),
+                }
+            }
+        }
+        if let Err(e) = self.store.settle_async(&record, &receipts, &ledger).await {
+            tracing::error!(task = %record.task_id, error = %e, "cannot record the settlement; it is reconciled with the rail on the next attempt");
+        }
+        (record, receipts)
+    }
+
+    /// Tries again to settle every task whose settlement did not complete.
+    async fn retry_settlements(&self) {
+        let settling = match self.store.settling() {
+            Ok(settling) => settling,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list settling tasks");
+                return;
+            }
+        };
+        for record in settling {
+            match self.store.receipts(&record.task_id) {
+                Ok(Some(receipts)) => {
+                    self.complete_settlement(record, receipts).await;
+                }
+                Ok(None) => {
+                    tracing::error!(task = %record.task_id, "a settling task has no receipts")
+                }
+                Err(e) => {
+                    tracing::error!(task = %record.task_id, error = %e, "cannot read receipts")
+                }
+            }
+        }
+    }
+
+    /// Refunds every task that was paid but never decided (the node stopped mid-run), and
+    /// settles again every decided task whose settlement was not recorded: the rail finds a
+    /// transfer already on chain instead of sending another.
     async fn recover(&self) -> anyhow::Result<()> {
         for record in self.store.running()? {
             tracing::warn!(task = %record.task_id, "refunding a task interrupted by a restart");
@@ -350,6 +460,7 @@ impl Gateway {
                 .settle_async(&settled.record, &settled.receipts, &settled.ledger)
                 .await?;
         }
+        self.retry_settlements().await;
         Ok(())
     }
 
@@ -423,11 +534,18 @@ impl Gateway {
             bail!("payouts do not add up to the price");
         }
         let rail = self.rail_of(&record)?;
-        let captured = rail.capture(&record.payment, &payouts).await?;
+        // A rail that settles on chain is called once the decision is durable
+        // (complete_settlement); a local one settles in the same store transaction.
+        let ledger = if rail.settles_externally() {
+            record.status = TaskStatus::Settling;
+            Vec::new()
+        } else {
+            record.status = TaskStatus::Accepted;
+            rail.capture(&record.payment, &payouts).await?.ledger
+        };
         let settlement = self.sign_settlement(&record, payouts, Vec::new())?;
         let validation =
             self.validation_receipt(&record, ValidationStatus::Accepted, Some(&execution), None)?;
-        record.status = TaskStatus::Accepted;
         record.result = Some(first.payload.output.clone());
         record.evidence = Some(first.payload.evidence.clone());
         record.workers = execution.workers.clone();
@@ -435,7 +553,7 @@ impl Gateway {
         Ok(Settled {
             record,
             receipts: receipts(validation, settlement, execution),
-            ledger: captured.ledger,
+            ledger,
         })
     }
 
@@ -504,6 +622,63 @@ impl Gateway {
             issued_at: Timestamp::now(),
         };
         Ok(Signed::sign(receipt, &self.key)?)
+    }
+}
+
+/// Retries unfinished settlements every [`SETTLEMENT_RETRY_SECONDS`] while the gateway is open.
+async fn retry_settlements_while_open(gateway: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(SETTLEMENT_RETRY_SECONDS));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.retry_settlements().await;
+    }
+}
+
+/// A task claimed for settlement by one caller; released when dropped.
+struct InFlight<'a> {
+    set: &'a std::sync::Mutex<HashSet<String>>,
+    task_id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(set: &'a std::sync::Mutex<HashSet<String>>, task_id: &str) -> Option<Self> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task_id.to_string());
+        fresh.then(|| Self {
+            set,
+            task_id: task_id.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.task_id);
+    }
+}
+
+/// The `PAYMENT-RESPONSE` of `payment`: settled in `Ok(transaction)` (empty while a rail
+/// that settles externally has not settled yet), or failed for the `Err` reason.
+pub(crate) fn payment_response(
+    payment: &Authorization,
+    outcome: Result<&str, &str>,
+) -> SettlementResponse {
+    SettlementResponse {
+        success: outcome.is_ok(),
+        error_reason: outcome.err().map(str::to_string),
+        payer: Some(payment.payer.to_string()),
+        transaction: outcome.unwrap_or_default().to_string(),
+        network: payment.network.clone(),
+        amount: Some(payment.amount.micros().to_string()),
     }
 }
 

@@ -735,14 +735,22 @@ fn task_response(
         "workers": record.workers,
         "links": links(&record.task_id),
     });
-    if let Some(result) = &record.result {
+    // The result is released only once its payment settled.
+    let released = !matches!(
+        record.status,
+        TaskStatus::Settling | TaskStatus::SettlementFailed
+    );
+    if let Some(result) = record.result.as_ref().filter(|_| released) {
         document["result"] = result.clone();
     }
-    if let Some(evidence) = &record.evidence {
+    if let Some(evidence) = record.evidence.as_ref().filter(|_| released) {
         document["evidence"] = evidence.clone();
     }
     if let Some(error) = &record.error {
         document["error"] = json!(error);
+    }
+    if let Some(error) = &record.settlement_error {
+        document["settlementError"] = json!(error);
     }
     if let Some(receipts) = receipts {
         document["validationReceipt"] = json!(receipts.validation_receipt.payload);
@@ -751,8 +759,18 @@ fn task_response(
             "refunds": receipts.settlement_receipt.payload.refunds
         });
     }
-    let mut response = (StatusCode::OK, Json(document)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&encode_header(&record.payment_response)) {
+    let status = match record.status {
+        TaskStatus::Settling => StatusCode::ACCEPTED,
+        // x402: a payment that could not be settled is answered with 402.
+        TaskStatus::SettlementFailed => StatusCode::PAYMENT_REQUIRED,
+        _ => StatusCode::OK,
+    };
+    let mut response = (status, Json(document)).into_response();
+    // Sent once there is a settlement to report: a transaction, or a failure.
+    let payment = &record.payment_response;
+    if (!payment.transaction.is_empty() || !payment.success)
+        && let Ok(value) = HeaderValue::from_str(&encode_header(payment))
+    {
         response
             .headers_mut()
             .insert(x402_headers::PAYMENT_RESPONSE, value);
@@ -784,10 +802,11 @@ fn load_task(
     }
 }
 
-fn still_running(id: &str) -> Response {
+/// 202 for a task that is not finished: running, or settling its payment.
+fn still_running(id: &str, status: TaskStatus) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({"taskId": id, "status": "running", "links": links(id)})),
+        Json(json!({"taskId": id, "status": status.as_str(), "links": links(id)})),
     )
         .into_response()
 }
@@ -806,7 +825,12 @@ async fn get_result(
     let record = load_task(&g, id)?;
     let id = record.task_id.clone();
     Ok(match record.status {
-        TaskStatus::Running => still_running(&id),
+        TaskStatus::Running | TaskStatus::Settling => still_running(&id, record.status),
+        TaskStatus::SettlementFailed => {
+            let message = record.settlement_error.unwrap_or_default();
+            let body = json!({"error": {"code": "settlement_failed", "message": message}, "taskId": id, "status": record.status.as_str()});
+            (StatusCode::PAYMENT_REQUIRED, Json(body)).into_response()
+        }
         TaskStatus::Accepted => {
             Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response()
         }
@@ -825,7 +849,7 @@ async fn get_receipt(
     let record = load_task(&g, id)?;
     let id = record.task_id.clone();
     let Some(receipts) = g.store().receipts(&id)? else {
-        return Ok(still_running(&id));
+        return Ok(still_running(&id, record.status));
     };
     Ok(Json(json!({
         "taskId": id,

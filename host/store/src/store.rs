@@ -28,6 +28,9 @@ const RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 const LEDGER: TableDefinition<&str, u64> = TableDefinition::new("ledger");
 /// IDs of tasks paid but not settled: what a restart refunds, without scanning all tasks.
 const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running");
+/// IDs of tasks decided but whose payment is still being settled on an external rail: what
+/// a restart settles again.
+const SETTLING: TableDefinition<&str, ()> = TableDefinition::new("settling");
 /// Account (base58) → reputation score, the sum of the deltas of its reputation events.
 const REPUTATION: TableDefinition<&str, i64> = TableDefinition::new("reputation");
 /// SKU → JSON [`Pricing`]: the price a paid operation was last listed at, and its version.
@@ -86,10 +89,16 @@ fn db<E: Into<redb::Error>>(error: E) -> StoreError {
 pub enum TaskStatus {
     /// Paid and running.
     Running,
+    /// A validated result was accepted; the payment is being settled on the rail (a chain).
+    /// The result is released once settlement succeeded.
+    Settling,
     /// A validated result was accepted and paid out.
     Accepted,
     /// No acceptable result: the buyer was refunded.
     Rejected,
+    /// The result was accepted but the payment could never be settled (e.g. the
+    /// authorization expired first): the buyer was not charged and the result is withheld.
+    SettlementFailed,
 }
 
 impl TaskStatus {
@@ -97,8 +106,10 @@ impl TaskStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Settling => "settling",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
+            Self::SettlementFailed => "settlement-failed",
         }
     }
 }
@@ -137,6 +148,9 @@ pub struct TaskRecord {
     /// Why the task was rejected.
     #[serde(default)]
     pub error: Option<TaskError>,
+    /// Why the last settlement attempt did not complete (settling or settlement-failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_error: Option<String>,
     /// When it was paid.
     pub created_at: Timestamp,
     /// When it settled.
@@ -200,6 +214,8 @@ enum Change {
     },
     Settle {
         task_id: String,
+        /// The record is `settling`: keep it in the settling index.
+        settling: bool,
         record: Vec<u8>,
         receipts: Vec<u8>,
         ledger: Vec<LedgerChange>,
@@ -253,6 +269,7 @@ impl NodeStore {
         txn.open_table(LEDGER).map_err(db)?;
         txn.open_table(REPUTATION).map_err(db)?;
         txn.open_table(PRICING).map_err(db)?;
+        txn.open_table(SETTLING).map_err(db)?;
         let indexed = txn
             .list_tables()
             .map_err(db)?
@@ -341,6 +358,7 @@ impl NodeStore {
     ) -> Result<Change, StoreError> {
         Ok(Change::Settle {
             task_id: record.task_id.clone(),
+            settling: record.status == TaskStatus::Settling,
             record: encode(record)?,
             receipts: encode(receipts)?,
             ledger: ledger.to_vec(),
@@ -482,21 +500,31 @@ impl NodeStore {
             .transpose()
     }
 
-    /// Tasks paid but not settled (to refund after a restart).
+    /// Tasks paid but not decided (to refund after a restart).
     pub fn running(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.indexed(RUNNING)
+    }
+
+    /// Tasks decided whose payment is still being settled on an external rail (to settle
+    /// again after a restart, and while retrying).
+    pub fn settling(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.indexed(SETTLING)
+    }
+
+    /// The task records an index table names.
+    fn indexed(&self, index: TableDefinition<&str, ()>) -> Result<Vec<TaskRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let (running, tasks) = (
-            txn.open_table(RUNNING).map_err(db)?,
+        let (ids, tasks) = (
+            txn.open_table(index).map_err(db)?,
             txn.open_table(TASKS).map_err(db)?,
         );
         let mut out = Vec::new();
-        for entry in running.iter().map_err(db)? {
+        for entry in ids.iter().map_err(db)? {
             let (id, _) = entry.map_err(db)?;
             let id = id.value();
-            let record = tasks
-                .get(id)
-                .map_err(db)?
-                .ok_or_else(|| StoreError::Corrupt(format!("running task {id} is missing")))?;
+            let record = tasks.get(id).map_err(db)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{} task {id} is missing", index.name()))
+            })?;
             out.push(decode(record.value())?);
         }
         Ok(out)
@@ -556,6 +584,7 @@ fn apply(
             ledger: txn.open_table(LEDGER).map_err(db)?,
             reputation: txn.open_table(REPUTATION).map_err(db)?,
             running: txn.open_table(RUNNING).map_err(db)?,
+            settling: txn.open_table(SETTLING).map_err(db)?,
         };
         for change in changes {
             match tables.apply(change) {
@@ -577,6 +606,7 @@ struct Tables<'t> {
     ledger: redb::Table<'t, &'static str, u64>,
     reputation: redb::Table<'t, &'static str, i64>,
     running: redb::Table<'t, &'static str, ()>,
+    settling: redb::Table<'t, &'static str, ()>,
 }
 
 impl Tables<'_> {
@@ -587,12 +617,13 @@ impl Tables<'_> {
             }
             Change::Settle {
                 task_id,
+                settling,
                 record,
                 receipts,
                 ledger,
                 reputation,
             } => self
-                .settle(&task_id, &record, &receipts, &ledger, &reputation)
+                .settle(&task_id, settling, &record, &receipts, &ledger, &reputation)
                 .map(|()| Changed::Settled),
             Change::Credit { account, amount } => self
                 .apply_ledger(&[LedgerChange::Credit {
@@ -632,6 +663,7 @@ impl Tables<'_> {
     fn settle(
         &mut self,
         task_id: &str,
+        settling: bool,
         record: &[u8],
         receipts: &[u8],
         ledger: &[LedgerChange],
@@ -640,8 +672,15 @@ impl Tables<'_> {
         self.apply_ledger(ledger)?;
         self.tasks.insert(task_id, record).map_err(db)?;
         self.receipts.insert(task_id, receipts).map_err(db)?;
-        self.running.remove(task_id).map_err(db)?;
-        for (subject, delta) in reputation {
+        if settling {
+            self.settling.insert(task_id, ()).map_err(db)?;
+        } else {
+            self.settling.remove(task_id).map_err(db)?;
+        }
+        // The decision's reputation events count once: when the task leaves `running`
+        // (a settling task is stored again when its settlement completes).
+        let decided_now = self.running.remove(task_id).map_err(db)?.is_some();
+        for (subject, delta) in reputation.iter().filter(|_| decided_now) {
             let score = self
                 .reputation
                 .get(subject.as_str())

@@ -74,6 +74,7 @@ fn record(task: &str, payment_key: &str, binding: &str, amount: u64) -> d402_sto
         result: None,
         evidence: None,
         error: None,
+        settlement_error: None,
         created_at: d402_protocol::Timestamp::from_unix_millis(0),
         completed_at: None,
     }
@@ -164,5 +165,110 @@ fn pricing_versions_count_price_changes_and_survive_reopen() {
         store.pricing_versions(&both).unwrap(),
         [4, 2],
         "several at once, in order"
+    );
+}
+
+/// Receipts for `task` with one reputation event of +1 for `subject`.
+fn receipts(task: &str, subject: &d402_protocol::Keypair) -> d402_store::Receipts {
+    use d402_protocol::{
+        ReputationEvent, ReputationKind, SettlementReceipt, Signed, Timestamp, ValidationModel,
+        ValidationReceipt, ValidationStatus,
+    };
+    let key = d402_protocol::Keypair::from_seed(&[5; 32]);
+    let now = Timestamp::from_unix_millis(0);
+    d402_store::Receipts {
+        validation_receipt: Signed::sign(
+            ValidationReceipt {
+                task_id: task.into(),
+                status: ValidationStatus::Accepted,
+                accepted_claim_cids: vec![],
+                rejected_claim_cids: vec![],
+                model: ValidationModel::Exact,
+                validator: key.public(),
+                reason: None,
+                issued_at: now,
+            },
+            &key,
+        )
+        .unwrap(),
+        settlement_receipt: Signed::sign(
+            SettlementReceipt {
+                task_id: task.into(),
+                payouts: vec![],
+                refunds: vec![],
+                rail: "x402-base".into(),
+                issued_at: now,
+            },
+            &key,
+        )
+        .unwrap(),
+        claim_cids: vec![],
+        claims: vec![],
+        verdicts: vec![],
+        failures: vec![],
+        reputation: vec![
+            Signed::sign(
+                ReputationEvent {
+                    subject: subject.public(),
+                    kind: ReputationKind::Accuracy,
+                    delta: 1,
+                    task_id: Some(task.into()),
+                    reason: "agreed".into(),
+                    issuer: key.public(),
+                    issued_at: now,
+                },
+                &key,
+            )
+            .unwrap(),
+        ],
+    }
+}
+
+/// A task decided while its payment settles on a chain is listed as settling across a
+/// reopen, until its settlement is recorded; its reputation events count once.
+#[test]
+fn a_settling_task_is_remembered_until_settled_and_counted_once() {
+    use d402_store::TaskStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let worker = d402_protocol::Keypair::from_seed(&[6; 32]);
+    let worker_account = worker.public().to_string();
+    let mut task = record("task:s", "evm:key", "b", 10);
+    task.payment.holds.clear();
+    {
+        let store = NodeStore::open(&path).unwrap();
+        store.accept_payment(&task).unwrap();
+        task.status = TaskStatus::Settling;
+        store
+            .settle(&task, &receipts("task:s", &worker), &[])
+            .unwrap();
+        assert!(store.running().unwrap().is_empty());
+        // A retry that did not complete stores the task again, still settling.
+        task.settlement_error = Some("rpc unreachable".into());
+        store
+            .settle(&task, &receipts("task:s", &worker), &[])
+            .unwrap();
+    }
+    let store = NodeStore::open(&path).unwrap();
+    let settling = store.settling().unwrap();
+    assert_eq!(settling.len(), 1);
+    assert_eq!(
+        settling[0].settlement_error.as_deref(),
+        Some("rpc unreachable")
+    );
+    task.status = TaskStatus::Accepted;
+    task.settlement_error = None;
+    store
+        .settle(&task, &receipts("task:s", &worker), &[])
+        .unwrap();
+    assert!(store.settling().unwrap().is_empty());
+    assert_eq!(
+        store.task("task:s").unwrap().unwrap().status,
+        TaskStatus::Accepted
+    );
+    assert_eq!(
+        store.reputation(&worker_account).unwrap(),
+        1,
+        "counted once, not three times"
     );
 }

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use d402_payment::x402::{
-    PaymentHeader, PaymentPayload, PaymentRequired, Resource, SettlementResponse, X402_VERSION,
-    payment_identifier,
+    PaymentHeader, PaymentRequired, Resource, X402_VERSION, payment_identifier,
 };
 use d402_payment::{Authorization, Expectation, PaymentError, request_binding};
 use d402_protocol::{ExecutionMode, Signed, TaskIntent, Timestamp};
@@ -173,14 +172,7 @@ impl Gateway {
                 }
             }
         };
-        let record = self.running_record(
-            request,
-            &payment,
-            authorization,
-            payment_id,
-            digest,
-            binding,
-        )?;
+        let record = self.running_record(request, authorization, payment_id, digest, binding)?;
         match self.store.accept_payment_async(&record).await? {
             Accepted::New => {
                 tracing::info!(task = %record.task_id, rail = %record.payment.rail, "payment accepted");
@@ -202,7 +194,6 @@ impl Gateway {
     fn running_record(
         &self,
         request: TaskRequest,
-        payment: &PaymentPayload,
         authorization: Authorization,
         payment_id: Option<String>,
         payment_digest: String,
@@ -228,14 +219,8 @@ impl Gateway {
         };
         let intent =
             Signed::sign(intent, &self.key).map_err(|e| Refusal::Internal(e.to_string()))?;
-        let payment_response = SettlementResponse {
-            success: true,
-            error_reason: None,
-            payer: Some(authorization.payer.to_string()),
-            transaction: authorization.reference.clone(),
-            network: payment.accepted.network.clone(),
-            amount: Some(authorization.amount.micros().to_string()),
-        };
+        let payment_response =
+            super::payment_response(&authorization, Ok(&authorization.reference));
         Ok(TaskRecord {
             task_id,
             status: TaskStatus::Running,
@@ -249,6 +234,7 @@ impl Gateway {
             result: None,
             evidence: None,
             error: None,
+            settlement_error: None,
             created_at: Timestamp::now(),
             completed_at: None,
         })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements};
 use d402_payment::{
@@ -73,6 +74,14 @@ impl X402EvmRail {
             facilitator,
             config,
         }
+    }
+
+    /// The rail on the chain behind `rpc_url`, settling with the built-in facilitator's
+    /// `gas_key` (nothing is contacted yet).
+    pub fn connect(config: RailConfig, rpc_url: url::Url, gas_key: PrivateKeySigner) -> Self {
+        let chain = Chain::connect(rpc_url.clone(), config.asset);
+        let facilitator = Arc::new(GasSigner::new(gas_key, rpc_url, config.asset));
+        Self::new(config, chain, facilitator)
     }
 
     /// The chain the rail reads.

@@ -1,0 +1,239 @@
+//! A gateway accepting x402 `exact` on Base (`--rail x402-base`), paid over real HTTP on
+//! 127.0.0.1 and settled on a real local chain: anvil with the EIP-3009 test token at the
+//! Base USDC address.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{install, json_transform, serve};
+use d402_client::Client;
+use d402_payment::x402::{PaymentPayload, decode_header, encode_header, headers};
+use d402_payment::{Payer, Purchase, RailId};
+use d402_protocol::Timestamp;
+use d402_rail_x402_evm::devchain::DevChain;
+use d402_rail_x402_evm::{Address, BASE_USDC, EvmNetwork, EvmPayer, PrivateKeySigner};
+use serde_json::{Value, json};
+
+/// json-transform's price in atomic units ($0.0001).
+const PRICE: u64 = 100;
+const FUNDS: u64 = 1_000_000;
+
+struct Chain {
+    dev: DevChain,
+    buyer: PrivateKeySigner,
+    pay_to: Address,
+}
+
+impl Chain {
+    async fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dev = DevChain::start(&DevChain::anvil_path(&root).unwrap(), 8453, 0).unwrap();
+        dev.install_test_usdc(BASE_USDC).await.unwrap();
+        let buyer = PrivateKeySigner::random();
+        dev.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
+        Self {
+            dev,
+            buyer,
+            pay_to: PrivateKeySigner::random().address(),
+        }
+    }
+
+    fn payer(&self) -> EvmPayer {
+        EvmPayer::new(
+            self.buyer.clone(),
+            vec![(EvmNetwork::BASE, BASE_USDC)],
+            1_000_000,
+        )
+    }
+
+    async fn balances(&self) -> (u64, u64) {
+        (
+            self.dev
+                .balance(BASE_USDC, self.buyer.address())
+                .await
+                .unwrap(),
+            self.dev.balance(BASE_USDC, self.pay_to).await.unwrap(),
+        )
+    }
+
+    /// Configures `config` for `--rail x402-base` on this chain, the gas key in a 0600 file.
+    fn configure(&self, config: &mut d402_node::NodeConfig, state: &Path) {
+        let key_file = state.join("facilitator.key");
+        let gas = self.dev.account(1);
+        std::fs::write(&key_file, format!("0x{}", hex::encode(gas.to_bytes()))).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        config.rails = vec![RailId::X402Base];
+        config.x402.evm_rpc_url = Some(self.dev.rpc_url().to_string());
+        config.x402.provider_payout_wallet = Some(self.pay_to.to_string());
+        config.x402.facilitator_key_file = Some(key_file);
+    }
+}
+
+async fn gateway(chain: &Chain) -> common::Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    install(dir.path(), &manifest, &bytes);
+    let state = dir.path().to_path_buf();
+    serve(dir, |c| chain.configure(c, &state)).await.unwrap()
+}
+
+fn body(key: &str) -> Value {
+    json!({"input": {"value": {"k": key}, "select": ["k"]}})
+}
+
+/// A signed `PAYMENT-SIGNATURE` header for `body` from the node's challenge.
+async fn pay(node: &common::Node, chain: &Chain, body: &Value) -> String {
+    let challenge = node.challenge(body).await;
+    let purchase = Purchase {
+        resource: Some(&challenge.resource),
+        body,
+        now: Timestamp::now(),
+    };
+    let payment: PaymentPayload = chain
+        .payer()
+        .pay(&challenge.accepts[0], &purchase)
+        .await
+        .unwrap();
+    encode_header(&payment)
+}
+
+#[tokio::test]
+async fn an_x402_payment_runs_a_task_and_settles_exactly_the_price_on_chain() {
+    let chain = Chain::start().await;
+    let node = gateway(&chain).await;
+    let challenge = node.challenge(&body("a")).await;
+    let offer = &challenge.accepts[0];
+    assert_eq!(
+        (offer.network.as_str(), offer.amount.as_str()),
+        ("eip155:8453", "100")
+    );
+    assert_eq!(offer.asset.parse::<Address>().unwrap(), BASE_USDC);
+    assert_eq!(offer.pay_to.parse::<Address>().unwrap(), chain.pay_to);
+    assert_eq!(offer.extra, json!({"name": "USD Coin", "version": "2"}));
+
+    let client = Client::new(&node.base).unwrap();
+    let outcome = client.run_task(&body("a"), &chain.payer()).await.unwrap();
+    assert_eq!(outcome.task["status"], "accepted", "{}", outcome.task);
+    assert_eq!(outcome.task["result"]["result"], json!({"k": "a"}));
+    let settled = outcome.payment_response.expect("PAYMENT-RESPONSE");
+    assert!(settled.success);
+    assert_eq!(settled.network, "eip155:8453");
+    assert_eq!(settled.amount.as_deref(), Some("100"));
+    assert_eq!(
+        settled.payer.unwrap().parse::<Address>().unwrap(),
+        chain.buyer.address()
+    );
+    assert!(
+        settled.transaction.starts_with("0x") && settled.transaction.len() == 66,
+        "a transaction hash: {}",
+        settled.transaction
+    );
+    assert_eq!(chain.balances().await, (FUNDS - PRICE, PRICE));
+    assert_eq!(
+        outcome.receipt["payment"]["transaction"],
+        settled.transaction
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_or_rebound_or_concurrent_authorization_pays_once() {
+    let chain = Chain::start().await;
+    let node = gateway(&chain).await;
+    let request = body("once");
+    let payment = pay(&node, &chain, &request).await;
+
+    // Twenty concurrent requests with one authorization: one task, one transfer. The
+    // first runs it; the others are replays, answered 202 while it is still settling.
+    let responses =
+        futures_util::future::join_all((0..20).map(|_| node.post(&request, Some(&payment)))).await;
+    let mut task_ids = Vec::new();
+    for response in responses {
+        assert!([200, 202].contains(&response.status().as_u16()));
+        let task: Value = response.json().await.unwrap();
+        task_ids.push(task["taskId"].as_str().unwrap().to_string());
+    }
+    task_ids.dedup();
+    assert_eq!(task_ids.len(), 1, "one task");
+    assert_eq!(
+        chain.balances().await,
+        (FUNDS - PRICE, PRICE),
+        "one transfer"
+    );
+
+    // Replayed later: the same task, marked as a replay, nothing moves.
+    let replay = node.post(&request, Some(&payment)).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["x-d402-idempotent-replay"], "true");
+    let settled: Value = decode_header(
+        replay.headers()[headers::PAYMENT_RESPONSE]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settled["success"], true);
+    assert_eq!(replay.json::<Value>().await.unwrap()["taskId"], task_ids[0]);
+
+    // The same authorization re-bound to another body: 409, nothing moves.
+    let rebound = node.post(&body("other"), Some(&payment)).await;
+    assert_eq!(rebound.status(), 409);
+    assert_eq!(chain.balances().await, (FUNDS - PRICE, PRICE));
+}
+
+#[tokio::test]
+async fn a_rejected_task_transfers_nothing() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = d402_testkit::component("hostile");
+    // The hostile component imports `browser`, which only a browser permission links.
+    let manifest = d402_testkit::hostile_manifest(
+        &bytes,
+        5_000,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "snapshot-deterministic",
+    );
+    install(dir.path(), &manifest, &bytes);
+    let state = dir.path().to_path_buf();
+    let node = serve(dir, |c| {
+        chain.configure(c, &state);
+        c.capability = "test.hostile@1".into();
+    })
+    .await
+    .unwrap();
+    let request = json!({"input": {"behaviour": "panic"}});
+    let payment = pay(&node, &chain, &request).await;
+    let response = node.post(&request, Some(&payment)).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response.headers().contains_key(headers::PAYMENT_RESPONSE),
+        "no settlement to report"
+    );
+    let task: Value = response.json().await.unwrap();
+    assert_eq!(task["status"], "rejected", "{task}");
+    assert_eq!(chain.balances().await, (FUNDS, 0), "nothing transferred");
+}
+
+#[tokio::test]
+async fn a_gateway_refuses_to_start_without_what_the_rail_needs() {
+    let chain = Chain::start().await;
+    for (unset, expected) in [
+        ("rpc", "D402_EVM_RPC_URL"),
+        ("wallet", "D402_PROVIDER_PAYOUT_WALLET"),
+        ("key", "gas key"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_path_buf();
+        let result = serve(dir, |c| {
+            chain.configure(c, &state);
+            match unset {
+                "rpc" => c.x402.evm_rpc_url = None,
+                "wallet" => c.x402.provider_payout_wallet = None,
+                _ => c.x402.facilitator_key_file = None,
+            }
+        })
+        .await;
+        let error = format!("{:#}", result.err().expect("refused"));
+        assert!(error.contains(expected), "{unset}: {error}");
+    }
+}
