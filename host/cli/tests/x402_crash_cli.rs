@@ -1,0 +1,188 @@
+//! A `d402 node --rail x402-base` killed with SIGKILL after its settlement transaction was
+//! mined but before it recorded it: restarted on the same state, it finds the transfer on
+//! chain instead of sending another — exactly one transfer, the task accepted with that
+//! transaction, the receipt present.
+//!
+//! The window is made reproducible by an RPC proxy between the node and anvil that never
+//! answers `eth_getTransactionReceipt`: the transaction goes through, its receipt never
+//! comes back.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use common::{NodeProcess, install};
+use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
+use d402_payment::{Payer, Purchase};
+use d402_protocol::Timestamp;
+use d402_rail_x402_evm::devchain::DevChain;
+use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, EvmPayer, PrivateKeySigner};
+use serde_json::{Value, json};
+
+const PRICE: u64 = 100;
+const FUNDS: u64 = 1_000_000;
+
+/// Serves JSON-RPC on a free 127.0.0.1 port, forwarding to `upstream`, except that
+/// receipt requests are never answered. Returns the proxy's URL.
+async fn receipt_swallowing_proxy(upstream: String) -> String {
+    let client = reqwest::Client::new();
+    let forward = move |body: Bytes| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            if body.windows(25).any(|w| w == b"eth_getTransactionReceipt") {
+                std::future::pending::<()>().await;
+            }
+            let answer = client
+                .post(&upstream)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                [("content-type", "application/json")],
+                answer.bytes().await.unwrap(),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::post(forward));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn node_args<'a>(rpc: &'a str, pay_to: &'a str) -> Vec<&'a str> {
+    vec![
+        "--capability",
+        "util.json_transform@1",
+        "--rail",
+        "x402-base",
+        "--evm-rpc-url",
+        rpc,
+        "--provider-payout-wallet",
+        pay_to,
+        "--x402-facilitator-key-file",
+        "gas.key",
+    ]
+}
+
+#[test]
+fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chain = DevChain::start(&DevChain::anvil_path(&root).unwrap(), 8453, 0).unwrap();
+    let buyer = PrivateKeySigner::random();
+    let pay_to = PrivateKeySigner::random().address();
+    let gas = chain.account(1);
+    runtime.block_on(async {
+        chain.install_test_usdc(BASE_USDC).await.unwrap();
+        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
+    });
+    let key_file = dir.join("gas.key");
+    std::fs::write(&key_file, gas.to_bytes().to_string()).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let proxy = runtime.block_on(receipt_swallowing_proxy(chain.rpc_url().to_string()));
+    let pay_to_text = pay_to.to_string();
+
+    let mut node = NodeProcess::start(dir, &node_args(&proxy, &pay_to_text));
+    let body = json!({"sync": false, "input": {"value": {"k": "crash"}, "select": ["k"]}});
+    let client = d402_client::http_client();
+    let task_id = runtime.block_on(async {
+        let url = format!("{}/tasks", node.base);
+        let first = client.post(&url).json(&body).send().await.unwrap();
+        let challenge: PaymentRequired =
+            decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
+        let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
+        let purchase = Purchase {
+            resource: Some(&challenge.resource),
+            body: &body,
+            now: Timestamp::now(),
+        };
+        let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+        let paid = client
+            .post(&url)
+            .header("payment-signature", encode_header(&payment))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), 202);
+        let task: Value = paid.json().await.unwrap();
+        // Wait until the settlement transaction is mined on chain.
+        for _ in 0..200 {
+            if chain.balance(BASE_USDC, pay_to).await.unwrap() == PRICE {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task["taskId"].as_str().unwrap().to_string()
+    });
+    assert_eq!(
+        runtime.block_on(chain.balance(BASE_USDC, pay_to)).unwrap(),
+        PRICE,
+        "the settlement transaction was mined"
+    );
+    let task_url = format!("{}/tasks/{task_id}", node.base);
+    let before: Value = runtime.block_on(async {
+        client
+            .get(&task_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(before["status"], "settling", "not recorded yet: {before}");
+    assert!(
+        before.get("result").is_none(),
+        "the result waits for settlement"
+    );
+    node.kill();
+
+    // Restarted on the same state, straight to the chain: reconciled, not paid again.
+    let chain_url = chain.rpc_url().to_string();
+    let node = NodeProcess::start(dir, &node_args(&chain_url, &pay_to_text));
+    let (status, settled, task, receipt) = runtime.block_on(async {
+        let response = client
+            .get(format!("{}/tasks/{task_id}", node.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let settled: Value =
+            decode_header(response.headers()["payment-response"].to_str().unwrap()).unwrap();
+        let task: Value = response.json().await.unwrap();
+        let receipt = client
+            .get(format!("{}/tasks/{task_id}/receipt", node.base))
+            .send()
+            .await
+            .unwrap();
+        (status, settled, task, receipt.status().as_u16())
+    });
+    assert_eq!((status, receipt), (200, 200), "{task}");
+    assert_eq!(task["status"], "accepted");
+    assert_eq!(task["result"]["result"], json!({"k": "crash"}));
+    assert_eq!(settled["success"], true);
+    runtime.block_on(async {
+        assert_eq!(chain.balance(BASE_USDC, pay_to).await.unwrap(), PRICE);
+        assert_eq!(
+            chain.balance(BASE_USDC, buyer.address()).await.unwrap(),
+            FUNDS - PRICE,
+            "exactly one transfer"
+        );
+        assert_eq!(
+            chain.nonce(gas.address()).await.unwrap(),
+            1,
+            "one transaction sent"
+        );
+    });
+    assert!(settled["transaction"].as_str().unwrap().starts_with("0x"));
+}
