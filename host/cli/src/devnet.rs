@@ -2,14 +2,19 @@
 //! gateway, N workers and M validators, each a separate `d402 node` process with its own
 //! state directory under `--dir` (kept between runs, so wallets and ledgers persist). Every
 //! node gets the capabilities installed in `--from-state`. The buyer key `<dir>/buyer.json`
-//! is funded on the gateway's ledger. Ctrl-C (or SIGTERM) stops every process.
+//! is funded on the gateway's ledger. With `--rail x402-base` the gateway is paid with x402
+//! on a local anvil chain instead (test USDC at the Base USDC address; the buyer's EVM key
+//! `<dir>/buyer-evm.key` is funded). Ctrl-C (or SIGTERM) stops every process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use d402_payment::RailId;
 use d402_protocol::ExecutionMode;
+use d402_rail_x402_evm::devchain::DevChain;
+use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, PrivateKeySigner, load_key, write_key};
 
 use crate::processes::{Nodes, Started, copy_installed, fund_buyer, wait_for_workers};
 
@@ -38,6 +43,69 @@ pub struct DevnetArgs {
     /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses.
     #[arg(long)]
     allow_private_addresses: bool,
+    /// Payment rail of the gateway: simulated (its own ledger) or x402-base (a local anvil
+    /// chain with a USDC-like token at the Base USDC address, a funded buyer key and the
+    /// gateway's gas key under --dir).
+    #[arg(long, default_value = "simulated")]
+    rail: RailId,
+    /// Port of the local chain's JSON-RPC with --rail x402-base (0: any free port).
+    #[arg(long, default_value_t = 8545)]
+    evm_port: u16,
+}
+
+/// Test USDC (atomic units) the devnet buyer gets on the local chain: $10.
+const DEVNET_BUYER_USDC: u64 = 10_000_000;
+
+/// The local chain of a `--rail x402-base` devnet, and what the gateway and buyer need.
+struct LocalChain {
+    /// Keeps anvil running until the devnet stops.
+    _chain: DevChain,
+    gateway_flags: Vec<String>,
+    buyer_key: PathBuf,
+}
+
+impl LocalChain {
+    /// Starts anvil (chain id 8453) with the test token at the Base USDC address, creates
+    /// the buyer's key (funded) and the gas key under `dir`, and the gateway's rail flags.
+    async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        let anvil = DevChain::anvil_path(&std::env::current_dir()?)?;
+        let chain = DevChain::start(&anvil, EvmNetwork::BASE.chain_id(), port)?;
+        chain.install_test_usdc(BASE_USDC).await?;
+        std::fs::create_dir_all(dir)?;
+        let buyer_key = dir.join("buyer-evm.key");
+        if !buyer_key.exists() {
+            write_key(&buyer_key, &PrivateKeySigner::random())
+                .with_context(|| format!("cannot write {}", buyer_key.display()))?;
+        }
+        let buyer = load_key(Some(&buyer_key), "")?;
+        chain
+            .mint(BASE_USDC, buyer.address(), DEVNET_BUYER_USDC)
+            .await?;
+        let gas_key = dir.join("gas-evm.key");
+        let _ = std::fs::remove_file(&gas_key);
+        write_key(&gas_key, &chain.account(1))?;
+        let gas_key = std::fs::canonicalize(&gas_key)?;
+        let gateway_flags = vec![
+            "--rail".into(),
+            "x402-base".into(),
+            "--evm-rpc-url".into(),
+            chain.rpc_url().to_string(),
+            "--provider-payout-wallet".into(),
+            chain.account(2).address().to_string(),
+            "--x402-facilitator-key-file".into(),
+            gas_key.display().to_string(),
+        ];
+        println!(
+            "local chain {} (chain id 8453): buyer {} holds $10 of test USDC",
+            chain.rpc_url(),
+            buyer.address()
+        );
+        Ok(Self {
+            _chain: chain,
+            gateway_flags,
+            buyer_key,
+        })
+    }
 }
 
 impl DevnetArgs {
@@ -101,6 +169,16 @@ impl DevnetArgs {
 
 /// Runs the devnet until Ctrl-C.
 pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let chain = match args.rail {
+        RailId::Simulated => None,
+        RailId::X402Base => Some(runtime.block_on(LocalChain::start(&args.dir, args.evm_port))?),
+        other => anyhow::bail!(
+            "the devnet runs --rail simulated or --rail x402-base; {other} is not available yet"
+        ),
+    };
     let gateway_state = args.dir.join("gateway").join("state");
     let buyer = fund_buyer(&args.dir.join("buyer.json"), &gateway_state)?;
     let mut nodes = Nodes::default();
@@ -110,6 +188,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mode = args.mode_flags();
     let mut flags = vec!["--roles", "gateway,validator", "--http-port", &port];
     flags.extend(mode.iter().map(String::as_str));
+    if let Some(chain) = &chain {
+        flags.extend(chain.gateway_flags.iter().map(String::as_str));
+    }
     let gateway = args.start(&mut nodes, "gateway", &flags, Some(&bootstrap))?;
     let gateway = gateway
         .http
@@ -130,9 +211,6 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             Some(&bootstrap),
         )?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async {
         let waited = wait_for_workers(&gateway, args.workers as usize).await?;
         eprintln!(
@@ -144,10 +222,16 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             "d402 devnet ready: gateway {gateway}, {} workers, {} validators",
             args.workers, args.validators
         );
-        println!(
-            "buyer: d402 http-task --gateway {gateway} --url https://example.com/ --key {}",
-            buyer.display()
-        );
+        match &chain {
+            None => println!(
+                "buyer: d402 http-task --gateway {gateway} --url https://example.com/ --key {}",
+                buyer.display()
+            ),
+            Some(chain) => println!(
+                "buyer: d402 x402-task --gateway {gateway} --url https://example.com/ --key-file {}",
+                chain.buyer_key.display()
+            ),
+        }
         println!("press Ctrl-C to stop");
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -158,5 +242,6 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     drop(nodes);
+    drop(chain);
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_network;
+mod buyer;
 mod capability;
 mod devnet;
 mod files;
@@ -48,7 +49,10 @@ enum Command {
     /// Submit a paid task to the node's worker pool (single, race or quorum), with receipts.
     Task(node::TaskArgs),
     /// Call an HTTP gateway: discovery, 402 challenge, signed payment, result and receipt.
-    HttpTask(node::HttpTaskArgs),
+    HttpTask(buyer::HttpTaskArgs),
+    /// Pay a gateway with x402 on Base: an EIP-3009 USDC authorization signed with a real
+    /// EVM key (D402_BUYER_PRIVATE_KEY or --key-file), within --max-amount.
+    X402Task(buyer::X402TaskArgs),
     /// Run a local multi-process peer network on 127.0.0.1 (bootstrap, gateway, workers,
     /// validators) until Ctrl-C.
     Devnet(devnet::DevnetArgs),
@@ -65,7 +69,8 @@ pub fn main() -> ExitCode {
         Command::Node(args) => node::node(*args),
         Command::Faucet(args) => node::faucet(args),
         Command::Task(args) => node::task(args),
-        Command::HttpTask(args) => node::http_task(args),
+        Command::HttpTask(args) => buyer::http_task(args),
+        Command::X402Task(args) => buyer::x402_task(args),
         Command::Devnet(args) => devnet::devnet(args),
     };
     match outcome {

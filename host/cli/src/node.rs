@@ -1,8 +1,8 @@
-//! `d402 node`, `d402 faucet`, `d402 task` and `d402 http-task`: the node and its buyer side.
+//! `d402 node`, `d402 faucet` and `d402 task`: the node and its local ledger.
 
+use d402_payment::Purchase;
 use d402_payment::x402::{PaymentHeader, encode_header};
-use d402_payment::{Purchase, RailId};
-use d402_rail_simulated::{SimulatedPayer, sign_payment};
+use d402_rail_simulated::sign_payment;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,30 +59,8 @@ pub struct FaucetArgs {
     amount: f64,
 }
 
-/// Arguments of `d402 http-task`.
-#[derive(Args)]
-pub struct HttpTaskArgs {
-    /// Gateway base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8402")]
-    gateway: String,
-    /// Page to convert (builds `{"input": {"url"}}`).
-    #[arg(long, conflicts_with = "input")]
-    url: Option<String>,
-    /// The task input as JSON text (for other capabilities).
-    #[arg(long)]
-    input: Option<String>,
-    /// Payment rail to pay on (only simulated is available today).
-    #[arg(long, default_value = "simulated")]
-    rail: RailId,
-    /// Buyer key file (ed25519, Solana keypair JSON).
-    #[arg(long)]
-    key: PathBuf,
-    /// Submit asynchronously (202) and poll for the result.
-    #[arg(long = "async")]
-    asynchronous: bool,
-}
-
-fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A multi-threaded async runtime for one command.
+pub(crate) fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,43 +149,4 @@ pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
         json!({"account": args.account.to_string(), "credited": amount, "balance": balance})
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Discovery → 402 → signed payment → result and receipt, printed as JSON.
-pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
-    if args.rail != RailId::Simulated {
-        anyhow::bail!(
-            "rail {} is not available to buyers yet; use --rail simulated",
-            args.rail
-        );
-    }
-    let key = d402_wallet::load(&args.key)?;
-    let mut body = match (&args.url, &args.input) {
-        (Some(url), None) => d402_client::page_request(url),
-        (None, Some(input)) => {
-            json!({"input": serde_json::from_str::<serde_json::Value>(input).context("--input is not JSON")?})
-        }
-        _ => anyhow::bail!("pass --url or --input"),
-    };
-    if args.asynchronous {
-        body["sync"] = json!(false);
-    }
-    let client = d402_client::Client::new(&args.gateway)?;
-    let payer = SimulatedPayer::new(key);
-    let outcome = tokio()?.block_on(client.run_task(&body, &payer))?;
-    let accepted = outcome.task["status"] == "accepted";
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "challenge": outcome.challenge,
-            "paymentResponse": outcome.payment_response,
-            "task": outcome.task,
-            "receipt": outcome.receipt
-        }))?
-    );
-    Ok(if accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
 }

@@ -47,6 +47,18 @@ pub fn load_key(file: Option<&Path>, env: &str) -> Result<PrivateKeySigner, KeyE
         .map_err(|_| KeyError::Invalid { source_name })
 }
 
+/// Writes `key` to a new file at `path` (0x hex, mode 0600), refusing to overwrite one.
+pub fn write_key(path: &Path, key: &PrivateKeySigner) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{}", key.to_bytes())
+}
+
 fn read_private(path: &Path) -> Result<String, KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let unreadable = |e: std::io::Error| KeyError::Unreadable {
@@ -74,7 +86,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key");
         let key = PrivateKeySigner::random();
-        std::fs::write(&file, format!("0x{}\n", alloy::hex::encode(key.to_bytes()))).unwrap();
+        write_key(&file, &key).unwrap();
+        assert!(write_key(&file, &key).is_err(), "never overwrites a key");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             load_key(Some(&file), "UNUSED"),

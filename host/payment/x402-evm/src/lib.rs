@@ -21,7 +21,7 @@ pub use alloy::primitives::Address;
 pub use alloy::signers::local::PrivateKeySigner;
 pub use chain::{Chain, ChainError, GasSigner, UsedAuthorization};
 pub use eip3009::{AuthorizationTerms, ExactEvmPayload, SignatureError, TokenDomain};
-pub use keys::{KeyError, load_key};
+pub use keys::{KeyError, load_key, write_key};
 pub use network::{EvmNetwork, NetworkError};
 pub use payer::EvmPayer;
 pub use rail::{CLOCK_MARGIN_SECS, MIN_SETTLEMENT_WINDOW_SECS, RailConfig, X402EvmRail};

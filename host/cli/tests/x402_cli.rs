@@ -1,11 +1,12 @@
-//! A `d402 node --rail x402-base` killed with SIGKILL after its settlement transaction was
-//! mined but before it recorded it: restarted on the same state, it finds the transfer on
-//! chain instead of sending another — exactly one transfer, the task accepted with that
-//! transaction, the receipt present.
-//!
-//! The window is made reproducible by an RPC proxy between the node and anvil that never
-//! answers `eth_getTransactionReceipt`: the transaction goes through, its receipt never
-//! comes back.
+//! x402 on Base from the command line, on a local anvil chain:
+//! - `d402 devnet --rail x402-base` starts the chain and a network, and the `d402 x402-task`
+//!   command it prints pays the gateway as printed;
+//! - a `d402 node --rail x402-base` killed with SIGKILL after its settlement transaction was
+//!   mined but before it recorded it finds the transfer on chain after a restart instead of
+//!   sending another — exactly one transfer, the task accepted with that transaction, the
+//!   receipt present. The window is made reproducible by an RPC proxy between the node and
+//!   anvil that never answers `eth_getTransactionReceipt`: the transaction goes through,
+//!   its receipt never comes back.
 
 mod common;
 
@@ -70,14 +71,91 @@ fn node_args<'a>(rpc: &'a str, pay_to: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// The repository's anvil (what `scripts/test.sh` installs).
+fn anvil() -> std::path::PathBuf {
+    DevChain::anvil_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
+}
+
+#[test]
+fn devnet_with_x402_base_prints_a_buyer_command_that_pays_on_chain() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let template = root.path().join("template");
+    std::fs::create_dir_all(&template).unwrap();
+    install(&template, "json-transform", "json_transform.wasm");
+    let mut devnet = std::process::Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args([
+            "devnet",
+            "--rail",
+            "x402-base",
+            "--evm-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .args(["--workers", "1", "--validators", "0", "--mode", "single"])
+        .arg("--dir")
+        .arg(root.path().join("devnet"))
+        .arg("--from-state")
+        .arg(template.join("state"))
+        .env("D402_ANVIL", anvil())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
+    let (mut chain_url, mut command) = (None, None);
+    while command.is_none() {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "devnet exited early"
+        );
+        if let Some(rest) = line.strip_prefix("local chain ") {
+            chain_url = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(printed) = line.strip_prefix("buyer: ") {
+            command = Some(printed.trim().to_string());
+        }
+    }
+    let words: Vec<&str> = command.as_deref().unwrap().split_whitespace().collect();
+    assert_eq!(&words[..2], ["d402", "x402-task"]);
+    assert!(chain_url.is_some(), "the chain's address is printed");
+    // As printed, with json-transform's input in place of the example page.
+    let mut args: Vec<&str> = Vec::new();
+    let mut rest = words[1..].iter();
+    while let Some(word) = rest.next() {
+        if *word == "--url" {
+            rest.next();
+            args.extend(["--input", r#"{"value": {"k": 1}, "select": ["k"]}"#]);
+        } else {
+            args.push(word);
+        }
+    }
+    let (code, out, err) = common::d402(root.path(), &args);
+    assert_eq!(code, 0, "{out} {err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["task"]["status"], "accepted", "{out}");
+    assert_eq!(out["paymentResponse"]["success"], true);
+    assert_eq!(out["paymentResponse"]["network"], "eip155:8453");
+    // A price above --max-amount is refused before anything is signed.
+    let mut capped = args.clone();
+    capped.extend(["--max-amount", "0.00001"]);
+    let (code, _, err) = common::d402(root.path(), &capped);
+    assert_eq!(code, 1);
+    assert!(err.contains("no payment this wallet can make"), "{err}");
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(devnet.id() as libc::pid_t, libc::SIGINT) };
+    assert!(devnet.wait().unwrap().success());
+}
+
 #[test]
 fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     install(dir, "json-transform", "json_transform.wasm");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let chain = DevChain::start(&DevChain::anvil_path(&root).unwrap(), 8453, 0).unwrap();
+    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
     let buyer = PrivateKeySigner::random();
     let pay_to = PrivateKeySigner::random().address();
     let gas = chain.account(1);

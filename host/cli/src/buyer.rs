@@ -1,0 +1,145 @@
+//! `d402 http-task` and `d402 x402-task`: a buyer calling a gateway over HTTP — discovery,
+//! the 402 challenge, a signed payment, polling, result and receipt, printed as JSON.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use d402_client::{Client, TaskOutcome};
+use d402_payment::{Payer, RailId};
+use d402_protocol::Amount;
+use d402_rail_simulated::SimulatedPayer;
+use d402_rail_x402_evm::{Address, EvmNetwork, EvmPayer};
+use serde_json::{Value, json};
+
+use crate::node::tokio;
+
+/// The environment variable holding the buyer's EVM key (when no `--key-file` is given).
+pub const BUYER_KEY_ENV: &str = "D402_BUYER_PRIVATE_KEY";
+
+/// What to buy and from whom (shared by the buyer commands).
+#[derive(Args)]
+pub struct TaskBody {
+    /// Gateway base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8402")]
+    gateway: String,
+    /// Page to convert (builds `{"input": {"url"}}`).
+    #[arg(long, conflicts_with = "input")]
+    url: Option<String>,
+    /// The task input as JSON text (for other capabilities).
+    #[arg(long)]
+    input: Option<String>,
+    /// Capability to run (default: the gateway's default capability).
+    #[arg(long)]
+    capability: Option<String>,
+    /// Submit asynchronously (202) and poll for the result.
+    #[arg(long = "async")]
+    asynchronous: bool,
+}
+
+impl TaskBody {
+    /// The request body.
+    fn body(&self) -> anyhow::Result<Value> {
+        let mut body = match (&self.url, &self.input) {
+            (Some(url), None) => d402_client::page_request(url),
+            (None, Some(input)) => json!({
+                "input": serde_json::from_str::<Value>(input).context("--input is not JSON")?
+            }),
+            _ => anyhow::bail!("pass --url or --input"),
+        };
+        if let Some(capability) = &self.capability {
+            body["capabilityId"] = json!(capability);
+        }
+        if self.asynchronous {
+            body["sync"] = json!(false);
+        }
+        Ok(body)
+    }
+
+    /// Runs the task, paying with `payer`; prints challenge, settlement, task and receipt.
+    /// Exit 0 when accepted, 2 otherwise.
+    fn buy(&self, payer: &dyn Payer) -> anyhow::Result<ExitCode> {
+        let body = self.body()?;
+        let client = Client::new(&self.gateway)?;
+        let outcome: TaskOutcome = tokio()?.block_on(client.run_task(&body, payer))?;
+        let accepted = outcome.task["status"] == "accepted";
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "challenge": outcome.challenge,
+                "paymentResponse": outcome.payment_response,
+                "task": outcome.task,
+                "receipt": outcome.receipt
+            }))?
+        );
+        Ok(if accepted {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
+    }
+}
+
+/// Arguments of `d402 http-task`.
+#[derive(Args)]
+pub struct HttpTaskArgs {
+    #[command(flatten)]
+    task: TaskBody,
+    /// Payment rail to pay on (simulated; for x402 on Base use `d402 x402-task`).
+    #[arg(long, default_value = "simulated")]
+    rail: RailId,
+    /// Buyer key file (ed25519, Solana keypair JSON).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+/// Discovery → 402 → signed simulated-rail payment → result and receipt.
+pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
+    match args.rail {
+        RailId::Simulated => {}
+        RailId::X402Base => anyhow::bail!("to pay with x402 on Base, use d402 x402-task"),
+        other => anyhow::bail!(
+            "rail {other} is not available to buyers yet; use --rail simulated, or d402 x402-task"
+        ),
+    }
+    let key = d402_wallet::load(&args.key)?;
+    args.task.buy(&SimulatedPayer::new(key))
+}
+
+/// Arguments of `d402 x402-task`.
+#[derive(Args)]
+pub struct X402TaskArgs {
+    #[command(flatten)]
+    task: TaskBody,
+    /// File holding the buyer's EVM key (0x hex, mode 0600); else D402_BUYER_PRIVATE_KEY.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// The most to pay for the task, in dollars of the asset (USDC: 6 decimals).
+    #[arg(long, default_value = "1.00", value_name = "DOLLARS")]
+    max_amount: f64,
+    /// The network trusted for payment (CAIP-2).
+    #[arg(long, env = "D402_X402_NETWORK", default_value = "eip155:8453")]
+    network: String,
+    /// The asset trusted for payment on that network (an EIP-3009 token).
+    #[arg(
+        long,
+        env = "D402_X402_ASSET",
+        default_value = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+    )]
+    asset: String,
+}
+
+/// Discovery → 402 → EIP-3009 authorization for the trusted network and asset, within
+/// `--max-amount` → result, receipt and the decoded `PAYMENT-RESPONSE`.
+pub fn x402_task(args: X402TaskArgs) -> anyhow::Result<ExitCode> {
+    let key = d402_rail_x402_evm::load_key(args.key_file.as_deref(), BUYER_KEY_ENV)?;
+    let network: EvmNetwork = args.network.parse()?;
+    let asset: Address = args
+        .asset
+        .parse()
+        .with_context(|| format!("--asset {:?} is not a 0x address", args.asset))?;
+    let max = Amount::from_dollars(args.max_amount)?;
+    let payer = EvmPayer::new(key, vec![(network, asset)], max.micros());
+    args.task.buy(&payer)
+}
