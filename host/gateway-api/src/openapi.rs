@@ -198,6 +198,8 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
             "The task record: status, result when accepted, receipts, links.",
             json!({
                 "200": task_response("The task.", false),
+                "202": task_response("Accepted by validation; the payment is still settling on chain (`settling`): the result follows once it settled.", false),
+                "402": task_response("The payment could never be settled (`settlement-failed`): nothing was charged and the result is withheld.", false),
                 "404": error_response("No such task (`unknown_task`)."),
                 "500": error_response("Store failure."),
             }),
@@ -207,7 +209,8 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
         "/tasks/{taskId}/result".into(),
         task_get("getTaskResult", "The accepted output, 202 while running, 422 when rejected.", json!({
             "200": json_response("The accepted result.", schema_ref("Result")),
-            "202": json_response("Still running.", schema_ref("Running")),
+            "202": json_response("Still running, or settling its payment.", schema_ref("Running")),
+            "402": error_response("The payment could never be settled (`settlement_failed`); nothing was charged."),
             "404": error_response("No such task (`unknown_task`)."),
             "422": json_response("The task was rejected and refunded (`task_rejected`).", schema_ref("Rejected")),
             "500": error_response("Store failure."),
@@ -434,13 +437,14 @@ fn task(output: Value) -> Value {
         "required": ["taskId", "status", "capabilityId", "manifestCid", "links"],
         "properties": {
             "taskId": {"type": "string"},
-            "status": {"enum": ["running", "accepted", "rejected"]},
+            "status": {"enum": ["running", "settling", "accepted", "rejected", "settlement-failed"]},
             "capabilityId": {"type": "string"},
             "manifestCid": {"type": "string"},
             "links": schema_ref("Links"),
             "result": output,
             "evidence": {"type": ["object", "null"]},
             "error": {"type": "object", "description": "Why the run failed (kind, message); the buyer was refunded."},
+            "settlementError": {"type": "string", "description": "Why the last attempt to settle the payment on chain did not complete (settling, settlement-failed)."},
             "validationReceipt": schema_ref("ValidationReceipt"),
             "settlement": schema_ref("Settlement")
         }
@@ -544,7 +548,7 @@ fn components() -> Map<String, Value> {
             json!({
                 "type": "object",
                 "required": ["taskId", "status", "links"],
-                "properties": {"taskId": string, "status": {"const": "running"}, "links": schema_ref("Links")}
+                "properties": {"taskId": string, "status": {"enum": ["running", "settling"]}, "links": schema_ref("Links")}
             }),
         ),
         (
@@ -634,7 +638,7 @@ fn components() -> Map<String, Value> {
                 "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "claims", "failures", "signed"],
                 "properties": {
                     "taskId": string,
-                    "status": {"enum": ["running", "accepted", "rejected"]},
+                    "status": {"enum": ["settling", "accepted", "rejected", "settlement-failed"]},
                     "validationReceipt": schema_ref("ValidationReceipt"),
                     "settlement": schema_ref("Settlement"),
                     "payment": schema_ref("PaymentResponse"),
@@ -689,9 +693,10 @@ fn components() -> Map<String, Value> {
             "Health",
             json!({
                 "type": "object",
-                "required": ["ok", "nodeId", "policy"],
+                "required": ["ok", "paymentReady", "nodeId", "policy"],
                 "properties": {
                     "ok": {"type": "boolean"},
+                    "paymentReady": {"type": "boolean", "description": "Every rail passed its live checks (chain reachable, chain id, gas signer funded)."},
                     "nodeId": string,
                     "policy": {
                         "type": "object",

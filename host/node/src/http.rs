@@ -211,11 +211,32 @@ fn commission_policy(g: &Gateway) -> Value {
     })
 }
 
+/// Longest wait for one rail's live readiness checks in `/health`.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let served = g.catalog().default_capability();
     let policy = g.policy(served);
+    let mut rails = rail_descriptions(&g);
+    let mut ready = true;
+    for (described, rail) in rails.iter_mut().zip(g.rails().all()) {
+        let checks = tokio::time::timeout(READINESS_TIMEOUT, rail.readiness())
+            .await
+            .unwrap_or_else(|_| {
+                vec![d402_payment::ReadinessCheck {
+                    name: "rpc".into(),
+                    ok: false,
+                    detail: format!("no answer within {READINESS_TIMEOUT:?}"),
+                }]
+            });
+        let rail_ready = checks.iter().all(|c| c.ok);
+        ready &= rail_ready;
+        described["ready"] = json!(rail_ready);
+        described["checks"] = json!(checks);
+    }
     Json(json!({
         "ok": true,
+        "paymentReady": ready,
         "nodeId": g.node_id(),
         "policy": {
             "price": Price(served.price).to_string(),
@@ -226,7 +247,7 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
             "deadlineMs": served.loaded.manifest().limits.deadline_ms,
             "allowAsync": true,
             "paymentRouter": g.rails().first().id().as_str(),
-            "rails": rail_descriptions(&g),
+            "rails": rails,
             "creatorCommission": commission_policy(&g)
         }
     }))
@@ -315,6 +336,7 @@ fn rail_descriptions(g: &Gateway) -> Vec<Value> {
         .map(|rail| {
             json!({
                 "rail": rail.id().as_str(),
+                "maturity": rail.id().maturity(),
                 "scheme": rail.scheme(),
                 "network": rail.network(),
                 "asset": rail.asset(),

@@ -237,3 +237,50 @@ async fn a_gateway_refuses_to_start_without_what_the_rail_needs() {
         assert!(error.contains(expected), "{unset}: {error}");
     }
 }
+
+#[tokio::test]
+async fn health_reports_the_rails_readiness_and_no_key() {
+    let chain = Chain::start().await;
+    let node = gateway(&chain).await;
+    let (status, health) = node.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["paymentReady"], true, "{health}");
+    let rail = &health["policy"]["rails"][0];
+    assert_eq!(rail["rail"], "x402-base");
+    assert_eq!(
+        rail["maturity"],
+        "implemented, tested on a local chain; not audited"
+    );
+    let checks: Vec<(&str, bool)> = rail["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        checks,
+        [("rpc", true), ("chainId", true), ("gasSigner", true)]
+    );
+    let gas_key = chain.dev.account(1).to_bytes().to_string();
+    assert!(
+        !health.to_string().contains(&gas_key[2..]),
+        "no key in /health"
+    );
+
+    // A gas signer with no ETH cannot settle: the rail is reported not ready.
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    install(dir.path(), &manifest, &bytes);
+    let state = dir.path().to_path_buf();
+    let broke = serve(dir, |c| {
+        chain.configure(c, &state);
+        let key_file = state.join("broke.key");
+        d402_rail_x402_evm::write_key(&key_file, &PrivateKeySigner::random()).unwrap();
+        c.x402.facilitator_key_file = Some(key_file);
+    })
+    .await
+    .unwrap();
+    let health = broke.get("/health").await.1;
+    assert_eq!(health["paymentReady"], false, "{health}");
+    assert_eq!(health["policy"]["rails"][0]["checks"][2]["ok"], false);
+}

@@ -65,6 +65,17 @@ impl RailId {
     }
 }
 
+impl RailId {
+    /// How far the rail is from carrying real money, as discovery and `/health` say it.
+    pub fn maturity(self) -> &'static str {
+        match self {
+            Self::Simulated => "development only: the node's own ledger, no real money",
+            Self::X402Base => "implemented, tested on a local chain; not audited",
+            Self::X402BaseEscrow | Self::SolanaDirect | Self::X402Solana => "not available yet",
+        }
+    }
+}
+
 impl std::fmt::Display for RailId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -247,6 +258,17 @@ impl PaymentError {
     }
 }
 
+/// One live check of a rail's readiness (e.g. "rpc", "chainId", "gasSigner").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessCheck {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found (never a key).
+    pub detail: String,
+}
+
 /// Why a capture or void did not complete. The task's decision stands either way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RailError {
@@ -288,6 +310,11 @@ pub trait PaymentRail: Send + Sync {
         payment: &PaymentPayload,
         expected: &Expectation<'_>,
     ) -> Result<Authorization, PaymentError>;
+    /// Live checks that the rail can take and settle payments now (its chain answers with
+    /// the expected chain id, its gas signer is funded, …). None for a local rail.
+    async fn readiness(&self) -> Vec<ReadinessCheck> {
+        Vec::new()
+    }
     /// Whether capture and void move money outside the node's store (on a chain). The node
     /// then records its decision durably before calling them, and calls capture again after
     /// a restart or a [`RailError::Retry`]; rails that only return [`LedgerChange`]s settle

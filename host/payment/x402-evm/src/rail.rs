@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements};
 use d402_payment::{
     Account, Authorization, Completion, Expectation, PaymentError, PaymentKey, PaymentRail,
-    RailError, RailId,
+    RailError, RailId, ReadinessCheck,
 };
 use d402_protocol::{Amount, Payout, Refund};
 use serde_json::json;
@@ -255,6 +255,36 @@ impl PaymentRail for X402EvmRail {
             proof: serde_json::to_value(&evm)
                 .map_err(|e| PaymentError::Malformed(e.to_string()))?,
         })
+    }
+
+    async fn readiness(&self) -> Vec<ReadinessCheck> {
+        let check = |name: &str, ok: bool, detail: String| ReadinessCheck {
+            name: name.into(),
+            ok,
+            detail,
+        };
+        let expected = self.config.network.chain_id();
+        let chain_id = match self.chain.chain_id().await {
+            Ok(id) => id,
+            Err(e) => return vec![check("rpc", false, e.to_string())],
+        };
+        let gas = match self.chain.gas_balance(self.facilitator.address()).await {
+            Ok(wei) => check(
+                "gasSigner",
+                !wei.is_zero(),
+                format!("{} holds {wei} wei", self.facilitator.address()),
+            ),
+            Err(e) => check("gasSigner", false, e.to_string()),
+        };
+        vec![
+            check("rpc", true, "reachable".into()),
+            check(
+                "chainId",
+                chain_id == expected,
+                format!("the RPC reports chain id {chain_id}, the rail expects {expected}"),
+            ),
+            gas,
+        ]
     }
 
     fn settles_externally(&self) -> bool {
