@@ -56,3 +56,12 @@ ensure_foundry() {
   D402_ANVIL="$PWD/contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
   export D402_ANVIL
 }
+
+# The official x402 TypeScript client and server (npm @x402/*, pinned in
+# interop/x402/package-lock.json) for the interop tests.
+ensure_x402_interop() {
+  if [ ! -d interop/x402/node_modules/@x402/fetch ] || [ ! -d interop/x402/node_modules/@x402/express ]; then
+    echo "setup: installing the official x402 client and server from npm into interop/x402/node_modules" >&2
+    (cd interop/x402 && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}

@@ -128,6 +128,10 @@ pub struct X402TaskArgs {
         default_value = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     )]
     asset: String,
+    /// Pay a plain x402 resource at this URL instead of a d402 gateway: POST the --input
+    /// JSON (default `{}`) as the body, pay its 402, print the paid response.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "capability", "asynchronous"])]
+    resource: Option<String>,
 }
 
 /// Discovery → 402 → EIP-3009 authorization for the trusted network and asset, within
@@ -141,5 +145,28 @@ pub fn x402_task(args: X402TaskArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--asset {:?} is not a 0x address", args.asset))?;
     let max = Amount::from_dollars(args.max_amount)?;
     let payer = EvmPayer::new(key, vec![(network, asset)], max.micros());
-    args.task.buy(&payer)
+    let Some(resource) = &args.resource else {
+        return args.task.buy(&payer);
+    };
+    let body: Value = match &args.task.input {
+        Some(input) => serde_json::from_str(input).context("--input is not JSON")?,
+        None => json!({}),
+    };
+    let client = Client::new(resource)?;
+    let paid = tokio()?.block_on(client.pay_resource(resource, &body, &payer))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "challenge": paid.challenge,
+            "status": paid.status,
+            "paymentResponse": paid.payment_response,
+            "body": paid.body
+        }))?
+    );
+    let settled = paid.payment_response.is_some_and(|p| p.success);
+    Ok(if (200..300).contains(&paid.status) && settled {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -264,3 +264,68 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
     });
     assert!(settled["transaction"].as_str().unwrap().starts_with("0x"));
 }
+
+#[test]
+fn x402_task_pays_the_official_x402_express_server() {
+    use std::io::{BufRead, BufReader};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
+    let buyer = PrivateKeySigner::random();
+    let pay_to = PrivateKeySigner::random().address();
+    runtime.block_on(async {
+        chain.install_test_usdc(BASE_USDC).await.unwrap();
+        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
+    });
+    let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/express");
+    assert!(
+        modules.exists(),
+        "the official x402 server is not installed: run scripts/test.sh, or npm ci in interop/x402"
+    );
+    let mut server = std::process::Command::new("node")
+        .arg(d402_testkit::repo_path("interop/x402/express-server.mjs"))
+        .env("RPC_URL", chain.rpc_url().to_string())
+        .env("FACILITATOR_KEY", chain.account(1).to_bytes().to_string())
+        .env("PAY_TO", pay_to.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .trim()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    d402_rail_x402_evm::write_key(&dir.path().join("buyer.key"), &buyer).unwrap();
+    let resource = format!("{base}/paid");
+    let (code, out, err) = common::d402(
+        dir.path(),
+        &[
+            "x402-task",
+            "--resource",
+            &resource,
+            "--input",
+            r#"{"hello": "x402"}"#,
+            "--key-file",
+            "buyer.key",
+        ],
+    );
+    let _ = server.kill();
+    assert_eq!(code, 0, "{out} {err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"]["paid"], true);
+    assert_eq!(out["body"]["echo"], json!({"hello": "x402"}));
+    assert_eq!(out["paymentResponse"]["success"], true, "{out}");
+    let price = 1_000; // $0.001 in USDC atomic units
+    runtime.block_on(async {
+        assert_eq!(chain.balance(BASE_USDC, pay_to).await.unwrap(), price);
+        assert_eq!(
+            chain.balance(BASE_USDC, buyer.address()).await.unwrap(),
+            FUNDS - price
+        );
+    });
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use d402_payment::x402::{
-    PaymentRequired, SettlementResponse, decode_header, encode_header, headers,
+    PaymentPayload, PaymentRequired, SettlementResponse, decode_header, encode_header, headers,
 };
 use d402_payment::{PayError, Payer, Purchase};
 use d402_protocol::{
@@ -101,6 +101,19 @@ pub struct TaskOutcome {
     pub receipt: Value,
 }
 
+/// What paying a plain x402 resource (not a d402 gateway) produced.
+#[derive(Debug, Clone)]
+pub struct PaidResource {
+    /// The decoded 402 challenge.
+    pub challenge: PaymentRequired,
+    /// The paid response's HTTP status.
+    pub status: u16,
+    /// Its body (JSON, or the text as a JSON string).
+    pub body: Value,
+    /// The decoded `PAYMENT-RESPONSE`.
+    pub payment_response: Option<SettlementResponse>,
+}
+
 /// A buyer's connection to one gateway.
 pub struct Client {
     http: reqwest::Client,
@@ -167,6 +180,36 @@ impl Client {
         decode_header(header).map_err(|e| ClientError::Protocol(format!("PAYMENT-REQUIRED: {e}")))
     }
 
+    /// Pays any x402 resource: POSTs `body` to `url`, answers its 402 challenge with the
+    /// first requirement `payer` can pay, and retries once with the payment.
+    pub async fn pay_resource(
+        &self,
+        url: &str,
+        body: &Value,
+        payer: &dyn Payer,
+    ) -> Result<PaidResource, ClientError> {
+        let challenge = self.challenge(url, body).await?;
+        let payment = pay(&challenge, body, payer).await?;
+        let paid = self
+            .send(
+                self.http
+                    .post(url)
+                    .header(headers::PAYMENT_SIGNATURE, encode_header(&payment))
+                    .json(body),
+                url,
+            )
+            .await?;
+        let status = paid.status().as_u16();
+        let payment_response = settlement_of(&paid);
+        let text = paid.text().await.unwrap_or_default();
+        Ok(PaidResource {
+            challenge,
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            payment_response,
+        })
+    }
+
     /// Runs one paid task: challenge, pay with the first requirement `payer` can pay, retry,
     /// poll until settled, fetch the receipt and check its signatures.
     pub async fn run_task(
@@ -178,24 +221,7 @@ impl Client {
         let gateway_key = discovery.gateway_key()?;
         let endpoints = &discovery.endpoints;
         let challenge = self.challenge(&endpoints.create_task, body).await?;
-        let requirements = challenge
-            .accepts
-            .iter()
-            .find(|r| payer.can_pay(r))
-            .ok_or_else(|| {
-                let offered: Vec<&str> = challenge
-                    .accepts
-                    .iter()
-                    .map(|r| r.network.as_str())
-                    .collect();
-                PayError::NoMatchingRequirement(offered.join(", "))
-            })?;
-        let purchase = Purchase {
-            resource: Some(&challenge.resource),
-            body,
-            now: Timestamp::now(),
-        };
-        let payment = payer.pay(requirements, &purchase).await?;
+        let payment = pay(&challenge, body, payer).await?;
         let paid = self
             .send(
                 self.http
@@ -233,6 +259,32 @@ impl Client {
             receipt,
         })
     }
+}
+
+/// Pays `challenge` for `body` with the first requirement `payer` can pay.
+async fn pay(
+    challenge: &PaymentRequired,
+    body: &Value,
+    payer: &dyn Payer,
+) -> Result<PaymentPayload, PayError> {
+    let requirements = challenge
+        .accepts
+        .iter()
+        .find(|r| payer.can_pay(r))
+        .ok_or_else(|| {
+            let offered: Vec<String> = challenge
+                .accepts
+                .iter()
+                .map(|r| format!("{} {} on {}", r.amount, r.asset, r.network))
+                .collect();
+            PayError::NoMatchingRequirement(offered.join(", "))
+        })?;
+    let purchase = Purchase {
+        resource: Some(&challenge.resource),
+        body,
+        now: Timestamp::now(),
+    };
+    payer.pay(requirements, &purchase).await
 }
 
 /// The decoded `PAYMENT-RESPONSE` of `response`, if it carries one.

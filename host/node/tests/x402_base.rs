@@ -284,3 +284,86 @@ async fn health_reports_the_rails_readiness_and_no_key() {
     assert_eq!(health["paymentReady"], false, "{health}");
     assert_eq!(health["policy"]["rails"][0]["checks"][2]["ok"], false);
 }
+
+/// Runs `interop/x402/pay-d402.mjs`: the official x402 client (@x402/fetch + @x402/evm with
+/// a viem local account) POSTs `body` to `url`, paying with `key`. Returns its report.
+async fn official_client_pays(url: &str, body: &Value, key: &PrivateKeySigner) -> Value {
+    let script = d402_testkit::repo_path("interop/x402/pay-d402.mjs");
+    let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/fetch");
+    assert!(
+        modules.exists(),
+        "the official x402 client is not installed: run scripts/test.sh, or npm ci in interop/x402"
+    );
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(&script)
+        .arg(url)
+        .arg(body.to_string())
+        .env("BUYER_KEY", key.to_bytes().to_string());
+    // Off the runtime's threads: the gateway it pays runs on them.
+    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_x402_client_pays_for_page_to_markdown_and_json_transform() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    install(dir.path(), &manifest, &bytes);
+    let page_bytes = d402_testkit::component("page_to_markdown");
+    let text = std::fs::read_to_string(d402_testkit::manifest_path("page-to-markdown")).unwrap();
+    let mut page_manifest = d402_protocol::CapabilityManifest::from_json(&text).unwrap();
+    page_manifest.runtime.artifact_cid = Some(d402_protocol::ContentId::of_bytes(&page_bytes));
+    install(dir.path(), &page_manifest, &page_bytes);
+    let state = dir.path().to_path_buf();
+    let node = serve(dir, |c| {
+        chain.configure(c, &state);
+        c.allow_private_addresses = true;
+    })
+    .await
+    .unwrap();
+    let page = d402_testkit::serve_html(
+        "<html><head><title>Paid</title></head><body><article><h1>Paid page</h1>\
+         <p>This page was paid for by the official x402 client on a local chain.</p>\
+         </article></body></html>",
+    );
+    let page_price = page_manifest.pricing.price.0.micros();
+    let cases = [
+        (
+            format!("{}/tasks", node.base),
+            json!({"capabilityId": "util.json_transform@1", "input": {"value": {"k": "x402"}, "select": ["k"]}}),
+            PRICE,
+        ),
+        (
+            format!("{}/v1/web/page-to-markdown", node.base),
+            json!({"url": page}),
+            page_price,
+        ),
+    ];
+    let mut spent = 0;
+    for (url, body, price) in cases {
+        let before = chain.balances().await;
+        let report = official_client_pays(&url, &body, &chain.buyer).await;
+        assert_eq!(report["status"], 200, "{report}");
+        assert_eq!(report["body"]["status"], "accepted", "{report}");
+        let settled = &report["paymentResponse"];
+        assert_eq!(settled["success"], true, "{report}");
+        assert_eq!(settled["network"], "eip155:8453");
+        assert_eq!(settled["transaction"].as_str().unwrap().len(), 66);
+        spent += price;
+        assert_eq!(
+            chain.balances().await,
+            (before.0 - price, before.1 + price),
+            "buyer down and payTo up by exactly the price"
+        );
+    }
+    assert_eq!(chain.balances().await, (FUNDS - spent, spent));
+}
