@@ -70,6 +70,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// x402 on Base on a local anvil chain against the simulated rail in the same run:
+    /// verification cost per payment, and paid tasks per second through a gateway that
+    /// settles each task on chain.
+    X402 {
+        /// Manifest of the trivial capability.
+        #[arg(long, default_value = "capabilities/json-transform/manifest.json")]
+        manifest: PathBuf,
+        /// Its WASM component.
+        #[arg(long, default_value = "target/wasm32-wasip2/wasm/json_transform.wasm")]
+        wasm: PathBuf,
+        /// Payments verified per rail.
+        #[arg(long, default_value_t = 500)]
+        verifications: u32,
+        /// Paid tasks sent per gateway.
+        #[arg(long, default_value_t = 500)]
+        tasks: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// The peer network's costs on 127.0.0.1: time from starting a worker process to its
     /// offer being visible at the gateway, and per-task latency with a remote worker process
     /// against a local worker (the baseline), in one run.
@@ -116,6 +136,19 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         } => crate::bench_gateway::run(&crate::bench_gateway::GatewayBench {
             manifest: &manifest,
             wasm: &wasm,
+            tasks,
+            concurrency,
+        }),
+        BenchCommand::X402 {
+            manifest,
+            wasm,
+            verifications,
+            tasks,
+            concurrency,
+        } => crate::bench_x402::run(&crate::bench_x402::X402Bench {
+            manifest: &manifest,
+            wasm: &wasm,
+            verifications,
             tasks,
             concurrency,
         }),

@@ -34,15 +34,8 @@ pub struct GatewayBench<'a> {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
-    let bytes = read_bytes(bench.wasm)
-        .context("build the components first: scripts/build-capabilities.sh")?;
-    let mut manifest = read_manifest(bench.manifest)?;
-    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
     let state = std::env::temp_dir().join(format!("d402-bench-gateway-{}", std::process::id()));
-    let publisher = Keypair::from_seed(&rand::random());
-    let package =
-        d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
-    d402_node::installed::install_package(&state, &package, &manifest, &bytes, &[])?;
+    let (manifest, bytes) = install_bench_capability(bench.manifest, bench.wasm, &state)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -81,9 +74,30 @@ pub fn run(bench: &GatewayBench<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Sample {
-    wall: Duration,
-    latencies: Vec<Duration>,
+/// Installs the capability at `manifest` + `wasm` into a fresh node state `state`, packaged
+/// by a throwaway publisher; returns the manifest (its artifact CID set) and the component.
+pub(crate) fn install_bench_capability(
+    manifest: &Path,
+    wasm: &Path,
+    state: &Path,
+) -> anyhow::Result<(d402_protocol::CapabilityManifest, Vec<u8>)> {
+    let bytes =
+        read_bytes(wasm).context("build the components first: scripts/build-capabilities.sh")?;
+    let mut manifest = read_manifest(manifest)?;
+    manifest.runtime.artifact_cid = Some(ContentId::of_bytes(&bytes));
+    let publisher = Keypair::from_seed(&rand::random());
+    let package =
+        d402_node::installed::create_package(&manifest, &bytes, &publisher, Timestamp::now())?;
+    d402_node::installed::install_package(state, &package, &manifest, &bytes, &[])?;
+    Ok((manifest, bytes))
+}
+
+/// The wall time of a batch of requests and each one's latency.
+pub(crate) struct Sample {
+    /// From the first request sent to the last answer.
+    pub wall: Duration,
+    /// Each request's latency.
+    pub latencies: Vec<Duration>,
 }
 
 /// One settled task as the store holds it: the task record and its receipts.
@@ -178,7 +192,7 @@ async fn measure(
 }
 
 /// Sends `requests` with at most `concurrency` in flight; every response must be 200.
-async fn drive(
+pub(crate) async fn drive(
     concurrency: usize,
     requests: Vec<reqwest::RequestBuilder>,
 ) -> anyhow::Result<Sample> {

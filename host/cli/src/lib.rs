@@ -3,6 +3,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_network;
+mod bench_x402;
 mod buyer;
 mod capability;
 mod devnet;

@@ -314,6 +314,7 @@ fn x402_task_pays_the_official_x402_express_server() {
         ],
     );
     let _ = server.kill();
+    let _ = server.wait();
     assert_eq!(code, 0, "{out} {err}");
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["status"], 200, "{out}");
