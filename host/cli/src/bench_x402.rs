@@ -17,8 +17,8 @@ use d402_protocol::{Amount, Keypair, Timestamp};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedPayer, SimulatedRail};
 use d402_rail_x402_evm::devchain::DevChain;
 use d402_rail_x402_evm::{
-    BASE_USDC, EvmNetwork, EvmPayer, ExactEvmPayload, PrivateKeySigner, RailConfig,
-    TokenDomain, USDC_DOMAIN_NAME, USDC_DOMAIN_VERSION, X402EvmRail, write_key,
+    BASE_USDC, EvmNetwork, EvmPayer, ExactEvmPayload, PrivateKeySigner, RailConfig, TokenDomain,
+    USDC_DOMAIN_NAME, USDC_DOMAIN_VERSION, X402EvmRail, write_key,
 };
 use serde_json::{Value, json};
 
@@ -185,10 +185,7 @@ async fn tasks_per_second(
     buyer: &PrivateKeySigner,
     rail: RailId,
 ) -> anyhow::Result<Sample> {
-    let state = std::env::temp_dir().join(format!(
-        "d402-bench-x402-{rail}-{}",
-        std::process::id()
-    ));
+    let state = std::env::temp_dir().join(format!("d402-bench-x402-{rail}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     install_bench_capability(bench.manifest, bench.wasm, &state)?;
     let mut config = NodeConfig {
@@ -228,7 +225,10 @@ async fn tasks_per_second(
             u64::MAX,
         )),
     };
-    eprintln!("bench x402: signing {} payments for --rail {rail}", bench.tasks);
+    eprintln!(
+        "bench x402: signing {} payments for --rail {rail}",
+        bench.tasks
+    );
     let mut requests: Vec<(Value, PaymentPayload)> = Vec::with_capacity(bench.tasks);
     for i in 0..bench.tasks {
         let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});

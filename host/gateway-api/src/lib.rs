@@ -1,8 +1,11 @@
 //! The d402 gateway's public HTTP API as data, shared by the server (`d402-node`) and its
-//! clients: the headers it sets, its paid alias route and its OpenAPI 3.1 document
-//! ([`document`]).
+//! clients: the headers it sets, its paid alias route, its OpenAPI 3.1 document
+//! ([`document`]) and the x402 `bazaar` extension of its paid routes.
 
+mod bazaar;
 mod openapi;
+
+pub use bazaar::{BAZAAR, BazaarRoute, example_of, extension as bazaar_extension};
 
 pub use openapi::{Offer, PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document, dollars, payment_info};
 

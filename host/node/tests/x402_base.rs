@@ -285,22 +285,23 @@ async fn health_reports_the_rails_readiness_and_no_key() {
     assert_eq!(health["policy"]["rails"][0]["checks"][2]["ok"], false);
 }
 
-/// Runs `interop/x402/pay-d402.mjs`: the official x402 client (@x402/fetch + @x402/evm with
-/// a viem local account) POSTs `body` to `url`, paying with `key`. Returns its report.
-async fn official_client_pays(url: &str, body: &Value, key: &PrivateKeySigner) -> Value {
-    let script = d402_testkit::repo_path("interop/x402/pay-d402.mjs");
+/// Runs the Node script `interop/x402/<script>` with the official x402 packages on `url`
+/// and `body` (and `BUYER_KEY`, when paying); returns the JSON it prints.
+async fn official(script: &str, url: &str, body: &Value, key: Option<&PrivateKeySigner>) -> Value {
     let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/fetch");
     assert!(
         modules.exists(),
-        "the official x402 client is not installed: run scripts/test.sh, or npm ci in interop/x402"
+        "the official x402 packages are not installed: run scripts/test.sh, or npm ci in interop/x402"
     );
     let mut command = std::process::Command::new("node");
     command
-        .arg(&script)
+        .arg(d402_testkit::repo_path(&format!("interop/x402/{script}")))
         .arg(url)
-        .arg(body.to_string())
-        .env("BUYER_KEY", key.to_bytes().to_string());
-    // Off the runtime's threads: the gateway it pays runs on them.
+        .arg(body.to_string());
+    if let Some(key) = key {
+        command.env("BUYER_KEY", key.to_bytes().to_string());
+    }
+    // Off the runtime's threads: the gateway it calls runs on them.
     let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
         .await
         .unwrap();
@@ -313,7 +314,7 @@ async fn official_client_pays(url: &str, body: &Value, key: &PrivateKeySigner) -
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_official_x402_client_pays_for_page_to_markdown_and_json_transform() {
+async fn the_official_x402_client_lists_and_pays_for_page_to_markdown_and_json_transform() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, bytes) = json_transform();
@@ -350,8 +351,18 @@ async fn the_official_x402_client_pays_for_page_to_markdown_and_json_transform()
     ];
     let mut spent = 0;
     for (url, body, price) in cases {
+        // x402 catalogs can index the route: the official validators accept its bazaar
+        // extension, which describes the body this route takes.
+        let bazaar = official("check-bazaar.mjs", &url, &body, None).await;
+        assert_eq!(bazaar["status"], 402);
+        assert_eq!(
+            (&bazaar["valid"], &bazaar["spec"]),
+            (&json!(true), &json!(true)),
+            "{bazaar}"
+        );
+        assert_eq!(bazaar["extension"]["info"]["input"]["method"], "POST");
         let before = chain.balances().await;
-        let report = official_client_pays(&url, &body, &chain.buyer).await;
+        let report = official("pay-d402.mjs", &url, &body, Some(&chain.buyer)).await;
         assert_eq!(report["status"], 200, "{report}");
         assert_eq!(report["body"]["status"], "accepted", "{report}");
         let settled = &report["paymentResponse"];

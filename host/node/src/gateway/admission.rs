@@ -16,6 +16,17 @@ use serde_json::Value;
 use super::Gateway;
 use crate::catalog::ServedCapability;
 
+/// The x402 `bazaar` extension of the paid route `path` selling `served`.
+fn bazaar(served: &ServedCapability, path: &str) -> Value {
+    let manifest = served.loaded.manifest();
+    d402_gateway_api::bazaar_extension(&d402_gateway_api::BazaarRoute {
+        capability_id: &served.capability_id,
+        input_schema: &manifest.input_schema,
+        output_schema: &manifest.output_schema,
+        bare_input: path == d402_gateway_api::PAGE_TO_MARKDOWN_ALIAS,
+    })
+}
+
 /// The execution policy a gateway applies to one capability: server-owned, whatever the
 /// buyer sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +124,13 @@ impl Gateway {
             accepts: self
                 .rails
                 .requirements(served.price, self.config.payment_timeout_seconds),
-            extensions: [(
-                payment_identifier::PAYMENT_IDENTIFIER.to_string(),
-                payment_identifier::declaration(false),
-            )]
+            extensions: [
+                (
+                    payment_identifier::PAYMENT_IDENTIFIER.to_string(),
+                    payment_identifier::declaration(false),
+                ),
+                (d402_gateway_api::BAZAAR.to_string(), bazaar(served, path)),
+            ]
             .into_iter()
             .collect(),
         }
