@@ -388,7 +388,8 @@ fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Optio
             "402": {
                 "description": "Payment required: without a payment, the x402 v2 challenge; with a refused \
                     payment (`invalid_signature`, `underpaid`, `payment_expired`, `wrong_payee`, \
-                    `unsupported_network`, `insufficient_funds`), the error. \
+                    `unsupported_network`, `insufficient_funds`, `wrong_asset`, `payment_already_used`, \
+                    `transfer_would_fail`, `rail_not_offered`), the error. \
                     Either way PAYMENT-REQUIRED carries the challenge.",
                 "headers": {"PAYMENT-REQUIRED": payment_required},
                 "content": {"application/json": {"schema": {"anyOf": [schema_ref("PaymentRequired"), schema_ref("Error")]}}}
@@ -398,6 +399,8 @@ fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Optio
                 (`payment_identifier_reused`)."),
             "413": error_response("The request body is over the gateway's limit (`body_too_large`)."),
             "500": error_response("Store or signing failure (`store_failure`, `internal`)."),
+            "503": error_response("A payment rail cannot verify payments now (`rail_unavailable`), or no enabled \
+                rail can pay out the capability's creator commission (`no_rail_sells_capability`)."),
         }
     });
     if let Some(payment) = payment {

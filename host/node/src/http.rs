@@ -417,8 +417,7 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
                 pricing_version: g.pricing_version(&served.capability_id),
                 price: served.price,
                 offers: g
-                    .rails()
-                    .requirements(served.price, g.config().payment_timeout_seconds)
+                    .requirements(served)
                     .into_iter()
                     .map(|requirement| d402_gateway_api::Offer {
                         network: requirement.network,
@@ -616,6 +615,16 @@ async fn handle_task(
     let present = |name: &str| headers.contains_key(name);
     if !present(x402_headers::PAYMENT_SIGNATURE) && !present(x402_headers::X_PAYMENT) {
         let challenge = g.challenge(&served, path, None);
+        if challenge.accepts.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_rail_sells_capability",
+                format!(
+                    "{} carries a creator commission that none of this gateway's rails can pay out (requiresEscrowForDirectProviderPayTo); the operator can enable --rail simulated or an escrow rail",
+                    served.capability_id
+                ),
+            ));
+        }
         return Ok(with_challenge(
             (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(),
             &challenge,
@@ -706,6 +715,11 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
             ),
         ),
         Refusal::Store(e) => return ApiError::from(e),
+        Refusal::NotOffered { .. } => (
+            StatusCode::PAYMENT_REQUIRED,
+            "rail_not_offered",
+            refusal.to_string(),
+        ),
         Refusal::Internal(message) => {
             return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -378,3 +378,66 @@ async fn the_official_x402_client_lists_and_pays_for_page_to_markdown_and_json_t
     }
     assert_eq!(chain.balances().await, (FUNDS - spent, spent));
 }
+
+#[tokio::test]
+async fn a_capability_with_a_creator_commission_is_not_sold_on_x402_base() {
+    let chain = Chain::start().await;
+    let with_commission = |rails: Vec<RailId>| {
+        let dir = tempfile::tempdir().unwrap();
+        let (manifest, bytes) = json_transform();
+        install(dir.path(), &manifest, &bytes);
+        common::register(dir.path(), &manifest, |r| {
+            r.creator_commission = Some(d402_protocol::CreatorCommission::new(
+                1000,
+                d402_protocol::Keypair::from_seed(&[9; 32])
+                    .public()
+                    .to_string(),
+                "simulated".into(),
+            ));
+        });
+        let state = dir.path().to_path_buf();
+        let chain = &chain;
+        async move {
+            serve(dir, |c| {
+                chain.configure(c, &state);
+                c.rails = rails;
+                c.require_capability_registration = true;
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // Both rails enabled: only the simulated rail is offered for it.
+    let node = with_commission(vec![RailId::Simulated, RailId::X402Base]).await;
+    let request = body("commission");
+    let challenge = node.challenge(&request).await;
+    let offered: Vec<&str> = challenge
+        .accepts
+        .iter()
+        .map(|r| r.network.as_str())
+        .collect();
+    assert_eq!(offered, ["d402:simulated"]);
+    // An x402 payment for it anyway is refused before any work, nothing moves.
+    let x402 =
+        node.gateway.rails().all()[1].requirements(d402_protocol::Amount::from_micros(PRICE), 300);
+    let purchase = Purchase {
+        resource: None,
+        body: &request,
+        now: Timestamp::now(),
+    };
+    let payment = chain.payer().pay(&x402, &purchase).await.unwrap();
+    let refused = node.post(&request, Some(&encode_header(&payment))).await;
+    assert_eq!(refused.status(), 402);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rail_not_offered", "{error}");
+    assert_eq!(chain.balances().await, (FUNDS, 0));
+    // x402-base alone cannot sell it at all: 503 says why and what to enable.
+    let node = with_commission(vec![RailId::X402Base]).await;
+    let response = node.post(&request, None).await;
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["error"]["code"], "no_rail_sells_capability",
+        "{error}"
+    );
+}

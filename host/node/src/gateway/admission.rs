@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use d402_payment::x402::{
-    PaymentHeader, PaymentRequired, Resource, X402_VERSION, payment_identifier,
+    PaymentHeader, PaymentRequired, PaymentRequirements, Resource, X402_VERSION, payment_identifier,
 };
-use d402_payment::{Authorization, Expectation, PaymentError, request_binding};
+use d402_payment::{Authorization, Expectation, PaymentError, PaymentRail, request_binding};
 use d402_protocol::{ExecutionMode, Signed, TaskIntent, Timestamp};
 use d402_store::{Accepted, PaymentClaim, StoreError, TaskRecord, TaskStatus};
 use serde_json::Value;
@@ -71,6 +71,16 @@ pub enum Refusal {
     /// The payment or the ledger refused it, or the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The rail the payment names does not sell this capability.
+    #[error(
+        "{capability} carries a creator commission that rail {rail} cannot pay out (requiresEscrowForDirectProviderPayTo); pay on another rail the challenge offers"
+    )]
+    NotOffered {
+        /// The capability.
+        capability: String,
+        /// The rail.
+        rail: d402_payment::RailId,
+    },
     /// Signing the task intent failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -106,6 +116,26 @@ impl Gateway {
         }
     }
 
+    /// The rails that sell `served`: every enabled rail, except those that cannot pay out
+    /// the creator commission `served` carries (`requiresEscrowForDirectProviderPayTo`).
+    pub fn rails_selling<'a>(
+        &'a self,
+        served: &ServedCapability,
+    ) -> impl Iterator<Item = &'a Arc<dyn PaymentRail>> + 'a {
+        let commission = served.commission().is_some_and(|c| c.rate_bps > 0);
+        self.rails
+            .all()
+            .iter()
+            .filter(move |rail| !commission || rail.pays_commissions())
+    }
+
+    /// The `accepts[]` for `served`: one entry per rail that sells it.
+    pub fn requirements(&self, served: &ServedCapability) -> Vec<PaymentRequirements> {
+        self.rails_selling(served)
+            .map(|rail| rail.requirements(served.price, self.config.payment_timeout_seconds))
+            .collect()
+    }
+
     /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
     pub fn challenge(
         &self,
@@ -121,9 +151,7 @@ impl Gateway {
                 description: Some(format!("{} task", served.capability_id)),
                 mime_type: Some("application/json".into()),
             },
-            accepts: self
-                .rails
-                .requirements(served.price, self.config.payment_timeout_seconds),
+            accepts: self.requirements(served),
             extensions: [
                 (
                     payment_identifier::PAYMENT_IDENTIFIER.to_string(),
@@ -149,12 +177,15 @@ impl Gateway {
     ) -> Result<Admission, Refusal> {
         let served = &request.capability;
         let payment = header
-            .decode(|| {
-                self.rails
-                    .requirements(served.price, self.config.payment_timeout_seconds)
-            })
+            .decode(|| self.requirements(served))
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let rail = self.rails.for_payment(&payment)?;
+        if !self.rails_selling(served).any(|r| Arc::ptr_eq(r, rail)) {
+            return Err(Refusal::NotOffered {
+                capability: served.capability_id.clone(),
+                rail: rail.id(),
+            });
+        }
         let payment_id = payment_identifier::read(&payment.extensions)
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let binding = request_binding(&request.body);

@@ -315,6 +315,13 @@ pub trait PaymentRail: Send + Sync {
     async fn readiness(&self) -> Vec<ReadinessCheck> {
         Vec::new()
     }
+    /// Whether the rail can pay a creator commission to its creator. A rail on which the
+    /// whole price lands at one `payTo` and nothing is paid onward says no: a capability
+    /// with a commission is then not sold on it (`requiresEscrowForDirectProviderPayTo`)
+    /// rather than the commission being silently kept.
+    fn pays_commissions(&self) -> bool {
+        true
+    }
     /// Whether capture and void move money outside the node's store (on a chain). The node
     /// then records its decision durably before calling them, and calls capture again after
     /// a restart or a [`RailError::Retry`]; rails that only return [`LedgerChange`]s settle

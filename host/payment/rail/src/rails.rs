@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use d402_protocol::Amount;
-use d402_x402::{PaymentPayload, PaymentRequirements};
+use d402_x402::PaymentPayload;
 
 use crate::{PaymentError, PaymentRail, RailId};
 
@@ -50,18 +49,6 @@ impl Rails {
     /// The preferred rail.
     pub fn first(&self) -> &Arc<dyn PaymentRail> {
         &self.rails[0]
-    }
-
-    /// The `accepts[]` of a challenge for `price`: one entry per rail.
-    pub fn requirements(
-        &self,
-        price: Amount,
-        max_timeout_seconds: u64,
-    ) -> Vec<PaymentRequirements> {
-        self.rails
-            .iter()
-            .map(|r| r.requirements(price, max_timeout_seconds))
-            .collect()
     }
 
     /// The rail a payment's chosen requirements name (scheme and network).

@@ -291,6 +291,11 @@ impl PaymentRail for X402EvmRail {
         true
     }
 
+    fn pays_commissions(&self) -> bool {
+        // The price lands at the provider's payTo; nothing pays creators onward yet.
+        false
+    }
+
     async fn capture(
         &self,
         authorization: &Authorization,
