@@ -5,18 +5,9 @@
 import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { ExactEvmScheme as ExactEvmServer } from "@x402/evm/exact/server";
-import { ExactEvmScheme as ExactEvmFacilitator } from "@x402/evm/exact/facilitator";
-import { toFacilitatorEvmSigner } from "@x402/evm";
-import { x402Facilitator } from "@x402/core/facilitator";
-import { createWalletClient, http, publicActions } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
-import { base } from "viem/chains";
+import { localFacilitator } from "./facilitator.mjs";
 
-const account = privateKeyToAccount(process.env.FACILITATOR_KEY);
-const wallet = createWalletClient({ account, chain: base, transport: http(process.env.RPC_URL) })
-  .extend(publicActions);
-const signer = toFacilitatorEvmSigner({ ...wallet, address: account.address });
-const facilitator = new x402Facilitator().register("eip155:8453", new ExactEvmFacilitator(signer));
+const facilitator = localFacilitator(process.env.RPC_URL, process.env.FACILITATOR_KEY);
 const server = new x402ResourceServer(facilitator).register("eip155:8453", new ExactEvmServer());
 
 const app = express();

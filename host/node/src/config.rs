@@ -151,6 +151,8 @@ pub struct X402Settings {
     pub provider_payout_wallet: Option<String>,
     /// File holding the built-in facilitator's gas key (hex, mode 0600).
     pub facilitator_key_file: Option<PathBuf>,
+    /// A remote x402 facilitator to settle through instead of the built-in one.
+    pub facilitator_url: Option<String>,
 }
 
 impl Default for X402Settings {
@@ -163,6 +165,7 @@ impl Default for X402Settings {
             asset_version: d402_rail_x402_evm::USDC_DOMAIN_VERSION.into(),
             provider_payout_wallet: None,
             facilitator_key_file: None,
+            facilitator_url: None,
         }
     }
 }
@@ -194,6 +197,11 @@ impl X402Settings {
                 "provider-payout-wallet {wallet:?} (D402_PROVIDER_PAYOUT_WALLET) is not a 0x address"
             )
         })?;
+        if self.facilitator_url.is_some() && self.facilitator_key_file.is_some() {
+            bail!(
+                "set either x402-facilitator-url (a remote facilitator settles) or x402-facilitator-key-file (the built-in one does), not both"
+            );
+        }
         let config = RailConfig {
             network,
             asset,
@@ -563,6 +571,15 @@ pub struct NodeArgs {
         help_heading = "Payment rails"
     )]
     pub x402_facilitator_key_file: Option<PathBuf>,
+    /// x402 rail: settle through this remote x402 facilitator (GET /supported, POST /verify,
+    /// POST /settle) instead of the built-in one; no gas key is needed then.
+    #[arg(
+        long,
+        env = "D402_X402_FACILITATOR_URL",
+        value_name = "URL",
+        help_heading = "Payment rails"
+    )]
+    pub x402_facilitator_url: Option<String>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -725,6 +742,9 @@ impl NodeArgs {
         }
         if self.x402_facilitator_key_file.is_some() {
             x402.facilitator_key_file = self.x402_facilitator_key_file;
+        }
+        if self.x402_facilitator_url.is_some() {
+            x402.facilitator_url = self.x402_facilitator_url;
         }
     }
 }

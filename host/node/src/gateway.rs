@@ -144,6 +144,14 @@ impl Gateway {
                 d402_payment::RailId::X402Base => {
                     let settings = &config.x402;
                     let (rail, rpc_url) = settings.rail_config()?;
+                    if let Some(url) = &settings.facilitator_url {
+                        let url = url::Url::parse(url).with_context(|| {
+                            format!("x402-facilitator-url {url:?} is not a URL")
+                        })?;
+                        return Ok(Arc::new(X402EvmRail::with_remote_facilitator(
+                            rail, rpc_url, url,
+                        )) as _);
+                    }
                     let gas_key = d402_rail_x402_evm::load_key(
                         settings.facilitator_key_file.as_deref(),
                         X402_FACILITATOR_KEY_ENV,

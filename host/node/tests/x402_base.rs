@@ -441,3 +441,90 @@ async fn a_capability_with_a_creator_commission_is_not_sold_on_x402_base() {
         "{error}"
     );
 }
+
+/// The official x402 facilitator served over HTTP (`interop/x402/facilitator-server.mjs`)
+/// with `key` as its gas key; killed when dropped.
+struct RemoteFacilitator {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RemoteFacilitator {
+    fn start(chain: &Chain, key: &PrivateKeySigner) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("node")
+            .arg(d402_testkit::repo_path(
+                "interop/x402/facilitator-server.mjs",
+            ))
+            .env("RPC_URL", chain.dev.rpc_url().to_string())
+            .env("FACILITATOR_KEY", key.to_bytes().to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .trim()
+            .to_string();
+        Self { child, url }
+    }
+}
+
+impl Drop for RemoteFacilitator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_x402_facilitator_settles_for_the_gateway() {
+    let chain = Chain::start().await;
+    let facilitator_key = chain.dev.account(3);
+    let facilitator = RemoteFacilitator::start(&chain, &facilitator_key);
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = json_transform();
+    install(dir.path(), &manifest, &bytes);
+    let state = dir.path().to_path_buf();
+    let node = serve(dir, |c| {
+        chain.configure(c, &state);
+        c.x402.facilitator_key_file = None;
+        c.x402.facilitator_url = Some(facilitator.url.clone());
+    })
+    .await
+    .unwrap();
+    let health = node.get("/health").await.1;
+    assert_eq!(health["paymentReady"], true, "{health}");
+    assert_eq!(
+        health["policy"]["rails"][0]["checks"][2]["name"],
+        "facilitator"
+    );
+
+    let client = Client::new(&node.base).unwrap();
+    let outcome = client
+        .run_task(&body("remote"), &chain.payer())
+        .await
+        .unwrap();
+    assert_eq!(outcome.task["status"], "accepted", "{}", outcome.task);
+    let settled = outcome.payment_response.expect("PAYMENT-RESPONSE");
+    assert!(settled.success);
+    assert_eq!(chain.balances().await, (FUNDS - PRICE, PRICE));
+    assert_eq!(
+        chain.dev.nonce(facilitator_key.address()).await.unwrap(),
+        1,
+        "the remote facilitator sent the transfer"
+    );
+    assert_eq!(
+        chain
+            .dev
+            .nonce(chain.dev.account(1).address())
+            .await
+            .unwrap(),
+        0,
+        "the gateway's own gas key sent nothing"
+    );
+}

@@ -12,6 +12,7 @@
 mod chain;
 pub mod devchain;
 mod eip3009;
+mod facilitator;
 mod keys;
 mod network;
 mod payer;
@@ -21,6 +22,7 @@ pub use alloy::primitives::Address;
 pub use alloy::signers::local::PrivateKeySigner;
 pub use chain::{Chain, ChainError, GasSigner, UsedAuthorization};
 pub use eip3009::{AuthorizationTerms, ExactEvmPayload, SignatureError, TokenDomain};
+pub use facilitator::{Facilitator, RemoteFacilitator};
 pub use keys::{KeyError, load_key, write_key};
 pub use network::{EvmNetwork, NetworkError};
 pub use payer::EvmPayer;

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::chain::{Chain, ChainError, GasSigner, UsedAuthorization};
 use crate::eip3009::{ExactEvmPayload, SignatureError, TokenDomain};
+use crate::facilitator::{Facilitator, RemoteFacilitator};
 use crate::network::EvmNetwork;
 
 /// Seconds an authorization must stay valid after admission, at least: settling takes a
@@ -53,12 +54,12 @@ pub struct X402EvmRail {
     pay_to: Account,
     domain: TokenDomain,
     chain: Chain,
-    facilitator: Arc<GasSigner>,
+    facilitator: Facilitator,
 }
 
 impl X402EvmRail {
     /// The rail reading `chain` and settling with `facilitator`.
-    pub fn new(config: RailConfig, chain: Chain, facilitator: Arc<GasSigner>) -> Self {
+    pub fn new(config: RailConfig, chain: Chain, facilitator: Facilitator) -> Self {
         let domain = TokenDomain {
             name: config.domain_name.clone(),
             version: config.domain_version.clone(),
@@ -80,18 +81,28 @@ impl X402EvmRail {
     /// `gas_key` (nothing is contacted yet).
     pub fn connect(config: RailConfig, rpc_url: url::Url, gas_key: PrivateKeySigner) -> Self {
         let chain = Chain::connect(rpc_url.clone(), config.asset);
-        let facilitator = Arc::new(GasSigner::new(gas_key, rpc_url, config.asset));
-        Self::new(config, chain, facilitator)
+        let signer = Arc::new(GasSigner::new(gas_key, rpc_url, config.asset));
+        Self::new(config, chain, Facilitator::Builtin(signer))
+    }
+
+    /// The rail on the chain behind `rpc_url` (read to verify payments and reconcile),
+    /// settling through the remote x402 facilitator at `facilitator`.
+    pub fn with_remote_facilitator(
+        config: RailConfig,
+        rpc_url: url::Url,
+        facilitator: url::Url,
+    ) -> Self {
+        let chain = Chain::connect(rpc_url, config.asset);
+        Self::new(
+            config,
+            chain,
+            Facilitator::Remote(RemoteFacilitator::new(facilitator)),
+        )
     }
 
     /// The chain the rail reads.
     pub fn chain(&self) -> &Chain {
         &self.chain
-    }
-
-    /// The built-in facilitator's gas account.
-    pub fn gas_account(&self) -> Address {
-        self.facilitator.address()
     }
 
     /// The EVM payload of `payment`, with its network and asset checked.
@@ -159,14 +170,21 @@ impl X402EvmRail {
         Ok(Amount::from_micros(value))
     }
 
-    /// Balance, nonce state and a simulated transfer, read concurrently.
-    async fn check_on_chain(&self, payment: &ExactEvmPayload) -> Result<(), PaymentError> {
+    /// Balance, nonce state, a simulated transfer and (with a remote facilitator) its
+    /// verdict, read concurrently.
+    async fn check_on_chain(
+        &self,
+        document: &PaymentPayload,
+        payment: &ExactEvmPayload,
+    ) -> Result<(), PaymentError> {
         let terms = &payment.authorization;
         let unavailable = |e: ChainError| PaymentError::Unavailable(e.to_string());
-        let (balance, used, simulated) = tokio::join!(
+        let (balance, used, simulated, verdict) = tokio::join!(
             self.chain.balance(terms.from),
             self.chain.authorization_used(terms.from, terms.nonce),
-            self.chain.simulate(payment, self.facilitator.address()),
+            self.chain
+                .simulate(payment, self.facilitator.sender(self.config.pay_to)),
+            self.facilitator.verify(document),
         );
         if used.map_err(unavailable)? {
             return Err(PaymentError::AlreadyUsed);
@@ -180,12 +198,19 @@ impl X402EvmRail {
         }
         simulated
             .map_err(unavailable)?
-            .map_err(PaymentError::WouldFail)
+            .map_err(PaymentError::WouldFail)?;
+        verdict.map_err(unavailable)?.map_err(|reason| {
+            PaymentError::WouldFail(format!("the facilitator refused it: {reason}"))
+        })
     }
 
     /// Submits the transfer and waits for it; `Ok(None)` if it did not pay (reverted).
-    async fn submit(&self, payment: &ExactEvmPayload) -> Result<Option<B256>, ChainError> {
-        let transaction = self.facilitator.submit(payment).await?;
+    async fn submit(
+        &self,
+        document: &PaymentPayload,
+        payment: &ExactEvmPayload,
+    ) -> Result<Option<B256>, ChainError> {
+        let transaction = self.facilitator.submit(document, payment).await?;
         tracing::info!(%transaction, "x402 settlement submitted");
         let paid = self
             .chain
@@ -243,7 +268,7 @@ impl PaymentRail for X402EvmRail {
     ) -> Result<Authorization, PaymentError> {
         let evm = self.read(payment)?;
         let amount = self.check_offline(&evm, expected)?;
-        self.check_on_chain(&evm).await?;
+        self.check_on_chain(payment, &evm).await?;
         Ok(Authorization {
             rail: RailId::X402Base,
             network: self.network.clone(),
@@ -252,7 +277,8 @@ impl PaymentRail for X402EvmRail {
             amount,
             reference: String::new(),
             holds: Vec::new(),
-            proof: serde_json::to_value(&evm)
+            // The whole document: a remote facilitator settles it as the buyer sent it.
+            proof: serde_json::to_value(payment)
                 .map_err(|e| PaymentError::Malformed(e.to_string()))?,
         })
     }
@@ -268,14 +294,7 @@ impl PaymentRail for X402EvmRail {
             Ok(id) => id,
             Err(e) => return vec![check("rpc", false, e.to_string())],
         };
-        let gas = match self.chain.gas_balance(self.facilitator.address()).await {
-            Ok(wei) => check(
-                "gasSigner",
-                !wei.is_zero(),
-                format!("{} holds {wei} wei", self.facilitator.address()),
-            ),
-            Err(e) => check("gasSigner", false, e.to_string()),
-        };
+        let facilitator = self.facilitator.readiness(&self.chain, &self.network).await;
         vec![
             check("rpc", true, "reachable".into()),
             check(
@@ -283,7 +302,7 @@ impl PaymentRail for X402EvmRail {
                 chain_id == expected,
                 format!("the RPC reports chain id {chain_id}, the rail expects {expected}"),
             ),
-            gas,
+            facilitator,
         ]
     }
 
@@ -301,8 +320,10 @@ impl PaymentRail for X402EvmRail {
         authorization: &Authorization,
         _payouts: &[Payout],
     ) -> Result<Completion, RailError> {
-        let payment: ExactEvmPayload = serde_json::from_value(authorization.proof.clone())
-            .map_err(|e| RailError::Failed(format!("stored payment unreadable: {e}")))?;
+        let unreadable = |e: String| RailError::Failed(format!("stored payment unreadable: {e}"));
+        let document: PaymentPayload = serde_json::from_value(authorization.proof.clone())
+            .map_err(|e| unreadable(e.to_string()))?;
+        let payment: ExactEvmPayload = document.typed().map_err(|e| unreadable(e.to_string()))?;
         let retry = |e: ChainError| RailError::Retry(e.to_string());
         let paid = |transaction: B256| Completion {
             reference: Some(transaction.to_string()),
@@ -326,7 +347,7 @@ impl PaymentRail for X402EvmRail {
                     .into(),
             ));
         }
-        match self.submit(&payment).await.map_err(retry)? {
+        match self.submit(&document, &payment).await.map_err(retry)? {
             Some(transaction) => Ok(paid(transaction)),
             // Reverted: someone else may have used it first; the next call finds out.
             None => Err(RailError::Retry(

@@ -12,8 +12,9 @@ use d402_payment::{Expectation, Payer, PaymentError, PaymentRail, Purchase, Rail
 use d402_protocol::{Amount, Refund, Timestamp};
 use d402_rail_x402_evm::devchain::DevChain;
 use d402_rail_x402_evm::{
-    AuthorizationTerms, BASE_USDC, Chain, EvmNetwork, EvmPayer, ExactEvmPayload, GasSigner,
-    PrivateKeySigner, RailConfig, TokenDomain, USDC_DOMAIN_NAME, USDC_DOMAIN_VERSION, X402EvmRail,
+    AuthorizationTerms, BASE_USDC, Chain, EvmNetwork, EvmPayer, ExactEvmPayload, Facilitator,
+    GasSigner, PrivateKeySigner, RailConfig, TokenDomain, USDC_DOMAIN_NAME, USDC_DOMAIN_VERSION,
+    X402EvmRail,
 };
 use serde_json::json;
 
@@ -47,7 +48,11 @@ async fn fixture() -> Fixture {
         receipt_timeout: Duration::from_secs(30),
     };
     let reader = Chain::connect(chain.rpc_url(), BASE_USDC);
-    let facilitator = Arc::new(GasSigner::new(gas_key, chain.rpc_url(), BASE_USDC));
+    let facilitator = Facilitator::Builtin(Arc::new(GasSigner::new(
+        gas_key,
+        chain.rpc_url(),
+        BASE_USDC,
+    )));
     let rail = X402EvmRail::new(config, reader, facilitator);
     Fixture {
         chain,
@@ -393,9 +398,10 @@ async fn an_authorization_that_expired_or_was_used_elsewhere_is_a_final_failure(
 
     // Expired before settlement: nothing is sent, the buyer is not charged.
     let mut expired = f.authorize(&f.good()).await.unwrap();
-    let mut proof: ExactEvmPayload = serde_json::from_value(expired.proof.clone()).unwrap();
+    let mut proof: ExactEvmPayload =
+        serde_json::from_value(expired.proof["payload"].clone()).unwrap();
     proof.authorization.valid_before = U256::from(now_secs() - 1);
-    expired.proof = serde_json::to_value(proof).unwrap();
+    expired.proof["payload"] = serde_json::to_value(proof).unwrap();
     let nonce = f.chain.nonce(f.gas).await.unwrap();
     let error = f.rail.capture(&expired, &[]).await.unwrap_err();
     assert!(matches!(error, RailError::Failed(_)), "{error}");
