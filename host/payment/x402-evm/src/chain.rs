@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{DynProvider, Provider};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
@@ -14,15 +15,20 @@ use url::Url;
 
 use crate::eip3009::ExactEvmPayload;
 
-/// A provider builder whose HTTP client can reach `https` endpoints: installs the ring TLS
-/// provider first if the process has none (the workspace's reqwest brings no provider).
-macro_rules! http_provider {
-    () => {{
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        alloy::providers::ProviderBuilder::new()
-    }};
+/// Longest wait for one JSON-RPC answer: a stalled endpoint fails the call (and the rail
+/// retries later) instead of holding a payment or a restart forever.
+const RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A JSON-RPC client for `url` that can reach `https` endpoints (installs the ring TLS
+/// provider first if the process has none) and gives up after [`RPC_TIMEOUT`].
+pub(crate) fn rpc_client(url: Url) -> RpcClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(RPC_TIMEOUT)
+        .build()
+        .expect("the TLS provider is installed");
+    RpcClient::new_http_with_client(http, url)
 }
-pub(crate) use http_provider;
 
 /// Contract bindings (generated; EIP-3009 calls take more than seven arguments).
 #[allow(clippy::too_many_arguments)]
@@ -80,7 +86,9 @@ type Token = Eip3009Token::Eip3009TokenInstance<DynProvider>;
 impl Chain {
     /// The token at `token` on the chain behind `rpc_url` (nothing is contacted yet).
     pub fn connect(rpc_url: Url, token: Address) -> Self {
-        let provider = http_provider!().connect_http(rpc_url).erased();
+        let provider = ProviderBuilder::new()
+            .connect_client(rpc_client(rpc_url))
+            .erased();
         Self {
             token: Eip3009Token::new(token, provider.clone()),
             provider,
@@ -239,9 +247,9 @@ impl GasSigner {
         Self {
             token: Eip3009Token::new(
                 token,
-                http_provider!()
+                ProviderBuilder::new()
                     .wallet(EthereumWallet::from(key))
-                    .connect_http(rpc_url)
+                    .connect_client(rpc_client(rpc_url))
                     .erased(),
             ),
             address,

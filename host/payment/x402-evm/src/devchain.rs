@@ -75,9 +75,9 @@ impl DevChain {
             .try_spawn()
             .map_err(|e| DevChainError::Start(e.to_string()))?;
         let deployer = PrivateKeySigner::from(anvil.keys()[0].clone());
-        let provider = crate::chain::http_provider!()
+        let provider = alloy::providers::ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer))
-            .connect_http(anvil.endpoint_url())
+            .connect_client(crate::chain::rpc_client(anvil.endpoint_url()))
             .erased();
         Ok(Self { anvil, provider })
     }
