@@ -160,16 +160,7 @@ async fn measure(
     )
     .await?;
     eprintln!("bench gateway: paid tasks");
-    let posts = requests
-        .iter()
-        .map(|(body, payment)| {
-            client
-                .post(&create)
-                .header(headers::PAYMENT_SIGNATURE, encode_header(payment))
-                .json(body)
-        })
-        .collect();
-    let paid = drive(bench.concurrency, posts).await?;
+    let paid = drive(bench.concurrency, paid_posts(&client, &create, &requests)).await?;
     let spent = Amount::from_micros(price.micros() * bench.tasks as u64);
     let left = gateway.store().balance(&buyer.public().to_string())?;
     if left.micros() != 0 {
@@ -189,6 +180,23 @@ async fn measure(
         .receipts(&task_id)?
         .context("the first task has receipts")?;
     Ok((baseline, paid, SettledTask { record, receipts }))
+}
+
+/// `POST url` of each body with its payment in `PAYMENT-SIGNATURE`.
+pub(crate) fn paid_posts(
+    client: &reqwest::Client,
+    url: &str,
+    requests: &[(Value, PaymentPayload)],
+) -> Vec<reqwest::RequestBuilder> {
+    requests
+        .iter()
+        .map(|(body, payment)| {
+            client
+                .post(url)
+                .header(headers::PAYMENT_SIGNATURE, encode_header(payment))
+                .json(body)
+        })
+        .collect()
 }
 
 /// Sends `requests` with at most `concurrency` in flight; every response must be 200.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use d402_node::{Gateway, NodeConfig};
-use d402_payment::x402::{PaymentPayload, PaymentRequirements, encode_header, headers};
+use d402_payment::x402::{PaymentPayload, PaymentRequirements};
 use d402_payment::{Expectation, Payer, PaymentRail, Purchase, RailId};
 use d402_protocol::{Amount, Keypair, Timestamp};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedPayer, SimulatedRail};
@@ -23,7 +23,7 @@ use d402_rail_x402_evm::{
 use serde_json::{Value, json};
 
 use crate::bench::{micros, millis, percentiles};
-use crate::bench_gateway::{Sample, drive, install_bench_capability};
+use crate::bench_gateway::{Sample, drive, install_bench_capability, paid_posts};
 
 /// What `d402 bench x402` measures.
 pub struct X402Bench<'a> {
@@ -167,15 +167,11 @@ async fn sign_all(
 }
 
 fn x402_rail(chain: &DevChain, pay_to: d402_rail_x402_evm::Address) -> X402EvmRail {
-    let config = RailConfig {
-        network: EvmNetwork::BASE,
-        asset: BASE_USDC,
-        domain_name: USDC_DOMAIN_NAME.into(),
-        domain_version: USDC_DOMAIN_VERSION.into(),
-        pay_to,
-        receipt_timeout: Duration::from_secs(60),
-    };
-    X402EvmRail::connect(config, chain.rpc_url(), chain.account(1))
+    X402EvmRail::connect(
+        RailConfig::base_usdc(pay_to),
+        chain.rpc_url(),
+        chain.account(1),
+    )
 }
 
 /// Paid tasks through a gateway on `rail` over HTTP, payments signed beforehand.
@@ -240,17 +236,8 @@ async fn tasks_per_second(
         let payment = payer.pay(&challenge.accepts[0], &purchase).await?;
         requests.push((body, payment));
     }
-    let client = d402_client::http_client();
     eprintln!("bench x402: paid tasks on --rail {rail}");
-    let posts = requests
-        .iter()
-        .map(|(body, payment)| {
-            client
-                .post(&create)
-                .header(headers::PAYMENT_SIGNATURE, encode_header(payment))
-                .json(body)
-        })
-        .collect();
+    let posts = paid_posts(&d402_client::http_client(), &create, &requests);
     let sample = drive(bench.concurrency, posts)
         .await
         .with_context(|| format!("paid tasks on --rail {rail}"))?;

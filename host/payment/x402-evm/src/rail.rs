@@ -46,6 +46,21 @@ pub struct RailConfig {
     pub receipt_timeout: Duration,
 }
 
+impl RailConfig {
+    /// Base USDC on Base (`eip155:8453`, domain "USD Coin" / "2"), paid to `pay_to`, with a
+    /// 60 s receipt wait.
+    pub fn base_usdc(pay_to: Address) -> Self {
+        Self {
+            network: EvmNetwork::BASE,
+            asset: crate::BASE_USDC,
+            domain_name: crate::USDC_DOMAIN_NAME.into(),
+            domain_version: crate::USDC_DOMAIN_VERSION.into(),
+            pay_to,
+            receipt_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The x402 `exact` rail on one EVM chain, settling through its own gas key.
 pub struct X402EvmRail {
     config: RailConfig,

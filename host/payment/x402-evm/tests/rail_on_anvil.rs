@@ -39,14 +39,7 @@ async fn fixture() -> Fixture {
     let pay_to = PrivateKeySigner::random().address();
     let gas_key = chain.account(1);
     let gas = gas_key.address();
-    let config = RailConfig {
-        network: EvmNetwork::BASE,
-        asset: BASE_USDC,
-        domain_name: USDC_DOMAIN_NAME.into(),
-        domain_version: USDC_DOMAIN_VERSION.into(),
-        pay_to,
-        receipt_timeout: Duration::from_secs(30),
-    };
+    let config = RailConfig::base_usdc(pay_to);
     let reader = Chain::connect(chain.rpc_url(), BASE_USDC);
     let facilitator = Facilitator::Builtin(Arc::new(GasSigner::new(
         gas_key,
