@@ -9,6 +9,7 @@ mod capability;
 mod devnet;
 mod files;
 mod node;
+mod payouts;
 mod processes;
 mod run;
 mod scaffold;
@@ -54,6 +55,10 @@ enum Command {
     /// Pay a gateway with x402 on Base: an EIP-3009 USDC authorization signed with a real
     /// EVM key (D402_BUYER_PRIVATE_KEY or --key-file), within --max-amount.
     X402Task(buyer::X402TaskArgs),
+    /// What the provider owes workers and validators on x402 on Base, and paying it from a
+    /// payout hot key (each payout exactly once).
+    #[command(subcommand)]
+    Payouts(payouts::PayoutsCommand),
     /// Run a local multi-process peer network on 127.0.0.1 (bootstrap, gateway, workers,
     /// validators) until Ctrl-C.
     Devnet(devnet::DevnetArgs),
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Task(args) => node::task(args),
         Command::HttpTask(args) => buyer::http_task(args),
         Command::X402Task(args) => buyer::x402_task(args),
+        Command::Payouts(command) => payouts::run(command),
         Command::Devnet(args) => devnet::devnet(args),
     };
     match outcome {

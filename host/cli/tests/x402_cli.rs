@@ -330,3 +330,164 @@ fn x402_task_pays_the_official_x402_express_server() {
         );
     });
 }
+
+/// A `d402 payouts` command in `dir` with the given arguments; (exit code, stdout, stderr).
+fn payouts(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["payouts"];
+    all.extend_from_slice(args);
+    common::d402(dir, &all)
+}
+
+#[test]
+fn payouts_owed_survive_a_crash_and_are_paid_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
+    let buyer = PrivateKeySigner::random();
+    let pay_to = PrivateKeySigner::random().address();
+    let earnings = PrivateKeySigner::random().address();
+    let hot = chain.account(4);
+    runtime.block_on(async {
+        chain.install_test_usdc(BASE_USDC).await.unwrap();
+        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
+        chain.mint(BASE_USDC, hot.address(), 1_000).await.unwrap();
+    });
+    d402_rail_x402_evm::write_key(&dir.join("gas.key"), &chain.account(1)).unwrap();
+    d402_rail_x402_evm::write_key(&dir.join("hot.key"), &hot).unwrap();
+    let (pay_to_text, earnings_text) = (pay_to.to_string(), earnings.to_string());
+    let chain_url = chain.rpc_url().to_string();
+    let mut args = node_args(&chain_url, &pay_to_text);
+    args.extend([
+        "--validator-fee-bps",
+        "500",
+        "--evm-payout-wallet",
+        &earnings_text,
+    ]);
+    let mut node = NodeProcess::start(dir, &args);
+    let client = d402_client::http_client();
+    let body = json!({"input": {"value": {"k": "owed"}, "select": ["k"]}});
+    runtime.block_on(async {
+        let url = format!("{}/tasks", node.base);
+        let first = client.post(&url).json(&body).send().await.unwrap();
+        let challenge: PaymentRequired =
+            decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
+        let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
+        let purchase = Purchase {
+            resource: Some(&challenge.resource),
+            body: &body,
+            now: Timestamp::now(),
+        };
+        let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+        let paid = client
+            .post(&url)
+            .header("payment-signature", encode_header(&payment))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), 200);
+    });
+    // SIGKILL: what is owed was recorded with the settled task.
+    node.kill();
+    let (code, out, err) = payouts(dir, &["list", "--state", "state", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let owed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let states: Vec<(&str, &str)> = owed
+        .iter()
+        .map(|p| {
+            (
+                p["state"]["status"].as_str().unwrap(),
+                p["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("owed", "accepted-result"), ("owed", "validator-fee")],
+        "{out}"
+    );
+    assert!(owed.iter().all(|p| {
+        p["address"]
+            .as_str()
+            .unwrap()
+            .parse::<d402_rail_x402_evm::Address>()
+            .unwrap()
+            == earnings
+    }));
+
+    // A payout run killed after its first transfer was mined, before it learnt so.
+    let proxy = runtime.block_on(receipt_swallowing_proxy(chain_url.clone()));
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args([
+            "payouts",
+            "run",
+            "--state",
+            "state",
+            "--key-file",
+            "hot.key",
+        ])
+        .args(["--evm-rpc-url", &proxy])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = runtime.block_on(async {
+        for _ in 0..200 {
+            let balance = chain.balance(BASE_USDC, earnings).await.unwrap();
+            if balance > 0 {
+                return balance;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        0
+    });
+    let _ = run.kill();
+    let _ = run.wait();
+    assert_eq!(first, 95, "the worker's net was sent first");
+    let (_, out, _) = payouts(dir, &["list", "--state", "state", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["state"]["status"],
+        "sending"
+    );
+
+    // Run again: the recorded transfer is found on chain, the rest is paid, nothing twice.
+    let run_args = [
+        "run",
+        "--state",
+        "state",
+        "--key-file",
+        "hot.key",
+        "--evm-rpc-url",
+        &chain_url,
+    ];
+    let (code, out, err) = payouts(dir, &run_args);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"paid": 2, "unfinished": 0})
+    );
+    let (code, out, _) = payouts(dir, &run_args);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"paid": 0, "unfinished": 0})
+    );
+    runtime.block_on(async {
+        assert_eq!(
+            chain.balance(BASE_USDC, earnings).await.unwrap(),
+            100,
+            "95 + 5, once each"
+        );
+        assert_eq!(
+            chain.nonce(hot.address()).await.unwrap(),
+            2,
+            "one transaction per payout"
+        );
+    });
+    let (_, out, _) = payouts(dir, &["list", "--state", "state", "--json"]);
+    let owed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(owed.iter().all(|p| p["state"]["status"] == "paid"), "{out}");
+}

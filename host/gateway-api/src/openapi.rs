@@ -34,8 +34,14 @@ pub struct PaidOperation {
 /// One way to pay a price: an `offers[]` entry of `x-payment-info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
+    /// The rail (its `--rail` name, e.g. `x402-base`).
+    pub rail: String,
+    /// How far the rail is from carrying real money (see `RailId::maturity`).
+    pub maturity: String,
     /// The rail's network (CAIP-2 style, e.g. `eip155:8453`).
     pub network: String,
+    /// Where the payment goes (`payTo`).
+    pub pay_to: String,
     /// The amount in the asset's base units.
     pub amount: String,
     /// The asset (a symbol, or a token address on chains).
@@ -61,7 +67,10 @@ pub fn payment_info(operation: &PaidOperation) -> Value {
         "offers": operation.offers.iter().map(|offer| json!({
             "intent": "charge",
             "method": "x402",
+            "rail": offer.rail,
+            "maturity": offer.maturity,
             "network": offer.network,
+            "payTo": offer.pay_to,
             "amount": offer.amount,
             "currency": offer.currency
         })).collect::<Vec<_>>(),
@@ -846,7 +855,10 @@ mod tests {
             pricing_version: 3,
             price: Amount::from_micros(10_000),
             offers: vec![Offer {
+                rail: "simulated".into(),
+                maturity: "development only".into(),
                 network: "d402:simulated".into(),
+                pay_to: "gateway".into(),
                 amount: "10000".into(),
                 currency: "USD".into(),
             }],
@@ -884,8 +896,9 @@ mod tests {
             assert_eq!(info["pricingVersion"], 3, "an integer");
             assert_eq!(
                 info["offers"],
-                json!([{"intent": "charge", "method": "x402", "network": "d402:simulated",
-                        "amount": "10000", "currency": "USD"}]),
+                json!([{"intent": "charge", "method": "x402", "rail": "simulated",
+                        "maturity": "development only", "network": "d402:simulated",
+                        "payTo": "gateway", "amount": "10000", "currency": "USD"}]),
                 "base units, one offer per rail"
             );
         }

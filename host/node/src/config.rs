@@ -153,6 +153,9 @@ pub struct X402Settings {
     pub facilitator_key_file: Option<PathBuf>,
     /// A remote x402 facilitator to settle through instead of the built-in one.
     pub facilitator_url: Option<String>,
+    /// Where this node's own worker nets and validator fees are paid on EVM rails (unset:
+    /// they are kept at `payTo`).
+    pub evm_payout_wallet: Option<String>,
 }
 
 impl Default for X402Settings {
@@ -166,6 +169,7 @@ impl Default for X402Settings {
             provider_payout_wallet: None,
             facilitator_key_file: None,
             facilitator_url: None,
+            evm_payout_wallet: None,
         }
     }
 }
@@ -197,6 +201,11 @@ impl X402Settings {
                 "provider-payout-wallet {wallet:?} (D402_PROVIDER_PAYOUT_WALLET) is not a 0x address"
             )
         })?;
+        if let Some(wallet) = &self.evm_payout_wallet
+            && wallet.parse::<Address>().is_err()
+        {
+            bail!("evm-payout-wallet {wallet:?} (D402_EVM_PAYOUT_WALLET) is not a 0x address");
+        }
         if self.facilitator_url.is_some() && self.facilitator_key_file.is_some() {
             bail!(
                 "set either x402-facilitator-url (a remote facilitator settles) or x402-facilitator-key-file (the built-in one does), not both"
@@ -580,6 +589,15 @@ pub struct NodeArgs {
         help_heading = "Payment rails"
     )]
     pub x402_facilitator_url: Option<String>,
+    /// Where this node's own worker nets and validator fees are paid on EVM rails, by
+    /// `d402 payouts run` [default: kept at --provider-payout-wallet].
+    #[arg(
+        long,
+        env = "D402_EVM_PAYOUT_WALLET",
+        value_name = "ADDRESS",
+        help_heading = "Payment rails"
+    )]
+    pub evm_payout_wallet: Option<String>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -745,6 +763,9 @@ impl NodeArgs {
         }
         if self.x402_facilitator_url.is_some() {
             x402.facilitator_url = self.x402_facilitator_url;
+        }
+        if self.evm_payout_wallet.is_some() {
+            x402.evm_payout_wallet = self.evm_payout_wallet;
         }
     }
 }

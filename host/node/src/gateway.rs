@@ -26,7 +26,7 @@ use d402_payment::{Account, Authorization, LedgerChange, PaymentRail, RailError,
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
 use d402_rail_x402_evm::X402EvmRail;
 use d402_store::StateDir;
-use d402_store::{NodeStore, Receipts, TaskRecord, TaskStatus};
+use d402_store::{NodeStore, OwedPayout, PayoutState, Receipts, TaskRecord, TaskStatus};
 
 mod admission;
 
@@ -343,7 +343,7 @@ impl Gateway {
         let stored = match prepared {
             Ok(settled) => self
                 .store
-                .settle_async(&settled.record, &settled.receipts, &settled.ledger)
+                .settle_async(&settled.record, &settled.receipts, &settled.ledger, &[])
                 .await
                 .map(|()| settled)
                 .map_err(anyhow::Error::from),
@@ -399,7 +399,7 @@ impl Gateway {
             }
         };
         let payouts = &receipts.settlement_receipt.payload.payouts;
-        let mut ledger = Vec::new();
+        let (mut ledger, mut owed) = (Vec::new(), Vec::new());
         match rail.capture(&record.payment, payouts).await {
             Ok(done) => {
                 record.status = TaskStatus::Accepted;
@@ -407,6 +407,7 @@ impl Gateway {
                 record.payment_response =
                     payment_response(&record.payment, Ok(&done.reference.unwrap_or_default()));
                 ledger = done.ledger;
+                owed = self.owed_payouts(&record, payouts, rail.pay_to());
             }
             Err(RailError::Retry(message)) => {
                 tracing::warn!(task = %record.task_id, error = %message, "settlement not complete; retrying later");
@@ -423,10 +424,63 @@ impl Gateway {
                 }
             }
         }
-        if let Err(e) = self.store.settle_async(&record, &receipts, &ledger).await {
+        if let Err(e) = self
+            .store
+            .settle_async(&record, &receipts, &ledger, &owed)
+            .await
+        {
             tracing::error!(task = %record.task_id, error = %e, "cannot record the settlement; it is reconciled with the rail on the next attempt");
         }
         (record, receipts)
+    }
+
+    /// What the provider owes of `payouts` after the whole price landed at `pay_to`: the
+    /// local pool's worker nets and this node's validator fee go to `--evm-payout-wallet`
+    /// (kept at `pay_to` when it is unset or the same), other payees to their EVM account
+    /// when the receipt names one; the rest cannot be paid on this rail.
+    fn owed_payouts(
+        &self,
+        record: &TaskRecord,
+        payouts: &[d402_protocol::Payout],
+        pay_to: &Account,
+    ) -> Vec<OwedPayout> {
+        let local = self.worker_accounts();
+        let own_wallet = self.config.x402.evm_payout_wallet.as_deref();
+        payouts
+            .iter()
+            .zip(0u32..)
+            .map(|(payout, index)| {
+                let ours = local.contains(&payout.account) || payout.account == self.account;
+                let address = if ours {
+                    own_wallet.and_then(|w| w.parse::<Account>().ok())
+                } else {
+                    payout
+                        .account
+                        .parse::<Account>()
+                        .ok()
+                        .filter(|a| matches!(a, Account::Evm(_)))
+                };
+                let state = match address {
+                    Some(address) if &address != pay_to => PayoutState::Owed,
+                    Some(_) => PayoutState::Kept,
+                    None if ours => PayoutState::Kept,
+                    None => PayoutState::Unpayable {
+                        reason: format!("no EVM payout address is known for {}", payout.account),
+                    },
+                };
+                OwedPayout {
+                    task_id: record.task_id.clone(),
+                    index,
+                    rail: record.payment.rail,
+                    network: record.payment.network.clone(),
+                    reason: payout.reason,
+                    account: payout.account.clone(),
+                    address: address.map(|a| a.to_string()),
+                    amount: payout.amount,
+                    state,
+                }
+            })
+            .collect()
     }
 
     /// Tries again to settle every task whose settlement did not complete.
@@ -465,7 +519,7 @@ impl Gateway {
             );
             let settled = self.prepare_rejected(record, error, None).await?;
             self.store
-                .settle_async(&settled.record, &settled.receipts, &settled.ledger)
+                .settle_async(&settled.record, &settled.receipts, &settled.ledger, &[])
                 .await?;
         }
         self.retry_settlements().await;

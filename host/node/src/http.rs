@@ -417,12 +417,18 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
                 pricing_version: g.pricing_version(&served.capability_id),
                 price: served.price,
                 offers: g
-                    .requirements(served)
-                    .into_iter()
-                    .map(|requirement| d402_gateway_api::Offer {
-                        network: requirement.network,
-                        amount: requirement.amount,
-                        currency: requirement.asset,
+                    .rails_selling(served)
+                    .map(|rail| {
+                        let requirement =
+                            rail.requirements(served.price, g.config().payment_timeout_seconds);
+                        d402_gateway_api::Offer {
+                            rail: rail.id().as_str().into(),
+                            maturity: rail.id().maturity().into(),
+                            network: requirement.network,
+                            pay_to: requirement.pay_to,
+                            amount: requirement.amount,
+                            currency: requirement.asset,
+                        }
                     })
                     .collect(),
                 input_schema: manifest.input_schema.clone(),

@@ -112,6 +112,36 @@ async fn an_x402_payment_runs_a_task_and_settles_exactly_the_price_on_chain() {
     assert_eq!(offer.asset.parse::<Address>().unwrap(), BASE_USDC);
     assert_eq!(offer.pay_to.parse::<Address>().unwrap(), chain.pay_to);
     assert_eq!(offer.extra, json!({"name": "USD Coin", "version": "2"}));
+    // Discovery and OpenAPI say which rail this is, where it pays, and how real it is.
+    let maturity = "implemented, tested on a local chain; not audited";
+    let discovery = node.get("/.well-known/d402-gateway.json").await.1;
+    let listed = &discovery["payment"]["rails"][0];
+    assert_eq!(
+        (&listed["rail"], &listed["maturity"]),
+        (&json!("x402-base"), &json!(maturity))
+    );
+    assert_eq!(
+        listed["payTo"]
+            .as_str()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        chain.pay_to
+    );
+    let openapi = node.get("/openapi.json").await.1;
+    let offered = &openapi["paths"]["/tasks"]["post"]["x-payment-info"]["offers"][0];
+    assert_eq!(
+        (&offered["rail"], &offered["network"], &offered["maturity"]),
+        (&json!("x402-base"), &json!("eip155:8453"), &json!(maturity))
+    );
+    assert_eq!(
+        offered["payTo"]
+            .as_str()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        chain.pay_to
+    );
 
     let client = Client::new(&node.base).unwrap();
     let outcome = client.run_task(&body("a"), &chain.payer()).await.unwrap();

@@ -2,7 +2,9 @@
 //! durable store in `<state>/node.redb` ([`NodeStore`]).
 
 mod layout;
+mod payouts;
 mod store;
 
 pub use layout::StateDir;
+pub use payouts::{OwedPayout, PayoutState};
 pub use store::{Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskRecord, TaskStatus};

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
+use crate::payouts::OwedPayout;
 use d402_payment::x402::SettlementResponse;
 use d402_payment::{Authorization, LedgerChange, PaymentKey};
 use d402_protocol::{
@@ -31,6 +32,8 @@ const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running");
 /// IDs of tasks decided but whose payment is still being settled on an external rail: what
 /// a restart settles again.
 const SETTLING: TableDefinition<&str, ()> = TableDefinition::new("settling");
+/// `<task id>/<index>` → JSON [`OwedPayout`]: what a provider owes on an external rail.
+const PAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("payouts");
 /// Account (base58) → reputation score, the sum of the deltas of its reputation events.
 const REPUTATION: TableDefinition<&str, i64> = TableDefinition::new("reputation");
 /// SKU → JSON [`Pricing`]: the price a paid operation was last listed at, and its version.
@@ -220,6 +223,12 @@ enum Change {
         receipts: Vec<u8>,
         ledger: Vec<LedgerChange>,
         reputation: Vec<(String, i64)>,
+        /// Payouts owed, by key: written unless already recorded (a later state stands).
+        owed: Vec<(String, Vec<u8>)>,
+    },
+    Payout {
+        key: String,
+        encoded: Vec<u8>,
     },
     Credit {
         account: String,
@@ -231,6 +240,7 @@ enum Change {
 enum Changed {
     Accepted(Accepted),
     Settled,
+    Payout,
     Credited(u64),
 }
 
@@ -270,6 +280,7 @@ impl NodeStore {
         txn.open_table(REPUTATION).map_err(db)?;
         txn.open_table(PRICING).map_err(db)?;
         txn.open_table(SETTLING).map_err(db)?;
+        txn.open_table(PAYOUTS).map_err(db)?;
         let indexed = txn
             .list_tables()
             .map_err(db)?
@@ -355,6 +366,7 @@ impl NodeStore {
         record: &TaskRecord,
         receipts: &Receipts,
         ledger: &[LedgerChange],
+        owed: &[OwedPayout],
     ) -> Result<Change, StoreError> {
         Ok(Change::Settle {
             task_id: record.task_id.clone(),
@@ -367,19 +379,25 @@ impl NodeStore {
                 .iter()
                 .map(|e| (e.payload.subject.to_string(), i64::from(e.payload.delta)))
                 .collect(),
+            owed: owed
+                .iter()
+                .map(|p| Ok((p.key(), encode(p)?)))
+                .collect::<Result<_, StoreError>>()?,
         })
     }
 
     /// Settles a task, durably and atomically: stores the final record and its receipts,
-    /// applies the rail's ledger changes and the receipts' reputation events.
+    /// applies the rail's ledger changes and the receipts' reputation events, and records
+    /// the payouts `owed` on an external rail (each once: a recorded payout keeps its state).
     /// Blocks the calling thread.
     pub fn settle(
         &self,
         record: &TaskRecord,
         receipts: &Receipts,
         ledger: &[LedgerChange],
+        owed: &[OwedPayout],
     ) -> Result<(), StoreError> {
-        self.change(Self::settle_change(record, receipts, ledger)?)
+        self.change(Self::settle_change(record, receipts, ledger, owed)?)
             .map(drop)
     }
 
@@ -389,10 +407,32 @@ impl NodeStore {
         record: &TaskRecord,
         receipts: &Receipts,
         ledger: &[LedgerChange],
+        owed: &[OwedPayout],
     ) -> Result<(), StoreError> {
-        self.change_async(Self::settle_change(record, receipts, ledger)?)
+        self.change_async(Self::settle_change(record, receipts, ledger, owed)?)
             .await
             .map(drop)
+    }
+
+    /// Records where paying `payout` stands, durably (before a transfer is sent, and after).
+    pub fn record_payout(&self, payout: &OwedPayout) -> Result<(), StoreError> {
+        self.change(Change::Payout {
+            key: payout.key(),
+            encoded: encode(payout)?,
+        })
+        .map(drop)
+    }
+
+    /// Every payout owed on an external rail, by task and index.
+    pub fn payouts(&self) -> Result<Vec<OwedPayout>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(PAYOUTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (_, value) = entry.map_err(db)?;
+            out.push(decode(value.value())?);
+        }
+        Ok(out)
     }
 
     /// Adds `amount` to `account` (the development faucet); returns the new balance.
@@ -585,6 +625,7 @@ fn apply(
             reputation: txn.open_table(REPUTATION).map_err(db)?,
             running: txn.open_table(RUNNING).map_err(db)?,
             settling: txn.open_table(SETTLING).map_err(db)?,
+            payouts: txn.open_table(PAYOUTS).map_err(db)?,
         };
         for change in changes {
             match tables.apply(change) {
@@ -607,6 +648,7 @@ struct Tables<'t> {
     reputation: redb::Table<'t, &'static str, i64>,
     running: redb::Table<'t, &'static str, ()>,
     settling: redb::Table<'t, &'static str, ()>,
+    payouts: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
 impl Tables<'_> {
@@ -622,9 +664,24 @@ impl Tables<'_> {
                 receipts,
                 ledger,
                 reputation,
-            } => self
-                .settle(&task_id, settling, &record, &receipts, &ledger, &reputation)
-                .map(|()| Changed::Settled),
+                owed,
+            } => {
+                self.settle(&task_id, settling, &record, &receipts, &ledger, &reputation)?;
+                for (key, encoded) in owed {
+                    if self.payouts.get(key.as_str()).map_err(db)?.is_none() {
+                        self.payouts
+                            .insert(key.as_str(), encoded.as_slice())
+                            .map_err(db)?;
+                    }
+                }
+                Ok(Changed::Settled)
+            }
+            Change::Payout { key, encoded } => {
+                self.payouts
+                    .insert(key.as_str(), encoded.as_slice())
+                    .map_err(db)?;
+                Ok(Changed::Payout)
+            }
             Change::Credit { account, amount } => self
                 .apply_ledger(&[LedgerChange::Credit {
                     account,

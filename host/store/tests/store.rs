@@ -240,13 +240,13 @@ fn a_settling_task_is_remembered_until_settled_and_counted_once() {
         store.accept_payment(&task).unwrap();
         task.status = TaskStatus::Settling;
         store
-            .settle(&task, &receipts("task:s", &worker), &[])
+            .settle(&task, &receipts("task:s", &worker), &[], &[])
             .unwrap();
         assert!(store.running().unwrap().is_empty());
         // A retry that did not complete stores the task again, still settling.
         task.settlement_error = Some("rpc unreachable".into());
         store
-            .settle(&task, &receipts("task:s", &worker), &[])
+            .settle(&task, &receipts("task:s", &worker), &[], &[])
             .unwrap();
     }
     let store = NodeStore::open(&path).unwrap();
@@ -259,7 +259,7 @@ fn a_settling_task_is_remembered_until_settled_and_counted_once() {
     task.status = TaskStatus::Accepted;
     task.settlement_error = None;
     store
-        .settle(&task, &receipts("task:s", &worker), &[])
+        .settle(&task, &receipts("task:s", &worker), &[], &[])
         .unwrap();
     assert!(store.settling().unwrap().is_empty());
     assert_eq!(

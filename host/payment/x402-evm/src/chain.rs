@@ -38,6 +38,7 @@ mod bindings {
         #[sol(rpc)]
         interface Eip3009Token {
             function balanceOf(address account) external view returns (uint256);
+            function transfer(address to, uint256 value) external returns (bool);
             function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
             function transferWithAuthorization(
                 address from,
@@ -53,7 +54,7 @@ mod bindings {
         }
     }
 }
-use bindings::Eip3009Token;
+pub(crate) use bindings::Eip3009Token;
 
 /// A JSON-RPC call failed or answered something unexpected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,18 +191,30 @@ impl Chain {
     /// Whether `receipt` holds the token's `Transfer(from, to, value)` of `payment`.
     fn pays(&self, receipt: &TransactionReceipt, payment: &ExactEvmPayload) -> bool {
         let terms = &payment.authorization;
+        self.transfers(receipt, terms.from, terms.to, terms.value)
+    }
+
+    /// Whether `receipt` succeeded and holds the token's `Transfer(from, to, value)`.
+    pub(crate) fn transfers(
+        &self,
+        receipt: &TransactionReceipt,
+        from: Address,
+        to: Address,
+        value: U256,
+    ) -> bool {
         receipt.status()
             && receipt.logs().iter().any(|log| {
                 log.address() == *self.token.address()
                     && log.log_decode::<Eip3009Token::Transfer>().is_ok_and(|t| {
-                        t.inner.from == terms.from
-                            && t.inner.to == terms.to
-                            && t.inner.value == terms.value
+                        t.inner.from == from && t.inner.to == to && t.inner.value == value
                     })
             })
     }
 
-    async fn receipt(&self, transaction: B256) -> Result<Option<TransactionReceipt>, ChainError> {
+    pub(crate) async fn receipt(
+        &self,
+        transaction: B256,
+    ) -> Result<Option<TransactionReceipt>, ChainError> {
         self.provider
             .get_transaction_receipt(transaction)
             .await

@@ -16,6 +16,7 @@ mod facilitator;
 mod keys;
 mod network;
 mod payer;
+mod payout;
 mod rail;
 
 pub use alloy::primitives::Address;
@@ -26,6 +27,7 @@ pub use facilitator::{Facilitator, RemoteFacilitator};
 pub use keys::{KeyError, load_key, write_key};
 pub use network::{EvmNetwork, NetworkError};
 pub use payer::EvmPayer;
+pub use payout::{PayoutSender, SignedTransfer, TransferOutcome};
 pub use rail::{CLOCK_MARGIN_SECS, MIN_SETTLEMENT_WINDOW_SECS, RailConfig, X402EvmRail};
 
 /// Base USDC, the default asset.
