@@ -71,6 +71,34 @@ fn node_args<'a>(rpc: &'a str, pay_to: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// Posts `body` to the gateway at `base`, pays its 402 with an EIP-3009 authorization from
+/// `buyer`, and returns the paid response.
+async fn pay_task(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+    buyer: &PrivateKeySigner,
+) -> reqwest::Response {
+    let url = format!("{base}/tasks");
+    let first = client.post(&url).json(body).send().await.unwrap();
+    let challenge: PaymentRequired =
+        decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
+    let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
+    let purchase = Purchase {
+        resource: Some(&challenge.resource),
+        body,
+        now: Timestamp::now(),
+    };
+    let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+    client
+        .post(&url)
+        .header("payment-signature", encode_header(&payment))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The repository's anvil (what `scripts/test.sh` installs).
 fn anvil() -> std::path::PathBuf {
     DevChain::anvil_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
@@ -173,24 +201,7 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
     let body = json!({"sync": false, "input": {"value": {"k": "crash"}, "select": ["k"]}});
     let client = d402_client::http_client();
     let task_id = runtime.block_on(async {
-        let url = format!("{}/tasks", node.base);
-        let first = client.post(&url).json(&body).send().await.unwrap();
-        let challenge: PaymentRequired =
-            decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
-        let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
-        let purchase = Purchase {
-            resource: Some(&challenge.resource),
-            body: &body,
-            now: Timestamp::now(),
-        };
-        let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
-        let paid = client
-            .post(&url)
-            .header("payment-signature", encode_header(&payment))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let paid = pay_task(&client, &node.base, &body, &buyer).await;
         assert_eq!(paid.status(), 202);
         let task: Value = paid.json().await.unwrap();
         // Wait until the settlement transaction is mined on chain.
@@ -369,24 +380,7 @@ fn payouts_owed_survive_a_crash_and_are_paid_exactly_once() {
     let client = d402_client::http_client();
     let body = json!({"input": {"value": {"k": "owed"}, "select": ["k"]}});
     runtime.block_on(async {
-        let url = format!("{}/tasks", node.base);
-        let first = client.post(&url).json(&body).send().await.unwrap();
-        let challenge: PaymentRequired =
-            decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
-        let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
-        let purchase = Purchase {
-            resource: Some(&challenge.resource),
-            body: &body,
-            now: Timestamp::now(),
-        };
-        let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
-        let paid = client
-            .post(&url)
-            .header("payment-signature", encode_header(&payment))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let paid = pay_task(&client, &node.base, &body, &buyer).await;
         assert_eq!(paid.status(), 200);
     });
     // SIGKILL: what is owed was recorded with the settled task.
