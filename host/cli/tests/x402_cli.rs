@@ -196,8 +196,19 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let proxy = runtime.block_on(receipt_swallowing_proxy(chain.rpc_url().to_string()));
     let pay_to_text = pay_to.to_string();
-
-    let mut node = NodeProcess::start(dir, &node_args(&proxy, &pay_to_text));
+    // The local worker's net is owed to a wallet of its own, paid after the restart.
+    let earnings = PrivateKeySigner::random().address().to_string();
+    let with_earnings = |rpc: &str| {
+        let mut args: Vec<String> = node_args(rpc, &pay_to_text)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        args.extend(["--evm-payout-wallet".into(), earnings.clone()]);
+        args
+    };
+    let args = with_earnings(&proxy);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = NodeProcess::start(dir, &args);
     let body = json!({"sync": false, "input": {"value": {"k": "crash"}, "select": ["k"]}});
     let client = d402_client::http_client();
     let task_id = runtime.block_on(async {
@@ -238,7 +249,9 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
 
     // Restarted on the same state, straight to the chain: reconciled, not paid again.
     let chain_url = chain.rpc_url().to_string();
-    let node = NodeProcess::start(dir, &node_args(&chain_url, &pay_to_text));
+    let args = with_earnings(&chain_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = NodeProcess::start(dir, &args);
     let (status, settled, task, receipt) = runtime.block_on(async {
         let response = client
             .get(format!("{}/tasks/{task_id}", node.base))
@@ -274,6 +287,35 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
         );
     });
     assert!(settled["transaction"].as_str().unwrap().starts_with("0x"));
+
+    // What the settlement owes survived the crash and is paid once, however often run.
+    node.kill();
+    let hot = chain.account(4);
+    runtime
+        .block_on(chain.mint(BASE_USDC, hot.address(), PRICE))
+        .unwrap();
+    d402_rail_x402_evm::write_key(&dir.join("hot.key"), &hot).unwrap();
+    let run = [
+        "run",
+        "--state",
+        "state",
+        "--key-file",
+        "hot.key",
+        "--evm-rpc-url",
+        &chain_url,
+    ];
+    for expected in [
+        json!({"paid": 1, "unfinished": 0}),
+        json!({"paid": 0, "unfinished": 0}),
+    ] {
+        let (code, out, err) = payouts(dir, &run);
+        assert_eq!(code, 0, "{out} {err}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), expected);
+    }
+    let earned = runtime
+        .block_on(chain.balance(BASE_USDC, earnings.parse().unwrap()))
+        .unwrap();
+    assert_eq!(earned, PRICE, "the worker's net, paid once");
 }
 
 #[test]
