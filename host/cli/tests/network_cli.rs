@@ -6,7 +6,8 @@
 //! - a race survives a worker killed mid-task, which is replaced by a spare worker;
 //! - a worker whose artifact is missing or tampered fetches it by CID from the gateway and
 //!   never runs the tampered bytes;
-//! - a restarted worker rejoins through its peer store, without a bootstrap flag.
+//! - a restarted worker rejoins through its peer store, without a bootstrap flag;
+//! - on x402 on Base, a remote worker's net is owed to the EVM wallet its offer announces.
 
 mod common;
 
@@ -527,4 +528,85 @@ fn devnet_starts_a_multi_process_network_a_buyer_can_pay_and_ctrl_c_stops_it() {
             "node process {pid} is still running"
         );
     }
+}
+
+#[test]
+fn a_remote_worker_is_owed_its_net_at_the_evm_wallet_its_offer_announces() {
+    use d402_rail_x402_evm::devchain::DevChain;
+    use d402_rail_x402_evm::{BASE_USDC, PrivateKeySigner, write_key};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chain = DevChain::start(&DevChain::anvil_path(&root).unwrap(), 8453, 0).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let buyer = PrivateKeySigner::random();
+    runtime.block_on(async {
+        chain.install_test_usdc(BASE_USDC).await.unwrap();
+        chain
+            .mint(BASE_USDC, buyer.address(), 1_000_000)
+            .await
+            .unwrap();
+    });
+    write_key(&keys.path().join("buyer.key"), &buyer).unwrap();
+    write_key(&keys.path().join("gas.key"), &chain.account(1)).unwrap();
+    let (rpc, pay_to) = (
+        chain.rpc_url().to_string(),
+        chain.account(2).address().to_string(),
+    );
+    let gas = keys.path().join("gas.key").display().to_string();
+    let net = Net::start(&[
+        "--rail",
+        "x402-base",
+        "--evm-rpc-url",
+        &rpc,
+        "--provider-payout-wallet",
+        &pay_to,
+        "--x402-facilitator-key-file",
+        &gas,
+    ]);
+    let earnings = PrivateKeySigner::random().address().to_string();
+    let worker = net.worker_with("worker-0", |_| {}, &["--evm-payout-wallet", &earnings]);
+    net.wait_for_offers(&[&worker]);
+    let page = d402_testkit::serve_html(ARTICLE);
+    let (code, out, err) = d402(
+        keys.path(),
+        &[
+            "x402-task",
+            "--gateway",
+            &net.gateway.base,
+            "--url",
+            &page,
+            "--key-file",
+            "buyer.key",
+        ],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        d402_testkit::worker_payees(&out["receipt"]),
+        std::slice::from_ref(&worker.account)
+    );
+
+    let mut gateway = net.gateway;
+    gateway.kill();
+    let state = net.root.path().join("gateway/state");
+    let (code, out, err) = d402(
+        keys.path(),
+        &[
+            "payouts",
+            "list",
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let owed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(owed.len(), 1, "{out}");
+    assert_eq!(owed[0]["account"], worker.account.as_str());
+    assert_eq!(owed[0]["state"]["status"], "owed");
+    assert_eq!(
+        owed[0]["address"].as_str().unwrap().to_lowercase(),
+        earnings.to_lowercase(),
+        "the wallet the worker's signed offer announced"
+    );
 }

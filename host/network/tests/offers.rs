@@ -12,6 +12,7 @@ fn offer(key: &Keypair, lifetime_ms: u64) -> Signed<NodeOffer> {
         node_id: key.public(),
         addresses: vec![],
         payout_wallet: key.public().to_string(),
+        evm_payout_wallet: None,
         roles: vec!["worker".into()],
         capabilities: vec![],
         software_version: "test".into(),
@@ -207,6 +208,7 @@ async fn reputation_events_and_validator_offers_are_checked_like_offers() {
             models: vec![ValidationModel::Canonicalized],
             fee: Price(Amount::from_micros(5)),
             payout_wallet: validator.public().to_string(),
+            evm_payout_wallet: None,
             issued_at: now,
             expires_at: now.plus_millis(60_000),
         };

@@ -589,8 +589,9 @@ pub struct NodeArgs {
         help_heading = "Payment rails"
     )]
     pub x402_facilitator_url: Option<String>,
-    /// Where this node's own worker nets and validator fees are paid on EVM rails, by
-    /// `d402 payouts run` [default: kept at --provider-payout-wallet].
+    /// Where this node is paid on EVM rails: a worker or validator announces it in its
+    /// offers; a gateway pays its own local pool's nets and validator fees here with
+    /// `d402 payouts run` [default: a gateway keeps them at --provider-payout-wallet].
     #[arg(
         long,
         env = "D402_EVM_PAYOUT_WALLET",

@@ -529,6 +529,7 @@ mod tests {
             node_id: key.public(),
             addresses: vec![],
             payout_wallet: key.public().to_string(),
+            evm_payout_wallet: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             capabilities: vec![OfferedCapability {
                 capability_id: "util.json_transform@1".into(),

@@ -436,8 +436,9 @@ impl Gateway {
 
     /// What the provider owes of `payouts` after the whole price landed at `pay_to`: the
     /// local pool's worker nets and this node's validator fee go to `--evm-payout-wallet`
-    /// (kept at `pay_to` when it is unset or the same), other payees to their EVM account
-    /// when the receipt names one; the rest cannot be paid on this rail.
+    /// (kept at `pay_to` when it is unset or the same), a remote worker's or validator's to
+    /// the EVM payout wallet its signed offer announces (or its account, when that is an EVM
+    /// address); the rest cannot be paid on this rail.
     fn owed_payouts(
         &self,
         record: &TaskRecord,
@@ -454,10 +455,8 @@ impl Gateway {
                 let address = if ours {
                     own_wallet.and_then(|w| w.parse::<Account>().ok())
                 } else {
-                    payout
-                        .account
-                        .parse::<Account>()
-                        .ok()
+                    self.announced_evm_wallet(&payout.account)
+                        .or_else(|| payout.account.parse().ok())
                         .filter(|a| matches!(a, Account::Evm(_)))
                 };
                 let state = match address {
@@ -481,6 +480,25 @@ impl Gateway {
                 }
             })
             .collect()
+    }
+
+    /// The EVM payout wallet the node or validator `account` announced in its signed offer,
+    /// if this gateway heard one.
+    fn announced_evm_wallet(&self, account: &str) -> Option<Account> {
+        let network = self.network()?;
+        let announced = network
+            .offers()
+            .into_values()
+            .find(|o| o.payload.node_id.to_string() == account)
+            .and_then(|o| o.payload.evm_payout_wallet)
+            .or_else(|| {
+                network
+                    .validator_offers()
+                    .into_iter()
+                    .find(|o| o.payload.validator_id.to_string() == account)
+                    .and_then(|o| o.payload.evm_payout_wallet)
+            })?;
+        announced.parse().ok()
     }
 
     /// Tries again to settle every task whose settlement did not complete.

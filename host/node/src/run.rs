@@ -176,6 +176,7 @@ pub fn node_offer(
         node_id: key.public(),
         addresses: addresses.to_vec(),
         payout_wallet: key.public().to_string(),
+        evm_payout_wallet: config.x402.evm_payout_wallet.clone(),
         roles: config
             .roles
             .iter()
@@ -204,6 +205,7 @@ fn validator_offers(
             models: vec![i.manifest.validator.model],
             fee: Price(price_of(config, i).0.share_bps(config.validator_fee_bps)),
             payout_wallet: key.public().to_string(),
+            evm_payout_wallet: config.x402.evm_payout_wallet.clone(),
             issued_at: now,
             expires_at: now.plus_millis(config.offer_interval_seconds * 3 * 1000),
         })

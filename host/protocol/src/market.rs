@@ -32,6 +32,9 @@ pub struct NodeOffer {
     pub addresses: Vec<String>,
     /// Where the node is paid.
     pub payout_wallet: String,
+    /// Where the node is paid on EVM rails (a 0x address), if it takes EVM payouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evm_payout_wallet: Option<String>,
     /// Roles the node holds: gateway, worker, validator, bootstrap.
     pub roles: Vec<String>,
     /// Capabilities served.
@@ -64,6 +67,9 @@ pub struct ValidatorOffer {
     pub fee: Price,
     /// Where the validator is paid.
     pub payout_wallet: String,
+    /// Where the validator is paid on EVM rails (a 0x address), if it takes EVM payouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evm_payout_wallet: Option<String>,
     /// When the offer was made.
     pub issued_at: Timestamp,
     /// When it lapses unless re-announced.
