@@ -558,3 +558,61 @@ async fn a_remote_x402_facilitator_settles_for_the_gateway() {
         "the gateway's own gas key sent nothing"
     );
 }
+
+#[tokio::test]
+async fn a_payment_identifier_names_one_task_and_v1_x_payment_works_too() {
+    use d402_payment::x402::payment_identifier;
+    let chain = Chain::start().await;
+    let node = gateway(&chain).await;
+    let request = body("identified");
+    let with_id = |header: String| {
+        let mut payment: PaymentPayload = decode_header(&header).unwrap();
+        payment_identifier::append(&mut payment.extensions, "pay_0123456789abcdef0123");
+        encode_header(&payment)
+    };
+    let first = with_id(pay(&node, &chain, &request).await);
+    let paid = node.post(&request, Some(&first)).await;
+    assert_eq!(paid.status(), 200);
+    let task: Value = paid.json().await.unwrap();
+    let replay = node.post(&request, Some(&first)).await;
+    assert_eq!(
+        replay.json::<Value>().await.unwrap()["taskId"],
+        task["taskId"]
+    );
+    // The same identifier on another authorization: 409, and nothing more moves.
+    let second = with_id(pay(&node, &chain, &request).await);
+    let conflict = node.post(&request, Some(&second)).await;
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(
+        conflict.json::<Value>().await.unwrap()["error"]["code"],
+        "payment_identifier_reused"
+    );
+    assert_eq!(chain.balances().await, (FUNDS - PRICE, PRICE));
+
+    // The v1 header carries the same EVM payload and is answered in kind.
+    let request = body("v1");
+    let v2: PaymentPayload = decode_header(&pay(&node, &chain, &request).await).unwrap();
+    let v1 = encode_header(&json!({
+        "x402Version": 1,
+        "scheme": v2.accepted.scheme,
+        "network": v2.accepted.network,
+        "payload": v2.payload
+    }));
+    let paid = node
+        .client
+        .post(format!("{}/tasks", node.base))
+        .header(headers::X_PAYMENT, &v1)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let settled: Value = decode_header(
+        paid.headers()[headers::X_PAYMENT_RESPONSE]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settled["success"], true);
+    assert_eq!(chain.balances().await, (FUNDS - 2 * PRICE, 2 * PRICE));
+}
