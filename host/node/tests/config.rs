@@ -430,3 +430,44 @@ fn every_node_flag_is_listed_in_its_section() {
         .collect();
     assert!(loose.is_empty(), "flags outside any section: {loose:?}");
 }
+
+#[test]
+fn the_x402_rail_is_configured_by_file_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let pay_to = "0x00000000000000000000000000000000000000b0";
+    let file = write(
+        dir.path(),
+        &format!(
+            "rail = [\"x402-base\"]\nx402-network = \"eip155:84532\"\nevm-rpc-url = \"http://127.0.0.1:8545\"\n\
+             provider-payout-wallet = \"{pay_to}\"\nx402-asset-name = \"USDC\"\n"
+        ),
+    );
+    let asset = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: every test of this file that parses arguments holds the ENV lock.
+    unsafe { std::env::set_var("D402_X402_ASSET", asset) };
+    let earnings = "0x00000000000000000000000000000000000000e0";
+    let config = parse(&["--config", &file, "--evm-payout-wallet", earnings]).resolve();
+    let bad_network = parse(&["--config", &file, "--x402-network", "base"]).resolve();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("D402_X402_ASSET") };
+    let x402 = config.unwrap().x402;
+    assert_eq!(x402.network, "eip155:84532", "from the file");
+    assert_eq!(x402.asset, asset, "from the environment");
+    assert_eq!(x402.asset_name, "USDC");
+    assert_eq!(x402.asset_version, "2", "the embedded default");
+    assert_eq!(x402.provider_payout_wallet.as_deref(), Some(pay_to));
+    assert_eq!(
+        x402.evm_payout_wallet.as_deref(),
+        Some(earnings),
+        "from the flag"
+    );
+    let error = error_of(bad_network);
+    assert!(error.contains("eip155:<chain id>"), "{error}");
+    let without_wallet = write(
+        dir.path(),
+        "rail = [\"x402-base\"]\nevm-rpc-url = \"http://127.0.0.1:8545\"\n",
+    );
+    let error = error_of(parse(&["--config", &without_wallet]).resolve());
+    assert!(error.contains("D402_PROVIDER_PAYOUT_WALLET"), "{error}");
+}
