@@ -14,12 +14,15 @@ node_modules/.bin/forge build --quiet
 node_modules/.bin/forge test --quiet
 mkdir -p artifacts
 status=0
-for contract in TestUsdc; do
+# source file:contract pairs whose artifacts Rust binds
+for entry in TestUsdc.sol:TestUsdc TaskEscrow.sol:TaskEscrowFactory; do
+  source=${entry%%:*}
+  contract=${entry##*:}
   fresh=$(node -e '
     const a = require(process.argv[1]);
     const out = {abi: a.abi, bytecode: {object: a.bytecode.object}, deployedBytecode: {object: a.deployedBytecode.object}};
     process.stdout.write(JSON.stringify(out, null, 1) + "\n");
-  ' "$PWD/out/$contract.sol/$contract.json")
+  ' "$PWD/out/$source/$contract.json")
   if $check; then
     if ! diff -q <(printf '%s\n' "$fresh") "artifacts/$contract.json" >/dev/null; then
       echo "contracts/artifacts/$contract.json differs from a fresh build; run scripts/build-contracts.sh and commit it" >&2
