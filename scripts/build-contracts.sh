@@ -15,7 +15,7 @@ node_modules/.bin/forge test --quiet
 mkdir -p artifacts
 status=0
 # source file:contract pairs whose artifacts Rust binds
-for entry in TestUsdc.sol:TestUsdc TaskEscrow.sol:TaskEscrowFactory; do
+for entry in TestUsdc.sol:TestUsdc TaskEscrow.sol:TaskEscrowFactory TaskEscrow.sol:TaskVault; do
   source=${entry%%:*}
   contract=${entry##*:}
   fresh=$(node -e '

@@ -136,6 +136,14 @@ impl DevChain {
         u64::try_from(balance).map_err(rpc)
     }
 
+    /// Deploys the task escrow factory (`contracts/src/TaskEscrow.sol`); its address.
+    pub async fn deploy_escrow_factory(&self) -> Result<Address, DevChainError> {
+        let factory = crate::escrow::bindings::TaskEscrowFactory::deploy(&self.provider)
+            .await
+            .map_err(rpc)?;
+        Ok(*factory.address())
+    }
+
     /// How many transactions `account` has sent.
     pub async fn nonce(&self, account: Address) -> Result<u64, DevChainError> {
         self.provider

@@ -12,6 +12,7 @@
 mod chain;
 pub mod devchain;
 mod eip3009;
+pub mod escrow;
 mod facilitator;
 mod keys;
 mod network;
