@@ -14,7 +14,7 @@ use clap::Args;
 use d402_payment::RailId;
 use d402_protocol::ExecutionMode;
 use d402_rail_x402_evm::devchain::DevChain;
-use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, PrivateKeySigner, load_key, write_key};
+use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, PrivateKeySigner, read_key_file, write_key};
 
 use crate::processes::{Nodes, Started, copy_installed, fund_buyer, wait_for_workers};
 
@@ -77,7 +77,7 @@ impl LocalChain {
             write_key(&buyer_key, &PrivateKeySigner::random())
                 .with_context(|| format!("cannot write {}", buyer_key.display()))?;
         }
-        let buyer = load_key(Some(&buyer_key), "")?;
+        let buyer = read_key_file(&buyer_key)?;
         chain
             .mint(BASE_USDC, buyer.address(), DEVNET_BUYER_USDC)
             .await?;

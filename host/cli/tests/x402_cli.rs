@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -99,6 +98,18 @@ async fn pay_task(
         .unwrap()
 }
 
+/// anvil (chain id 8453) with the test token at the Base USDC address, and a buyer holding
+/// [`FUNDS`] of it.
+fn funded_chain(runtime: &tokio::runtime::Runtime) -> (DevChain, PrivateKeySigner) {
+    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
+    let buyer = PrivateKeySigner::random();
+    runtime.block_on(async {
+        chain.install_test_usdc(BASE_USDC).await.unwrap();
+        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
+    });
+    (chain, buyer)
+}
+
 /// The repository's anvil (what `scripts/test.sh` installs).
 fn anvil() -> std::path::PathBuf {
     DevChain::anvil_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
@@ -183,17 +194,10 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
     let dir = dir.path();
     install(dir, "json-transform", "json_transform.wasm");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
-    let buyer = PrivateKeySigner::random();
+    let (chain, buyer) = funded_chain(&runtime);
     let pay_to = PrivateKeySigner::random().address();
     let gas = chain.account(1);
-    runtime.block_on(async {
-        chain.install_test_usdc(BASE_USDC).await.unwrap();
-        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
-    });
-    let key_file = dir.join("gas.key");
-    std::fs::write(&key_file, gas.to_bytes().to_string()).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    d402_rail_x402_evm::write_key(&dir.join("gas.key"), &gas).unwrap();
     let proxy = runtime.block_on(receipt_swallowing_proxy(chain.rpc_url().to_string()));
     let pay_to_text = pay_to.to_string();
     // The local worker's net is owed to a wallet of its own, paid after the restart.
@@ -322,13 +326,8 @@ fn a_node_killed_between_settlement_and_its_record_settles_once_after_restart() 
 fn x402_task_pays_the_official_x402_express_server() {
     use std::io::{BufRead, BufReader};
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
-    let buyer = PrivateKeySigner::random();
+    let (chain, buyer) = funded_chain(&runtime);
     let pay_to = PrivateKeySigner::random().address();
-    runtime.block_on(async {
-        chain.install_test_usdc(BASE_USDC).await.unwrap();
-        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
-    });
     let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/express");
     assert!(
         modules.exists(),
@@ -397,16 +396,13 @@ fn payouts_owed_survive_a_crash_and_are_paid_exactly_once() {
     let dir = dir.path();
     install(dir, "json-transform", "json_transform.wasm");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
-    let buyer = PrivateKeySigner::random();
+    let (chain, buyer) = funded_chain(&runtime);
     let pay_to = PrivateKeySigner::random().address();
     let earnings = PrivateKeySigner::random().address();
     let hot = chain.account(4);
-    runtime.block_on(async {
-        chain.install_test_usdc(BASE_USDC).await.unwrap();
-        chain.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
-        chain.mint(BASE_USDC, hot.address(), 1_000).await.unwrap();
-    });
+    runtime
+        .block_on(chain.mint(BASE_USDC, hot.address(), 1_000))
+        .unwrap();
     d402_rail_x402_evm::write_key(&dir.join("gas.key"), &chain.account(1)).unwrap();
     d402_rail_x402_evm::write_key(&dir.join("hot.key"), &hot).unwrap();
     let (pay_to_text, earnings_text) = (pay_to.to_string(), earnings.to_string());

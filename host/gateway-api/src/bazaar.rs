@@ -74,7 +74,7 @@ pub fn extension(route: &BazaarRoute<'_>) -> Value {
 /// A value that satisfies the common parts of `schema`: `const`, the first of `enum` or
 /// `examples`, `default`, and by `type` an object with its required properties, an empty
 /// array, the minimum number, `false`, or a string (`https://example.com/` for URIs).
-pub fn example_of(schema: &Value) -> Value {
+fn example_of(schema: &Value) -> Value {
     if let Some(value) = schema.get("const") {
         return value.clone();
     }

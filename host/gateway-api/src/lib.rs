@@ -5,7 +5,7 @@
 mod bazaar;
 mod openapi;
 
-pub use bazaar::{BAZAAR, BazaarRoute, example_of, extension as bazaar_extension};
+pub use bazaar::{BAZAAR, BazaarRoute, extension as bazaar_extension};
 
 pub use openapi::{Offer, PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document, dollars, payment_info};
 

@@ -52,6 +52,15 @@ pub struct ServedCapability {
 }
 
 impl ServedCapability {
+    /// Whether the accepted signed registration declares a creator commission above zero
+    /// (read without building the terms: admission asks on every paid request).
+    pub fn has_commission(&self) -> bool {
+        self.registration
+            .as_ref()
+            .and_then(|r| r.registration.creator_commission.as_ref())
+            .is_some_and(|terms| terms.rate_bps > 0)
+    }
+
     /// Creator commission terms, from the accepted signed registration (the cap was
     /// enforced when it was accepted).
     pub fn commission(&self) -> Option<CommissionTerms> {

@@ -149,21 +149,7 @@ async fn a_payment_identifier_names_one_task_and_one_payment() {
 async fn the_v1_x_payment_header_is_accepted_and_answered_in_kind() {
     let node = start(|_| {}).await;
     let request = body("v1");
-    let v2: SimulatedPayment = decode_header(&node.pay(&request).await).unwrap();
-    let v1 = encode_header(&json!({
-        "x402Version": 1,
-        "scheme": v2.accepted.scheme,
-        "network": v2.accepted.network,
-        "payload": v2.payload
-    }));
-    let paid = node
-        .client
-        .post(format!("{}/tasks", node.base))
-        .header(headers::X_PAYMENT, &v1)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let paid = node.post_v1(&request, &node.pay(&request).await).await;
     assert_eq!(paid.status(), 200);
     assert!(paid.headers().contains_key(headers::X_PAYMENT_RESPONSE));
     assert!(!paid.headers().contains_key(headers::PAYMENT_RESPONSE));

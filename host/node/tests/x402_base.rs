@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::{install, json_transform, serve};
@@ -61,9 +60,8 @@ impl Chain {
     /// Configures `config` for `--rail x402-base` on this chain, the gas key in a 0600 file.
     fn configure(&self, config: &mut d402_node::NodeConfig, state: &Path) {
         let key_file = state.join("facilitator.key");
-        let gas = self.dev.account(1);
-        std::fs::write(&key_file, format!("0x{}", hex::encode(gas.to_bytes()))).unwrap();
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let _ = std::fs::remove_file(&key_file);
+        d402_rail_x402_evm::write_key(&key_file, &self.dev.account(1)).unwrap();
         config.rails = vec![RailId::X402Base];
         config.x402.evm_rpc_url = Some(self.dev.rpc_url().to_string());
         config.x402.provider_payout_wallet = Some(self.pay_to.to_string());
@@ -591,21 +589,9 @@ async fn a_payment_identifier_names_one_task_and_v1_x_payment_works_too() {
 
     // The v1 header carries the same EVM payload and is answered in kind.
     let request = body("v1");
-    let v2: PaymentPayload = decode_header(&pay(&node, &chain, &request).await).unwrap();
-    let v1 = encode_header(&json!({
-        "x402Version": 1,
-        "scheme": v2.accepted.scheme,
-        "network": v2.accepted.network,
-        "payload": v2.payload
-    }));
     let paid = node
-        .client
-        .post(format!("{}/tasks", node.base))
-        .header(headers::X_PAYMENT, &v1)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+        .post_v1(&request, &pay(&node, &chain, &request).await)
+        .await;
     assert_eq!(paid.status(), 200);
     let settled: Value = decode_header(
         paid.headers()[headers::X_PAYMENT_RESPONSE]

@@ -122,7 +122,7 @@ impl Gateway {
         &'a self,
         served: &ServedCapability,
     ) -> impl Iterator<Item = &'a Arc<dyn PaymentRail>> + 'a {
-        let commission = served.commission().is_some_and(|c| c.rate_bps > 0);
+        let commission = served.has_commission();
         self.rails
             .all()
             .iter()

@@ -134,6 +134,25 @@ impl Node {
         request.send().await.unwrap()
     }
 
+    /// POSTs `body` with the payment of the v2 `PAYMENT-SIGNATURE` header `v2` re-sent as a
+    /// v1 `X-PAYMENT` header (`{x402Version: 1, scheme, network, payload}`).
+    pub async fn post_v1(&self, body: &Value, v2: &str) -> reqwest::Response {
+        let v2: d402_payment::x402::PaymentPayload = decode_header(v2).unwrap();
+        let v1 = encode_header(&serde_json::json!({
+            "x402Version": 1,
+            "scheme": v2.accepted.scheme,
+            "network": v2.accepted.network,
+            "payload": v2.payload
+        }));
+        self.client
+            .post(format!("{}/tasks", self.base))
+            .header(d402_payment::x402::headers::X_PAYMENT, &v1)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client

@@ -35,16 +35,26 @@ pub enum KeyError {
 
 /// The key in `file` if given, else in the environment variable `env`.
 pub fn load_key(file: Option<&Path>, env: &str) -> Result<PrivateKeySigner, KeyError> {
-    let (text, source_name) = match file {
-        Some(path) => (read_private(path)?, path.display().to_string()),
+    match file {
+        Some(path) => read_key_file(path),
         None => match std::env::var(env) {
-            Ok(text) if !text.trim().is_empty() => (text, env.to_string()),
-            _ => return Err(KeyError::Missing { env: env.into() }),
+            Ok(text) if !text.trim().is_empty() => parse(&text, env),
+            _ => Err(KeyError::Missing { env: env.into() }),
         },
-    };
+    }
+}
+
+/// The key in `path` (0x hex), refused if others may read the file.
+pub fn read_key_file(path: &Path) -> Result<PrivateKeySigner, KeyError> {
+    parse(&read_private(path)?, &path.display().to_string())
+}
+
+fn parse(text: &str, source_name: &str) -> Result<PrivateKeySigner, KeyError> {
     text.trim()
         .parse::<PrivateKeySigner>()
-        .map_err(|_| KeyError::Invalid { source_name })
+        .map_err(|_| KeyError::Invalid {
+            source_name: source_name.into(),
+        })
 }
 
 /// Writes `key` to a new file at `path` (0x hex, mode 0600), refusing to overwrite one.

@@ -25,7 +25,7 @@ pub use alloy::signers::local::PrivateKeySigner;
 pub use chain::{Chain, ChainError, GasSigner, UsedAuthorization};
 pub use eip3009::{AuthorizationTerms, ExactEvmPayload, SignatureError, TokenDomain};
 pub use facilitator::{Facilitator, RemoteFacilitator};
-pub use keys::{KeyError, load_key, write_key};
+pub use keys::{KeyError, load_key, read_key_file, write_key};
 pub use network::{EvmNetwork, NetworkError};
 pub use payer::EvmPayer;
 pub use payout::{PayoutSender, SignedTransfer, TransferOutcome};

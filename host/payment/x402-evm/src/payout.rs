@@ -59,11 +59,6 @@ impl PayoutSender {
         }
     }
 
-    /// The hot key's address.
-    pub fn address(&self) -> Address {
-        self.from
-    }
-
     /// Signs a transfer of `amount` to `to` at the hot key's next nonce; sends nothing.
     pub async fn sign(&self, to: Address, amount: u64) -> Result<SignedTransfer, ChainError> {
         let rpc = |what: &'static str| {

@@ -115,11 +115,6 @@ impl X402EvmRail {
         )
     }
 
-    /// The chain the rail reads.
-    pub fn chain(&self) -> &Chain {
-        &self.chain
-    }
-
     /// The EVM payload of `payment`, with its network and asset checked.
     fn read(&self, payment: &PaymentPayload) -> Result<ExactEvmPayload, PaymentError> {
         if payment.accepted.scheme != "exact" || payment.accepted.network != self.network {
