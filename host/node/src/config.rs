@@ -177,7 +177,7 @@ impl Default for X402Settings {
 impl X402Settings {
     /// The rail's configuration, checked; the environment variable or flag to fix is named.
     pub fn rail_config(&self) -> anyhow::Result<(d402_rail_x402_evm::RailConfig, url::Url)> {
-        use d402_rail_x402_evm::{Address, RailConfig};
+        use d402_rail_x402_evm::{Address, RailConfig, TokenConfig};
         let network = self
             .network
             .parse()
@@ -213,9 +213,11 @@ impl X402Settings {
         }
         let config = RailConfig {
             network,
-            asset,
-            domain_name: self.asset_name.clone(),
-            domain_version: self.asset_version.clone(),
+            token: TokenConfig {
+                asset,
+                domain_name: self.asset_name.clone(),
+                domain_version: self.asset_version.clone(),
+            },
             pay_to,
             receipt_timeout: Duration::from_secs(60),
         };

@@ -654,6 +654,7 @@ impl Gateway {
             account: record.payment.payer.to_string(),
             amount: record.payment.amount,
             reason,
+            transaction: None,
         };
         let voided = self
             .rail_of(&record)?

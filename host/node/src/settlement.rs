@@ -80,6 +80,8 @@ pub fn payouts(split: &Split<'_>) -> Vec<Payout> {
         registration_cid: None,
         publisher: None,
         namespace: None,
+        address: None,
+        transaction: None,
     };
     let mut out: Vec<Payout> = split
         .workers

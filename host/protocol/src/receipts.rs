@@ -92,6 +92,12 @@ pub struct Payout {
     /// Namespace of that registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The on-chain address paid, when the rail pays each payee on chain (an escrow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The transaction that paid it, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 /// Money returned to the buyer.
@@ -104,6 +110,9 @@ pub struct Refund {
     pub amount: Amount,
     /// Why, e.g. `rejected`, `deadline-missed`, `failed`.
     pub reason: String,
+    /// The transaction that returned it on chain, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 /// Where the money of one task went.

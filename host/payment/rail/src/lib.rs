@@ -71,7 +71,10 @@ impl RailId {
         match self {
             Self::Simulated => "development only: the node's own ledger, no real money",
             Self::X402Base => "implemented, tested on a local chain; not audited",
-            Self::X402BaseEscrow | Self::SolanaDirect | Self::X402Solana => "not available yet",
+            Self::X402BaseEscrow => {
+                "Base task escrow: implemented, tested on a local chain; not audited — cap balances"
+            }
+            Self::SolanaDirect | Self::X402Solana => "not available yet",
         }
     }
 }
@@ -295,7 +298,12 @@ pub trait PaymentRail: Send + Sync {
     fn asset(&self) -> &str;
     /// The account payments go to.
     fn pay_to(&self) -> &Account;
-    /// The `accepts[]` entry for `price`.
+    /// Whether a paid retry that chose `requirements` is for this rail (by default: same
+    /// scheme and network). Rails sharing a scheme and network tell theirs apart here.
+    fn claims(&self, requirements: &PaymentRequirements) -> bool {
+        requirements.scheme == self.scheme() && requirements.network == self.network()
+    }
+    /// The `accepts[]` entry for `price` (a rail may issue fresh terms for each).
     fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements;
     /// The once-only key `payment` claims, read without authenticating it or checking price,
     /// window or funds: a retry of an accepted payment must find its task even after the
@@ -321,6 +329,12 @@ pub trait PaymentRail: Send + Sync {
     /// rather than the commission being silently kept.
     fn pays_commissions(&self) -> bool {
         true
+    }
+    /// Whether capture pays each payee itself, on chain, to the address its payout names
+    /// ([`Payout::address`]), instead of the whole price landing at [`PaymentRail::pay_to`]
+    /// (payouts then owed by the provider) or in the node's ledger.
+    fn pays_payees(&self) -> bool {
+        false
     }
     /// Whether capture and void move money outside the node's store (on a chain). The node
     /// then records its decision durably before calling them, and calls capture again after

@@ -7,12 +7,12 @@ use d402_x402::PaymentPayload;
 
 use crate::{PaymentError, PaymentRail, RailId};
 
-/// Two enabled rails would answer the same scheme and network.
+/// The same rail enabled twice on one network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("two payment rails accept scheme {scheme:?} on network {network:?}; enable one")]
+#[error("payment rail {rail} is enabled twice on network {network:?}; enable it once")]
 pub struct DuplicateRail {
-    /// The scheme.
-    pub scheme: String,
+    /// The rail.
+    pub rail: RailId,
     /// The network.
     pub network: String,
 }
@@ -24,16 +24,16 @@ pub struct Rails {
 }
 
 impl Rails {
-    /// The rails in preference order; refuses none, and two on the same method.
+    /// The rails in preference order; refuses none, and one rail twice on a network.
     pub fn new(rails: Vec<Arc<dyn PaymentRail>>) -> Result<Self, DuplicateRail> {
         assert!(!rails.is_empty(), "a gateway accepts at least one rail");
         for (i, rail) in rails.iter().enumerate() {
             if rails[..i]
                 .iter()
-                .any(|other| other.scheme() == rail.scheme() && other.network() == rail.network())
+                .any(|other| other.id() == rail.id() && other.network() == rail.network())
             {
                 return Err(DuplicateRail {
-                    scheme: rail.scheme().to_string(),
+                    rail: rail.id(),
                     network: rail.network().to_string(),
                 });
             }
@@ -51,16 +51,14 @@ impl Rails {
         &self.rails[0]
     }
 
-    /// The rail a payment's chosen requirements name (scheme and network).
+    /// The rail that [claims](PaymentRail::claims) a payment's chosen requirements.
     pub fn for_payment(
         &self,
         payment: &PaymentPayload,
     ) -> Result<&Arc<dyn PaymentRail>, PaymentError> {
         self.rails
             .iter()
-            .find(|r| {
-                r.scheme() == payment.accepted.scheme && r.network() == payment.accepted.network
-            })
+            .find(|r| r.claims(&payment.accepted))
             .ok_or_else(|| PaymentError::UnsupportedNetwork(payment.accepted.network.clone()))
     }
 

@@ -61,7 +61,7 @@ pub(crate) use bindings::Eip3009Token;
 #[error("EVM RPC: {0}")]
 pub struct ChainError(pub String);
 
-fn rpc<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> ChainError {
+pub(crate) fn rpc<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> ChainError {
     move |e| ChainError(format!("{what}: {e}"))
 }
 
@@ -170,11 +170,7 @@ impl Chain {
             .topic1(terms.from.into_word())
             .topic2(terms.nonce)
             .from_block(0);
-        let logs = self
-            .provider
-            .get_logs(&filter)
-            .await
-            .map_err(rpc("eth_getLogs"))?;
+        let logs = self.logs(&filter).await?;
         let Some(transaction) = logs.iter().find_map(|log| log.transaction_hash) else {
             return Ok(Some(UsedAuthorization::Elsewhere));
         };
@@ -228,11 +224,21 @@ impl Chain {
         payment: &ExactEvmPayload,
         timeout: Duration,
     ) -> Result<bool, ChainError> {
+        let receipt = self.wait_receipt(transaction, timeout).await?;
+        Ok(self.pays(&receipt, payment))
+    }
+
+    /// Waits for `transaction`'s receipt, polling with backoff, up to `timeout`.
+    pub async fn wait_receipt(
+        &self,
+        transaction: B256,
+        timeout: Duration,
+    ) -> Result<TransactionReceipt, ChainError> {
         let start = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(20);
         loop {
             if let Some(receipt) = self.receipt(transaction).await? {
-                return Ok(self.pays(&receipt, payment));
+                return Ok(receipt);
             }
             if start.elapsed() >= timeout {
                 return Err(ChainError(format!(
@@ -242,6 +248,39 @@ impl Chain {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// The chain's latest block timestamp, in unix seconds (what contract deadlines are
+    /// compared with).
+    pub async fn now(&self) -> Result<u64, ChainError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc("eth_getBlockByNumber"))?
+            .ok_or_else(|| ChainError("the chain has no latest block".into()))?;
+        Ok(block.header.timestamp)
+    }
+
+    /// The logs of `filter`.
+    pub(crate) async fn logs(
+        &self,
+        filter: &Filter,
+    ) -> Result<Vec<alloy::rpc::types::Log>, ChainError> {
+        self.provider
+            .get_logs(filter)
+            .await
+            .map_err(rpc("eth_getLogs"))
+    }
+
+    /// Whether `account` holds contract code.
+    pub async fn has_code(&self, account: Address) -> Result<bool, ChainError> {
+        let code = self
+            .provider
+            .get_code_at(account)
+            .await
+            .map_err(rpc("eth_getCode"))?;
+        Ok(!code.is_empty())
     }
 }
 

@@ -144,6 +144,19 @@ impl DevChain {
         Ok(*factory.address())
     }
 
+    /// Moves the chain's clock `seconds` forward and mines a block at the new time.
+    pub async fn advance_time(&self, seconds: u64) -> Result<(), DevChainError> {
+        self.provider
+            .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (seconds,))
+            .await
+            .map_err(rpc)?;
+        self.provider
+            .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+            .await
+            .map_err(rpc)?;
+        Ok(())
+    }
+
     /// How many transactions `account` has sent.
     pub async fn nonce(&self, account: Address) -> Result<u64, DevChainError> {
         self.provider

@@ -6,6 +6,8 @@
 //!   transfer), settles accepted tasks on chain through the built-in facilitator
 //!   ([`GasSigner`]) and, called again after a crash, finds the transfer already on chain
 //!   instead of sending another.
+//! - [`EscrowRail`] is the Base task escrow rail: the same payment, paid into a per-task
+//!   escrow before any work and split by the contract after acceptance (decision 0014).
 //! - [`EvmPayer`] is the buyer's side: it signs the authorization for a trusted requirement.
 //! - [`Chain`] reads the token over JSON-RPC; [`EvmNetwork`] names chains the CAIP-2 way.
 
@@ -13,6 +15,7 @@ mod chain;
 pub mod devchain;
 mod eip3009;
 pub mod escrow;
+mod exact;
 mod facilitator;
 mod keys;
 mod network;
@@ -24,12 +27,14 @@ pub use alloy::primitives::Address;
 pub use alloy::signers::local::PrivateKeySigner;
 pub use chain::{Chain, ChainError, GasSigner, UsedAuthorization};
 pub use eip3009::{AuthorizationTerms, ExactEvmPayload, SignatureError, TokenDomain};
+pub use escrow::{EscrowConfig, EscrowRail};
+pub use exact::{CLOCK_MARGIN_SECS, MIN_SETTLEMENT_WINDOW_SECS, TokenConfig};
 pub use facilitator::{Facilitator, RemoteFacilitator};
 pub use keys::{KeyError, load_key, read_key_file, write_key};
 pub use network::{EvmNetwork, NetworkError};
 pub use payer::EvmPayer;
 pub use payout::{PayoutSender, SignedTransfer, TransferOutcome};
-pub use rail::{CLOCK_MARGIN_SECS, MIN_SETTLEMENT_WINDOW_SECS, RailConfig, X402EvmRail};
+pub use rail::{RailConfig, X402EvmRail};
 
 /// Base USDC, the default asset.
 pub const BASE_USDC: Address =

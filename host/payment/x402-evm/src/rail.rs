@@ -15,31 +15,20 @@ use d402_payment::{
     RailError, RailId, ReadinessCheck,
 };
 use d402_protocol::{Amount, Payout, Refund};
-use serde_json::json;
 
 use crate::chain::{Chain, ChainError, GasSigner, UsedAuthorization};
-use crate::eip3009::{ExactEvmPayload, SignatureError, TokenDomain};
+use crate::eip3009::ExactEvmPayload;
+use crate::exact::{ExactVerifier, TokenConfig};
 use crate::facilitator::{Facilitator, RemoteFacilitator};
 use crate::network::EvmNetwork;
-
-/// Seconds an authorization must stay valid after admission, at least: settling takes a
-/// transaction after the task ran.
-pub const MIN_SETTLEMENT_WINDOW_SECS: u64 = 30;
-/// Seconds of clock difference tolerated on `validAfter` and on the upper bound of
-/// `validBefore`.
-pub const CLOCK_MARGIN_SECS: u64 = 60;
 
 /// What the rail is configured with.
 #[derive(Clone)]
 pub struct RailConfig {
     /// The chain (CAIP-2 `eip155:<id>`).
     pub network: EvmNetwork,
-    /// The token and its EIP-712 domain name and version.
-    pub asset: Address,
-    /// The token's EIP-712 domain name (`"USD Coin"` on Base).
-    pub domain_name: String,
-    /// The token's EIP-712 domain version (`"2"`).
-    pub domain_version: String,
+    /// The token and its EIP-712 domain.
+    pub token: TokenConfig,
     /// Where payments go (`payTo`).
     pub pay_to: Address,
     /// The longest wait for a settlement transaction's receipt before it is retried later.
@@ -52,9 +41,7 @@ impl RailConfig {
     pub fn base_usdc(pay_to: Address) -> Self {
         Self {
             network: EvmNetwork::BASE,
-            asset: crate::BASE_USDC,
-            domain_name: crate::USDC_DOMAIN_NAME.into(),
-            domain_version: crate::USDC_DOMAIN_VERSION.into(),
+            token: TokenConfig::base_usdc(),
             pay_to,
             receipt_timeout: Duration::from_secs(60),
         }
@@ -64,10 +51,9 @@ impl RailConfig {
 /// The x402 `exact` rail on one EVM chain, settling through its own gas key.
 pub struct X402EvmRail {
     config: RailConfig,
-    network: String,
+    verifier: ExactVerifier,
     asset: String,
     pay_to: Account,
-    domain: TokenDomain,
     chain: Chain,
     facilitator: Facilitator,
 }
@@ -75,17 +61,10 @@ pub struct X402EvmRail {
 impl X402EvmRail {
     /// The rail reading `chain` and settling with `facilitator`.
     pub fn new(config: RailConfig, chain: Chain, facilitator: Facilitator) -> Self {
-        let domain = TokenDomain {
-            name: config.domain_name.clone(),
-            version: config.domain_version.clone(),
-            chain_id: config.network.chain_id(),
-            token: config.asset,
-        };
         Self {
-            network: config.network.to_string(),
-            asset: config.asset.to_checksum(None),
+            verifier: ExactVerifier::new(config.network, &config.token),
+            asset: config.token.asset.to_checksum(None),
             pay_to: Account::Evm(config.pay_to.into_array()),
-            domain,
             chain,
             facilitator,
             config,
@@ -95,8 +74,8 @@ impl X402EvmRail {
     /// The rail on the chain behind `rpc_url`, settling with the built-in facilitator's
     /// `gas_key` (nothing is contacted yet).
     pub fn connect(config: RailConfig, rpc_url: url::Url, gas_key: PrivateKeySigner) -> Self {
-        let chain = Chain::connect(rpc_url.clone(), config.asset);
-        let signer = Arc::new(GasSigner::new(gas_key, rpc_url, config.asset));
+        let chain = Chain::connect(rpc_url.clone(), config.token.asset);
+        let signer = Arc::new(GasSigner::new(gas_key, rpc_url, config.token.asset));
         Self::new(config, chain, Facilitator::Builtin(signer))
     }
 
@@ -107,77 +86,12 @@ impl X402EvmRail {
         rpc_url: url::Url,
         facilitator: url::Url,
     ) -> Self {
-        let chain = Chain::connect(rpc_url, config.asset);
+        let chain = Chain::connect(rpc_url, config.token.asset);
         Self::new(
             config,
             chain,
             Facilitator::Remote(RemoteFacilitator::new(facilitator)),
         )
-    }
-
-    /// The EVM payload of `payment`, with its network and asset checked.
-    fn read(&self, payment: &PaymentPayload) -> Result<ExactEvmPayload, PaymentError> {
-        if payment.accepted.scheme != "exact" || payment.accepted.network != self.network {
-            return Err(PaymentError::UnsupportedNetwork(
-                payment.accepted.network.clone(),
-            ));
-        }
-        let asset: Address = payment
-            .accepted
-            .asset
-            .parse()
-            .map_err(|_| PaymentError::WrongAsset(payment.accepted.asset.clone()))?;
-        if asset != self.config.asset {
-            return Err(PaymentError::WrongAsset(payment.accepted.asset.clone()));
-        }
-        payment
-            .typed()
-            .map_err(|e| PaymentError::Malformed(e.to_string()))
-    }
-
-    fn key_of(&self, payment: &ExactEvmPayload) -> PaymentKey {
-        let terms = &payment.authorization;
-        PaymentKey(
-            format!(
-                "{}:{}:{}:{}",
-                self.network, self.config.asset, terms.from, terms.nonce
-            )
-            .to_ascii_lowercase(),
-        )
-    }
-
-    /// The terms, window and signature (no chain access).
-    fn check_offline(
-        &self,
-        payment: &ExactEvmPayload,
-        expected: &Expectation<'_>,
-    ) -> Result<Amount, PaymentError> {
-        let terms = &payment.authorization;
-        if terms.to != self.config.pay_to {
-            return Err(PaymentError::WrongPayee(terms.to.to_checksum(None)));
-        }
-        let value = u64::try_from(terms.value)
-            .map_err(|_| PaymentError::Malformed("value exceeds 2^64 atomic units".into()))?;
-        if value < expected.price.micros() {
-            return Err(PaymentError::Underpaid {
-                offered: value,
-                price: expected.price.micros(),
-            });
-        }
-        let now = expected.now.unix_millis() / 1000;
-        let seconds = |n: u64| U256::from(n);
-        let not_yet_valid = terms.valid_after > seconds(now + CLOCK_MARGIN_SECS);
-        let too_short = terms.valid_before < seconds(now + MIN_SETTLEMENT_WINDOW_SECS);
-        let too_long =
-            terms.valid_before > seconds(now + expected.max_timeout_seconds + CLOCK_MARGIN_SECS);
-        if not_yet_valid || too_short || too_long {
-            return Err(PaymentError::Expired);
-        }
-        payment.verify_signer(&self.domain).map_err(|e| match e {
-            SignatureError::Malformed => PaymentError::Malformed(e.to_string()),
-            SignatureError::WrongSigner { .. } => PaymentError::BadSignature(e.to_string()),
-        })?;
-        Ok(Amount::from_micros(value))
     }
 
     /// Balance, nonce state, a simulated transfer and (with a remote facilitator) its
@@ -241,7 +155,7 @@ impl PaymentRail for X402EvmRail {
     }
 
     fn network(&self) -> &str {
-        &self.network
+        &self.verifier.network
     }
 
     fn asset(&self) -> &str {
@@ -255,20 +169,26 @@ impl PaymentRail for X402EvmRail {
     fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements {
         PaymentRequirements {
             scheme: self.scheme().into(),
-            network: self.network.clone(),
+            network: self.verifier.network.clone(),
             amount: price.micros().to_string(),
             asset: self.asset.clone(),
             pay_to: self.config.pay_to.to_checksum(None),
             max_timeout_seconds,
-            extra: json!({
-                "name": self.domain.name,
-                "version": self.domain.version,
-            }),
+            extra: self.verifier.domain_extra().into(),
         }
     }
 
+    fn claims(&self, requirements: &PaymentRequirements) -> bool {
+        requirements.scheme == self.scheme()
+            && requirements.network == self.verifier.network
+            && requirements
+                .extra
+                .get(crate::escrow::ESCROW_EXTRA)
+                .is_none()
+    }
+
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
-        Ok(self.key_of(&self.read(payment)?))
+        Ok(self.verifier.key_of(&self.verifier.read(payment)?))
     }
 
     async fn authorize(
@@ -276,14 +196,14 @@ impl PaymentRail for X402EvmRail {
         payment: &PaymentPayload,
         expected: &Expectation<'_>,
     ) -> Result<Authorization, PaymentError> {
-        let evm = self.read(payment)?;
-        let amount = self.check_offline(&evm, expected)?;
+        let evm = self.verifier.read(payment)?;
+        let amount = self.verifier.check(&evm, expected, self.config.pay_to)?;
         self.check_on_chain(payment, &evm).await?;
         Ok(Authorization {
             rail: RailId::X402Base,
-            network: self.network.clone(),
+            network: self.verifier.network.clone(),
             payer: Account::Evm(evm.authorization.from.into_array()),
-            payment_key: self.key_of(&evm),
+            payment_key: self.verifier.key_of(&evm),
             amount,
             reference: String::new(),
             holds: Vec::new(),
@@ -304,7 +224,10 @@ impl PaymentRail for X402EvmRail {
             Ok(id) => id,
             Err(e) => return vec![check("rpc", false, e.to_string())],
         };
-        let facilitator = self.facilitator.readiness(&self.chain, &self.network).await;
+        let facilitator = self
+            .facilitator
+            .readiness(&self.chain, &self.verifier.network)
+            .await;
         vec![
             check("rpc", true, "reachable".into()),
             check(

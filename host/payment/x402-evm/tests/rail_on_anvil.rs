@@ -348,6 +348,7 @@ async fn settlements_from_one_gas_key_do_not_collide_and_voids_move_nothing() {
         account: voided.payer.to_string(),
         amount: voided.amount,
         reason: "rejected".into(),
+        transaction: None,
     };
     assert_eq!(f.rail.void(&voided, &refund).await.unwrap().reference, None);
     let captures = authorizations.iter().map(|a| f.rail.capture(a, &[]));
@@ -399,74 +400,4 @@ async fn an_authorization_that_expired_or_was_used_elsewhere_is_a_final_failure(
     let error = f.rail.capture(&expired, &[]).await.unwrap_err();
     assert!(matches!(error, RailError::Failed(_)), "{error}");
     assert_eq!(f.chain.nonce(f.gas).await.unwrap(), nonce, "nothing sent");
-}
-
-#[tokio::test]
-async fn a_stock_payer_funds_a_task_escrow_at_the_address_its_terms_fix() {
-    use alloy::network::EthereumWallet;
-    use alloy::providers::ProviderBuilder;
-    use d402_rail_x402_evm::escrow::{EscrowTerms, bindings::TaskEscrowFactory};
-    let f = fixture().await;
-    let factory = f.chain.deploy_escrow_factory().await.unwrap();
-    let terms = EscrowTerms {
-        token: BASE_USDC,
-        amount: PRICE,
-        operator: f.gas,
-        deadline: now_secs() + 3600,
-        max_commission_bps: 2000,
-        salt: B256::from(rand::random::<[u8; 32]>()),
-    };
-    let escrow = terms.escrow_address(factory);
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(f.chain.account(3)))
-        .connect_http(f.chain.rpc_url());
-    let contract = TaskEscrowFactory::new(factory, &provider);
-    assert_eq!(
-        contract.escrowOf(terms.to_sol()).call().await.unwrap(),
-        escrow,
-        "the gateway computes the escrow address the contract will use, with no chain call"
-    );
-    // An ordinary x402 requirement paying the escrow: the stock payer signs it unchanged.
-    let mut requirements = f.rail.requirements(Amount::from_micros(PRICE), 300);
-    requirements.pay_to = escrow.to_string();
-    let payer = EvmPayer::new(f.buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], PRICE);
-    let body = json!({});
-    let purchase = Purchase {
-        resource: None,
-        body: &body,
-        now: Timestamp::now(),
-    };
-    let payment: ExactEvmPayload = payer
-        .pay(&requirements, &purchase)
-        .await
-        .unwrap()
-        .typed()
-        .unwrap();
-    let terms_of_payment = &payment.authorization;
-    let receipt = contract
-        .fund(
-            terms.to_sol(),
-            terms_of_payment.from,
-            terms_of_payment.valid_after,
-            terms_of_payment.valid_before,
-            terms_of_payment.nonce,
-            payment.signature.clone(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
-    assert_eq!(
-        f.chain.balance(BASE_USDC, escrow).await.unwrap(),
-        PRICE,
-        "held in escrow"
-    );
-    assert_eq!(
-        contract.payerOf(escrow).call().await.unwrap(),
-        f.buyer.address(),
-        "the payer is recorded on chain"
-    );
 }
