@@ -4,7 +4,10 @@
 //! node gets the capabilities installed in `--from-state`. The buyer key `<dir>/buyer.json`
 //! is funded on the gateway's ledger. With `--rail x402-base` the gateway is paid with x402
 //! on a local anvil chain instead (test USDC at the Base USDC address; the buyer's EVM key
-//! `<dir>/buyer-evm.key` is funded). Ctrl-C (or SIGTERM) stops every process.
+//! `<dir>/buyer-evm.key` is funded); with `--rail x402-base-escrow` the task escrow factory
+//! is deployed there too, each task is paid into its own escrow and split on chain to
+//! every worker's and validator's EVM payout wallet (printed). Ctrl-C (or SIGTERM) stops
+//! every process.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,12 +46,13 @@ pub struct DevnetArgs {
     /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses.
     #[arg(long)]
     allow_private_addresses: bool,
-    /// Payment rail of the gateway: simulated (its own ledger) or x402-base (a local anvil
+    /// Payment rail of the gateway: simulated (its own ledger), x402-base (a local anvil
     /// chain with a USDC-like token at the Base USDC address, a funded buyer key and the
-    /// gateway's gas key under --dir).
+    /// gateway's gas key under --dir) or x402-base-escrow (the same chain with the task
+    /// escrow factory deployed; every node gets an EVM payout wallet).
     #[arg(long, default_value = "simulated")]
     rail: RailId,
-    /// Port of the local chain's JSON-RPC with --rail x402-base (0: any free port).
+    /// Port of the local chain's JSON-RPC with an x402 rail (0: any free port).
     #[arg(long, default_value_t = 8545)]
     evm_port: u16,
 }
@@ -56,18 +60,21 @@ pub struct DevnetArgs {
 /// Test USDC (atomic units) the devnet buyer gets on the local chain: $10.
 const DEVNET_BUYER_USDC: u64 = 10_000_000;
 
-/// The local chain of a `--rail x402-base` devnet, and what the gateway and buyer need.
+/// The local chain of an x402 devnet, and what the gateway and buyer need.
 struct LocalChain {
     /// Keeps anvil running until the devnet stops.
     _chain: DevChain,
     gateway_flags: Vec<String>,
     buyer_key: PathBuf,
+    /// Whether every node gets its own EVM payout wallet (the escrow pays each on chain).
+    pays_nodes: bool,
 }
 
 impl LocalChain {
     /// Starts anvil (chain id 8453) with the test token at the Base USDC address, creates
-    /// the buyer's key (funded) and the gas key under `dir`, and the gateway's rail flags.
-    async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+    /// the buyer's key (funded) and the gas key under `dir`, and the gateway's flags for
+    /// `rail` (x402-base, or x402-base-escrow with the factory deployed).
+    async fn start(dir: &Path, port: u16, rail: RailId) -> anyhow::Result<Self> {
         let anvil = DevChain::anvil_path(&std::env::current_dir()?)?;
         let chain = DevChain::start(&anvil, EvmNetwork::BASE.chain_id(), port)?;
         chain.install_test_usdc(BASE_USDC).await?;
@@ -85,16 +92,29 @@ impl LocalChain {
         let _ = std::fs::remove_file(&gas_key);
         write_key(&gas_key, &chain.account(1))?;
         let gas_key = std::fs::canonicalize(&gas_key)?;
-        let gateway_flags = vec![
+        let mut gateway_flags = vec![
             "--rail".into(),
-            "x402-base".into(),
+            rail.as_str().into(),
             "--evm-rpc-url".into(),
             chain.rpc_url().to_string(),
             "--provider-payout-wallet".into(),
             chain.account(2).address().to_string(),
-            "--x402-facilitator-key-file".into(),
-            gas_key.display().to_string(),
         ];
+        if rail == RailId::X402BaseEscrow {
+            let factory = chain.deploy_escrow_factory().await?;
+            println!("task escrow factory {factory}");
+            gateway_flags.extend([
+                "--escrow-factory-address".into(),
+                factory.to_string(),
+                "--escrow-tx-key-file".into(),
+                gas_key.display().to_string(),
+            ]);
+        } else {
+            gateway_flags.extend([
+                "--x402-facilitator-key-file".into(),
+                gas_key.display().to_string(),
+            ]);
+        }
         println!(
             "local chain {} (chain id 8453): buyer {} holds $10 of test USDC",
             chain.rpc_url(),
@@ -104,7 +124,19 @@ impl LocalChain {
             _chain: chain,
             gateway_flags,
             buyer_key,
+            pays_nodes: rail == RailId::X402BaseEscrow,
         })
+    }
+
+    /// The flags giving node `name` an EVM payout wallet of its own (a fresh address,
+    /// printed), when the escrow pays nodes on chain.
+    fn payout_wallet_flags(&self, name: &str) -> Vec<String> {
+        if !self.pays_nodes {
+            return Vec::new();
+        }
+        let wallet = PrivateKeySigner::random().address().to_string();
+        println!("{name} is paid at {wallet}");
+        vec!["--evm-payout-wallet".into(), wallet]
     }
 }
 
@@ -174,9 +206,11 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let chain = match args.rail {
         RailId::Simulated => None,
-        RailId::X402Base => Some(runtime.block_on(LocalChain::start(&args.dir, args.evm_port))?),
+        RailId::X402Base | RailId::X402BaseEscrow => {
+            Some(runtime.block_on(LocalChain::start(&args.dir, args.evm_port, args.rail))?)
+        }
         other => anyhow::bail!(
-            "the devnet runs --rail simulated or --rail x402-base; {other} is not available yet"
+            "the devnet runs --rail simulated, x402-base or x402-base-escrow; {other} is not available yet"
         ),
     };
     let gateway_state = args.dir.join("gateway").join("state");
@@ -195,21 +229,16 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let gateway = gateway
         .http
         .context("the gateway printed no HTTP address")?;
-    for i in 0..args.workers {
-        args.start(
-            &mut nodes,
-            &format!("worker-{i}"),
-            &["--roles", "worker"],
-            Some(&bootstrap),
-        )?;
-    }
-    for i in 0..args.validators {
-        args.start(
-            &mut nodes,
-            &format!("validator-{i}"),
-            &["--roles", "validator"],
-            Some(&bootstrap),
-        )?;
+    let roles = (0..args.workers)
+        .map(|i| (format!("worker-{i}"), "worker"))
+        .chain((0..args.validators).map(|i| (format!("validator-{i}"), "validator")));
+    for (name, role) in roles {
+        let wallet = chain
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.payout_wallet_flags(&name));
+        let mut flags = vec!["--roles", role];
+        flags.extend(wallet.iter().map(String::as_str));
+        args.start(&mut nodes, &name, &flags, Some(&bootstrap))?;
     }
     runtime.block_on(async {
         let waited = wait_for_workers(&gateway, args.workers as usize).await?;

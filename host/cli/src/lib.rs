@@ -7,6 +7,7 @@ mod bench_x402;
 mod buyer;
 mod capability;
 mod devnet;
+mod escrow;
 mod files;
 mod node;
 mod payouts;
@@ -59,6 +60,12 @@ enum Command {
     /// payout hot key (each payout exactly once).
     #[command(subcommand)]
     Payouts(payouts::PayoutsCommand),
+    /// The Base task escrow: deploy its factory.
+    #[command(subcommand)]
+    Escrow(escrow::EscrowCommand),
+    /// Settle and refund on chain every escrow task a stopped node decided but did not see
+    /// confirmed (each exactly once); the node does the same at start.
+    EscrowFinalizer(escrow::FinalizerArgs),
     /// Run a local multi-process peer network on 127.0.0.1 (bootstrap, gateway, workers,
     /// validators) until Ctrl-C.
     Devnet(devnet::DevnetArgs),
@@ -79,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::X402Task(args) => buyer::x402_task(args),
         Command::Payouts(command) => payouts::run(command),
         Command::Devnet(args) => devnet::devnet(args),
+        Command::Escrow(command) => escrow::run(command),
+        Command::EscrowFinalizer(args) => escrow::finalizer(args),
     };
     match outcome {
         Ok(code) => code,

@@ -449,7 +449,7 @@ fn task(output: Value) -> Value {
         "required": ["taskId", "status", "capabilityId", "manifestCid", "links"],
         "properties": {
             "taskId": {"type": "string"},
-            "status": {"enum": ["running", "settling", "accepted", "rejected", "settlement-failed"]},
+            "status": {"enum": ["running", "settling", "accepted", "refunding", "rejected", "settlement-failed"]},
             "capabilityId": {"type": "string"},
             "manifestCid": {"type": "string"},
             "links": schema_ref("Links"),
@@ -650,7 +650,7 @@ fn components() -> Map<String, Value> {
                 "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "claims", "failures", "signed"],
                 "properties": {
                     "taskId": string,
-                    "status": {"enum": ["settling", "accepted", "rejected", "settlement-failed"]},
+                    "status": {"enum": ["settling", "accepted", "refunding", "rejected", "settlement-failed"]},
                     "validationReceipt": schema_ref("ValidationReceipt"),
                     "settlement": schema_ref("Settlement"),
                     "payment": schema_ref("PaymentResponse"),

@@ -81,7 +81,8 @@ pub struct NodeConfig {
     pub require_signed_capability_registration: bool,
     /// Serve only capabilities whose registration carries a valid namespace proof.
     pub require_capability_namespace_proof: bool,
-    /// Payment rails accepted, in preference order (`simulated`, `x402-base`).
+    /// Payment rails accepted, in preference order (`simulated`, `x402-base`,
+    /// `x402-base-escrow`).
     pub rails: Vec<RailId>,
     /// Price override; default: the manifest's price.
     pub price: Option<Price>,
@@ -156,7 +157,18 @@ pub struct X402Settings {
     /// Where this node's own worker nets and validator fees are paid on EVM rails (unset:
     /// they are kept at `payTo`).
     pub evm_payout_wallet: Option<String>,
+    /// The Base task escrow factory (`--rail x402-base-escrow`).
+    pub escrow_factory_address: Option<String>,
+    /// File holding the escrow operator's key (it settles, refunds and pays the gas; hex,
+    /// mode 0600); else `D402_ESCROW_TX_PRIVATE_KEY`.
+    pub escrow_tx_key_file: Option<PathBuf>,
+    /// Seconds the gateway has to settle an escrow after the buyer's authorization window;
+    /// then anyone may return the funds to the buyer.
+    pub escrow_settle_window_seconds: u64,
 }
+
+/// Default [`X402Settings::escrow_settle_window_seconds`]: an hour.
+pub const DEFAULT_ESCROW_SETTLE_WINDOW_SECONDS: u64 = 3600;
 
 impl Default for X402Settings {
     fn default() -> Self {
@@ -170,21 +182,32 @@ impl Default for X402Settings {
             facilitator_key_file: None,
             facilitator_url: None,
             evm_payout_wallet: None,
+            escrow_factory_address: None,
+            escrow_tx_key_file: None,
+            escrow_settle_window_seconds: DEFAULT_ESCROW_SETTLE_WINDOW_SECONDS,
         }
     }
 }
 
 impl X402Settings {
-    /// The rail's configuration, checked; the environment variable or flag to fix is named.
-    pub fn rail_config(&self) -> anyhow::Result<(d402_rail_x402_evm::RailConfig, url::Url)> {
-        use d402_rail_x402_evm::{Address, RailConfig, TokenConfig};
+    /// The chain, its RPC endpoint and the token, checked for `rail`; the environment
+    /// variable or flag to fix is named.
+    fn chain(
+        &self,
+        rail: RailId,
+    ) -> anyhow::Result<(
+        d402_rail_x402_evm::EvmNetwork,
+        url::Url,
+        d402_rail_x402_evm::TokenConfig,
+    )> {
+        use d402_rail_x402_evm::{Address, TokenConfig};
         let network = self
             .network
             .parse()
             .context("x402-network (D402_X402_NETWORK)")?;
-        let rpc = self.evm_rpc_url.as_deref().context(
-            "--rail x402-base needs the chain's JSON-RPC endpoint: set evm-rpc-url (D402_EVM_RPC_URL)",
-        )?;
+        let rpc = self.evm_rpc_url.as_deref().with_context(|| {
+            format!("--rail {rail} needs the chain's JSON-RPC endpoint: set evm-rpc-url (D402_EVM_RPC_URL)")
+        })?;
         let rpc_url = url::Url::parse(rpc)
             .with_context(|| format!("evm-rpc-url {rpc:?} (D402_EVM_RPC_URL) is not a URL"))?;
         let asset: Address = self.asset.parse().map_err(|_| {
@@ -193,6 +216,70 @@ impl X402Settings {
                 self.asset
             )
         })?;
+        if let Some(wallet) = &self.evm_payout_wallet
+            && wallet.parse::<Address>().is_err()
+        {
+            bail!("evm-payout-wallet {wallet:?} (D402_EVM_PAYOUT_WALLET) is not a 0x address");
+        }
+        let token = TokenConfig {
+            asset,
+            domain_name: self.asset_name.clone(),
+            domain_version: self.asset_version.clone(),
+        };
+        Ok((network, rpc_url, token))
+    }
+
+    /// Where this node's own earnings are paid on EVM: `evm-payout-wallet`, else
+    /// `provider-payout-wallet`.
+    pub fn own_evm_wallet(&self) -> Option<&str> {
+        self.evm_payout_wallet
+            .as_deref()
+            .or(self.provider_payout_wallet.as_deref())
+    }
+
+    /// The escrow rail's configuration, checked, with its RPC endpoint; the commission cap
+    /// written into the terms is `max_commission_bps`.
+    pub fn escrow_config(
+        &self,
+        max_commission_bps: u32,
+    ) -> anyhow::Result<(d402_rail_x402_evm::EscrowConfig, url::Url)> {
+        use d402_rail_x402_evm::{Address, EscrowConfig};
+        let (network, rpc_url, token) = self.chain(RailId::X402BaseEscrow)?;
+        let factory = self.escrow_factory_address.as_deref().context(
+            "--rail x402-base-escrow needs the escrow factory: set escrow-factory-address (D402_ESCROW_FACTORY_ADDRESS); deploy one with `d402 escrow deploy`",
+        )?;
+        let factory: Address = factory.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "escrow-factory-address {factory:?} (D402_ESCROW_FACTORY_ADDRESS) is not a 0x address"
+            )
+        })?;
+        let wallet = self.own_evm_wallet().context(
+            "--rail x402-base-escrow pays this node's own worker nets and validator fees on chain: set evm-payout-wallet (D402_EVM_PAYOUT_WALLET) or provider-payout-wallet (D402_PROVIDER_PAYOUT_WALLET)",
+        )?;
+        if wallet.parse::<Address>().is_err() {
+            bail!(
+                "provider-payout-wallet {wallet:?} (D402_PROVIDER_PAYOUT_WALLET) is not a 0x address"
+            );
+        }
+        if self.escrow_settle_window_seconds == 0 {
+            bail!("escrow-settle-window-seconds must be at least 1");
+        }
+        let config = EscrowConfig {
+            network,
+            token,
+            factory,
+            settle_window_secs: self.escrow_settle_window_seconds,
+            max_commission_bps: u16::try_from(max_commission_bps)
+                .context("max-creator-commission-bps above 10000")?,
+            receipt_timeout: Duration::from_secs(60),
+        };
+        Ok((config, rpc_url))
+    }
+
+    /// The x402 rail's configuration, checked, with its RPC endpoint.
+    pub fn rail_config(&self) -> anyhow::Result<(d402_rail_x402_evm::RailConfig, url::Url)> {
+        use d402_rail_x402_evm::{Address, RailConfig};
+        let (network, rpc_url, token) = self.chain(RailId::X402Base)?;
         let wallet = self.provider_payout_wallet.as_deref().context(
             "--rail x402-base needs the address payments go to: set provider-payout-wallet (D402_PROVIDER_PAYOUT_WALLET)",
         )?;
@@ -201,11 +288,6 @@ impl X402Settings {
                 "provider-payout-wallet {wallet:?} (D402_PROVIDER_PAYOUT_WALLET) is not a 0x address"
             )
         })?;
-        if let Some(wallet) = &self.evm_payout_wallet
-            && wallet.parse::<Address>().is_err()
-        {
-            bail!("evm-payout-wallet {wallet:?} (D402_EVM_PAYOUT_WALLET) is not a 0x address");
-        }
         if self.facilitator_url.is_some() && self.facilitator_key_file.is_some() {
             bail!(
                 "set either x402-facilitator-url (a remote facilitator settles) or x402-facilitator-key-file (the built-in one does), not both"
@@ -213,11 +295,7 @@ impl X402Settings {
         }
         let config = RailConfig {
             network,
-            token: TokenConfig {
-                asset,
-                domain_name: self.asset_name.clone(),
-                domain_version: self.asset_version.clone(),
-            },
+            token,
             pay_to,
             receipt_timeout: Duration::from_secs(60),
         };
@@ -334,8 +412,11 @@ impl NodeConfig {
                 RailId::X402Base => {
                     self.x402.rail_config()?;
                 }
+                RailId::X402BaseEscrow => {
+                    self.x402.escrow_config(self.max_creator_commission_bps)?;
+                }
                 other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated or --rail x402-base"
+                    "payment rail {other} is not available yet; use --rail simulated, x402-base or x402-base-escrow"
                 ),
             }
         }
@@ -601,6 +682,33 @@ pub struct NodeArgs {
         help_heading = "Payment rails"
     )]
     pub evm_payout_wallet: Option<String>,
+    /// Escrow rail: the deployed TaskEscrowFactory (required with --rail x402-base-escrow;
+    /// `d402 escrow deploy` deploys one).
+    #[arg(
+        long,
+        env = "D402_ESCROW_FACTORY_ADDRESS",
+        value_name = "ADDRESS",
+        help_heading = "Payment rails"
+    )]
+    pub escrow_factory_address: Option<String>,
+    /// Escrow rail: file holding the operator key that settles, refunds and pays the gas
+    /// (0x hex, mode 0600); else the key is read from D402_ESCROW_TX_PRIVATE_KEY.
+    #[arg(
+        long,
+        env = "D402_ESCROW_TX_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Payment rails"
+    )]
+    pub escrow_tx_key_file: Option<PathBuf>,
+    /// Escrow rail: seconds the gateway has to settle after the buyer's authorization
+    /// window; then anyone may return the funds to the buyer [default: 3600].
+    #[arg(
+        long,
+        env = "D402_ESCROW_SETTLE_WINDOW_SECONDS",
+        value_name = "SECONDS",
+        help_heading = "Payment rails"
+    )]
+    pub escrow_settle_window_seconds: Option<u64>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -770,5 +878,15 @@ impl NodeArgs {
         if self.evm_payout_wallet.is_some() {
             x402.evm_payout_wallet = self.evm_payout_wallet;
         }
+        if self.escrow_factory_address.is_some() {
+            x402.escrow_factory_address = self.escrow_factory_address;
+        }
+        if self.escrow_tx_key_file.is_some() {
+            x402.escrow_tx_key_file = self.escrow_tx_key_file;
+        }
+        set(
+            &mut x402.escrow_settle_window_seconds,
+            self.escrow_settle_window_seconds,
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::validator::ReceiptTerms;
 use d402_payment::x402::SettlementResponse;
 use d402_payment::{Account, Authorization, LedgerChange, PaymentRail, RailError, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
-use d402_rail_x402_evm::X402EvmRail;
+use d402_rail_x402_evm::{EscrowRail, X402EvmRail};
 use d402_store::StateDir;
 use d402_store::{NodeStore, OwedPayout, PayoutState, Receipts, TaskRecord, TaskStatus};
 
@@ -33,6 +33,8 @@ mod admission;
 /// The environment variable holding the x402 built-in facilitator's gas key (when no
 /// `--x402-facilitator-key-file` is given).
 pub const X402_FACILITATOR_KEY_ENV: &str = "D402_X402_FACILITATOR_PRIVATE_KEY";
+/// The environment variable holding the escrow operator's key (when no key file is set).
+pub const ESCROW_TX_KEY_ENV: &str = "D402_ESCROW_TX_PRIVATE_KEY";
 /// Seconds between attempts to settle tasks whose settlement did not complete.
 const SETTLEMENT_RETRY_SECONDS: u64 = 10;
 
@@ -159,8 +161,19 @@ impl Gateway {
                     .context("the x402 rail's built-in facilitator needs a gas key")?;
                     Ok(Arc::new(X402EvmRail::connect(rail, rpc_url, gas_key)) as _)
                 }
+                d402_payment::RailId::X402BaseEscrow => {
+                    let settings = &config.x402;
+                    let (escrow, rpc_url) =
+                        settings.escrow_config(config.max_creator_commission_bps)?;
+                    let operator = d402_rail_x402_evm::load_key(
+                        settings.escrow_tx_key_file.as_deref(),
+                        ESCROW_TX_KEY_ENV,
+                    )
+                    .context("the escrow rail needs its operator key")?;
+                    Ok(Arc::new(EscrowRail::connect(escrow, rpc_url, operator)) as _)
+                }
                 other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated or --rail x402-base"
+                    "payment rail {other} is not available yet; use --rail simulated, x402-base or x402-base-escrow"
                 ),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -354,7 +367,7 @@ impl Gateway {
                 record, receipts, ..
             }) => {
                 tracing::info!(task = %task_id, status = record.status.as_str(), "task decided");
-                let (record, receipts) = if record.status == TaskStatus::Settling {
+                let (record, receipts) = if record.status.is_settling() {
                     self.complete_settlement(record, receipts).await
                 } else {
                     (record, receipts)
@@ -378,11 +391,12 @@ impl Gateway {
         }
     }
 
-    /// Settles an accepted task's payment on its external rail, durably recording the
-    /// outcome: accepted with the transaction, still settling (retried later) or failed for
-    /// good (the buyer was not charged; the result stays withheld). Safe to call again for
-    /// the same task: the rail's capture is idempotent, and a task already being settled by
-    /// another caller is left to it.
+    /// Moves a decided task's money on its external rail, durably recording the outcome:
+    /// an accepted task's capture (accepted with the transaction, still settling — retried
+    /// later — or failed for good: the buyer was not charged and the result stays withheld),
+    /// or a rejected task's refund. Safe to call again for the same task: the rail's capture
+    /// and void are idempotent, and a task already being settled by another caller is left
+    /// to it.
     async fn complete_settlement(
         &self,
         mut record: TaskRecord,
@@ -398,32 +412,12 @@ impl Gateway {
                 return (record, receipts);
             }
         };
-        let payouts = &receipts.settlement_receipt.payload.payouts;
-        let (mut ledger, mut owed) = (Vec::new(), Vec::new());
-        match rail.capture(&record.payment, payouts).await {
-            Ok(done) => {
-                record.status = TaskStatus::Accepted;
-                record.settlement_error = None;
-                record.payment_response =
-                    payment_response(&record.payment, Ok(&done.reference.unwrap_or_default()));
-                ledger = done.ledger;
-                owed = self.owed_payouts(&record, payouts, rail.pay_to());
-            }
-            Err(RailError::Retry(message)) => {
-                tracing::warn!(task = %record.task_id, error = %message, "settlement not complete; retrying later");
-                record.settlement_error = Some(message);
-            }
-            Err(RailError::Failed(message)) => {
-                tracing::error!(task = %record.task_id, error = %message, "settlement failed for good");
-                record.status = TaskStatus::SettlementFailed;
-                record.payment_response = payment_response(&record.payment, Err(&message));
-                record.settlement_error = Some(message);
-                match self.sign_settlement(&record, Vec::new(), Vec::new()) {
-                    Ok(nothing_paid) => receipts.settlement_receipt = nothing_paid,
-                    Err(e) => tracing::error!(error = %e, "cannot sign the settlement receipt"),
-                }
-            }
-        }
+        let (ledger, owed) = if record.status == TaskStatus::Refunding {
+            self.refund_on_rail(&rail, &mut record, &mut receipts).await
+        } else {
+            self.capture_on_rail(&rail, &mut record, &mut receipts)
+                .await
+        };
         if let Err(e) = self
             .store
             .settle_async(&record, &receipts, &ledger, &owed)
@@ -432,6 +426,105 @@ impl Gateway {
             tracing::error!(task = %record.task_id, error = %e, "cannot record the settlement; it is reconciled with the rail on the next attempt");
         }
         (record, receipts)
+    }
+
+    /// Captures an accepted task's payment: what to apply to the ledger and the payouts
+    /// owed by the provider.
+    async fn capture_on_rail(
+        &self,
+        rail: &Arc<dyn PaymentRail>,
+        record: &mut TaskRecord,
+        receipts: &mut Receipts,
+    ) -> (Vec<LedgerChange>, Vec<OwedPayout>) {
+        let payouts = &receipts.settlement_receipt.payload.payouts;
+        match rail.capture(&record.payment, payouts).await {
+            Ok(done) => {
+                let transaction = done.reference.unwrap_or_default();
+                record.status = TaskStatus::Accepted;
+                record.settlement_error = None;
+                record.payment_response = payment_response(&record.payment, Ok(&transaction));
+                if !rail.pays_payees() {
+                    let owed = self.owed_payouts(record, payouts, rail.pay_to());
+                    return (done.ledger, owed);
+                }
+                // Each payee was paid on chain by this transaction: the receipt says so.
+                let mut paid = receipts.settlement_receipt.payload.payouts.clone();
+                for payout in &mut paid {
+                    payout.transaction = Some(transaction.clone());
+                }
+                self.resign_settlement(record, receipts, paid, Vec::new());
+                (done.ledger, Vec::new())
+            }
+            Err(RailError::Retry(message)) => {
+                tracing::warn!(task = %record.task_id, error = %message, "settlement not complete; retrying later");
+                record.settlement_error = Some(message);
+                (Vec::new(), Vec::new())
+            }
+            Err(RailError::Failed(message)) => {
+                tracing::error!(task = %record.task_id, error = %message, "settlement failed for good");
+                record.status = TaskStatus::SettlementFailed;
+                record.payment_response = payment_response(&record.payment, Err(&message));
+                record.settlement_error = Some(message);
+                self.resign_settlement(record, receipts, Vec::new(), Vec::new());
+                (Vec::new(), Vec::new())
+            }
+        }
+    }
+
+    /// Returns a rejected task's payment on its rail; the refund's transaction goes into
+    /// the settlement receipt.
+    async fn refund_on_rail(
+        &self,
+        rail: &Arc<dyn PaymentRail>,
+        record: &mut TaskRecord,
+        receipts: &mut Receipts,
+    ) -> (Vec<LedgerChange>, Vec<OwedPayout>) {
+        let refunds = receipts.settlement_receipt.payload.refunds.clone();
+        let Some(refund) = refunds.first() else {
+            tracing::error!(task = %record.task_id, "a refunding task has no refund");
+            return (Vec::new(), Vec::new());
+        };
+        match rail.void(&record.payment, refund).await {
+            Ok(done) => {
+                record.status = TaskStatus::Rejected;
+                record.settlement_error = None;
+                let returned: Vec<Refund> = refunds
+                    .iter()
+                    .map(|r| Refund {
+                        transaction: done.reference.clone(),
+                        ..r.clone()
+                    })
+                    .collect();
+                self.resign_settlement(record, receipts, Vec::new(), returned);
+                (done.ledger, Vec::new())
+            }
+            Err(RailError::Retry(message)) => {
+                tracing::warn!(task = %record.task_id, error = %message, "refund not complete; retrying later");
+                record.settlement_error = Some(message);
+                (Vec::new(), Vec::new())
+            }
+            Err(RailError::Failed(message)) => {
+                tracing::error!(task = %record.task_id, error = %message, "the refund cannot be made");
+                record.status = TaskStatus::Rejected;
+                record.settlement_error = Some(message);
+                (Vec::new(), Vec::new())
+            }
+        }
+    }
+
+    /// Replaces the task's settlement receipt by a newly signed one with `payouts` and
+    /// `refunds` (keeping the old one if signing fails).
+    fn resign_settlement(
+        &self,
+        record: &TaskRecord,
+        receipts: &mut Receipts,
+        payouts: Vec<d402_protocol::Payout>,
+        refunds: Vec<Refund>,
+    ) {
+        match self.sign_settlement(record, payouts, refunds) {
+            Ok(signed) => receipts.settlement_receipt = signed,
+            Err(e) => tracing::error!(error = %e, "cannot sign the settlement receipt"),
+        }
     }
 
     /// What the provider owes of `payouts` after the whole price landed at `pay_to`: the
@@ -446,19 +539,11 @@ impl Gateway {
         pay_to: &Account,
     ) -> Vec<OwedPayout> {
         let local = self.worker_accounts();
-        let own_wallet = self.config.x402.evm_payout_wallet.as_deref();
         payouts
             .iter()
             .zip(0u32..)
             .map(|(payout, index)| {
-                let ours = local.contains(&payout.account) || payout.account == self.account;
-                let address = if ours {
-                    own_wallet.and_then(|w| w.parse::<Account>().ok())
-                } else {
-                    self.announced_evm_wallet(&payout.account)
-                        .or_else(|| payout.account.parse().ok())
-                        .filter(|a| matches!(a, Account::Evm(_)))
-                };
+                let (ours, address) = self.evm_address_of(&payout.account, &local);
                 let state = match address {
                     Some(address) if &address != pay_to => PayoutState::Owed,
                     Some(_) => PayoutState::Kept,
@@ -482,6 +567,44 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether `account` is this node's own (among the `local` pool's workers, or the node
+    /// itself), and the EVM address it is paid at: its own at `--evm-payout-wallet`;
+    /// another's at the EVM payout wallet its signed offer announced, or at its account
+    /// when that is an EVM address (a creator's registration wallet).
+    fn evm_address_of(&self, account: &str, local: &[String]) -> (bool, Option<Account>) {
+        let ours = local.iter().any(|a| a == account) || account == self.account;
+        let address = if ours {
+            let own = self.config.x402.evm_payout_wallet.as_deref();
+            own.and_then(|w| w.parse::<Account>().ok())
+        } else {
+            self.announced_evm_wallet(account)
+                .or_else(|| account.parse().ok())
+                .filter(|a| matches!(a, Account::Evm(_)))
+        };
+        (ours, address)
+    }
+
+    /// `payouts` with the EVM address each is paid at on a rail that pays payees on chain;
+    /// what has no address of its own goes to this node's EVM wallet (`--evm-payout-wallet`,
+    /// else `--provider-payout-wallet`), which then holds it for the payee.
+    fn with_payee_addresses(
+        &self,
+        mut payouts: Vec<d402_protocol::Payout>,
+    ) -> Vec<d402_protocol::Payout> {
+        let local = self.worker_accounts();
+        let fallback = self.config.x402.own_evm_wallet();
+        for payout in &mut payouts {
+            let (ours, address) = self.evm_address_of(&payout.account, &local);
+            if address.is_none() && !ours {
+                tracing::warn!(account = %payout.account, "no EVM address known for a payee; its payout goes to this node's wallet");
+            }
+            payout.address = address
+                .map(|a| a.to_string())
+                .or_else(|| fallback.map(str::to_ascii_lowercase));
+        }
+        payouts
+    }
+
     /// The EVM payout wallet the node or validator `account` announced in its signed offer,
     /// if this gateway heard one.
     fn announced_evm_wallet(&self, account: &str) -> Option<Account> {
@@ -499,6 +622,14 @@ impl Gateway {
                     .and_then(|o| o.payload.evm_payout_wallet)
             })?;
         announced.parse().ok()
+    }
+
+    /// Settles (or refunds) again every decided task whose money has not moved on its rail
+    /// yet — what the node does at start and every [`SETTLEMENT_RETRY_SECONDS`] — and
+    /// returns the tasks still pending afterwards.
+    pub async fn finalize_pending(&self) -> anyhow::Result<Vec<TaskRecord>> {
+        self.retry_settlements().await;
+        Ok(self.store.settling()?)
     }
 
     /// Tries again to settle every task whose settlement did not complete.
@@ -605,7 +736,11 @@ impl Gateway {
             validator: Some((validator.as_str(), self.config.validator_fee_bps)),
             rail: record.payment.rail.as_str(),
         };
-        let payouts = payouts(&split);
+        let rail = self.rail_of(&record)?.clone();
+        let mut payouts = payouts(&split);
+        if rail.pays_payees() {
+            payouts = self.with_payee_addresses(payouts);
+        }
         if payouts
             .iter()
             .try_fold(Amount::from_micros(0), |sum, p| sum.checked_add(p.amount))
@@ -613,7 +748,6 @@ impl Gateway {
         {
             bail!("payouts do not add up to the price");
         }
-        let rail = self.rail_of(&record)?;
         // A rail that settles on chain is called once the decision is durable
         // (complete_settlement); a local one settles in the same store transaction.
         let ledger = if rail.settles_externally() {
@@ -656,12 +790,17 @@ impl Gateway {
             reason,
             transaction: None,
         };
-        let voided = self
-            .rail_of(&record)?
-            .void(&record.payment, &refund)
-            .await?;
+        // A rail that refunds on chain is called once the decision is durable
+        // (complete_settlement); a local one refunds in the same store transaction.
+        let rail = self.rail_of(&record)?;
+        let ledger = if rail.settles_externally() {
+            record.status = TaskStatus::Refunding;
+            Vec::new()
+        } else {
+            record.status = TaskStatus::Rejected;
+            rail.void(&record.payment, &refund).await?.ledger
+        };
         let settlement = self.sign_settlement(&record, Vec::new(), vec![refund])?;
-        record.status = TaskStatus::Rejected;
         if let Some(execution) = &execution {
             record.workers = execution.workers.clone();
             if let Some((claim, _)) = execution.claims.first() {
@@ -685,7 +824,7 @@ impl Gateway {
         Ok(Settled {
             record,
             receipts,
-            ledger: voided.ledger,
+            ledger,
         })
     }
 

@@ -876,9 +876,9 @@ async fn get_result(
         TaskStatus::Accepted => {
             Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response()
         }
-        TaskStatus::Rejected => {
+        TaskStatus::Rejected | TaskStatus::Refunding => {
             let message = record.error.map(|e| e.to_string()).unwrap_or_default();
-            let body = json!({"error": {"code": "task_rejected", "message": message}, "taskId": id, "status": "rejected"});
+            let body = json!({"error": {"code": "task_rejected", "message": message}, "taskId": id, "status": record.status.as_str()});
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
     })

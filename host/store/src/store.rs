@@ -97,6 +97,8 @@ pub enum TaskStatus {
     Settling,
     /// A validated result was accepted and paid out.
     Accepted,
+    /// No acceptable result; the refund is being returned on the rail (a chain).
+    Refunding,
     /// No acceptable result: the buyer was refunded.
     Rejected,
     /// The result was accepted but the payment could never be settled (e.g. the
@@ -105,12 +107,19 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Whether the task's money still has to move on its rail (settling or refunding):
+    /// such tasks are listed by [`NodeStore::settling`] until it did.
+    pub fn is_settling(self) -> bool {
+        matches!(self, Self::Settling | Self::Refunding)
+    }
+
     /// The spec's word for the status.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Settling => "settling",
             Self::Accepted => "accepted",
+            Self::Refunding => "refunding",
             Self::Rejected => "rejected",
             Self::SettlementFailed => "settlement-failed",
         }
@@ -370,7 +379,7 @@ impl NodeStore {
     ) -> Result<Change, StoreError> {
         Ok(Change::Settle {
             task_id: record.task_id.clone(),
-            settling: record.status == TaskStatus::Settling,
+            settling: record.status.is_settling(),
             record: encode(record)?,
             receipts: encode(receipts)?,
             ledger: ledger.to_vec(),

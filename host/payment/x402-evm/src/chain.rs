@@ -30,6 +30,21 @@ pub(crate) fn rpc_client(url: Url) -> RpcClient {
     RpcClient::new_http_with_client(http, url)
 }
 
+/// A provider that signs and sends transactions from `key` through `rpc_url`. The nonce
+/// is read from the node (pending count) for every transaction, never reserved locally:
+/// a transaction that fails before it is sent (its gas estimate reverts) leaves no gap
+/// that would hold every later one back. Callers send one transaction at a time per key.
+pub(crate) fn signing_provider(key: PrivateKeySigner, rpc_url: Url) -> DynProvider {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(key))
+        .connect_client(rpc_client(rpc_url))
+        .erased()
+}
+
 /// Contract bindings (generated; EIP-3009 calls take more than seven arguments).
 #[allow(clippy::too_many_arguments)]
 mod bindings {
@@ -297,13 +312,7 @@ impl GasSigner {
     pub fn new(key: PrivateKeySigner, rpc_url: Url, token: Address) -> Self {
         let address = key.address();
         Self {
-            token: Eip3009Token::new(
-                token,
-                ProviderBuilder::new()
-                    .wallet(EthereumWallet::from(key))
-                    .connect_client(rpc_client(rpc_url))
-                    .erased(),
-            ),
+            token: Eip3009Token::new(token, signing_provider(key, rpc_url)),
             address,
             sending: tokio::sync::Mutex::new(()),
         }

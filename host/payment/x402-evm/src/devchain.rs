@@ -138,10 +138,9 @@ impl DevChain {
 
     /// Deploys the task escrow factory (`contracts/src/TaskEscrow.sol`); its address.
     pub async fn deploy_escrow_factory(&self) -> Result<Address, DevChainError> {
-        let factory = crate::escrow::bindings::TaskEscrowFactory::deploy(&self.provider)
+        crate::escrow::deploy_factory(self.account(0), self.rpc_url())
             .await
-            .map_err(rpc)?;
-        Ok(*factory.address())
+            .map_err(rpc)
     }
 
     /// Moves the chain's clock `seconds` forward and mines a block at the new time.

@@ -7,7 +7,7 @@
 mod operator;
 mod rail;
 
-pub use operator::{Closing, EscrowOperator, Stage};
+pub use operator::{Closing, EscrowOperator, Stage, deploy_factory};
 pub use rail::{EscrowConfig, EscrowRail};
 
 use alloy::primitives::{Address, B256, U256, keccak256};

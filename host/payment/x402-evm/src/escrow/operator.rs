@@ -4,9 +4,8 @@
 //! from the factory's events — so every call can be repeated after a crash without moving
 //! money twice.
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::DynProvider;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
@@ -14,7 +13,7 @@ use url::Url;
 
 use super::EscrowTerms;
 use super::bindings::TaskEscrowFactory::{self, Funded, Payout, Refunded, Settled};
-use crate::chain::{Chain, ChainError, rpc, rpc_client};
+use crate::chain::{Chain, ChainError, rpc, signing_provider};
 use crate::eip3009::ExactEvmPayload;
 
 /// Where an escrow is in its life (the contract's `Stage`).
@@ -26,6 +25,16 @@ pub enum Stage {
     Funded,
     /// Settled, refunded or reclaimed.
     Closed,
+}
+
+/// Deploys a `TaskEscrowFactory` from `key` (which pays the gas) through `rpc_url`; its
+/// address once mined.
+pub async fn deploy_factory(key: PrivateKeySigner, rpc_url: Url) -> Result<Address, ChainError> {
+    let provider = signing_provider(key, rpc_url);
+    let factory = TaskEscrowFactory::deploy(&provider)
+        .await
+        .map_err(rpc("deploying TaskEscrowFactory"))?;
+    Ok(*factory.address())
 }
 
 /// How a closed escrow was closed, and by which transaction.
@@ -52,10 +61,7 @@ impl EscrowOperator {
     /// through `rpc_url` (nothing is contacted yet).
     pub fn new(key: PrivateKeySigner, rpc_url: Url, factory: Address, token: Address) -> Self {
         let address = key.address();
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(key))
-            .connect_client(rpc_client(rpc_url.clone()))
-            .erased();
+        let provider = signing_provider(key, rpc_url.clone());
         Self {
             address,
             factory: TaskEscrowFactory::new(factory, provider),

@@ -119,65 +119,89 @@ impl EscrowRail {
     }
 
     /// Moves the payment into its escrow (or finds it already there, funded by this
-    /// payment): the funding transaction.
+    /// payment): the funding transaction. Concurrent retries of one payment race to fund
+    /// it; the chain decides, so every one of them finds the same funding.
     async fn fund(
         &self,
         terms: &EscrowTerms,
         payment: &ExactEvmPayload,
     ) -> Result<B256, PaymentError> {
         let unavailable = |e: ChainError| PaymentError::Unavailable(e.to_string());
-        let from = payment.authorization.from;
-        if self.operator.stage(terms).await.map_err(unavailable)? == Stage::Unfunded {
-            let chain = self.operator.chain();
-            let (balance, used, simulated) = tokio::join!(
-                chain.balance(from),
-                chain.authorization_used(from, payment.authorization.nonce),
-                self.operator.simulate_fund(terms, payment),
-            );
-            if used.map_err(unavailable)? {
-                return Err(PaymentError::AlreadyUsed);
-            }
-            let balance = balance.map_err(unavailable)?;
-            if balance < payment.authorization.value {
-                return Err(PaymentError::InsufficientFunds(format!(
-                    "{from} holds {balance} atomic units, the payment needs {}",
-                    payment.authorization.value
-                )));
-            }
-            simulated
-                .map_err(unavailable)?
-                .map_err(PaymentError::WouldFail)?;
-            let transaction = self
-                .operator
-                .fund(terms, payment)
-                .await
-                .map_err(unavailable)?;
-            tracing::info!(%transaction, "escrow funding submitted");
-            // A revert is read below: a concurrent retry of the same payment may have
-            // funded the escrow first.
-            chain
-                .wait_receipt(transaction, self.config.receipt_timeout)
-                .await
-                .map_err(unavailable)?;
+        let attempt = match self.operator.stage(terms).await.map_err(unavailable)? {
+            Stage::Unfunded => self.send_funding(terms, payment).await,
+            Stage::Funded | Stage::Closed => Ok(()),
+        };
+        if let Some(transaction) = self.funded_by(terms, payment).await? {
+            return Ok(transaction);
         }
-        // Funded — by this payment, and by nothing else, or it is not ours to accept.
-        let (stage, payer, funding) = tokio::join!(
+        attempt?;
+        Err(PaymentError::AlreadyUsed)
+    }
+
+    /// Checks the payer's balance and nonce and a simulated funding, then sends it and
+    /// waits for it to be mined.
+    async fn send_funding(
+        &self,
+        terms: &EscrowTerms,
+        payment: &ExactEvmPayload,
+    ) -> Result<(), PaymentError> {
+        let unavailable = |e: ChainError| PaymentError::Unavailable(e.to_string());
+        let from = payment.authorization.from;
+        let chain = self.operator.chain();
+        let (balance, used, simulated) = tokio::join!(
+            chain.balance(from),
+            chain.authorization_used(from, payment.authorization.nonce),
+            self.operator.simulate_fund(terms, payment),
+        );
+        if used.map_err(unavailable)? {
+            return Err(PaymentError::AlreadyUsed);
+        }
+        let balance = balance.map_err(unavailable)?;
+        if balance < payment.authorization.value {
+            return Err(PaymentError::InsufficientFunds(format!(
+                "{from} holds {balance} atomic units, the payment needs {}",
+                payment.authorization.value
+            )));
+        }
+        simulated
+            .map_err(unavailable)?
+            .map_err(PaymentError::WouldFail)?;
+        let transaction = self
+            .operator
+            .fund(terms, payment)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(%transaction, "escrow funding submitted");
+        chain
+            .wait_receipt(transaction, self.config.receipt_timeout)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The transaction that funded `terms`' escrow with `payment`, if one did: the escrow
+    /// is funded, its payer is the payment's, and the payment's nonce is used.
+    async fn funded_by(
+        &self,
+        terms: &EscrowTerms,
+        payment: &ExactEvmPayload,
+    ) -> Result<Option<B256>, PaymentError> {
+        let unavailable = |e: ChainError| PaymentError::Unavailable(e.to_string());
+        let authorization = &payment.authorization;
+        let (stage, payer, used) = tokio::join!(
             self.operator.stage(terms),
             self.operator.payer(terms),
-            self.operator.funding(terms),
-        );
-        let funded = stage.map_err(unavailable)? == Stage::Funded
-            && payer.map_err(unavailable)? == from
-            && self
-                .operator
+            self.operator
                 .chain()
-                .authorization_used(from, payment.authorization.nonce)
-                .await
-                .map_err(unavailable)?;
-        match funding.map_err(unavailable)? {
-            Some(transaction) if funded => Ok(transaction),
-            _ => Err(PaymentError::AlreadyUsed),
+                .authorization_used(authorization.from, authorization.nonce),
+        );
+        let ours = stage.map_err(unavailable)? != Stage::Unfunded
+            && payer.map_err(unavailable)? == authorization.from
+            && used.map_err(unavailable)?;
+        if !ours {
+            return Ok(None);
         }
+        self.operator.funding(terms).await.map_err(unavailable)
     }
 
     fn funding_of(authorization: &Authorization) -> Result<Funding, RailError> {
