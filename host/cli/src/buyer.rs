@@ -98,7 +98,9 @@ pub struct HttpTaskArgs {
 pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
     match args.rail {
         RailId::Simulated => {}
-        RailId::X402Base => anyhow::bail!("to pay with x402 on Base, use d402 x402-task"),
+        RailId::X402Base | RailId::X402BaseEscrow => anyhow::bail!(
+            "to pay with x402 on Base (directly or into a task escrow), use d402 x402-task"
+        ),
         other => anyhow::bail!(
             "rail {other} is not available to buyers yet; use --rail simulated, or d402 x402-task"
         ),

@@ -145,15 +145,42 @@ impl DevChain {
 
     /// Moves the chain's clock `seconds` forward and mines a block at the new time.
     pub async fn advance_time(&self, seconds: u64) -> Result<(), DevChainError> {
+        self.call("evm_increaseTime", (seconds,)).await?;
+        self.mine().await
+    }
+
+    /// Mines one block with the pending transactions.
+    pub async fn mine(&self) -> Result<(), DevChainError> {
+        self.call("evm_mine", ()).await.map(drop)
+    }
+
+    /// Turns mining each transaction as it arrives on (the default) or off: then
+    /// transactions wait, pending, for [`DevChain::mine`].
+    pub async fn set_automine(&self, on: bool) -> Result<(), DevChainError> {
+        self.call("evm_setAutomine", (on,)).await.map(drop)
+    }
+
+    /// How many transactions are waiting to be mined.
+    pub async fn pending(&self) -> Result<u64, DevChainError> {
+        let status = self.call("txpool_status", ()).await?;
+        let pending = status["pending"].as_str().unwrap_or("0x0");
+        u64::from_str_radix(pending.trim_start_matches("0x"), 16).map_err(rpc)
+    }
+
+    /// Drops every transaction waiting to be mined (as if it never reached the chain).
+    pub async fn drop_pending(&self) -> Result<(), DevChainError> {
+        self.call("anvil_dropAllTransactions", ()).await.map(drop)
+    }
+
+    async fn call<P: serde::Serialize + Clone + Send + Sync + Unpin + std::fmt::Debug + 'static>(
+        &self,
+        method: &'static str,
+        params: P,
+    ) -> Result<serde_json::Value, DevChainError> {
         self.provider
-            .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (seconds,))
+            .raw_request::<_, serde_json::Value>(method.into(), params)
             .await
-            .map_err(rpc)?;
-        self.provider
-            .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
-            .await
-            .map_err(rpc)?;
-        Ok(())
+            .map_err(rpc)
     }
 
     /// How many transactions `account` has sent.
