@@ -21,13 +21,11 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use common::{NodeProcess, install};
-use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
-use d402_payment::{Payer, Purchase};
-use d402_protocol::Timestamp;
+use d402_payment::x402::PaymentRequired;
 use d402_rail_x402_evm::devchain::DevChain;
 use d402_rail_x402_evm::escrow::bindings::TaskEscrowFactory;
 use d402_rail_x402_evm::escrow::{ESCROW_EXTRA, EscrowOffer, EscrowOperator, EscrowTerms};
-use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, EvmPayer, PrivateKeySigner};
+use d402_rail_x402_evm::{BASE_USDC, PrivateKeySigner};
 use serde_json::{Value, json};
 
 const PRICE: u64 = 100;
@@ -59,6 +57,15 @@ impl Chain {
             factory,
             buyer,
         }
+    }
+
+    /// A runtime, a fresh chain, and json-transform installed in `dir`; a wallet for the
+    /// node's own earnings.
+    fn with_node_state(dir: &Path) -> (tokio::runtime::Runtime, Self, Address) {
+        install(dir, "json-transform", "json_transform.wasm");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let chain = Self::start(&runtime);
+        (runtime, chain, PrivateKeySigner::random().address())
     }
 
     /// `d402 node` flags for the escrow rail on this chain (operator key in `op.key`).
@@ -119,21 +126,12 @@ async fn pay_task(
 ) -> (PaymentRequired, tokio::task::JoinHandle<reqwest::Response>) {
     let client = d402_client::http_client();
     let url = format!("{base}/tasks");
-    let first = client.post(&url).json(body).send().await.unwrap();
-    let challenge: PaymentRequired =
-        decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
-    let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
-    let purchase = Purchase {
-        resource: Some(&challenge.resource),
-        body,
-        now: Timestamp::now(),
-    };
-    let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+    let (challenge, payment) = common::x402_payment(&client, base, body, buyer).await;
     let body = body.clone();
     let paid = tokio::spawn(async move {
         client
             .post(&url)
-            .header("payment-signature", encode_header(&payment))
+            .header("payment-signature", payment)
             .json(&body)
             .send()
             .await
@@ -147,14 +145,7 @@ fn terms_of(challenge: &PaymentRequired) -> EscrowTerms {
     let requirement = &challenge.accepts[0];
     let offer: EscrowOffer =
         serde_json::from_value(requirement.extra[ESCROW_EXTRA].clone()).unwrap();
-    EscrowTerms {
-        token: BASE_USDC,
-        amount: requirement.amount.parse().unwrap(),
-        operator: offer.operator,
-        deadline: offer.deadline,
-        max_commission_bps: offer.max_commission_bps,
-        salt: offer.salt,
-    }
+    offer.terms(BASE_USDC).unwrap()
 }
 
 /// Starts the node, pays one task with mining off: the funding is mined, the task runs and
@@ -198,10 +189,7 @@ fn settle_pending(
 fn a_node_killed_before_its_settlement_is_mined_is_finished_once_by_the_finalizer() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    install(dir, "json-transform", "json_transform.wasm");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let chain = Chain::start(&runtime);
-    let wallet = PrivateKeySigner::random().address();
+    let (runtime, chain, wallet) = Chain::with_node_state(dir);
     let args = chain.node_args(dir, wallet, &[]);
     let (mut node, challenge, task_id) = settle_pending(&runtime, &chain, dir, &args);
     node.kill();
@@ -247,10 +235,7 @@ fn a_node_killed_before_its_settlement_is_mined_is_finished_once_by_the_finalize
 fn a_gateway_gone_for_good_lets_anyone_reclaim_the_escrow_for_the_buyer() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    install(dir, "json-transform", "json_transform.wasm");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let chain = Chain::start(&runtime);
-    let wallet = PrivateKeySigner::random().address();
+    let (runtime, chain, wallet) = Chain::with_node_state(dir);
     let args = chain.node_args(dir, wallet, &["--escrow-settle-window-seconds", "120"]);
     let (mut node, challenge, _) = settle_pending(&runtime, &chain, dir, &args);
     // The gateway dies and its settlement never reaches a block.
@@ -289,62 +274,29 @@ fn a_gateway_gone_for_good_lets_anyone_reclaim_the_escrow_for_the_buyer() {
 
 #[test]
 fn devnet_with_the_escrow_pays_the_two_agreeing_workers_on_chain() {
-    use std::io::{BufRead, BufReader};
     let root = tempfile::tempdir().unwrap();
-    let template = root.path().join("template");
-    std::fs::create_dir_all(&template).unwrap();
-    install(&template, "json-transform", "json_transform.wasm");
-    let mut devnet = std::process::Command::new(env!("CARGO_BIN_EXE_d402"))
-        .args([
-            "devnet",
+    let devnet = common::Devnet::start(
+        root.path(),
+        &anvil(),
+        &[
             "--rail",
             "x402-base-escrow",
-            "--evm-port",
+            "--workers",
+            "3",
+            "--validators",
             "0",
-            "--http-port",
-            "0",
-        ])
-        .args(["--workers", "3", "--validators", "0", "--mode", "quorum"])
-        .arg("--dir")
-        .arg(root.path().join("devnet"))
-        .arg("--from-state")
-        .arg(template.join("state"))
-        .env("D402_ANVIL", anvil())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
-    let (mut chain_url, mut command, mut wallets) = (None, None, Vec::new());
-    while command.is_none() {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "devnet exited early"
-        );
-        if let Some(rest) = line.strip_prefix("local chain ") {
-            chain_url = rest.split_whitespace().next().map(str::to_string);
-        }
-        if let Some((_, wallet)) = line.trim().split_once(" is paid at ") {
-            wallets.push(wallet.parse::<Address>().unwrap());
-        }
-        if let Some(printed) = line.strip_prefix("buyer: ") {
-            command = Some(printed.trim().to_string());
-        }
-    }
+            "--mode",
+            "quorum",
+        ],
+    );
+    let wallets: Vec<Address> = devnet
+        .lines
+        .iter()
+        .filter_map(|l| l.split_once(" is paid at "))
+        .map(|(_, wallet)| wallet.parse().unwrap())
+        .collect();
     assert_eq!(wallets.len(), 3, "every worker has a payout wallet");
-    let words: Vec<&str> = command.as_deref().unwrap().split_whitespace().collect();
-    assert_eq!(&words[..2], ["d402", "x402-task"]);
-    let mut args: Vec<&str> = Vec::new();
-    let mut rest = words[1..].iter();
-    while let Some(word) = rest.next() {
-        if *word == "--url" {
-            rest.next();
-            args.extend(["--input", r#"{"value": {"k": 1}, "select": ["k"]}"#]);
-        } else {
-            args.push(word);
-        }
-    }
+    let args: Vec<&str> = devnet.buyer.iter().map(String::as_str).collect();
     let (code, out, err) = common::d402(root.path(), &args);
     assert_eq!(code, 0, "{out} {err}");
     let out: Value = serde_json::from_str(&out).unwrap();
@@ -358,7 +310,7 @@ fn devnet_with_the_escrow_pays_the_two_agreeing_workers_on_chain() {
         .filter(|p| p["reason"] == "accepted-result")
         .collect();
     assert_eq!(workers.len(), 2, "two agreeing workers: {out}");
-    let reader = d402_rail_x402_evm::Chain::connect(chain_url.unwrap().parse().unwrap(), BASE_USDC);
+    let reader = d402_rail_x402_evm::Chain::connect(devnet.chain_url().parse().unwrap(), BASE_USDC);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for payout in workers {
         let address: Address = payout["address"].as_str().unwrap().parse().unwrap();
@@ -374,7 +326,5 @@ fn devnet_with_the_escrow_pays_the_two_agreeing_workers_on_chain() {
         );
         assert_eq!(payout["transaction"], out["paymentResponse"]["transaction"]);
     }
-    // SAFETY: kill(2) on our child's pid.
-    unsafe { libc::kill(devnet.id() as libc::pid_t, libc::SIGINT) };
-    assert!(devnet.wait().unwrap().success());
+    assert!(devnet.stop());
 }

@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use common::{NodeProcess, install};
-use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
-use d402_payment::{Payer, Purchase};
-use d402_protocol::Timestamp;
+use d402_payment::x402::decode_header;
 use d402_rail_x402_evm::devchain::DevChain;
-use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, EvmPayer, PrivateKeySigner};
+use d402_rail_x402_evm::{BASE_USDC, PrivateKeySigner};
 use serde_json::{Value, json};
 
 const PRICE: u64 = 100;
@@ -78,20 +76,10 @@ async fn pay_task(
     body: &Value,
     buyer: &PrivateKeySigner,
 ) -> reqwest::Response {
-    let url = format!("{base}/tasks");
-    let first = client.post(&url).json(body).send().await.unwrap();
-    let challenge: PaymentRequired =
-        decode_header(first.headers()["payment-required"].to_str().unwrap()).unwrap();
-    let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
-    let purchase = Purchase {
-        resource: Some(&challenge.resource),
-        body,
-        now: Timestamp::now(),
-    };
-    let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+    let (_, payment) = common::x402_payment(client, base, body, buyer).await;
     client
-        .post(&url)
-        .header("payment-signature", encode_header(&payment))
+        .post(format!("{base}/tasks"))
+        .header("payment-signature", payment)
         .json(body)
         .send()
         .await
@@ -117,60 +105,24 @@ fn anvil() -> std::path::PathBuf {
 
 #[test]
 fn devnet_with_x402_base_prints_a_buyer_command_that_pays_on_chain() {
-    use std::io::{BufRead, BufReader};
     let root = tempfile::tempdir().unwrap();
-    let template = root.path().join("template");
-    std::fs::create_dir_all(&template).unwrap();
-    install(&template, "json-transform", "json_transform.wasm");
-    let mut devnet = std::process::Command::new(env!("CARGO_BIN_EXE_d402"))
-        .args([
-            "devnet",
+    let devnet = common::Devnet::start(
+        root.path(),
+        &anvil(),
+        &[
             "--rail",
             "x402-base",
-            "--evm-port",
+            "--workers",
+            "1",
+            "--validators",
             "0",
-            "--http-port",
-            "0",
-        ])
-        .args(["--workers", "1", "--validators", "0", "--mode", "single"])
-        .arg("--dir")
-        .arg(root.path().join("devnet"))
-        .arg("--from-state")
-        .arg(template.join("state"))
-        .env("D402_ANVIL", anvil())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
-    let (mut chain_url, mut command) = (None, None);
-    while command.is_none() {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "devnet exited early"
-        );
-        if let Some(rest) = line.strip_prefix("local chain ") {
-            chain_url = rest.split_whitespace().next().map(str::to_string);
-        }
-        if let Some(printed) = line.strip_prefix("buyer: ") {
-            command = Some(printed.trim().to_string());
-        }
-    }
-    let words: Vec<&str> = command.as_deref().unwrap().split_whitespace().collect();
-    assert_eq!(&words[..2], ["d402", "x402-task"]);
-    assert!(chain_url.is_some(), "the chain's address is printed");
+            "--mode",
+            "single",
+        ],
+    );
+    devnet.chain_url();
     // As printed, with json-transform's input in place of the example page.
-    let mut args: Vec<&str> = Vec::new();
-    let mut rest = words[1..].iter();
-    while let Some(word) = rest.next() {
-        if *word == "--url" {
-            rest.next();
-            args.extend(["--input", r#"{"value": {"k": 1}, "select": ["k"]}"#]);
-        } else {
-            args.push(word);
-        }
-    }
+    let args: Vec<&str> = devnet.buyer.iter().map(String::as_str).collect();
     let (code, out, err) = common::d402(root.path(), &args);
     assert_eq!(code, 0, "{out} {err}");
     let out: Value = serde_json::from_str(&out).unwrap();
@@ -183,9 +135,7 @@ fn devnet_with_x402_base_prints_a_buyer_command_that_pays_on_chain() {
     let (code, _, err) = common::d402(root.path(), &capped);
     assert_eq!(code, 1);
     assert!(err.contains("no payment this wallet can make"), "{err}");
-    // SAFETY: kill(2) on our child's pid.
-    unsafe { libc::kill(devnet.id() as libc::pid_t, libc::SIGINT) };
-    assert!(devnet.wait().unwrap().success());
+    assert!(devnet.stop());
 }
 
 #[test]

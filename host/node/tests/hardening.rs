@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{FUNDS, install, serve, start};
+use common::{FUNDS, serve, start};
 use serde_json::{Value, json};
 
 /// Sends `request` raw and returns what the server answered before closing or `wait`.
@@ -37,15 +37,7 @@ fn raw_exchange(base: &str, request: &[u8], wait: Duration) -> (String, Duration
 #[tokio::test]
 async fn a_client_that_disconnects_from_a_paid_sync_task_does_not_strand_it() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = d402_testkit::component("hostile");
-    // The hostile component imports `browser`, which only a browser permission links.
-    let manifest = d402_testkit::hostile_manifest(
-        &bytes,
-        3_000,
-        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
-        "snapshot-deterministic",
-    );
-    install(dir.path(), &manifest, &bytes);
+    common::install_hostile(dir.path(), 3_000);
     let node = serve(dir, |c| c.capability = "test.hostile@1".into())
         .await
         .unwrap();

@@ -213,15 +213,7 @@ async fn a_replayed_or_rebound_or_concurrent_authorization_pays_once() {
 async fn a_rejected_task_transfers_nothing() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let bytes = d402_testkit::component("hostile");
-    // The hostile component imports `browser`, which only a browser permission links.
-    let manifest = d402_testkit::hostile_manifest(
-        &bytes,
-        5_000,
-        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
-        "snapshot-deterministic",
-    );
-    install(dir.path(), &manifest, &bytes);
+    common::install_hostile(dir.path(), 5_000);
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);

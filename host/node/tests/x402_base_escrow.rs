@@ -226,14 +226,7 @@ async fn a_stock_x402_client_funds_the_escrow_and_the_contract_pays_each_payee()
 async fn a_rejected_task_is_refunded_from_the_escrow_on_chain() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let bytes = d402_testkit::component("hostile");
-    let manifest = d402_testkit::hostile_manifest(
-        &bytes,
-        5_000,
-        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
-        "snapshot-deterministic",
-    );
-    install(dir.path(), &manifest, &bytes);
+    common::install_hostile(dir.path(), 5_000);
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);

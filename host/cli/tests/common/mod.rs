@@ -230,3 +230,117 @@ pub fn task_id_of(header: &str) -> String {
         .unwrap()
         .task_id()
 }
+
+/// A running `d402 devnet` (json-transform installed, free ports) and what it printed up to
+/// its buyer command.
+pub struct Devnet {
+    /// The devnet process.
+    pub child: Child,
+    /// Every line it printed until the buyer command, in order.
+    pub lines: Vec<String>,
+    /// The printed buyer command's arguments after `d402`, with json-transform's input in
+    /// place of the example page.
+    pub buyer: Vec<String>,
+}
+
+impl Devnet {
+    /// Starts `d402 devnet --dir <root>/devnet <extra>` with anvil from `anvil` and waits for
+    /// its buyer command.
+    pub fn start(root: &Path, anvil: &Path, extra: &[&str]) -> Self {
+        let template = root.join("template");
+        std::fs::create_dir_all(&template).unwrap();
+        install(&template, "json-transform", "json_transform.wasm");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args(["devnet", "--evm-port", "0", "--http-port", "0"])
+            .args(extra)
+            .arg("--dir")
+            .arg(root.join("devnet"))
+            .arg("--from-state")
+            .arg(template.join("state"))
+            .env("D402_ANVIL", anvil)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        let command = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "devnet exited early"
+            );
+            if let Some(printed) = line.strip_prefix("buyer: ") {
+                break printed.trim().to_string();
+            }
+            lines.push(line.trim().to_string());
+        };
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(&words[..2], ["d402", "x402-task"], "{command}");
+        let mut buyer = Vec::new();
+        let mut rest = words[1..].iter();
+        while let Some(word) = rest.next() {
+            if *word == "--url" {
+                rest.next();
+                buyer.extend([
+                    "--input".into(),
+                    r#"{"value": {"k": 1}, "select": ["k"]}"#.into(),
+                ]);
+            } else {
+                buyer.push(word.to_string());
+            }
+        }
+        Self {
+            child,
+            lines,
+            buyer,
+        }
+    }
+
+    /// The address of the local chain it printed.
+    pub fn chain_url(&self) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("local chain "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the chain's address is printed")
+            .to_string()
+    }
+
+    /// Stops it with Ctrl-C; whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        self.child.wait().unwrap().success()
+    }
+}
+
+/// The 402 challenge for `body` at the gateway `base`, and a signed x402 payment
+/// (`PAYMENT-SIGNATURE` value) of its first offer by `buyer` (an EIP-3009 authorization in
+/// Base USDC, up to $0.001).
+pub async fn x402_payment(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+    buyer: &d402_rail_x402_evm::PrivateKeySigner,
+) -> (d402_payment::x402::PaymentRequired, String) {
+    use d402_payment::Payer;
+    use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, EvmPayer};
+    let first = client
+        .post(format!("{base}/tasks"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let challenge: d402_payment::x402::PaymentRequired =
+        d402_payment::x402::decode_header(first.headers()["payment-required"].to_str().unwrap())
+            .unwrap();
+    let payer = EvmPayer::new(buyer.clone(), vec![(EvmNetwork::BASE, BASE_USDC)], 1_000);
+    let purchase = d402_payment::Purchase {
+        resource: Some(&challenge.resource),
+        body,
+        now: d402_protocol::Timestamp::now(),
+    };
+    let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
+    (challenge, d402_payment::x402::encode_header(&payment))
+}

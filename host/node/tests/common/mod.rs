@@ -55,6 +55,20 @@ pub fn register(
     install_registration(state, &envelope, manifest, 10_000, Timestamp::now()).unwrap();
 }
 
+/// Installs the hostile test capability (`test.hostile@1`, its behaviour chosen by the
+/// input) in `state` with a `deadline_ms` deadline. It imports `browser`, which only a
+/// browser permission links, so it gets one (fetching example.com).
+pub fn install_hostile(state: &Path, deadline_ms: u64) {
+    let bytes = d402_testkit::component("hostile");
+    let manifest = d402_testkit::hostile_manifest(
+        &bytes,
+        deadline_ms,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "snapshot-deterministic",
+    );
+    install(state, &manifest, &bytes);
+}
+
 /// The json-transform capability (`util.json_transform@1`, $0.0001).
 pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
     d402_testkit::json_transform()

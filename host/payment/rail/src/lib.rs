@@ -272,6 +272,17 @@ pub struct ReadinessCheck {
     pub detail: String,
 }
 
+impl ReadinessCheck {
+    /// The check `name`: passed or not, and what was found.
+    pub fn new(name: &str, ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Why a capture or void did not complete. The task's decision stands either way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RailError {

@@ -14,6 +14,7 @@ use alloy::sol_types::SolEvent;
 use url::Url;
 
 use crate::eip3009::ExactEvmPayload;
+use d402_payment::ReadinessCheck;
 
 /// Longest wait for one JSON-RPC answer: a stalled endpoint fails the call (and the rail
 /// retries later) instead of holding a payment or a restart forever.
@@ -43,6 +44,20 @@ pub(crate) fn signing_provider(key: PrivateKeySigner, rpc_url: Url) -> DynProvid
         .wallet(EthereumWallet::from(key))
         .connect_client(rpc_client(rpc_url))
         .erased()
+}
+
+/// What an `eth_call` simulation says: `Ok(Ok(()))` it would succeed, `Ok(Err(reason))`
+/// the contract would revert, `Err` the endpoint did not answer.
+pub(crate) fn simulation<T>(
+    outcome: Result<T, alloy::contract::Error>,
+) -> Result<Result<(), String>, ChainError> {
+    match outcome {
+        Ok(_) => Ok(Ok(())),
+        Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
+            Err(ChainError(format!("eth_call: {e}")))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 /// Contract bindings (generated; EIP-3009 calls take more than seven arguments).
@@ -119,6 +134,39 @@ impl Chain {
             .map_err(rpc("eth_chainId"))
     }
 
+    /// The chain's readiness and `then`'s: the RPC answers (if not, nothing else is
+    /// checked) with the `expected` chain id.
+    pub(crate) async fn readiness(
+        &self,
+        expected: u64,
+        then: impl std::future::Future<Output = Vec<ReadinessCheck>>,
+    ) -> Vec<ReadinessCheck> {
+        let chain_id = match self.chain_id().await {
+            Ok(id) => id,
+            Err(e) => return vec![ReadinessCheck::new("rpc", false, e.to_string())],
+        };
+        let mut checks = vec![
+            ReadinessCheck::new("rpc", true, "reachable"),
+            ReadinessCheck::new(
+                "chainId",
+                chain_id == expected,
+                format!("the RPC reports chain id {chain_id}, the rail expects {expected}"),
+            ),
+        ];
+        checks.extend(then.await);
+        checks
+    }
+
+    /// The check `name` that `account` holds gas to send transactions.
+    pub(crate) async fn gas_check(&self, name: &str, account: Address) -> ReadinessCheck {
+        match self.gas_balance(account).await {
+            Ok(wei) => {
+                ReadinessCheck::new(name, !wei.is_zero(), format!("{account} holds {wei} wei"))
+            }
+            Err(e) => ReadinessCheck::new(name, false, e.to_string()),
+        }
+    }
+
     /// The native (gas) balance of `account`, in wei.
     pub async fn gas_balance(&self, account: Address) -> Result<U256, ChainError> {
         self.provider
@@ -156,17 +204,12 @@ impl Chain {
         payment: &ExactEvmPayload,
         sender: Address,
     ) -> Result<Result<(), String>, ChainError> {
-        match transfer_call(&self.token, payment)
-            .from(sender)
-            .call()
-            .await
-        {
-            Ok(_) => Ok(Ok(())),
-            Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
-                Err(ChainError(format!("eth_call: {e}")))
-            }
-            Err(e) => Ok(Err(e.to_string())),
-        }
+        simulation(
+            transfer_call(&self.token, payment)
+                .from(sender)
+                .call()
+                .await,
+        )
     }
 
     /// How `payment`'s authorization was used on chain, if it was: the transaction whose

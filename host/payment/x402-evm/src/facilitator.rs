@@ -200,18 +200,7 @@ impl Facilitator {
     /// Whether the facilitator can settle on `network` now.
     pub(crate) async fn readiness(&self, chain: &Chain, network: &str) -> ReadinessCheck {
         match self {
-            Self::Builtin(signer) => match chain.gas_balance(signer.address()).await {
-                Ok(wei) => ReadinessCheck {
-                    name: "gasSigner".into(),
-                    ok: !wei.is_zero(),
-                    detail: format!("{} holds {wei} wei", signer.address()),
-                },
-                Err(e) => ReadinessCheck {
-                    name: "gasSigner".into(),
-                    ok: false,
-                    detail: e.to_string(),
-                },
-            },
+            Self::Builtin(signer) => chain.gas_check("gasSigner", signer.address()).await,
             Self::Remote(remote) => remote.supports(network).await,
         }
     }

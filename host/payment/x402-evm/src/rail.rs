@@ -214,29 +214,16 @@ impl PaymentRail for X402EvmRail {
     }
 
     async fn readiness(&self) -> Vec<ReadinessCheck> {
-        let check = |name: &str, ok: bool, detail: String| ReadinessCheck {
-            name: name.into(),
-            ok,
-            detail,
+        let facilitator = async {
+            vec![
+                self.facilitator
+                    .readiness(&self.chain, &self.verifier.network)
+                    .await,
+            ]
         };
-        let expected = self.config.network.chain_id();
-        let chain_id = match self.chain.chain_id().await {
-            Ok(id) => id,
-            Err(e) => return vec![check("rpc", false, e.to_string())],
-        };
-        let facilitator = self
-            .facilitator
-            .readiness(&self.chain, &self.verifier.network)
-            .await;
-        vec![
-            check("rpc", true, "reachable".into()),
-            check(
-                "chainId",
-                chain_id == expected,
-                format!("the RPC reports chain id {chain_id}, the rail expects {expected}"),
-            ),
-            facilitator,
-        ]
+        self.chain
+            .readiness(self.config.network.chain_id(), facilitator)
+            .await
     }
 
     fn settles_externally(&self) -> bool {

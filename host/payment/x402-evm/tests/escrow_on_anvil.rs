@@ -148,14 +148,7 @@ async fn funds_are_escrowed_before_work_and_split_on_chain_exactly_once() {
     let escrow: Address = requirements.pay_to.parse().unwrap();
     let offer: EscrowOffer =
         serde_json::from_value(requirements.extra[ESCROW_EXTRA].clone()).unwrap();
-    let terms = EscrowTerms {
-        token: BASE_USDC,
-        amount: PRICE,
-        operator: offer.operator,
-        deadline: offer.deadline,
-        max_commission_bps: offer.max_commission_bps,
-        salt: offer.salt,
-    };
+    let terms = offer.terms(BASE_USDC).unwrap();
     let provider = alloy::providers::ProviderBuilder::new().connect_http(f.chain.rpc_url());
     let contract = bindings::TaskEscrowFactory::new(f.factory, &provider);
     assert_eq!(
@@ -278,14 +271,7 @@ async fn forged_misdirected_and_overreaching_payments_are_refused_with_nothing_m
     let mut offer: EscrowOffer =
         serde_json::from_value(invented.extra[ESCROW_EXTRA].clone()).unwrap();
     offer.salt = B256::repeat_byte(7);
-    let terms = EscrowTerms {
-        token: BASE_USDC,
-        amount: PRICE,
-        operator: offer.operator,
-        deadline: offer.deadline,
-        max_commission_bps: offer.max_commission_bps,
-        salt: offer.salt,
-    };
+    let terms = offer.terms(BASE_USDC).unwrap();
     invented.pay_to = terms.escrow_address(f.factory).to_string();
     invented.extra[ESCROW_EXTRA] = serde_json::to_value(&offer).unwrap();
     let error = refused(&f.pay(&invented).await).await;

@@ -91,6 +91,25 @@ pub struct EscrowOffer {
     pub nonce: B256,
 }
 
+impl EscrowOffer {
+    /// The terms this offer shows, for escrows of `token` — what a buyer needs to check that
+    /// `payTo` is their escrow address, or to reclaim the funds after the deadline.
+    pub fn terms(&self, token: Address) -> Result<EscrowTerms, TermsError> {
+        let amount = self
+            .amount
+            .parse()
+            .map_err(|_| TermsError::Missing(format!("amount {:?}", self.amount)))?;
+        Ok(EscrowTerms {
+            token,
+            amount,
+            operator: self.operator,
+            deadline: self.deadline,
+            max_commission_bps: self.max_commission_bps,
+            salt: self.salt,
+        })
+    }
+}
+
 /// Why escrow terms offered back by a buyer are not ones this gateway issued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TermsError {
@@ -161,20 +180,18 @@ impl TermsIssuer {
             salt,
             nonce,
         };
-        (self.terms(&offer, amount), offer)
+        let terms = offer.terms(self.token).expect("an issued amount parses");
+        (terms, offer)
     }
 
     /// The terms of `offer`, if this issuer issued them.
     pub fn recognize(&self, offer: &EscrowOffer) -> Result<EscrowTerms, TermsError> {
-        let amount: u64 = offer
-            .amount
-            .parse()
-            .map_err(|_| TermsError::Missing(format!("amount {:?}", offer.amount)))?;
+        let terms = offer.terms(self.token)?;
         let ours = offer.factory == self.factory
             && offer.operator == self.operator
             && offer.salt
                 == self.salt(
-                    amount,
+                    terms.amount,
                     offer.deadline,
                     offer.max_commission_bps,
                     offer.nonce,
@@ -182,7 +199,7 @@ impl TermsIssuer {
         if !ours {
             return Err(TermsError::Forged);
         }
-        Ok(self.terms(offer, amount))
+        Ok(terms)
     }
 
     /// The offer in a requirement's `extra`.
@@ -191,17 +208,6 @@ impl TermsIssuer {
             .get(ESCROW_EXTRA)
             .ok_or_else(|| TermsError::Missing("absent".into()))?;
         serde_json::from_value(offer.clone()).map_err(|e| TermsError::Missing(e.to_string()))
-    }
-
-    fn terms(&self, offer: &EscrowOffer, amount: u64) -> EscrowTerms {
-        EscrowTerms {
-            token: self.token,
-            amount,
-            operator: self.operator,
-            deadline: offer.deadline,
-            max_commission_bps: offer.max_commission_bps,
-            salt: offer.salt,
-        }
     }
 }
 

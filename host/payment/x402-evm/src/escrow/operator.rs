@@ -13,7 +13,7 @@ use url::Url;
 
 use super::EscrowTerms;
 use super::bindings::TaskEscrowFactory::{self, Funded, Payout, Refunded, Settled};
-use crate::chain::{Chain, ChainError, rpc, signing_provider};
+use crate::chain::{Chain, ChainError, rpc, signing_provider, simulation};
 use crate::eip3009::ExactEvmPayload;
 
 /// Where an escrow is in its life (the contract's `Stage`).
@@ -116,13 +116,7 @@ impl EscrowOperator {
         terms: &EscrowTerms,
         payment: &ExactEvmPayload,
     ) -> Result<Result<(), String>, ChainError> {
-        match self.fund_call(terms, payment).call().await {
-            Ok(_) => Ok(Ok(())),
-            Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
-                Err(ChainError(format!("eth_call: {e}")))
-            }
-            Err(e) => Ok(Err(e.to_string())),
-        }
+        simulation(self.fund_call(terms, payment).call().await)
     }
 
     fn fund_call<'a>(

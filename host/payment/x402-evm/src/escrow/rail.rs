@@ -376,55 +376,28 @@ impl PaymentRail for EscrowRail {
     }
 
     async fn readiness(&self) -> Vec<ReadinessCheck> {
-        let check = |name: &str, ok: bool, detail: String| ReadinessCheck {
-            name: name.into(),
-            ok,
-            detail,
-        };
         let chain = self.operator.chain();
-        let expected = self.config.network.chain_id();
-        let (chain_id, code, gas) = tokio::join!(
-            chain.chain_id(),
-            chain.has_code(self.config.factory),
-            chain.gas_balance(self.operator.address()),
-        );
-        let chain_id = match chain_id {
-            Ok(id) => id,
-            Err(e) => return vec![check("rpc", false, e.to_string())],
-        };
-        let operator = self.operator.address();
-        vec![
-            check("rpc", true, "reachable".into()),
-            check(
-                "chainId",
-                chain_id == expected,
-                format!("the RPC reports chain id {chain_id}, the rail expects {expected}"),
-            ),
-            match code {
-                Ok(deployed) => check(
+        let factory = self.config.factory;
+        let contract = async {
+            let deployed = match chain.has_code(factory).await {
+                Ok(true) => {
+                    ReadinessCheck::new("escrowFactory", true, format!("{factory} deployed"))
+                }
+                Ok(false) => ReadinessCheck::new(
                     "escrowFactory",
-                    deployed,
-                    format!(
-                        "{} {}",
-                        self.config.factory,
-                        if deployed {
-                            "deployed"
-                        } else {
-                            "has no code: deploy it with `d402 escrow deploy`"
-                        }
-                    ),
+                    false,
+                    format!("{factory} has no code: deploy one with `d402 escrow deploy`"),
                 ),
-                Err(e) => check("escrowFactory", false, e.to_string()),
-            },
-            match gas {
-                Ok(wei) => check(
-                    "operatorGas",
-                    !wei.is_zero(),
-                    format!("operator {operator} holds {wei} wei"),
-                ),
-                Err(e) => check("operatorGas", false, e.to_string()),
-            },
-        ]
+                Err(e) => ReadinessCheck::new("escrowFactory", false, e.to_string()),
+            };
+            let gas = chain
+                .gas_check("operatorGas", self.operator.address())
+                .await;
+            vec![deployed, gas]
+        };
+        chain
+            .readiness(self.config.network.chain_id(), contract)
+            .await
     }
 
     fn settles_externally(&self) -> bool {
