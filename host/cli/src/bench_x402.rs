@@ -4,7 +4,9 @@
 //!   signer recovery alone, and the x402 rail's `authorize` (recovery plus balance, nonce
 //!   state and a simulated transfer read over JSON-RPC);
 //! - paid tasks per second through a gateway over HTTP: `--rail x402-base` (each accepted
-//!   task settled by an on-chain transaction before it answers) against `--rail simulated`.
+//!   task settled by an on-chain transaction before it answers) and `--rail
+//!   x402-base-escrow` (each payment moved into its own escrow before the work, the split
+//!   paid by the contract after it: two transactions per task) against `--rail simulated`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -68,6 +70,7 @@ pub fn run(bench: &X402Bench<'_>) -> anyhow::Result<()> {
         );
         let simulated = tasks_per_second(bench, &chain, &buyer, RailId::Simulated).await?;
         let x402 = tasks_per_second(bench, &chain, &buyer, RailId::X402Base).await?;
+        let escrow = tasks_per_second(bench, &chain, &buyer, RailId::X402BaseEscrow).await?;
         println!(
             "  paid tasks through a gateway: {} per rail, {} in flight",
             bench.tasks, bench.concurrency
@@ -76,6 +79,7 @@ pub fn run(bench: &X402Bench<'_>) -> anyhow::Result<()> {
         for (name, sample) in [
             ("--rail simulated (baseline)", &simulated),
             ("--rail x402-base, settled on chain", &x402),
+            ("--rail x402-base-escrow, fund + split", &escrow),
         ] {
             let (p50, p99) = percentiles(sample.latencies.clone());
             println!(
@@ -86,8 +90,9 @@ pub fn run(bench: &X402Bench<'_>) -> anyhow::Result<()> {
             );
         }
         println!(
-            "    x402 throughput / simulated throughput: {:.3}",
-            rate(&x402) / rate(&simulated)
+            "    x402 throughput / simulated throughput: {:.3}; escrow / simulated: {:.3}",
+            rate(&x402) / rate(&simulated),
+            rate(&escrow) / rate(&simulated)
         );
         anyhow::Ok(())
     })
@@ -191,12 +196,18 @@ async fn tasks_per_second(
         rails: vec![rail],
         ..NodeConfig::default()
     };
-    if rail == RailId::X402Base {
+    if rail != RailId::Simulated {
         let key_file = state.join("gas.key");
         write_key(&key_file, &chain.account(1))?;
         config.x402.evm_rpc_url = Some(chain.rpc_url().to_string());
         config.x402.provider_payout_wallet = Some(chain.account(2).address().to_string());
-        config.x402.facilitator_key_file = Some(key_file);
+        if rail == RailId::X402BaseEscrow {
+            config.x402.escrow_factory_address =
+                Some(chain.deploy_escrow_factory().await?.to_string());
+            config.x402.escrow_tx_key_file = Some(key_file);
+        } else {
+            config.x402.facilitator_key_file = Some(key_file);
+        }
     }
     let gateway = Gateway::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -204,9 +215,8 @@ async fn tasks_per_second(
     tokio::spawn(d402_node::http::serve_on(listener, gateway.clone()));
     let create = format!("{base}/tasks");
     let probe = json!({"input": {"value": {}, "select": []}});
-    let challenge = d402_client::Client::new(&base)?
-        .challenge(&create, &probe)
-        .await?;
+    let client = d402_client::Client::new(&base)?;
+    let mut challenge = client.challenge(&create, &probe).await?;
     let simulated_buyer = Keypair::from_seed(&rand::random());
     let price = gateway.catalog().default_capability().price;
     gateway.store().credit(
@@ -227,6 +237,10 @@ async fn tasks_per_second(
     );
     let mut requests: Vec<(Value, PaymentPayload)> = Vec::with_capacity(bench.tasks);
     for i in 0..bench.tasks {
+        if rail == RailId::X402BaseEscrow {
+            // An escrow per task: each payment answers a challenge of its own.
+            challenge = client.challenge(&create, &probe).await?;
+        }
         let body = json!({"input": {"value": {"k": i}, "select": ["k"]}});
         let purchase = Purchase {
             resource: None,
