@@ -44,14 +44,38 @@ struct Chain {
 }
 
 impl Chain {
+    /// The factory is deployed by `d402 escrow deploy`, its key from the environment.
     fn start(runtime: &tokio::runtime::Runtime) -> Self {
         let dev = DevChain::start(&anvil(), 8453, 0).unwrap();
         let buyer = PrivateKeySigner::random();
-        let factory = runtime.block_on(async {
+        runtime.block_on(async {
             dev.install_test_usdc(BASE_USDC).await.unwrap();
             dev.mint(BASE_USDC, buyer.address(), FUNDS).await.unwrap();
-            dev.deploy_escrow_factory().await.unwrap()
         });
+        let deploy = |key: Option<String>| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_d402"));
+            command.args(["escrow", "deploy", "--rpc-url", dev.rpc_url().as_str()]);
+            command.env_remove("D402_ESCROW_TX_PRIVATE_KEY");
+            if let Some(key) = key {
+                command.env("D402_ESCROW_TX_PRIVATE_KEY", key);
+            }
+            command.output().unwrap()
+        };
+        let keyless = deploy(None);
+        assert!(!keyless.status.success());
+        let error = String::from_utf8_lossy(&keyless.stderr);
+        assert!(error.contains("D402_ESCROW_TX_PRIVATE_KEY"), "{error}");
+        let deployed = deploy(Some(dev.account(0).to_bytes().to_string()));
+        assert!(deployed.status.success(), "{deployed:?}");
+        let factory: Address = String::from_utf8_lossy(&deployed.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let reader = d402_rail_x402_evm::Chain::connect(dev.rpc_url(), BASE_USDC);
+        assert!(
+            runtime.block_on(reader.has_code(factory)).unwrap(),
+            "deployed"
+        );
         Self {
             dev,
             factory,
@@ -298,7 +322,8 @@ fn devnet_with_the_escrow_pays_the_two_agreeing_workers_on_chain() {
     assert_eq!(wallets.len(), 3, "every worker has a payout wallet");
     let args: Vec<&str> = devnet.buyer.iter().map(String::as_str).collect();
     let (code, out, err) = common::d402(root.path(), &args);
-    assert_eq!(code, 0, "{out} {err}");
+    let log = std::fs::read_to_string(root.path().join("devnet/gateway.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out} {err}\ngateway log:\n{log}");
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["task"]["status"], "accepted", "{out}");
     let payouts = out["receipt"]["settlement"]["payouts"]

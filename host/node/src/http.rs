@@ -626,7 +626,7 @@ async fn handle_task(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_rail_sells_capability",
                 format!(
-                    "{} carries a creator commission that none of this gateway's rails can pay out (requiresEscrowForDirectProviderPayTo); the operator can enable --rail simulated or an escrow rail",
+                    "{} carries a creator commission that none of this gateway's rails can pay out (requiresEscrowForDirectProviderPayTo); the operator can enable --rail x402-base-escrow (or --rail simulated)",
                     served.capability_id
                 ),
             ));

@@ -241,6 +241,8 @@ pub struct Devnet {
     /// The printed buyer command's arguments after `d402`, with json-transform's input in
     /// place of the example page.
     pub buyer: Vec<String>,
+    /// Its standard output, kept open: a devnet printing to a closed pipe would stop.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Devnet {
@@ -294,6 +296,7 @@ impl Devnet {
             child,
             lines,
             buyer,
+            _stdout: stdout,
         }
     }
 
