@@ -1,0 +1,25 @@
+//! Solana USDC for d402.
+//!
+//! - [`SolanaRpc`] is a small JSON-RPC client (the calls the rail and the payer make), on
+//!   the workspace's reqwest.
+//! - [`transfer`] builds a USDC `TransferChecked` with a memo (the buyer's payment, the
+//!   gateway's refund) and reads one back out of a confirmed transaction.
+//! - [`SolanaNetwork`] names clusters the CAIP-2 way (and accepts the spec's
+//!   `solana:mainnet-beta`).
+
+mod network;
+mod rpc;
+pub mod token;
+pub mod transfer;
+
+pub use network::{NetworkError, SolanaNetwork};
+pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
+pub use solana_address::Address;
+pub use solana_keypair::Keypair;
+pub use solana_signature::Signature;
+
+/// USDC's mint on Solana mainnet (the default asset).
+pub const USDC_MINT: Address =
+    Address::from_str_const("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v");
+/// USDC's decimals.
+pub const USDC_DECIMALS: u8 = 6;
