@@ -230,6 +230,9 @@ pub enum PaymentError {
     /// The payer's balance does not cover the payment.
     #[error("the payer's balance does not cover the payment: {0}")]
     InsufficientFunds(String),
+    /// The payment's transaction is not (yet) confirmed on chain, or does not exist.
+    #[error("the payment's transaction is not confirmed on chain: {0}")]
+    Unconfirmed(String),
     /// The payment's nonce was already used or cancelled on chain.
     #[error("the payment's authorization was already used or cancelled on chain")]
     AlreadyUsed,
@@ -254,6 +257,7 @@ impl PaymentError {
             Self::BindingMismatch => "binding_mismatch",
             Self::WrongAsset(_) => "wrong_asset",
             Self::InsufficientFunds(_) => "insufficient_funds",
+            Self::Unconfirmed(_) => "payment_not_confirmed",
             Self::AlreadyUsed => "payment_already_used",
             Self::WouldFail(_) => "transfer_would_fail",
             Self::Unavailable(_) => "rail_unavailable",
@@ -316,6 +320,18 @@ pub trait PaymentRail: Send + Sync {
     }
     /// The `accepts[]` entry for `price` (a rail may issue fresh terms for each).
     fn requirements(&self, price: Amount, max_timeout_seconds: u64) -> PaymentRequirements;
+    /// The `accepts[]` entry for `price` offered to a request whose body has `binding`
+    /// ([`request_binding`]): a rail whose payment must name the request (a memo) puts it
+    /// in; by default the same as [`PaymentRail::requirements`].
+    fn requirements_for(
+        &self,
+        price: Amount,
+        max_timeout_seconds: u64,
+        binding: &str,
+    ) -> PaymentRequirements {
+        let _ = binding;
+        self.requirements(price, max_timeout_seconds)
+    }
     /// The once-only key `payment` claims, read without authenticating it or checking price,
     /// window or funds: a retry of an accepted payment must find its task even after the
     /// authorization expired. Cheap on purpose: the store recognizes a replay only by the

@@ -61,6 +61,8 @@ struct Chain {
     slot: u64,
     recent: VecDeque<Hash>,
     landed: HashMap<Signature, Landed>,
+    /// The signatures of the transactions each account took part in, oldest first.
+    touched: HashMap<Address, Vec<Signature>>,
     usdc_authority: Address,
 }
 
@@ -74,6 +76,7 @@ impl Chain {
             slot: 1,
             recent,
             landed: HashMap::new(),
+            touched: HashMap::new(),
             usdc_authority: Keypair::new().pubkey(),
         }
     }
@@ -105,17 +108,17 @@ impl Chain {
             .map_err(|e| DevnetError::Account(address, e.to_string()))
     }
 
-    /// The USDC balance of `owner`'s associated token account (0 if it has none).
-    fn usdc_of(&self, owner: &Address) -> u64 {
-        let account = token::associated_token_address(owner, &USDC_MINT);
+    /// The balance of `owner`'s associated token account for `mint` (0 if it has none).
+    fn balance_of(&self, mint: &Address, owner: &Address) -> u64 {
+        let account = token::associated_token_address(owner, mint);
         self.svm
             .get_account(&account)
             .and_then(|a| token::read_token_account(&a.data))
             .map_or(0, |(_, _, amount)| amount)
     }
 
-    fn supply(&self) -> u64 {
-        self.svm.get_account(&USDC_MINT).map_or(0, |a| {
+    fn supply(&self, mint: &Address) -> u64 {
+        self.svm.get_account(mint).map_or(0, |a| {
             u64::from_le_bytes(a.data[36..44].try_into().unwrap_or([0; 8]))
         })
     }
@@ -201,17 +204,28 @@ impl SolanaDevnet {
     /// Credits `amount` atomic units of USDC to `owner`'s associated token account
     /// (created if missing), minting them.
     pub fn fund_usdc(&self, owner: &Address, amount: u64) -> Result<(), DevnetError> {
+        self.fund_token(&USDC_MINT, owner, amount)
+    }
+
+    /// Credits `amount` atomic units of `mint` (a mint of 6 decimals, created if missing)
+    /// to `owner`'s associated token account (created if missing), minting them.
+    pub fn fund_token(
+        &self,
+        mint: &Address,
+        owner: &Address,
+        amount: u64,
+    ) -> Result<(), DevnetError> {
         let mut chain = self.chain.lock().expect("the chain lock");
-        let balance = chain.usdc_of(owner) + amount;
-        let supply = chain.supply() + amount;
+        let balance = chain.balance_of(mint, owner) + amount;
+        let supply = chain.supply(mint) + amount;
         let authority = chain.usdc_authority;
         chain.set_account(
-            token::associated_token_address(owner, &USDC_MINT),
+            token::associated_token_address(owner, mint),
             token::TOKEN_PROGRAM,
-            token::token_account_data(&USDC_MINT, owner, balance),
+            token::token_account_data(mint, owner, balance),
         )?;
         chain.set_account(
-            USDC_MINT,
+            *mint,
             token::TOKEN_PROGRAM,
             token::mint_data(&authority, supply, USDC_DECIMALS),
         )
@@ -219,7 +233,10 @@ impl SolanaDevnet {
 
     /// The USDC `owner` holds in its associated token account.
     pub fn usdc_balance(&self, owner: &Address) -> u64 {
-        self.chain.lock().expect("the chain lock").usdc_of(owner)
+        self.chain
+            .lock()
+            .expect("the chain lock")
+            .balance_of(&USDC_MINT, owner)
     }
 
     /// How many transactions landed (airdrops included).

@@ -183,6 +183,22 @@ fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Result<Value, Rp
                 .collect();
             context(chain, json!(statuses))
         }
+        "getSignaturesForAddress" => {
+            let address = param_address(params, 0)?;
+            let limit = params[1]["limit"].as_u64().unwrap_or(1000) as usize;
+            let signatures = chain.touched.get(&address).cloned().unwrap_or_default();
+            let entries: Vec<Value> = signatures
+                .iter()
+                .rev()
+                .take(limit)
+                .filter_map(|s| {
+                    let landed = chain.landed.get(s)?;
+                    Some(json!({"signature": s.to_string(), "slot": landed.slot, "err": landed.err,
+                        "memo": null, "blockTime": landed.block_time, "confirmationStatus": "finalized"}))
+                })
+                .collect();
+            json!(entries)
+        }
         "getTransaction" => {
             let signature: Signature = params[0]
                 .as_str()
@@ -276,6 +292,9 @@ fn send_transaction(chain: &mut Chain, params: &Value) -> Result<Value, RpcFailu
         )));
     }
     let bytes = bincode::serialize(&transaction).map_err(|e| (INVALID_PARAMS, e.to_string()))?;
+    for account in transaction.message.static_account_keys() {
+        chain.touched.entry(*account).or_default().push(signature);
+    }
     let outcome = chain.svm.send_transaction(transaction);
     let (meta, err) = match outcome {
         Ok(meta) => (meta, None),

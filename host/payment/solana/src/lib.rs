@@ -4,14 +4,18 @@
 //!   the workspace's reqwest.
 //! - [`transfer`] builds a USDC `TransferChecked` with a memo (the buyer's payment, the
 //!   gateway's refund) and reads one back out of a confirmed transaction.
+//! - [`SolanaDirectRail`] is the `solana-direct` rail (the buyer pays first, the gateway
+//!   verifies the transaction before any work, refunds on chain).
 //! - [`SolanaNetwork`] names clusters the CAIP-2 way (and accepts the spec's
 //!   `solana:mainnet-beta`).
 
+pub mod direct;
 mod network;
 mod rpc;
 pub mod token;
 pub mod transfer;
 
+pub use direct::{DirectConfig, SolanaDirectRail};
 pub use network::{NetworkError, SolanaNetwork};
 pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
 pub use solana_address::Address;

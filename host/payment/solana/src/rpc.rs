@@ -278,6 +278,43 @@ impl SolanaRpc {
         }))
     }
 
+    /// The signatures of the transactions that touched `account`, newest first (up to
+    /// 1,000).
+    pub async fn signatures_for(&self, account: &Address) -> Result<Vec<Signature>, RpcError> {
+        let answer: Vec<Value> = self
+            .call(
+                "getSignaturesForAddress",
+                json!([account.to_string(), {"limit": 1000, "commitment": self.commitment}]),
+            )
+            .await?;
+        Ok(answer
+            .iter()
+            .filter_map(|entry| entry["signature"].as_str()?.parse().ok())
+            .collect())
+    }
+
+    /// A successful transaction touching `account` that carries `memo`, if there is one.
+    pub async fn find_memo(
+        &self,
+        account: &Address,
+        memo: &str,
+    ) -> Result<Option<Signature>, RpcError> {
+        for signature in self.signatures_for(account).await? {
+            let Some(landed) = self.transaction(&signature).await? else {
+                continue;
+            };
+            if landed.err.is_none()
+                && crate::transfer::TransactionContent::of(&landed)
+                    .memos
+                    .iter()
+                    .any(|m| m == memo)
+            {
+                return Ok(Some(signature));
+            }
+        }
+        Ok(None)
+    }
+
     /// The token balance of token account `account`, or `None` if it does not exist.
     pub async fn token_balance(&self, account: &Address) -> Result<Option<u64>, RpcError> {
         match self

@@ -2,8 +2,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{PaymentPayload, PaymentPayloadV1, PaymentRequirements, headers};
@@ -35,35 +35,71 @@ pub fn decode_header<T: DeserializeOwned>(header: &str) -> Result<T, HeaderError
     serde_json::from_slice(&bytes).map_err(|e| HeaderError::Shape(e.to_string()))
 }
 
-/// The payment header a request carried: v2 `PAYMENT-SIGNATURE` or v1 `X-PAYMENT`.
+/// Decodes base64 in any of its dialects (standard or URL-safe alphabet, padded or not).
+pub fn decode_any_base64(text: &str) -> Result<Vec<u8>, HeaderError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = text.trim().trim_end_matches('=');
+    URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
+        .map_err(|e| HeaderError::Base64(e.to_string()))
+}
+
+/// The d402 direct-transfer proof of `Authorization: Payment <base64 JSON>`: the buyer paid
+/// first (e.g. a Solana USDC transfer) and names the transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferProof {
+    /// The requirement's scheme (`d402-solana-transfer`).
+    pub scheme: String,
+    /// Its network.
+    pub network: String,
+    /// The transaction that paid (a signature).
+    pub transaction: String,
+    /// The paying account.
+    pub payer: String,
+}
+
+/// The payment header a request carried: v2 `PAYMENT-SIGNATURE`, v1 `X-PAYMENT`, or
+/// `Authorization: Payment` with a direct-transfer proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentHeader<'a> {
     /// `PAYMENT-SIGNATURE`.
     V2(&'a str),
     /// `X-PAYMENT`.
     V1(&'a str),
+    /// `Authorization: Payment <credential>` (the credential only).
+    Authorization(&'a str),
 }
 
 impl<'a> PaymentHeader<'a> {
-    /// Finds the payment header with `get` (a header lookup by lower-case name); v2 wins.
+    /// Finds the payment header with `get` (a header lookup by lower-case name): v2, then
+    /// v1, then an `Authorization` header of the `Payment` scheme.
     pub fn find(get: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
         get(headers::PAYMENT_SIGNATURE)
             .map(Self::V2)
             .or_else(|| get(headers::X_PAYMENT).map(Self::V1))
+            .or_else(|| {
+                let value = get("authorization")?;
+                let (scheme, credential) = value.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("payment")
+                    .then(|| Self::Authorization(credential.trim()))
+            })
     }
 
     /// The name of the header the answer's settlement goes in (`PAYMENT-RESPONSE` or
     /// `X-PAYMENT-RESPONSE`).
     pub fn response_header(self) -> &'static str {
         match self {
-            Self::V2(_) => headers::PAYMENT_RESPONSE,
+            Self::V2(_) | Self::Authorization(_) => headers::PAYMENT_RESPONSE,
             Self::V1(_) => headers::X_PAYMENT_RESPONSE,
         }
     }
 
-    /// Decodes the payment into the v2 form. A v1 payment names only its scheme and
-    /// network; `offered` (the server's requirements, asked for only then) supplies the
-    /// rest, and a v1 payment for a method not offered is refused.
+    /// Decodes the payment into the v2 form. A v1 payment or a transfer proof names only
+    /// its scheme and network; `offered` (the server's requirements, asked for only then)
+    /// supplies the rest, and one for a method not offered is refused.
     pub fn decode(
         self,
         offered: impl FnOnce() -> Vec<PaymentRequirements>,
@@ -81,25 +117,43 @@ impl<'a> PaymentHeader<'a> {
                 if v1.x402_version != 1 {
                     return Err(HeaderError::Version(v1.x402_version));
                 }
-                let accepted = offered()
-                    .into_iter()
-                    .find(|r| r.scheme == v1.scheme && r.network == v1.network)
-                    .ok_or_else(|| {
-                        HeaderError::Shape(format!(
-                            "no offered requirement for scheme {:?} on network {:?}",
-                            v1.scheme, v1.network
-                        ))
-                    })?;
                 Ok(PaymentPayload {
                     x402_version: 1,
                     resource: None,
-                    accepted,
+                    accepted: offered_for(offered(), &v1.scheme, &v1.network)?,
                     payload: v1.payload,
+                    extensions: Map::<String, Value>::new(),
+                })
+            }
+            Self::Authorization(text) => {
+                let proof: TransferProof = serde_json::from_slice(&decode_any_base64(text)?)
+                    .map_err(|e| HeaderError::Shape(e.to_string()))?;
+                Ok(PaymentPayload {
+                    x402_version: crate::X402_VERSION,
+                    resource: None,
+                    accepted: offered_for(offered(), &proof.scheme, &proof.network)?,
+                    payload: serde_json::to_value(&proof).expect("a proof serializes"),
                     extensions: Map::<String, Value>::new(),
                 })
             }
         }
     }
+}
+
+/// The offered requirement of `scheme` on `network`.
+fn offered_for(
+    offered: Vec<PaymentRequirements>,
+    scheme: &str,
+    network: &str,
+) -> Result<PaymentRequirements, HeaderError> {
+    offered
+        .into_iter()
+        .find(|r| r.scheme == scheme && r.network == network)
+        .ok_or_else(|| {
+            HeaderError::Shape(format!(
+                "no offered requirement for scheme {scheme:?} on network {network:?}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -175,5 +229,45 @@ mod tests {
             PaymentHeader::V2(&v3).decode(Vec::new),
             Err(HeaderError::Version(3))
         );
+    }
+
+    #[test]
+    fn a_transfer_proof_in_authorization_payment_takes_its_offered_requirement() {
+        let proof = json!({"scheme": "d402-solana-transfer", "network": "solana:localnet",
+            "transaction": "5sig", "payer": "Payer111"});
+        let offered = vec![
+            requirements("eip155:8453"),
+            PaymentRequirements {
+                scheme: "d402-solana-transfer".into(),
+                ..requirements("solana:localnet")
+            },
+        ];
+        let bytes = serde_json::to_vec(&proof).unwrap();
+        use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+        for credential in [
+            STANDARD.encode(&bytes),
+            URL_SAFE.encode(&bytes),
+            URL_SAFE_NO_PAD.encode(&bytes),
+        ] {
+            let value = format!("Payment {credential}");
+            let header =
+                PaymentHeader::find(|name| (name == "authorization").then_some(value.as_str()))
+                    .expect("found");
+            let decoded = header.decode(|| offered.clone()).unwrap();
+            assert_eq!(decoded.accepted.network, "solana:localnet");
+            assert_eq!(decoded.payload["transaction"], "5sig");
+            assert_eq!(header.response_header(), headers::PAYMENT_RESPONSE);
+        }
+        let bearer = PaymentHeader::find(|name| (name == "authorization").then_some("Bearer abc"));
+        assert_eq!(bearer, None, "other authorization schemes are not payments");
+        let garbage = PaymentHeader::Authorization("!!!").decode(|| offered.clone());
+        assert!(matches!(garbage, Err(HeaderError::Base64(_))));
+        let unoffered = json!({"scheme": "d402-solana-transfer", "network": "solana:devnet",
+            "transaction": "5sig", "payer": "P"});
+        let unoffered = STANDARD.encode(serde_json::to_vec(&unoffered).unwrap());
+        assert!(matches!(
+            PaymentHeader::Authorization(&unoffered).decode(|| offered.clone()),
+            Err(HeaderError::Shape(_))
+        ));
     }
 }

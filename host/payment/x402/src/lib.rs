@@ -12,7 +12,9 @@
 mod header;
 pub mod payment_identifier;
 
-pub use header::{HeaderError, PaymentHeader, decode_header, encode_header};
+pub use header::{
+    HeaderError, PaymentHeader, TransferProof, decode_any_base64, decode_header, encode_header,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
