@@ -110,7 +110,8 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
             .validate_input(&input)
             .context("invalid input")?;
         let body = json!({"capabilityId": served.capability_id, "input": input});
-        let challenge = gateway.challenge(&served, "/tasks", None);
+        let binding = d402_payment::request_binding(&body);
+        let challenge = gateway.challenge(&served, "/tasks", &binding, None);
         let purchase = Purchase {
             resource: None,
             body: &body,

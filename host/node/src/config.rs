@@ -130,8 +130,61 @@ pub struct NodeConfig {
     pub browser_tabs: usize,
     /// Seconds Chromium may take to start before a render fails.
     pub browser_launch_timeout_seconds: u64,
-    /// x402 on EVM (`--rail x402-base`).
+    /// x402 on EVM (`--rail x402-base`, `--rail x402-base-escrow`).
     pub x402: X402Settings,
+    /// Solana (`--rail solana-direct`).
+    pub solana: SolanaSettings,
+}
+
+/// Settings of the Solana rails. The gateway's Solana wallet is its node key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SolanaSettings {
+    /// The cluster (CAIP-2, or the spec's `solana:mainnet-beta`, or `solana:localnet`).
+    pub network: String,
+    /// Its JSON-RPC endpoint.
+    pub rpc_url: Option<String>,
+    /// The USDC mint prices are paid in.
+    pub usdc_mint: String,
+}
+
+impl Default for SolanaSettings {
+    fn default() -> Self {
+        Self {
+            network: d402_rail_solana::SolanaNetwork::Mainnet.to_string(),
+            rpc_url: None,
+            usdc_mint: d402_rail_solana::USDC_MINT.to_string(),
+        }
+    }
+}
+
+impl SolanaSettings {
+    /// The direct rail's configuration, checked, with its RPC endpoint; the variable or
+    /// flag to fix is named.
+    pub fn direct_config(&self) -> anyhow::Result<(d402_rail_solana::DirectConfig, url::Url)> {
+        let network = self
+            .network
+            .parse()
+            .context("solana-network (D402_SOLANA_NETWORK)")?;
+        let rpc = self.rpc_url.as_deref().context(
+            "--rail solana-direct needs the cluster's JSON-RPC endpoint: set solana-rpc-url (D402_SOLANA_RPC_URL)",
+        )?;
+        let rpc_url = url::Url::parse(rpc).with_context(|| {
+            format!("solana-rpc-url {rpc:?} (D402_SOLANA_RPC_URL) is not a URL")
+        })?;
+        let mint = self.usdc_mint.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "solana-usdc-mint {:?} (D402_SOLANA_USDC_MINT) is not a Solana address",
+                self.usdc_mint
+            )
+        })?;
+        let config = d402_rail_solana::DirectConfig {
+            network,
+            mint,
+            decimals: d402_rail_solana::USDC_DECIMALS,
+            confirm_timeout: Duration::from_secs(60),
+        };
+        Ok((config, rpc_url))
+    }
 }
 
 /// Settings of the x402 EVM rail. Its gas signer's key is read when the rail starts, from
@@ -344,6 +397,7 @@ impl Default for NodeConfig {
             browser_tabs: browser.max_tabs,
             browser_launch_timeout_seconds: browser.launch_timeout.as_secs(),
             x402: X402Settings::default(),
+            solana: SolanaSettings::default(),
         }
     }
 }
@@ -415,8 +469,11 @@ impl NodeConfig {
                 RailId::X402BaseEscrow => {
                     self.x402.escrow_config(self.max_creator_commission_bps)?;
                 }
+                RailId::SolanaDirect => {
+                    self.solana.direct_config()?;
+                }
                 other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated, x402-base or x402-base-escrow"
+                    "payment rail {other} is not available yet; use --rail simulated, x402-base, x402-base-escrow or solana-direct"
                 ),
             }
         }
@@ -709,6 +766,27 @@ pub struct NodeArgs {
         help_heading = "Payment rails"
     )]
     pub escrow_settle_window_seconds: Option<u64>,
+    /// Solana rails: the cluster, CAIP-2 (solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp mainnet, also
+    /// solana:mainnet-beta; solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1 devnet; solana:localnet)
+    /// [default: mainnet].
+    #[arg(long, env = "D402_SOLANA_NETWORK", help_heading = "Payment rails")]
+    pub solana_network: Option<String>,
+    /// Solana rails: the cluster's JSON-RPC endpoint (required with --rail solana-direct).
+    #[arg(
+        long,
+        env = "D402_SOLANA_RPC_URL",
+        value_name = "URL",
+        help_heading = "Payment rails"
+    )]
+    pub solana_rpc_url: Option<String>,
+    /// Solana rails: the USDC mint [default: EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v].
+    #[arg(
+        long,
+        env = "D402_SOLANA_USDC_MINT",
+        value_name = "ADDRESS",
+        help_heading = "Payment rails"
+    )]
+    pub solana_usdc_mint: Option<String>,
 }
 
 /// Parses `single`, `race` or `quorum`.
@@ -888,5 +966,11 @@ impl NodeArgs {
             &mut x402.escrow_settle_window_seconds,
             self.escrow_settle_window_seconds,
         );
+        let solana = &mut config.solana;
+        set(&mut solana.network, self.solana_network);
+        set(&mut solana.usdc_mint, self.solana_usdc_mint);
+        if self.solana_rpc_url.is_some() {
+            solana.rpc_url = self.solana_rpc_url;
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::validator::ReceiptTerms;
 use d402_payment::x402::SettlementResponse;
 use d402_payment::{Account, Authorization, LedgerChange, PaymentRail, RailError, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
+use d402_rail_solana::SolanaDirectRail;
 use d402_rail_x402_evm::{EscrowRail, X402EvmRail};
 use d402_store::StateDir;
 use d402_store::{NodeStore, OwedPayout, PayoutState, Receipts, TaskRecord, TaskStatus};
@@ -134,7 +135,8 @@ impl Gateway {
     }
 
     /// The rails `config` enables, paying to `account`.
-    fn rails_for(config: &NodeConfig, account: Account) -> anyhow::Result<Rails> {
+    fn rails_for(config: &NodeConfig, key: &Keypair) -> anyhow::Result<Rails> {
+        let account = Account::from(key.public());
         let rails = config
             .rails
             .iter()
@@ -172,8 +174,15 @@ impl Gateway {
                     .context("the escrow rail needs its operator key")?;
                     Ok(Arc::new(EscrowRail::connect(escrow, rpc_url, operator)) as _)
                 }
+                d402_payment::RailId::SolanaDirect => {
+                    let (direct, rpc_url) = config.solana.direct_config()?;
+                    // The gateway's Solana wallet is its node key.
+                    let wallet = d402_rail_solana::Keypair::try_from(key.to_keypair_bytes().as_slice())
+                        .context("the node key is not a Solana keypair")?;
+                    Ok(Arc::new(SolanaDirectRail::new(direct, rpc_url, wallet)) as _)
+                }
                 other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated, x402-base or x402-base-escrow"
+                    "payment rail {other} is not available yet; use --rail simulated, x402-base, x402-base-escrow or solana-direct"
                 ),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -189,7 +198,7 @@ impl Gateway {
         parts: NodeParts,
         network: Option<Arc<Network>>,
     ) -> anyhow::Result<Arc<Self>> {
-        let rails = Self::rails_for(&config, Account::from(parts.key.public()))?;
+        let rails = Self::rails_for(&config, &parts.key)?;
         Self::open_with_rails(config, parts, network, rails).await
     }
 
@@ -543,7 +552,8 @@ impl Gateway {
             .iter()
             .zip(0u32..)
             .map(|(payout, index)| {
-                let (ours, address) = self.evm_address_of(&payout.account, &local);
+                let (ours, address) =
+                    self.payee_address(record.payment.rail, &payout.account, &local);
                 let state = match address {
                     Some(address) if &address != pay_to => PayoutState::Owed,
                     Some(_) => PayoutState::Kept,
@@ -565,6 +575,27 @@ impl Gateway {
                 }
             })
             .collect()
+    }
+
+    /// Whether `account` is this node's own, and the address it is paid at on `rail`: on a
+    /// Solana rail a d402 account is a Solana address, paid where it is (this node's own
+    /// earnings stay in its wallet, where the price landed); on EVM rails see
+    /// [`Gateway::evm_address_of`].
+    fn payee_address(
+        &self,
+        rail: d402_payment::RailId,
+        account: &str,
+        local: &[String],
+    ) -> (bool, Option<Account>) {
+        use d402_payment::RailId;
+        match rail {
+            RailId::SolanaDirect | RailId::X402Solana => {
+                let ours = local.iter().any(|a| a == account) || account == self.account;
+                let address = account.parse().ok().filter(|_| !ours);
+                (ours, address.filter(|a| matches!(a, Account::Ed25519(_))))
+            }
+            _ => self.evm_address_of(account, local),
+        }
     }
 
     /// Whether `account` is this node's own (among the `local` pool's workers, or the node

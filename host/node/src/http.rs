@@ -618,9 +618,14 @@ async fn handle_task(
     let bytes = read_body(&g, &headers, body).await?;
     let (request, sync) = parse_request(&g, &bytes, path)?;
     let served = request.capability.clone();
+    let binding = d402_payment::request_binding(&request.body);
     let present = |name: &str| headers.contains_key(name);
-    if !present(x402_headers::PAYMENT_SIGNATURE) && !present(x402_headers::X_PAYMENT) {
-        let challenge = g.challenge(&served, path, None);
+    let header = PaymentHeader::find(|name| headers.get(name).and_then(|v| v.to_str().ok()));
+    if header.is_none()
+        && !present(x402_headers::PAYMENT_SIGNATURE)
+        && !present(x402_headers::X_PAYMENT)
+    {
+        let challenge = g.challenge(&served, path, &binding, None);
         if challenge.accepts.is_empty() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -636,9 +641,8 @@ async fn handle_task(
             &challenge,
         ));
     }
-    let Some(header) = PaymentHeader::find(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-    else {
-        return Err(refused(&g, &served, path, &Refusal::NotText));
+    let Some(header) = header else {
+        return Err(refused(&g, &served, path, &binding, &Refusal::NotText));
     };
     let mut response = match g.admit(request, header).await {
         Ok(Admission::Replay(existing)) => {
@@ -668,7 +672,7 @@ async fn handle_task(
             *response.status_mut() = StatusCode::ACCEPTED;
             response
         }
-        Err(refusal) => return Err(refused(&g, &served, path, &refusal)),
+        Err(refusal) => return Err(refused(&g, &served, path, &binding, &refusal)),
     };
     // A v1 payment gets its settlement in the v1 header.
     let response_header = header.response_header();
@@ -684,7 +688,13 @@ async fn handle_task(
 
 /// The response to a refused payment: 400 for an unreadable one, 409 for a proof already
 /// used for another request, 402 with a fresh challenge otherwise.
-fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal) -> ApiError {
+fn refused(
+    g: &Gateway,
+    served: &ServedCapability,
+    path: &str,
+    binding: &str,
+    refusal: &Refusal,
+) -> ApiError {
     let (status, code, message) = match refusal {
         Refusal::NotText => (
             StatusCode::BAD_REQUEST,
@@ -734,7 +744,7 @@ fn refused(g: &Gateway, served: &ServedCapability, path: &str, refusal: &Refusal
             );
         }
     };
-    let challenge = g.challenge(served, path, Some(message.clone()));
+    let challenge = g.challenge(served, path, binding, Some(message.clone()));
     ApiError::new(status, code, message).with_challenge(challenge)
 }
 

@@ -129,18 +129,26 @@ impl Gateway {
             .filter(move |rail| !commission || rail.pays_commissions())
     }
 
-    /// The `accepts[]` for `served`: one entry per rail that sells it.
-    pub fn requirements(&self, served: &ServedCapability) -> Vec<PaymentRequirements> {
+    /// The `accepts[]` for `served` offered to a request whose body has `binding`: one entry
+    /// per rail that sells it.
+    pub fn requirements(
+        &self,
+        served: &ServedCapability,
+        binding: &str,
+    ) -> Vec<PaymentRequirements> {
+        let timeout = self.config.payment_timeout_seconds;
         self.rails_selling(served)
-            .map(|rail| rail.requirements(served.price, self.config.payment_timeout_seconds))
+            .map(|rail| rail.requirements_for(served.price, timeout, binding))
             .collect()
     }
 
-    /// The 402 challenge for `served` at `path`, with `error` when a payment was refused.
+    /// The 402 challenge for `served` at `path` to a request whose body has `binding`, with
+    /// `error` when a payment was refused.
     pub fn challenge(
         &self,
         served: &ServedCapability,
         path: &str,
+        binding: &str,
         error: Option<String>,
     ) -> PaymentRequired {
         PaymentRequired {
@@ -151,7 +159,7 @@ impl Gateway {
                 description: Some(format!("{} task", served.capability_id)),
                 mime_type: Some("application/json".into()),
             },
-            accepts: self.requirements(served),
+            accepts: self.requirements(served, binding),
             extensions: [
                 (
                     payment_identifier::PAYMENT_IDENTIFIER.to_string(),
@@ -176,8 +184,9 @@ impl Gateway {
         header: PaymentHeader<'_>,
     ) -> Result<Admission, Refusal> {
         let served = &request.capability;
+        let binding = request_binding(&request.body);
         let payment = header
-            .decode(|| self.requirements(served))
+            .decode(|| self.requirements(served, &binding))
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let rail = self.rails.for_payment(&payment)?;
         if !self.rails_selling(served).any(|r| Arc::ptr_eq(r, rail)) {
@@ -188,7 +197,6 @@ impl Gateway {
         }
         let payment_id = payment_identifier::read(&payment.extensions)
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let binding = request_binding(&request.body);
         let digest = request_binding(&payment.payload);
         let expectation = Expectation {
             price: served.price,

@@ -21,6 +21,7 @@ pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
 pub use solana_address::Address;
 pub use solana_keypair::Keypair;
 pub use solana_signature::Signature;
+pub use solana_signer::Signer;
 
 /// USDC's mint on Solana mainnet (the default asset).
 pub const USDC_MINT: Address =

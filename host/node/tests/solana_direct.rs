@@ -1,0 +1,203 @@
+//! A gateway accepting Solana direct USDC (`--rail solana-direct`) over real HTTP on
+//! 127.0.0.1, with the local SVM network behind its JSON-RPC endpoint: the buyer pays
+//! first with a USDC transfer carrying the request's memo and proves it with
+//! `Authorization: Payment`; a failed task is refunded on chain.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::{install, json_transform, serve};
+use d402_payment::RailId;
+use d402_payment::x402::{PaymentRequired, TransferProof, decode_header, headers};
+use d402_rail_solana::Signer;
+use d402_rail_solana::transfer::{self, TransferOrder};
+use d402_rail_solana::{Address, Keypair, SolanaRpc, USDC_DECIMALS, USDC_MINT};
+use d402_solana_devnet::SolanaDevnet;
+use serde_json::{Value, json};
+
+/// json-transform's price in atomic units ($0.0001).
+const PRICE: u64 = 100;
+const FUNDS: u64 = 1_000_000;
+
+struct Setup {
+    devnet: SolanaDevnet,
+    node: common::Node,
+    buyer: Keypair,
+    gateway: Address,
+}
+
+async fn setup(install_capability: impl FnOnce(&std::path::Path), capability: &str) -> Setup {
+    let devnet = SolanaDevnet::start(0).await.unwrap();
+    let buyer = Keypair::new();
+    devnet.fund_sol(&buyer.pubkey(), 1_000_000_000).unwrap();
+    devnet.fund_usdc(&buyer.pubkey(), FUNDS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    install_capability(dir.path());
+    let rpc = devnet.rpc_url().to_string();
+    let node = serve(dir, |c| {
+        c.rails = vec![RailId::SolanaDirect];
+        c.solana.network = "solana:localnet".into();
+        c.solana.rpc_url = Some(rpc);
+        c.capability = capability.into();
+    })
+    .await
+    .unwrap();
+    let gateway: Address = node.gateway.account().parse().unwrap();
+    // The gateway's wallet pays the fees of its refunds.
+    devnet.fund_sol(&gateway, 1_000_000_000).unwrap();
+    Setup {
+        devnet,
+        node,
+        buyer,
+        gateway,
+    }
+}
+
+impl Setup {
+    async fn challenge(&self, body: &Value) -> PaymentRequired {
+        self.node.challenge(body).await
+    }
+
+    /// Pays `body`'s challenge with a USDC transfer and its memo; the `Authorization`
+    /// header value proving it.
+    async fn pay(&self, body: &Value) -> String {
+        let challenge = self.challenge(body).await;
+        let offer = &challenge.accepts[0];
+        let rpc = SolanaRpc::new(self.devnet.rpc_url());
+        let order = TransferOrder {
+            mint: offer.asset.parse().unwrap(),
+            decimals: USDC_DECIMALS,
+            recipient: offer.pay_to.parse().unwrap(),
+            amount: offer.amount.parse().unwrap(),
+            memo: offer.extra["memo"].as_str(),
+        };
+        let signature = transfer::send(&rpc, &self.buyer, &order, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let proof = TransferProof {
+            scheme: offer.scheme.clone(),
+            network: offer.network.clone(),
+            transaction: signature.to_string(),
+            payer: self.buyer.pubkey().to_string(),
+        };
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&proof).unwrap());
+        format!("Payment {encoded}")
+    }
+
+    async fn post(&self, body: &Value, authorization: &str) -> reqwest::Response {
+        self.node
+            .client
+            .post(format!("{}/tasks", self.node.base))
+            .header("authorization", authorization)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn body(key: &str) -> Value {
+    json!({"input": {"value": {"k": key}, "select": ["k"]}})
+}
+
+fn json_transform_installed(state: &std::path::Path) {
+    let (manifest, bytes) = json_transform();
+    install(state, &manifest, &bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_usdc_transfer_with_the_request_memo_pays_for_a_task_once() {
+    let s = setup(json_transform_installed, "util.json_transform@1").await;
+    let request = body("solana");
+    let challenge = s.challenge(&request).await;
+    let offer = &challenge.accepts[0];
+    assert_eq!(
+        (offer.scheme.as_str(), offer.network.as_str()),
+        ("d402-solana-transfer", "solana:localnet")
+    );
+    assert_eq!(offer.asset, USDC_MINT.to_string());
+    assert_eq!(offer.pay_to, s.gateway.to_string());
+    assert_eq!(offer.amount, PRICE.to_string());
+    let binding = d402_payment::request_binding(&request);
+    assert_eq!(offer.extra["memo"], json!(format!("d402:{binding}")));
+
+    let authorization = s.pay(&request).await;
+    // Twenty concurrent requests with one proof: one task.
+    let responses =
+        futures_util::future::join_all((0..20).map(|_| s.post(&request, &authorization))).await;
+    let mut task_ids = Vec::new();
+    for response in responses {
+        assert!(
+            [200, 202].contains(&response.status().as_u16()),
+            "{}",
+            response.status()
+        );
+        let task: Value = response.json().await.unwrap();
+        task_ids.push(task["taskId"].as_str().unwrap().to_string());
+    }
+    task_ids.dedup();
+    assert_eq!(task_ids.len(), 1, "one task");
+    let replay = s.post(&request, &authorization).await;
+    assert_eq!(replay.headers()["x-d402-idempotent-replay"], "true");
+    let settled: Value = decode_header(
+        replay.headers()[headers::PAYMENT_RESPONSE]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settled["success"], true);
+    let task: Value = replay.json().await.unwrap();
+    assert_eq!(task["status"], "accepted", "{task}");
+    assert_eq!(task["result"]["result"], json!({"k": "solana"}));
+    assert_eq!(s.devnet.usdc_balance(&s.buyer.pubkey()), FUNDS - PRICE);
+    assert_eq!(
+        s.devnet.usdc_balance(&s.gateway),
+        PRICE,
+        "moved by exactly the price"
+    );
+
+    // The same transfer for another task: refused (its memo names the first request).
+    let other = s.post(&body("other"), &authorization).await;
+    assert_eq!(other.status(), 409, "{:?}", other.text().await);
+    // Malformed credentials.
+    for bad in ["Payment !!!", "Payment e30", "Payment eyJzY2hlbWUiOiJ4In0"] {
+        let response = s.post(&request, bad).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        s.devnet.usdc_balance(&s.gateway),
+        PRICE,
+        "nothing else moved"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_task_is_refunded_on_chain() {
+    let s = setup(
+        |state| common::install_hostile(state, 5_000),
+        "test.hostile@1",
+    )
+    .await;
+    let request = json!({"input": {"behaviour": "panic"}});
+    let authorization = s.pay(&request).await;
+    let price = FUNDS - s.devnet.usdc_balance(&s.buyer.pubkey());
+    assert!(price > 0 && s.devnet.usdc_balance(&s.gateway) == price, "paid first");
+    let response = s.post(&request, &authorization).await;
+    assert_eq!(response.status(), 200);
+    let task: Value = response.json().await.unwrap();
+    assert_eq!(task["status"], "rejected", "{task}");
+    let refund = &task["settlement"]["refunds"][0];
+    assert!(
+        refund["transaction"].as_str().is_some_and(|t| t.len() > 80),
+        "{task}"
+    );
+    assert_eq!(
+        s.devnet.usdc_balance(&s.buyer.pubkey()),
+        FUNDS,
+        "the buyer is whole"
+    );
+    assert_eq!(s.devnet.usdc_balance(&s.gateway), 0);
+}
