@@ -101,6 +101,7 @@ pub fn http_task(args: HttpTaskArgs) -> anyhow::Result<ExitCode> {
         RailId::X402Base | RailId::X402BaseEscrow => anyhow::bail!(
             "to pay with x402 on Base (directly or into a task escrow), use d402 x402-task"
         ),
+        RailId::SolanaDirect => anyhow::bail!("to pay with Solana USDC, use d402 solana-task"),
         other => anyhow::bail!(
             "rail {other} is not available to buyers yet; use --rail simulated, or d402 x402-task"
         ),
@@ -134,6 +135,78 @@ pub struct X402TaskArgs {
     /// JSON (default `{}`) as the body, pay its 402, print the paid response.
     #[arg(long, value_name = "URL", conflicts_with_all = ["url", "capability", "asynchronous"])]
     resource: Option<String>,
+}
+
+/// Arguments of `d402 solana-task`.
+#[derive(Args)]
+pub struct SolanaTaskArgs {
+    #[command(flatten)]
+    task: TaskBody,
+    /// The buyer's Solana keypair file (JSON array of 64 bytes, as `solana-keygen` and
+    /// `d402 keygen` write it; mode 0600). It pays the USDC and the fee.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The cluster's JSON-RPC endpoint the transfer is sent through.
+    #[arg(long, env = "D402_SOLANA_RPC_URL", value_name = "URL")]
+    rpc_url: String,
+    /// The cluster trusted for payment (CAIP-2, or solana:mainnet-beta, solana:localnet).
+    #[arg(
+        long,
+        env = "D402_SOLANA_NETWORK",
+        default_value = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+    )]
+    network: String,
+    /// The USDC mint trusted for payment.
+    #[arg(
+        long,
+        env = "D402_SOLANA_USDC_MINT",
+        default_value = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+    )]
+    mint: String,
+    /// The most to pay for the task, in dollars of USDC.
+    #[arg(long, default_value = "1.00", value_name = "DOLLARS")]
+    max_amount: f64,
+    /// Print the 402 challenge and stop, paying nothing.
+    #[arg(long)]
+    inspect: bool,
+}
+
+/// Discovery → 402 → a USDC transfer with the request's memo, confirmed, within
+/// `--max-amount` → `Authorization: Payment` → result and receipt.
+pub fn solana_task(args: SolanaTaskArgs) -> anyhow::Result<ExitCode> {
+    use d402_rail_solana::{Keypair, SolanaNetwork, SolanaPayer, SolanaRpc, USDC_DECIMALS};
+    let body = args.task.body()?;
+    if args.inspect {
+        let client = Client::new(&args.task.gateway)?;
+        let challenge = tokio()?.block_on(async {
+            let discovery = client.discover().await?;
+            client
+                .challenge(&discovery.endpoints.create_task, &body)
+                .await
+        })?;
+        println!("{}", serde_json::to_string_pretty(&challenge)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wallet = d402_wallet::load(&args.key)?;
+    let key = Keypair::try_from(wallet.to_keypair_bytes().as_slice())
+        .with_context(|| format!("{} is not a Solana keypair", args.key.display()))?;
+    let network: SolanaNetwork = args.network.parse()?;
+    let mint = args
+        .mint
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--mint {:?} is not a Solana address", args.mint))?;
+    let rpc_url = url::Url::parse(&args.rpc_url)
+        .with_context(|| format!("--rpc-url {:?} is not a URL", args.rpc_url))?;
+    let max = Amount::from_dollars(args.max_amount)?;
+    let payer = SolanaPayer::new(
+        key,
+        SolanaRpc::new(rpc_url),
+        network,
+        mint,
+        USDC_DECIMALS,
+        max.micros(),
+    );
+    args.task.buy(&payer)
 }
 
 /// Discovery → 402 → EIP-3009 authorization for the trusted network and asset, within

@@ -16,7 +16,12 @@ use anyhow::Context;
 use clap::Args;
 use d402_payment::RailId;
 use d402_protocol::ExecutionMode;
+use d402_rail_solana::Address as SolanaAddress;
 use d402_rail_x402_evm::devchain::DevChain;
+use d402_solana_devnet::SolanaDevnet;
+
+/// One SOL, in lamports.
+const LAMPORTS_PER_SOL: u64 = 1_000_000_000;
 use d402_rail_x402_evm::{BASE_USDC, EvmNetwork, PrivateKeySigner, read_key_file, write_key};
 
 use crate::processes::{Nodes, Started, copy_installed, fund_buyer, wait_for_workers};
@@ -48,22 +53,33 @@ pub struct DevnetArgs {
     allow_private_addresses: bool,
     /// Payment rail of the gateway: simulated (its own ledger), x402-base (a local anvil
     /// chain with a USDC-like token at the Base USDC address, a funded buyer key and the
-    /// gateway's gas key under --dir) or x402-base-escrow (the same chain with the task
-    /// escrow factory deployed; every node gets an EVM payout wallet).
+    /// gateway's gas key under --dir), x402-base-escrow (the same chain with the task
+    /// escrow factory deployed; every node gets an EVM payout wallet) or solana-direct (a
+    /// local SVM network with USDC at its real mint address and a funded buyer keypair).
     #[arg(long, default_value = "simulated")]
     rail: RailId,
     /// Port of the local chain's JSON-RPC with an x402 rail (0: any free port).
     #[arg(long, default_value_t = 8545)]
     evm_port: u16,
+    /// Port of the local Solana network's JSON-RPC with --rail solana-direct (0: any free
+    /// port).
+    #[arg(long, default_value_t = 8899)]
+    solana_port: u16,
 }
 
 /// Test USDC (atomic units) the devnet buyer gets on the local chain: $10.
 const DEVNET_BUYER_USDC: u64 = 10_000_000;
 
-/// The local chain of an x402 devnet, and what the gateway and buyer need.
+/// A local chain: anvil, or the SVM network behind its JSON-RPC endpoint.
+enum Backend {
+    Evm { _anvil: DevChain },
+    Solana(SolanaDevnet),
+}
+
+/// The local chain of a devnet paid on chain, and what the gateway and buyer need.
 struct LocalChain {
-    /// Keeps anvil running until the devnet stops.
-    _chain: DevChain,
+    /// Keeps the chain running until the devnet stops.
+    backend: Backend,
     gateway_flags: Vec<String>,
     buyer_key: PathBuf,
     /// Whether every node gets its own EVM payout wallet (the escrow pays each on chain).
@@ -121,11 +137,72 @@ impl LocalChain {
             buyer.address()
         );
         Ok(Self {
-            _chain: chain,
+            backend: Backend::Evm { _anvil: chain },
             gateway_flags,
             buyer_key,
             pays_nodes: rail == RailId::X402BaseEscrow,
         })
+    }
+
+    /// Starts the local SVM network with its JSON-RPC endpoint on `port`, USDC at its real
+    /// mint address, and the buyer's Solana keypair under `dir` (1 SOL and $10 of USDC).
+    async fn start_solana(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        let network = SolanaDevnet::start(port).await?;
+        std::fs::create_dir_all(dir)?;
+        let buyer_key = dir.join("buyer-solana.json");
+        if !buyer_key.exists() {
+            d402_wallet::save(&buyer_key, &d402_wallet::generate(), false)?;
+        }
+        let buyer: SolanaAddress = d402_wallet::load(&buyer_key)?
+            .public()
+            .to_string()
+            .parse()?;
+        network.fund_sol(&buyer, LAMPORTS_PER_SOL)?;
+        network.fund_usdc(&buyer, DEVNET_BUYER_USDC)?;
+        let rpc = network.rpc_url().to_string();
+        println!(
+            "local Solana network {rpc} (solana:localnet): buyer {buyer} holds $10 of test USDC"
+        );
+        Ok(Self {
+            backend: Backend::Solana(network),
+            gateway_flags: vec![
+                "--rail".into(),
+                "solana-direct".into(),
+                "--solana-network".into(),
+                "solana:localnet".into(),
+                "--solana-rpc-url".into(),
+                rpc,
+            ],
+            buyer_key,
+            pays_nodes: false,
+        })
+    }
+
+    /// What to do once the gateway whose state is `state` is up: on Solana its wallet (its
+    /// node key) gets SOL for the fees of its refunds.
+    fn gateway_started(&self, state: &Path) -> anyhow::Result<()> {
+        if let Backend::Solana(network) = &self.backend {
+            let wallet: SolanaAddress = d402_wallet::load(&state.join("wallet.json"))?
+                .public()
+                .to_string()
+                .parse()?;
+            network.fund_sol(&wallet, LAMPORTS_PER_SOL)?;
+        }
+        Ok(())
+    }
+
+    /// The buyer command paying `gateway` on this chain.
+    fn buyer_command(&self, gateway: &str) -> String {
+        let key = self.buyer_key.display();
+        match &self.backend {
+            Backend::Evm { .. } => format!(
+                "d402 x402-task --gateway {gateway} --url https://example.com/ --key-file {key}"
+            ),
+            Backend::Solana(network) => format!(
+                "d402 solana-task --gateway {gateway} --url https://example.com/ --key {key} --rpc-url {} --network solana:localnet",
+                network.rpc_url()
+            ),
+        }
     }
 
     /// The flags giving node `name` an EVM payout wallet of its own (a fresh address,
@@ -209,8 +286,11 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         RailId::X402Base | RailId::X402BaseEscrow => {
             Some(runtime.block_on(LocalChain::start(&args.dir, args.evm_port, args.rail))?)
         }
+        RailId::SolanaDirect => {
+            Some(runtime.block_on(LocalChain::start_solana(&args.dir, args.solana_port))?)
+        }
         other => anyhow::bail!(
-            "the devnet runs --rail simulated, x402-base or x402-base-escrow; {other} is not available yet"
+            "the devnet runs --rail simulated, x402-base, x402-base-escrow or solana-direct; {other} is not available yet"
         ),
     };
     let gateway_state = args.dir.join("gateway").join("state");
@@ -229,6 +309,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let gateway = gateway
         .http
         .context("the gateway printed no HTTP address")?;
+    if let Some(chain) = &chain {
+        chain.gateway_started(&gateway_state)?;
+    }
     let roles = (0..args.workers)
         .map(|i| (format!("worker-{i}"), "worker"))
         .chain((0..args.validators).map(|i| (format!("validator-{i}"), "validator")));
@@ -256,10 +339,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
                 "buyer: d402 http-task --gateway {gateway} --url https://example.com/ --key {}",
                 buyer.display()
             ),
-            Some(chain) => println!(
-                "buyer: d402 x402-task --gateway {gateway} --url https://example.com/ --key-file {}",
-                chain.buyer_key.display()
-            ),
+            Some(chain) => println!("buyer: {}", chain.buyer_command(&gateway)),
         }
         println!("press Ctrl-C to stop");
         let mut terminate =

@@ -56,6 +56,9 @@ enum Command {
     /// Pay a gateway with x402 on Base: an EIP-3009 USDC authorization signed with a real
     /// EVM key (D402_BUYER_PRIVATE_KEY or --key-file), within --max-amount.
     X402Task(buyer::X402TaskArgs),
+    /// Pay a gateway with Solana USDC directly: a transfer with the request's memo, sent
+    /// from a Solana keypair (--key), confirmed, then proven with `Authorization: Payment`.
+    SolanaTask(buyer::SolanaTaskArgs),
     /// What the provider owes workers and validators on x402 on Base, and paying it from a
     /// payout hot key (each payout exactly once).
     #[command(subcommand)]
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Task(args) => node::task(args),
         Command::HttpTask(args) => buyer::http_task(args),
         Command::X402Task(args) => buyer::x402_task(args),
+        Command::SolanaTask(args) => buyer::solana_task(args),
         Command::Payouts(command) => payouts::run(command),
         Command::Devnet(args) => devnet::devnet(args),
         Command::Escrow(command) => escrow::run(command),

@@ -10,7 +10,6 @@ use common::{
 
 use d402_payment::x402::{PaymentRequired, decode_header, encode_header};
 use d402_rail_simulated::{SimulatedAuthorization, SimulatedPayment};
-use d402_testkit::components_dir;
 use serde_json::{Value, json};
 
 #[test]
@@ -113,51 +112,7 @@ fn a_node_killed_mid_task_loses_no_payment_result_or_receipt() {
     let dir = dir.path();
     install(dir, "json-transform", "json_transform.wasm");
     // A capability that runs until its deadline keeps tasks in flight when the node dies.
-    let hostile = components_dir().join("hostile.wasm");
-    let manifest = d402_testkit::hostile_manifest(
-        &std::fs::read(&hostile).unwrap(),
-        20_000,
-        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
-        "snapshot-deterministic",
-    );
-    std::fs::write(
-        dir.join("hostile.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
-    let hostile = hostile.to_str().unwrap();
-    ok(
-        dir,
-        &[
-            "capability",
-            "implementation",
-            "create",
-            "--manifest",
-            "hostile.json",
-            "--wasm",
-            hostile,
-            "--key",
-            "publisher.json",
-            "--out",
-            "h.json",
-        ],
-    );
-    ok(
-        dir,
-        &[
-            "capability",
-            "implementation",
-            "install",
-            "--file",
-            "h.json",
-            "--wasm",
-            hostile,
-            "--manifest",
-            "hostile.json",
-            "--state",
-            "state",
-        ],
-    );
+    common::install_hostile(dir, 20_000);
     let buyer = funded_buyer(dir);
     let mut node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
 

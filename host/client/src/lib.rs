@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use d402_payment::x402::{
-    PaymentPayload, PaymentRequired, SettlementResponse, decode_header, encode_header, headers,
+    PaymentPayload, PaymentRequired, SettlementResponse, decode_header, headers,
 };
 use d402_payment::{PayError, Payer, Purchase};
 use d402_protocol::{
@@ -190,14 +190,9 @@ impl Client {
     ) -> Result<PaidResource, ClientError> {
         let challenge = self.challenge(url, body).await?;
         let payment = pay(&challenge, body, payer).await?;
+        let (name, value) = payer.header(&payment);
         let paid = self
-            .send(
-                self.http
-                    .post(url)
-                    .header(headers::PAYMENT_SIGNATURE, encode_header(&payment))
-                    .json(body),
-                url,
-            )
+            .send(self.http.post(url).header(name, value).json(body), url)
             .await?;
         let status = paid.status().as_u16();
         let payment_response = settlement_of(&paid);
@@ -222,11 +217,12 @@ impl Client {
         let endpoints = &discovery.endpoints;
         let challenge = self.challenge(&endpoints.create_task, body).await?;
         let payment = pay(&challenge, body, payer).await?;
+        let (name, value) = payer.header(&payment);
         let paid = self
             .send(
                 self.http
                     .post(&endpoints.create_task)
-                    .header(headers::PAYMENT_SIGNATURE, encode_header(&payment))
+                    .header(name, value)
                     .json(body),
                 &endpoints.create_task,
             )

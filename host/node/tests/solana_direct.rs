@@ -184,7 +184,10 @@ async fn a_failed_task_is_refunded_on_chain() {
     let request = json!({"input": {"behaviour": "panic"}});
     let authorization = s.pay(&request).await;
     let price = FUNDS - s.devnet.usdc_balance(&s.buyer.pubkey());
-    assert!(price > 0 && s.devnet.usdc_balance(&s.gateway) == price, "paid first");
+    assert!(
+        price > 0 && s.devnet.usdc_balance(&s.gateway) == price,
+        "paid first"
+    );
     let response = s.post(&request, &authorization).await;
     assert_eq!(response.status(), 200);
     let task: Value = response.json().await.unwrap();

@@ -76,6 +76,55 @@ pub fn install(dir: &Path, capability_dir: &str, wasm: &str) {
 }
 
 /// A buyer key in `dir/buyer.json`, funded with $1 on the node's ledger (node stopped).
+/// Installs the hostile test capability (`test.hostile@1`: its behaviour chosen by its
+/// input) in `dir`'s state with a `deadline_ms` deadline, signed by `dir`'s publisher
+/// (install another capability first).
+pub fn install_hostile(dir: &Path, deadline_ms: u64) {
+    let hostile = components_dir().join("hostile.wasm");
+    let manifest = d402_testkit::hostile_manifest(
+        &std::fs::read(&hostile).unwrap(),
+        deadline_ms,
+        Some(d402_testkit::fetch_permission(&["example.com"], 1)),
+        "snapshot-deterministic",
+    );
+    std::fs::write(
+        dir.join("hostile.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let hostile = hostile.to_str().unwrap();
+    for args in [
+        [
+            "create",
+            "--manifest",
+            "hostile.json",
+            "--wasm",
+            hostile,
+            "--key",
+            "publisher.json",
+            "--out",
+            "h.json",
+        ]
+        .as_slice(),
+        [
+            "install",
+            "--file",
+            "h.json",
+            "--wasm",
+            hostile,
+            "--manifest",
+            "hostile.json",
+            "--state",
+            "state",
+        ]
+        .as_slice(),
+    ] {
+        let mut command = vec!["capability", "implementation"];
+        command.extend(args);
+        ok(dir, &command);
+    }
+}
+
 pub fn funded_buyer(dir: &Path) -> Keypair {
     ok(dir, &["keygen", "--out", "buyer.json"]);
     let buyer = d402_wallet::load(&dir.join("buyer.json")).unwrap();
@@ -278,7 +327,7 @@ impl Devnet {
             lines.push(line.trim().to_string());
         };
         let words: Vec<&str> = command.split_whitespace().collect();
-        assert_eq!(&words[..2], ["d402", "x402-task"], "{command}");
+        assert_eq!(words[0], "d402", "{command}");
         let mut buyer = Vec::new();
         let mut rest = words[1..].iter();
         while let Some(word) = rest.next() {

@@ -420,6 +420,14 @@ pub trait Payer: Send + Sync {
         requirements: &PaymentRequirements,
         purchase: &Purchase<'_>,
     ) -> Result<PaymentPayload, PayError>;
+    /// The request header that carries `payment` (name, value): `PAYMENT-SIGNATURE` by
+    /// default; a direct-transfer proof goes in `Authorization: Payment`.
+    fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {
+        (
+            d402_x402::headers::PAYMENT_SIGNATURE,
+            d402_x402::encode_header(payment),
+        )
+    }
 }
 
 #[cfg(test)]

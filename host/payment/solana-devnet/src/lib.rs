@@ -61,6 +61,8 @@ struct Chain {
     slot: u64,
     recent: VecDeque<Hash>,
     landed: HashMap<Signature, Landed>,
+    /// Whether `sendTransaction` is refused (see [`SolanaDevnet::refuse_transactions`]).
+    refusing: bool,
     /// The signatures of the transactions each account took part in, oldest first.
     touched: HashMap<Address, Vec<Signature>>,
     usdc_authority: Address,
@@ -77,6 +79,7 @@ impl Chain {
             recent,
             landed: HashMap::new(),
             touched: HashMap::new(),
+            refusing: false,
             usdc_authority: Keypair::new().pubkey(),
         }
     }
@@ -237,6 +240,12 @@ impl SolanaDevnet {
             .lock()
             .expect("the chain lock")
             .balance_of(&USDC_MINT, owner)
+    }
+
+    /// While `refuse` holds, `sendTransaction` answers as an unhealthy node does (the
+    /// network is unreachable for senders; reads still work).
+    pub fn refuse_transactions(&self, refuse: bool) {
+        self.chain.lock().expect("the chain lock").refusing = refuse;
     }
 
     /// How many transactions landed (airdrops included).

@@ -24,6 +24,8 @@ const METHOD_NOT_FOUND: i64 = -32601;
 /// What a node answers when preflight simulation (or the blockhash check) refuses a
 /// transaction.
 const SIMULATION_FAILED: i64 = -32002;
+/// What an unhealthy node answers.
+const NODE_UNHEALTHY: i64 = -32005;
 
 /// The router serving JSON-RPC at `/`.
 pub(crate) fn router(chain: Arc<Mutex<Chain>>) -> axum::Router {
@@ -262,6 +264,9 @@ fn decode_transaction(params: &Value) -> Result<VersionedTransaction, RpcFailure
 /// `sendTransaction`: the blockhash window, once per signature, preflight unless skipped;
 /// then the transaction lands in a block of its own (failed ones too, paying their fee).
 fn send_transaction(chain: &mut Chain, params: &Value) -> Result<Value, RpcFailure> {
+    if chain.refusing {
+        return Err((NODE_UNHEALTHY, "Node is unhealthy".into()));
+    }
     let transaction = decode_transaction(params)?;
     let refused = |message: String| {
         (

@@ -11,12 +11,14 @@
 
 pub mod direct;
 mod network;
+mod payer;
 mod rpc;
 pub mod token;
 pub mod transfer;
 
 pub use direct::{DirectConfig, SolanaDirectRail};
 pub use network::{NetworkError, SolanaNetwork};
+pub use payer::SolanaPayer;
 pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
 pub use solana_address::Address;
 pub use solana_keypair::Keypair;
