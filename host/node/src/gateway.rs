@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use sha2::Digest as _;
+
 use anyhow::{Context, bail};
 use d402_blobstore::BlobStore;
 use d402_network::Network;
@@ -39,7 +41,7 @@ pub const ESCROW_TX_KEY_ENV: &str = "D402_ESCROW_TX_PRIVATE_KEY";
 /// Seconds between attempts to settle tasks whose settlement did not complete.
 const SETTLEMENT_RETRY_SECONDS: u64 = 10;
 
-pub use admission::{Admission, ExecutionPolicy, Refusal, TaskRequest};
+pub use admission::{Admission, ExecutionPolicy, MppProof, Refusal, TaskRequest};
 
 /// A decided task, signed and ready to be stored: the final record, its receipts and the
 /// rail's ledger changes (payouts or the refund).
@@ -124,6 +126,8 @@ pub struct Gateway {
     bound: std::sync::OnceLock<std::net::SocketAddr>,
     /// Tasks whose settlement is being completed right now.
     settling_now: std::sync::Mutex<HashSet<String>>,
+    /// Issues and recognizes MPP `Payment` challenges.
+    mpp: d402_mpp::ChallengeIssuer,
 }
 
 impl Gateway {
@@ -241,6 +245,19 @@ impl Gateway {
             };
             engine = engine.with_network(network, policy);
         }
+        // MPP challenges are bound with a secret derived from the node key: stateless and
+        // stable across restarts, never the key itself.
+        let mpp = d402_mpp::ChallengeIssuer::new(
+            sha2::Sha256::digest(
+                [
+                    b"d402 mpp challenge v1".as_slice(),
+                    &key.to_keypair_bytes()[..32],
+                ]
+                .concat(),
+            )
+            .to_vec(),
+            format!("gateway:{}", key.public()),
+        );
         let gateway = Arc::new(Self {
             node_id: format!("gateway:{}", key.public()),
             account: key.public().to_string(),
@@ -253,6 +270,7 @@ impl Gateway {
             pricing_versions,
             bound: std::sync::OnceLock::new(),
             settling_now: std::sync::Mutex::new(HashSet::new()),
+            mpp,
         });
         gateway.recover().await?;
         if gateway.rails.all().iter().any(|r| r.settles_externally()) {

@@ -17,7 +17,7 @@ use d402_protocol::Price;
 use serde_json::{Value, json};
 
 use crate::catalog::{CapabilityQuery, ServedCapability};
-use crate::gateway::{Admission, Gateway, Refusal, TaskRequest};
+use crate::gateway::{Admission, Gateway, MppProof, Refusal, TaskRequest};
 use d402_gateway_api::IDEMPOTENT_REPLAY_HEADERS;
 use d402_payment::PaymentError;
 use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
@@ -153,6 +153,10 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     challenge: Option<Box<PaymentRequired>>,
+    /// MPP `Payment` challenges offered beside the x402 one.
+    mpp: Vec<d402_mpp::Challenge>,
+    /// Answered as an RFC 9457 problem document (to an MPP credential).
+    problem: Option<d402_mpp::Problem>,
 }
 
 impl ApiError {
@@ -163,22 +167,46 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            mpp: Vec::new(),
+            problem: None,
         }
     }
 
-    /// The same error carrying `challenge` in `PAYMENT-REQUIRED`.
-    fn with_challenge(mut self, challenge: PaymentRequired) -> Self {
+    /// The same error carrying `challenge` in `PAYMENT-REQUIRED` and the `mpp` challenges in
+    /// `WWW-Authenticate`.
+    fn with_challenge(mut self, challenge: PaymentRequired, mpp: Vec<d402_mpp::Challenge>) -> Self {
         self.challenge = Some(Box::new(challenge));
+        self.mpp = mpp;
+        self
+    }
+
+    /// The same error answered as the RFC 9457 document of `problem`.
+    fn answered_as(mut self, problem: d402_mpp::Problem) -> Self {
+        self.problem = Some(problem);
         self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        let response = (self.status, Json(body)).into_response();
+        let response = match self.problem {
+            Some(problem) => {
+                let mut document = problem.document(self.status.as_u16(), &self.message);
+                document["code"] = json!(self.code);
+                let mut response = (self.status, Json(document)).into_response();
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                response
+            }
+            None => {
+                let body = json!({"error": {"code": self.code, "message": self.message}});
+                (self.status, Json(body)).into_response()
+            }
+        };
         match &self.challenge {
-            Some(challenge) => with_challenge(response, challenge),
+            Some(challenge) => with_challenge(response, challenge, &self.mpp),
             None => response,
         }
     }
@@ -567,11 +595,27 @@ fn is_rfc3986(text: &str) -> bool {
 }
 
 /// Adds `challenge` to `response` as the `PAYMENT-REQUIRED` header.
-fn with_challenge(mut response: Response, challenge: &PaymentRequired) -> Response {
+/// `response` with the x402 `challenge` in `PAYMENT-REQUIRED` and each MPP challenge in a
+/// `WWW-Authenticate: Payment` header (then not cacheable).
+fn with_challenge(
+    mut response: Response,
+    challenge: &PaymentRequired,
+    mpp: &[d402_mpp::Challenge],
+) -> Response {
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&encode_header(challenge)) {
-        response
-            .headers_mut()
-            .insert(x402_headers::PAYMENT_REQUIRED, value);
+        headers.insert(x402_headers::PAYMENT_REQUIRED, value);
+    }
+    for offer in mpp {
+        if let Ok(value) = HeaderValue::from_str(&offer.header()) {
+            headers.append(axum::http::header::WWW_AUTHENTICATE, value);
+        }
+    }
+    if !mpp.is_empty() {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
     }
     response
 }
@@ -639,10 +683,37 @@ async fn handle_task(
         return Ok(with_challenge(
             (StatusCode::PAYMENT_REQUIRED, Json(&challenge)).into_response(),
             &challenge,
+            &g.mpp_challenges(&served, &binding),
         ));
     }
+    let refusal_context = RefusalContext {
+        served: &served,
+        path,
+        binding: &binding,
+        mpp: false,
+    };
     let Some(header) = header else {
-        return Err(refused(&g, &served, path, &binding, &Refusal::NotText));
+        return Err(refused(&g, &refusal_context, &Refusal::NotText));
+    };
+    // An MPP credential stands for a direct-transfer proof once its challenge is ours.
+    let mpp_proof: Option<MppProof>;
+    let (header, refusal_context) = match header {
+        PaymentHeader::Authorization(token) if d402_mpp::Credential::is_credential(token) => {
+            let context = RefusalContext {
+                mpp: true,
+                ..refusal_context
+            };
+            let proof = g
+                .mpp_proof(token)
+                .map_err(|e| mpp_refused(&g, &context, &e))?;
+            mpp_proof = Some(proof);
+            let token = &mpp_proof.as_ref().expect("just set").token;
+            (PaymentHeader::Authorization(token), context)
+        }
+        other => {
+            mpp_proof = None;
+            (other, refusal_context)
+        }
     };
     let mut response = match g.admit(request, header).await {
         Ok(Admission::Replay(existing)) => {
@@ -672,8 +743,19 @@ async fn handle_task(
             *response.status_mut() = StatusCode::ACCEPTED;
             response
         }
-        Err(refusal) => return Err(refused(&g, &served, path, &binding, &refusal)),
+        Err(refusal) => return Err(refused(&g, &refusal_context, &refusal)),
     };
+    if let Some(proof) = &mpp_proof
+        && let Ok(value) = HeaderValue::from_str(&d402_mpp::receipt(
+            &proof.method,
+            &proof.transaction,
+            d402_protocol::Timestamp::now().unix_millis() / 1000,
+        ))
+    {
+        response
+            .headers_mut()
+            .insert(d402_mpp::RECEIPT_HEADER, value);
+    }
     // A v1 payment gets its settlement in the v1 header.
     let response_header = header.response_header();
     if response_header != x402_headers::PAYMENT_RESPONSE
@@ -686,15 +768,75 @@ async fn handle_task(
     Ok(response)
 }
 
+/// What a refusal answers: the capability and route asked for, the request body's binding,
+/// and whether the payment came as an MPP credential (then the answer is a problem document).
+#[derive(Clone, Copy)]
+struct RefusalContext<'a> {
+    served: &'a ServedCapability,
+    path: &'a str,
+    binding: &'a str,
+    mpp: bool,
+}
+
+/// The response to an MPP credential whose challenge is not this gateway's, has expired or
+/// cannot be read.
+fn mpp_refused(g: &Gateway, context: &RefusalContext<'_>, error: &d402_mpp::MppError) -> ApiError {
+    use d402_mpp::{MppError, Problem};
+    let (status, code, problem) = match error {
+        MppError::Malformed(_) => (
+            StatusCode::BAD_REQUEST,
+            "malformed_credential",
+            Problem::MalformedCredential,
+        ),
+        MppError::InvalidChallenge => (
+            StatusCode::PAYMENT_REQUIRED,
+            "invalid_challenge",
+            Problem::InvalidChallenge,
+        ),
+        MppError::Expired(_) => (
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_expired",
+            Problem::PaymentExpired,
+        ),
+    };
+    let message = error.to_string();
+    let challenge = g.challenge(
+        context.served,
+        context.path,
+        context.binding,
+        Some(message.clone()),
+    );
+    ApiError::new(status, code, message)
+        .with_challenge(challenge, g.mpp_challenges(context.served, context.binding))
+        .answered_as(problem)
+}
+
+/// The MPP problem type of a refusal's `code`.
+fn problem_of(code: &str) -> d402_mpp::Problem {
+    use d402_mpp::Problem;
+    match code {
+        "malformed_payment" => Problem::MalformedCredential,
+        "underpaid" | "insufficient_funds" => Problem::PaymentInsufficient,
+        "payment_expired" => Problem::PaymentExpired,
+        "unsupported_network" | "rail_not_offered" => Problem::MethodUnsupported,
+        _ => Problem::VerificationFailed,
+    }
+}
+
 /// The response to a refused payment: 400 for an unreadable one, 409 for a proof already
-/// used for another request, 402 with a fresh challenge otherwise.
-fn refused(
-    g: &Gateway,
-    served: &ServedCapability,
-    path: &str,
-    binding: &str,
-    refusal: &Refusal,
-) -> ApiError {
+/// used for another request, 402 with a fresh challenge otherwise; an RFC 9457 problem
+/// document when the payment came as an MPP credential.
+fn refused(g: &Gateway, context: &RefusalContext<'_>, refusal: &Refusal) -> ApiError {
+    let error = refusal_error(g, context, refusal);
+    if context.mpp {
+        let problem = problem_of(error.code);
+        error.answered_as(problem)
+    } else {
+        error
+    }
+}
+
+fn refusal_error(g: &Gateway, context: &RefusalContext<'_>, refusal: &Refusal) -> ApiError {
     let (status, code, message) = match refusal {
         Refusal::NotText => (
             StatusCode::BAD_REQUEST,
@@ -744,8 +886,10 @@ fn refused(
             );
         }
     };
-    let challenge = g.challenge(served, path, binding, Some(message.clone()));
-    ApiError::new(status, code, message).with_challenge(challenge)
+    let (served, binding) = (context.served, context.binding);
+    let challenge = g.challenge(served, context.path, binding, Some(message.clone()));
+    ApiError::new(status, code, message)
+        .with_challenge(challenge, g.mpp_challenges(served, binding))
 }
 
 fn links(task_id: &str) -> Value {

@@ -204,3 +204,133 @@ async fn a_failed_task_is_refunded_on_chain() {
     );
     assert_eq!(s.devnet.usdc_balance(&s.gateway), 0);
 }
+
+/// The parameters of a `WWW-Authenticate: Payment k="v", …` value.
+fn auth_params(value: &str) -> std::collections::HashMap<String, String> {
+    let rest = value.strip_prefix("Payment ").expect("the Payment scheme");
+    rest.split(", ")
+        .filter_map(|pair| {
+            let (key, quoted) = pair.split_once('=')?;
+            Some((key.to_string(), quoted.trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_402_speaks_mpp_and_a_push_mode_credential_pays() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let s = setup(json_transform_installed, "util.json_transform@1").await;
+    let request = body("mpp");
+    let unpaid = s
+        .node
+        .client
+        .post(format!("{}/tasks", s.node.base))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert_eq!(unpaid.headers()["cache-control"], "no-store");
+    assert!(
+        unpaid.headers().contains_key(headers::PAYMENT_REQUIRED),
+        "x402 alongside"
+    );
+    let www = unpaid.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let params = auth_params(&www);
+    assert_eq!(
+        (params["method"].as_str(), params["intent"].as_str()),
+        ("solana", "charge")
+    );
+    assert!(
+        params.contains_key("id") && params.contains_key("expires"),
+        "{www}"
+    );
+    let charge: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&params["request"]).unwrap()).unwrap();
+    let binding = d402_payment::request_binding(&request);
+    assert_eq!(charge["amount"], PRICE.to_string());
+    assert_eq!(charge["currency"], USDC_MINT.to_string());
+    assert_eq!(charge["recipient"], s.gateway.to_string());
+    assert_eq!(charge["externalId"], format!("d402:{binding}"));
+    assert_eq!(charge["methodDetails"]["network"], "localnet");
+
+    // Push mode: the client pays the charge, then sends the signature.
+    let rpc = SolanaRpc::new(s.devnet.rpc_url());
+    let pay = |amount: u64| {
+        let order = TransferOrder {
+            mint: USDC_MINT,
+            decimals: USDC_DECIMALS,
+            recipient: s.gateway,
+            amount,
+            memo: charge["externalId"].as_str(),
+        };
+        let (rpc, buyer) = (&rpc, &s.buyer);
+        async move {
+            transfer::send(rpc, buyer, &order, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let challenge = json!({"id": params["id"], "realm": params["realm"], "method": "solana",
+        "intent": "charge", "request": params["request"], "expires": params["expires"]});
+    let credential = |challenge: &Value, signature: String| {
+        let document = json!({"challenge": challenge, "payload": {"type": "signature", "signature": signature}});
+        format!(
+            "Payment {}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&document).unwrap())
+        )
+    };
+
+    // A challenge the gateway did not issue (its request altered): invalid-challenge.
+    let mut forged = challenge.clone();
+    forged["request"] = json!(URL_SAFE_NO_PAD.encode(br#"{"amount":"1"}"#));
+    let signature = pay(PRICE).await.to_string();
+    let refused = s
+        .post(&request, &credential(&forged, signature.clone()))
+        .await;
+    assert_eq!(refused.status(), 402);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(
+        refused.headers().contains_key("www-authenticate"),
+        "a fresh challenge"
+    );
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "https://paymentauth.org/problems/invalid-challenge"
+    );
+
+    // Too little paid: payment-insufficient; nothing accepted.
+    let short = pay(PRICE - 1).await.to_string();
+    let refused = s.post(&request, &credential(&challenge, short)).await;
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(
+        problem["type"], "https://paymentauth.org/problems/payment-insufficient",
+        "{problem}"
+    );
+
+    // The real credential: accepted, with a Payment-Receipt naming the transfer.
+    let accepted = s
+        .post(&request, &credential(&challenge, signature.clone()))
+        .await;
+    assert_eq!(accepted.status(), 200);
+    let receipt: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(accepted.headers()["payment-receipt"].to_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (receipt["status"].as_str(), receipt["method"].as_str()),
+        (Some("success"), Some("solana"))
+    );
+    assert_eq!(receipt["reference"], signature);
+    let task: Value = accepted.json().await.unwrap();
+    assert_eq!(task["status"], "accepted", "{task}");
+}

@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use d402_mpp::{Challenge, Credential, MppError};
 use d402_payment::x402::{
-    PaymentHeader, PaymentRequired, PaymentRequirements, Resource, X402_VERSION, payment_identifier,
+    PaymentHeader, PaymentRequired, PaymentRequirements, Resource, TransferProof, X402_VERSION,
+    payment_identifier,
 };
 use d402_payment::{Authorization, Expectation, PaymentError, PaymentRail, request_binding};
 use d402_protocol::{ExecutionMode, Signed, TaskIntent, Timestamp};
@@ -48,6 +51,17 @@ pub struct TaskRequest {
     pub input: Value,
     /// The whole request body, which the payment is bound to.
     pub body: Value,
+}
+
+/// What an MPP credential stands for (see [`Gateway::mpp_proof`]).
+#[derive(Debug, Clone)]
+pub struct MppProof {
+    /// The direct-transfer proof, as an `Authorization: Payment` token.
+    pub token: String,
+    /// The MPP method (`solana`).
+    pub method: String,
+    /// The paying transaction.
+    pub transaction: String,
 }
 
 /// What [`Gateway::admit`] decided about a paid request.
@@ -170,6 +184,70 @@ impl Gateway {
             .into_iter()
             .collect(),
         }
+    }
+
+    /// The MPP `Payment` challenges for `served` to a request whose body has `binding`: one
+    /// per rail that sells it and speaks MPP, valid as long as an x402 authorization may be.
+    pub fn mpp_challenges(&self, served: &ServedCapability, binding: &str) -> Vec<Challenge> {
+        let expires = Timestamp::now().unix_millis() / 1000 + self.config.payment_timeout_seconds;
+        self.rails_selling(served)
+            .filter_map(|rail| {
+                let method = rail.mpp_method()?;
+                let request = rail.mpp_request(served.price, binding)?;
+                Some(self.mpp.issue(method, "charge", &request, expires))
+            })
+            .collect()
+    }
+
+    /// The direct-transfer proof an MPP credential (`Authorization: Payment <token>`)
+    /// stands for, once its challenge is recognized as this gateway's and unexpired: the
+    /// proof's token for [`PaymentHeader::Authorization`], the method, and the transaction.
+    pub fn mpp_proof(&self, token: &str) -> Result<MppProof, MppError> {
+        let credential = Credential::parse(token)?;
+        let challenge = &credential.challenge;
+        self.mpp
+            .recognize(challenge, Timestamp::now().unix_millis() / 1000)?;
+        let rail = self
+            .rails
+            .all()
+            .iter()
+            .find(|r| r.mpp_method() == Some(challenge.method.as_str()))
+            .filter(|_| challenge.intent == "charge")
+            .ok_or_else(|| {
+                MppError::Malformed(format!("method {:?} is not accepted", challenge.method))
+            })?;
+        let signature = match (
+            credential.payload["type"].as_str(),
+            credential.payload["signature"].as_str(),
+        ) {
+            (Some("signature"), Some(signature)) => signature.to_string(),
+            _ => {
+                return Err(MppError::Malformed(
+                    "only push mode is accepted: payload {\"type\": \"signature\", \"signature\"}"
+                        .into(),
+                ));
+            }
+        };
+        // A source such as did:pkh:solana:<chain>:<address> names the payer; without one the
+        // transfer's signer is.
+        let payer = credential
+            .source
+            .as_deref()
+            .and_then(|s| s.rsplit(':').next())
+            .unwrap_or("")
+            .to_string();
+        let proof = TransferProof {
+            scheme: rail.scheme().to_string(),
+            network: rail.network().to_string(),
+            transaction: signature.clone(),
+            payer,
+        };
+        Ok(MppProof {
+            token: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&proof).expect("a proof serializes")),
+            method: challenge.method.clone(),
+            transaction: signature,
+        })
     }
 
     /// Verifies the payment `header` for `request` and consumes the payment. The rail

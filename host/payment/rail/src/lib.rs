@@ -333,6 +333,16 @@ pub trait PaymentRail: Send + Sync {
         let _ = binding;
         self.requirements(price, max_timeout_seconds)
     }
+    /// The MPP payment method this rail speaks (`solana`), if it speaks MPP.
+    fn mpp_method(&self) -> Option<&'static str> {
+        None
+    }
+    /// The MPP `charge` request describing the same payment as this rail's requirement, to
+    /// a request whose body has `binding`; `None` for rails that do not speak MPP.
+    fn mpp_request(&self, price: Amount, binding: &str) -> Option<Value> {
+        let _ = (price, binding);
+        None
+    }
     /// The once-only key `payment` claims, read without authenticating it or checking price,
     /// window or funds: a retry of an accepted payment must find its task even after the
     /// authorization expired. Cheap on purpose: the store recognizes a replay only by the

@@ -16,7 +16,7 @@ use d402_payment::{
 };
 use d402_protocol::{Amount, Payout, Refund};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use solana_address::Address;
 use solana_keypair::Keypair;
 use solana_signature::Signature;
@@ -98,7 +98,9 @@ impl SolanaDirectRail {
             .map_err(|e| PaymentError::Malformed(e.to_string()))
     }
 
-    fn read(&self, payment: &PaymentPayload) -> Result<(Signature, Address), PaymentError> {
+    /// The signature a payment names and its payer (none: the transfer's signer, as an MPP
+    /// credential without a source leaves it).
+    fn read(&self, payment: &PaymentPayload) -> Result<(Signature, Option<Address>), PaymentError> {
         if payment.accepted.scheme != SCHEME || payment.accepted.network != self.network {
             return Err(PaymentError::UnsupportedNetwork(
                 payment.accepted.network.clone(),
@@ -109,10 +111,13 @@ impl SolanaDirectRail {
             .transaction
             .parse()
             .map_err(|_| PaymentError::Malformed("transaction is not a signature".into()))?;
-        let payer = proof
-            .payer
-            .parse()
-            .map_err(|_| PaymentError::Malformed("payer is not a Solana address".into()))?;
+        let payer = match proof.payer.as_str() {
+            "" => None,
+            text => Some(
+                text.parse()
+                    .map_err(|_| PaymentError::Malformed("payer is not a Solana address".into()))?,
+            ),
+        };
         Ok((signature, payer))
     }
 
@@ -186,6 +191,23 @@ impl PaymentRail for SolanaDirectRail {
         requirements
     }
 
+    fn mpp_method(&self) -> Option<&'static str> {
+        Some("solana")
+    }
+
+    fn mpp_request(&self, price: Amount, binding: &str) -> Option<Value> {
+        Some(json!({
+                "amount": price.micros().to_string(),
+                "currency": self.asset,
+                "recipient": self.wallet.pubkey().to_string(),
+                "externalId": format!("{MEMO_PREFIX}{binding}"),
+                "methodDetails": {
+                    "network": self.config.network.cluster(),
+                    "decimals": self.config.decimals,
+                },
+        }))
+    }
+
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
         Ok(self.key_of(&self.read(payment)?.0))
     }
@@ -221,6 +243,7 @@ impl PaymentRail for SolanaDirectRail {
                 self.token_account
             )));
         }
+        let payer = payer.unwrap_or(ours[0].authority);
         if ours.iter().any(|t| t.mint != self.config.mint) {
             return Err(PaymentError::WrongAsset(ours[0].mint.to_string()));
         }
