@@ -59,6 +59,13 @@ ensure_foundry() {
 
 # The official x402 TypeScript client and server (npm @x402/*, pinned in
 # interop/x402/package-lock.json) for the interop tests.
+ensure_mpp_interop() {
+  if [ ! -d interop/mpp/node_modules/@solana/mpp ] || [ ! -d interop/mpp/node_modules/mppx ]; then
+    echo "setup: installing the official Solana MPP client from npm into interop/mpp/node_modules" >&2
+    (cd interop/mpp && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 ensure_x402_interop() {
   if [ ! -d interop/x402/node_modules/@x402/fetch ] || [ ! -d interop/x402/node_modules/@x402/express ]; then
     echo "setup: installing the official x402 client and server from npm into interop/x402/node_modules" >&2

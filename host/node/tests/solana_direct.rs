@@ -334,3 +334,44 @@ async fn the_402_speaks_mpp_and_a_push_mode_credential_pays() {
     let task: Value = accepted.json().await.unwrap();
     assert_eq!(task["status"], "accepted", "{task}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_solana_mpp_client_pays_the_challenge_in_push_mode() {
+    let script = d402_testkit::repo_path("interop/mpp/pay-mpp.mjs");
+    assert!(
+        d402_testkit::repo_path("interop/mpp/node_modules/@solana/mpp").exists(),
+        "the official MPP client is not installed: run scripts/test.sh, or npm ci in interop/mpp"
+    );
+    let s = setup(json_transform_installed, "util.json_transform@1").await;
+    // The client does not create the recipient's token account (out of its scope): it
+    // exists once the gateway was paid before; here it is opened empty.
+    s.devnet.fund_usdc(&s.gateway, 0).unwrap();
+    let request = body("official");
+    let key: Vec<u8> = s.buyer.to_bytes().to_vec();
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(script)
+        .arg(format!("{}/tasks", s.node.base))
+        .arg(request.to_string())
+        .env("BUYER_KEY", serde_json::to_string(&key).unwrap())
+        .env("RPC_URL", s.devnet.rpc_url().to_string());
+    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(report["body"]["status"], "accepted", "{report}");
+    assert_eq!(report["body"]["result"]["result"], json!({"k": "official"}));
+    assert_eq!(report["receipt"]["status"], "success", "{report}");
+    assert_eq!(s.devnet.usdc_balance(&s.gateway), PRICE);
+    assert_eq!(
+        s.devnet.usdc_balance(&s.buyer.pubkey()),
+        FUNDS - PRICE,
+        "exactly the price"
+    );
+}

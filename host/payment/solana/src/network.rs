@@ -32,10 +32,10 @@ impl SolanaNetwork {
         }
     }
 
-    /// The MPP `methodDetails.network` word: `mainnet`, `devnet` or `localnet`.
+    /// The MPP `methodDetails.network` word: `mainnet-beta`, `devnet` or `localnet`.
     pub fn cluster(self) -> &'static str {
         match self {
-            Self::Mainnet => "mainnet",
+            Self::Mainnet => "mainnet-beta",
             Self::Devnet => "devnet",
             Self::Localnet => "localnet",
         }
