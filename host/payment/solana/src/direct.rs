@@ -6,8 +6,6 @@
 //! signature is consumed once, atomically with the task. A failed task is refunded by a
 //! transfer back from the gateway's wallet, found again by its memo after a crash.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements, TransferProof};
 use d402_payment::{
@@ -15,17 +13,14 @@ use d402_payment::{
     RailError, RailId, ReadinessCheck,
 };
 use d402_protocol::{Amount, Payout, Refund};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use solana_address::Address;
 use solana_keypair::Keypair;
 use solana_signature::Signature;
-use solana_signer::Signer;
 
-use crate::network::SolanaNetwork;
-use crate::rpc::{RpcError, SolanaRpc};
-use crate::token::associated_token_address;
-use crate::transfer::{self, TransactionContent, TransferOrder};
+use crate::rpc::RpcError;
+use crate::transfer::TransactionContent;
+use crate::wallet::{DirectConfig, GatewayWallet, Paid};
 
 /// The x402 scheme name of a direct transfer.
 pub const SCHEME: &str = "d402-solana-transfer";
@@ -33,62 +28,33 @@ pub const SCHEME: &str = "d402-solana-transfer";
 pub const MEMO_PREFIX: &str = "d402:";
 /// The legacy memo prefix, still accepted.
 pub const LEGACY_MEMO_PREFIX: &str = "dnc:";
-/// The memo prefix of a refund (`d402-refund:` + the payment's signature).
-pub const REFUND_MEMO_PREFIX: &str = "d402-refund:";
 /// Seconds of clock difference tolerated on a payment's block time.
 const CLOCK_MARGIN_SECS: i64 = 60;
 
-/// What the rail is configured with.
-#[derive(Debug, Clone)]
-pub struct DirectConfig {
-    /// The cluster.
-    pub network: SolanaNetwork,
-    /// The token prices are paid in (USDC by default).
-    pub mint: Address,
-    /// Its decimals.
-    pub decimals: u8,
-    /// The longest wait for a refund to be confirmed before it is retried later.
-    pub confirm_timeout: Duration,
-}
-
-/// What the rail keeps with the task: the payment's signature and who paid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Paid {
-    signature: String,
-    payer: String,
-}
-
 /// The Solana direct USDC rail.
 pub struct SolanaDirectRail {
-    config: DirectConfig,
     network: String,
     asset: String,
-    rpc: SolanaRpc,
-    wallet: Keypair,
+    wallet: GatewayWallet,
     pay_to: Account,
-    token_account: Address,
 }
 
 impl SolanaDirectRail {
     /// The rail on the cluster behind `rpc_url`, paid to `wallet` (the gateway's node key),
     /// which also sends refunds (nothing is contacted yet).
     pub fn new(config: DirectConfig, rpc_url: url::Url, wallet: Keypair) -> Self {
-        let owner = wallet.pubkey();
+        let wallet = GatewayWallet::new(config, rpc_url, wallet);
         Self {
-            network: config.network.to_string(),
-            asset: config.mint.to_string(),
-            rpc: SolanaRpc::new(rpc_url),
-            pay_to: Account::Ed25519(owner.to_bytes()),
-            token_account: associated_token_address(&owner, &config.mint),
+            network: wallet.config.network.to_string(),
+            asset: wallet.config.mint.to_string(),
+            pay_to: Account::Ed25519(wallet.address().to_bytes()),
             wallet,
-            config,
         }
     }
 
     /// The token account payments must reach.
     pub fn token_account(&self) -> Address {
-        self.token_account
+        self.wallet.token_account
     }
 
     /// The proof `payment` carries.
@@ -123,11 +89,6 @@ impl SolanaDirectRail {
 
     fn key_of(&self, signature: &Signature) -> PaymentKey {
         PaymentKey(format!("{}:{signature}", self.network))
-    }
-
-    /// The memo of the refund of the payment `signature`.
-    fn refund_memo(signature: &str) -> String {
-        format!("{REFUND_MEMO_PREFIX}{signature}")
     }
 }
 
@@ -170,11 +131,11 @@ impl PaymentRail for SolanaDirectRail {
             network: self.network.clone(),
             amount: price.micros().to_string(),
             asset: self.asset.clone(),
-            pay_to: self.wallet.pubkey().to_string(),
+            pay_to: self.wallet.address().to_string(),
             max_timeout_seconds,
             extra: json!({
-                "recipientTokenAccount": self.token_account.to_string(),
-                "decimals": self.config.decimals,
+                "recipientTokenAccount": self.wallet.token_account.to_string(),
+                "decimals": self.wallet.config.decimals,
                 "memoPrefix": MEMO_PREFIX,
             }),
         }
@@ -199,11 +160,11 @@ impl PaymentRail for SolanaDirectRail {
         Some(json!({
                 "amount": price.micros().to_string(),
                 "currency": self.asset,
-                "recipient": self.wallet.pubkey().to_string(),
+                "recipient": self.wallet.address().to_string(),
                 "externalId": format!("{MEMO_PREFIX}{binding}"),
                 "methodDetails": {
-                    "network": self.config.network.cluster(),
-                    "decimals": self.config.decimals,
+                    "network": self.wallet.config.network.cluster(),
+                    "decimals": self.wallet.config.decimals,
                 },
         }))
     }
@@ -219,6 +180,7 @@ impl PaymentRail for SolanaDirectRail {
     ) -> Result<Authorization, PaymentError> {
         let (signature, payer) = self.read(payment)?;
         let landed = self
+            .wallet
             .rpc
             .transaction(&signature)
             .await
@@ -235,16 +197,16 @@ impl PaymentRail for SolanaDirectRail {
         let ours: Vec<_> = content
             .transfers
             .iter()
-            .filter(|t| t.destination == self.token_account)
+            .filter(|t| t.destination == self.wallet.token_account)
             .collect();
         if ours.is_empty() {
             return Err(PaymentError::WrongPayee(format!(
                 "{signature} pays no USDC to {}",
-                self.token_account
+                self.wallet.token_account
             )));
         }
         let payer = payer.unwrap_or(ours[0].authority);
-        if ours.iter().any(|t| t.mint != self.config.mint) {
+        if ours.iter().any(|t| t.mint != self.wallet.config.mint) {
             return Err(PaymentError::WrongAsset(ours[0].mint.to_string()));
         }
         if ours.iter().any(|t| t.authority != payer) {
@@ -292,33 +254,7 @@ impl PaymentRail for SolanaDirectRail {
     }
 
     async fn readiness(&self) -> Vec<ReadinessCheck> {
-        let owner = self.wallet.pubkey();
-        let (sol, usdc) = tokio::join!(
-            self.rpc.balance(&owner),
-            self.rpc.token_balance(&self.token_account)
-        );
-        match (sol, usdc) {
-            (Ok(lamports), Ok(account)) => vec![
-                ReadinessCheck::new("rpc", true, "reachable"),
-                ReadinessCheck::new(
-                    "walletSol",
-                    lamports > 0,
-                    format!("{owner} holds {lamports} lamports (refunds pay fees)"),
-                ),
-                ReadinessCheck::new(
-                    "tokenAccount",
-                    account.is_some(),
-                    match account {
-                        Some(amount) => format!("{} holds {amount}", self.token_account),
-                        None => format!(
-                            "{} does not exist yet: buyers' transfers create it",
-                            self.token_account
-                        ),
-                    },
-                ),
-            ],
-            (Err(e), _) | (_, Err(e)) => vec![ReadinessCheck::new("rpc", false, e.to_string())],
-        }
+        self.wallet.readiness().await
     }
 
     fn settles_externally(&self) -> bool {
@@ -348,43 +284,7 @@ impl PaymentRail for SolanaDirectRail {
         authorization: &Authorization,
         refund: &Refund,
     ) -> Result<Completion, RailError> {
-        let paid: Paid = serde_json::from_value(authorization.proof.clone())
-            .map_err(|e| RailError::Failed(format!("stored payment unreadable: {e}")))?;
-        let payer: Address = paid
-            .payer
-            .parse()
-            .map_err(|_| RailError::Failed(format!("stored payer {} unreadable", paid.payer)))?;
-        let memo = Self::refund_memo(&paid.signature);
-        let retry = |e: RpcError| RailError::Retry(e.to_string());
-        // Idempotent: a refund sent before a crash is found by its memo, never sent again.
-        let buyer_account = associated_token_address(&payer, &self.config.mint);
-        if let Some(sent) = self
-            .rpc
-            .find_memo(&buyer_account, &memo)
-            .await
-            .map_err(retry)?
-        {
-            return Ok(Completion {
-                reference: Some(sent.to_string()),
-                ledger: Vec::new(),
-            });
-        }
-        let order = TransferOrder {
-            mint: self.config.mint,
-            decimals: self.config.decimals,
-            recipient: payer,
-            amount: refund.amount.micros(),
-            memo: Some(&memo),
-        };
-        let signature =
-            transfer::send(&self.rpc, &self.wallet, &order, self.config.confirm_timeout)
-                .await
-                .map_err(retry)?;
-        tracing::info!(%signature, "Solana refund confirmed");
-        Ok(Completion {
-            reference: Some(signature.to_string()),
-            ledger: Vec::new(),
-        })
+        self.wallet.refund(authorization, refund).await
     }
 }
 

@@ -15,8 +15,9 @@ mod payer;
 mod rpc;
 pub mod token;
 pub mod transfer;
+mod wallet;
 
-pub use direct::{DirectConfig, SolanaDirectRail};
+pub use direct::SolanaDirectRail;
 pub use network::{NetworkError, SolanaNetwork};
 pub use payer::SolanaPayer;
 pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
@@ -24,6 +25,7 @@ pub use solana_address::Address;
 pub use solana_keypair::Keypair;
 pub use solana_signature::Signature;
 pub use solana_signer::Signer;
+pub use wallet::{DirectConfig, REFUND_MEMO_PREFIX};
 
 /// USDC's mint on Solana mainnet (the default asset).
 pub const USDC_MINT: Address =
