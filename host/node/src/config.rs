@@ -166,7 +166,7 @@ impl SolanaSettings {
             .parse()
             .context("solana-network (D402_SOLANA_NETWORK)")?;
         let rpc = self.rpc_url.as_deref().context(
-            "--rail solana-direct needs the cluster's JSON-RPC endpoint: set solana-rpc-url (D402_SOLANA_RPC_URL)",
+            "--rail solana-direct and --rail x402-solana need the cluster's JSON-RPC endpoint: set solana-rpc-url (D402_SOLANA_RPC_URL)",
         )?;
         let rpc_url = url::Url::parse(rpc).with_context(|| {
             format!("solana-rpc-url {rpc:?} (D402_SOLANA_RPC_URL) is not a URL")
@@ -469,12 +469,9 @@ impl NodeConfig {
                 RailId::X402BaseEscrow => {
                     self.x402.escrow_config(self.max_creator_commission_bps)?;
                 }
-                RailId::SolanaDirect => {
+                RailId::SolanaDirect | RailId::X402Solana => {
                     self.solana.direct_config()?;
                 }
-                other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated, x402-base, x402-base-escrow or solana-direct"
-                ),
             }
         }
         if self.rails.is_empty() {

@@ -26,7 +26,7 @@ use crate::validator::ReceiptTerms;
 use d402_payment::x402::SettlementResponse;
 use d402_payment::{Account, Authorization, LedgerChange, PaymentRail, RailError, Rails};
 use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
-use d402_rail_solana::SolanaDirectRail;
+use d402_rail_solana::{SolanaDirectRail, X402SolanaRail};
 use d402_rail_x402_evm::{EscrowRail, X402EvmRail};
 use d402_store::StateDir;
 use d402_store::{NodeStore, OwedPayout, PayoutState, Receipts, TaskRecord, TaskStatus};
@@ -156,9 +156,9 @@ impl Gateway {
                         let url = url::Url::parse(url).with_context(|| {
                             format!("x402-facilitator-url {url:?} is not a URL")
                         })?;
-                        return Ok(Arc::new(X402EvmRail::with_remote_facilitator(
-                            rail, rpc_url, url,
-                        )) as _);
+                        return Ok(
+                            Arc::new(X402EvmRail::with_remote_facilitator(rail, rpc_url, url)) as _,
+                        );
                     }
                     let gas_key = d402_rail_x402_evm::load_key(
                         settings.facilitator_key_file.as_deref(),
@@ -178,16 +178,19 @@ impl Gateway {
                     .context("the escrow rail needs its operator key")?;
                     Ok(Arc::new(EscrowRail::connect(escrow, rpc_url, operator)) as _)
                 }
-                d402_payment::RailId::SolanaDirect => {
-                    let (direct, rpc_url) = config.solana.direct_config()?;
+                rail @ (d402_payment::RailId::SolanaDirect | d402_payment::RailId::X402Solana) => {
+                    let (solana, rpc_url) = config.solana.direct_config()?;
                     // The gateway's Solana wallet is its node key.
-                    let wallet = d402_rail_solana::Keypair::try_from(key.to_keypair_bytes().as_slice())
-                        .context("the node key is not a Solana keypair")?;
-                    Ok(Arc::new(SolanaDirectRail::new(direct, rpc_url, wallet)) as _)
+                    let wallet =
+                        d402_rail_solana::Keypair::try_from(key.to_keypair_bytes().as_slice())
+                            .context("the node key is not a Solana keypair")?;
+                    Ok(if *rail == d402_payment::RailId::SolanaDirect {
+                        Arc::new(SolanaDirectRail::new(solana, rpc_url, wallet))
+                            as Arc<dyn PaymentRail>
+                    } else {
+                        Arc::new(X402SolanaRail::new(solana, rpc_url, wallet)) as _
+                    })
                 }
-                other => bail!(
-                    "payment rail {other} is not available yet; use --rail simulated, x402-base, x402-base-escrow or solana-direct"
-                ),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Rails::new(rails)?)

@@ -1,7 +1,8 @@
-//! A gateway accepting Solana direct USDC (`--rail solana-direct`) over real HTTP on
-//! 127.0.0.1, with the local SVM network behind its JSON-RPC endpoint: the buyer pays
-//! first with a USDC transfer carrying the request's memo and proves it with
-//! `Authorization: Payment`; a failed task is refunded on chain.
+//! A gateway accepting Solana USDC over real HTTP on 127.0.0.1, with the local SVM network
+//! behind its JSON-RPC endpoint: direct (`--rail solana-direct`: the buyer pays first with
+//! a USDC transfer carrying the request's memo and proves it with `Authorization: Payment`,
+//! or an MPP credential), and x402 `exact` on SVM (`--rail x402-solana`, the official
+//! `@x402/svm` client); a failed task is refunded on chain.
 
 mod common;
 
@@ -29,6 +30,23 @@ struct Setup {
 }
 
 async fn setup(install_capability: impl FnOnce(&std::path::Path), capability: &str) -> Setup {
+    setup_on(
+        install_capability,
+        capability,
+        RailId::SolanaDirect,
+        "solana:localnet",
+    )
+    .await
+}
+
+/// A gateway selling `capability` on Solana `rail` (network `network`, served by the local
+/// SVM, which holds USDC at its real mint address).
+async fn setup_on(
+    install_capability: impl FnOnce(&std::path::Path),
+    capability: &str,
+    rail: RailId,
+    network: &str,
+) -> Setup {
     let devnet = SolanaDevnet::start(0).await.unwrap();
     let buyer = Keypair::new();
     devnet.fund_sol(&buyer.pubkey(), 1_000_000_000).unwrap();
@@ -37,8 +55,8 @@ async fn setup(install_capability: impl FnOnce(&std::path::Path), capability: &s
     install_capability(dir.path());
     let rpc = devnet.rpc_url().to_string();
     let node = serve(dir, |c| {
-        c.rails = vec![RailId::SolanaDirect];
-        c.solana.network = "solana:localnet".into();
+        c.rails = vec![rail];
+        c.solana.network = network.into();
         c.solana.rpc_url = Some(rpc);
         c.capability = capability.into();
     })
@@ -337,33 +355,13 @@ async fn the_402_speaks_mpp_and_a_push_mode_credential_pays() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_solana_mpp_client_pays_the_challenge_in_push_mode() {
-    let script = d402_testkit::repo_path("interop/mpp/pay-mpp.mjs");
-    assert!(
-        d402_testkit::repo_path("interop/mpp/node_modules/@solana/mpp").exists(),
-        "the official MPP client is not installed: run scripts/test.sh, or npm ci in interop/mpp"
-    );
     let s = setup(json_transform_installed, "util.json_transform@1").await;
     // The client does not create the recipient's token account (out of its scope): it
     // exists once the gateway was paid before; here it is opened empty.
     s.devnet.fund_usdc(&s.gateway, 0).unwrap();
     let request = body("official");
-    let key: Vec<u8> = s.buyer.to_bytes().to_vec();
-    let mut command = std::process::Command::new("node");
-    command
-        .arg(script)
-        .arg(format!("{}/tasks", s.node.base))
-        .arg(request.to_string())
-        .env("BUYER_KEY", serde_json::to_string(&key).unwrap())
-        .env("RPC_URL", s.devnet.rpc_url().to_string());
-    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let url = format!("{}/tasks", s.node.base);
+    let report = official("interop/mpp/pay-mpp.mjs", &s, &url, &request).await;
     assert_eq!(report["status"], 200, "{report}");
     assert_eq!(report["body"]["status"], "accepted", "{report}");
     assert_eq!(report["body"]["result"]["result"], json!({"k": "official"}));
@@ -374,4 +372,94 @@ async fn the_official_solana_mpp_client_pays_the_challenge_in_push_mode() {
         FUNDS - PRICE,
         "exactly the price"
     );
+}
+
+/// Runs the Node script `interop/<script>` with `BUYER_KEY` (the buyer's keypair bytes) and
+/// `RPC_URL` against `url` with `body`; the JSON it prints.
+async fn official(script: &str, s: &Setup, url: &str, body: &Value) -> Value {
+    let modules = d402_testkit::repo_path(script)
+        .parent()
+        .unwrap()
+        .join("node_modules");
+    assert!(
+        modules.exists(),
+        "the official clients are not installed: run scripts/test.sh"
+    );
+    let key: Vec<u8> = s.buyer.to_bytes().to_vec();
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(d402_testkit::repo_path(script))
+        .arg(url)
+        .arg(body.to_string())
+        .env("BUYER_KEY", serde_json::to_string(&key).unwrap())
+        .env("RPC_URL", s.devnet.rpc_url().to_string());
+    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_x402_svm_client_pays_x402_solana_and_the_gateway_pays_the_fee() {
+    // The local SVM stands in for mainnet (USDC at its real mint), as anvil does for Base:
+    // the client only knows real networks.
+    let mainnet = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
+    let s = setup_on(
+        json_transform_installed,
+        "util.json_transform@1",
+        RailId::X402Solana,
+        mainnet,
+    )
+    .await;
+    // The gateway's token account exists (the scheme's transfer does not create it).
+    s.devnet.fund_usdc(&s.gateway, 0).unwrap();
+    let before = s.devnet.transactions();
+    let request = body("svm");
+    let challenge = s.challenge(&request).await;
+    let offer = &challenge.accepts[0];
+    assert_eq!(
+        (offer.scheme.as_str(), offer.network.as_str()),
+        ("exact", mainnet)
+    );
+    assert_eq!(offer.extra["feePayer"], json!(s.gateway.to_string()));
+    let binding = d402_payment::request_binding(&request);
+    assert_eq!(offer.extra["memo"], json!(format!("d402:{binding}")));
+
+    let report = official(
+        "interop/x402/pay-d402-svm.mjs",
+        &s,
+        &format!("{}/tasks", s.node.base),
+        &request,
+    )
+    .await;
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(report["body"]["status"], "accepted", "{report}");
+    assert_eq!(report["body"]["result"]["result"], json!({"k": "svm"}));
+    let settled = &report["paymentResponse"];
+    assert_eq!(settled["success"], true, "{report}");
+    let signature: d402_rail_solana::Signature =
+        settled["transaction"].as_str().unwrap().parse().unwrap();
+    let rpc = SolanaRpc::new(s.devnet.rpc_url());
+    let landed = rpc
+        .transaction(&signature)
+        .await
+        .unwrap()
+        .expect("on chain");
+    assert_eq!(
+        landed.transaction.message.static_account_keys()[0],
+        s.gateway,
+        "the gateway paid the fee"
+    );
+    assert_eq!(s.devnet.usdc_balance(&s.gateway), PRICE);
+    assert_eq!(
+        s.devnet.usdc_balance(&s.buyer.pubkey()),
+        FUNDS - PRICE,
+        "exactly the price"
+    );
+    assert_eq!(s.devnet.transactions(), before + 1, "one transaction");
 }

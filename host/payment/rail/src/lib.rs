@@ -74,8 +74,9 @@ impl RailId {
             Self::X402BaseEscrow => {
                 "Base task escrow: implemented, tested on a local chain; not audited — cap balances"
             }
-            Self::SolanaDirect => "implemented, tested on a local SVM; not audited",
-            Self::X402Solana => "not available yet",
+            Self::SolanaDirect | Self::X402Solana => {
+                "implemented, tested on a local SVM; not audited"
+            }
         }
     }
 }

@@ -93,7 +93,7 @@ impl SolanaDirectRail {
 }
 
 /// Whether `memo` names the request `binding` (`d402:` or legacy `dnc:`).
-fn names_request(memo: &str, binding: &str) -> bool {
+pub(crate) fn names_request(memo: &str, binding: &str) -> bool {
     [MEMO_PREFIX, LEGACY_MEMO_PREFIX]
         .iter()
         .any(|prefix| memo.strip_prefix(prefix) == Some(binding))

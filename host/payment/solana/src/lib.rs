@@ -6,10 +6,13 @@
 //!   gateway's refund) and reads one back out of a confirmed transaction.
 //! - [`SolanaDirectRail`] is the `solana-direct` rail (the buyer pays first, the gateway
 //!   verifies the transaction before any work, refunds on chain).
+//! - [`X402SolanaRail`] is x402 `exact` on SVM (the client's partially-signed transaction,
+//!   checked, co-signed as fee payer and submitted before any work).
 //! - [`SolanaNetwork`] names clusters the CAIP-2 way (and accepts the spec's
 //!   `solana:mainnet-beta`).
 
 pub mod direct;
+pub mod exact;
 mod network;
 mod payer;
 mod rpc;
@@ -18,6 +21,7 @@ pub mod transfer;
 mod wallet;
 
 pub use direct::SolanaDirectRail;
+pub use exact::X402SolanaRail;
 pub use network::{NetworkError, SolanaNetwork};
 pub use payer::SolanaPayer;
 pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
