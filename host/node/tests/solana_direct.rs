@@ -324,6 +324,13 @@ async fn the_402_speaks_mpp_and_a_push_mode_credential_pays() {
         "https://paymentauth.org/problems/invalid-challenge"
     );
 
+    // A credential that cannot be read: malformed-credential.
+    let garbage = format!("Payment {}", URL_SAFE_NO_PAD.encode(br#"{"challenge": 5}"#));
+    let refused = s.post(&request, &garbage).await;
+    assert_eq!(refused.status(), 400);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "https://paymentauth.org/problems/malformed-credential");
+
     // Too little paid: payment-insufficient; nothing accepted.
     let short = pay(PRICE - 1).await.to_string();
     let refused = s.post(&request, &credential(&challenge, short)).await;
