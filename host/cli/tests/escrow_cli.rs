@@ -31,10 +31,6 @@ use serde_json::{Value, json};
 const PRICE: u64 = 100;
 const FUNDS: u64 = 1_000_000;
 
-fn anvil() -> std::path::PathBuf {
-    DevChain::anvil_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
-}
-
 /// anvil (chain id 8453) with the test token at the Base USDC address, the escrow factory
 /// and a buyer holding [`FUNDS`].
 struct Chain {
@@ -46,7 +42,7 @@ struct Chain {
 impl Chain {
     /// The factory is deployed by `d402 escrow deploy`, its key from the environment.
     fn start(runtime: &tokio::runtime::Runtime) -> Self {
-        let dev = DevChain::start(&anvil(), 8453, 0).unwrap();
+        let dev = DevChain::start(&common::anvil(), 8453, 0).unwrap();
         let buyer = PrivateKeySigner::random();
         runtime.block_on(async {
             dev.install_test_usdc(BASE_USDC).await.unwrap();
@@ -301,7 +297,7 @@ fn devnet_with_the_escrow_pays_the_two_agreeing_workers_on_chain() {
     let root = tempfile::tempdir().unwrap();
     let devnet = common::Devnet::start(
         root.path(),
-        &anvil(),
+        &common::anvil(),
         &[
             "--rail",
             "x402-base-escrow",

@@ -16,19 +16,12 @@ use d402_rail_solana::{Address, SolanaRpc, USDC_MINT};
 use d402_solana_devnet::SolanaDevnet;
 use serde_json::{Value, json};
 
-fn anvil() -> std::path::PathBuf {
-    d402_rail_x402_evm::devchain::DevChain::anvil_path(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-    )
-    .unwrap()
-}
-
 #[test]
 fn devnet_with_solana_direct_prints_a_buyer_command_that_pays_on_chain() {
     let root = tempfile::tempdir().unwrap();
     let devnet = common::Devnet::start(
         root.path(),
-        &anvil(),
+        &common::anvil(),
         &[
             "--rail",
             "solana-direct",
@@ -198,4 +191,64 @@ fn a_node_killed_between_its_refund_decision_and_the_refund_refunds_once() {
         "refunded once, in full"
     );
     assert_eq!(network.usdc_balance(&gateway), 0);
+}
+
+#[test]
+fn payouts_owed_on_solana_are_paid_once_from_a_hot_keypair() {
+    use d402_rail_solana::Signer;
+    use d402_store::{NodeStore, OwedPayout, PayoutState};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let network = runtime.block_on(SolanaDevnet::start(0)).unwrap();
+    let worker = d402_rail_solana::Keypair::new().pubkey();
+    // What a settled solana-direct task owes a remote worker: its d402 account, a Solana
+    // address.
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let store = NodeStore::open(&dir.join("state/node.redb")).unwrap();
+    let owed = OwedPayout {
+        task_id: "task:00".into(),
+        index: 0,
+        rail: d402_payment::RailId::SolanaDirect,
+        network: "solana:localnet".into(),
+        reason: d402_protocol::PayoutReason::AcceptedResult,
+        account: worker.to_string(),
+        address: Some(worker.to_string()),
+        amount: d402_protocol::Amount::from_micros(4_200),
+        state: PayoutState::Owed,
+    };
+    store.record_payout(&owed).unwrap();
+    drop(store);
+    // The hot key: a Solana keypair file holding the USDC and the fees.
+    let hot = d402_wallet::generate();
+    d402_wallet::save(&dir.join("hot.json"), &hot, false).unwrap();
+    let hot_address: Address = hot.public().to_string().parse().unwrap();
+    network.fund_sol(&hot_address, 1_000_000_000).unwrap();
+    network.fund_usdc(&hot_address, 10_000).unwrap();
+    let rpc_url = network.rpc_url().to_string();
+    let run = [
+        "payouts",
+        "run",
+        "--state",
+        "state",
+        "--rail",
+        "solana-direct",
+        "--solana-rpc-url",
+        &rpc_url,
+        "--key-file",
+        "hot.json",
+    ];
+    for expected in [
+        json!({"paid": 1, "unfinished": 0}),
+        json!({"paid": 0, "unfinished": 0}),
+    ] {
+        let (code, out, err) = common::d402(dir, &run);
+        assert_eq!(code, 0, "{out} {err}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), expected);
+    }
+    assert_eq!(network.usdc_balance(&worker), 4_200, "paid once");
+    assert_eq!(network.usdc_balance(&hot_address), 10_000 - 4_200);
+    let (_, listed, _) = common::d402(dir, &["payouts", "list", "--state", "state", "--json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["state"]["status"], "paid", "{listed}");
 }

@@ -89,7 +89,7 @@ async fn pay_task(
 /// anvil (chain id 8453) with the test token at the Base USDC address, and a buyer holding
 /// [`FUNDS`] of it.
 fn funded_chain(runtime: &tokio::runtime::Runtime) -> (DevChain, PrivateKeySigner) {
-    let chain = DevChain::start(&anvil(), 8453, 0).unwrap();
+    let chain = DevChain::start(&common::anvil(), 8453, 0).unwrap();
     let buyer = PrivateKeySigner::random();
     runtime.block_on(async {
         chain.install_test_usdc(BASE_USDC).await.unwrap();
@@ -98,17 +98,12 @@ fn funded_chain(runtime: &tokio::runtime::Runtime) -> (DevChain, PrivateKeySigne
     (chain, buyer)
 }
 
-/// The repository's anvil (what `scripts/test.sh` installs).
-fn anvil() -> std::path::PathBuf {
-    DevChain::anvil_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
-}
-
 #[test]
 fn devnet_with_x402_base_prints_a_buyer_command_that_pays_on_chain() {
     let root = tempfile::tempdir().unwrap();
     let devnet = common::Devnet::start(
         root.path(),
-        &anvil(),
+        &common::anvil(),
         &[
             "--rail",
             "x402-base",

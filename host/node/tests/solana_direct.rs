@@ -329,7 +329,10 @@ async fn the_402_speaks_mpp_and_a_push_mode_credential_pays() {
     let refused = s.post(&request, &garbage).await;
     assert_eq!(refused.status(), 400);
     let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["type"], "https://paymentauth.org/problems/malformed-credential");
+    assert_eq!(
+        problem["type"],
+        "https://paymentauth.org/problems/malformed-credential"
+    );
 
     // Too little paid: payment-insufficient; nothing accepted.
     let short = pay(PRICE - 1).await.to_string();
@@ -368,7 +371,7 @@ async fn the_official_solana_mpp_client_pays_the_challenge_in_push_mode() {
     s.devnet.fund_usdc(&s.gateway, 0).unwrap();
     let request = body("official");
     let url = format!("{}/tasks", s.node.base);
-    let report = official("interop/mpp/pay-mpp.mjs", &s, &url, &request).await;
+    let report = official("mpp/pay-mpp.mjs", &s, &url, &request).await;
     assert_eq!(report["status"], 200, "{report}");
     assert_eq!(report["body"]["status"], "accepted", "{report}");
     assert_eq!(report["body"]["result"]["result"], json!({"k": "official"}));
@@ -381,34 +384,15 @@ async fn the_official_solana_mpp_client_pays_the_challenge_in_push_mode() {
     );
 }
 
-/// Runs the Node script `interop/<script>` with `BUYER_KEY` (the buyer's keypair bytes) and
-/// `RPC_URL` against `url` with `body`; the JSON it prints.
+/// Runs the official client `interop/<script>` as the buyer of `s` (its keypair bytes in
+/// `BUYER_KEY`, the local RPC in `RPC_URL`) against `url` with `body`; the JSON it prints.
 async fn official(script: &str, s: &Setup, url: &str, body: &Value) -> Value {
-    let modules = d402_testkit::repo_path(script)
-        .parent()
-        .unwrap()
-        .join("node_modules");
-    assert!(
-        modules.exists(),
-        "the official clients are not installed: run scripts/test.sh"
-    );
     let key: Vec<u8> = s.buyer.to_bytes().to_vec();
-    let mut command = std::process::Command::new("node");
-    command
-        .arg(d402_testkit::repo_path(script))
-        .arg(url)
-        .arg(body.to_string())
-        .env("BUYER_KEY", serde_json::to_string(&key).unwrap())
-        .env("RPC_URL", s.devnet.rpc_url().to_string());
-    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let env = [
+        ("BUYER_KEY", serde_json::to_string(&key).unwrap()),
+        ("RPC_URL", s.devnet.rpc_url().to_string()),
+    ];
+    common::official_client(script, url, body, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -438,7 +422,7 @@ async fn the_official_x402_svm_client_pays_x402_solana_and_the_gateway_pays_the_
     assert_eq!(offer.extra["memo"], json!(format!("d402:{binding}")));
 
     let report = official(
-        "interop/x402/pay-d402-svm.mjs",
+        "x402/pay-d402-svm.mjs",
         &s,
         &format!("{}/tasks", s.node.base),
         &request,

@@ -308,29 +308,11 @@ async fn health_reports_the_rails_readiness_and_no_key() {
 /// Runs the Node script `interop/x402/<script>` with the official x402 packages on `url`
 /// and `body` (and `BUYER_KEY`, when paying); returns the JSON it prints.
 async fn official(script: &str, url: &str, body: &Value, key: Option<&PrivateKeySigner>) -> Value {
-    let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/fetch");
-    assert!(
-        modules.exists(),
-        "the official x402 packages are not installed: run scripts/test.sh, or npm ci in interop/x402"
-    );
-    let mut command = std::process::Command::new("node");
-    command
-        .arg(d402_testkit::repo_path(&format!("interop/x402/{script}")))
-        .arg(url)
-        .arg(body.to_string());
-    if let Some(key) = key {
-        command.env("BUYER_KEY", key.to_bytes().to_string());
-    }
-    // Off the runtime's threads: the gateway it calls runs on them.
-    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let env: Vec<(&str, String)> = key
+        .map(|key| ("BUYER_KEY", key.to_bytes().to_string()))
+        .into_iter()
+        .collect();
+    common::official_client(&format!("x402/{script}"), url, body, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

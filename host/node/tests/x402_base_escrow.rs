@@ -103,26 +103,8 @@ async fn pay(node: &common::Node, chain: &Chain, body: &Value) -> String {
 /// Runs `interop/x402/pay-d402.mjs` (the official `@x402/fetch` + `@x402/evm` client with a
 /// viem local account) against `url` with `body`; the JSON it prints.
 async fn official_pay(url: &str, body: &Value, key: &PrivateKeySigner) -> Value {
-    let modules = d402_testkit::repo_path("interop/x402/node_modules/@x402/fetch");
-    assert!(
-        modules.exists(),
-        "the official x402 packages are not installed: run scripts/test.sh, or npm ci in interop/x402"
-    );
-    let mut command = std::process::Command::new("node");
-    command
-        .arg(d402_testkit::repo_path("interop/x402/pay-d402.mjs"))
-        .arg(url)
-        .arg(body.to_string())
-        .env("BUYER_KEY", key.to_bytes().to_string());
-    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let env = [("BUYER_KEY", key.to_bytes().to_string())];
+    common::official_client("x402/pay-d402.mjs", url, body, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

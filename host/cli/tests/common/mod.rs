@@ -396,3 +396,11 @@ pub async fn x402_payment(
     let payment = payer.pay(&challenge.accepts[0], &purchase).await.unwrap();
     (challenge, d402_payment::x402::encode_header(&payment))
 }
+
+/// The repository's anvil (what `scripts/test.sh` installs).
+pub fn anvil() -> std::path::PathBuf {
+    d402_rail_x402_evm::devchain::DevChain::anvil_path(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    )
+    .unwrap()
+}

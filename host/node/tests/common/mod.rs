@@ -223,3 +223,35 @@ pub fn paid_out(task: &Value) -> u64 {
         .map(|p| (p["amount"].as_f64().unwrap() * 1e6).round() as u64)
         .sum()
 }
+
+/// Runs the Node script `interop/<script>` (an official third-party client) on `url` and
+/// `body` with the environment `env`, off the runtime's threads (the gateway it calls runs
+/// on them); the JSON it prints. Its packages must be installed (`scripts/test.sh` does).
+pub async fn official_client(
+    script: &str,
+    url: &str,
+    body: &Value,
+    env: &[(&str, String)],
+) -> Value {
+    let path = d402_testkit::repo_path(&format!("interop/{script}"));
+    let modules = path.parent().unwrap().join("node_modules");
+    assert!(
+        modules.exists(),
+        "the official clients are not installed: run scripts/test.sh, or npm ci in {}",
+        modules.parent().unwrap().display()
+    );
+    let mut command = std::process::Command::new("node");
+    command.arg(path).arg(url).arg(body.to_string());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -149,6 +149,17 @@ impl SolanaRpc {
             })
     }
 
+    /// Whether a transaction signed with `blockhash` can still land.
+    pub async fn blockhash_valid(&self, blockhash: &Hash) -> Result<bool, RpcError> {
+        let answer: Value = self
+            .call(
+                "isBlockhashValid",
+                json!([blockhash.to_string(), {"commitment": self.commitment}]),
+            )
+            .await?;
+        Ok(answer["value"].as_bool().unwrap_or(false))
+    }
+
     /// Sends a signed transaction (base64, with preflight); its signature.
     pub async fn send_transaction(
         &self,
