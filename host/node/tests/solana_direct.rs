@@ -35,6 +35,7 @@ async fn setup(install_capability: impl FnOnce(&std::path::Path), capability: &s
         capability,
         RailId::SolanaDirect,
         "solana:localnet",
+        |_| {},
     )
     .await
 }
@@ -46,6 +47,7 @@ async fn setup_on(
     capability: &str,
     rail: RailId,
     network: &str,
+    configure: impl FnOnce(&mut d402_node::NodeConfig),
 ) -> Setup {
     let devnet = SolanaDevnet::start(0).await.unwrap();
     let buyer = Keypair::new();
@@ -59,6 +61,7 @@ async fn setup_on(
         c.solana.network = network.into();
         c.solana.rpc_url = Some(rpc);
         c.capability = capability.into();
+        configure(c);
     })
     .await
     .unwrap();
@@ -405,6 +408,7 @@ async fn the_official_x402_svm_client_pays_x402_solana_and_the_gateway_pays_the_
         "util.json_transform@1",
         RailId::X402Solana,
         mainnet,
+        |_| {},
     )
     .await;
     // The gateway's token account exists (the scheme's transfer does not create it).
@@ -453,4 +457,41 @@ async fn the_official_x402_svm_client_pays_x402_solana_and_the_gateway_pays_the_
         "exactly the price"
     );
     assert_eq!(s.devnet.transactions(), before + 1, "one transaction");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_to_markdown_is_paid_with_a_solana_transfer() {
+    let mut price = 0;
+    let s = setup_on(
+        |state| price = common::install_page_to_markdown(state),
+        "web.page_to_markdown@1",
+        RailId::SolanaDirect,
+        "solana:localnet",
+        |c| c.allow_private_addresses = true,
+    )
+    .await;
+    let page = d402_testkit::serve_html(
+        "<html><head><title>Paid</title></head><body><article><h1>Paid on Solana</h1>\
+         <p>This page was paid for with a USDC transfer on a local SVM.</p>\
+         </article></body></html>",
+    );
+    let request = json!({"input": {"url": page}});
+    let authorization = s.pay(&request).await;
+    let response = s.post(&request, &authorization).await;
+    assert_eq!(response.status(), 200);
+    let task: Value = response.json().await.unwrap();
+    assert_eq!(task["status"], "accepted", "{task}");
+    assert!(
+        task["result"]["markdown"]
+            .as_str()
+            .unwrap()
+            .contains("Paid on Solana"),
+        "{task}"
+    );
+    assert_eq!(
+        s.devnet.usdc_balance(&s.gateway),
+        price,
+        "moved by exactly the price"
+    );
+    assert_eq!(s.devnet.usdc_balance(&s.buyer.pubkey()), FUNDS - price);
 }

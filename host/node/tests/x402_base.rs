@@ -321,11 +321,7 @@ async fn the_official_x402_client_lists_and_pays_for_page_to_markdown_and_json_t
     let dir = tempfile::tempdir().unwrap();
     let (manifest, bytes) = json_transform();
     install(dir.path(), &manifest, &bytes);
-    let page_bytes = d402_testkit::component("page_to_markdown");
-    let text = std::fs::read_to_string(d402_testkit::manifest_path("page-to-markdown")).unwrap();
-    let mut page_manifest = d402_protocol::CapabilityManifest::from_json(&text).unwrap();
-    page_manifest.runtime.artifact_cid = Some(d402_protocol::ContentId::of_bytes(&page_bytes));
-    install(dir.path(), &page_manifest, &page_bytes);
+    let page_price = common::install_page_to_markdown(dir.path());
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);
@@ -338,7 +334,6 @@ async fn the_official_x402_client_lists_and_pays_for_page_to_markdown_and_json_t
          <p>This page was paid for by the official x402 client on a local chain.</p>\
          </article></body></html>",
     );
-    let page_price = page_manifest.pricing.price.0.micros();
     let cases = [
         (
             format!("{}/tasks", node.base),

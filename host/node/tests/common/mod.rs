@@ -69,6 +69,17 @@ pub fn install_hostile(state: &Path, deadline_ms: u64) {
     install(state, &manifest, &bytes);
 }
 
+/// Installs page-to-markdown (`web.page_to_markdown@1`, the built component) in `state`;
+/// its price in atomic units.
+pub fn install_page_to_markdown(state: &Path) -> u64 {
+    let bytes = d402_testkit::component("page_to_markdown");
+    let text = std::fs::read_to_string(d402_testkit::manifest_path("page-to-markdown")).unwrap();
+    let mut manifest = CapabilityManifest::from_json(&text).unwrap();
+    manifest.runtime.artifact_cid = Some(d402_protocol::ContentId::of_bytes(&bytes));
+    install(state, &manifest, &bytes);
+    manifest.pricing.price.0.micros()
+}
+
 /// The json-transform capability (`util.json_transform@1`, $0.0001).
 pub fn json_transform() -> (CapabilityManifest, Vec<u8>) {
     d402_testkit::json_transform()
