@@ -11,7 +11,6 @@ use clap::Args;
 use d402_node::gateway::{Admission, TaskRequest};
 use d402_node::{Gateway, NodeArgs};
 use d402_protocol::{Amount, PublicKey};
-use d402_store::NodeStore;
 use d402_store::StateDir;
 use d402_store::TaskStatus;
 use serde_json::json;
@@ -143,7 +142,7 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
 /// Credits an account on the simulated ledger.
 pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
     let amount = Amount::from_dollars(args.amount)?;
-    let store = NodeStore::open(&StateDir::new(&args.state).store())?;
+    let store = StateDir::new(&args.state).open_store()?;
     let balance = store.credit(&args.account.to_string(), amount)?;
     println!(
         "{}",

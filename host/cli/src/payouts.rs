@@ -246,12 +246,9 @@ impl PayoutChain for SolanaPayoutSender {
 }
 
 fn open(state: &std::path::Path) -> anyhow::Result<NodeStore> {
-    NodeStore::open(&StateDir::new(state).store()).with_context(|| {
-        format!(
-            "cannot open the store of {} (stop the node first)",
-            state.display()
-        )
-    })
+    StateDir::new(state)
+        .open_store()
+        .with_context(|| format!("cannot open the store of {}", state.display()))
 }
 
 fn list(state: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -130,7 +130,7 @@ pub fn copy_installed(from_state: &Path, state: &Path) -> anyhow::Result<()> {
 pub fn fund_buyer(path: &Path, state: &Path) -> anyhow::Result<PathBuf> {
     let key = d402_wallet::load_or_create(path)?;
     std::fs::create_dir_all(state)?;
-    let store = d402_store::NodeStore::open(&StateDir::new(state).store())?;
+    let store = StateDir::new(state).open_store()?;
     let account = key.public().to_string();
     let balance = store.balance(&account)?.micros();
     if balance < MICROS_PER_DOLLAR {

@@ -382,3 +382,38 @@ fn a_fresh_node_serves_the_built_in_capabilities() {
     assert_eq!(outcome.task["status"], "accepted", "{}", outcome.task);
     assert_eq!(outcome.task["result"]["result"]["a"], 1, "{}", outcome.task);
 }
+
+/// A command that needs the store of a running node says which node holds it (its pid),
+/// not the embedded database's lock error; once the node stops, the command works.
+#[test]
+fn commands_on_a_running_nodes_state_name_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    let mut node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
+    let pid = node.child.id();
+    for command in [
+        &["payouts", "list", "--state", "state"][..],
+        &[
+            "faucet",
+            "--state",
+            "state",
+            "--account",
+            "11111111111111111111111111111111",
+            "--amount",
+            "1",
+        ][..],
+    ] {
+        let (code, _, err) = common::d402(dir, command);
+        assert_eq!(code, 1, "{command:?}");
+        assert!(
+            err.contains(&format!(
+                "state state is used by a running node (pid {pid}); stop it first"
+            )),
+            "{command:?}: {err}"
+        );
+    }
+    node.kill();
+    let (code, _, err) = common::d402(dir, &["payouts", "list", "--state", "state"]);
+    assert_eq!(code, 0, "{err}");
+}

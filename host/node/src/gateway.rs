@@ -218,7 +218,7 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Self>> {
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = parts.key;
-        let store = NodeStore::open(&StateDir::new(&config.state).store())?;
+        let store = StateDir::new(&config.state).open_store()?;
         let listings: Vec<(&str, Amount, &str)> = catalog
             .all()
             .iter()

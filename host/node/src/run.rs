@@ -36,7 +36,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
     };
     let gateway = if config.has(Role::Gateway) {
-        Some(Gateway::open_with(config.clone(), parts.clone(), network.clone()).await?)
+        let gateway = Gateway::open_with(config.clone(), parts.clone(), network.clone()).await?;
+        // The store is ours now: other commands on this state name this process.
+        if let Err(e) = StateDir::new(&config.state).claim() {
+            tracing::warn!(error = %e, "cannot record the node's pid");
+        }
+        Some(gateway)
     } else {
         None
     };

@@ -24,6 +24,33 @@ impl StateDir {
         self.root.join("node.redb")
     }
 
+    /// The pid of the node process using this state, while it runs.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("node.pid")
+    }
+
+    /// Records that this process uses the state (its pid in [`StateDir::pid_file`]).
+    pub fn claim(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        std::fs::write(self.pid_file(), std::process::id().to_string())
+    }
+
+    /// Opens the node's store. When another process holds it, the error names the state
+    /// directory and, if it recorded one, the pid of the node using it.
+    pub fn open_store(&self) -> Result<crate::NodeStore, crate::StoreError> {
+        crate::NodeStore::open(&self.store()).map_err(|e| match e {
+            crate::StoreError::InUse => crate::StoreError::StateInUse {
+                state: self.root.display().to_string(),
+                // The recorded pid, while such a process exists (a stale file says nothing).
+                pid: std::fs::read_to_string(self.pid_file())
+                    .ok()
+                    .and_then(|pid| pid.trim().parse::<u32>().ok())
+                    .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+            },
+            other => other,
+        })
+    }
+
     /// The node's wallet key (0600).
     pub fn wallet(&self) -> PathBuf {
         self.root.join("wallet.json")

@@ -80,6 +80,17 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// Another process has the store open.
+    #[error("the store is open in another process; stop it first")]
+    InUse,
+    /// A running node uses the state directory.
+    #[error("state {state} is used by a running node{}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    StateInUse {
+        /// The state directory.
+        state: String,
+        /// The node's pid, when it recorded one.
+        pid: Option<u32>,
+    },
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> StoreError {
@@ -279,7 +290,10 @@ impl NodeStore {
             std::fs::create_dir_all(dir).map_err(|e| db(redb::Error::from(e)))?;
         }
         restrict_to_owner(path).map_err(|e| db(redb::Error::from(e)))?;
-        let database = Database::create(path).map_err(db)?;
+        let database = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+            other => db(other),
+        })?;
         let txn = database.begin_write().map_err(db)?;
         txn.open_table(TASKS).map_err(db)?;
         txn.open_table(PAYMENTS).map_err(db)?;
