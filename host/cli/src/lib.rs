@@ -10,6 +10,7 @@ mod devnet;
 mod escrow;
 mod files;
 mod node;
+mod ops;
 mod payouts;
 mod processes;
 mod run;
@@ -63,6 +64,9 @@ enum Command {
     /// payout hot key (each payout exactly once).
     #[command(subcommand)]
     Payouts(payouts::PayoutsCommand),
+    /// Incident mode: pause or resume new paid tasks on a node (running or not).
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
     /// The Base task escrow: deploy its factory.
     #[command(subcommand)]
     Escrow(escrow::EscrowCommand),
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Payouts(command) => payouts::run(command),
         Command::Devnet(args) => devnet::devnet(args),
         Command::Escrow(command) => escrow::run(command),
+        Command::Ops(command) => ops::run(command),
         Command::EscrowFinalizer(args) => escrow::finalizer(args),
     };
     match outcome {

@@ -417,3 +417,63 @@ fn commands_on_a_running_nodes_state_name_the_node() {
     let (code, _, err) = common::d402(dir, &["payouts", "list", "--state", "state"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Incident mode on a running node: `d402 ops pause` makes new paid tasks 503 with the
+/// reason while reads of earlier tasks go on; `d402 ops resume` takes them again.
+#[test]
+fn ops_pause_stops_new_paid_tasks_and_resume_restarts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    install(dir, "json-transform", "json_transform.wasm");
+    funded_buyer(dir);
+    let node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
+    let input = r#"{"value": {"k": 1}, "select": ["k"]}"#;
+    let buy = || {
+        common::d402(
+            dir,
+            &[
+                "http-task",
+                "--gateway",
+                &node.base,
+                "--input",
+                input,
+                "--key",
+                "buyer.json",
+            ],
+        )
+    };
+    let (code, out, err) = buy();
+    assert_eq!(code, 0, "{out} {err}");
+    let task_id = serde_json::from_str::<Value>(&out).unwrap()["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (code, _, err) = common::d402(
+        dir,
+        &[
+            "ops",
+            "pause",
+            "--state",
+            "state",
+            "--reason",
+            "rotating keys",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = buy();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("503") && err.contains("rotating keys"),
+        "{err}"
+    );
+    let health = common::get_json(&format!("{}/health", node.base));
+    assert_eq!(health["incidentMode"], true, "{health}");
+    let task = common::get_json(&format!("{}/tasks/{task_id}", node.base));
+    assert_eq!(task["status"], "accepted", "reads go on: {task}");
+
+    let (code, _, err) = common::d402(dir, &["ops", "resume", "--state", "state"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = buy();
+    assert_eq!(code, 0, "{out} {err}");
+}

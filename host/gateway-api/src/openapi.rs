@@ -409,7 +409,8 @@ fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Optio
             "413": error_response("The request body is over the gateway's limit (`body_too_large`)."),
             "500": error_response("Store or signing failure (`store_failure`, `internal`)."),
             "503": error_response("A payment rail cannot verify payments now (`rail_unavailable`), or no enabled \
-                rail can pay out the capability's creator commission (`no_rail_sells_capability`)."),
+                rail can pay out the capability's creator commission (`no_rail_sells_capability`), or the \
+                operator paused new paid tasks (`incident_mode`)."),
         }
     });
     if let Some(payment) = payment {
@@ -709,6 +710,7 @@ fn components() -> Map<String, Value> {
                 "properties": {
                     "ok": {"type": "boolean"},
                     "paymentReady": {"type": "boolean", "description": "Every rail passed its live checks (chain reachable, chain id, gas signer funded)."},
+                    "incidentMode": {"type": "boolean", "description": "The operator paused new paid tasks (`d402 ops pause`); reads, receipts, settlements and refunds continue."},
                     "nodeId": string,
                     "policy": {
                         "type": "object",

@@ -282,6 +282,15 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Why the operator paused new paid tasks (incident mode: `<state>/PAUSE` exists), or
+    /// `None` while the gateway takes them.
+    pub fn paused(&self) -> Option<String> {
+        let file = StateDir::new(&self.config.state).pause_file();
+        std::fs::read_to_string(file)
+            .ok()
+            .map(|reason| reason.trim().to_string())
+    }
+
     /// The gateway wallet: receives payments, signs intents, leases and receipts (base58).
     pub fn account(&self) -> String {
         self.account.clone()

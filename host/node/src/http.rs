@@ -265,6 +265,7 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
     Json(json!({
         "ok": true,
         "paymentReady": ready,
+        "incidentMode": g.paused().is_some(),
         "nodeId": g.node_id(),
         "policy": {
             "price": Price(served.price).to_string(),
@@ -659,6 +660,20 @@ async fn handle_task(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if let Some(reason) = g.paused() {
+        let why = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "incident_mode",
+            format!(
+                "the operator paused new paid tasks{why}; task reads, receipts, settlements and refunds continue — try again later"
+            ),
+        ));
+    }
     let bytes = read_body(&g, &headers, body).await?;
     let (request, sync) = parse_request(&g, &bytes, path)?;
     let served = request.capability.clone();

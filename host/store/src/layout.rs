@@ -24,6 +24,12 @@ impl StateDir {
         self.root.join("node.redb")
     }
 
+    /// Incident mode: while this file exists the node takes no new paid tasks (its text says
+    /// why).
+    pub fn pause_file(&self) -> PathBuf {
+        self.root.join("PAUSE")
+    }
+
     /// The pid of the node process using this state, while it runs.
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("node.pid")
