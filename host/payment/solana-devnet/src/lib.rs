@@ -65,7 +65,8 @@ struct Chain {
     refusing: bool,
     /// The signatures of the transactions each account took part in, oldest first.
     touched: HashMap<Address, Vec<Signature>>,
-    usdc_authority: Address,
+    /// The mint authority written into every mint the network holds.
+    mint_authority: Address,
 }
 
 impl Chain {
@@ -80,7 +81,7 @@ impl Chain {
             landed: HashMap::new(),
             touched: HashMap::new(),
             refusing: false,
-            usdc_authority: Keypair::new().pubkey(),
+            mint_authority: Keypair::new().pubkey(),
         }
     }
 
@@ -165,7 +166,7 @@ impl SolanaDevnet {
             message: e.to_string(),
         })?;
         let mut chain = Chain::new();
-        let authority = chain.usdc_authority;
+        let authority = chain.mint_authority;
         chain.set_account(
             USDC_MINT,
             token::TOKEN_PROGRAM,
@@ -221,7 +222,7 @@ impl SolanaDevnet {
         let mut chain = self.chain.lock().expect("the chain lock");
         let balance = chain.balance_of(mint, owner) + amount;
         let supply = chain.supply(mint) + amount;
-        let authority = chain.usdc_authority;
+        let authority = chain.mint_authority;
         chain.set_account(
             token::associated_token_address(owner, mint),
             token::TOKEN_PROGRAM,

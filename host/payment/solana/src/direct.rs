@@ -52,11 +52,6 @@ impl SolanaDirectRail {
         }
     }
 
-    /// The token account payments must reach.
-    pub fn token_account(&self) -> Address {
-        self.wallet.token_account
-    }
-
     /// The proof `payment` carries.
     fn proof(payment: &PaymentPayload) -> Result<TransferProof, PaymentError> {
         payment

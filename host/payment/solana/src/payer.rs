@@ -48,11 +48,6 @@ impl SolanaPayer {
             max_amount,
         }
     }
-
-    /// The paying wallet.
-    pub fn address(&self) -> Address {
-        self.key.pubkey()
-    }
 }
 
 #[async_trait]

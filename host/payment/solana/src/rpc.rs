@@ -99,11 +99,6 @@ impl SolanaRpc {
         }
     }
 
-    /// The endpoint's URL.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
     async fn call<T: DeserializeOwned>(
         &self,
         method: &'static str,

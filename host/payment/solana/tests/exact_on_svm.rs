@@ -195,8 +195,10 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
     let mut to_stranger = f.transfer(PRICE);
     to_stranger.accounts[2] =
         AccountMeta::new(associated_token_address(&stranger, &USDC_MINT), false);
-    let mut fee_payer_pays = f.transfer(PRICE);
-    fee_payer_pays.accounts[3] = AccountMeta::new_readonly(f.gateway, true);
+    // The fee payer named in the memo (the buyer still signs the transfer): without the
+    // check, this payment would pass every other one.
+    let mut fee_payer_named = token::memo(&format!("d402:{BINDING}"));
+    fee_payer_named.accounts = vec![AccountMeta::new_readonly(f.gateway, false)];
     let system_transfer = Instruction {
         program_id: token::SYSTEM_PROGRAM,
         accounts: vec![
@@ -227,8 +229,8 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
         ),
         (
             "the fee payer in an instruction",
-            vec![compute_limit(1), fee_payer_pays, memo.clone()],
-            |e| matches!(e, PaymentError::Malformed(_)),
+            vec![compute_limit(1), f.transfer(PRICE), fee_payer_named],
+            |e| matches!(e, PaymentError::Malformed(m) if m.contains("fee payer")),
         ),
         (
             "a compute price above the cap",
