@@ -52,6 +52,8 @@ struct Landed {
     err: Option<Value>,
     fee: u64,
     logs: Vec<String>,
+    /// Its memos as `getSignaturesForAddress` shows them (`[length] text`, joined by `; `).
+    memo: Option<String>,
 }
 
 /// The SVM and what a cluster would remember besides: slots, recent blockhashes, landed

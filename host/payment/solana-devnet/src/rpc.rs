@@ -149,6 +149,7 @@ fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Result<Value, Rp
                     err: outcome.as_ref().err().map(|f| json!(f.err)),
                     fee: 0,
                     logs: Vec::new(),
+                    memo: None,
                 },
             );
             json!(signature.to_string())
@@ -196,7 +197,7 @@ fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Result<Value, Rp
                 .filter_map(|s| {
                     let landed = chain.landed.get(s)?;
                     Some(json!({"signature": s.to_string(), "slot": landed.slot, "err": landed.err,
-                        "memo": null, "blockTime": landed.block_time, "confirmationStatus": "finalized"}))
+                        "memo": landed.memo, "blockTime": landed.block_time, "confirmationStatus": "finalized"}))
                 })
                 .collect();
             json!(entries)
@@ -214,6 +215,7 @@ fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Result<Value, Rp
                     err,
                     fee,
                     logs,
+                    ..
                 }) => {
                     let status = match err {
                         None => json!({"Ok": null}),
@@ -297,9 +299,18 @@ fn send_transaction(chain: &mut Chain, params: &Value) -> Result<Value, RpcFailu
         )));
     }
     let bytes = bincode::serialize(&transaction).map_err(|e| (INVALID_PARAMS, e.to_string()))?;
-    for account in transaction.message.static_account_keys() {
+    let keys = transaction.message.static_account_keys();
+    for account in keys {
         chain.touched.entry(*account).or_default().push(signature);
     }
+    let memos: Vec<String> = transaction
+        .message
+        .instructions()
+        .iter()
+        .filter_map(|i| token::read_memo(keys.get(usize::from(i.program_id_index))?, &i.data))
+        .map(|text| format!("[{}] {text}", text.len()))
+        .collect();
+    let memo = (!memos.is_empty()).then(|| memos.join("; "));
     let outcome = chain.svm.send_transaction(transaction);
     let (meta, err) = match outcome {
         Ok(meta) => (meta, None),
@@ -315,6 +326,7 @@ fn send_transaction(chain: &mut Chain, params: &Value) -> Result<Value, RpcFailu
             err,
             fee: meta.fee,
             logs: meta.logs,
+            memo,
         },
     );
     Ok(json!(signature.to_string()))

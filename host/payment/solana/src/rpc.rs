@@ -284,28 +284,27 @@ impl SolanaRpc {
         }))
     }
 
-    /// The signatures of the transactions that touched `account`, newest first (up to
-    /// 1,000).
-    pub async fn signatures_for(&self, account: &Address) -> Result<Vec<Signature>, RpcError> {
-        let answer: Vec<Value> = self
-            .call(
-                "getSignaturesForAddress",
-                json!([account.to_string(), {"limit": 1000, "commitment": self.commitment}]),
-            )
-            .await?;
-        Ok(answer
-            .iter()
-            .filter_map(|entry| entry["signature"].as_str()?.parse().ok())
-            .collect())
-    }
-
     /// A successful transaction touching `account` that carries `memo`, if there is one.
+    /// `getSignaturesForAddress` lists the last 1,000 with their memos (`[length] text`,
+    /// joined by `; `); only those whose memo field holds `memo` are fetched to confirm it.
     pub async fn find_memo(
         &self,
         account: &Address,
         memo: &str,
     ) -> Result<Option<Signature>, RpcError> {
-        for signature in self.signatures_for(account).await? {
+        let entries: Vec<Value> = self
+            .call(
+                "getSignaturesForAddress",
+                json!([account.to_string(), {"limit": 1000, "commitment": self.commitment}]),
+            )
+            .await?;
+        let candidates = entries.iter().filter(|entry| {
+            entry["err"].is_null() && entry["memo"].as_str().is_some_and(|m| m.contains(memo))
+        });
+        for entry in candidates {
+            let Some(signature) = entry["signature"].as_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
             let Some(landed) = self.transaction(&signature).await? else {
                 continue;
             };
