@@ -10,7 +10,8 @@
 //!   documents with the draft's problem types.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use d402_protocol::Timestamp;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -95,11 +96,7 @@ impl Credential {
 }
 
 fn decode_base64(text: &str) -> Result<Vec<u8>, MppError> {
-    let trimmed = text.trim().trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
-        .map_err(|e| MppError::Malformed(format!("not base64: {e}")))
+    d402_x402::decode_any_base64(text).map_err(|e| MppError::Malformed(e.to_string()))
 }
 
 /// Why a credential is refused.
@@ -240,54 +237,16 @@ impl Problem {
     }
 }
 
-/// `unix` seconds as RFC 3339 UTC (`2026-12-05T12:00:00Z`).
+/// `unix` seconds as RFC 3339 UTC.
 fn rfc3339(unix: u64) -> String {
-    let days = unix / 86_400;
-    let seconds = unix % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+    Timestamp::from_unix_millis(unix * 1000).to_string()
 }
 
-/// Unix seconds of an RFC 3339 UTC time of the form [`rfc3339`] writes.
+/// Unix seconds of an RFC 3339 time.
 fn parse_rfc3339(text: &str) -> Option<u64> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 20 || bytes[19] != b'Z' {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
-    let days = days_from_civil(number(0..4)?, number(5..7)?, number(8..10)?);
-    let seconds = number(11..13)? * 3600 + number(14..16)? * 60 + number(17..19)?;
-    u64::try_from(days * 86_400 + seconds).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of `days` since 1970-01-01 (the inverse of [`days_from_civil`]).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    text.parse::<Timestamp>()
+        .ok()
+        .map(|t| t.unix_millis() / 1000)
 }
 
 #[cfg(test)]
@@ -296,16 +255,6 @@ mod tests {
 
     fn issuer() -> ChallengeIssuer {
         ChallengeIssuer::new(b"secret".to_vec(), "http://127.0.0.1:8402".into())
-    }
-
-    #[test]
-    fn times_round_trip_through_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_472_000), "2026-12-05T12:00:00Z");
-        for t in [0, 951_782_400, 1_796_472_000, 4_102_444_799] {
-            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        }
-        assert_eq!(parse_rfc3339("2026-12-05 12:00:00"), None);
     }
 
     #[test]
