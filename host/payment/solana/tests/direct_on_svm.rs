@@ -10,16 +10,16 @@ use d402_payment::x402::{PaymentPayload, TransferProof, X402_VERSION};
 use d402_payment::{Expectation, PaymentError, PaymentRail, RailError};
 use d402_protocol::{Amount, Refund, Timestamp};
 use d402_rail_solana::transfer::{self, TransferOrder};
-use d402_rail_solana::{
-    Address, DirectConfig, Keypair, SolanaDirectRail, SolanaNetwork, SolanaRpc, USDC_DECIMALS,
-    USDC_MINT,
-};
+use d402_rail_solana::{Address, Keypair, SolanaDirectRail, SolanaRpc, USDC_DECIMALS, USDC_MINT};
 use d402_solana_devnet::SolanaDevnet;
 use serde_json::json;
 use solana_signer::Signer;
 
+mod common;
+
+use common::FUNDS;
+
 const PRICE: u64 = 10_000;
-const FUNDS: u64 = 1_000_000;
 const BINDING: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 struct Fixture {
@@ -31,22 +31,14 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let devnet = SolanaDevnet::start(0).await.unwrap();
-    let buyer = Keypair::new();
-    let wallet = Keypair::new();
-    let gateway = wallet.pubkey();
-    for owner in [buyer.pubkey(), gateway] {
-        devnet.fund_sol(&owner, 1_000_000_000).unwrap();
-    }
-    devnet.fund_usdc(&buyer.pubkey(), FUNDS).unwrap();
-    let config = DirectConfig {
-        network: SolanaNetwork::Localnet,
-        mint: USDC_MINT,
-        decimals: USDC_DECIMALS,
-        confirm_timeout: Duration::from_secs(10),
-    };
-    let rail = SolanaDirectRail::new(config, devnet.rpc_url(), wallet);
-    let rpc = SolanaRpc::new(devnet.rpc_url());
+    let common::Network {
+        devnet,
+        rpc,
+        buyer,
+        wallet,
+        gateway,
+    } = common::network().await;
+    let rail = SolanaDirectRail::new(common::config(), devnet.rpc_url(), wallet);
     Fixture {
         devnet,
         rail,

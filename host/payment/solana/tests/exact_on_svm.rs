@@ -3,8 +3,6 @@
 //! checked, co-signed and submitted before any work, once however often it is presented;
 //! every layout the scheme forbids is refused with nothing submitted.
 
-use std::time::Duration;
-
 use base64::Engine;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements, X402_VERSION};
 use d402_payment::{Expectation, PaymentError, PaymentRail};
@@ -12,8 +10,7 @@ use d402_protocol::{Amount, Timestamp};
 use d402_rail_solana::exact::COMPUTE_BUDGET_PROGRAM;
 use d402_rail_solana::token::{self, associated_token_address};
 use d402_rail_solana::{
-    Address, DirectConfig, Keypair, Signer, SolanaNetwork, SolanaRpc, USDC_DECIMALS, USDC_MINT,
-    X402SolanaRail,
+    Address, Keypair, Signer, SolanaRpc, USDC_DECIMALS, USDC_MINT, X402SolanaRail,
 };
 use d402_solana_devnet::SolanaDevnet;
 use serde_json::json;
@@ -21,8 +18,11 @@ use solana_instruction::{AccountMeta, Instruction};
 use solana_message::VersionedMessage;
 use solana_transaction::versioned::VersionedTransaction;
 
+mod common;
+
+use common::FUNDS;
+
 const PRICE: u64 = 10_000;
-const FUNDS: u64 = 1_000_000;
 const BINDING: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
 struct Fixture {
@@ -34,22 +34,18 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let devnet = SolanaDevnet::start(0).await.unwrap();
-    let buyer = Keypair::new();
-    let wallet = Keypair::new();
-    let gateway = wallet.pubkey();
-    devnet.fund_sol(&gateway, 1_000_000_000).unwrap();
-    devnet.fund_usdc(&buyer.pubkey(), FUNDS).unwrap();
+    let common::Network {
+        devnet,
+        rpc,
+        buyer,
+        wallet,
+        gateway,
+    } = common::network().await;
+    // The scheme's transfer does not create the recipient's token account.
     devnet.fund_usdc(&gateway, 0).unwrap();
-    let config = DirectConfig {
-        network: SolanaNetwork::Localnet,
-        mint: USDC_MINT,
-        decimals: USDC_DECIMALS,
-        confirm_timeout: Duration::from_secs(10),
-    };
     Fixture {
-        rail: X402SolanaRail::new(config, devnet.rpc_url(), wallet),
-        rpc: SolanaRpc::new(devnet.rpc_url()),
+        rail: X402SolanaRail::new(common::config(), devnet.rpc_url(), wallet),
+        rpc,
         devnet,
         buyer,
         gateway,
