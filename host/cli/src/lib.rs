@@ -1,5 +1,6 @@
 //! The `d402` command line: argument parsing and one module per command group.
 
+mod admin;
 mod bench;
 mod bench_gateway;
 mod bench_network;
@@ -25,8 +26,26 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "d402", version, about)]
 struct Cli {
+    /// Log format on stderr: text, or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "D402_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal, never with NO_COLOR set).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -67,6 +86,16 @@ enum Command {
     /// Incident mode: pause or resume new paid tasks on a node (running or not).
     #[command(subcommand)]
     Ops(ops::OpsCommand),
+    /// Inspect gateway safety state: each check against its threshold or cap; exit 0 ok,
+    /// 1 warn, 2 critical, 3 unknown.
+    OpsStatus(ops::StatusArgs),
+    /// Run continuous safety monitoring and alert dedupe: notifies alerts as they fire,
+    /// repeat and resolve (stdout JSON lines, a webhook, a command); can enter incident mode.
+    OpsMonitor(ops::MonitorArgs),
+    /// Balances and earnings by account (the node wallet, local workers, payees).
+    Balances(admin::BalancesArgs),
+    /// The node's tasks, newest first, filtered by status, capability or age.
+    Tasks(admin::TasksArgs),
     /// The Base task escrow: deploy its factory.
     #[command(subcommand)]
     Escrow(escrow::EscrowCommand),
@@ -80,8 +109,17 @@ enum Command {
 
 /// Runs the command line and maps failures to exit code 1 with the full error on stderr.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // `d402 node` logs each paid task and settlement (info); other commands only warnings.
+    let default_filter = if matches!(cli.command, Command::Node(_)) {
+        "warn,d402=info"
+    } else {
+        "warn"
+    };
+    if let Err(error) = init_tracing(cli.log_format, default_filter) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let outcome = match cli.command {
         Command::Keygen { out, force } => keygen(&out, force).map(|()| ExitCode::SUCCESS),
         Command::Capability(command) => capability::run(command),
@@ -96,6 +134,10 @@ pub fn main() -> ExitCode {
         Command::Devnet(args) => devnet::devnet(args),
         Command::Escrow(command) => escrow::run(command),
         Command::Ops(command) => ops::run(command),
+        Command::OpsStatus(args) => ops::status(args),
+        Command::OpsMonitor(args) => ops::monitor(args),
+        Command::Balances(args) => admin::balances(args),
+        Command::Tasks(args) => admin::tasks(args),
         Command::EscrowFinalizer(args) => escrow::finalizer(args),
     };
     match outcome {
@@ -107,13 +149,30 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("D402_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// Logs to stderr, filtered by `D402_LOG` (an invalid filter is an error) or
+/// `default_filter`.
+fn init_tracing(format: LogFormat, default_filter: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = match std::env::var("D402_LOG") {
+        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "D402_LOG={text:?} is not a log filter ({e}); use a level (D402_LOG=info) or \
+                 targets with levels (D402_LOG=warn,d402_node=debug)"
+            )
+        })?,
+        Err(_) => tracing_subscriber::EnvFilter::new(default_filter),
+    };
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(colour);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
 }
 
 fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<()> {

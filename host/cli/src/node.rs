@@ -6,19 +6,21 @@ use d402_rail_simulated::sign_payment;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::admin::AdminClient;
 use anyhow::Context;
 use clap::Args;
+use d402_gateway_api::admin::{FaucetRequest, FaucetResponse};
 use d402_node::gateway::{Admission, TaskRequest};
 use d402_node::{Gateway, NodeArgs};
 use d402_protocol::{Amount, PublicKey};
-use d402_store::StateDir;
 use d402_store::TaskStatus;
 use serde_json::json;
 
 /// Arguments of `d402 task`.
 #[derive(Args)]
 pub struct TaskArgs {
-    /// Node state directory (its store is opened here, so the node must be stopped).
+    /// Node state directory: a running node is paid through its public API (in its own
+    /// execution mode), a stopped node's store is opened here.
     #[arg(long, env = "D402_STATE", default_value = "state/node")]
     state: PathBuf,
     /// Capability to run, ID or manifest CID (default: the node's default capability).
@@ -47,7 +49,8 @@ pub struct TaskArgs {
 /// Arguments of `d402 faucet`.
 #[derive(Args)]
 pub struct FaucetArgs {
-    /// Node state directory (the ledger is `<state>/node.redb`; stop the node first).
+    /// Node state directory: a running node is credited through its admin API, a stopped
+    /// node's ledger (`<state>/node.redb`) directly.
     #[arg(long, env = "D402_STATE", default_value = "state/node")]
     state: PathBuf,
     /// Account to fund (base58 public key).
@@ -81,6 +84,9 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     let input: serde_json::Value =
         serde_json::from_str(&args.input).context("--input is not JSON")?;
     let key = d402_wallet::load(&args.key)?;
+    if let Some(admin) = AdminClient::find(&args.state)? {
+        return task_on_running_node(&args, admin.public_url(), input, key);
+    }
     let config = d402_node::NodeConfig {
         state: args.state,
         mode: args.mode,
@@ -139,14 +145,60 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Credits an account on the simulated ledger.
-pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
-    let amount = Amount::from_dollars(args.amount)?;
-    let store = StateDir::new(&args.state).open_store()?;
-    let balance = store.credit(&args.account.to_string(), amount)?;
+/// Runs `d402 task` on a running node: through its public API, paying on the simulated
+/// rail, in the node's own execution mode.
+fn task_on_running_node(
+    args: &TaskArgs,
+    public_url: &str,
+    input: serde_json::Value,
+    key: d402_protocol::Keypair,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.mode == d402_protocol::ExecutionMode::Single && args.fanout == 1 && args.quorum == 1,
+        "a running node runs tasks in its own execution mode; drop --mode/--fanout/--quorum \
+         (set them on `d402 node`), or stop the node to run this task in another mode"
+    );
+    let mut body = json!({ "input": input });
+    if let Some(capability) = &args.capability {
+        body["capabilityId"] = json!(capability);
+    }
+    let client = d402_client::Client::new(public_url)?;
+    let payer = d402_rail_simulated::SimulatedPayer::new(key);
+    let outcome = tokio()?.block_on(client.run_task(&body, &payer))?;
+    let accepted = outcome.task["status"] == "accepted";
     println!(
         "{}",
-        json!({"account": args.account.to_string(), "credited": amount, "balance": balance})
+        serde_json::to_string_pretty(&json!({"task": outcome.task, "receipts": outcome.receipt}))?
+    );
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Credits an account on the simulated ledger: through the admin API of a running node,
+/// or in a stopped node's store.
+pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
+    let amount = Amount::from_dollars(args.amount)?;
+    let account = args.account.to_string();
+    let balance = match AdminClient::find(&args.state)? {
+        Some(admin) => {
+            let request = FaucetRequest {
+                account: account.clone(),
+                amount_micros: amount.micros(),
+            };
+            let response: FaucetResponse =
+                tokio()?.block_on(admin.post(d402_gateway_api::admin::FAUCET, &request))?;
+            Amount::from_micros(response.balance_micros)
+        }
+        None => crate::admin::existing(&args.state)?
+            .open_store()?
+            .credit(&account, amount)?,
+    };
+    println!(
+        "{}",
+        json!({"account": account, "credited": amount, "balance": balance})
     );
     Ok(ExitCode::SUCCESS)
 }

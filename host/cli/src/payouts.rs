@@ -252,7 +252,12 @@ fn open(state: &std::path::Path) -> anyhow::Result<NodeStore> {
 }
 
 fn list(state: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let payouts = open(state)?.payouts()?;
+    let payouts: Vec<d402_store::OwedPayout> = match crate::admin::AdminClient::find(state)? {
+        Some(admin) => {
+            crate::node::tokio()?.block_on(admin.get(d402_gateway_api::admin::PAYOUTS))?
+        }
+        None => open(state)?.payouts()?,
+    };
     if as_json {
         println!("{}", serde_json::to_string_pretty(&payouts)?);
         return Ok(ExitCode::SUCCESS);

@@ -2,6 +2,7 @@
 //! clients: the headers it sets, its paid alias route, its OpenAPI 3.1 document
 //! ([`document`]) and the x402 `bazaar` extension of its paid routes.
 
+pub mod admin;
 mod bazaar;
 mod openapi;
 

@@ -184,7 +184,15 @@ impl Catalog {
             entries.insert(0, default);
             return Ok(Self { entries });
         }
-        tracing::warn!(wanted, default = %catalog.entries[0].capability_id, "the configured capability is not served");
+        // The embedded default names page-to-markdown; a node serving only other
+        // capabilities did not ask for it, so that is no reason to warn.
+        if config.accepted_manifest_cids.is_empty()
+            && config.capability == crate::config::DEFAULT_CAPABILITY
+        {
+            tracing::debug!(default = %catalog.entries[0].capability_id, "serving another default capability");
+        } else {
+            tracing::warn!(wanted, default = %catalog.entries[0].capability_id, "the configured capability is not served");
+        }
         Ok(catalog)
     }
 

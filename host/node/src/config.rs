@@ -30,6 +30,9 @@ use d402_protocol::{
 };
 use serde::Deserialize;
 
+/// The capability a node serves by default (`--capability`).
+pub const DEFAULT_CAPABILITY: &str = "web.page_to_markdown@1";
+
 /// A role a node process can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +103,12 @@ pub struct NodeConfig {
     pub http_body_timeout_seconds: u64,
     /// HTTP connections held at once; at the cap the oldest idle one is closed.
     pub http_max_connections: usize,
+    /// Admin API listen address (bearer token; never public).
+    pub admin_host: IpAddr,
+    /// Admin API port (0 picks a free one; `<state>/admin.json` names it).
+    pub admin_port: u16,
+    /// Seconds a stopping node (SIGTERM, Ctrl-C) lets running tasks finish before it exits.
+    pub shutdown_grace_seconds: u64,
     /// DEVELOPMENT ONLY: let page fetches reach private and loopback addresses.
     pub allow_private_addresses: bool,
     /// Size of the node's local worker pool.
@@ -366,7 +375,7 @@ impl Default for NodeConfig {
             http_port: 8402,
             public_url: None,
             roles: vec![Role::Gateway, Role::Worker, Role::Validator],
-            capability: "web.page_to_markdown@1".into(),
+            capability: DEFAULT_CAPABILITY.into(),
             accepted_manifest_cids: Vec::new(),
             trusted_capability_namespaces: Vec::new(),
             require_capability_registration: false,
@@ -381,6 +390,9 @@ impl Default for NodeConfig {
             http_header_timeout_seconds: 10,
             http_body_timeout_seconds: 30,
             http_max_connections: 4096,
+            admin_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            admin_port: 0,
+            shutdown_grace_seconds: 30,
             allow_private_addresses: false,
             local_workers: 3,
             mode: ExecutionMode::Single,
@@ -623,6 +635,17 @@ pub struct NodeArgs {
     /// make room [default: 4096].
     #[arg(long, help_heading = "HTTP")]
     pub http_max_connections: Option<usize>,
+    /// Admin API listen address; a non-loopback address exposes it (token still required)
+    /// [default: 127.0.0.1].
+    #[arg(long, help_heading = "Admin")]
+    pub admin_host: Option<IpAddr>,
+    /// Admin API port (0: any free port; <state>/admin.json names it) [default: 0].
+    #[arg(long, help_heading = "Admin")]
+    pub admin_port: Option<u16>,
+    /// Seconds a stopping node (SIGTERM, Ctrl-C) lets running tasks finish; tasks still
+    /// running then are refunded at the next start [default: 30].
+    #[arg(long, help_heading = "Admin")]
+    pub shutdown_grace_seconds: Option<u64>,
     /// DEVELOPMENT ONLY: let page fetches reach private/loopback addresses [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Browser")]
     pub allow_private_addresses: Option<bool>,
@@ -903,6 +926,12 @@ impl NodeArgs {
             self.http_body_timeout_seconds,
         );
         set(&mut config.http_max_connections, self.http_max_connections);
+        set(&mut config.admin_host, self.admin_host);
+        set(&mut config.admin_port, self.admin_port);
+        set(
+            &mut config.shutdown_grace_seconds,
+            self.shutdown_grace_seconds,
+        );
         set(
             &mut config.allow_private_addresses,
             self.allow_private_addresses,

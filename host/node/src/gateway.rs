@@ -126,6 +126,10 @@ pub struct Gateway {
     bound: std::sync::OnceLock<std::net::SocketAddr>,
     /// Tasks whose settlement is being completed right now.
     settling_now: std::sync::Mutex<HashSet<String>>,
+    /// Counters for `/metrics`.
+    metrics: crate::metrics::Metrics,
+    /// Set when the node is stopping: new paid tasks are refused.
+    draining: std::sync::atomic::AtomicBool,
     /// Issues and recognizes MPP `Payment` challenges.
     mpp: d402_mpp::ChallengeIssuer,
 }
@@ -274,6 +278,8 @@ impl Gateway {
             bound: std::sync::OnceLock::new(),
             settling_now: std::sync::Mutex::new(HashSet::new()),
             mpp,
+            metrics: crate::metrics::Metrics::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         gateway.recover().await?;
         if gateway.rails.all().iter().any(|r| r.settles_externally()) {
@@ -289,6 +295,22 @@ impl Gateway {
         std::fs::read_to_string(file)
             .ok()
             .map(|reason| reason.trim().to_string())
+    }
+
+    /// Stops taking new paid tasks (the node is shutting down); everything else goes on.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the node is shutting down ([`Gateway::start_draining`]).
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The node's counters (`/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The gateway wallet: receives payments, signs intents, leases and receipts (base58).
@@ -386,6 +408,8 @@ impl Gateway {
                     .engine
                     .execute(&record.intent, &served, reputation)
                     .await;
+                self.metrics
+                    .runs(execution.claims.len(), execution.failures.len());
                 match execution.decision.clone() {
                     Ok(_) => self.prepare_accepted(record, &served, execution).await,
                     Err(error) => self.prepare_rejected(record, error, Some(execution)).await,
@@ -414,6 +438,18 @@ impl Gateway {
                 if let Some(network) = self.network() {
                     gossip_settled(network, &receipts, self.config.gossip_tasks).await;
                 }
+                let intent = &record.intent.payload;
+                let seconds = Timestamp::now()
+                    .unix_millis()
+                    .saturating_sub(record.created_at.unix_millis())
+                    as f64
+                    / 1000.0;
+                self.metrics.task(
+                    &intent.capability_id,
+                    intent.mode.as_str(),
+                    record.status.as_str(),
+                    seconds,
+                );
                 (record, Some(receipts))
             }
             Err(e) => {
@@ -457,6 +493,9 @@ impl Gateway {
             self.capture_on_rail(&rail, &mut record, &mut receipts)
                 .await
         };
+        if record.status.is_settling() || record.status == TaskStatus::SettlementFailed {
+            self.metrics.settlement_failure(rail.id().as_str());
+        }
         if let Err(e) = self
             .store
             .settle_async(&record, &receipts, &ledger, &owed)

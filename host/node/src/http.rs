@@ -109,6 +109,14 @@ impl Routes {
 /// Binds the configured address and serves until the process ends. Prints the bound
 /// address (`d402 node listening on http://…`) on stdout once listening.
 pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
+    let listener = bind(&gateway).await?;
+    serve_on(listener, gateway).await?;
+    Ok(())
+}
+
+/// Binds the configured address, records it as the gateway's own and prints it
+/// (`d402 node listening on http://…`).
+pub async fn bind(gateway: &Gateway) -> anyhow::Result<tokio::net::TcpListener> {
     let config = gateway.config();
     let address = (config.http_host, config.http_port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -124,8 +132,8 @@ pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
         Price(default.price)
     );
     tracing::info!(%bound, "gateway listening");
-    serve_on(listener, gateway).await?;
-    Ok(())
+    gateway.set_bound(bound);
+    Ok(listener)
 }
 
 /// Serves the API over `gateway` on an already bound `listener` until the process ends,
@@ -660,6 +668,13 @@ async fn handle_task(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if g.draining() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the node is shutting down and takes no new paid tasks; running tasks finish and settle — try again later or on another gateway",
+        ));
+    }
     if let Some(reason) = g.paused() {
         let why = if reason.is_empty() {
             String::new()

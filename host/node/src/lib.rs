@@ -6,6 +6,7 @@
 //! Payments go through the rails of `d402-payment` (the simulated rail of
 //! `d402-rail-simulated` today); the buyer side is `d402-client`.
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod decision;
@@ -13,7 +14,9 @@ pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod installed;
+pub mod metrics;
 pub mod run;
+pub mod safety;
 pub mod server;
 pub mod settlement;
 pub mod validation;

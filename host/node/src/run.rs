@@ -68,7 +68,24 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         ));
     }
     match gateway {
-        Some(gateway) => crate::http::serve(gateway).await,
+        Some(gateway) => {
+            let listener = crate::http::bind(&gateway).await?;
+            crate::admin::start(gateway.clone()).await?;
+            let mut server = tokio::spawn(crate::http::serve_on(listener, gateway.clone()));
+            let outcome = tokio::select! {
+                served = &mut server => served
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map_err(anyhow::Error::from)),
+                () = shutdown_signal() => {
+                    drain(&gateway).await;
+                    Ok(())
+                }
+            };
+            let state = StateDir::new(&config.state);
+            crate::admin::remove_endpoint(&state);
+            let _ = std::fs::remove_file(state.pid_file());
+            outcome
+        }
         None => {
             println!(
                 "d402 node running ({})",
@@ -81,6 +98,52 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             );
             std::future::pending().await
         }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Stops admitting paid tasks and waits, up to the grace period, for the running ones to
+/// be decided and settled. What is still running then stays stored as running and is
+/// refunded when the node starts again (each once: the store decides a task only once).
+async fn drain(gateway: &Gateway) {
+    gateway.start_draining();
+    let grace = Duration::from_secs(gateway.config().shutdown_grace_seconds);
+    let started = std::time::Instant::now();
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "stopping: no new paid tasks; letting running tasks finish"
+    );
+    loop {
+        let running = gateway.store().running().map(|r| r.len()).unwrap_or(0);
+        if running == 0 {
+            tracing::info!("stopped: no task left running");
+            return;
+        }
+        if started.elapsed() >= grace {
+            for task in gateway.store().running().unwrap_or_default() {
+                tracing::warn!(task = %task.task_id, "still running after the grace period; refunded when the node starts again");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -220,6 +220,17 @@ pub enum ExecutionMode {
     Quorum,
 }
 
+impl ExecutionMode {
+    /// The mode's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Race => "race",
+            Self::Quorum => "quorum",
+        }
+    }
+}
+
 /// Bounds enforced on every run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -35,6 +35,32 @@ impl StateDir {
         self.root.join("node.pid")
     }
 
+    /// The running node's admin API: its URL and bearer token (JSON, 0600), present while
+    /// the node runs.
+    pub fn admin_file(&self) -> PathBuf {
+        self.root.join("admin.json")
+    }
+
+    /// The admin API's bearer token (0600), created once and kept across restarts so that a
+    /// scraper's credentials file stays valid.
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin-token")
+    }
+
+    /// The ops-monitor's alert state.
+    pub fn monitor_state(&self) -> PathBuf {
+        self.root.join("ops-monitor.json")
+    }
+
+    /// The pid recorded in [`StateDir::pid_file`], while such a process exists (a stale
+    /// file says nothing).
+    pub fn running_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
     /// Records that this process uses the state (its pid in [`StateDir::pid_file`]).
     pub fn claim(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.root)?;
@@ -47,11 +73,7 @@ impl StateDir {
         crate::NodeStore::open(&self.store()).map_err(|e| match e {
             crate::StoreError::InUse => crate::StoreError::StateInUse {
                 state: self.root.display().to_string(),
-                // The recorded pid, while such a process exists (a stale file says nothing).
-                pid: std::fs::read_to_string(self.pid_file())
-                    .ok()
-                    .and_then(|pid| pid.trim().parse::<u32>().ok())
-                    .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+                pid: self.running_pid(),
             },
             other => other,
         })
@@ -139,6 +161,11 @@ mod tests {
             state.registration(&"bafy"),
             state.worker_key(2),
             state.peers(),
+            state.admin_file(),
+            state.admin_token(),
+            state.monitor_state(),
+            state.pause_file(),
+            state.pid_file(),
         ];
         assert!(pieces.iter().all(|p| p.starts_with("/srv/d402")));
         let unique: std::collections::BTreeSet<_> = pieces.iter().collect();

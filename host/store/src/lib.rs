@@ -7,4 +7,6 @@ mod store;
 
 pub use layout::StateDir;
 pub use payouts::{OwedPayout, PayoutState};
-pub use store::{Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskRecord, TaskStatus};
+pub use store::{
+    Accepted, NodeStore, PaymentClaim, Receipts, StoreError, TaskFilter, TaskRecord, TaskStatus,
+};

@@ -84,7 +84,7 @@ pub enum StoreError {
     #[error("the store is open in another process; stop it first")]
     InUse,
     /// A running node uses the state directory.
-    #[error("state {state} is used by a running node{}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("state {state} is used by a running node{}; use the admin API (this command does when the node wrote {state}/admin.json) or stop it", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     StateInUse {
         /// The state directory.
         state: String,
@@ -204,6 +204,35 @@ pub struct Receipts {
     /// Reputation events issued for the task.
     #[serde(default)]
     pub reputation: Vec<Signed<ReputationEvent>>,
+}
+
+/// Which tasks [`NodeStore::tasks`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFilter {
+    /// Only tasks in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this capability ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    /// Only tasks paid at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// At most this many (the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl TaskFilter {
+    fn matches(&self, record: &TaskRecord) -> bool {
+        self.status.is_none_or(|s| s == record.status)
+            && self
+                .capability
+                .as_ref()
+                .is_none_or(|c| *c == record.intent.payload.capability_id)
+            && self.since.is_none_or(|t| record.created_at >= t)
+    }
 }
 
 /// What [`NodeStore::accept_payment`] did.
@@ -561,6 +590,41 @@ impl NodeStore {
             .map_err(db)?
             .map(|g| decode(g.value()))
             .transpose()
+    }
+
+    /// Tasks matching `filter`, newest first. Reads every task record (the store has no
+    /// index by time or capability): meant for operators, not for the request path.
+    pub fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let tasks = txn.open_table(TASKS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in tasks.iter().map_err(db)? {
+            let (_, value) = entry.map_err(db)?;
+            let record: TaskRecord = decode(value.value())?;
+            if filter.matches(&record) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        if let Some(limit) = filter.limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    /// Every account on the simulated ledger with its balance.
+    pub fn accounts(&self) -> Result<Vec<(String, Amount)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let ledger = txn.open_table(LEDGER).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in ledger.iter().map_err(db)? {
+            let (account, balance) = entry.map_err(db)?;
+            out.push((
+                account.value().to_string(),
+                Amount::from_micros(balance.value()),
+            ));
+        }
+        Ok(out)
     }
 
     /// Tasks paid but not decided (to refund after a restart).

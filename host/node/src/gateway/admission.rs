@@ -11,13 +11,16 @@ use d402_payment::x402::{
     PaymentHeader, PaymentRequired, PaymentRequirements, Resource, TransferProof, X402_VERSION,
     payment_identifier,
 };
-use d402_payment::{Authorization, Expectation, PaymentError, PaymentRail, request_binding};
+use d402_payment::{
+    Authorization, Expectation, PaymentError, PaymentRail, RailId, request_binding,
+};
 use d402_protocol::{ExecutionMode, Signed, TaskIntent, Timestamp};
 use d402_store::{Accepted, PaymentClaim, StoreError, TaskRecord, TaskStatus};
 use serde_json::Value;
 
 use super::Gateway;
 use crate::catalog::ServedCapability;
+use crate::metrics::PaymentOutcome;
 
 /// The x402 `bazaar` extension of the paid route `path` selling `served`.
 fn bazaar(served: &ServedCapability, path: &str) -> Value {
@@ -261,12 +264,35 @@ impl Gateway {
         request: TaskRequest,
         header: PaymentHeader<'_>,
     ) -> Result<Admission, Refusal> {
+        let mut rail = None;
+        let admission = self.admit_payment(request, header, &mut rail).await;
+        let outcome = match &admission {
+            Ok(Admission::New(_)) => PaymentOutcome::Accepted,
+            Ok(Admission::Replay(_)) => PaymentOutcome::Replay,
+            Err(Refusal::Store(StoreError::PaymentReused(_) | StoreError::PaymentIdReused(_))) => {
+                PaymentOutcome::RejectedReplay
+            }
+            Err(_) => PaymentOutcome::Refused,
+        };
+        self.metrics()
+            .payment(rail.map_or("unknown", |r: RailId| r.as_str()), outcome);
+        admission
+    }
+
+    /// [`Gateway::admit`], naming in `rail_seen` the rail the payment was for once known.
+    async fn admit_payment(
+        &self,
+        request: TaskRequest,
+        header: PaymentHeader<'_>,
+        rail_seen: &mut Option<RailId>,
+    ) -> Result<Admission, Refusal> {
         let served = &request.capability;
         let binding = request_binding(&request.body);
         let payment = header
             .decode(|| self.requirements(served, &binding))
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
         let rail = self.rails.for_payment(&payment)?;
+        *rail_seen = Some(rail.id());
         if !self.rails_selling(served).any(|r| Arc::ptr_eq(r, rail)) {
             return Err(Refusal::NotOffered {
                 capability: served.capability_id.clone(),
