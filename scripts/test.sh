@@ -9,6 +9,7 @@ source scripts/lib/setup.sh
 ensure_rust_targets
 ensure_cargo_component
 ensure_chromium
+ensure_promtool
 ensure_schemathesis
 ensure_foundry
 ensure_x402_interop

@@ -25,6 +25,15 @@ ensure_chromium() {
   fi
 }
 
+# Debian's promtool (package prometheus) checks the node's /metrics (host/cli/tests/ops_cli.rs).
+ensure_promtool() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "setup: installing Debian's prometheus package (for promtool)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+}
+
 # schemathesis (PyPI, pinned) checks the gateway's /openapi.json against a live node
 # (host/cli/tests/openapi_cli.rs). Installed into a venv under target/ when no working one
 # is found; exports D402_SCHEMATHESIS, which the test runs.

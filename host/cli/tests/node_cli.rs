@@ -354,12 +354,10 @@ fn d402_task_runs_a_quorum_on_the_local_pool() {
 fn a_fresh_node_serves_the_built_in_capabilities() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let buyer = funded_buyer(dir);
-    assert!(
-        !dir.join("state/implementations").exists(),
-        "nothing installed"
-    );
+    assert!(!dir.join("state").exists(), "nothing installed");
     let node = NodeProcess::start(dir, &[]);
+    // Funded through the running node's admin API.
+    let buyer = funded_buyer(dir);
     let capabilities = common::get_json(&format!("{}/capabilities", node.base));
     let mut served: Vec<&str> = capabilities["capabilities"]
         .as_array()
@@ -383,8 +381,9 @@ fn a_fresh_node_serves_the_built_in_capabilities() {
     assert_eq!(outcome.task["result"]["result"]["a"], 1, "{}", outcome.task);
 }
 
-/// A command that needs the store of a running node says which node holds it (its pid),
-/// not the embedded database's lock error; once the node stops, the command works.
+/// A command that needs the store of a running node (a second node, the escrow finalizer)
+/// says which node holds it (its pid) and what to do, not the embedded database's lock
+/// error; once the node stops, the command works.
 #[test]
 fn commands_on_a_running_nodes_state_name_the_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -392,34 +391,19 @@ fn commands_on_a_running_nodes_state_name_the_node() {
     install(dir, "json-transform", "json_transform.wasm");
     let mut node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
     let pid = node.child.id();
-    for command in [
-        &["payouts", "list", "--state", "state"][..],
-        &[
-            "faucet",
-            "--state",
-            "state",
-            "--account",
-            "11111111111111111111111111111111",
-            "--amount",
-            "1",
-        ][..],
-    ] {
-        let (code, _, err) = common::d402(dir, command);
-        assert_eq!(code, 1, "{command:?}");
-        assert!(
-            err.contains(&format!(
-                "state state is used by a running node (pid {pid}); stop it first"
-            )),
-            "{command:?}: {err}"
-        );
-    }
+    let (code, _, err) = common::d402(dir, &["node", "--state", "state", "--http-port", "0"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "state state is used by a running node (pid {pid}); use the admin API"
+        )) && err.contains("or stop it"),
+        "{err}"
+    );
     node.kill();
     let (code, _, err) = common::d402(dir, &["payouts", "list", "--state", "state"]);
     assert_eq!(code, 0, "{err}");
 }
 
-/// Incident mode on a running node: `d402 ops pause` makes new paid tasks 503 with the
-/// reason while reads of earlier tasks go on; `d402 ops resume` takes them again.
 #[test]
 fn ops_pause_stops_new_paid_tasks_and_resume_restarts_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -110,12 +110,12 @@ impl Routes {
 /// address (`d402 node listening on http://…`) on stdout once listening.
 pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     let listener = bind(&gateway).await?;
+    announce(&gateway, listener.local_addr()?);
     serve_on(listener, gateway).await?;
     Ok(())
 }
 
-/// Binds the configured address, records it as the gateway's own and prints it
-/// (`d402 node listening on http://…`).
+/// Binds the configured address and records it as the gateway's own.
 pub async fn bind(gateway: &Gateway) -> anyhow::Result<tokio::net::TcpListener> {
     let config = gateway.config();
     let address = (config.http_host, config.http_port);
@@ -123,6 +123,14 @@ pub async fn bind(gateway: &Gateway) -> anyhow::Result<tokio::net::TcpListener> 
         .await
         .with_context(|| format!("cannot listen on {}:{}", address.0, address.1))?;
     let bound = listener.local_addr()?;
+    tracing::info!(%bound, "gateway listening");
+    gateway.set_bound(bound);
+    Ok(listener)
+}
+
+/// Prints `d402 node listening on http://…` (what scripts and tests wait for) once
+/// everything the node offers is up.
+pub fn announce(gateway: &Gateway, bound: std::net::SocketAddr) {
     let default = gateway.catalog().default_capability();
     println!(
         "d402 node listening on http://{bound} (node {}, {} capabilities, default {} at {})",
@@ -131,9 +139,6 @@ pub async fn bind(gateway: &Gateway) -> anyhow::Result<tokio::net::TcpListener> 
         default.capability_id,
         Price(default.price)
     );
-    tracing::info!(%bound, "gateway listening");
-    gateway.set_bound(bound);
-    Ok(listener)
 }
 
 /// Serves the API over `gateway` on an already bound `listener` until the process ends,

@@ -71,6 +71,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Some(gateway) => {
             let listener = crate::http::bind(&gateway).await?;
             crate::admin::start(gateway.clone()).await?;
+            crate::http::announce(&gateway, listener.local_addr()?);
             let mut server = tokio::spawn(crate::http::serve_on(listener, gateway.clone()));
             let outcome = tokio::select! {
                 served = &mut server => served

@@ -143,7 +143,7 @@ pub fn stored_measures(
             let mut disagreements = 0;
             for task in &recent {
                 if let Some(receipts) = store.receipts(&task.task_id)?
-                    && receipts.verdicts.iter().any(|v| *v == Verdict::Accepted)
+                    && receipts.verdicts.contains(&Verdict::Accepted)
                     && receipts
                         .verdicts
                         .iter()

@@ -605,7 +605,7 @@ impl NodeStore {
                 out.push(record);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         if let Some(limit) = filter.limit {
             out.truncate(limit);
         }
