@@ -35,7 +35,9 @@ pub struct RunArgs {
     /// Serve the browser import from a file: URL=FILE (repeatable). Replay mode.
     #[arg(long = "snapshot", value_name = "URL=FILE")]
     snapshots: Vec<String>,
-    /// Node state directory (installed capabilities, compile cache).
+    /// Node state directory: installed capabilities, compile cache, page snapshots. Used
+    /// only when it exists (nothing is written elsewhere; without it pages are recorded in
+    /// a temporary directory removed afterwards).
     #[arg(long, env = "D402_STATE", default_value = "state/node")]
     state: PathBuf,
     /// Task ID handed to the capability.
@@ -55,8 +57,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // An existing node state lends its compile cache and blob store; otherwise nothing is
+    // written into the working directory (often the capability's own crate).
+    let state = args.state.is_dir().then(|| StateDir::new(&args.state));
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let blobs = state
+        .as_ref()
+        .map_or_else(|| scratch.path().join("blobs"), StateDir::blobs);
     let runtime = Runtime::new(RuntimeConfig {
-        compile_cache_dir: Some(StateDir::new(&args.state).compile_cache()),
+        compile_cache_dir: state.as_ref().map(StateDir::compile_cache),
         ..RuntimeConfig::default()
     })?;
     let loaded = match (&args.manifest, &args.wasm, &args.capability) {
@@ -69,7 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(installed) => runtime.load_from_store(
                 &installed.manifest,
                 installed.package.artifact_cid,
-                &BlobStore::open(StateDir::new(&args.state).blobs())?,
+                &BlobStore::open(&blobs)?,
             )?,
             Err(not_installed) => {
                 let Some((manifest, bytes)) = source_tree_build(reference)? else {
@@ -89,7 +98,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let pages: Option<Arc<dyn PageSource>> = match replay_source(&args.snapshots)? {
         Some(replay) => Some(replay),
         None if loaded.manifest().permissions.browser.is_some() => {
-            let store = BlobStore::open(StateDir::new(&args.state).blobs())?;
+            let store = BlobStore::open(&blobs)?;
             let _guard = tokio.enter();
             let live = d402_browser::LiveSource::with_defaults(args.allow_private_addresses, store)
                 .map_err(|e| anyhow::anyhow!("cannot start the page fetcher: {e:?}"))?;

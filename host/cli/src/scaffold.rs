@@ -55,6 +55,7 @@ pub fn new_capability(
         .with_context(|| format!("cannot create {}", root.display()))?;
     std::fs::write(root.join("Cargo.toml"), fill(CARGO_TOML))?;
     std::fs::write(root.join("src/lib.rs"), fill(LIB_RS))?;
+    std::fs::write(root.join(".gitignore"), "/target\n")?;
     write_json(&root.join("manifest.json"), &manifest)?;
     println!("created {} ({id}@1)", root.display());
     println!(

@@ -312,15 +312,49 @@ fn assert_counts_words(crate_dir: &Path, wasm: &Path) {
 fn a_new_capability_crate_builds_outside_the_repository_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = new_crate(dir.path());
-    // The generated unit test runs natively against the SDK's test helpers.
+    assert_eq!(
+        std::fs::read_to_string(crate_dir.join(".gitignore")).unwrap(),
+        "/target\n"
+    );
+    // The generated unit tests run natively against the SDK's test helpers, one of them
+    // checking the Rust types against the manifest's schemas.
     let test = cargo(&crate_dir, &["test"]);
-    assert!(String::from_utf8_lossy(&test.stdout).contains("counts_words ... ok"));
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(stdout.contains("counts_words ... ok"), "{stdout}");
+    assert!(
+        stdout.contains("types_match_the_manifest_schemas ... ok"),
+        "{stdout}"
+    );
     let wasm = cargo_build(
         &crate_dir,
         &["build", "--release", "--target", "wasm32-wasip2"],
         "wasm32-wasip2/release/word_count.wasm",
     );
     assert_counts_words(&crate_dir, &wasm);
+    assert!(
+        !crate_dir.join("state").exists(),
+        "capability run writes no state directory into the crate"
+    );
+
+    // A manifest whose output schema the Output type does not satisfy fails `cargo test`,
+    // naming the side that disagrees.
+    let manifest_path = crate_dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["outputSchema"]["required"] = json!(["result", "count"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let output = Command::new(env!("CARGO"))
+        .args(["test", "types_match"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", outside_target_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.contains("the Output does not match outputSchema") && stdout.contains("count"),
+        "{stdout}"
+    );
 }
 
 /// The second build path. scripts/test.sh installs cargo-component.
