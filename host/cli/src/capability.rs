@@ -32,7 +32,7 @@ pub enum CapabilityCommand {
     /// Validate a manifest's shape and schemas and print its CID.
     Validate {
         /// The manifest file.
-        #[arg(long)]
+        #[arg(long = "manifest", alias = "file", value_name = "FILE")]
         file: PathBuf,
         /// Also check that runtime.artifactCid is this WASM file's CID.
         #[arg(long)]
@@ -40,6 +40,9 @@ pub enum CapabilityCommand {
     },
     /// Sign a registration envelope binding the manifest CID to a namespace.
     Register(RegisterArgs),
+    /// Register, package and install in one step: the common case of a creator serving
+    /// their own capability on their node.
+    Publish(PublishArgs),
     /// Verify a registration: signature, manifest CID, commission cap and namespace proof.
     Verify {
         /// The registration envelope.
@@ -95,7 +98,7 @@ pub enum CapabilityCommand {
 #[derive(Args)]
 pub struct RegisterArgs {
     /// The manifest file.
-    #[arg(long)]
+    #[arg(long = "manifest", alias = "file", value_name = "FILE")]
     file: PathBuf,
     /// Publisher state directory (holds wallet.json and the registrations).
     #[arg(long)]
@@ -117,6 +120,38 @@ pub struct RegisterArgs {
     commission_rail: String,
     /// A namespace proof file to embed.
     #[arg(long)]
+    namespace_proof: Option<PathBuf>,
+    /// Largest creator commission accepted, in basis points.
+    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
+    max_commission_bps: u32,
+}
+
+/// Arguments of `d402 capability publish`.
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The manifest file.
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// The WASM component.
+    #[arg(long, value_name = "FILE")]
+    wasm: PathBuf,
+    /// The creator's key file (signs the registration and the package; `d402 keygen`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The node's state directory to install into.
+    #[arg(long, env = "D402_STATE", default_value = "state/node")]
+    state: PathBuf,
+    /// Creator commission in basis points (needs --commission-wallet).
+    #[arg(long, requires = "commission_wallet")]
+    commission_bps: Option<u32>,
+    /// Account the creator commission is paid to.
+    #[arg(long, requires = "commission_bps")]
+    commission_wallet: Option<String>,
+    /// Rail the commission is paid on: solana, base or simulated.
+    #[arg(long, default_value = "solana")]
+    commission_rail: String,
+    /// A namespace proof file to embed.
+    #[arg(long, value_name = "FILE")]
     namespace_proof: Option<PathBuf>,
     /// Largest creator commission accepted, in basis points.
     #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
@@ -185,6 +220,7 @@ pub fn run(command: CapabilityCommand) -> anyhow::Result<ExitCode> {
         CapabilityCommand::Template { id, version, web } => template(&id, &version, web),
         CapabilityCommand::Validate { file, wasm } => validate(&file, wasm.as_deref()),
         CapabilityCommand::Register(args) => register(args),
+        CapabilityCommand::Publish(args) => publish(args),
         CapabilityCommand::Verify {
             file,
             manifest,
@@ -237,10 +273,6 @@ fn validate(file: &Path, wasm: Option<&Path>) -> anyhow::Result<()> {
                 wasm.display()
             ),
         }
-    } else if manifest.runtime.artifact_cid.is_none() {
-        eprintln!(
-            "note: runtime.artifactCid is not set: the manifest can be registered but not run"
-        );
     }
     println!("{}", manifest.cid()?);
     Ok(())
@@ -261,23 +293,17 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| StateDir::new(&args.state).wallet());
     let key = d402_wallet::load_or_create(&key_path)?;
-    let mut registration =
-        CapabilityRegistration::for_manifest(&manifest, key.public(), Timestamp::now())?;
-    if let (Some(rate_bps), Some(wallet)) = (args.commission_bps, args.commission_wallet) {
-        registration.creator_commission = Some(CreatorCommission::new(
-            rate_bps,
-            wallet,
-            args.commission_rail,
-        ));
-    }
-    if let Some(path) = &args.namespace_proof {
-        registration.namespace_proof = Some(read_json(path)?);
-    }
-    let envelope = Signed::sign(registration, &key)?;
-    // Check before writing anything: a registration we would refuse is never stored.
-    envelope
-        .verify_registration(Some(&manifest), args.max_commission_bps, Timestamp::now())
-        .context("refusing to register")?;
+    let commission = args
+        .commission_bps
+        .zip(args.commission_wallet)
+        .map(|(rate_bps, wallet)| CreatorCommission::new(rate_bps, wallet, args.commission_rail));
+    let envelope = sign_registration(
+        &manifest,
+        &key,
+        commission,
+        args.namespace_proof.as_deref(),
+        args.max_commission_bps,
+    )?;
     let cid = envelope.cid()?;
     write_json(
         &StateDir::new(&args.state).manifest(&manifest.cid()?),
@@ -287,6 +313,81 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
     write_json(&path, &envelope)?;
     print!("{}", pretty(&envelope)?);
     eprintln!("registration {cid} written to {}", path.display());
+    Ok(())
+}
+
+/// A signed registration of `manifest` by `key`, checked as a node would check it before
+/// anything is written.
+fn sign_registration(
+    manifest: &CapabilityManifest,
+    key: &Keypair,
+    commission: Option<CreatorCommission>,
+    namespace_proof: Option<&Path>,
+    max_commission_bps: u32,
+) -> anyhow::Result<Signed<CapabilityRegistration>> {
+    let mut registration =
+        CapabilityRegistration::for_manifest(manifest, key.public(), Timestamp::now())?;
+    registration.creator_commission = commission;
+    if let Some(path) = namespace_proof {
+        registration.namespace_proof = Some(read_json(path)?);
+    }
+    let envelope = Signed::sign(registration, key)?;
+    envelope
+        .verify_registration(Some(manifest), max_commission_bps, Timestamp::now())
+        .context("refusing to register")?;
+    Ok(envelope)
+}
+
+/// Registers, packages and installs in one step; every piece is signed and checked before
+/// anything is installed.
+fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let manifest = read_manifest(&args.manifest)?;
+    let artifact = read_bytes(&args.wasm)?;
+    let key = d402_wallet::load(&args.key).with_context(|| {
+        format!(
+            "the creator key {} (create one with d402 keygen --out FILE)",
+            args.key.display()
+        )
+    })?;
+    let commission = args
+        .commission_bps
+        .zip(args.commission_wallet)
+        .map(|(rate_bps, wallet)| CreatorCommission::new(rate_bps, wallet, args.commission_rail));
+    let registration = sign_registration(
+        &manifest,
+        &key,
+        commission,
+        args.namespace_proof.as_deref(),
+        args.max_commission_bps,
+    )?;
+    let package =
+        d402_node::installed::create_package(&manifest, &artifact, &key, Timestamp::now())?;
+    let installed = d402_node::installed::install_package(
+        &args.state,
+        &package,
+        &manifest,
+        &artifact,
+        &[key.public()],
+    )?;
+    let registration_cid = d402_node::installed::install_registration(
+        &args.state,
+        &registration,
+        &manifest,
+        args.max_commission_bps,
+        Timestamp::now(),
+    )?;
+    println!(
+        "published {} (manifest {}, artifact {}, registration {registration_cid}) in {}",
+        installed.capability_id,
+        installed.manifest_cid,
+        installed.artifact_cid,
+        args.state.display()
+    );
+    println!(
+        "serve it: d402 node --state {} --capability {}",
+        args.state.display(),
+        installed.capability_id
+    );
     Ok(())
 }
 
