@@ -11,6 +11,7 @@ ensure_cargo_component
 ensure_chromium
 ensure_promtool
 ensure_schemathesis
+ensure_python_buyer
 ensure_foundry
 ensure_x402_interop
 ensure_mpp_interop

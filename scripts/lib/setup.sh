@@ -34,6 +34,24 @@ ensure_promtool() {
   fi
 }
 
+# The Python buyer example (examples/python-buyer) needs `cryptography` for ed25519; a venv
+# under target/ gets it (pinned) when the system Python lacks it. Exports D402_PYTHON, which
+# host/cli/tests/python_buyer_cli.rs runs the example with.
+ensure_python_buyer() {
+  local venv=target/python-buyer
+  if python3 -c "import cryptography" >/dev/null 2>&1; then
+    export D402_PYTHON=python3
+  else
+    if ! "$venv/bin/python" -c "import cryptography" >/dev/null 2>&1; then
+      echo "setup: installing cryptography 48.0.0 into $venv" >&2
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "cryptography==48.0.0"
+    fi
+    export D402_PYTHON="$PWD/$venv/bin/python"
+  fi
+}
+
 # schemathesis (PyPI, pinned) checks the gateway's /openapi.json against a live node
 # (host/cli/tests/openapi_cli.rs). Installed into a venv under target/ when no working one
 # is found; exports D402_SCHEMATHESIS, which the test runs.

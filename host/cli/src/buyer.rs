@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use d402_client::{Client, TaskOutcome};
 use d402_payment::{Payer, RailId};
-use d402_protocol::Amount;
+use d402_protocol::Price;
 use d402_rail_simulated::SimulatedPayer;
 use d402_rail_x402_evm::{Address, EvmNetwork, EvmPayer};
 use serde_json::{Value, json};
@@ -36,6 +36,9 @@ pub struct TaskBody {
     /// Submit asynchronously (202) and poll for the result.
     #[arg(long = "async")]
     asynchronous: bool,
+    /// Print only the task's result (JSON) instead of challenge, task and receipt.
+    #[arg(long)]
+    result_only: bool,
 }
 
 impl TaskBody {
@@ -57,13 +60,29 @@ impl TaskBody {
         Ok(body)
     }
 
-    /// Runs the task, paying with `payer`; prints challenge, settlement, task and receipt.
-    /// Exit 0 when accepted, 2 otherwise.
+    /// Runs the task, paying with `payer`; prints challenge, settlement, task and receipt
+    /// (or only the result). Exit 0 when accepted, 2 otherwise, with the reason in one
+    /// line on stderr.
     fn buy(&self, payer: &dyn Payer) -> anyhow::Result<ExitCode> {
         let body = self.body()?;
         let client = Client::new(&self.gateway)?;
-        let outcome: TaskOutcome = tokio()?.block_on(client.run_task(&body, payer))?;
+        let outcome: TaskOutcome = tokio()?
+            .block_on(client.run_task(&body, payer))
+            .map_err(with_hint)?;
         let accepted = outcome.task["status"] == "accepted";
+        if !accepted {
+            eprintln!("{}", failure_line(&outcome.task));
+        }
+        if self.result_only {
+            if accepted {
+                println!("{}", serde_json::to_string_pretty(&outcome.task["result"])?);
+            }
+            return Ok(if accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
@@ -78,6 +97,36 @@ impl TaskBody {
         } else {
             ExitCode::from(2)
         })
+    }
+}
+
+/// One human line saying why a task did not succeed: `task <id> rejected (<kind>): <message>`.
+pub fn failure_line(task: &Value) -> String {
+    let id = task["taskId"].as_str().unwrap_or("?");
+    let status = task["status"].as_str().unwrap_or("not accepted");
+    let error = &task["error"];
+    match (error["kind"].as_str(), error["message"].as_str()) {
+        (Some(kind), Some(message)) => format!("task {id} {status} ({kind}): {message}"),
+        _ => format!("task {id} {status}"),
+    }
+}
+
+/// Adds what to do next to the gateway refusals a buyer can fix.
+fn with_hint(error: d402_client::ClientError) -> anyhow::Error {
+    let hint = match &error {
+        d402_client::ClientError::Status { body, .. }
+            if body.contains("\"insufficient_funds\"") =>
+        {
+            Some(
+                "the buyer has too little on the gateway's simulated ledger; fund it with \
+             `d402 faucet --state DIR --account ADDRESS --amount 1.00`",
+            )
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(error).context(hint),
+        None => error.into(),
     }
 }
 
@@ -119,8 +168,8 @@ pub struct X402TaskArgs {
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
     /// The most to pay for the task, in dollars of the asset (USDC: 6 decimals).
-    #[arg(long, default_value = "1.00", value_name = "DOLLARS")]
-    max_amount: f64,
+    #[arg(long, default_value = "1.00", value_name = "DOLLARS", value_parser = Price::parse_dollars)]
+    max_amount: Price,
     /// The network trusted for payment (CAIP-2).
     #[arg(long, env = "D402_X402_NETWORK", default_value = "eip155:8453")]
     network: String,
@@ -164,8 +213,8 @@ pub struct SolanaTaskArgs {
     )]
     mint: String,
     /// The most to pay for the task, in dollars of USDC.
-    #[arg(long, default_value = "1.00", value_name = "DOLLARS")]
-    max_amount: f64,
+    #[arg(long, default_value = "1.00", value_name = "DOLLARS", value_parser = Price::parse_dollars)]
+    max_amount: Price,
     /// Print the 402 challenge and stop, paying nothing.
     #[arg(long)]
     inspect: bool,
@@ -197,7 +246,7 @@ pub fn solana_task(args: SolanaTaskArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("--mint {:?} is not a Solana address", args.mint))?;
     let rpc_url = url::Url::parse(&args.rpc_url)
         .with_context(|| format!("--rpc-url {:?} is not a URL", args.rpc_url))?;
-    let max = Amount::from_dollars(args.max_amount)?;
+    let max = args.max_amount.0;
     let payer = SolanaPayer::new(
         key,
         SolanaRpc::new(rpc_url),
@@ -218,7 +267,7 @@ pub fn x402_task(args: X402TaskArgs) -> anyhow::Result<ExitCode> {
         .asset
         .parse()
         .with_context(|| format!("--asset {:?} is not a 0x address", args.asset))?;
-    let max = Amount::from_dollars(args.max_amount)?;
+    let max = args.max_amount.0;
     let payer = EvmPayer::new(key, vec![(network, asset)], max.micros());
     let Some(resource) = &args.resource else {
         return args.task.buy(&payer);

@@ -12,7 +12,7 @@ use clap::Args;
 use d402_gateway_api::admin::{FaucetRequest, FaucetResponse};
 use d402_node::gateway::{Admission, TaskRequest};
 use d402_node::{Gateway, NodeArgs};
-use d402_protocol::{Amount, PublicKey};
+use d402_protocol::{Amount, Price, PublicKey};
 use d402_store::TaskStatus;
 use serde_json::json;
 
@@ -56,9 +56,9 @@ pub struct FaucetArgs {
     /// Account to fund (base58 public key).
     #[arg(long)]
     account: PublicKey,
-    /// Amount in dollars, e.g. 1.00.
-    #[arg(long)]
-    amount: f64,
+    /// Amount in dollars, e.g. 1.00 or $1.00.
+    #[arg(long, value_parser = Price::parse_dollars)]
+    amount: Price,
 }
 
 /// A multi-threaded async runtime for one command.
@@ -180,7 +180,7 @@ fn task_on_running_node(
 /// Credits an account on the simulated ledger: through the admin API of a running node,
 /// or in a stopped node's store.
 pub fn faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
-    let amount = Amount::from_dollars(args.amount)?;
+    let amount = args.amount.0;
     let account = args.account.to_string();
     let balance = match AdminClient::find(&args.state)? {
         Some(admin) => {

@@ -458,6 +458,12 @@ fn live_fetches_refuse_loopback_unless_the_development_flag_is_given() {
         "{out}"
     );
 
+    assert!(
+        !dir.path().join("state").exists(),
+        "without a node state, capability run writes nothing"
+    );
+    // With a node state, the run records its pages there.
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
     let mut allowed = base.to_vec();
     allowed.push("--allow-private-addresses");
     let (code, out, stderr) = d402(dir.path(), &allowed);

@@ -23,7 +23,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The gateway could not be reached or answered garbage at the transport level.
-    #[error("cannot reach the gateway at {url}: {source}; is a node running there?")]
+    #[error("cannot reach the gateway at {url}; is a node running there? (d402 node starts one)")]
     Unreachable {
         /// The URL asked.
         url: String,

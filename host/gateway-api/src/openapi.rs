@@ -256,9 +256,10 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
                     "type": "apiKey",
                     "in": "header",
                     "name": "PAYMENT-SIGNATURE",
-                    "description": "The x402 payment: base64 of the JSON x402 v2 payment payload (the accepted \
-                        requirements and, on the simulated rail, an ed25519-signed authorization bound to the \
-                        request body). The first, unpaid request goes without it and gets the 402 challenge."
+                    "description": "The x402 payment: base64 of the JSON PaymentPayload (components.schemas.PaymentPayload: \
+                        the accepted requirements and the scheme's payload — on the simulated rail an ed25519-signed \
+                        SimulatedAuthorization bound to the request body). The first, unpaid request goes without it \
+                        and gets the 402 challenge."
                 },
                 "x402Legacy": {
                     "type": "apiKey",
@@ -531,6 +532,105 @@ fn components() -> Map<String, Value> {
                     "maxTimeoutSeconds": {"type": "integer", "minimum": 0},
                     "extra": {}
                 }
+            }),
+        ),
+        (
+            "PaymentPayload",
+            json!({
+                "type": "object",
+                "description": "What PAYMENT-SIGNATURE carries, base64 (standard or URL-safe) of this JSON: \
+                    the x402 v2 payment payload. `accepted` repeats the chosen entry of the challenge's \
+                    `accepts` exactly; `payload` is the scheme's payload for that entry's network.",
+                "required": ["x402Version", "accepted", "payload"],
+                "properties": {
+                    "x402Version": {"const": 2},
+                    "resource": {"type": "object", "properties": {"url": string}},
+                    "accepted": schema_ref("PaymentRequirements"),
+                    "payload": {"oneOf": [
+                        schema_ref("SimulatedPaymentAuthorization"),
+                        schema_ref("ExactEvmPayload"),
+                        schema_ref("ExactSvmPayload")
+                    ]},
+                    "extensions": {
+                        "type": "object",
+                        "description": "`payment-identifier`: {\"info\": {\"id\": \"<client idempotency key>\"}}."
+                    }
+                }
+            }),
+        ),
+        (
+            "SimulatedPaymentAuthorization",
+            json!({
+                "type": "object",
+                "description": "The simulated rail's payload (network `d402:simulated`): an ed25519-signed \
+                    envelope. The signature covers the bytes `d402/simulated-payment-authorization/v1`, one \
+                    zero byte, then the RFC 8785 (JCS) form of `payload`; `signer` is the buyer's public key and \
+                    pays. The buyer's balance on the gateway's ledger is debited once the task is admitted.",
+                "required": ["type", "payload", "signer", "signature"],
+                "additionalProperties": false,
+                "properties": {
+                    "type": {"const": "simulated-payment-authorization"},
+                    "payload": schema_ref("SimulatedAuthorization"),
+                    "signer": {"type": "string", "description": "The buyer's ed25519 public key, base58 (32 bytes)."},
+                    "signature": {"type": "string", "description": "The ed25519 signature, base58 (64 bytes)."}
+                }
+            }),
+        ),
+        (
+            "SimulatedAuthorization",
+            json!({
+                "type": "object",
+                "required": ["network", "amount", "payTo", "nonce", "expiresAt", "taskBinding"],
+                "additionalProperties": false,
+                "properties": {
+                    "network": {"type": "string", "description": "The challenge's `network`."},
+                    "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "Micro-dollars authorised, at least the challenge's `amount`."},
+                    "payTo": {"type": "string", "description": "The challenge's `payTo`."},
+                    "nonce": {"type": "string", "pattern": "^[0-9a-f]{16,128}$", "description": "Fresh random hex per payment (32 random bytes: 64 digits); a payment is consumed once."},
+                    "expiresAt": {
+                        "type": "string",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
+                        "description": "RFC 3339 UTC with exactly three fractional digits (2026-12-05T10:00:00.000Z), \
+                            the only form accepted because the signature covers it; in the future and at most the \
+                            challenge's `maxTimeoutSeconds` (plus one minute of clock margin) away."
+                    },
+                    "taskBinding": {
+                        "type": "string",
+                        "pattern": "^sha256:[0-9a-f]{64}$",
+                        "description": "`sha256:` and the lowercase hex SHA-256 of the RFC 8785 (JCS) form of the whole \
+                            JSON request body this payment pays for; the same body must be sent with it."
+                    }
+                }
+            }),
+        ),
+        (
+            "ExactEvmPayload",
+            json!({
+                "type": "object",
+                "description": "x402 `exact` on EVM networks (eip155:*): an EIP-3009 transferWithAuthorization signed \
+                    (EIP-712) by `authorization.from`, as the x402 specification defines it.",
+                "required": ["signature", "authorization"],
+                "properties": {
+                    "signature": {"type": "string", "pattern": "^0x[0-9a-fA-F]+$"},
+                    "authorization": {
+                        "type": "object",
+                        "required": ["from", "to", "value", "validAfter", "validBefore", "nonce"],
+                        "properties": {
+                            "from": string, "to": string, "value": string,
+                            "validAfter": string, "validBefore": string, "nonce": string
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "ExactSvmPayload",
+            json!({
+                "type": "object",
+                "description": "x402 `exact` on Solana (solana:*): a base64 partially-signed transaction that the \
+                    gateway co-signs as fee payer, as the x402 specification defines it.",
+                "required": ["transaction"],
+                "properties": {"transaction": string}
             }),
         ),
         (

@@ -606,8 +606,9 @@ pub struct NodeArgs {
     #[arg(long = "rail", value_name = "RAIL", help_heading = "Payment rails")]
     #[serde(default, rename = "rail")]
     pub rails: Vec<RailId>,
-    /// Price override, e.g. "$0.01" [default: the manifest's price].
-    #[arg(long, help_heading = "Capability policy")]
+    /// Price override, e.g. "$0.01" or 0.01 [default: the manifest's price].
+    #[arg(long, value_parser = Price::parse_dollars, help_heading = "Capability policy")]
+    #[serde(default, deserialize_with = "dollars")]
     pub price: Option<Price>,
     /// Cap on creator commissions, basis points [default: 2000].
     #[arg(
@@ -616,8 +617,9 @@ pub struct NodeArgs {
         help_heading = "Capability policy"
     )]
     pub max_creator_commission_bps: Option<u32>,
-    /// Per-task budget cap, e.g. "$0.05": refuse to serve a capability priced above it.
-    #[arg(long, env = "D402_SAFETY_MAX_TASK_BUDGET", help_heading = "Safety")]
+    /// Per-task budget cap, e.g. "$0.05" or 0.05: refuse to serve a capability priced above it.
+    #[arg(long, env = "D402_SAFETY_MAX_TASK_BUDGET", value_parser = Price::parse_dollars, help_heading = "Safety")]
+    #[serde(default, deserialize_with = "dollars")]
     pub safety_max_task_budget: Option<Price>,
     /// Longest payment authorization lifetime, seconds [default: 300].
     #[arg(long, help_heading = "Payment rails")]
@@ -809,6 +811,14 @@ pub struct NodeArgs {
     pub solana_usdc_mint: Option<String>,
 }
 
+/// Dollars in a configuration file, `"$0.01"` or `"0.01"` as on the command line.
+fn dollars<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Price>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Price::parse_dollars(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 /// Parses `single`, `race` or `quorum`.
 pub fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
     match text {
@@ -831,6 +841,12 @@ impl NodeArgs {
         }
         let source = self.config.clone();
         self.apply(&mut config);
+        if config.mode == ExecutionMode::Quorum && config.fanout == 1 {
+            tracing::warn!(
+                "mode quorum with fanout 1 runs each task on one worker and accepts its result alone; \
+                 set --fanout N (and --quorum Q) for a quorum"
+            );
+        }
         config.validate().with_context(|| match &source {
             Some(path) => format!("invalid node configuration (with {})", path.display()),
             None => "invalid node configuration".to_string(),

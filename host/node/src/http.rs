@@ -580,6 +580,11 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
             let message = "input.url must be an absolute http(s) URL (RFC 3986: ASCII, %-encoded)";
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_url", message));
         }
+        if capability.loaded.manifest().permissions.browser.is_some()
+            && let Some(url) = url.as_str().and_then(|u| url::Url::parse(u).ok())
+        {
+            refuse_unfetchable(&url, g.config().allow_private_addresses)?;
+        }
     }
     capability
         .loaded
@@ -593,6 +598,35 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
             body,
         },
         sync,
+    ))
+}
+
+/// Refuses, before any payment, a page URL the fetcher would refuse anyway: a private,
+/// loopback or otherwise non-public address literal, `localhost`, a refused port.
+fn refuse_unfetchable(url: &url::Url, allow_private_addresses: bool) -> Result<(), ApiError> {
+    let policy = d402_browser::policy::AddressPolicy {
+        allow_private_addresses,
+        public_test_addresses: Vec::new(),
+    };
+    let local_name = url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost")
+    });
+    let refusal = match d402_browser::policy::check_url(url, &policy) {
+        Err(
+            d402_browser::policy::UrlRefusal::Invalid(reason)
+            | d402_browser::policy::UrlRefusal::Denied(reason),
+        ) => reason,
+        Ok(_) if local_name && !allow_private_addresses => {
+            format!("{url}: localhost is not a public address")
+        }
+        Ok(_) => return Ok(()),
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "url_refused",
+        format!(
+            "{refusal}; this gateway fetches only public http(s) pages, so nothing was charged"
+        ),
     ))
 }
 

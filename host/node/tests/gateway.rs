@@ -178,6 +178,30 @@ async fn bad_payments_and_bad_input_charge_nothing() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{name}: {error}");
     }
+    // A buyer that writes `expiresAt` in another RFC 3339 spelling (no milliseconds) and
+    // signs its own JSON is told which field to write how, not that its key is wrong.
+    let mut document: Value = decode_header(&payment).unwrap();
+    let authorization = &mut document["payload"]["payload"];
+    let expires = authorization["expiresAt"].as_str().unwrap().to_string();
+    let (seconds, _) = expires.split_once('.').unwrap();
+    let seconds = seconds.to_string();
+    authorization["expiresAt"] = json!(format!("{seconds}Z"));
+    let message = d402_protocol::signing_message(
+        "simulated-payment-authorization",
+        &document["payload"]["payload"],
+    )
+    .unwrap();
+    document["payload"]["signature"] = json!(h.buyer.sign_raw(&message));
+    let response = h.post(&body, Some(&encode_header(&document))).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("expiresAt")
+            && message.contains(&format!("write \"{seconds}.000Z\""))
+            && !message.contains("not signed by"),
+        "{error}"
+    );
     // A payment bound to another body: the same proof for another request, 409.
     let response = h.post(&task_body("a"), Some(&payment)).await;
     assert_eq!(response.status(), 409);

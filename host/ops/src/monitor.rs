@@ -80,7 +80,7 @@ pub struct Notification {
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// Reading or writing the state file failed.
-    #[error("monitor state {path}: {source}")]
+    #[error("monitor state {path}")]
     Io {
         /// The state file.
         path: String,
@@ -88,7 +88,7 @@ pub enum MonitorError {
         source: std::io::Error,
     },
     /// The state file is not the monitor's JSON.
-    #[error("monitor state {path} is corrupt ({source}); move it away to start afresh")]
+    #[error("monitor state {path} is corrupt; move it away to start afresh")]
     Corrupt {
         /// The state file.
         path: String,

@@ -16,7 +16,11 @@ macro_rules! serde_via_text {
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+                // Inside a document the deserializer names the field: only the reason.
+                text.parse().map_err(|e: $crate::ProtocolError| match e {
+                    $crate::ProtocolError::Malformed { reason, .. } => serde::de::Error::custom(reason),
+                    other => serde::de::Error::custom(other),
+                })
             }
         }
     )+};

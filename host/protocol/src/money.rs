@@ -99,6 +99,16 @@ impl fmt::Display for Price {
     }
 }
 
+impl Price {
+    /// Parses dollars as people type them on a command line: `$0.01` or `0.01`.
+    pub fn parse_dollars(text: &str) -> Result<Self, ProtocolError> {
+        match text.strip_prefix('$') {
+            Some(_) => text.parse(),
+            None => format!("${text}").parse(),
+        }
+    }
+}
+
 impl FromStr for Price {
     type Err = ProtocolError;
 

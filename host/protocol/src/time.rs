@@ -50,13 +50,26 @@ impl fmt::Display for Timestamp {
 impl FromStr for Timestamp {
     type Err = ProtocolError;
 
+    /// Reads the one canonical form, `2026-11-21T10:00:00.000Z`: signed documents are
+    /// verified over their canonical JSON, so another spelling of the same instant would
+    /// fail as a bad signature; it is refused here, saying how to write it.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        humantime::parse_rfc3339(text)
+        let parsed = humantime::parse_rfc3339(text)
             .map(Self::from_system_time)
             .map_err(|e| ProtocolError::Malformed {
                 path: ".".into(),
                 reason: format!("invalid RFC 3339 timestamp {text:?}: {e}"),
-            })
+            })?;
+        let canonical = parsed.to_string();
+        if canonical != text {
+            return Err(ProtocolError::Malformed {
+                path: ".".into(),
+                reason: format!(
+                    "timestamp {text:?} is not in canonical form: write {canonical:?} (RFC 3339, UTC, milliseconds), the form signatures cover"
+                ),
+            });
+        }
+        Ok(parsed)
     }
 }
 
@@ -73,5 +86,12 @@ mod tests {
         assert_eq!(text, "2026-11-18T11:06:40.123Z");
         assert_eq!(text.parse::<Timestamp>().unwrap(), t);
         assert!("yesterday".parse::<Timestamp>().is_err());
+        let other_spelling = "2026-11-18T11:06:40Z".parse::<Timestamp>().unwrap_err();
+        assert!(
+            other_spelling
+                .to_string()
+                .contains("write \"2026-11-18T11:06:40.000Z\""),
+            "{other_spelling}"
+        );
     }
 }

@@ -12,13 +12,16 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum WalletError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The key file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
+    /// There is no key file there.
+    #[error("{0} does not exist; create a key with `d402 keygen --out {0}`")]
+    Missing(PathBuf),
     /// The file exists and overwriting was not asked for.
     #[error("{0} already exists; refusing to overwrite a key (pass --force to replace it)")]
     Exists(PathBuf),
@@ -41,7 +44,10 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
 
 /// Reads a key file.
 pub fn load(path: &Path) -> Result<Keypair, WalletError> {
-    let text = fs::read_to_string(path).map_err(io_error(path))?;
+    let text = fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => WalletError::Missing(path.to_path_buf()),
+        _ => io_error(path)(e),
+    })?;
     let malformed = |reason: String| WalletError::Malformed {
         path: path.to_path_buf(),
         reason,

@@ -123,7 +123,8 @@ impl<P: Serialize> PaymentPayload<P> {
 impl PaymentPayload<Value> {
     /// Reads the scheme payload as `P`.
     pub fn typed<P: serde::de::DeserializeOwned>(&self) -> Result<P, HeaderError> {
-        serde_json::from_value(self.payload.clone()).map_err(|e| HeaderError::Shape(e.to_string()))
+        serde_path_to_error::deserialize(self.payload.clone())
+            .map_err(|e| HeaderError::Shape(format!("payload.{}: {}", e.path(), e.inner())))
     }
 }
 
