@@ -253,7 +253,7 @@ fn commission_policy(g: &Gateway) -> Value {
 }
 
 /// Longest wait for one rail's live readiness checks in `/health`.
-const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let served = g.catalog().default_capability();
@@ -264,11 +264,11 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
         let checks = tokio::time::timeout(READINESS_TIMEOUT, rail.readiness())
             .await
             .unwrap_or_else(|_| {
-                vec![d402_payment::ReadinessCheck {
-                    name: "rpc".into(),
-                    ok: false,
-                    detail: format!("no answer within {READINESS_TIMEOUT:?}"),
-                }]
+                vec![d402_payment::ReadinessCheck::new(
+                    "rpc",
+                    false,
+                    format!("no answer within {READINESS_TIMEOUT:?}"),
+                )]
             });
         let rail_ready = checks.iter().all(|c| c.ok);
         ready &= rail_ready;

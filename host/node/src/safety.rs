@@ -40,12 +40,26 @@ pub async fn live_snapshot(gateway: &Gateway) -> Result<Snapshot, StoreError> {
         measures.push(Measure::new("peers", Some(network.offers().len() as f64)));
     }
     for rail in gateway.rails().all() {
-        for check in rail.readiness().await {
+        let Ok(checks) =
+            tokio::time::timeout(crate::http::READINESS_TIMEOUT, rail.readiness()).await
+        else {
+            measures.push(Measure::new("rail_ready", None).label("rail", rail.id().as_str()));
+            continue;
+        };
+        for check in checks {
             measures.push(
                 Measure::new("rail_ready", Some(f64::from(u8::from(check.ok))))
                     .label("rail", rail.id().as_str())
                     .label("check", &check.name),
             );
+            if let Some(balance) = &check.balance {
+                measures.push(
+                    Measure::new("hot_wallet_balance", Some(balance.whole()))
+                        .label("rail", rail.id().as_str())
+                        .label("check", &check.name)
+                        .label("asset", &balance.asset),
+                );
+            }
         }
     }
     measures.extend(stored_measures(gateway.store(), &state, now)?);

@@ -225,7 +225,11 @@ fn bad_values_name_the_key_and_why() {
     for (text, key, why) in [
         ("http-port = \"high\"\n", "http-port", "invalid type"),
         ("\n\nhttp-port = 70000\n", "http-port", "line 3"),
-        ("price = \"0.01\"\n", "price", "must start with $"),
+        (
+            "price = \"0.01.5\"\n",
+            "price",
+            "expected digits like $0.01",
+        ),
         ("mode = \"fastest\"\n", "mode", "unknown variant"),
         (
             "roles = [\"gateway\", \"bank\"]\n",
@@ -470,4 +474,33 @@ fn the_x402_rail_is_configured_by_file_environment_and_flags() {
     );
     let error = error_of(parse(&["--config", &without_wallet]).resolve());
     assert!(error.contains("D402_PROVIDER_PAYOUT_WALLET"), "{error}");
+}
+
+#[test]
+fn money_is_read_with_or_without_the_dollar_sign_in_flags_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "price = \"0.02\"\nsafety-max-task-budget = \"$0.05\"\n",
+    );
+    let config = resolve(&["--config", &file]).unwrap();
+    assert_eq!(config.price.map(|p| p.0.micros()), Some(20_000));
+    assert_eq!(
+        config.safety_max_task_budget.map(Amount::micros),
+        Some(50_000)
+    );
+    let config = resolve(&["--price", "$0.03", "--safety-max-task-budget", "0.04"]).unwrap();
+    assert_eq!(config.price.map(|p| p.0.micros()), Some(30_000));
+    assert_eq!(
+        config.safety_max_task_budget.map(Amount::micros),
+        Some(40_000)
+    );
+    let error = error_of(resolve(&[
+        "--config",
+        &write(dir.path(), "price = \"cheap\"\n"),
+    ]));
+    assert!(
+        error.contains("price") && error.contains("invalid price"),
+        "{error}"
+    );
 }

@@ -281,6 +281,14 @@ async fn health_reports_the_rails_readiness_and_no_key() {
         checks,
         [("rpc", true), ("chainId", true), ("gasSigner", true)]
     );
+    let gas = &rail["checks"][2]["balance"];
+    assert_eq!(
+        (gas["asset"].as_str(), gas["decimals"].as_u64()),
+        (Some("ETH"), Some(18)),
+        "{rail}"
+    );
+    let wei: u128 = gas["atomic"].as_str().unwrap().parse().unwrap();
+    assert!(wei > 0, "{rail}");
     let gas_key = chain.dev.account(1).to_bytes().to_string();
     assert!(
         !health.to_string().contains(&gas_key[2..]),
@@ -303,6 +311,10 @@ async fn health_reports_the_rails_readiness_and_no_key() {
     let health = broke.get("/health").await.1;
     assert_eq!(health["paymentReady"], false, "{health}");
     assert_eq!(health["policy"]["rails"][0]["checks"][2]["ok"], false);
+    assert_eq!(
+        health["policy"]["rails"][0]["checks"][2]["balance"]["atomic"],
+        "0"
+    );
 }
 
 /// Runs the Node script `interop/x402/<script>` with the official x402 packages on `url`

@@ -276,6 +276,28 @@ pub struct ReadinessCheck {
     pub ok: bool,
     /// What was found (never a key).
     pub detail: String,
+    /// The balance the check read, for a hot wallet (gas or fee payer, payouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<WalletBalance>,
+}
+
+/// A hot wallet's balance as a readiness check read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletBalance {
+    /// The asset, e.g. `ETH`, `SOL`, `USDC`.
+    pub asset: String,
+    /// Atomic units (wei, lamports, USDC micro-units), decimal digits (a string: wei
+    /// overflow JSON numbers).
+    pub atomic: String,
+    /// Decimals of the atomic unit.
+    pub decimals: u8,
+}
+
+impl WalletBalance {
+    /// The balance in whole units of the asset (for display and monitoring thresholds).
+    pub fn whole(&self) -> f64 {
+        self.atomic.parse::<f64>().unwrap_or(f64::NAN) / 10f64.powi(i32::from(self.decimals))
+    }
 }
 
 impl ReadinessCheck {
@@ -285,7 +307,18 @@ impl ReadinessCheck {
             name: name.into(),
             ok,
             detail: detail.into(),
+            balance: None,
         }
+    }
+
+    /// The same check, with the balance it read.
+    pub fn with_balance(mut self, asset: &str, atomic: u128, decimals: u8) -> Self {
+        self.balance = Some(WalletBalance {
+            asset: asset.into(),
+            atomic: atomic.to_string(),
+            decimals,
+        });
+        self
     }
 }
 

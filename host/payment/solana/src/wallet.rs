@@ -81,7 +81,8 @@ impl GatewayWallet {
                     "walletSol",
                     lamports > 0,
                     format!("{owner} holds {lamports} lamports (for fees)"),
-                ),
+                )
+                .with_balance("SOL", u128::from(lamports), 9),
                 ReadinessCheck::new(
                     "tokenAccount",
                     account.is_some(),

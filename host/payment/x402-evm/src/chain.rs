@@ -162,6 +162,7 @@ impl Chain {
         match self.gas_balance(account).await {
             Ok(wei) => {
                 ReadinessCheck::new(name, !wei.is_zero(), format!("{account} holds {wei} wei"))
+                    .with_balance("ETH", u128::try_from(wei).unwrap_or(u128::MAX), 18)
             }
             Err(e) => ReadinessCheck::new(name, false, e.to_string()),
         }

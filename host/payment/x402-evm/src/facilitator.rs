@@ -135,11 +135,7 @@ impl RemoteFacilitator {
     }
 
     async fn supports(&self, network: &str) -> ReadinessCheck {
-        let check = |ok: bool, detail: String| ReadinessCheck {
-            name: "facilitator".into(),
-            ok,
-            detail,
-        };
+        let check = |ok: bool, detail: String| ReadinessCheck::new("facilitator", ok, detail);
         let Ok(url) = self.url("supported") else {
             return check(false, "bad facilitator URL".into());
         };
