@@ -109,21 +109,55 @@ pub struct RegisterArgs {
     /// Publisher key file; defaults to <state>/wallet.json (created if missing).
     #[arg(long)]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    terms: RegistrationTerms,
+}
+
+/// What a registration declares besides the manifest: commission terms, namespace proof.
+#[derive(Args)]
+pub struct RegistrationTerms {
     /// Creator commission in basis points (needs --commission-wallet).
     #[arg(long, requires = "commission_wallet")]
     commission_bps: Option<u32>,
     /// Account the creator commission is paid to.
     #[arg(long, requires = "commission_bps")]
     commission_wallet: Option<String>,
-    /// Rail the commission is paid on.
+    /// Rail the commission is paid on: solana, base or simulated.
     #[arg(long, default_value = "solana")]
     commission_rail: String,
     /// A namespace proof file to embed.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     namespace_proof: Option<PathBuf>,
     /// Largest creator commission accepted, in basis points.
     #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
     max_commission_bps: u32,
+}
+
+impl RegistrationTerms {
+    /// A registration of `manifest` by `key` with these terms, signed and checked as a
+    /// node would check it, before anything is written.
+    fn sign(
+        &self,
+        manifest: &CapabilityManifest,
+        key: &Keypair,
+    ) -> anyhow::Result<Signed<CapabilityRegistration>> {
+        let mut registration =
+            CapabilityRegistration::for_manifest(manifest, key.public(), Timestamp::now())?;
+        registration.creator_commission = self
+            .commission_bps
+            .zip(self.commission_wallet.clone())
+            .map(|(rate_bps, wallet)| {
+                CreatorCommission::new(rate_bps, wallet, self.commission_rail.clone())
+            });
+        if let Some(path) = &self.namespace_proof {
+            registration.namespace_proof = Some(read_json(path)?);
+        }
+        let envelope = Signed::sign(registration, key)?;
+        envelope
+            .verify_registration(Some(manifest), self.max_commission_bps, Timestamp::now())
+            .context("refusing to register")?;
+        Ok(envelope)
+    }
 }
 
 /// Arguments of `d402 capability publish`.
@@ -141,21 +175,8 @@ pub struct PublishArgs {
     /// The node's state directory to install into.
     #[arg(long, env = "D402_STATE", default_value = "state/node")]
     state: PathBuf,
-    /// Creator commission in basis points (needs --commission-wallet).
-    #[arg(long, requires = "commission_wallet")]
-    commission_bps: Option<u32>,
-    /// Account the creator commission is paid to.
-    #[arg(long, requires = "commission_bps")]
-    commission_wallet: Option<String>,
-    /// Rail the commission is paid on: solana, base or simulated.
-    #[arg(long, default_value = "solana")]
-    commission_rail: String,
-    /// A namespace proof file to embed.
-    #[arg(long, value_name = "FILE")]
-    namespace_proof: Option<PathBuf>,
-    /// Largest creator commission accepted, in basis points.
-    #[arg(long, env = "D402_MAX_CREATOR_COMMISSION_BPS", default_value_t = DEFAULT_MAX_CREATOR_COMMISSION_BPS)]
-    max_commission_bps: u32,
+    #[command(flatten)]
+    terms: RegistrationTerms,
 }
 
 /// Implementation package subcommands.
@@ -293,17 +314,7 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| StateDir::new(&args.state).wallet());
     let key = d402_wallet::load_or_create(&key_path)?;
-    let commission = args
-        .commission_bps
-        .zip(args.commission_wallet)
-        .map(|(rate_bps, wallet)| CreatorCommission::new(rate_bps, wallet, args.commission_rail));
-    let envelope = sign_registration(
-        &manifest,
-        &key,
-        commission,
-        args.namespace_proof.as_deref(),
-        args.max_commission_bps,
-    )?;
+    let envelope = args.terms.sign(&manifest, &key)?;
     let cid = envelope.cid()?;
     write_json(
         &StateDir::new(&args.state).manifest(&manifest.cid()?),
@@ -314,28 +325,6 @@ fn register(args: RegisterArgs) -> anyhow::Result<()> {
     print!("{}", pretty(&envelope)?);
     eprintln!("registration {cid} written to {}", path.display());
     Ok(())
-}
-
-/// A signed registration of `manifest` by `key`, checked as a node would check it before
-/// anything is written.
-fn sign_registration(
-    manifest: &CapabilityManifest,
-    key: &Keypair,
-    commission: Option<CreatorCommission>,
-    namespace_proof: Option<&Path>,
-    max_commission_bps: u32,
-) -> anyhow::Result<Signed<CapabilityRegistration>> {
-    let mut registration =
-        CapabilityRegistration::for_manifest(manifest, key.public(), Timestamp::now())?;
-    registration.creator_commission = commission;
-    if let Some(path) = namespace_proof {
-        registration.namespace_proof = Some(read_json(path)?);
-    }
-    let envelope = Signed::sign(registration, key)?;
-    envelope
-        .verify_registration(Some(manifest), max_commission_bps, Timestamp::now())
-        .context("refusing to register")?;
-    Ok(envelope)
 }
 
 /// Registers, packages and installs in one step; every piece is signed and checked before
@@ -349,17 +338,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
             args.key.display()
         )
     })?;
-    let commission = args
-        .commission_bps
-        .zip(args.commission_wallet)
-        .map(|(rate_bps, wallet)| CreatorCommission::new(rate_bps, wallet, args.commission_rail));
-    let registration = sign_registration(
-        &manifest,
-        &key,
-        commission,
-        args.namespace_proof.as_deref(),
-        args.max_commission_bps,
-    )?;
+    let registration = args.terms.sign(&manifest, &key)?;
     let package =
         d402_node::installed::create_package(&manifest, &artifact, &key, Timestamp::now())?;
     let installed = d402_node::installed::install_package(
@@ -373,7 +352,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
         &args.state,
         &registration,
         &manifest,
-        args.max_commission_bps,
+        args.terms.max_commission_bps,
         Timestamp::now(),
     )?;
     println!(

@@ -147,12 +147,21 @@ fn a_running_node_refuses_unfetchable_urls_unfunded_buyers_and_says_why_tasks_fa
     install(dir, "page-to-markdown", "page_to_markdown.wasm");
     common::install_hostile(dir, 5_000);
     let log = dir.join("node.log");
-    let node = NodeProcess::start_logged(dir, &["--mode", "quorum"], Some(&log));
+    let node = NodeProcess::start_logged(
+        dir,
+        &["--mode", "quorum", "--log-format", "json"],
+        Some(&log),
+    );
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.contains("mode quorum with fanout 1") && logged.contains("set --fanout N"),
         "{logged}"
     );
+    for line in logged.lines() {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(entry["level"].is_string(), "{line}");
+    }
     ok(dir, &["keygen", "--out", "buyer.json"]);
     let buyer = d402_wallet::load(&dir.join("buyer.json"))
         .unwrap()
@@ -252,14 +261,7 @@ fn a_running_node_refuses_unfetchable_urls_unfunded_buyers_and_says_why_tasks_fa
     let result: Value = serde_json::from_str(&out).unwrap();
     assert!(result.to_string().contains("hi"), "{result}");
     // The buyer paid for the two tasks only (the refused URLs cost nothing).
-    let balances: Value =
-        serde_json::from_str(&ok(dir, &["balances", "--state", "state", "--json"])).unwrap();
-    let buyer_balance = balances
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["account"] == buyer)
-        .unwrap()["balanceMicros"]
+    let buyer_balance = common::account(&common::balances(dir), &buyer)["balanceMicros"]
         .as_u64()
         .unwrap();
     let capabilities = common::get_json(&format!("{}/capabilities", node.base));

@@ -409,9 +409,25 @@ fn ops_pause_stops_new_paid_tasks_and_resume_restarts_them() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     install(dir, "json-transform", "json_transform.wasm");
+    common::install_hostile(dir, 3_000);
     funded_buyer(dir);
     let node = NodeProcess::start(dir, &["--capability", "util.json_transform@1"]);
     let input = r#"{"value": {"k": 1}, "select": ["k"]}"#;
+    // A task that runs into its 3 s deadline, paid before the pause.
+    let slow = std::process::Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args(["http-task", "--gateway", &node.base, "--key", "buyer.json"])
+        .args([
+            "--capability",
+            "test.hostile@1",
+            "--input",
+            r#"{"behaviour":"loop"}"#,
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
     let buy = || {
         common::d402(
             dir,
@@ -455,6 +471,21 @@ fn ops_pause_stops_new_paid_tasks_and_resume_restarts_them() {
     assert_eq!(health["incidentMode"], true, "{health}");
     let task = common::get_json(&format!("{}/tasks/{task_id}", node.base));
     assert_eq!(task["status"], "accepted", "reads go on: {task}");
+    let receipt = common::get_json(&format!("{}/tasks/{task_id}/receipt", node.base));
+    assert_eq!(receipt["taskId"], task_id, "receipts go on: {receipt}");
+    // The task paid before the pause still runs, is decided and refunded while paused.
+    let slow = slow.wait_with_output().unwrap();
+    let slow_err = String::from_utf8_lossy(&slow.stderr);
+    assert_eq!(slow.status.code(), Some(2), "{slow_err}");
+    assert!(slow_err.contains(" rejected ("), "{slow_err}");
+    let slow_task: Value = serde_json::from_slice(&slow.stdout).unwrap();
+    assert_eq!(
+        slow_task["receipt"]["settlement"]["refunds"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{slow_task}"
+    );
 
     let (code, _, err) = common::d402(dir, &["ops", "resume", "--state", "state"]);
     assert_eq!(code, 0, "{err}");

@@ -145,23 +145,7 @@ fn the_admin_api_serves_a_running_node_and_ops_status_reports_it() {
     );
 
     // The faucet, `d402 task` and the listings work on the running node.
-    ok(dir, &["keygen", "--out", "buyer.json"]);
-    let buyer = d402_wallet::load(&dir.join("buyer.json"))
-        .unwrap()
-        .public()
-        .to_string();
-    ok(
-        dir,
-        &[
-            "faucet",
-            "--state",
-            "state",
-            "--account",
-            &buyer,
-            "--amount",
-            "1",
-        ],
-    );
+    let buyer = common::funded_buyer(dir).public().to_string();
     let metrics_url = format!("{admin}/metrics");
     let before = get(&metrics_url, Some(&token), None).1;
     let accepted = "d402_tasks_total{capability=\"util.json_transform@1\",mode=\"single\",outcome=\"accepted\"}";
@@ -193,29 +177,20 @@ fn the_admin_api_serves_a_running_node_and_ops_status_reports_it() {
     assert!(!after.contains("task:"), "no task id is a label");
     promtool_check(&after);
 
-    let balances: Value =
-        serde_json::from_str(&ok(dir, &["balances", "--state", "state", "--json"])).unwrap();
-    let balance = |account: &str| {
-        balances
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["account"] == account)
-            .unwrap_or_else(|| panic!("{account} in {balances}"))
-            .clone()
-    };
-    assert_eq!(balance(&buyer)["balanceMicros"], 1_000_000 - 3 * 100);
+    let balances = common::balances(dir);
+    assert_eq!(
+        common::account(&balances, &buyer)["balanceMicros"],
+        1_000_000 - 3 * 100
+    );
     assert_eq!(balances[0]["role"], "node");
     let earned: u64 = balances
-        .as_array()
-        .unwrap()
         .iter()
         .map(|a| a["earnedMicros"].as_u64().unwrap())
         .sum();
     assert_eq!(
         earned,
         3 * 100,
-        "the three prices were paid out: {balances}"
+        "the three prices were paid out: {balances:?}"
     );
     let listed = |filter: &[&str]| -> Vec<Value> {
         let mut args = vec!["tasks", "--state", "state", "--json"];
@@ -255,6 +230,10 @@ fn the_admin_api_serves_a_running_node_and_ops_status_reports_it() {
     assert!(!state.join("admin.json").exists());
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("stopped: no task left running"), "{logged}");
+    assert!(
+        !logged.contains('\u{1b}'),
+        "no colours when stderr is a file"
+    );
     assert_eq!(
         logged.matches("payment accepted").count(),
         3,

@@ -155,18 +155,7 @@ impl Monitor {
             match check.level {
                 // Not measured: neither fire nor resolve on missing information.
                 Level::Unknown => {}
-                Level::Ok => {
-                    if let Some(alert) = self.alerts.remove(&fingerprint)
-                        && alert.state == AlertState::Firing
-                    {
-                        out.push(notification(
-                            NotificationKind::Resolved,
-                            &fingerprint,
-                            &alert,
-                            now_ms,
-                        ));
-                    }
-                }
+                Level::Ok => out.extend(self.resolve(&fingerprint, now_ms)),
                 Level::Warn | Level::Critical => {
                     let alert = self
                         .alerts
@@ -213,19 +202,18 @@ impl Monitor {
             .cloned()
             .collect();
         for fingerprint in gone {
-            if let Some(alert) = self.alerts.remove(&fingerprint)
-                && alert.state == AlertState::Firing
-            {
-                out.push(notification(
-                    NotificationKind::Resolved,
-                    &fingerprint,
-                    &alert,
-                    now_ms,
-                ));
-            }
+            out.extend(self.resolve(&fingerprint, now_ms));
         }
         self.save()?;
         Ok(out)
+    }
+
+    /// Forgets the alert `fingerprint`; the resolution to notify, when it was firing.
+    fn resolve(&mut self, fingerprint: &str, now_ms: u64) -> Option<Notification> {
+        self.alerts
+            .remove(fingerprint)
+            .filter(|alert| alert.state == AlertState::Firing)
+            .map(|alert| notification(NotificationKind::Resolved, fingerprint, &alert, now_ms))
     }
 
     /// The alerts now firing: `(fingerprint, rule, level)`.

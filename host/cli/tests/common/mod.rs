@@ -143,6 +143,20 @@ pub fn funded_buyer(dir: &Path) -> Keypair {
     buyer
 }
 
+/// `d402 balances --state state --json` in `dir`: every account with its balance and
+/// earnings.
+pub fn balances(dir: &Path) -> Vec<Value> {
+    serde_json::from_str(&ok(dir, &["balances", "--state", "state", "--json"])).unwrap()
+}
+
+/// The entry of `account` in `balances`.
+pub fn account<'a>(balances: &'a [Value], account: &str) -> &'a Value {
+    balances
+        .iter()
+        .find(|a| a["account"] == account)
+        .unwrap_or_else(|| panic!("{account} in {balances:?}"))
+}
+
 /// A `d402 node` child process; killed (SIGKILL) when dropped.
 pub struct NodeProcess {
     /// The child process.
