@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use d402_payment::x402::{
-    PaymentPayload, PaymentRequired, SettlementResponse, decode_header, headers,
+    PaymentPayload, PaymentRequired, PaymentRequirements, SettlementResponse, decode_header,
+    headers,
 };
 use d402_payment::{PayError, Payer, Purchase};
 use d402_protocol::{
@@ -217,24 +218,54 @@ impl Client {
         let endpoints = &discovery.endpoints;
         let challenge = self.challenge(&endpoints.create_task, body).await?;
         let payment = pay(&challenge, body, payer).await?;
-        let (name, value) = payer.header(&payment);
+        let header = payer.header(&payment);
+        let (task, payment_response) = self.submit(endpoints, body, &header).await?;
+        let (task, polled_response) = self.settled(endpoints, task).await?;
+        let task_id = task_id_of(&task)?;
+        let receipt = self.receipt(endpoints, &task_id, &gateway_key).await?;
+        Ok(TaskOutcome {
+            challenge,
+            task,
+            payment_response: polled_response.or(payment_response),
+            receipt,
+        })
+    }
+
+    /// Sends `body` with the payment `header` (name, value): the task document the gateway
+    /// answered (running, or decided for a synchronous request) and its `PAYMENT-RESPONSE`.
+    /// Sending the same payment again is safe: the gateway answers with the same task.
+    pub async fn submit(
+        &self,
+        endpoints: &Endpoints,
+        body: &Value,
+        header: &(&'static str, String),
+    ) -> Result<(Value, Option<SettlementResponse>), ClientError> {
+        let url = &endpoints.create_task;
         let paid = self
             .send(
                 self.http
-                    .post(&endpoints.create_task)
-                    .header(name, value)
+                    .post(url)
+                    .header(header.0, header.1.as_str())
                     .json(body),
-                &endpoints.create_task,
+                url,
             )
             .await?;
-        let mut payment_response = settlement_of(&paid);
-        let mut task = json_of("the paid request", paid).await?;
-        let task_id = task["taskId"]
-            .as_str()
-            .ok_or_else(|| ClientError::Protocol("no taskId in the paid response".into()))?
-            .to_string();
+        let payment_response = settlement_of(&paid);
+        let task = json_of("the paid request", paid).await?;
+        Ok((task, payment_response))
+    }
+
+    /// Polls `task` until it is decided and its payment settled; returns the final task
+    /// document and the last `PAYMENT-RESPONSE` seen.
+    pub async fn settled(
+        &self,
+        endpoints: &Endpoints,
+        mut task: Value,
+    ) -> Result<(Value, Option<SettlementResponse>), ClientError> {
+        let task_id = task_id_of(&task)?;
         let task_url = endpoints.task.replace("{taskId}", &task_id);
         let deadline = tokio::time::Instant::now() + POLL_LIMIT;
+        let mut payment_response = None;
         // Running, or settling its payment on chain: the result comes once settled.
         while task["status"] == "running" || task["status"] == "settling" {
             if tokio::time::Instant::now() > deadline {
@@ -245,25 +276,37 @@ impl Client {
             payment_response = settlement_of(&polled).or(payment_response);
             task = json_of("the task", polled).await?;
         }
-        let receipt_url = endpoints.receipt.replace("{taskId}", &task_id);
+        Ok((task, payment_response))
+    }
+
+    /// The receipt document of `task_id`, its signatures checked against `gateway`.
+    pub async fn receipt(
+        &self,
+        endpoints: &Endpoints,
+        task_id: &str,
+        gateway: &PublicKey,
+    ) -> Result<Value, ClientError> {
+        let receipt_url = endpoints.receipt.replace("{taskId}", task_id);
         let receipt = self.get_json("the receipt", &receipt_url).await?;
-        check_receipt(&receipt, &gateway_key, &task_id)?;
-        Ok(TaskOutcome {
-            challenge,
-            task,
-            payment_response,
-            receipt,
-        })
+        check_receipt(&receipt, gateway, task_id)?;
+        Ok(receipt)
     }
 }
 
-/// Pays `challenge` for `body` with the first requirement `payer` can pay.
-async fn pay(
-    challenge: &PaymentRequired,
-    body: &Value,
+/// The `taskId` of a task document.
+pub fn task_id_of(task: &Value) -> Result<String, ClientError> {
+    task["taskId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ClientError::Protocol("no taskId in the gateway's answer".into()))
+}
+
+/// The first requirement of `challenge` that `payer` can pay.
+pub fn payable<'a>(
+    challenge: &'a PaymentRequired,
     payer: &dyn Payer,
-) -> Result<PaymentPayload, PayError> {
-    let requirements = challenge
+) -> Result<&'a PaymentRequirements, PayError> {
+    challenge
         .accepts
         .iter()
         .find(|r| payer.can_pay(r))
@@ -274,7 +317,16 @@ async fn pay(
                 .map(|r| format!("{} {} on {}", r.amount, r.asset, r.network))
                 .collect();
             PayError::NoMatchingRequirement(offered.join(", "))
-        })?;
+        })
+}
+
+/// Pays `challenge` for `body` with the first requirement `payer` can pay.
+async fn pay(
+    challenge: &PaymentRequired,
+    body: &Value,
+    payer: &dyn Payer,
+) -> Result<PaymentPayload, PayError> {
+    let requirements = payable(challenge, payer)?;
     let purchase = Purchase {
         resource: Some(&challenge.resource),
         body,

@@ -1,0 +1,433 @@
+//! `d402-agent`: the buyer's reference client. Gateways in preference order, their keys
+//! pinned on first use, capability search, a spend policy checked (and spend reserved in
+//! an append-only ledger) before anything is signed, payment-aware retries that never sign
+//! twice, and receipts cached and verifiable offline. It links neither wasmtime, Chromium,
+//! libp2p nor redb.
+
+mod config;
+mod ledger;
+mod pins;
+mod policy;
+mod request;
+mod signer;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use d402_client::Client;
+use d402_payment::RailId;
+use d402_protocol::{Price, Timestamp};
+use serde_json::{Value, json};
+
+use config::{AgentConfig, Gateway, Paths, SignerSource};
+use ledger::{Entry, Ledger};
+use pins::KnownGateways;
+use policy::Policy;
+
+/// d402-agent: buy d402 work within a spend policy, with receipts.
+#[derive(Parser)]
+#[command(name = "d402-agent", version, about)]
+struct Cli {
+    /// Configuration file [default: $XDG_CONFIG_HOME/d402-agent/config.toml]; the ledger
+    /// and pinned gateway keys live next to it.
+    #[arg(long, global = true, env = "D402_AGENT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the configuration: gateways (in preference order), rail, signer, policy.
+    Init {
+        /// Gateway base URL (repeatable, in preference order).
+        #[arg(long = "gateway", required = true, value_name = "URL")]
+        gateways: Vec<String>,
+        /// Rail to pay on: simulated (x402 on Base and Solana: not in the agent yet).
+        #[arg(long, default_value = "simulated")]
+        rail: RailId,
+        /// Buyer key file (Solana keypair JSON, mode 0600).
+        #[arg(long, value_name = "FILE", conflicts_with = "key_env")]
+        key_file: Option<PathBuf>,
+        /// Environment variable holding the buyer keypair JSON.
+        #[arg(long, value_name = "VARIABLE", default_value = signer::KEYPAIR_ENV)]
+        key_env: String,
+        /// Most one request may cost, atomic units (USDC micro-units).
+        #[arg(long)]
+        max_per_request: Option<u64>,
+        /// Most spent in 24 hours, atomic units.
+        #[arg(long)]
+        max_per_day: Option<u64>,
+        /// Most spent in 24 hours at one gateway, atomic units.
+        #[arg(long)]
+        max_per_gateway_per_day: Option<u64>,
+        /// Most ever spent, atomic units.
+        #[arg(long)]
+        max_lifetime: Option<u64>,
+        /// Replace an existing configuration.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Read each gateway's discovery document and health; pin its key on first use.
+    Discover {
+        /// Accept a gateway key that changed since it was pinned.
+        #[arg(long)]
+        accept_new_key: bool,
+    },
+    /// Search the gateways' capabilities.
+    Capabilities {
+        /// Only capabilities with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this capability ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Only this manifest CID.
+        #[arg(long)]
+        cid: Option<String>,
+    },
+    /// Buy one task: policy and ledger first, then pay, retry, poll, check the receipt.
+    Request {
+        /// Page to convert (web.page_to_markdown@1).
+        #[arg(long, conflicts_with_all = ["input", "capability"])]
+        url: Option<String>,
+        /// Capability ID.
+        #[arg(long, requires = "input")]
+        capability: Option<String>,
+        /// The task input, JSON.
+        #[arg(long)]
+        input: Option<String>,
+        /// Only this configured gateway.
+        #[arg(long, value_name = "URL")]
+        gateway: Option<String>,
+        /// `manual`: print the challenge and exit 2 without paying.
+        #[arg(long)]
+        rail: Option<String>,
+        /// Submit asynchronously and poll.
+        #[arg(long = "async")]
+        asynchronous: bool,
+        /// Most to pay for this request, dollars ($0.01 or 0.01); only tightens the policy.
+        #[arg(long, value_parser = Price::parse_dollars)]
+        max_amount: Option<Price>,
+        /// Accept a gateway key that changed since it was pinned.
+        #[arg(long)]
+        accept_new_key: bool,
+    },
+    /// The ledger's latest entries.
+    Ledger {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Check a cached receipt again: signatures (pinned key), request, amounts.
+    VerifyReceipt {
+        /// The task.
+        #[arg(long)]
+        task_id: String,
+    },
+}
+
+/// Runs the command line; errors go to stderr with exit 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(cli.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Init {
+            gateways,
+            rail,
+            key_file,
+            key_env,
+            max_per_request,
+            max_per_day,
+            max_per_gateway_per_day,
+            max_lifetime,
+            force,
+        } => {
+            anyhow::ensure!(
+                force || !paths.config.exists(),
+                "{} exists; pass --force to replace it",
+                paths.config.display()
+            );
+            let signer = match key_file {
+                Some(path) => SignerSource::KeyFile {
+                    path: std::path::absolute(&path)?,
+                },
+                None => SignerSource::Env { variable: key_env },
+            };
+            let config = AgentConfig {
+                gateways: gateways
+                    .into_iter()
+                    .map(|url| Gateway {
+                        url: url.trim_end_matches('/').to_string(),
+                        rail,
+                    })
+                    .collect(),
+                signer,
+                policy: Policy {
+                    max_per_request,
+                    max_per_day,
+                    max_per_gateway_per_day,
+                    max_lifetime,
+                    ..Policy::default()
+                },
+            };
+            config.save(&paths)?;
+            print(
+                cli.json,
+                &json!({"config": paths.config}),
+                &format!("wrote {}", paths.config.display()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Discover { accept_new_key } => {
+            let config = AgentConfig::load(&paths)?;
+            let mut pins = KnownGateways::load(paths.known_gateways())?;
+            let mut found = Vec::new();
+            for gateway in &config.gateways {
+                let started = std::time::Instant::now();
+                let client = Client::new(&gateway.url)?;
+                let discovery = match runtime.block_on(client.discover()) {
+                    Ok(discovery) => discovery,
+                    Err(e) => {
+                        found.push(json!({"gateway": gateway.url, "error": format!("{e}")}));
+                        continue;
+                    }
+                };
+                let latency_ms = started.elapsed().as_millis();
+                let key = discovery.gateway_key()?;
+                let pin = pins.check(&gateway.url, &key, accept_new_key)?;
+                let health = runtime.block_on(get_json(&format!("{}/health", gateway.url)))?;
+                found.push(json!({
+                    "gateway": gateway.url,
+                    "key": key.to_string(),
+                    "pinned": format!("{pin:?}").to_lowercase(),
+                    "latencyMs": latency_ms,
+                    "rails": health["policy"]["rails"],
+                    "price": health["policy"]["price"],
+                    "capability": health["policy"]["capabilityId"],
+                }));
+            }
+            let text = found
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}  {}",
+                        g["gateway"].as_str().unwrap_or(""),
+                        g.get("error").or(g.get("key")).unwrap_or(&Value::Null)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(cli.json, &Value::Array(found), &text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Capabilities {
+            tag,
+            namespace,
+            id,
+            cid,
+        } => {
+            let config = AgentConfig::load(&paths)?;
+            let mut listed = Vec::new();
+            for gateway in &config.gateways {
+                let mut url = format!("{}/capabilities?", gateway.url);
+                for (key, value) in [("tag", &tag), ("namespace", &namespace)] {
+                    if let Some(value) = value {
+                        url.push_str(&format!("{key}={value}&"));
+                    }
+                }
+                let answer = runtime.block_on(get_json(&url))?;
+                for capability in answer["capabilities"].as_array().into_iter().flatten() {
+                    let wanted = id
+                        .as_ref()
+                        .is_none_or(|id| capability["capabilityId"] == *id)
+                        && cid
+                            .as_ref()
+                            .is_none_or(|cid| capability["manifestCid"] == *cid);
+                    if wanted {
+                        let mut entry = capability.clone();
+                        entry["gateway"] = json!(gateway.url);
+                        listed.push(entry);
+                    }
+                }
+            }
+            let text = listed
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{:<32} {:>10}  {}",
+                        c["capabilityId"].as_str().unwrap_or(""),
+                        c["price"].as_str().unwrap_or(""),
+                        c["gateway"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(cli.json, &Value::Array(listed), &text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request {
+            url,
+            capability,
+            input,
+            gateway,
+            rail,
+            asynchronous,
+            max_amount,
+            accept_new_key,
+        } => {
+            let config = AgentConfig::load(&paths)?;
+            let mut body = match (url, input) {
+                (Some(url), None) => d402_client::page_request(&url),
+                (None, Some(input)) => {
+                    json!({"input": serde_json::from_str::<Value>(&input).context("--input is not JSON")?})
+                }
+                _ => anyhow::bail!("pass --url URL, or --capability ID --input JSON"),
+            };
+            if let Some(capability) = capability {
+                body["capabilityId"] = json!(capability);
+            }
+            if asynchronous {
+                body["sync"] = json!(false);
+            }
+            let gateways = request::gateways(&config, gateway.as_deref());
+            anyhow::ensure!(
+                !gateways.is_empty(),
+                "no such gateway in {}",
+                paths.config.display()
+            );
+            let manual = match rail.as_deref() {
+                None => false,
+                Some("manual") => true,
+                Some(other) => {
+                    let rail: RailId = other.parse()?;
+                    anyhow::ensure!(
+                        gateways.iter().all(|g| g.rail == rail),
+                        "the configured gateways pay on {}, not {rail}",
+                        gateways[0].rail
+                    );
+                    false
+                }
+            };
+            anyhow::ensure!(
+                manual || gateways.iter().all(|g| g.rail == RailId::Simulated),
+                "the agent pays the simulated rail only so far; for x402 on Base use `d402 x402-task`, for Solana `d402 solana-task`"
+            );
+            let key = signer::load(&config.signer)?;
+            let payer = d402_rail_simulated::SimulatedPayer::new(key);
+            let order = request::Order {
+                body,
+                gateways,
+                policy: config
+                    .policy
+                    .clone()
+                    .tightened(max_amount.map(|p| p.0.micros())),
+                manual,
+                accept_new_key,
+            };
+            match runtime.block_on(request::buy(&paths, order, &payer))? {
+                request::Bought::Challenge(challenge) => {
+                    println!("{}", serde_json::to_string_pretty(&challenge)?);
+                    Ok(ExitCode::from(2))
+                }
+                request::Bought::Task(document) => {
+                    let accepted = document["task"]["status"] == "accepted";
+                    println!("{}", serde_json::to_string_pretty(&document)?);
+                    Ok(if accepted {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    })
+                }
+            }
+        }
+        Command::Ledger { limit } => {
+            let entries = Ledger::new(paths.ledger()).entries()?;
+            let start = entries.len().saturating_sub(limit);
+            let recent = &entries[start..];
+            let text = recent.iter().map(summary).collect::<Vec<_>>().join("\n");
+            print(cli.json, &serde_json::to_value(recent)?, &text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::VerifyReceipt { task_id } => {
+            let checked = verify::verify(&paths, &task_id)?;
+            print(
+                cli.json,
+                &json!({"taskId": task_id, "verified": checked}),
+                &format!("{task_id}: verified\n  {}", checked.join("\n  ")),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One line per ledger entry.
+fn summary(entry: &Entry) -> String {
+    let at = |ms: &u64| Timestamp::from_unix_millis(*ms).to_string();
+    match entry {
+        Entry::Reserved {
+            id,
+            at_ms,
+            gateway,
+            amount,
+            ..
+        } => format!("{} reserved {amount} {id} at {gateway}", at(at_ms)),
+        Entry::Paid {
+            id, at_ms, binding, ..
+        } => format!("{} paid     {id} for {binding}", at(at_ms)),
+        Entry::Settled {
+            id,
+            at_ms,
+            task_id,
+            status,
+            ..
+        } => format!("{} {status:<8} {id} {task_id}", at(at_ms)),
+        Entry::Released { id, at_ms, reason } => format!("{} released {id}: {reason}", at(at_ms)),
+    }
+}
+
+fn print(as_json: bool, value: &Value, text: &str) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON prints")
+        );
+    } else {
+        println!("{text}");
+    }
+}
+
+async fn get_json(url: &str) -> anyhow::Result<Value> {
+    let response = d402_client::http_client()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {text}");
+    serde_json::from_str(&text).with_context(|| format!("{url} did not answer JSON"))
+}

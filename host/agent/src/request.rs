@@ -1,0 +1,189 @@
+//! `d402-agent request`: discovery (pinned key), the 402 challenge, the policy and a
+//! ledger reservation before anything is signed, the payment recorded before it is sent,
+//! retries that re-send exactly that payment, polling, and the checked receipt.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use d402_client::{Client, ClientError};
+use d402_payment::{Payer, Purchase, request_binding};
+use d402_protocol::Timestamp;
+use serde_json::{Value, json};
+
+use crate::config::{AgentConfig, Gateway, Paths};
+use crate::ledger::{Entry, Ledger};
+use crate::pins::KnownGateways;
+use crate::policy::{Policy, Quote};
+
+/// Times a paid request is sent when the connection fails (the same payment each time).
+const SEND_ATTEMPTS: u32 = 5;
+
+/// What `request` is asked to do.
+pub struct Order {
+    /// The request body (`{"input", "capabilityId"?, "sync"?}`).
+    pub body: Value,
+    /// Gateways to try, in order (failing over only before paying).
+    pub gateways: Vec<Gateway>,
+    /// The policy, already tightened by flags.
+    pub policy: Policy,
+    /// Print the challenge and stop.
+    pub manual: bool,
+    /// Accept a gateway key that changed since it was pinned.
+    pub accept_new_key: bool,
+}
+
+/// How a request ended.
+pub enum Bought {
+    /// Paid and decided.
+    Task(Value),
+    /// `--rail manual`: the challenge, nothing paid.
+    Challenge(Value),
+}
+
+/// Buys one task as `order` says, paying with `payer`.
+pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Result<Bought> {
+    let ledger = Ledger::new(paths.ledger());
+    let mut pins = KnownGateways::load(paths.known_gateways())?;
+    let mut unreachable = Vec::new();
+    for gateway in &order.gateways {
+        let client = Client::new(&gateway.url)?;
+        // Before paying, a gateway that does not answer is skipped for the next one.
+        let discovery = match client.discover().await {
+            Ok(discovery) => discovery,
+            Err(e @ ClientError::Unreachable { .. }) => {
+                unreachable.push(format!("{e}"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let key = discovery.gateway_key()?;
+        pins.check(&gateway.url, &key, order.accept_new_key)?;
+        let endpoints = &discovery.endpoints;
+        let challenge = client
+            .challenge(&endpoints.create_task, &order.body)
+            .await?;
+        if order.manual {
+            return Ok(Bought::Challenge(serde_json::to_value(&challenge)?));
+        }
+        let requirements = d402_client::payable(&challenge, payer)?;
+        let amount: u64 = requirements.amount.parse().with_context(|| {
+            format!(
+                "the challenge's amount {:?} is not atomic units",
+                requirements.amount
+            )
+        })?;
+        let id = format!("req:{}", hex_id());
+        let quote = Quote {
+            gateway: &gateway.url,
+            amount,
+            network: &requirements.network,
+            asset: &requirements.asset,
+            pay_to: &requirements.pay_to,
+        };
+        let now = || Timestamp::now().unix_millis();
+        ledger.reserve(&order.policy, &id, &quote, now())??;
+        let release = |reason: String| {
+            ledger.append(&Entry::Released {
+                id: id.clone(),
+                at_ms: now(),
+                reason,
+            })
+        };
+        let purchase = Purchase {
+            resource: Some(&challenge.resource),
+            body: &order.body,
+            now: Timestamp::now(),
+        };
+        let payment = match payer.pay(requirements, &purchase).await {
+            Ok(payment) => payment,
+            Err(e) => {
+                release(format!("not signed: {e}"))?;
+                return Err(e.into());
+            }
+        };
+        let header = payer.header(&payment);
+        ledger.append(&Entry::Paid {
+            id: id.clone(),
+            at_ms: now(),
+            body: order.body.clone(),
+            binding: request_binding(&order.body),
+            header: header.0.to_string(),
+            payment: header.1.clone(),
+        })?;
+        let (task, response) = match send(&client, endpoints, &order.body, &header).await {
+            Ok(answer) => answer,
+            Err(ClientError::Status { status, body, what }) => {
+                // The gateway answered and refused: nothing was charged.
+                release(format!("refused by the gateway: HTTP {status}"))?;
+                return Err(ClientError::Status { what, status, body }.into());
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "the payment was sent but its answer never arrived; it stays reserved in {} \
+                     (run the same request again: the gateway answers a resent payment with its task)",
+                    ledger.path().display()
+                )));
+            }
+        };
+        let (task, polled) = client.settled(endpoints, task).await?;
+        let task_id = d402_client::task_id_of(&task)?;
+        let receipt = client.receipt(endpoints, &task_id, &key).await?;
+        let status = task["status"].as_str().unwrap_or_default().to_string();
+        ledger.append(&Entry::Settled {
+            id: id.clone(),
+            at_ms: now(),
+            task_id: task_id.clone(),
+            status: status.clone(),
+            gateway_key: key.to_string(),
+            payment_response: polled.or(response).map(serde_json::to_value).transpose()?,
+            receipt: receipt.clone(),
+            result: task.get("result").cloned(),
+        })?;
+        if status != "accepted" {
+            release(format!("task {status}: refunded"))?;
+        }
+        return Ok(Bought::Task(json!({"task": task, "receipt": receipt})));
+    }
+    anyhow::bail!(
+        "no gateway answered ({}); nothing was paid",
+        unreachable.join("; ")
+    )
+}
+
+/// Sends the paid request, re-sending the same payment after a connection failure.
+async fn send(
+    client: &Client,
+    endpoints: &d402_client::Endpoints,
+    body: &Value,
+    header: &(&'static str, String),
+) -> Result<(Value, Option<d402_payment::x402::SettlementResponse>), ClientError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.submit(endpoints, body, header).await {
+            Err(ClientError::Unreachable { .. }) if attempt < SEND_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A fresh random id for a ledger request.
+fn hex_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The gateways of `config`, or the one named on the command line.
+pub fn gateways(config: &AgentConfig, named: Option<&str>) -> Vec<Gateway> {
+    match named {
+        Some(url) => config
+            .gateways
+            .iter()
+            .find(|g| g.url == url)
+            .cloned()
+            .into_iter()
+            .collect(),
+        None => config.gateways.clone(),
+    }
+}

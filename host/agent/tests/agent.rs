@@ -1,0 +1,459 @@
+//! `d402-agent` against a real `d402 node` process on 127.0.0.1, paying the simulated rail:
+//! init, discover (keys pinned), capabilities, request (sync, async, manual), the spend
+//! policy under concurrency, a retry after a dropped connection charged once, the ledger
+//! and receipt verification with its attacks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+/// The `d402` binary, built beside this package's binary by the workspace test run.
+fn d402_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_d402-agent")).with_file_name("d402");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p d402-cli`",
+        path.display()
+    );
+    path
+}
+
+fn d402(dir: &Path, args: &[&str]) -> Output {
+    Command::new(d402_binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn agent(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_d402-agent"))
+        .args(["--config", "agent/config.toml"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("D402_BUYER_KEYPAIR")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(output: Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+/// A `d402 node` process on a fresh state (the built-in capabilities), killed on drop.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(d402_binary())
+            .args(["node", "--state", "state", "--http-port", "0"])
+            .args(extra)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let base = line
+            .strip_prefix("d402 node listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+            .to_string();
+        Self { child, base }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node, a funded buyer key (0600) and an agent configured for the node with `policy`.
+fn setup(dir: &Path, policy: &[&str]) -> (Node, String) {
+    let node = Node::start(dir, &[]);
+    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
+        .trim()
+        .to_string();
+    ok(d402(
+        dir,
+        &[
+            "faucet",
+            "--state",
+            "state",
+            "--account",
+            &buyer,
+            "--amount",
+            "1",
+        ],
+    ));
+    let mut init = vec![
+        "init",
+        "--gateway",
+        &node.base,
+        "--rail",
+        "simulated",
+        "--key-file",
+        "buyer.json",
+    ];
+    init.extend(policy);
+    ok(agent(dir, &init));
+    (node, buyer)
+}
+
+fn balance(dir: &Path, account: &str) -> u64 {
+    let balances: Value =
+        serde_json::from_str(&ok(d402(dir, &["balances", "--state", "state", "--json"]))).unwrap();
+    balances
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == account)
+        .map_or(0, |a| a["balanceMicros"].as_u64().unwrap())
+}
+
+const TASK: &str = r#"{"value": {"a": {"b": 2}}, "select": ["a.b"]}"#;
+/// util.json_transform@1's price, micro-dollars.
+const PRICE: u64 = 100;
+
+fn request(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "request",
+        "--capability",
+        "util.json_transform@1",
+        "--input",
+        TASK,
+    ];
+    args.extend(extra);
+    agent(dir, &args)
+}
+
+#[test]
+fn the_agent_discovers_searches_buys_and_verifies_on_a_real_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (node, buyer) = setup(dir, &[]);
+
+    let discovered = json(agent(dir, &["discover", "--json"]));
+    assert_eq!(discovered[0]["pinned"], "new", "{discovered}");
+    assert_eq!(
+        json(agent(dir, &["discover", "--json"]))[0]["pinned"],
+        "known"
+    );
+    let listed = json(agent(
+        dir,
+        &["capabilities", "--id", "util.json_transform@1", "--json"],
+    ));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["gateway"], node.base);
+
+    let bought = json(request(dir, &[]));
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    assert_eq!(bought["task"]["result"]["result"]["a.b"], 2);
+    let asynchronous = json(request(dir, &["--async"]));
+    assert_eq!(asynchronous["task"]["status"], "accepted", "{asynchronous}");
+    assert_eq!(balance(dir, &buyer), 1_000_000 - 2 * PRICE);
+
+    // Manual: the challenge, exit 2, nothing reserved or paid.
+    let entries_before = json(agent(dir, &["ledger", "--json", "--limit", "100"]))
+        .as_array()
+        .unwrap()
+        .len();
+    let manual = request(dir, &["--rail", "manual"]);
+    assert_eq!(manual.status.code(), Some(2));
+    let challenge: Value = serde_json::from_slice(&manual.stdout).unwrap();
+    assert_eq!(challenge["accepts"][0]["amount"], PRICE.to_string());
+    let entries = json(agent(dir, &["ledger", "--json", "--limit", "100"]));
+    assert_eq!(entries.as_array().unwrap().len(), entries_before);
+    let events: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["reserved", "paid", "settled", "reserved", "paid", "settled"]
+    );
+
+    // The receipt verifies offline against the pinned key ...
+    let task_id = bought["task"]["taskId"].as_str().unwrap();
+    let verified = json(agent(
+        dir,
+        &["verify-receipt", "--task-id", task_id, "--json"],
+    ));
+    assert_eq!(
+        verified["verified"].as_array().unwrap().len(),
+        3,
+        "{verified}"
+    );
+
+    // ... and not with one byte changed, nor for another request, nor under a changed key.
+    let ledger_path = dir.join("agent/ledger.jsonl");
+    let original = std::fs::read_to_string(&ledger_path).unwrap();
+    // One byte of the signed settlement receipt (of the first task) changed.
+    let signed = original.find("\"settlementReceipt\":{\"payload\"").unwrap();
+    let pattern = "\"amount\":0.0001";
+    let amount = signed + original[signed..].find(pattern).unwrap();
+    let mut tampered = original.clone();
+    tampered.replace_range(amount..amount + pattern.len(), "\"amount\":0.0002");
+    assert_ne!(tampered, original);
+    std::fs::write(&ledger_path, &tampered).unwrap();
+    let refused = agent(dir, &["verify-receipt", "--task-id", task_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("signature"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // The other task's receipt filed under this task: another request.
+    let other_id = asynchronous["task"]["taskId"].as_str().unwrap();
+    let swapped = original
+        .replace(task_id, "task:swap")
+        .replace(other_id, task_id);
+    std::fs::write(&ledger_path, swapped).unwrap();
+    let refused = agent(dir, &["verify-receipt", "--task-id", task_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    std::fs::write(&ledger_path, &original).unwrap();
+    let pins_path = dir.join("agent/known_gateways.json");
+    let pins = std::fs::read_to_string(&pins_path).unwrap();
+    let stranger = d402_testkit_key();
+    let node_key = discovered[0]["key"].as_str().unwrap();
+    std::fs::write(&pins_path, pins.replace(node_key, &stranger)).unwrap();
+    let refused = agent(dir, &["verify-receipt", "--task-id", task_id]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not by the gateway"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // A changed key is refused before paying, unless accepted.
+    let refused = request(dir, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--accept-new-key"));
+    assert_eq!(balance(dir, &buyer), 1_000_000 - 2 * PRICE, "nothing paid");
+    assert_eq!(
+        json(agent(dir, &["discover", "--accept-new-key", "--json"]))[0]["pinned"],
+        "replaced"
+    );
+}
+
+/// A fresh public key that is not the node's.
+fn d402_testkit_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    ok(d402(dir.path(), &["keygen", "--out", "k.json"]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_policy_is_checked_before_signing_and_holds_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let day_cap = (3 * PRICE).to_string();
+    let (_node, buyer) = setup(dir, &["--max-per-day", &day_cap]);
+
+    // Over the per-request cap a flag sets: refused, nothing reserved, signed or paid.
+    let refused = request(dir, &["--max-amount", "0.00005"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("max-per-request") && stderr.contains("nothing was signed"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("agent/ledger.jsonl").exists()
+            || std::fs::read_to_string(dir.join("agent/ledger.jsonl"))
+                .unwrap()
+                .is_empty()
+    );
+
+    // Ten at once against a day cap that covers three: exactly three are paid.
+    let children: Vec<Child> = (0..10)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_d402-agent"))
+                .args([
+                    "--config",
+                    "agent/config.toml",
+                    "request",
+                    "--capability",
+                    "util.json_transform@1",
+                    "--input",
+                    TASK,
+                ])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let paid = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        paid,
+        3,
+        "{:?}",
+        outcomes
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect::<Vec<_>>()
+    );
+    for refused in outcomes.iter().filter(|o| !o.status.success()) {
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("max-per-day"));
+    }
+    assert_eq!(balance(dir, &buyer), 1_000_000 - 3 * PRICE);
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_node, _) = setup(dir, &[]);
+    std::fs::set_permissions(
+        dir.join("buyer.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let refused = request(dir, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"));
+}
+
+/// A proxy to `upstream` that forwards every request, but for the first paid one (it
+/// carries PAYMENT-SIGNATURE) drops the connection instead of returning the answer.
+/// Serves on `listener`; returns the count of paid requests it forwarded.
+fn dropping_proxy(listener: std::net::TcpListener, upstream: String) -> Arc<AtomicUsize> {
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let counted = forwarded.clone();
+    std::thread::spawn(move || {
+        let mut dropped = false;
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let request = read_request(&mut client);
+            let paid = String::from_utf8_lossy(&request)
+                .to_ascii_lowercase()
+                .contains("payment-signature:");
+            let mut server =
+                std::net::TcpStream::connect(upstream.trim_start_matches("http://")).unwrap();
+            server.write_all(&request).unwrap();
+            let mut answer = Vec::new();
+            server.read_to_end(&mut answer).unwrap();
+            if paid {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            if paid && !dropped {
+                dropped = true;
+                continue; // the gateway took the payment; the buyer never hears back
+            }
+            let _ = client.write_all(&answer);
+        }
+    });
+    forwarded
+}
+
+/// One HTTP/1.1 request from `stream`, rewritten to close the upstream connection after it.
+fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buffer).unwrap();
+        data.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&data);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length || n == 0 {
+                let head = text[..end].replace("\r\nconnection: keep-alive", "");
+                let mut out = format!("{head}\r\nconnection: close\r\n\r\n").into_bytes();
+                out.extend_from_slice(&data[end + 4..]);
+                return out;
+            }
+        }
+        if n == 0 {
+            return data;
+        }
+    }
+}
+
+#[test]
+fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The node announces the proxy as its public URL, so every call goes through it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let node = Node::start(dir, &["--public-url", &proxy]);
+    let forwarded = dropping_proxy(listener, node.base.clone());
+    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
+        .trim()
+        .to_string();
+    ok(d402(
+        dir,
+        &[
+            "faucet",
+            "--state",
+            "state",
+            "--account",
+            &buyer,
+            "--amount",
+            "1",
+        ],
+    ));
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            &proxy,
+            "--rail",
+            "simulated",
+            "--key-file",
+            "buyer.json",
+        ],
+    ));
+    let bought = json(request(dir, &[]));
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE, "charged once");
+    let entries = json(agent(dir, &["ledger", "--json"]));
+    let payments = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "paid")
+        .count();
+    assert_eq!(payments, 1, "one signature: {entries}");
+    assert_eq!(
+        forwarded.load(Ordering::SeqCst),
+        2,
+        "the payment reached the gateway twice"
+    );
+}
