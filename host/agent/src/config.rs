@@ -35,6 +35,13 @@ pub enum SignerSource {
         /// The variable's name.
         variable: String,
     },
+    /// An external signer program ([`crate::plugin`]).
+    Plugin {
+        /// The program.
+        program: PathBuf,
+        /// The address it gave at `init`: every signature must verify under it.
+        address: String,
+    },
 }
 
 /// The whole configuration file.

@@ -7,6 +7,7 @@
 mod config;
 mod ledger;
 mod pins;
+mod plugin;
 mod policy;
 mod request;
 mod signer;
@@ -58,6 +59,10 @@ enum Command {
         /// Environment variable holding the buyer keypair JSON.
         #[arg(long, value_name = "VARIABLE", default_value = signer::KEYPAIR_ENV)]
         key_env: String,
+        /// A signer plugin: `plugin:PROGRAM` (asked for its address now, which every later
+        /// signature must match).
+        #[arg(long, value_name = "SPEC", conflicts_with = "key_file")]
+        signer: Option<String>,
         /// Most one request may cost, atomic units (USDC micro-units).
         #[arg(long)]
         max_per_request: Option<u64>,
@@ -160,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rail,
             key_file,
             key_env,
+            signer,
             max_per_request,
             max_per_day,
             max_per_gateway_per_day,
@@ -171,11 +177,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{} exists; pass --force to replace it",
                 paths.config.display()
             );
-            let signer = match key_file {
-                Some(path) => SignerSource::KeyFile {
+            let signer = match (key_file, signer) {
+                (Some(path), _) => SignerSource::KeyFile {
                     path: std::path::absolute(&path)?,
                 },
-                None => SignerSource::Env { variable: key_env },
+                (None, Some(spec)) => {
+                    let program = spec
+                        .strip_prefix("plugin:")
+                        .with_context(|| format!("--signer {spec:?}: use plugin:PROGRAM"))?;
+                    let program = std::path::absolute(program)?;
+                    let address = runtime.block_on(plugin::address(&program))?;
+                    SignerSource::Plugin {
+                        program,
+                        address: address.to_string(),
+                    }
+                }
+                (None, None) => SignerSource::Env { variable: key_env },
             };
             let config = AgentConfig {
                 gateways: gateways
@@ -336,8 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 manual || gateways.iter().all(|g| g.rail == RailId::Simulated),
                 "the agent pays the simulated rail only so far; for x402 on Base use `d402 x402-task`, for Solana `d402 solana-task`"
             );
-            let key = signer::load(&config.signer)?;
-            let payer = d402_rail_simulated::SimulatedPayer::new(key);
+            let payer = signer::payer(&config.signer)?;
             let order = request::Order {
                 body,
                 gateways,
@@ -348,7 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 manual,
                 accept_new_key,
             };
-            match runtime.block_on(request::buy(&paths, order, &payer))? {
+            match runtime.block_on(request::buy(&paths, order, payer.as_ref()))? {
                 request::Bought::Challenge(challenge) => {
                     println!("{}", serde_json::to_string_pretty(&challenge)?);
                     Ok(ExitCode::from(2))

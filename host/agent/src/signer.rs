@@ -1,16 +1,28 @@
-//! The buyer's key, from exactly one configured source: a key file (refused unless its
-//! mode is 0600) or an environment variable.
+//! The buyer's signer, from exactly one configured source: a key file (refused unless its
+//! mode is 0600), an environment variable, or a signer plugin.
 
+use d402_payment::Payer;
 use d402_protocol::Keypair;
 
 use crate::config::SignerSource;
+
+/// What pays, for the configured source.
+pub fn payer(source: &SignerSource) -> anyhow::Result<Box<dyn Payer>> {
+    Ok(match source {
+        SignerSource::Plugin { program, address } => Box::new(crate::plugin::PluginPayer::new(
+            program.clone(),
+            address.parse()?,
+        )),
+        other => Box::new(d402_rail_simulated::SimulatedPayer::new(load(other)?)),
+    })
+}
 
 /// The environment variable a Solana-layout keypair (JSON array of 64 bytes) is read from
 /// by default.
 pub const KEYPAIR_ENV: &str = "D402_BUYER_KEYPAIR";
 
-/// Loads the key `source` names.
-pub fn load(source: &SignerSource) -> anyhow::Result<Keypair> {
+/// Loads the key `source` names (a key file or an environment variable).
+fn load(source: &SignerSource) -> anyhow::Result<Keypair> {
     match source {
         SignerSource::KeyFile { path } => {
             use std::os::unix::fs::PermissionsExt;
@@ -38,5 +50,6 @@ pub fn load(source: &SignerSource) -> anyhow::Result<Keypair> {
             })?;
             Ok(Keypair::from_keypair_bytes(&bytes)?)
         }
+        SignerSource::Plugin { .. } => anyhow::bail!("a signer plugin holds its own key"),
     }
 }

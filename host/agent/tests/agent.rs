@@ -457,3 +457,124 @@ fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
         "the payment reached the gateway twice"
     );
 }
+
+/// The test signer plugin (tests/signer_plugin.py) behind a launcher, and its call log.
+fn plugin(dir: &Path) -> (PathBuf, PathBuf) {
+    let python = std::env::var("D402_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/signer_plugin.py");
+    let launcher = dir.join("signer-plugin");
+    std::fs::write(
+        &launcher,
+        format!("#!/bin/sh\nexec {python} {}\n", script.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    (launcher, dir.join("plugin-calls.jsonl"))
+}
+
+fn agent_with_plugin(dir: &Path, mode: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_d402-agent"))
+        .args(["--config", "agent/config.toml"])
+        .args(args)
+        .current_dir(dir)
+        .env("PLUGIN_KEY", dir.join("buyer.json"))
+        .env("PLUGIN_COUNTER", dir.join("plugin-calls.jsonl"))
+        .env("PLUGIN_MODE", mode)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_signer_plugin_signs_within_policy_and_is_refused_when_it_misbehaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let node = Node::start(dir, &[]);
+    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
+        .trim()
+        .to_string();
+    ok(d402(
+        dir,
+        &[
+            "faucet",
+            "--state",
+            "state",
+            "--account",
+            &buyer,
+            "--amount",
+            "1",
+        ],
+    ));
+    let (launcher, calls) = plugin(dir);
+    let signer = format!("plugin:{}", launcher.display());
+    ok(agent_with_plugin(
+        dir,
+        "good",
+        &["init", "--gateway", &node.base, "--signer", &signer],
+    ));
+    let config = std::fs::read_to_string(dir.join("agent/config.toml")).unwrap();
+    assert!(
+        config.contains(&buyer),
+        "the plugin's address is pinned: {config}"
+    );
+    let calls_made = || std::fs::read_to_string(&calls).map_or(0, |c| c.lines().count());
+
+    let buy = |mode: &str, extra: &[&str]| {
+        let mut args = vec![
+            "request",
+            "--capability",
+            "util.json_transform@1",
+            "--input",
+            TASK,
+        ];
+        args.extend(extra);
+        agent_with_plugin(dir, mode, &args)
+    };
+    let bought = buy("good", &[]);
+    assert_eq!(json(bought)["task"]["status"], "accepted");
+    assert_eq!(calls_made(), 1);
+    let request: Value = serde_json::from_str(
+        std::fs::read_to_string(&calls)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        request["amount"],
+        PRICE.to_string(),
+        "the plugin is told what it pays: {request}"
+    );
+    assert!(
+        request["requestHash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // Over the cap: the plugin is never called.
+    let refused = buy("good", &["--max-amount", "0.00005"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(calls_made(), 1, "the signer was not asked");
+
+    // A plugin that answers garbage, signs with another key or hangs: refused, nothing paid.
+    for (mode, why) in [
+        ("bad-json", "did not answer JSON"),
+        ("wrong-key", "does not verify under the pinned address"),
+        ("hang", "did not answer within"),
+    ] {
+        let refused = buy(mode, &[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{mode}: {stderr}");
+        assert!(stderr.contains(why), "{mode}: {stderr}");
+    }
+    assert_eq!(
+        balance(dir, &buyer),
+        1_000_000 - PRICE,
+        "only the good signature paid"
+    );
+}

@@ -247,23 +247,52 @@ pub fn sign_payment(
     purchase: &Purchase<'_>,
     key: &Keypair,
 ) -> Result<SimulatedPayment, d402_protocol::ProtocolError> {
+    Ok(payment(
+        requirements,
+        purchase,
+        Signed::sign(authorization(requirements, purchase), key)?,
+    ))
+}
+
+/// The authorization a buyer signs to pay `requirements` for `purchase` (a fresh nonce,
+/// expiring within the requirement's timeout).
+pub fn authorization(
+    requirements: &PaymentRequirements,
+    purchase: &Purchase<'_>,
+) -> SimulatedAuthorization {
     let nonce: [u8; 32] = rand::random();
     let lifetime = requirements.max_timeout_seconds.clamp(1, 3600) * 1000;
-    let auth = SimulatedAuthorization {
+    SimulatedAuthorization {
         network: requirements.network.clone(),
         amount: requirements.amount.clone(),
         pay_to: requirements.pay_to.clone(),
         nonce: hex::encode(nonce),
         expires_at: purchase.now.plus_millis(lifetime),
         task_binding: request_binding(purchase.body),
-    };
-    Ok(PaymentPayload {
+    }
+}
+
+/// The `PAYMENT-SIGNATURE` document carrying `signed` (an authorization signed by whoever
+/// holds the key: this process or an external signer).
+pub fn payment(
+    requirements: &PaymentRequirements,
+    purchase: &Purchase<'_>,
+    signed: Signed<SimulatedAuthorization>,
+) -> SimulatedPayment {
+    PaymentPayload {
         x402_version: X402_VERSION,
         resource: purchase.resource.cloned(),
         accepted: requirements.clone(),
-        payload: Signed::sign(auth, key)?,
+        payload: signed,
         extensions: Default::default(),
-    })
+    }
+}
+
+/// Whether `requirements` are the simulated rail's (any network named `d402:simulated…`).
+pub fn is_simulated(requirements: &PaymentRequirements) -> bool {
+    requirements.scheme == "exact"
+        && requirements.network.starts_with(SIMULATED_NETWORK)
+        && requirements.extra["authorization"] == SimulatedAuthorization::OBJECT_TYPE
 }
 
 /// A buyer's wallet on the simulated rail(s) whose network names start with `d402:simulated`.
@@ -281,9 +310,7 @@ impl SimulatedPayer {
 #[async_trait]
 impl Payer for SimulatedPayer {
     fn can_pay(&self, requirements: &PaymentRequirements) -> bool {
-        requirements.scheme == "exact"
-            && requirements.network.starts_with(SIMULATED_NETWORK)
-            && requirements.extra["authorization"] == SimulatedAuthorization::OBJECT_TYPE
+        is_simulated(requirements)
     }
 
     async fn pay(
