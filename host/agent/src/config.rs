@@ -91,6 +91,11 @@ impl Paths {
         self.dir().join("ledger.jsonl")
     }
 
+    /// The daemon's bearer token (0600).
+    pub fn daemon_token(&self) -> PathBuf {
+        self.dir().join("daemon-token")
+    }
+
     /// Gateway keys pinned on first use.
     pub fn known_gateways(&self) -> PathBuf {
         self.dir().join("known_gateways.json")

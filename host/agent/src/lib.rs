@@ -5,11 +5,13 @@
 //! libp2p nor redb.
 
 mod config;
+mod daemon;
 mod ledger;
 mod pins;
 mod plugin;
 mod policy;
 mod request;
+mod search;
 mod signer;
 mod verify;
 
@@ -133,6 +135,16 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Serve applications on loopback: they send the plain task request, the daemon applies
+    /// the policy, pays, retries and answers with result and receipts.
+    Daemon {
+        /// Listen address (loopback only).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port.
+        #[arg(long, default_value_t = 7402)]
+        port: u16,
+    },
     /// Check a cached receipt again: signatures (pinned key), request, amounts.
     VerifyReceipt {
         /// The task.
@@ -236,7 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let latency_ms = started.elapsed().as_millis();
                 let key = discovery.gateway_key()?;
                 let pin = pins.check(&gateway.url, &key, accept_new_key)?;
-                let health = runtime.block_on(get_json(&format!("{}/health", gateway.url)))?;
+                let health =
+                    runtime.block_on(search::get_json(&format!("{}/health", gateway.url)))?;
                 found.push(json!({
                     "gateway": gateway.url,
                     "key": key.to_string(),
@@ -268,31 +281,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cid,
         } => {
             let config = AgentConfig::load(&paths)?;
-            let mut listed = Vec::new();
-            for gateway in &config.gateways {
-                let mut url = format!("{}/capabilities?", gateway.url);
-                for (key, value) in [("tag", &tag), ("namespace", &namespace)] {
-                    if let Some(value) = value {
-                        url.push_str(&format!("{key}={value}&"));
-                    }
-                }
-                let answer = runtime.block_on(get_json(&url))?;
-                for capability in answer["capabilities"].as_array().into_iter().flatten() {
-                    let wanted = id
-                        .as_ref()
-                        .is_none_or(|id| capability["capabilityId"] == *id)
-                        && cid
-                            .as_ref()
-                            .is_none_or(|cid| capability["manifestCid"] == *cid);
-                    if wanted {
-                        let mut entry = capability.clone();
-                        entry["gateway"] = json!(gateway.url);
-                        listed.push(entry);
-                    }
-                }
-            }
+            let filter = search::Filter {
+                tag,
+                namespace,
+                id,
+                cid,
+            };
+            let listed = runtime.block_on(search::capabilities(&config, &filter))?;
             let text = listed
-                .iter()
+                .as_array()
+                .into_iter()
+                .flatten()
                 .map(|c| {
                     format!(
                         "{:<32} {:>10}  {}",
@@ -303,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            print(cli.json, &Value::Array(listed), &text);
+            print(cli.json, &listed, &text);
             Ok(ExitCode::SUCCESS)
         }
         Command::Request {
@@ -317,19 +316,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accept_new_key,
         } => {
             let config = AgentConfig::load(&paths)?;
-            let mut body = match (url, input) {
-                (Some(url), None) => d402_client::page_request(&url),
-                (None, Some(input)) => {
-                    json!({"input": serde_json::from_str::<Value>(&input).context("--input is not JSON")?})
-                }
-                _ => anyhow::bail!("pass --url URL, or --capability ID --input JSON"),
-            };
-            if let Some(capability) = capability {
-                body["capabilityId"] = json!(capability);
-            }
-            if asynchronous {
-                body["sync"] = json!(false);
-            }
+            let input = input
+                .map(|text| serde_json::from_str::<Value>(&text).context("--input is not JSON"))
+                .transpose()?;
+            let body = request::task_body(url, capability, input, asynchronous)?;
             let gateways = request::gateways(&config, gateway.as_deref());
             anyhow::ensure!(
                 !gateways.is_empty(),
@@ -388,6 +378,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print(cli.json, &serde_json::to_value(recent)?, &text);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Daemon { host, port } => {
+            runtime.block_on(daemon::serve(paths, host, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::VerifyReceipt { task_id } => {
             let checked = verify::verify(&paths, &task_id)?;
             print(
@@ -434,16 +428,4 @@ fn print(as_json: bool, value: &Value, text: &str) {
     } else {
         println!("{text}");
     }
-}
-
-async fn get_json(url: &str) -> anyhow::Result<Value> {
-    let response = d402_client::http_client()
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status.is_success(), "{url} answered {status}: {text}");
-    serde_json::from_str(&text).with_context(|| format!("{url} did not answer JSON"))
 }

@@ -174,6 +174,28 @@ fn hex_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// The request body for a page (`url`) or a capability's `input`, submitted asynchronously
+/// when `asynchronous`.
+pub fn task_body(
+    url: Option<String>,
+    capability: Option<String>,
+    input: Option<Value>,
+    asynchronous: bool,
+) -> anyhow::Result<Value> {
+    let mut body = match (url, input) {
+        (Some(url), None) => d402_client::page_request(&url),
+        (None, Some(input)) => json!({ "input": input }),
+        _ => anyhow::bail!("give a page url, or a capability and its input"),
+    };
+    if let Some(capability) = capability {
+        body["capabilityId"] = json!(capability);
+    }
+    if asynchronous {
+        body["sync"] = json!(false);
+    }
+    Ok(body)
+}
+
 /// The gateways of `config`, or the one named on the command line.
 pub fn gateways(config: &AgentConfig, named: Option<&str>) -> Vec<Gateway> {
     match named {

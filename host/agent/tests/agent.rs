@@ -578,3 +578,107 @@ fn a_signer_plugin_signs_within_policy_and_is_refused_when_it_misbehaves() {
         "only the good signature paid"
     );
 }
+
+/// A `d402-agent daemon` process on a free loopback port, killed on drop.
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_d402-agent"))
+            .args([
+                "--config",
+                "agent/config.toml",
+                "daemon",
+                "--port",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .strip_prefix("d402-agent daemon listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+            .trim()
+            .to_string();
+        Self { child, url }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 request to the daemon: status line's code.
+fn raw_status(url: &str, host: &str, token: Option<&str>) -> u16 {
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /v1/ledger HTTP/1.1\r\nhost: {host}\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn applications_buy_through_the_daemon_with_its_token_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_node, buyer) = setup(dir, &[]);
+    let daemon = Daemon::start(dir);
+    let token_file = dir.join("agent/daemon-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let host = daemon.url.trim_start_matches("http://").to_string();
+    assert_eq!(raw_status(&daemon.url, &host, None), 401);
+    assert_eq!(raw_status(&daemon.url, &host, Some("wrong")), 401);
+    assert_eq!(raw_status(&daemon.url, "evil.example", Some(&token)), 403);
+    assert_eq!(raw_status(&daemon.url, &host, Some(&token)), 200);
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agent-daemon");
+    let python = std::env::var("D402_PYTHON").unwrap_or_else(|_| "python3".into());
+    for (program, script) in [(python.as_str(), "client.py"), ("node", "client.mjs")] {
+        let output = Command::new(program)
+            .arg(examples.join(script))
+            .args([
+                "--daemon",
+                &daemon.url,
+                "--token-file",
+                token_file.to_str().unwrap(),
+            ])
+            .args(["--capability", "util.json_transform@1", "--input", TASK])
+            .output()
+            .unwrap();
+        let answer: Value = serde_json::from_str(&ok(output)).unwrap();
+        assert_eq!(answer["status"], "accepted", "{script}: {answer}");
+        assert_eq!(answer["result"]["result"]["a.b"], 2, "{script}: {answer}");
+    }
+    assert_eq!(balance(dir, &buyer), 1_000_000 - 2 * PRICE);
+    // A daemon refuses to listen beyond loopback.
+    let refused = agent(dir, &["daemon", "--host", "0.0.0.0", "--port", "0"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback only"));
+}

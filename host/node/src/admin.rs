@@ -53,14 +53,14 @@ pub async fn start(gateway: Arc<Gateway>) -> anyhow::Result<()> {
             )
         })?;
     let bound = listener.local_addr()?;
-    let token = token(&state)?;
+    let token = d402_wallet::token(&state.admin_token())?;
     let endpoint = AdminEndpoint {
         url: format!("http://{bound}"),
         token: token.clone(),
         public_url: gateway.base_url(),
         pid: std::process::id(),
     };
-    write_private(
+    d402_wallet::write_private(
         &state.admin_file(),
         &serde_json::to_vec_pretty(&endpoint).expect("the endpoint serializes"),
     )
@@ -287,35 +287,4 @@ async fn metrics(State(admin): State<Admin>) -> Result<Response, ApiError> {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         })?;
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
-}
-
-/// The admin token: `<state>/admin-token`, created (0600) on first use.
-fn token(state: &StateDir) -> anyhow::Result<String> {
-    let path = state.admin_token();
-    match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    write_private(&path, token.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
-}
-
-/// Writes `bytes` to `path` with mode 0600 (through a temporary file renamed over it).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }

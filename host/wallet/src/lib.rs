@@ -1,5 +1,7 @@
 //! Wallet key files: a JSON array of the 64 keypair bytes (seed then public key), the layout
 //! Solana tools use, so a d402 wallet is also a Solana wallet. Files are created mode 0600.
+//! Also the other secrets kept on disk: bearer tokens ([`token`]) and private files
+//! ([`write_private`]).
 
 use std::fs;
 use std::io::Write;
@@ -75,6 +77,38 @@ pub fn save(path: &Path, key: &Keypair, force: bool) -> Result<(), WalletError> 
     file.write_all(text.as_bytes()).map_err(io_error(&tmp))?;
     file.sync_all().map_err(io_error(&tmp))?;
     fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// Writes `bytes` to `path` with mode 0600, atomically (a temporary file renamed over it).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
+}
+
+/// The bearer token kept at `path`: read when it exists, else 32 random bytes in hex,
+/// written with mode 0600.
+pub fn token(path: &Path) -> Result<String, WalletError> {
+    match fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(path)(e)),
+    }
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    write_private(path, token.as_bytes()).map_err(io_error(path))?;
+    Ok(token)
 }
 
 /// Generates a fresh key with the operating system's random source.
