@@ -7,6 +7,7 @@
 mod config;
 mod daemon;
 mod ledger;
+mod mcp;
 mod pins;
 mod plugin;
 mod policy;
@@ -20,14 +21,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use d402_client::Client;
 use d402_payment::RailId;
 use d402_protocol::{Price, Timestamp};
 use serde_json::{Value, json};
 
 use config::{AgentConfig, Gateway, Paths, SignerSource};
 use ledger::{Entry, Ledger};
-use pins::KnownGateways;
 use policy::Policy;
 
 /// d402-agent: buy d402 work within a spend policy, with receipts.
@@ -145,6 +144,9 @@ enum Command {
         #[arg(long, default_value_t = 7402)]
         port: u16,
     },
+    /// Serve the Model Context Protocol on stdio: tools discover, search_capabilities,
+    /// quote, request, get_receipt, ledger — within the configured policy.
+    Mcp,
     /// Check a cached receipt again: signatures (pinned key), request, amounts.
     VerifyReceipt {
         /// The task.
@@ -233,33 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Discover { accept_new_key } => {
             let config = AgentConfig::load(&paths)?;
-            let mut pins = KnownGateways::load(paths.known_gateways())?;
-            let mut found = Vec::new();
-            for gateway in &config.gateways {
-                let started = std::time::Instant::now();
-                let client = Client::new(&gateway.url)?;
-                let discovery = match runtime.block_on(client.discover()) {
-                    Ok(discovery) => discovery,
-                    Err(e) => {
-                        found.push(json!({"gateway": gateway.url, "error": format!("{e}")}));
-                        continue;
-                    }
-                };
-                let latency_ms = started.elapsed().as_millis();
-                let key = discovery.gateway_key()?;
-                let pin = pins.check(&gateway.url, &key, accept_new_key)?;
-                let health =
-                    runtime.block_on(search::get_json(&format!("{}/health", gateway.url)))?;
-                found.push(json!({
-                    "gateway": gateway.url,
-                    "key": key.to_string(),
-                    "pinned": format!("{pin:?}").to_lowercase(),
-                    "latencyMs": latency_ms,
-                    "rails": health["policy"]["rails"],
-                    "price": health["policy"]["price"],
-                    "capability": health["policy"]["capabilityId"],
-                }));
-            }
+            let found = runtime.block_on(search::discover(&paths, &config, accept_new_key))?;
             let text = found
                 .iter()
                 .map(|g| {
@@ -380,6 +356,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon { host, port } => {
             runtime.block_on(daemon::serve(paths, host, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mcp => {
+            runtime.block_on(mcp::serve(paths))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::VerifyReceipt { task_id } => {

@@ -150,6 +150,47 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
     )
 }
 
+/// What each configured gateway would charge for `body`, and whether the policy (with
+/// what the ledger says was spent) would let it be paid. Signs and reserves nothing.
+pub async fn quote(
+    paths: &Paths,
+    gateways: &[Gateway],
+    body: &Value,
+    policy: &Policy,
+    payer: &dyn Payer,
+) -> anyhow::Result<Value> {
+    let entries = Ledger::new(paths.ledger()).entries()?;
+    let mut quotes = Vec::new();
+    for gateway in gateways {
+        let client = Client::new(&gateway.url)?;
+        let discovery = client.discover().await?;
+        let challenge = client
+            .challenge(&discovery.endpoints.create_task, body)
+            .await?;
+        let requirements = d402_client::payable(&challenge, payer)?;
+        let amount: u64 = requirements.amount.parse().unwrap_or(u64::MAX);
+        let quote = Quote {
+            gateway: &gateway.url,
+            amount,
+            network: &requirements.network,
+            asset: &requirements.asset,
+            pay_to: &requirements.pay_to,
+        };
+        let now = Timestamp::now().unix_millis();
+        let verdict = policy.check(&quote, crate::ledger::spent(&entries, &gateway.url, now));
+        quotes.push(json!({
+            "gateway": gateway.url,
+            "amount": requirements.amount,
+            "asset": requirements.asset,
+            "network": requirements.network,
+            "payTo": requirements.pay_to,
+            "allowed": verdict.is_ok(),
+            "refusal": verdict.err().map(|e| e.to_string()),
+        }));
+    }
+    Ok(Value::Array(quotes))
+}
+
 /// Sends the paid request, re-sending the same payment after a connection failure.
 async fn send(
     client: &Client,

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Paths};
+use crate::pins::KnownGateways;
 
 /// Which capabilities to list.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,43 @@ pub async fn capabilities(config: &AgentConfig, filter: &Filter) -> anyhow::Resu
         }
     }
     Ok(Value::Array(listed))
+}
+
+/// Each configured gateway's discovery document and health: its key (pinned on first use;
+/// a changed key is an error unless `accept_new_key`), latency, rails and default price.
+/// A gateway that does not answer is listed with its error.
+pub async fn discover(
+    paths: &Paths,
+    config: &AgentConfig,
+    accept_new_key: bool,
+) -> anyhow::Result<Vec<Value>> {
+    let mut pins = KnownGateways::load(paths.known_gateways())?;
+    let mut found = Vec::new();
+    for gateway in &config.gateways {
+        let started = std::time::Instant::now();
+        let client = d402_client::Client::new(&gateway.url)?;
+        let discovery = match client.discover().await {
+            Ok(discovery) => discovery,
+            Err(e) => {
+                found.push(json!({"gateway": gateway.url, "error": format!("{e}")}));
+                continue;
+            }
+        };
+        let latency_ms = started.elapsed().as_millis();
+        let key = discovery.gateway_key()?;
+        let pin = pins.check(&gateway.url, &key, accept_new_key)?;
+        let health = get_json(&format!("{}/health", gateway.url)).await?;
+        found.push(json!({
+            "gateway": gateway.url,
+            "key": key.to_string(),
+            "pinned": format!("{pin:?}").to_lowercase(),
+            "latencyMs": latency_ms,
+            "rails": health["policy"]["rails"],
+            "price": health["policy"]["price"],
+            "capability": health["policy"]["capabilityId"],
+        }));
+    }
+    Ok(found)
 }
 
 /// `GET url` as JSON, refusing an error status.

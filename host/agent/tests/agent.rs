@@ -682,3 +682,91 @@ fn applications_buy_through_the_daemon_with_its_token_only() {
     let refused = agent(dir, &["daemon", "--host", "0.0.0.0", "--port", "0"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback only"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_client_lists_the_tools_and_buys_within_the_policy() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let per_request = (2 * PRICE).to_string();
+    let (_node, buyer) = setup(dir, &["--max-per-request", &per_request]);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_d402-agent"));
+    command
+        .args(["--config", "agent/config.toml", "mcp"])
+        .current_dir(dir);
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(command).unwrap()).await.unwrap();
+
+    let mut tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    tools.sort();
+    assert_eq!(
+        tools,
+        [
+            "discover",
+            "get_receipt",
+            "ledger",
+            "quote",
+            "request",
+            "search_capabilities"
+        ]
+    );
+
+    let call = |name: &'static str, arguments: Value| {
+        let client = &client;
+        async move {
+            let params = CallToolRequestParams::new(name)
+                .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+            client.call_tool(params).await.unwrap()
+        }
+    };
+    let task = serde_json::json!({"capability_id": "util.json_transform@1", "input": serde_json::from_str::<Value>(TASK).unwrap()});
+    let quoted = call("quote", task.clone()).await;
+    let quote = &quoted
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("{quoted:?}"))["quotes"];
+    assert_eq!(
+        (quote[0]["amount"].as_str(), quote[0]["allowed"].as_bool()),
+        (Some("100"), Some(true)),
+        "{quote}"
+    );
+    assert_eq!(balance(dir, &buyer), 1_000_000, "a quote pays nothing");
+
+    let bought = call("request", task.clone()).await;
+    assert_ne!(bought.is_error, Some(true), "{bought:?}");
+    let document = bought.structured_content.unwrap();
+    assert_eq!(document["task"]["status"], "accepted", "{document}");
+    let task_id = document["task"]["taskId"].as_str().unwrap().to_string();
+
+    let mut capped = task.clone();
+    capped["max_amount"] = serde_json::json!("0.00005");
+    let refused = call("request", capped).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(format!("{:?}", refused.content).contains("max-per-request"));
+
+    let receipt = call("get_receipt", serde_json::json!({"task_id": task_id})).await;
+    assert_eq!(
+        receipt.structured_content.unwrap()["verified"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let ledger = call("ledger", serde_json::json!({})).await;
+    assert_eq!(
+        ledger.structured_content.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE);
+    client.cancel().await.unwrap();
+}
