@@ -56,6 +56,9 @@ pub struct AgentConfig {
     /// What may be spent.
     #[serde(default)]
     pub policy: Policy,
+    /// What `update` may do with a verified release.
+    #[serde(default, rename = "update-policy")]
+    pub update_policy: crate::update::UpdatePolicy,
 }
 
 /// Where the configuration and its companions are.
@@ -94,6 +97,11 @@ impl Paths {
     /// The daemon's bearer token (0600).
     pub fn daemon_token(&self) -> PathBuf {
         self.dir().join("daemon-token")
+    }
+
+    /// The last release sequence accepted per component.
+    pub fn releases(&self) -> PathBuf {
+        self.dir().join("releases.json")
     }
 
     /// Gateway keys pinned on first use.

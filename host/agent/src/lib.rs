@@ -14,6 +14,7 @@ mod policy;
 mod request;
 mod search;
 mod signer;
+mod update;
 mod verify;
 
 use std::path::PathBuf;
@@ -144,6 +145,9 @@ enum Command {
         #[arg(long, default_value_t = 7402)]
         port: u16,
     },
+    /// Threshold-signed releases: verify a manifest (check) and install it (apply).
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Serve the Model Context Protocol on stdio: tools discover, search_capabilities,
     /// quote, request, get_receipt, ledger — within the configured policy.
     Mcp,
@@ -153,6 +157,48 @@ enum Command {
         #[arg(long)]
         task_id: String,
     },
+}
+
+/// `d402-agent update` commands.
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Verify a release manifest and its artifacts; print the local policy's decision.
+    Check(UpdateArgs),
+    /// Verify, then stage and swap the artifacts in (keeping the previous version).
+    Apply {
+        #[command(flatten)]
+        args: UpdateArgs,
+        /// Where the artifacts are installed [default: the directory of this program].
+        #[arg(long, value_name = "DIR")]
+        install_dir: Option<PathBuf>,
+        /// Apply even when the local policy would only notify (never skips verification).
+        #[arg(long, value_name = "BOOL", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+        force: bool,
+    },
+}
+
+/// What an update is checked against.
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// The release manifest (`d402 release manifest` + `sign`).
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// A trusted release public key (repeatable).
+    #[arg(long = "trusted-key-file", value_name = "FILE", required = true)]
+    trusted_key_files: Vec<PathBuf>,
+    /// Distinct trusted signatures required [default: all trusted keys].
+    #[arg(long)]
+    threshold: Option<usize>,
+    /// The component updated.
+    #[arg(long, default_value = "agent")]
+    component: String,
+    /// The channel followed.
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    /// Where the artifacts are: a directory or an http(s) base URL [default: the
+    /// manifest's directory].
+    #[arg(long, value_name = "DIR|URL")]
+    from: Option<String>,
 }
 
 /// Runs the command line; errors go to stderr with exit 1.
@@ -224,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_lifetime,
                     ..Policy::default()
                 },
+                update_policy: update::UpdatePolicy::default(),
             };
             config.save(&paths)?;
             print(
@@ -356,6 +403,83 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon { host, port } => {
             runtime.block_on(daemon::serve(paths, host, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Update(command) => {
+            let (args, apply) = match command {
+                UpdateCommand::Check(args) => (args, None),
+                UpdateCommand::Apply {
+                    args,
+                    install_dir,
+                    force,
+                } => (args, Some((install_dir, force))),
+            };
+            let keys = update::trusted_keys(&args.trusted_key_files)?;
+            let trust = update::Trust {
+                threshold: args.threshold.unwrap_or(keys.len()),
+                keys,
+                component: args.component,
+                channel: args.channel,
+            };
+            let verified = runtime.block_on(update::verify(
+                &paths,
+                &args.manifest,
+                &trust,
+                args.from.as_deref(),
+            ))?;
+            let policy = AgentConfig::load(&paths)
+                .map(|c| c.update_policy)
+                .unwrap_or_default();
+            let decision = update::decide(policy, &verified.manifest);
+            let mut report = json!({
+                "component": verified.manifest.component,
+                "version": verified.manifest.version,
+                "sequence": verified.manifest.sequence,
+                "manifestCid": verified.cid.to_string(),
+                "decision": decision.as_str(),
+            });
+            let Some((install_dir, force)) = apply else {
+                print(
+                    cli.json,
+                    &report,
+                    &format!(
+                        "verified {} {} ({}): {}",
+                        verified.manifest.component,
+                        verified.manifest.version,
+                        verified.cid,
+                        decision.as_str()
+                    ),
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            if decision != update::Decision::Stage && !force {
+                print(
+                    cli.json,
+                    &report,
+                    &format!(
+                        "verified, not applied: the local policy says {}; --force true applies it",
+                        decision.as_str()
+                    ),
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let dir = match install_dir {
+                Some(dir) => dir,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("this program has no directory")?
+                    .to_path_buf(),
+            };
+            let installed = update::apply(&paths, &verified, &dir)?;
+            report["installed"] = json!(installed);
+            print(
+                cli.json,
+                &report,
+                &format!(
+                    "installed {} {}",
+                    verified.manifest.component, verified.manifest.version
+                ),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Mcp => {

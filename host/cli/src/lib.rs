@@ -14,6 +14,7 @@ mod node;
 mod ops;
 mod payouts;
 mod processes;
+mod release;
 mod run;
 mod scaffold;
 
@@ -96,6 +97,9 @@ enum Command {
     Balances(admin::BalancesArgs),
     /// The node's tasks, newest first, filtered by status, capability or age.
     Tasks(admin::TasksArgs),
+    /// Threshold-signed release manifests: keygen, manifest, sign.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// The Base task escrow: deploy its factory.
     #[command(subcommand)]
     Escrow(escrow::EscrowCommand),
@@ -134,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Devnet(args) => devnet::devnet(args),
         Command::Escrow(command) => escrow::run(command),
         Command::Ops(command) => ops::run(command),
+        Command::Release(command) => release::run(command),
         Command::OpsStatus(args) => ops::status(args),
         Command::OpsMonitor(args) => ops::monitor(args),
         Command::Balances(args) => admin::balances(args),

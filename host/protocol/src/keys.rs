@@ -166,6 +166,30 @@ impl Keypair {
         PublicKey(self.0.verifying_key())
     }
 
+    /// The key as a PKCS#8 PEM document (`-----BEGIN PRIVATE KEY-----`), as release keys
+    /// are kept.
+    pub fn to_pkcs8_pem(&self) -> Result<String, ProtocolError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        self.0
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| ProtocolError::InvalidKey {
+                what: "private key",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Reads a PKCS#8 PEM ed25519 private key.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, ProtocolError> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        SigningKey::from_pkcs8_pem(pem)
+            .map(Self)
+            .map_err(|e| ProtocolError::InvalidKey {
+                what: "private key",
+                reason: format!("not a PKCS#8 PEM ed25519 key ({e})"),
+            })
+    }
+
     /// Signs raw bytes. Protocol objects are signed through [`crate::Signed`], which adds
     /// the domain separation; use this only for foreign formats.
     pub fn sign_raw(&self, message: &[u8]) -> Signature {

@@ -48,8 +48,13 @@ pub struct ReleaseManifest {
     pub rollout_policy: String,
     /// Protocol versions supported.
     pub protocol_compatibility: ProtocolCompatibility,
+    /// Increases with every release of the component: a client refuses a sequence at or
+    /// below the last one it accepted (no rollback, no replay of an old manifest).
+    pub sequence: u64,
     /// When the release was cut.
     pub created_at: Timestamp,
+    /// After this no client accepts the manifest (no freeze on stale metadata).
+    pub expires_at: Timestamp,
 }
 
 impl SignedObject for ReleaseManifest {
