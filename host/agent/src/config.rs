@@ -35,6 +35,14 @@ pub enum SignerSource {
         /// The variable's name.
         variable: String,
     },
+    /// The OS keychain (Linux: the kernel keyutils session keyring), holding the 64 keypair
+    /// bytes under `service` / `user`.
+    Keychain {
+        /// The keychain service name.
+        service: String,
+        /// The keychain user name.
+        user: String,
+    },
     /// An external signer program ([`crate::plugin`]).
     Plugin {
         /// The program.

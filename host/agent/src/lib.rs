@@ -61,8 +61,8 @@ enum Command {
         /// Environment variable holding the buyer keypair JSON.
         #[arg(long, value_name = "VARIABLE", default_value = signer::KEYPAIR_ENV)]
         key_env: String,
-        /// A signer plugin: `plugin:PROGRAM` (asked for its address now, which every later
-        /// signature must match).
+        /// `plugin:PROGRAM` (a signer plugin, asked for its address now, which every later
+        /// signature must match) or `keychain:SERVICE:USER` (the OS keychain).
         #[arg(long, value_name = "SPEC", conflicts_with = "key_file")]
         signer: Option<String>,
         /// Most one request may cost, atomic units (USDC micro-units).
@@ -144,6 +144,18 @@ enum Command {
         /// Port.
         #[arg(long, default_value_t = 7402)]
         port: u16,
+    },
+    /// Store a key file's key in the OS keychain (then `init --signer keychain:SERVICE:USER`).
+    KeychainImport {
+        /// The key file (Solana keypair JSON, 0600).
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+        /// Keychain service name.
+        #[arg(long, default_value = "d402-agent")]
+        service: String,
+        /// Keychain user name.
+        #[arg(long, default_value = "buyer")]
+        user: String,
     },
     /// Threshold-signed releases: verify a manifest (check) and install it (apply).
     #[command(subcommand)]
@@ -241,17 +253,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(path), _) => SignerSource::KeyFile {
                     path: std::path::absolute(&path)?,
                 },
-                (None, Some(spec)) => {
-                    let program = spec
-                        .strip_prefix("plugin:")
-                        .with_context(|| format!("--signer {spec:?}: use plugin:PROGRAM"))?;
-                    let program = std::path::absolute(program)?;
-                    let address = runtime.block_on(plugin::address(&program))?;
-                    SignerSource::Plugin {
-                        program,
-                        address: address.to_string(),
+                (None, Some(spec)) => match spec.split_once(':') {
+                    Some(("plugin", program)) => {
+                        let program = std::path::absolute(program)?;
+                        let address = runtime.block_on(plugin::address(&program))?;
+                        SignerSource::Plugin {
+                            program,
+                            address: address.to_string(),
+                        }
                     }
-                }
+                    Some(("keychain", entry)) => {
+                        let (service, user) = entry.split_once(':').with_context(|| {
+                            format!("--signer {spec:?}: use keychain:SERVICE:USER")
+                        })?;
+                        SignerSource::Keychain {
+                            service: service.into(),
+                            user: user.into(),
+                        }
+                    }
+                    _ => anyhow::bail!(
+                        "--signer {spec:?}: use plugin:PROGRAM or keychain:SERVICE:USER"
+                    ),
+                },
                 (None, None) => SignerSource::Env { variable: key_env },
             };
             let config = AgentConfig {
@@ -403,6 +426,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon { host, port } => {
             runtime.block_on(daemon::serve(paths, host, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::KeychainImport {
+            key_file,
+            service,
+            user,
+        } => {
+            let key = signer::payer_key(&key_file)?;
+            signer::import(&key, &service, &user)?;
+            print(
+                cli.json,
+                &json!({"address": key.public().to_string(), "service": service, "user": user}),
+                &format!(
+                    "stored {} in the keychain as {service}/{user}",
+                    key.public()
+                ),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Update(command) => {

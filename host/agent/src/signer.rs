@@ -1,5 +1,5 @@
 //! The buyer's signer, from exactly one configured source: a key file (refused unless its
-//! mode is 0600), an environment variable, or a signer plugin.
+//! mode is 0600), an environment variable, the OS keychain, or a signer plugin.
 
 use d402_payment::Payer;
 use d402_protocol::Keypair;
@@ -21,7 +21,32 @@ pub fn payer(source: &SignerSource) -> anyhow::Result<Box<dyn Payer>> {
 /// by default.
 pub const KEYPAIR_ENV: &str = "D402_BUYER_KEYPAIR";
 
-/// Loads the key `source` names (a key file or an environment variable).
+/// Makes the platform's keychain the default store unless one is set (tests set the mock).
+pub fn use_platform_keychain() {
+    #[cfg(target_os = "linux")]
+    if keyring_core::get_default_store().is_none()
+        && let Ok(store) = linux_keyutils_keyring_store::Store::new()
+    {
+        keyring_core::set_default_store(store);
+    }
+}
+
+/// Stores `key` in the keychain under `service` / `user`.
+pub fn import(key: &Keypair, service: &str, user: &str) -> anyhow::Result<()> {
+    use_platform_keychain();
+    keyring_core::Entry::new(service, user)
+        .and_then(|entry| entry.set_secret(&key.to_keypair_bytes()))
+        .map_err(|e| anyhow::anyhow!("cannot store the key in the keychain: {e}"))
+}
+
+/// The key in `path`, refused unless the file is 0600.
+pub fn payer_key(path: &std::path::Path) -> anyhow::Result<Keypair> {
+    load(&SignerSource::KeyFile {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Loads the key `source` names (a key file, an environment variable or the keychain).
 fn load(source: &SignerSource) -> anyhow::Result<Keypair> {
     match source {
         SignerSource::KeyFile { path } => {
@@ -50,6 +75,53 @@ fn load(source: &SignerSource) -> anyhow::Result<Keypair> {
             })?;
             Ok(Keypair::from_keypair_bytes(&bytes)?)
         }
+        SignerSource::Keychain { service, user } => {
+            use_platform_keychain();
+            let secret = keyring_core::Entry::new(service, user)
+                .and_then(|entry| entry.get_secret())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "the keychain has no usable key for service {service:?}, user {user:?} ({e}); \
+                         store the key there first with `d402-agent keychain-import --key-file FILE`"
+                    )
+                })?;
+            Ok(Keypair::from_keypair_bytes(&secret)?)
+        }
         SignerSource::Plugin { .. } => anyhow::bail!("a signer plugin holds its own key"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keychain_environment_and_file_sources_load_the_key_or_say_why_not() {
+        keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+        let key = d402_wallet::generate();
+        let source = SignerSource::Keychain {
+            service: "d402-agent".into(),
+            user: "buyer".into(),
+        };
+        let missing = load(&source).unwrap_err().to_string();
+        assert!(missing.contains("keychain-import"), "{missing}");
+        import(&key, "d402-agent", "buyer").unwrap();
+        assert_eq!(load(&source).unwrap().public(), key.public());
+
+        let variable = "D402_AGENT_TEST_KEYPAIR";
+        let env = SignerSource::Env {
+            variable: variable.into(),
+        };
+        assert!(load(&env).unwrap_err().to_string().contains("not set"));
+        // SAFETY: this test alone uses this variable.
+        unsafe {
+            std::env::set_var(
+                variable,
+                serde_json::to_string(&key.to_keypair_bytes().to_vec()).unwrap(),
+            )
+        };
+        assert_eq!(load(&env).unwrap().public(), key.public());
+        unsafe { std::env::set_var(variable, "[1, 2, 3]") };
+        assert!(load(&env).is_err());
     }
 }

@@ -770,3 +770,83 @@ async fn an_mcp_client_lists_the_tools_and_buys_within_the_policy() {
     assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE);
     client.cancel().await.unwrap();
 }
+
+#[test]
+fn a_key_from_the_environment_pays_and_its_absence_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let node = Node::start(dir, &[]);
+    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
+        .trim()
+        .to_string();
+    ok(d402(
+        dir,
+        &[
+            "faucet",
+            "--state",
+            "state",
+            "--account",
+            &buyer,
+            "--amount",
+            "1",
+        ],
+    ));
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            &node.base,
+            "--key-env",
+            "MY_BUYER_KEYPAIR",
+        ],
+    ));
+    let missing = request(dir, &[]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("MY_BUYER_KEYPAIR, which is not set")
+    );
+    let keypair = std::fs::read_to_string(dir.join("buyer.json")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_d402-agent"))
+        .args([
+            "--config",
+            "agent/config.toml",
+            "request",
+            "--capability",
+            "util.json_transform@1",
+            "--input",
+            TASK,
+        ])
+        .current_dir(dir)
+        .env("MY_BUYER_KEYPAIR", keypair)
+        .output()
+        .unwrap();
+    assert_eq!(json(output)["task"]["status"], "accepted");
+    assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE);
+}
+
+#[test]
+fn the_rust_example_on_the_buyer_crate_buys_a_task() {
+    let example = Path::new(env!("CARGO_BIN_EXE_d402-agent"))
+        .with_file_name("examples")
+        .join("buy");
+    assert!(
+        example.exists(),
+        "build it: cargo build -p d402-client --examples"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (node, buyer) = setup(dir, &[]);
+    let output = Command::new(example)
+        .args([
+            node.base.as_str(),
+            "buyer.json",
+            "util.json_transform@1",
+            TASK,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let bought = json(output);
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE);
+}
