@@ -119,6 +119,11 @@ impl Paths {
 }
 
 impl AgentConfig {
+    /// The rail the agent pays on (every configured gateway's: `init` sets one).
+    pub fn rail(&self) -> RailId {
+        self.gateways.first().map_or(RailId::Simulated, |g| g.rail)
+    }
+
     /// Reads the configuration, saying how to create one when there is none.
     pub fn load(paths: &Paths) -> anyhow::Result<Self> {
         let text = match std::fs::read_to_string(&paths.config) {

@@ -52,15 +52,24 @@ enum Command {
         /// Gateway base URL (repeatable, in preference order).
         #[arg(long = "gateway", required = true, value_name = "URL")]
         gateways: Vec<String>,
-        /// Rail to pay on: simulated (x402 on Base and Solana: not in the agent yet).
+        /// Rail to pay on: simulated, x402-base or x402-base-escrow (Solana: not in the
+        /// agent yet).
         #[arg(long, default_value = "simulated")]
         rail: RailId,
-        /// Buyer key file (Solana keypair JSON, mode 0600).
+        /// Buyer key file, mode 0600: a Solana keypair JSON (simulated rail) or a 0x hex
+        /// EVM key (x402 rails).
         #[arg(long, value_name = "FILE", conflicts_with = "key_env")]
         key_file: Option<PathBuf>,
-        /// Environment variable holding the buyer keypair JSON.
-        #[arg(long, value_name = "VARIABLE", default_value = signer::KEYPAIR_ENV)]
-        key_env: String,
+        /// Environment variable holding the buyer key [default: D402_BUYER_KEYPAIR, or
+        /// D402_BUYER_PRIVATE_KEY on x402 rails].
+        #[arg(long, value_name = "VARIABLE")]
+        key_env: Option<String>,
+        /// Only pay on this network (repeatable, CAIP-2; x402 default: eip155:8453).
+        #[arg(long = "allowed-network", value_name = "CAIP2")]
+        allowed_networks: Vec<String>,
+        /// Only pay in this asset (repeatable; x402 default: USDC on Base).
+        #[arg(long = "allowed-asset", value_name = "ADDRESS")]
+        allowed_assets: Vec<String>,
         /// `plugin:PROGRAM` (a signer plugin, asked for its address now, which every later
         /// signature must match) or `keychain:SERVICE:USER` (the OS keychain).
         #[arg(long, value_name = "SPEC", conflicts_with = "key_file")]
@@ -237,6 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rail,
             key_file,
             key_env,
+            allowed_networks,
+            allowed_assets,
             signer,
             max_per_request,
             max_per_day,
@@ -275,7 +286,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "--signer {spec:?}: use plugin:PROGRAM or keychain:SERVICE:USER"
                     ),
                 },
-                (None, None) => SignerSource::Env { variable: key_env },
+                (None, None) => SignerSource::Env {
+                    variable: key_env.unwrap_or_else(|| {
+                        if matches!(rail, RailId::X402Base | RailId::X402BaseEscrow) {
+                            signer::EVM_KEY_ENV.into()
+                        } else {
+                            signer::KEYPAIR_ENV.into()
+                        }
+                    }),
+                },
             };
             let config = AgentConfig {
                 gateways: gateways
@@ -291,6 +310,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_per_day,
                     max_per_gateway_per_day,
                     max_lifetime,
+                    allowed_networks,
+                    allowed_assets,
                     ..Policy::default()
                 },
                 update_policy: update::UpdatePolicy::default(),
@@ -385,11 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     false
                 }
             };
-            anyhow::ensure!(
-                manual || gateways.iter().all(|g| g.rail == RailId::Simulated),
-                "the agent pays the simulated rail only so far; for x402 on Base use `d402 x402-task`, for Solana `d402 solana-task`"
-            );
-            let payer = signer::payer(&config.signer)?;
+            let payer = signer::payer(&config.signer, config.rail(), &config.policy)?;
             let order = request::Order {
                 body,
                 gateways,

@@ -108,7 +108,8 @@ impl Policy {
             ),
             ("asset", quote.asset, "allowed-assets", &self.allowed_assets),
         ] {
-            if !allowed.is_empty() && !allowed.iter().any(|a| a == value) {
+            // 0x addresses compare without their checksum case.
+            if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
                 return Err(PolicyError::NotAllowed {
                     what,
                     value: value.to_string(),

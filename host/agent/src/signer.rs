@@ -1,13 +1,42 @@
 //! The buyer's signer, from exactly one configured source: a key file (refused unless its
 //! mode is 0600), an environment variable, the OS keychain, or a signer plugin.
 
-use d402_payment::Payer;
+use anyhow::Context;
+use d402_payment::{Payer, RailId};
 use d402_protocol::Keypair;
 
 use crate::config::SignerSource;
+use crate::policy::Policy;
 
-/// What pays, for the configured source.
-pub fn payer(source: &SignerSource) -> anyhow::Result<Box<dyn Payer>> {
+/// The environment variable an EVM key (0x hex) is read from by default (x402 on Base).
+pub const EVM_KEY_ENV: &str = "D402_BUYER_PRIVATE_KEY";
+
+/// What pays on `rail`, with the configured key source. On x402 rails the payer signs
+/// EIP-3009 authorizations only for the policy's networks and assets (default: USDC on
+/// Base).
+pub fn payer(
+    source: &SignerSource,
+    rail: RailId,
+    policy: &Policy,
+) -> anyhow::Result<Box<dyn Payer>> {
+    if matches!(rail, RailId::X402Base | RailId::X402BaseEscrow) {
+        let key = match source {
+            SignerSource::KeyFile { path } => d402_rail_x402_evm::read_key_file(path)?,
+            SignerSource::Env { variable } => d402_rail_x402_evm::load_key(None, variable)?,
+            _ => anyhow::bail!(
+                "on {rail} the agent signs with an EVM key from a file or the environment"
+            ),
+        };
+        return Ok(Box::new(d402_rail_x402_evm::EvmPayer::new(
+            key,
+            evm_assets(policy)?,
+            policy.max_per_request.unwrap_or(u64::MAX),
+        )));
+    }
+    anyhow::ensure!(
+        rail == RailId::Simulated,
+        "the agent does not pay {rail} yet; use d402 solana-task for Solana"
+    );
     Ok(match source {
         SignerSource::Plugin { program, address } => Box::new(crate::plugin::PluginPayer::new(
             program.clone(),
@@ -15,6 +44,38 @@ pub fn payer(source: &SignerSource) -> anyhow::Result<Box<dyn Payer>> {
         )),
         other => Box::new(d402_rail_simulated::SimulatedPayer::new(load(other)?)),
     })
+}
+
+/// The (network, token) pairs the policy allows, every network with every asset; USDC on
+/// Base when it names none.
+fn evm_assets(
+    policy: &Policy,
+) -> anyhow::Result<Vec<(d402_rail_x402_evm::EvmNetwork, d402_rail_x402_evm::Address)>> {
+    let networks = if policy.allowed_networks.is_empty() {
+        vec![d402_rail_x402_evm::EvmNetwork::BASE]
+    } else {
+        policy
+            .allowed_networks
+            .iter()
+            .map(|n| n.parse().map_err(anyhow::Error::from))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let assets = if policy.allowed_assets.is_empty() {
+        vec![d402_rail_x402_evm::BASE_USDC]
+    } else {
+        policy
+            .allowed_assets
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("asset {a:?} is not a 0x address"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    Ok(networks
+        .iter()
+        .flat_map(|n| assets.iter().map(move |a| (*n, *a)))
+        .collect())
 }
 
 /// The environment variable a Solana-layout keypair (JSON array of 64 bytes) is read from

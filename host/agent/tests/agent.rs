@@ -850,3 +850,101 @@ fn the_rust_example_on_the_buyer_crate_buys_a_task() {
     assert_eq!(bought["task"]["status"], "accepted", "{bought}");
     assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE);
 }
+
+/// The repository's anvil (what scripts/test.sh installs), or `D402_ANVIL`.
+fn anvil() -> PathBuf {
+    std::env::var_os("D402_ANVIL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+        })
+}
+
+#[test]
+fn the_agent_pays_x402_on_base_on_a_local_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // A node state with the built-in capabilities, for the devnet's nodes to copy.
+    let mut template = Command::new(d402_binary())
+        .args(["node", "--state", "template", "--http-port", "0"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    BufReader::new(template.stdout.take().unwrap())
+        .read_line(&mut String::new())
+        .unwrap();
+    let _ = template.kill();
+    let _ = template.wait();
+
+    let mut devnet = Command::new(d402_binary())
+        .args([
+            "devnet",
+            "--rail",
+            "x402-base",
+            "--evm-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .args(["--dir", "devnet", "--from-state", "template"])
+        .current_dir(dir)
+        .env("D402_ANVIL", anvil())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
+    let buyer_command = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "devnet exited early"
+        );
+        if let Some(command) = line.strip_prefix("buyer: ") {
+            break command.trim().to_string();
+        }
+    };
+    let words: Vec<&str> = buyer_command.split_whitespace().collect();
+    let after = |flag: &str| words[words.iter().position(|w| *w == flag).unwrap() + 1];
+    let (gateway, key_file) = (after("--gateway"), after("--key-file"));
+
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            gateway,
+            "--rail",
+            "x402-base",
+            "--key-file",
+            key_file,
+            "--max-per-request",
+            "10000",
+        ],
+    ));
+    let bought = json(request(dir, &[]));
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    let task_id = bought["task"]["taskId"].as_str().unwrap();
+    let verified = json(agent(
+        dir,
+        &["verify-receipt", "--task-id", task_id, "--json"],
+    ));
+    assert_eq!(
+        verified["verified"].as_array().unwrap().len(),
+        3,
+        "{verified}"
+    );
+    let entries = json(agent(dir, &["ledger", "--json"]));
+    assert_eq!(entries[0]["network"], "eip155:8453", "{entries}");
+    // The policy holds on this rail too.
+    let refused = request(dir, &["--max-amount", "0.00001"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("max-per-request"));
+
+    let _ = Command::new("kill")
+        .args(["-INT", &devnet.id().to_string()])
+        .status();
+    let _ = devnet.wait();
+}
