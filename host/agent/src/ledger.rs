@@ -20,7 +20,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// One line of the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
+#[serde(tag = "event", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum Entry {
     /// Spend reserved for a payment about to be signed.
     Reserved {
@@ -49,6 +49,8 @@ pub enum Entry {
         body: Value,
         /// `sha256:` binding of the body.
         binding: String,
+        /// The x402 `payment-identifier` sent with it (the gateway's idempotency key).
+        payment_id: String,
         /// The payment header's name.
         header: String,
         /// The payment header's value (sent again as is on a retry).

@@ -94,19 +94,23 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
             body: &order.body,
             now: Timestamp::now(),
         };
-        let payment = match payer.pay(requirements, &purchase).await {
+        let mut payment = match payer.pay(requirements, &purchase).await {
             Ok(payment) => payment,
             Err(e) => {
                 release(format!("not signed: {e}"))?;
                 return Err(e.into());
             }
         };
+        // The gateway's idempotency key for this payment: a resend is the same request.
+        let payment_id = format!("d402-agent-{}", id.trim_start_matches("req:"));
+        d402_payment::x402::payment_identifier::append(&mut payment.extensions, &payment_id);
         let header = payer.header(&payment);
         ledger.append(&Entry::Paid {
             id: id.clone(),
             at_ms: now(),
             body: order.body.clone(),
             binding: request_binding(&order.body),
+            payment_id,
             header: header.0.to_string(),
             payment: header.1.clone(),
         })?;

@@ -451,6 +451,19 @@ fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
         .filter(|e| e["event"] == "paid")
         .count();
     assert_eq!(payments, 1, "one signature: {entries}");
+    let paid = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "paid")
+        .unwrap();
+    assert!(
+        paid["paymentId"]
+            .as_str()
+            .unwrap()
+            .starts_with("d402-agent-"),
+        "{paid}"
+    );
     assert_eq!(
         forwarded.load(Ordering::SeqCst),
         2,
