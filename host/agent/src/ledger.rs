@@ -20,7 +20,11 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// One line of the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Entry {
     /// Spend reserved for a payment about to be signed.
     Reserved {

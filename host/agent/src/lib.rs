@@ -154,6 +154,9 @@ enum Command {
         #[arg(long, default_value_t = 7402)]
         port: u16,
     },
+    /// A local EVM hot wallet for small, capped tests: a fresh key in a 0600 file.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
     /// Store a key file's key in the OS keychain (then `init --signer keychain:SERVICE:USER`).
     KeychainImport {
         /// The key file (Solana keypair JSON, 0600).
@@ -179,6 +182,27 @@ enum Command {
         task_id: String,
     },
 }
+
+/// `d402-agent wallet` commands.
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Create an EVM key file (0x hex, 0600) and print its address. Test networks only
+    /// unless --allow-mainnet: fund it with little, and cap the policy.
+    Create {
+        /// Where to write the key (refuses to overwrite).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The network it is for (CAIP-2).
+        #[arg(long, default_value = "eip155:84532")]
+        network: String,
+        /// Allow a mainnet network (real money in a key on disk).
+        #[arg(long)]
+        allow_mainnet: bool,
+    },
+}
+
+/// EVM chains whose money is real.
+const MAINNETS: [u64; 2] = [1, 8453];
 
 /// `d402-agent update` commands.
 #[derive(Subcommand)]
@@ -443,6 +467,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon { host, port } => {
             runtime.block_on(daemon::serve(paths, host, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wallet(WalletCommand::Create {
+            out,
+            network,
+            allow_mainnet,
+        }) => {
+            let network: d402_rail_x402_evm::EvmNetwork = network.parse()?;
+            anyhow::ensure!(
+                allow_mainnet || !MAINNETS.contains(&network.chain_id()),
+                "{network} is a mainnet: a hot wallet there holds real money in a file; \
+                 pass --allow-mainnet if that is what you want"
+            );
+            let key = d402_rail_x402_evm::PrivateKeySigner::random();
+            d402_rail_x402_evm::write_key(&out, &key).with_context(|| {
+                format!("cannot write {} (it must not exist yet)", out.display())
+            })?;
+            let address = key.address().to_string();
+            print(
+                cli.json,
+                &json!({"address": address, "network": network.to_string(), "keyFile": out}),
+                &format!(
+                    "{address} (key in {}; fund it with a little, and set --max-per-request)",
+                    out.display()
+                ),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::KeychainImport {

@@ -961,3 +961,48 @@ fn the_agent_pays_x402_on_base_on_a_local_chain() {
         .status();
     let _ = devnet.wait();
 }
+
+#[test]
+fn a_hot_wallet_is_created_for_test_networks_and_mainnet_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let created = json(agent(
+        dir,
+        &["wallet", "create", "--out", "hot.key", "--json"],
+    ));
+    assert!(created["address"].as_str().unwrap().starts_with("0x"));
+    assert_eq!(created["network"], "eip155:84532");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("hot.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let again = agent(dir, &["wallet", "create", "--out", "hot.key"]);
+    assert_eq!(again.status.code(), Some(1), "never overwritten");
+    let mainnet = agent(
+        dir,
+        &[
+            "wallet",
+            "create",
+            "--out",
+            "main.key",
+            "--network",
+            "eip155:8453",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&mainnet.stderr).contains("--allow-mainnet"));
+    assert!(!dir.join("main.key").exists());
+    ok(agent(
+        dir,
+        &[
+            "wallet",
+            "create",
+            "--out",
+            "main.key",
+            "--network",
+            "eip155:8453",
+            "--allow-mainnet",
+        ],
+    ));
+}
