@@ -67,6 +67,21 @@ pub struct AgentConfig {
     /// What `update` may do with a verified release.
     #[serde(default, rename = "update-policy")]
     pub update_policy: crate::update::UpdatePolicy,
+    /// Where Solana payments are sent (`--rail solana-direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solana: Option<SolanaSettings>,
+}
+
+/// The Solana cluster and token the agent pays in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SolanaSettings {
+    /// JSON-RPC endpoint the transfers are sent through.
+    pub rpc_url: String,
+    /// CAIP-2 network (`solana:mainnet-beta`, `solana:localnet`, …).
+    pub network: String,
+    /// The USDC mint.
+    pub mint: String,
 }
 
 /// Where the configuration and its companions are.

@@ -153,8 +153,7 @@ async fn create_task(
     };
     let config = AgentConfig::load(&daemon.paths).map_err(refused)?;
     let gateways = request::gateways(&config, order.gateway.as_deref());
-    let payer =
-        crate::signer::payer(&config.signer, config.rail(), &config.policy).map_err(refused)?;
+    let payer = crate::signer::payer(&config).map_err(refused)?;
     let order = request::Order {
         body,
         gateways,

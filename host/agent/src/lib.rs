@@ -52,8 +52,7 @@ enum Command {
         /// Gateway base URL (repeatable, in preference order).
         #[arg(long = "gateway", required = true, value_name = "URL")]
         gateways: Vec<String>,
-        /// Rail to pay on: simulated, x402-base or x402-base-escrow (Solana: not in the
-        /// agent yet).
+        /// Rail to pay on: simulated, x402-base, x402-base-escrow or solana-direct.
         #[arg(long, default_value = "simulated")]
         rail: RailId,
         /// Buyer key file, mode 0600: a Solana keypair JSON (simulated rail) or a 0x hex
@@ -70,6 +69,16 @@ enum Command {
         /// Only pay in this asset (repeatable; x402 default: USDC on Base).
         #[arg(long = "allowed-asset", value_name = "ADDRESS")]
         allowed_assets: Vec<String>,
+        /// Solana JSON-RPC endpoint the transfers go through (required with --rail
+        /// solana-direct).
+        #[arg(long, value_name = "URL")]
+        solana_rpc_url: Option<String>,
+        /// Solana network (CAIP-2, or solana:mainnet-beta / solana:devnet / solana:localnet).
+        #[arg(long, default_value = "solana:mainnet-beta")]
+        solana_network: String,
+        /// The USDC mint paid in.
+        #[arg(long, default_value = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v")]
+        solana_usdc_mint: String,
         /// `plugin:PROGRAM` (a signer plugin, asked for its address now, which every later
         /// signature must match) or `keychain:SERVICE:USER` (the OS keychain).
         #[arg(long, value_name = "SPEC", conflicts_with = "key_file")]
@@ -272,6 +281,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key_env,
             allowed_networks,
             allowed_assets,
+            solana_rpc_url,
+            solana_network,
+            solana_usdc_mint,
             signer,
             max_per_request,
             max_per_day,
@@ -339,7 +351,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Policy::default()
                 },
                 update_policy: update::UpdatePolicy::default(),
+                solana: solana_rpc_url.map(|rpc_url| config::SolanaSettings {
+                    rpc_url,
+                    network: solana_network,
+                    mint: solana_usdc_mint,
+                }),
             };
+            anyhow::ensure!(
+                rail != RailId::SolanaDirect || config.solana.is_some(),
+                "--rail solana-direct needs --solana-rpc-url URL"
+            );
             config.save(&paths)?;
             print(
                 cli.json,
@@ -430,7 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     false
                 }
             };
-            let payer = signer::payer(&config.signer, config.rail(), &config.policy)?;
+            let payer = signer::payer(&config)?;
             let order = request::Order {
                 body,
                 gateways,

@@ -125,7 +125,7 @@ impl AgentTools {
             async {
                 let config = self.config()?;
                 let body = request::task_body(task.url, task.capability_id, task.input, false)?;
-                let payer = crate::signer::payer(&config.signer, config.rail(), &config.policy)?;
+                let payer = crate::signer::payer(&config)?;
                 let policy = config
                     .policy
                     .clone()
@@ -152,7 +152,7 @@ impl AgentTools {
             async {
                 let config = self.config()?;
                 let body = request::task_body(task.url, task.capability_id, task.input, false)?;
-                let payer = crate::signer::payer(&config.signer, config.rail(), &config.policy)?;
+                let payer = crate::signer::payer(&config)?;
                 let order = request::Order {
                     body,
                     gateways: config.gateways.clone(),

@@ -5,20 +5,39 @@ use anyhow::Context;
 use d402_payment::{Payer, RailId};
 use d402_protocol::Keypair;
 
-use crate::config::SignerSource;
+use crate::config::{AgentConfig, SignerSource};
 use crate::policy::Policy;
 
 /// The environment variable an EVM key (0x hex) is read from by default (x402 on Base).
 pub const EVM_KEY_ENV: &str = "D402_BUYER_PRIVATE_KEY";
 
-/// What pays on `rail`, with the configured key source. On x402 rails the payer signs
+/// What pays for `config`: its rail, with its key source. On x402 rails the payer signs
 /// EIP-3009 authorizations only for the policy's networks and assets (default: USDC on
-/// Base).
-pub fn payer(
-    source: &SignerSource,
-    rail: RailId,
-    policy: &Policy,
-) -> anyhow::Result<Box<dyn Payer>> {
+/// Base); on Solana it sends USDC transfers through the configured cluster.
+pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
+    let (source, rail, policy) = (&config.signer, config.rail(), &config.policy);
+    if rail == RailId::SolanaDirect {
+        let solana = config
+            .solana
+            .as_ref()
+            .context("paying on solana-direct needs `init --solana-rpc-url URL`")?;
+        let key = d402_rail_solana::Keypair::try_from(load(source)?.to_keypair_bytes().as_slice())
+            .context("the key is not a Solana keypair")?;
+        let rpc = url::Url::parse(&solana.rpc_url)
+            .with_context(|| format!("the Solana RPC URL {:?} is not a URL", solana.rpc_url))?;
+        let mint = solana
+            .mint
+            .parse()
+            .map_err(|_| anyhow::anyhow!("mint {:?} is not a Solana address", solana.mint))?;
+        return Ok(Box::new(d402_rail_solana::SolanaPayer::new(
+            key,
+            d402_rail_solana::SolanaRpc::new(rpc),
+            solana.network.parse()?,
+            mint,
+            d402_rail_solana::USDC_DECIMALS,
+            policy.max_per_request.unwrap_or(u64::MAX),
+        )));
+    }
     if matches!(rail, RailId::X402Base | RailId::X402BaseEscrow) {
         let key = match source {
             SignerSource::KeyFile { path } => d402_rail_x402_evm::read_key_file(path)?,
@@ -35,7 +54,7 @@ pub fn payer(
     }
     anyhow::ensure!(
         rail == RailId::Simulated,
-        "the agent does not pay {rail} yet; use d402 solana-task for Solana"
+        "the agent does not pay {rail} yet (it pays simulated, x402-base, x402-base-escrow and solana-direct)"
     );
     Ok(match source {
         SignerSource::Plugin { program, address } => Box::new(crate::plugin::PluginPayer::new(

@@ -874,56 +874,111 @@ fn anvil() -> PathBuf {
         })
 }
 
+/// A `d402 devnet --rail RAIL` (the built-in capabilities, free ports) and the words of
+/// the buyer command it printed; stopped with Ctrl-C on drop.
+struct Devnet {
+    child: Child,
+    buyer: Vec<String>,
+}
+
+impl Devnet {
+    fn start(dir: &Path, rail: &str) -> Self {
+        // A node state with the built-in capabilities, for the devnet's nodes to copy.
+        let mut template = Command::new(d402_binary())
+            .args(["node", "--state", "template", "--http-port", "0"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        BufReader::new(template.stdout.take().unwrap())
+            .read_line(&mut String::new())
+            .unwrap();
+        let _ = template.kill();
+        let _ = template.wait();
+        let mut child = Command::new(d402_binary())
+            .args([
+                "devnet",
+                "--rail",
+                rail,
+                "--evm-port",
+                "0",
+                "--solana-port",
+                "0",
+                "--http-port",
+                "0",
+            ])
+            .args(["--dir", "devnet", "--from-state", "template"])
+            .current_dir(dir)
+            .env("D402_ANVIL", anvil())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let command = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "devnet exited early"
+            );
+            if let Some(command) = line.strip_prefix("buyer: ") {
+                break command.trim().to_string();
+            }
+        };
+        // Keep reading its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let buyer = command.split_whitespace().map(str::to_string).collect();
+        Self { child, buyer }
+    }
+
+    /// The value after `flag` in the buyer command.
+    fn after(&self, flag: &str) -> &str {
+        &self.buyer[self.buyer.iter().position(|w| w == flag).unwrap() + 1]
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Buys a task on the configured real rail, verifies its receipt and checks the policy.
+fn buy_on_a_real_rail(dir: &Path, network_prefix: &str) {
+    let bought = json(request(dir, &[]));
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    let task_id = bought["task"]["taskId"].as_str().unwrap();
+    let verified = json(agent(
+        dir,
+        &["verify-receipt", "--task-id", task_id, "--json"],
+    ));
+    assert_eq!(
+        verified["verified"].as_array().unwrap().len(),
+        3,
+        "{verified}"
+    );
+    let entries = json(agent(dir, &["ledger", "--json"]));
+    assert!(
+        entries[0]["network"]
+            .as_str()
+            .unwrap()
+            .starts_with(network_prefix),
+        "{entries}"
+    );
+    let refused = request(dir, &["--max-amount", "0.00001"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("max-per-request"));
+}
+
 #[test]
 fn the_agent_pays_x402_on_base_on_a_local_chain() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    // A node state with the built-in capabilities, for the devnet's nodes to copy.
-    let mut template = Command::new(d402_binary())
-        .args(["node", "--state", "template", "--http-port", "0"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    BufReader::new(template.stdout.take().unwrap())
-        .read_line(&mut String::new())
-        .unwrap();
-    let _ = template.kill();
-    let _ = template.wait();
-
-    let mut devnet = Command::new(d402_binary())
-        .args([
-            "devnet",
-            "--rail",
-            "x402-base",
-            "--evm-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .args(["--dir", "devnet", "--from-state", "template"])
-        .current_dir(dir)
-        .env("D402_ANVIL", anvil())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(devnet.stdout.take().unwrap());
-    let buyer_command = loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "devnet exited early"
-        );
-        if let Some(command) = line.strip_prefix("buyer: ") {
-            break command.trim().to_string();
-        }
-    };
-    let words: Vec<&str> = buyer_command.split_whitespace().collect();
-    let after = |flag: &str| words[words.iter().position(|w| *w == flag).unwrap() + 1];
-    let (gateway, key_file) = (after("--gateway"), after("--key-file"));
-
+    let devnet = Devnet::start(dir, "x402-base");
+    let (gateway, key_file) = (devnet.after("--gateway"), devnet.after("--key-file"));
     ok(agent(
         dir,
         &[
@@ -938,28 +993,38 @@ fn the_agent_pays_x402_on_base_on_a_local_chain() {
             "10000",
         ],
     ));
-    let bought = json(request(dir, &[]));
-    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
-    let task_id = bought["task"]["taskId"].as_str().unwrap();
-    let verified = json(agent(
-        dir,
-        &["verify-receipt", "--task-id", task_id, "--json"],
-    ));
-    assert_eq!(
-        verified["verified"].as_array().unwrap().len(),
-        3,
-        "{verified}"
-    );
-    let entries = json(agent(dir, &["ledger", "--json"]));
-    assert_eq!(entries[0]["network"], "eip155:8453", "{entries}");
-    // The policy holds on this rail too.
-    let refused = request(dir, &["--max-amount", "0.00001"]);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("max-per-request"));
+    buy_on_a_real_rail(dir, "eip155:8453");
+}
 
-    let _ = Command::new("kill")
-        .args(["-INT", &devnet.id().to_string()])
-        .status();
-    let _ = devnet.wait();
+#[test]
+fn the_agent_pays_solana_usdc_on_a_local_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let devnet = Devnet::start(dir, "solana-direct");
+    let (gateway, key, rpc) = (
+        devnet.after("--gateway"),
+        devnet.after("--key"),
+        devnet.after("--rpc-url"),
+    );
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            gateway,
+            "--rail",
+            "solana-direct",
+            "--key-file",
+            key,
+            "--solana-rpc-url",
+            rpc,
+            "--solana-network",
+            "solana:localnet",
+            "--max-per-request",
+            "10000",
+        ],
+    ));
+    buy_on_a_real_rail(dir, "solana:");
 }
 
 #[test]
