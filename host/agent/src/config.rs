@@ -67,6 +67,13 @@ pub struct AgentConfig {
     /// What `update` may do with a verified release.
     #[serde(default, rename = "update-policy")]
     pub update_policy: crate::update::UpdatePolicy,
+    /// An EVM JSON-RPC endpoint `verify-receipt` looks x402 payments up on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "evm-rpc-url"
+    )]
+    pub evm_rpc_url: Option<String>,
     /// Where Solana payments are sent (`--rail solana-direct`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solana: Option<SolanaSettings>,

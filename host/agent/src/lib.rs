@@ -69,6 +69,9 @@ enum Command {
         /// Only pay in this asset (repeatable; x402 default: USDC on Base).
         #[arg(long = "allowed-asset", value_name = "ADDRESS")]
         allowed_assets: Vec<String>,
+        /// EVM JSON-RPC endpoint `verify-receipt` checks x402 payments on.
+        #[arg(long, value_name = "URL")]
+        evm_rpc_url: Option<String>,
         /// Solana JSON-RPC endpoint the transfers go through (required with --rail
         /// solana-direct).
         #[arg(long, value_name = "URL")]
@@ -281,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key_env,
             allowed_networks,
             allowed_assets,
+            evm_rpc_url,
             solana_rpc_url,
             solana_network,
             solana_usdc_mint,
@@ -351,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Policy::default()
                 },
                 update_policy: update::UpdatePolicy::default(),
+                evm_rpc_url,
                 solana: solana_rpc_url.map(|rpc_url| config::SolanaSettings {
                     rpc_url,
                     network: solana_network,
@@ -615,7 +620,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::VerifyReceipt { task_id } => {
-            let checked = verify::verify(&paths, &task_id)?;
+            let checked = runtime.block_on(verify::verify(&paths, &task_id))?;
             print(
                 cli.json,
                 &json!({"taskId": task_id, "verified": checked}),

@@ -176,19 +176,22 @@ impl AgentTools {
         description = "A bought task's cached receipt, verified again: signatures against the pinned gateway key, the request, the amounts."
     )]
     async fn get_receipt(&self, Parameters(task): Parameters<TaskIdParams>) -> CallToolResult {
-        answer((|| {
-            let checked = crate::verify::verify(&self.paths, &task.task_id)?;
-            let receipt = crate::ledger::Ledger::new(self.paths.ledger())
-                .entries()?
-                .into_iter()
-                .find_map(|e| match e {
-                    crate::ledger::Entry::Settled {
-                        task_id, receipt, ..
-                    } if task_id == task.task_id => Some(receipt),
-                    _ => None,
-                });
-            Ok(json!({"taskId": task.task_id, "verified": checked, "receipt": receipt}))
-        })())
+        answer(
+            async {
+                let checked = crate::verify::verify(&self.paths, &task.task_id).await?;
+                let receipt = crate::ledger::Ledger::new(self.paths.ledger())
+                    .entries()?
+                    .into_iter()
+                    .find_map(|e| match e {
+                        crate::ledger::Entry::Settled {
+                            task_id, receipt, ..
+                        } if task_id == task.task_id => Some(receipt),
+                        _ => None,
+                    });
+                Ok(json!({"taskId": task.task_id, "verified": checked, "receipt": receipt}))
+            }
+            .await,
+        )
     }
 
     #[tool(

@@ -87,6 +87,20 @@ pub async fn discover(
     Ok(found)
 }
 
+/// `POST url` with a JSON body, the answer as JSON (a JSON-RPC call).
+pub async fn post_json(url: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = d402_client::http_client()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {text}");
+    serde_json::from_str(&text).with_context(|| format!("{url} did not answer JSON"))
+}
+
 /// `GET url` as JSON, refusing an error status.
 pub async fn get_json(url: &str) -> anyhow::Result<Value> {
     let response = d402_client::http_client()

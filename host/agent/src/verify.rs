@@ -1,39 +1,46 @@
-//! `d402-agent verify-receipt`: a cached receipt checked again, offline — its signatures
-//! against the gateway key pinned on first use, that it is for the request the buyer made,
-//! and that its payouts and refunds add up to what was paid.
+//! `d402-agent verify-receipt`: a cached receipt checked again — its signatures against
+//! the gateway key pinned on first use, that it is for the request the buyer made, that its
+//! payouts and refunds add up to what was paid, and, on x402 `exact` on Base and Solana
+//! direct with an RPC configured, that the payment transaction is on chain with the amount
+//! to the `payTo` paid.
 
 use anyhow::Context;
 use d402_protocol::{SettlementReceipt, Signed};
 use serde_json::Value;
 
-use crate::config::Paths;
+use crate::config::{AgentConfig, Paths};
 use crate::ledger::{Entry, Ledger};
 use crate::pins::KnownGateways;
+use d402_payment::RailId;
+use serde_json::json;
 
 /// Verifies the receipt of `task_id`; returns what was checked.
-pub fn verify(paths: &Paths, task_id: &str) -> anyhow::Result<Vec<String>> {
+pub async fn verify(paths: &Paths, task_id: &str) -> anyhow::Result<Vec<String>> {
     let entries = Ledger::new(paths.ledger()).entries()?;
-    let (id, receipt) = entries
+    let (id, receipt, payment_response) = entries
         .iter()
         .find_map(|e| match e {
             Entry::Settled {
                 id,
                 task_id: t,
                 receipt,
+                payment_response,
                 ..
-            } if t == task_id => Some((id, receipt)),
+            } if t == task_id => Some((id, receipt, payment_response)),
             _ => None,
         })
         .with_context(|| format!("the ledger has no receipt for {task_id}"))?;
-    let (gateway, amount) = entries
+    let (gateway, amount, asset, pay_to) = entries
         .iter()
         .find_map(|e| match e {
             Entry::Reserved {
                 id: r,
                 gateway,
                 amount,
+                asset,
+                pay_to,
                 ..
-            } if r == id => Some((gateway, *amount)),
+            } if r == id => Some((gateway, *amount, asset, pay_to)),
             _ => None,
         })
         .with_context(|| format!("the ledger has no payment for {task_id}"))?;
@@ -86,5 +93,136 @@ pub fn verify(paths: &Paths, task_id: &str) -> anyhow::Result<Vec<String>> {
     checked.push(format!(
         "money: payouts and refunds add up to the {amount} atomic units paid"
     ));
+    let transaction = payment_response
+        .as_ref()
+        .and_then(|r| r["transaction"].as_str())
+        .unwrap_or_default();
+    let paid = Paid {
+        transaction,
+        asset,
+        pay_to,
+        amount,
+    };
+    if let Ok(config) = AgentConfig::load(paths)
+        && let Some(found) = on_chain(&config, &paid).await?
+    {
+        checked.push(found);
+    }
     Ok(checked)
+}
+
+/// A payment as the ledger recorded it.
+struct Paid<'a> {
+    transaction: &'a str,
+    asset: &'a str,
+    pay_to: &'a str,
+    amount: u64,
+}
+
+/// The ERC-20 `Transfer(address,address,uint256)` event's topic.
+const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+
+/// Looks the payment up on chain when the rail and an RPC allow it: `Some(what was found)`,
+/// `None` when not checkable here, an error when the chain contradicts the ledger.
+async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Option<String>> {
+    match config.rail() {
+        RailId::X402Base => {
+            let Some(url) = &config.evm_rpc_url else {
+                return Ok(None);
+            };
+            let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [paid.transaction]});
+            let answer = crate::search::post_json(url, &request).await?;
+            let receipt = &answer["result"];
+            anyhow::ensure!(
+                receipt["status"] == "0x1",
+                "chain: the payment transaction {} is not on chain as a success",
+                paid.transaction
+            );
+            let to = paid.pay_to.trim_start_matches("0x").to_ascii_lowercase();
+            let moved = receipt["logs"].as_array().into_iter().flatten().any(|log| {
+                log["address"]
+                    .as_str()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(paid.asset))
+                    && log["topics"][0] == TRANSFER_TOPIC
+                    && log["topics"][2]
+                        .as_str()
+                        .is_some_and(|t| t.to_ascii_lowercase().ends_with(&to))
+                    && log["data"]
+                        .as_str()
+                        .and_then(|d| u128::from_str_radix(d.trim_start_matches("0x"), 16).ok())
+                        == Some(u128::from(paid.amount))
+            });
+            anyhow::ensure!(
+                moved,
+                "chain: transaction {} moves no {} of {} to {}",
+                paid.transaction,
+                paid.amount,
+                paid.asset,
+                paid.pay_to
+            );
+            Ok(Some(format!(
+                "chain: transaction {} moved {} to {}",
+                paid.transaction, paid.amount, paid.pay_to
+            )))
+        }
+        RailId::SolanaDirect => {
+            use d402_rail_solana::token::{TransferChecked, associated_token_address};
+            let Some(solana) = &config.solana else {
+                return Ok(None);
+            };
+            let signature: d402_rail_solana::Signature =
+                paid.transaction.parse().map_err(|_| {
+                    anyhow::anyhow!("chain: {:?} is not a Solana signature", paid.transaction)
+                })?;
+            let rpc = d402_rail_solana::SolanaRpc::new(url::Url::parse(&solana.rpc_url)?);
+            let landed = rpc.transaction(&signature).await?.with_context(|| {
+                format!("chain: the payment transaction {signature} is not on chain")
+            })?;
+            anyhow::ensure!(
+                landed.err.is_none(),
+                "chain: the payment transaction {signature} failed"
+            );
+            let mint: d402_rail_solana::Address = paid
+                .asset
+                .parse()
+                .map_err(|_| anyhow::anyhow!("asset {:?} is not a mint", paid.asset))?;
+            let owner: d402_rail_solana::Address = paid
+                .pay_to
+                .parse()
+                .map_err(|_| anyhow::anyhow!("payTo {:?} is not a Solana address", paid.pay_to))?;
+            let destination = associated_token_address(&owner, &mint);
+            let keys = landed.account_keys();
+            let moved = landed
+                .transaction
+                .message
+                .instructions()
+                .iter()
+                .any(|instruction| {
+                    let accounts: Vec<_> = instruction
+                        .accounts
+                        .iter()
+                        .filter_map(|&i| keys.get(usize::from(i)).copied())
+                        .collect();
+                    keys.get(usize::from(instruction.program_id_index))
+                        .and_then(|program| {
+                            TransferChecked::read(program, &accounts, &instruction.data)
+                        })
+                        .is_some_and(|t| {
+                            t.mint == mint
+                                && t.destination == destination
+                                && t.amount >= paid.amount
+                        })
+                });
+            anyhow::ensure!(
+                moved,
+                "chain: transaction {signature} moves no {} of {mint} to {owner}",
+                paid.amount
+            );
+            Ok(Some(format!(
+                "chain: transaction {signature} moved {} to {owner}",
+                paid.amount
+            )))
+        }
+        _ => Ok(None),
+    }
 }

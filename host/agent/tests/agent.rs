@@ -879,6 +879,7 @@ fn anvil() -> PathBuf {
 struct Devnet {
     child: Child,
     buyer: Vec<String>,
+    lines: Vec<String>,
 }
 
 impl Devnet {
@@ -916,6 +917,7 @@ impl Devnet {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
         let command = loop {
             let mut line = String::new();
             assert!(
@@ -925,11 +927,25 @@ impl Devnet {
             if let Some(command) = line.strip_prefix("buyer: ") {
                 break command.trim().to_string();
             }
+            lines.push(line.trim().to_string());
         };
         // Keep reading its output so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let buyer = command.split_whitespace().map(str::to_string).collect();
-        Self { child, buyer }
+        Self {
+            child,
+            buyer,
+            lines,
+        }
+    }
+
+    /// The local chain's address it printed.
+    fn chain_url(&self) -> &str {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("local chain "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the chain's address is printed")
     }
 
     /// The value after `flag` in the buyer command.
@@ -952,15 +968,39 @@ fn buy_on_a_real_rail(dir: &Path, network_prefix: &str) {
     let bought = json(request(dir, &[]));
     assert_eq!(bought["task"]["status"], "accepted", "{bought}");
     let task_id = bought["task"]["taskId"].as_str().unwrap();
+    // Signatures, request, amounts, and the payment transaction on chain.
     let verified = json(agent(
         dir,
         &["verify-receipt", "--task-id", task_id, "--json"],
     ));
-    assert_eq!(
-        verified["verified"].as_array().unwrap().len(),
-        3,
+    let checks = verified["verified"].as_array().unwrap();
+    assert_eq!(checks.len(), 4, "{verified}");
+    assert!(
+        checks[3]
+            .as_str()
+            .unwrap()
+            .starts_with("chain: transaction"),
         "{verified}"
     );
+    // A ledger naming a transaction that is not on chain does not verify.
+    let transaction = checks[3]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap();
+    let bogus = if network_prefix.starts_with("eip155") {
+        format!("0x{}", "0".repeat(64))
+    } else {
+        "1".repeat(64)
+    };
+    let ledger_path = dir.join("agent/ledger.jsonl");
+    let original = std::fs::read_to_string(&ledger_path).unwrap();
+    std::fs::write(&ledger_path, original.replace(transaction, &bogus)).unwrap();
+    let refused = agent(dir, &["verify-receipt", "--task-id", task_id]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("is not on chain"), "{stderr}");
+    std::fs::write(&ledger_path, original).unwrap();
     let entries = json(agent(dir, &["ledger", "--json"]));
     assert!(
         entries[0]["network"]
@@ -989,6 +1029,8 @@ fn the_agent_pays_x402_on_base_on_a_local_chain() {
             "x402-base",
             "--key-file",
             key_file,
+            "--evm-rpc-url",
+            devnet.chain_url(),
             "--max-per-request",
             "10000",
         ],
