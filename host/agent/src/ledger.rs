@@ -78,6 +78,9 @@ pub enum Entry {
         receipt: Value,
         /// The result, when accepted.
         result: Option<Value>,
+        /// The run's evidence (content hash, snapshots, artifact), when accepted.
+        #[serde(default)]
+        evidence: Option<Value>,
     },
     /// The reservation no longer counts: nothing was charged, or it was refunded.
     Released {

@@ -142,6 +142,7 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
             payment_response: polled.or(response).map(serde_json::to_value).transpose()?,
             receipt: receipt.clone(),
             result: task.get("result").cloned(),
+            evidence: task.get("evidence").cloned(),
         })?;
         if status != "accepted" {
             release(format!("task {status}: refunded"))?;

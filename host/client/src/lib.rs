@@ -17,8 +17,10 @@ use serde_json::{Value, json};
 
 /// How long [`Client::run_task`] polls an async task before giving up.
 const POLL_LIMIT: Duration = Duration::from_secs(60);
-/// Time between polls.
+/// Time before the first poll; each later wait doubles, up to [`MAX_POLL_INTERVAL`].
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait between polls.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What went wrong talking to a gateway.
 #[derive(Debug, thiserror::Error)]
@@ -265,13 +267,15 @@ impl Client {
         let task_id = task_id_of(&task)?;
         let task_url = endpoints.task.replace("{taskId}", &task_id);
         let deadline = tokio::time::Instant::now() + POLL_LIMIT;
+        let mut pause = POLL_INTERVAL;
         let mut payment_response = None;
         // Running, or settling its payment on chain: the result comes once settled.
         while task["status"] == "running" || task["status"] == "settling" {
             if tokio::time::Instant::now() > deadline {
                 return Err(ClientError::Timeout(task_id, POLL_LIMIT));
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL_INTERVAL);
             let polled = self.send(self.http.get(&task_url), &task_url).await?;
             payment_response = settlement_of(&polled).or(payment_response);
             task = json_of("the task", polled).await?;
