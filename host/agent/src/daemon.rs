@@ -152,18 +152,13 @@ async fn create_task(
         )
     };
     let config = AgentConfig::load(&daemon.paths).map_err(refused)?;
-    let gateways = request::gateways(&config, order.gateway.as_deref());
     let payer = crate::signer::payer(&config).map_err(refused)?;
-    let order = request::Order {
+    let order = request::Order::new(
+        &config,
         body,
-        gateways,
-        policy: config
-            .policy
-            .clone()
-            .tightened(max_amount.map(|p| p.0.micros())),
-        manual: false,
-        accept_new_key: false,
-    };
+        order.gateway.as_deref(),
+        max_amount.map(|p| p.0.micros()),
+    );
     match request::buy(&daemon.paths, order, payer.as_ref())
         .await
         .map_err(refused)?

@@ -437,36 +437,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|text| serde_json::from_str::<Value>(&text).context("--input is not JSON"))
                 .transpose()?;
             let body = request::task_body(url, capability, input, asynchronous)?;
-            let gateways = request::gateways(&config, gateway.as_deref());
+            let mut order = request::Order::new(
+                &config,
+                body,
+                gateway.as_deref(),
+                max_amount.map(|p| p.0.micros()),
+            );
             anyhow::ensure!(
-                !gateways.is_empty(),
+                !order.gateways.is_empty(),
                 "no such gateway in {}",
                 paths.config.display()
             );
-            let manual = match rail.as_deref() {
+            order.accept_new_key = accept_new_key;
+            order.manual = match rail.as_deref() {
                 None => false,
                 Some("manual") => true,
                 Some(other) => {
                     let rail: RailId = other.parse()?;
                     anyhow::ensure!(
-                        gateways.iter().all(|g| g.rail == rail),
+                        rail == config.rail(),
                         "the configured gateways pay on {}, not {rail}",
-                        gateways[0].rail
+                        config.rail()
                     );
                     false
                 }
             };
             let payer = signer::payer(&config)?;
-            let order = request::Order {
-                body,
-                gateways,
-                policy: config
-                    .policy
-                    .clone()
-                    .tightened(max_amount.map(|p| p.0.micros())),
-                manual,
-                accept_new_key,
-            };
             match runtime.block_on(request::buy(&paths, order, payer.as_ref()))? {
                 request::Bought::Challenge(challenge) => {
                     println!("{}", serde_json::to_string_pretty(&challenge)?);

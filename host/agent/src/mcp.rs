@@ -153,16 +153,8 @@ impl AgentTools {
                 let config = self.config()?;
                 let body = request::task_body(task.url, task.capability_id, task.input, false)?;
                 let payer = crate::signer::payer(&config)?;
-                let order = request::Order {
-                    body,
-                    gateways: config.gateways.clone(),
-                    policy: config
-                        .policy
-                        .clone()
-                        .tightened(max_micros(task.max_amount.as_deref())?),
-                    manual: false,
-                    accept_new_key: false,
-                };
+                let max = max_micros(task.max_amount.as_deref())?;
+                let order = request::Order::new(&config, body, None, max);
                 match request::buy(&self.paths, order, payer.as_ref()).await? {
                     Bought::Task(document) => Ok(document),
                     Bought::Challenge(challenge) => Ok(challenge),

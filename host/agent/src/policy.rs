@@ -42,6 +42,23 @@ pub struct Quote<'a> {
     pub pay_to: &'a str,
 }
 
+impl<'a> Quote<'a> {
+    /// `amount` of what `requirements` ask, paid to `gateway`.
+    pub fn of(
+        gateway: &'a str,
+        amount: u64,
+        requirements: &'a d402_payment::x402::PaymentRequirements,
+    ) -> Self {
+        Self {
+            gateway,
+            amount,
+            network: &requirements.network,
+            asset: &requirements.asset,
+            pay_to: &requirements.pay_to,
+        }
+    }
+}
+
 /// What was already spent (reserved and not released).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spent {

@@ -18,6 +18,25 @@ use crate::policy::{Policy, Quote};
 /// Times a paid request is sent when the connection fails (the same payment each time).
 const SEND_ATTEMPTS: u32 = 5;
 
+impl Order {
+    /// An order for `body` from `config`'s gateways (or only `gateway`), within its policy
+    /// tightened to `max_amount` atomic units.
+    pub fn new(
+        config: &AgentConfig,
+        body: Value,
+        gateway: Option<&str>,
+        max_amount: Option<u64>,
+    ) -> Self {
+        Self {
+            body,
+            gateways: gateways(config, gateway),
+            policy: config.policy.clone().tightened(max_amount),
+            manual: false,
+            accept_new_key: false,
+        }
+    }
+}
+
 /// What `request` is asked to do.
 pub struct Order {
     /// The request body (`{"input", "capabilityId"?, "sync"?}`).
@@ -73,13 +92,7 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
             )
         })?;
         let id = format!("req:{}", hex_id());
-        let quote = Quote {
-            gateway: &gateway.url,
-            amount,
-            network: &requirements.network,
-            asset: &requirements.asset,
-            pay_to: &requirements.pay_to,
-        };
+        let quote = Quote::of(&gateway.url, amount, requirements);
         let now = || Timestamp::now().unix_millis();
         ledger.reserve(&order.policy, &id, &quote, now())??;
         let release = |reason: String| {
@@ -174,13 +187,7 @@ pub async fn quote(
             .await?;
         let requirements = d402_client::payable(&challenge, payer)?;
         let amount: u64 = requirements.amount.parse().unwrap_or(u64::MAX);
-        let quote = Quote {
-            gateway: &gateway.url,
-            amount,
-            network: &requirements.network,
-            asset: &requirements.asset,
-            pay_to: &requirements.pay_to,
-        };
+        let quote = Quote::of(&gateway.url, amount, requirements);
         let now = Timestamp::now().unix_millis();
         let verdict = policy.check(&quote, crate::ledger::spent(&entries, &gateway.url, now));
         quotes.push(json!({

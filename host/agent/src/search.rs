@@ -89,22 +89,17 @@ pub async fn discover(
 
 /// `POST url` with a JSON body, the answer as JSON (a JSON-RPC call).
 pub async fn post_json(url: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = d402_client::http_client()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status.is_success(), "{url} answered {status}: {text}");
-    serde_json::from_str(&text).with_context(|| format!("{url} did not answer JSON"))
+    json_answer(url, d402_client::http_client().post(url).json(body)).await
 }
 
 /// `GET url` as JSON, refusing an error status.
 pub async fn get_json(url: &str) -> anyhow::Result<Value> {
-    let response = d402_client::http_client()
-        .get(url)
+    json_answer(url, d402_client::http_client().get(url)).await
+}
+
+/// Sends `request` to `url` and reads its JSON answer, refusing an error status.
+async fn json_answer(url: &str, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;

@@ -11,44 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-/// The `d402` binary, built beside this package's binary by the workspace test run.
-fn d402_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_d402-agent")).with_file_name("d402");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p d402-cli`",
-        path.display()
-    );
-    path
-}
-
-fn d402(dir: &Path, args: &[&str]) -> Output {
-    Command::new(d402_binary())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn agent(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_d402-agent"))
-        .args(["--config", "agent/config.toml"])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("D402_BUYER_KEYPAIR")
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+mod common;
+use common::{agent, d402, d402_binary, ok};
 
 fn json(output: Output) -> Value {
     serde_json::from_str(&ok(output)).unwrap()
@@ -89,9 +53,9 @@ impl Drop for Node {
     }
 }
 
-/// A node, a funded buyer key (0600) and an agent configured for the node with `policy`.
-fn setup(dir: &Path, policy: &[&str]) -> (Node, String) {
-    let node = Node::start(dir, &[]);
+/// A buyer key (`buyer.json`, 0600) funded with $1 on the running node's ledger; its
+/// address.
+fn funded_buyer(dir: &Path) -> String {
     let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
         .trim()
         .to_string();
@@ -107,6 +71,13 @@ fn setup(dir: &Path, policy: &[&str]) -> (Node, String) {
             "1",
         ],
     ));
+    buyer
+}
+
+/// A node, a funded buyer key (0600) and an agent configured for the node with `policy`.
+fn setup(dir: &Path, policy: &[&str]) -> (Node, String) {
+    let node = Node::start(dir, &[]);
+    let buyer = funded_buyer(dir);
     let mut init = vec![
         "init",
         "--gateway",
@@ -130,6 +101,16 @@ fn balance(dir: &Path, account: &str) -> u64 {
         .iter()
         .find(|a| a["account"] == account)
         .map_or(0, |a| a["balanceMicros"].as_u64().unwrap())
+}
+
+/// `d402-agent request` for the json-transform task, ready to run in `dir`.
+fn request_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_d402-agent"));
+    command
+        .args(["--config", "agent/config.toml", "request"])
+        .args(["--capability", "util.json_transform@1", "--input", TASK])
+        .current_dir(dir);
+    command
 }
 
 const TASK: &str = r#"{"value": {"a": {"b": 2}}, "select": ["a.b"]}"#;
@@ -290,17 +271,7 @@ fn the_policy_is_checked_before_signing_and_holds_under_concurrency() {
     // Ten at once against a day cap that covers three: exactly three are paid.
     let children: Vec<Child> = (0..10)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_d402-agent"))
-                .args([
-                    "--config",
-                    "agent/config.toml",
-                    "request",
-                    "--capability",
-                    "util.json_transform@1",
-                    "--input",
-                    TASK,
-                ])
-                .current_dir(dir)
+            request_command(dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -413,21 +384,7 @@ fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
     let proxy = format!("http://{}", listener.local_addr().unwrap());
     let node = Node::start(dir, &["--public-url", &proxy]);
     let forwarded = dropping_proxy(listener, node.base.clone());
-    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
-        .trim()
-        .to_string();
-    ok(d402(
-        dir,
-        &[
-            "faucet",
-            "--state",
-            "state",
-            "--account",
-            &buyer,
-            "--amount",
-            "1",
-        ],
-    ));
+    let buyer = funded_buyer(dir);
     ok(agent(
         dir,
         &[
@@ -506,21 +463,7 @@ fn a_signer_plugin_signs_within_policy_and_is_refused_when_it_misbehaves() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let node = Node::start(dir, &[]);
-    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
-        .trim()
-        .to_string();
-    ok(d402(
-        dir,
-        &[
-            "faucet",
-            "--state",
-            "state",
-            "--account",
-            &buyer,
-            "--amount",
-            "1",
-        ],
-    ));
+    let buyer = funded_buyer(dir);
     let (launcher, calls) = plugin(dir);
     let signer = format!("plugin:{}", launcher.display());
     ok(agent_with_plugin(
@@ -789,21 +732,7 @@ fn a_key_from_the_environment_pays_and_its_absence_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let node = Node::start(dir, &[]);
-    let buyer = ok(d402(dir, &["keygen", "--out", "buyer.json"]))
-        .trim()
-        .to_string();
-    ok(d402(
-        dir,
-        &[
-            "faucet",
-            "--state",
-            "state",
-            "--account",
-            &buyer,
-            "--amount",
-            "1",
-        ],
-    ));
+    let buyer = funded_buyer(dir);
     ok(agent(
         dir,
         &[
@@ -819,17 +748,7 @@ fn a_key_from_the_environment_pays_and_its_absence_is_named() {
         String::from_utf8_lossy(&missing.stderr).contains("MY_BUYER_KEYPAIR, which is not set")
     );
     let keypair = std::fs::read_to_string(dir.join("buyer.json")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_d402-agent"))
-        .args([
-            "--config",
-            "agent/config.toml",
-            "request",
-            "--capability",
-            "util.json_transform@1",
-            "--input",
-            TASK,
-        ])
-        .current_dir(dir)
+    let output = request_command(dir)
         .env("MY_BUYER_KEYPAIR", keypair)
         .output()
         .unwrap();

@@ -9,34 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn d402(dir: &Path, args: &[&str]) -> Output {
-    let binary = Path::new(env!("CARGO_BIN_EXE_d402-agent")).with_file_name("d402");
-    assert!(binary.exists(), "build d402 first: cargo build -p d402-cli");
-    Command::new(binary)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn agent(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_d402-agent"))
-        .args(["--config", "agent/config.toml"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+mod common;
+use common::{agent, d402, ok};
 
 /// Release keys `names` (key.pem / key.json each).
 fn keys(dir: &Path, names: &[&str]) {
