@@ -78,23 +78,22 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
         let key = discovery.gateway_key()?;
         pins.check(&gateway.url, &key, order.accept_new_key)?;
         let endpoints = &discovery.endpoints;
-        let challenge = client
-            .challenge(&endpoints.create_task, &order.body)
-            .await?;
-        if order.manual {
-            return Ok(Bought::Challenge(serde_json::to_value(&challenge)?));
-        }
-        let requirements = d402_client::payable(&challenge, payer)?;
-        let amount: u64 = requirements.amount.parse().with_context(|| {
-            format!(
-                "the challenge's amount {:?} is not atomic units",
-                requirements.amount
-            )
-        })?;
-        let id = format!("req:{}", hex_id());
-        let quote = Quote::of(&gateway.url, amount, requirements);
         let now = || Timestamp::now().unix_millis();
-        ledger.reserve(&order.policy, &id, &quote, now())??;
+        let unfinished = unfinished(&ledger.entries()?, &gateway.url, &order.body);
+        let (id, header) = match unfinished {
+            // A payment signed and recorded earlier whose answer never arrived (a dropped
+            // connection, a crash): sent again as it is, never signed anew.
+            Some(recorded) if !order.manual => recorded,
+            _ => {
+                let challenge = client
+                    .challenge(&endpoints.create_task, &order.body)
+                    .await?;
+                if order.manual {
+                    return Ok(Bought::Challenge(serde_json::to_value(&challenge)?));
+                }
+                sign(&ledger, &order, gateway, &challenge, payer).await?
+            }
+        };
         let release = |reason: String| {
             ledger.append(&Entry::Released {
                 id: id.clone(),
@@ -102,31 +101,6 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
                 reason,
             })
         };
-        let purchase = Purchase {
-            resource: Some(&challenge.resource),
-            body: &order.body,
-            now: Timestamp::now(),
-        };
-        let mut payment = match payer.pay(requirements, &purchase).await {
-            Ok(payment) => payment,
-            Err(e) => {
-                release(format!("not signed: {e}"))?;
-                return Err(e.into());
-            }
-        };
-        // The gateway's idempotency key for this payment: a resend is the same request.
-        let payment_id = format!("d402-agent-{}", id.trim_start_matches("req:"));
-        d402_payment::x402::payment_identifier::append(&mut payment.extensions, &payment_id);
-        let header = payer.header(&payment);
-        ledger.append(&Entry::Paid {
-            id: id.clone(),
-            at_ms: now(),
-            body: order.body.clone(),
-            binding: request_binding(&order.body),
-            payment_id,
-            header: header.0.to_string(),
-            payment: header.1.clone(),
-        })?;
         let (task, response) = match send(&client, endpoints, &order.body, &header).await {
             Ok(answer) => answer,
             Err(ClientError::Status { status, body, what }) => {
@@ -137,7 +111,7 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "the payment was sent but its answer never arrived; it stays reserved in {} \
-                     (run the same request again: the gateway answers a resent payment with its task)",
+                     (run the same request again: the agent sends this same payment again)",
                     ledger.path().display()
                 )));
             }
@@ -166,6 +140,91 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
         "no gateway answered ({}); nothing was paid",
         unreachable.join("; ")
     )
+}
+
+/// Reserves the spend for `challenge`, signs the payment and records it before it is
+/// sent: the ledger id and the payment header `(name, value)`.
+async fn sign(
+    ledger: &Ledger,
+    order: &Order,
+    gateway: &Gateway,
+    challenge: &d402_payment::x402::PaymentRequired,
+    payer: &dyn Payer,
+) -> anyhow::Result<(String, (String, String))> {
+    let requirements = d402_client::payable(challenge, payer)?;
+    let amount: u64 = requirements.amount.parse().with_context(|| {
+        format!(
+            "the challenge's amount {:?} is not atomic units",
+            requirements.amount
+        )
+    })?;
+    let id = format!("req:{}", hex_id());
+    let quote = Quote::of(&gateway.url, amount, requirements);
+    let now = || Timestamp::now().unix_millis();
+    ledger.reserve(&order.policy, &id, &quote, now())??;
+    let purchase = Purchase {
+        resource: Some(&challenge.resource),
+        body: &order.body,
+        now: Timestamp::now(),
+    };
+    let mut payment = match payer.pay(requirements, &purchase).await {
+        Ok(payment) => payment,
+        Err(e) => {
+            ledger.append(&Entry::Released {
+                id,
+                at_ms: now(),
+                reason: format!("not signed: {e}"),
+            })?;
+            return Err(e.into());
+        }
+    };
+    // The gateway's idempotency key for this payment: a resend is the same request.
+    let payment_id = format!("d402-agent-{}", id.trim_start_matches("req:"));
+    d402_payment::x402::payment_identifier::append(&mut payment.extensions, &payment_id);
+    let (name, value) = payer.header(&payment);
+    ledger.append(&Entry::Paid {
+        id: id.clone(),
+        at_ms: now(),
+        body: order.body.clone(),
+        binding: request_binding(&order.body),
+        payment_id,
+        header: name.to_string(),
+        payment: value.clone(),
+    })?;
+    Ok((id, (name.to_string(), value)))
+}
+
+/// The payment recorded for `body` at `gateway` that has no outcome yet (neither settled
+/// nor released): its ledger id and header.
+fn unfinished(
+    entries: &[Entry],
+    gateway: &str,
+    body: &Value,
+) -> Option<(String, (String, String))> {
+    let at_gateway: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Reserved { id, gateway: g, .. } if g == gateway => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let finished: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Settled { .. } | Entry::Released { .. }))
+        .map(Entry::id)
+        .collect();
+    entries.iter().rev().find_map(|e| match e {
+        Entry::Paid {
+            id,
+            body: b,
+            header,
+            payment,
+            ..
+        } if b == body && at_gateway.contains(id.as_str()) && !finished.contains(id.as_str()) => {
+            Some((id.clone(), (header.clone(), payment.clone())))
+        }
+        _ => None,
+    })
 }
 
 /// What each configured gateway would charge for `body`, and whether the policy (with
@@ -208,12 +267,12 @@ async fn send(
     client: &Client,
     endpoints: &d402_client::Endpoints,
     body: &Value,
-    header: &(&'static str, String),
+    header: &(String, String),
 ) -> Result<(Value, Option<d402_payment::x402::SettlementResponse>), ClientError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match client.submit(endpoints, body, header).await {
+        match client.submit(endpoints, body, (&header.0, &header.1)).await {
             Err(ClientError::Unreachable { .. }) if attempt < SEND_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }

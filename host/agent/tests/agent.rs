@@ -315,12 +315,17 @@ fn a_key_file_others_can_read_is_refused() {
 
 /// A proxy to `upstream` that forwards every request, but for the first paid one (it
 /// carries PAYMENT-SIGNATURE) drops the connection instead of returning the answer.
-/// Serves on `listener`; returns the count of paid requests it forwarded.
-fn dropping_proxy(listener: std::net::TcpListener, upstream: String) -> Arc<AtomicUsize> {
+/// Serves on `listener`, dropping the answers to the first `drops` paid requests; returns
+/// the count of paid requests it forwarded.
+fn dropping_proxy(
+    listener: std::net::TcpListener,
+    upstream: String,
+    drops: usize,
+) -> Arc<AtomicUsize> {
     let forwarded = Arc::new(AtomicUsize::new(0));
     let counted = forwarded.clone();
     std::thread::spawn(move || {
-        let mut dropped = false;
+        let mut dropped = 0;
         for client in listener.incoming() {
             let Ok(mut client) = client else { continue };
             let request = read_request(&mut client);
@@ -335,8 +340,8 @@ fn dropping_proxy(listener: std::net::TcpListener, upstream: String) -> Arc<Atom
             if paid {
                 counted.fetch_add(1, Ordering::SeqCst);
             }
-            if paid && !dropped {
-                dropped = true;
+            if paid && dropped < drops {
+                dropped += 1;
                 continue; // the gateway took the payment; the buyer never hears back
             }
             let _ = client.write_all(&answer);
@@ -375,15 +380,16 @@ fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
     }
 }
 
-#[test]
-fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
+/// Buys once through a proxy that drops the first `drops` answers to the paid request;
+/// the payment must be sent again, never signed anew, and charged once.
+fn a_lost_answer(drops: usize) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     // The node announces the proxy as its public URL, so every call goes through it.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy = format!("http://{}", listener.local_addr().unwrap());
     let node = Node::start(dir, &["--public-url", &proxy]);
-    let forwarded = dropping_proxy(listener, node.base.clone());
+    let forwarded = dropping_proxy(listener, node.base.clone(), drops);
     let buyer = funded_buyer(dir);
     ok(agent(
         dir,
@@ -397,6 +403,13 @@ fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
             "buyer.json",
         ],
     ));
+    if drops >= 5 {
+        // The agent gives up after five sends: the payment stays recorded, unfinished.
+        let given_up = request(dir, &[]);
+        assert_eq!(given_up.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&given_up.stderr);
+        assert!(stderr.contains("sends this same payment again"), "{stderr}");
+    }
     let bought = json(request(dir, &[]));
     assert_eq!(bought["task"]["status"], "accepted", "{bought}");
     assert_eq!(balance(dir, &buyer), 1_000_000 - PRICE, "charged once");
@@ -423,9 +436,19 @@ fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
     );
     assert_eq!(
         forwarded.load(Ordering::SeqCst),
-        2,
-        "the payment reached the gateway twice"
+        drops + 1,
+        "the same payment reached the gateway once per send"
     );
+}
+
+#[test]
+fn a_payment_whose_answer_is_lost_is_sent_again_and_charged_once() {
+    a_lost_answer(1);
+}
+
+#[test]
+fn a_payment_left_unfinished_by_an_earlier_run_is_resent_not_signed_again() {
+    a_lost_answer(5);
 }
 
 /// The test signer plugin (tests/signer_plugin.py) behind a launcher, and its call log.

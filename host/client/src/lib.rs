@@ -221,7 +221,7 @@ impl Client {
         let challenge = self.challenge(&endpoints.create_task, body).await?;
         let payment = pay(&challenge, body, payer).await?;
         let header = payer.header(&payment);
-        let (task, payment_response) = self.submit(endpoints, body, &header).await?;
+        let (task, payment_response) = self.submit(endpoints, body, (header.0, &header.1)).await?;
         let (task, polled_response) = self.settled(endpoints, task).await?;
         let task_id = task_id_of(&task)?;
         let receipt = self.receipt(endpoints, &task_id, &gateway_key).await?;
@@ -240,15 +240,12 @@ impl Client {
         &self,
         endpoints: &Endpoints,
         body: &Value,
-        header: &(&'static str, String),
+        header: (&str, &str),
     ) -> Result<(Value, Option<SettlementResponse>), ClientError> {
         let url = &endpoints.create_task;
         let paid = self
             .send(
-                self.http
-                    .post(url)
-                    .header(header.0, header.1.as_str())
-                    .json(body),
+                self.http.post(url).header(header.0, header.1).json(body),
                 url,
             )
             .await?;
