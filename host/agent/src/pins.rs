@@ -61,7 +61,7 @@ impl KnownGateways {
         };
         self.keys.insert(gateway.to_string(), key);
         let text = serde_json::to_vec_pretty(&self.keys).expect("keys serialize");
-        std::fs::write(&self.path, text)
+        d402_wallet::write_private(&self.path, &text)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         Ok(pin)
     }

@@ -166,7 +166,7 @@ async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Optio
             )))
         }
         RailId::SolanaDirect => {
-            use d402_rail_solana::token::{TransferChecked, associated_token_address};
+            use d402_rail_solana::token::associated_token_address;
             let Some(solana) = &config.solana else {
                 return Ok(None);
             };
@@ -191,28 +191,10 @@ async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Optio
                 .parse()
                 .map_err(|_| anyhow::anyhow!("payTo {:?} is not a Solana address", paid.pay_to))?;
             let destination = associated_token_address(&owner, &mint);
-            let keys = landed.account_keys();
-            let moved = landed
-                .transaction
-                .message
-                .instructions()
+            let moved = d402_rail_solana::transfer::TransactionContent::of(&landed)
+                .transfers
                 .iter()
-                .any(|instruction| {
-                    let accounts: Vec<_> = instruction
-                        .accounts
-                        .iter()
-                        .filter_map(|&i| keys.get(usize::from(i)).copied())
-                        .collect();
-                    keys.get(usize::from(instruction.program_id_index))
-                        .and_then(|program| {
-                            TransferChecked::read(program, &accounts, &instruction.data)
-                        })
-                        .is_some_and(|t| {
-                            t.mint == mint
-                                && t.destination == destination
-                                && t.amount >= paid.amount
-                        })
-                });
+                .any(|t| t.mint == mint && t.destination == destination && t.amount >= paid.amount);
             anyhow::ensure!(
                 moved,
                 "chain: transaction {signature} moves no {} of {mint} to {owner}",

@@ -68,15 +68,7 @@ pub fn save(path: &Path, key: &Keypair, force: bool) -> Result<(), WalletError> 
         fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
     let text = serde_json::to_string(&key.to_keypair_bytes().to_vec()).expect("bytes serialise");
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(text.as_bytes()).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))
+    write_private(path, text.as_bytes()).map_err(io_error(path))
 }
 
 /// Writes `bytes` to `path` with mode 0600, atomically (a temporary file renamed over it).
