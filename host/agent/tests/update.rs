@@ -256,6 +256,7 @@ fn a_kill_during_apply_leaves_the_old_version_or_the_new_one_whole() {
     manifest(dir, "release/big.json", "agent", "stable", 9);
     sign(dir, "release/big.json", "k1");
     sign(dir, "release/big.json", "k2");
+    let mut interrupted = 0;
     for delay_ms in [5, 40, 120, 300] {
         std::fs::write(dir.join("installed/agent-bin"), &old).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_d402-agent"))
@@ -291,6 +292,12 @@ fn a_kill_during_apply_leaves_the_old_version_or_the_new_one_whole() {
         if installed == new {
             // It completed before the kill: reset the accepted sequence for the next round.
             let _ = std::fs::remove_file(dir.join("agent/releases.json"));
+        } else {
+            interrupted += 1;
         }
     }
+    assert!(
+        interrupted > 0,
+        "no kill landed before the swap: the test proved nothing"
+    );
 }
