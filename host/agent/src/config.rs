@@ -11,14 +11,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
 
+/// How the agent answers a gateway's 402: pay it on a rail, or (`manual`) only show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayRail {
+    /// Print the challenge and pay nothing.
+    Manual,
+    /// Pay on this rail.
+    Pay(RailId),
+}
+
+impl std::str::FromStr for PayRail {
+    type Err = d402_payment::UnknownRail;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "manual" => Ok(Self::Manual),
+            rail => rail.parse().map(Self::Pay),
+        }
+    }
+}
+
+impl std::fmt::Display for PayRail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Manual => f.write_str("manual"),
+            Self::Pay(rail) => rail.fmt(f),
+        }
+    }
+}
+
+impl Serialize for PayRail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PayRail {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// One gateway the agent buys from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gateway {
     /// Base URL, e.g. `http://127.0.0.1:8402`.
     pub url: String,
-    /// The rail to pay it on.
-    pub rail: RailId,
+    /// The rail to pay it on, or `manual`.
+    pub rail: PayRail,
 }
 
 /// Where the buyer's key comes from: exactly one source.
@@ -142,8 +185,10 @@ impl Paths {
 
 impl AgentConfig {
     /// The rail the agent pays on (every configured gateway's: `init` sets one).
-    pub fn rail(&self) -> RailId {
-        self.gateways.first().map_or(RailId::Simulated, |g| g.rail)
+    pub fn rail(&self) -> PayRail {
+        self.gateways
+            .first()
+            .map_or(PayRail::Pay(RailId::Simulated), |g| g.rail)
     }
 
     /// Reads the configuration, saying how to create one when there is none.

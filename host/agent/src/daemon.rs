@@ -159,7 +159,7 @@ async fn create_task(
         order.gateway.as_deref(),
         max_amount.map(|p| p.0.micros()),
     );
-    match request::buy(&daemon.paths, order, payer.as_ref())
+    match request::buy(&daemon.paths, order, Some(payer.as_ref()))
         .await
         .map_err(refused)?
     {

@@ -55,6 +55,10 @@ pub enum Entry {
         binding: String,
         /// The x402 `payment-identifier` sent with it (the gateway's idempotency key).
         payment_id: String,
+        /// The agent process sending it: while it lives the payment is in flight, not
+        /// abandoned.
+        #[serde(default)]
+        pid: u32,
         /// The payment header's name.
         header: String,
         /// The payment header's value (sent again as is on a retry).

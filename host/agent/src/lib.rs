@@ -26,7 +26,7 @@ use d402_payment::RailId;
 use d402_protocol::{Price, Timestamp};
 use serde_json::{Value, json};
 
-use config::{AgentConfig, Gateway, Paths, SignerSource};
+use config::{AgentConfig, Gateway, Paths, PayRail, SignerSource};
 use ledger::{Entry, Ledger};
 use policy::Policy;
 
@@ -52,9 +52,10 @@ enum Command {
         /// Gateway base URL (repeatable, in preference order).
         #[arg(long = "gateway", required = true, value_name = "URL")]
         gateways: Vec<String>,
-        /// Rail to pay on: simulated, x402-base, x402-base-escrow or solana-direct.
+        /// Rail to pay on: simulated, x402-base, x402-base-escrow or solana-direct; or manual
+        /// (show each challenge, pay nothing).
         #[arg(long, default_value = "simulated")]
-        rail: RailId,
+        rail: PayRail,
         /// Buyer key file, mode 0600: a Solana keypair JSON (simulated rail) or a 0x hex
         /// EVM key (x402 rails).
         #[arg(long, value_name = "FILE", conflicts_with = "key_env")]
@@ -328,7 +329,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 (None, None) => SignerSource::Env {
                     variable: key_env.unwrap_or_else(|| {
-                        if matches!(rail, RailId::X402Base | RailId::X402BaseEscrow) {
+                        if matches!(
+                            rail,
+                            PayRail::Pay(RailId::X402Base | RailId::X402BaseEscrow)
+                        ) {
                             signer::EVM_KEY_ENV.into()
                         } else {
                             signer::KEYPAIR_ENV.into()
@@ -363,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
             };
             anyhow::ensure!(
-                rail != RailId::SolanaDirect || config.solana.is_some(),
+                rail != PayRail::Pay(RailId::SolanaDirect) || config.solana.is_some(),
                 "--rail solana-direct needs --solana-rpc-url URL"
             );
             config.save(&paths)?;
@@ -449,21 +453,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 paths.config.display()
             );
             order.accept_new_key = accept_new_key;
-            order.manual = match rail.as_deref() {
-                None => false,
-                Some("manual") => true,
-                Some(other) => {
-                    let rail: RailId = other.parse()?;
-                    anyhow::ensure!(
-                        rail == config.rail(),
-                        "the configured gateways pay on {}, not {rail}",
-                        config.rail()
-                    );
-                    false
-                }
+            let rail = match rail.as_deref() {
+                None => config.rail(),
+                Some(named) => named.parse()?,
             };
-            let payer = signer::payer(&config)?;
-            match runtime.block_on(request::buy(&paths, order, payer.as_ref()))? {
+            anyhow::ensure!(
+                rail == PayRail::Manual || rail == config.rail(),
+                "the configured gateways pay on {}, not {rail}",
+                config.rail()
+            );
+            order.manual = rail == PayRail::Manual;
+            let payer = match rail {
+                PayRail::Manual => None,
+                PayRail::Pay(_) => Some(signer::payer(&config)?),
+            };
+            match runtime.block_on(request::buy(&paths, order, payer.as_deref()))? {
                 request::Bought::Challenge(challenge) => {
                     println!("{}", serde_json::to_string_pretty(&challenge)?);
                     Ok(ExitCode::from(2))

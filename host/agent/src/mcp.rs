@@ -155,7 +155,7 @@ impl AgentTools {
                 let payer = crate::signer::payer(&config)?;
                 let max = max_micros(task.max_amount.as_deref())?;
                 let order = request::Order::new(&config, body, None, max);
-                match request::buy(&self.paths, order, payer.as_ref()).await? {
+                match request::buy(&self.paths, order, Some(payer.as_ref())).await? {
                     Bought::Task(document) => Ok(document),
                     Bought::Challenge(challenge) => Ok(challenge),
                 }

@@ -60,7 +60,8 @@ pub enum Bought {
 }
 
 /// Buys one task as `order` says, paying with `payer`.
-pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Result<Bought> {
+/// A `manual` order needs no payer.
+pub async fn buy(paths: &Paths, order: Order, payer: Option<&dyn Payer>) -> anyhow::Result<Bought> {
     let ledger = Ledger::new(paths.ledger());
     let mut pins = KnownGateways::load(paths.known_gateways())?;
     let mut unreachable = Vec::new();
@@ -91,6 +92,7 @@ pub async fn buy(paths: &Paths, order: Order, payer: &dyn Payer) -> anyhow::Resu
                 if order.manual {
                     return Ok(Bought::Challenge(serde_json::to_value(&challenge)?));
                 }
+                let payer = payer.context("no signer is configured to pay with")?;
                 sign(&ledger, &order, gateway, &challenge, payer).await?
             }
         };
@@ -188,6 +190,7 @@ async fn sign(
         body: order.body.clone(),
         binding: request_binding(&order.body),
         payment_id,
+        pid: std::process::id(),
         header: name.to_string(),
         payment: value.clone(),
     })?;
@@ -195,7 +198,8 @@ async fn sign(
 }
 
 /// The payment recorded for `body` at `gateway` that has no outcome yet (neither settled
-/// nor released): its ledger id and header.
+/// nor released) and whose process is gone (an identical request running right now is not
+/// abandoned): its ledger id and header.
 fn unfinished(
     entries: &[Entry],
     gateway: &str,
@@ -219,8 +223,13 @@ fn unfinished(
             body: b,
             header,
             payment,
+            pid,
             ..
-        } if b == body && at_gateway.contains(id.as_str()) && !finished.contains(id.as_str()) => {
+        } if b == body
+            && at_gateway.contains(id.as_str())
+            && !finished.contains(id.as_str())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists() =>
+        {
             Some((id.clone(), (header.clone(), payment.clone())))
         }
         _ => None,

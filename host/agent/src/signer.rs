@@ -5,7 +5,7 @@ use anyhow::Context;
 use d402_payment::{Payer, RailId};
 use d402_protocol::Keypair;
 
-use crate::config::{AgentConfig, SignerSource};
+use crate::config::{AgentConfig, PayRail, SignerSource};
 use crate::policy::Policy;
 
 /// The environment variable an EVM key (0x hex) is read from by default (x402 on Base).
@@ -15,7 +15,13 @@ pub const EVM_KEY_ENV: &str = "D402_BUYER_PRIVATE_KEY";
 /// EIP-3009 authorizations only for the policy's networks and assets (default: USDC on
 /// Base); on Solana it sends USDC transfers through the configured cluster.
 pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
-    let (source, rail, policy) = (&config.signer, config.rail(), &config.policy);
+    let (source, policy) = (&config.signer, &config.policy);
+    let PayRail::Pay(rail) = config.rail() else {
+        anyhow::bail!(
+            "the agent is configured with --rail manual: it shows challenges and pays nothing \
+             (init --rail RAIL --force to pay)"
+        );
+    };
     if rail == RailId::SolanaDirect {
         let solana = config
             .solana

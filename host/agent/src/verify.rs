@@ -8,7 +8,7 @@ use anyhow::Context;
 use d402_protocol::{SettlementReceipt, Signed};
 use serde_json::Value;
 
-use crate::config::{AgentConfig, Paths};
+use crate::config::{AgentConfig, Paths, PayRail};
 use crate::ledger::{Entry, Ledger};
 use crate::pins::KnownGateways;
 use d402_payment::RailId;
@@ -126,7 +126,7 @@ const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a116
 /// `None` when not checkable here, an error when the chain contradicts the ledger.
 async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Option<String>> {
     match config.rail() {
-        RailId::X402Base => {
+        PayRail::Pay(RailId::X402Base) => {
             let Some(url) = &config.evm_rpc_url else {
                 return Ok(None);
             };
@@ -165,7 +165,7 @@ async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Optio
                 paid.transaction, paid.amount, paid.pay_to
             )))
         }
-        RailId::SolanaDirect => {
+        PayRail::Pay(RailId::SolanaDirect) => {
             use d402_rail_solana::token::associated_token_address;
             let Some(solana) = &config.solana else {
                 return Ok(None);

@@ -1055,3 +1055,22 @@ fn a_hot_wallet_is_created_for_test_networks_and_mainnet_only_when_asked() {
         ],
     ));
 }
+
+#[test]
+fn an_agent_initialised_manual_shows_challenges_and_pays_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let node = Node::start(dir, &[]);
+    ok(agent(
+        dir,
+        &["init", "--gateway", &node.base, "--rail", "manual"],
+    ));
+    let shown = request(dir, &[]);
+    assert_eq!(shown.status.code(), Some(2));
+    let challenge: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(challenge["accepts"][0]["amount"], PRICE.to_string());
+    assert!(
+        !dir.join("agent/ledger.jsonl").exists(),
+        "nothing reserved or paid"
+    );
+}
