@@ -20,7 +20,7 @@ use solana_signature::Signature;
 
 use crate::rpc::RpcError;
 use crate::transfer::TransactionContent;
-use crate::wallet::{DirectConfig, GatewayWallet, Paid};
+use crate::wallet::{DirectConfig, GatewayWallet, Paid, kept, key_of};
 
 /// The x402 scheme name of a direct transfer.
 pub const SCHEME: &str = "d402-solana-transfer";
@@ -80,10 +80,6 @@ impl SolanaDirectRail {
             ),
         };
         Ok((signature, payer))
-    }
-
-    fn key_of(&self, signature: &Signature) -> PaymentKey {
-        PaymentKey(format!("{}:{signature}", self.network))
     }
 }
 
@@ -165,7 +161,7 @@ impl PaymentRail for SolanaDirectRail {
     }
 
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
-        Ok(self.key_of(&self.read(payment)?.0))
+        Ok(key_of(&self.network, &self.read(payment)?.0))
     }
 
     async fn authorize(
@@ -232,20 +228,7 @@ impl PaymentRail for SolanaDirectRail {
         if !fresh {
             return Err(PaymentError::Expired);
         }
-        Ok(Authorization {
-            rail: RailId::SolanaDirect,
-            network: self.network.clone(),
-            payer: Account::Ed25519(payer.to_bytes()),
-            payment_key: self.key_of(&signature),
-            amount: Amount::from_micros(paid),
-            reference: signature.to_string(),
-            holds: Vec::new(),
-            proof: serde_json::to_value(Paid {
-                signature: signature.to_string(),
-                payer: payer.to_string(),
-            })
-            .map_err(|e| PaymentError::Malformed(e.to_string()))?,
-        })
+        Paid::authorization(RailId::SolanaDirect, &self.network, signature, payer, paid)
     }
 
     async fn readiness(&self) -> Vec<ReadinessCheck> {
@@ -268,10 +251,7 @@ impl PaymentRail for SolanaDirectRail {
         _payouts: &[Payout],
     ) -> Result<Completion, RailError> {
         // The buyer's transfer already paid the gateway.
-        Ok(Completion {
-            reference: Some(authorization.reference.clone()),
-            ledger: Vec::new(),
-        })
+        Ok(kept(authorization))
     }
 
     async fn void(

@@ -20,14 +20,13 @@ use serde::Deserialize;
 use serde_json::json;
 use solana_address::Address;
 use solana_keypair::Keypair;
-use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::direct::{MEMO_PREFIX, names_request};
 use crate::rpc::RpcError;
 use crate::token::{self, TransferChecked};
-use crate::wallet::{DirectConfig, GatewayWallet, Paid};
+use crate::wallet::{DirectConfig, GatewayWallet, Paid, kept, key_of};
 
 /// The Compute Budget program.
 pub const COMPUTE_BUDGET_PROGRAM: Address =
@@ -186,10 +185,6 @@ impl X402SolanaRail {
         })
     }
 
-    fn key_of(&self, signature: &Signature) -> PaymentKey {
-        PaymentKey(format!("{}:{signature}", self.network))
-    }
-
     /// Submits the co-signed transaction (or finds it already landed, from a retry) and
     /// waits for it.
     async fn submit(&self, transaction: &VersionedTransaction) -> Result<(), PaymentError> {
@@ -302,7 +297,7 @@ impl PaymentRail for X402SolanaRail {
     }
 
     fn identify(&self, payment: &PaymentPayload) -> Result<PaymentKey, PaymentError> {
-        Ok(self.key_of(&self.read(payment)?.signatures[0]))
+        Ok(key_of(&self.network, &self.read(payment)?.signatures[0]))
     }
 
     async fn authorize(
@@ -314,20 +309,13 @@ impl PaymentRail for X402SolanaRail {
         let layout = self.check(&transaction, expected)?;
         self.submit(&transaction).await?;
         let signature = transaction.signatures[0];
-        Ok(Authorization {
-            rail: RailId::X402Solana,
-            network: self.network.clone(),
-            payer: Account::Ed25519(layout.payer.to_bytes()),
-            payment_key: self.key_of(&signature),
-            amount: Amount::from_micros(layout.amount),
-            reference: signature.to_string(),
-            holds: Vec::new(),
-            proof: serde_json::to_value(Paid {
-                signature: signature.to_string(),
-                payer: layout.payer.to_string(),
-            })
-            .map_err(|e| PaymentError::Malformed(e.to_string()))?,
-        })
+        Paid::authorization(
+            RailId::X402Solana,
+            &self.network,
+            signature,
+            layout.payer,
+            layout.amount,
+        )
     }
 
     async fn readiness(&self) -> Vec<ReadinessCheck> {
@@ -350,10 +338,7 @@ impl PaymentRail for X402SolanaRail {
         _payouts: &[Payout],
     ) -> Result<Completion, RailError> {
         // Submitted before the work: the gateway already holds the payment.
-        Ok(Completion {
-            reference: Some(authorization.reference.clone()),
-            ledger: Vec::new(),
-        })
+        Ok(kept(authorization))
     }
 
     async fn void(

@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
-use d402_payment::{Authorization, Completion, RailError, ReadinessCheck};
-use d402_protocol::Refund;
+use d402_payment::{
+    Account, Authorization, Completion, PaymentError, PaymentKey, RailError, RailId, ReadinessCheck,
+};
+use d402_protocol::{Amount, Refund};
 use serde::{Deserialize, Serialize};
 use solana_address::Address;
 use solana_keypair::Keypair;
+use solana_signature::Signature;
 use solana_signer::Signer;
 
 use crate::network::SolanaNetwork;
@@ -40,6 +43,46 @@ pub(crate) struct Paid {
     pub signature: String,
     /// The payer (refunds go back there).
     pub payer: String,
+}
+
+impl Paid {
+    /// The authorization of a payment that landed in the gateway's wallet: `amount` from
+    /// `payer` in the transaction `signature` on `network`, consumed once by its signature.
+    pub(crate) fn authorization(
+        rail: RailId,
+        network: &str,
+        signature: Signature,
+        payer: Address,
+        amount: u64,
+    ) -> Result<Authorization, PaymentError> {
+        Ok(Authorization {
+            rail,
+            network: network.to_string(),
+            payer: Account::Ed25519(payer.to_bytes()),
+            payment_key: key_of(network, &signature),
+            amount: Amount::from_micros(amount),
+            reference: signature.to_string(),
+            holds: Vec::new(),
+            proof: serde_json::to_value(Paid {
+                signature: signature.to_string(),
+                payer: payer.to_string(),
+            })
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?,
+        })
+    }
+}
+
+/// The once-only key of the payment made by transaction `signature` on `network`.
+pub(crate) fn key_of(network: &str, signature: &Signature) -> PaymentKey {
+    PaymentKey(format!("{network}:{signature}"))
+}
+
+/// Capturing a payment the gateway already holds moves nothing: its reference stands.
+pub(crate) fn kept(authorization: &Authorization) -> Completion {
+    Completion {
+        reference: Some(authorization.reference.clone()),
+        ledger: Vec::new(),
+    }
 }
 
 /// The gateway's wallet on one cluster.
