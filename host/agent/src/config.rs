@@ -117,7 +117,7 @@ pub struct AgentConfig {
         rename = "evm-rpc-url"
     )]
     pub evm_rpc_url: Option<String>,
-    /// Where Solana payments are sent (`--rail solana-direct`).
+    /// Where Solana payments are sent (`--rail solana-direct` and `x402-solana`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solana: Option<SolanaSettings>,
 }

@@ -52,12 +52,12 @@ enum Command {
         /// Gateway base URL (repeatable, in preference order).
         #[arg(long = "gateway", required = true, value_name = "URL")]
         gateways: Vec<String>,
-        /// Rail to pay on: simulated, x402-base, x402-base-escrow or solana-direct; or manual
-        /// (show each challenge, pay nothing).
+        /// Rail to pay on: simulated, x402-base, x402-base-escrow, solana-direct or
+        /// x402-solana; or manual (show each challenge, pay nothing).
         #[arg(long, default_value = "simulated")]
         rail: PayRail,
-        /// Buyer key file, mode 0600: a Solana keypair JSON (simulated rail) or a 0x hex
-        /// EVM key (x402 rails).
+        /// Buyer key file, mode 0600: a Solana keypair JSON (simulated and Solana rails) or
+        /// a 0x hex EVM key (x402 rails on Base).
         #[arg(long, value_name = "FILE", conflicts_with = "key_env")]
         key_file: Option<PathBuf>,
         /// Environment variable holding the buyer key [default: D402_BUYER_KEYPAIR, or
@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, value_name = "URL")]
         evm_rpc_url: Option<String>,
         /// Solana JSON-RPC endpoint the transfers go through (required with --rail
-        /// solana-direct).
+        /// solana-direct and x402-solana).
         #[arg(long, value_name = "URL")]
         solana_rpc_url: Option<String>,
         /// Solana network (CAIP-2, or solana:mainnet-beta / solana:devnet / solana:localnet).
@@ -366,10 +366,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     mint: solana_usdc_mint,
                 }),
             };
-            anyhow::ensure!(
-                rail != PayRail::Pay(RailId::SolanaDirect) || config.solana.is_some(),
-                "--rail solana-direct needs --solana-rpc-url URL"
-            );
+            if let PayRail::Pay(paid @ (RailId::SolanaDirect | RailId::X402Solana)) = rail {
+                anyhow::ensure!(
+                    config.solana.is_some(),
+                    "--rail {paid} needs --solana-rpc-url URL"
+                );
+            }
             config.save(&paths)?;
             print(
                 cli.json,

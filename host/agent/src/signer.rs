@@ -13,7 +13,8 @@ pub const EVM_KEY_ENV: &str = "D402_BUYER_PRIVATE_KEY";
 
 /// What pays for `config`: its rail, with its key source. On x402 rails the payer signs
 /// EIP-3009 authorizations only for the policy's networks and assets (default: USDC on
-/// Base); on Solana it sends USDC transfers through the configured cluster.
+/// Base); on `solana-direct` it sends USDC transfers through the configured cluster, on
+/// `x402-solana` it signs them for the gateway to submit.
 pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
     let (source, policy) = (&config.signer, &config.policy);
     let PayRail::Pay(rail) = config.rail() else {
@@ -22,11 +23,11 @@ pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
              (init --rail RAIL --force to pay)"
         );
     };
-    if rail == RailId::SolanaDirect {
+    if matches!(rail, RailId::SolanaDirect | RailId::X402Solana) {
         let solana = config
             .solana
             .as_ref()
-            .context("paying on solana-direct needs `init --solana-rpc-url URL`")?;
+            .with_context(|| format!("paying on {rail} needs `init --solana-rpc-url URL`"))?;
         let key = d402_rail_solana::Keypair::try_from(load(source)?.to_keypair_bytes().as_slice())
             .context("the key is not a Solana keypair")?;
         let rpc = url::Url::parse(&solana.rpc_url)
@@ -35,14 +36,22 @@ pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
             .mint
             .parse()
             .map_err(|_| anyhow::anyhow!("mint {:?} is not a Solana address", solana.mint))?;
-        return Ok(Box::new(d402_rail_solana::SolanaPayer::new(
-            key,
-            d402_rail_solana::SolanaRpc::new(rpc),
-            solana.network.parse()?,
-            mint,
-            d402_rail_solana::USDC_DECIMALS,
-            policy.max_per_request.unwrap_or(u64::MAX),
-        )));
+        let scheme = if rail == RailId::X402Solana {
+            d402_rail_solana::SolanaScheme::X402Exact
+        } else {
+            d402_rail_solana::SolanaScheme::Direct
+        };
+        return Ok(Box::new(
+            d402_rail_solana::SolanaPayer::new(
+                key,
+                d402_rail_solana::SolanaRpc::new(rpc),
+                solana.network.parse()?,
+                mint,
+                d402_rail_solana::USDC_DECIMALS,
+                policy.max_per_request.unwrap_or(u64::MAX),
+            )
+            .paying(scheme),
+        ));
     }
     if matches!(rail, RailId::X402Base | RailId::X402BaseEscrow) {
         let key = match source {
@@ -60,7 +69,7 @@ pub fn payer(config: &AgentConfig) -> anyhow::Result<Box<dyn Payer>> {
     }
     anyhow::ensure!(
         rail == RailId::Simulated,
-        "the agent does not pay {rail} yet (it pays simulated, x402-base, x402-base-escrow and solana-direct)"
+        "the agent does not pay {rail} yet (it pays simulated, x402-base, x402-base-escrow, solana-direct and x402-solana)"
     );
     Ok(match source {
         SignerSource::Plugin { program, address } => Box::new(crate::plugin::PluginPayer::new(

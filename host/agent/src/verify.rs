@@ -1,8 +1,9 @@
 //! `d402-agent verify-receipt`: a cached receipt checked again — its signatures against
 //! the gateway key pinned on first use, that it is for the request the buyer made, that its
-//! payouts and refunds add up to what was paid, and, on x402 `exact` on Base and Solana
-//! direct with an RPC configured, that the payment transaction is on chain with the amount
-//! to the `payTo` paid.
+//! payouts and refunds add up to what was paid, and, with an RPC configured, that the
+//! payment is on chain: on x402 `exact` on Base, Solana direct and x402 `exact` on Solana
+//! the transaction moving the amount to the `payTo`; on the Base task escrow the
+//! transaction that paid out (or returned) everything the task's escrow was funded with.
 
 use anyhow::Context;
 use d402_protocol::{SettlementReceipt, Signed};
@@ -119,6 +120,55 @@ struct Paid<'a> {
     amount: u64,
 }
 
+/// An ERC-20 transfer a transaction made (addresses lower-case 0x hex).
+struct EvmTransfer {
+    from: String,
+    to: String,
+    value: u128,
+}
+
+/// The `asset` transfers of EVM `transaction`, which must be on chain as a success.
+async fn evm_transfers(
+    url: &str,
+    transaction: &str,
+    asset: &str,
+) -> anyhow::Result<Vec<EvmTransfer>> {
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [transaction]});
+    let answer = crate::search::post_json(url, &request).await?;
+    let receipt = &answer["result"];
+    anyhow::ensure!(
+        receipt["status"] == "0x1",
+        "chain: the payment transaction {transaction} is not on chain as a success"
+    );
+    // A topic is a 32-byte word: the address is its last 20 bytes.
+    let address = |topic: &Value| {
+        topic
+            .as_str()
+            .filter(|t| t.len() == 66)
+            .map(|t| format!("0x{}", t[26..].to_ascii_lowercase()))
+    };
+    Ok(receipt["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|log| {
+            log["address"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(asset))
+                && log["topics"][0] == TRANSFER_TOPIC
+        })
+        .filter_map(|log| {
+            Some(EvmTransfer {
+                from: address(&log["topics"][1])?,
+                to: address(&log["topics"][2])?,
+                value: log["data"]
+                    .as_str()
+                    .and_then(|d| u128::from_str_radix(d.trim_start_matches("0x"), 16).ok())?,
+            })
+        })
+        .collect())
+}
+
 /// The ERC-20 `Transfer(address,address,uint256)` event's topic.
 const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 
@@ -126,46 +176,48 @@ const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a116
 /// `None` when not checkable here, an error when the chain contradicts the ledger.
 async fn on_chain(config: &AgentConfig, paid: &Paid<'_>) -> anyhow::Result<Option<String>> {
     match config.rail() {
-        PayRail::Pay(RailId::X402Base) => {
+        PayRail::Pay(rail @ (RailId::X402Base | RailId::X402BaseEscrow)) => {
             let Some(url) = &config.evm_rpc_url else {
                 return Ok(None);
             };
-            let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [paid.transaction]});
-            let answer = crate::search::post_json(url, &request).await?;
-            let receipt = &answer["result"];
+            let transfers = evm_transfers(url, paid.transaction, paid.asset).await?;
+            let pay_to = paid.pay_to.to_ascii_lowercase();
+            if rail == RailId::X402Base {
+                anyhow::ensure!(
+                    transfers
+                        .iter()
+                        .any(|t| t.to == pay_to && t.value == u128::from(paid.amount)),
+                    "chain: transaction {} moves no {} of {} to {}",
+                    paid.transaction,
+                    paid.amount,
+                    paid.asset,
+                    paid.pay_to
+                );
+                return Ok(Some(format!(
+                    "chain: transaction {} moved {} to {}",
+                    paid.transaction, paid.amount, paid.pay_to
+                )));
+            }
+            // The task's own escrow (its address derives from the terms the buyer signed
+            // for) paid out or returned everything it was funded with.
+            let out_of_escrow: u128 = transfers
+                .iter()
+                .filter(|t| t.from == pay_to)
+                .map(|t| t.value)
+                .sum();
             anyhow::ensure!(
-                receipt["status"] == "0x1",
-                "chain: the payment transaction {} is not on chain as a success",
-                paid.transaction
-            );
-            let to = paid.pay_to.trim_start_matches("0x").to_ascii_lowercase();
-            let moved = receipt["logs"].as_array().into_iter().flatten().any(|log| {
-                log["address"]
-                    .as_str()
-                    .is_some_and(|a| a.eq_ignore_ascii_case(paid.asset))
-                    && log["topics"][0] == TRANSFER_TOPIC
-                    && log["topics"][2]
-                        .as_str()
-                        .is_some_and(|t| t.to_ascii_lowercase().ends_with(&to))
-                    && log["data"]
-                        .as_str()
-                        .and_then(|d| u128::from_str_radix(d.trim_start_matches("0x"), 16).ok())
-                        == Some(u128::from(paid.amount))
-            });
-            anyhow::ensure!(
-                moved,
-                "chain: transaction {} moves no {} of {} to {}",
+                out_of_escrow == u128::from(paid.amount),
+                "chain: transaction {} moves {out_of_escrow} out of the escrow {}, not the {} paid into it",
                 paid.transaction,
-                paid.amount,
-                paid.asset,
-                paid.pay_to
+                paid.pay_to,
+                paid.amount
             );
             Ok(Some(format!(
-                "chain: transaction {} moved {} to {}",
+                "chain: transaction {} split the {} paid into the escrow {}",
                 paid.transaction, paid.amount, paid.pay_to
             )))
         }
-        PayRail::Pay(RailId::SolanaDirect) => {
+        PayRail::Pay(RailId::SolanaDirect | RailId::X402Solana) => {
             use d402_rail_solana::token::associated_token_address;
             let Some(solana) = &config.solana else {
                 return Ok(None);

@@ -938,7 +938,22 @@ fn buy_on_a_real_rail(dir: &Path, network_prefix: &str) {
     };
     let ledger_path = dir.join("agent/ledger.jsonl");
     let original = std::fs::read_to_string(&ledger_path).unwrap();
-    std::fs::write(&ledger_path, original.replace(transaction, &bogus)).unwrap();
+    let forged: Vec<String> = original
+        .lines()
+        .map(|line| {
+            let mut entry: Value = serde_json::from_str(line).unwrap();
+            if entry["paymentResponse"]["transaction"] == transaction {
+                entry["paymentResponse"]["transaction"] = Value::String(bogus.clone());
+            }
+            entry.to_string()
+        })
+        .collect();
+    assert_ne!(
+        forged.join("\n") + "\n",
+        original,
+        "the transaction is in the ledger"
+    );
+    std::fs::write(&ledger_path, forged.join("\n") + "\n").unwrap();
     let refused = agent(dir, &["verify-receipt", "--task-id", task_id]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("is not on chain"), "{stderr}");
@@ -981,6 +996,31 @@ fn the_agent_pays_x402_on_base_on_a_local_chain() {
 }
 
 #[test]
+fn the_agent_pays_into_a_base_task_escrow_and_finds_its_split_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let devnet = Devnet::start(dir, "x402-base-escrow");
+    let (gateway, key_file) = (devnet.after("--gateway"), devnet.after("--key-file"));
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            gateway,
+            "--rail",
+            "x402-base-escrow",
+            "--key-file",
+            key_file,
+            "--evm-rpc-url",
+            devnet.chain_url(),
+            "--max-per-request",
+            "10000",
+        ],
+    ));
+    buy_on_a_real_rail(dir, "eip155:8453");
+}
+
+#[test]
 fn the_agent_pays_solana_usdc_on_a_local_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -1009,6 +1049,66 @@ fn the_agent_pays_solana_usdc_on_a_local_cluster() {
         ],
     ));
     buy_on_a_real_rail(dir, "solana:");
+}
+
+#[test]
+fn the_agent_pays_x402_on_solana_and_the_gateway_pays_the_fee() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let devnet = Devnet::start(dir, "x402-solana");
+    let (gateway, key, rpc) = (
+        devnet.after("--gateway"),
+        devnet.after("--key-file"),
+        devnet.after("--solana-rpc-url"),
+    );
+    ok(agent(
+        dir,
+        &[
+            "init",
+            "--gateway",
+            gateway,
+            "--rail",
+            "x402-solana",
+            "--key-file",
+            key,
+            "--solana-rpc-url",
+            rpc,
+            "--solana-network",
+            "solana:localnet",
+            "--max-per-request",
+            "10000",
+        ],
+    ));
+    buy_on_a_real_rail(dir, "solana:");
+    // The payment went as PAYMENT-SIGNATURE, the buyer's signed transaction, whose fee the
+    // gateway paid (it is the transaction's first signer, not the buyer).
+    let entries = json(agent(dir, &["ledger", "--json"]));
+    let entries = entries.as_array().unwrap();
+    let paid = entries.iter().find(|e| e["event"] == "paid").unwrap();
+    assert_eq!(paid["header"], "payment-signature", "{paid}");
+    let settled = entries.iter().find(|e| e["event"] == "settled").unwrap();
+    let transaction: d402_rail_solana::Signature = settled["paymentResponse"]["transaction"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rpc = d402_rail_solana::SolanaRpc::new(rpc.parse().unwrap());
+    let landed = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(rpc.transaction(&transaction))
+        .unwrap()
+        .expect("the payment is on chain");
+    let buyer = d402_wallet::load(&dir.join(key))
+        .unwrap()
+        .public()
+        .to_string();
+    let signers = landed.account_keys();
+    assert_ne!(signers[0].to_string(), buyer, "the gateway pays the fee");
+    assert_eq!(
+        signers[1].to_string(),
+        buyer,
+        "the buyer signed the transfer"
+    );
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! on a local anvil chain instead (test USDC at the Base USDC address; the buyer's EVM key
 //! `<dir>/buyer-evm.key` is funded); with `--rail x402-base-escrow` the task escrow factory
 //! is deployed there too, each task is paid into its own escrow and split on chain to
-//! every worker's and validator's EVM payout wallet (printed). Ctrl-C (or SIGTERM) stops
-//! every process.
+//! every worker's and validator's EVM payout wallet (printed). With `--rail solana-direct`
+//! or `x402-solana` a local SVM network holds USDC at its real mint and the buyer's Solana
+//! keypair `<dir>/buyer-solana.json` is funded. Ctrl-C (or SIGTERM) stops every process.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,15 +55,15 @@ pub struct DevnetArgs {
     /// Payment rail of the gateway: simulated (its own ledger), x402-base (a local anvil
     /// chain with a USDC-like token at the Base USDC address, a funded buyer key and the
     /// gateway's gas key under --dir), x402-base-escrow (the same chain with the task
-    /// escrow factory deployed; every node gets an EVM payout wallet) or solana-direct (a
-    /// local SVM network with USDC at its real mint address and a funded buyer keypair).
+    /// escrow factory deployed; every node gets an EVM payout wallet), solana-direct or
+    /// x402-solana (a local SVM network with USDC at its real mint address and a funded
+    /// buyer keypair).
     #[arg(long, default_value = "simulated")]
     rail: RailId,
     /// Port of the local chain's JSON-RPC with an x402 rail (0: any free port).
     #[arg(long, default_value_t = 8545)]
     evm_port: u16,
-    /// Port of the local Solana network's JSON-RPC with --rail solana-direct (0: any free
-    /// port).
+    /// Port of the local Solana network's JSON-RPC with a Solana rail (0: any free port).
     #[arg(long, default_value_t = 8899)]
     solana_port: u16,
 }
@@ -73,7 +74,7 @@ const DEVNET_BUYER_USDC: u64 = 10_000_000;
 /// A local chain: anvil, or the SVM network behind its JSON-RPC endpoint.
 enum Backend {
     Evm { _anvil: DevChain },
-    Solana(SolanaDevnet),
+    Solana { network: SolanaDevnet, rail: RailId },
 }
 
 /// The local chain of a devnet paid on chain, and what the gateway and buyer need.
@@ -145,8 +146,9 @@ impl LocalChain {
     }
 
     /// Starts the local SVM network with its JSON-RPC endpoint on `port`, USDC at its real
-    /// mint address, and the buyer's Solana keypair under `dir` (1 SOL and $10 of USDC).
-    async fn start_solana(dir: &Path, port: u16) -> anyhow::Result<Self> {
+    /// mint address, and the buyer's Solana keypair under `dir` (1 SOL and $10 of USDC), for
+    /// a gateway paid on `rail` (solana-direct or x402-solana).
+    async fn start_solana(dir: &Path, port: u16, rail: RailId) -> anyhow::Result<Self> {
         let network = SolanaDevnet::start(port).await?;
         std::fs::create_dir_all(dir)?;
         let buyer_key = dir.join("buyer-solana.json");
@@ -164,10 +166,10 @@ impl LocalChain {
             "local Solana network {rpc} (solana:localnet): buyer {buyer} holds $10 of test USDC"
         );
         Ok(Self {
-            backend: Backend::Solana(network),
+            backend: Backend::Solana { network, rail },
             gateway_flags: vec![
                 "--rail".into(),
-                "solana-direct".into(),
+                rail.as_str().into(),
                 "--solana-network".into(),
                 "solana:localnet".into(),
                 "--solana-rpc-url".into(),
@@ -179,14 +181,16 @@ impl LocalChain {
     }
 
     /// What to do once the gateway whose state is `state` is up: on Solana its wallet (its
-    /// node key) gets SOL for the fees of its refunds.
+    /// node key) gets SOL for the fees it pays (refunds; x402 `exact` payments) and its USDC
+    /// account (an `exact` payment does not create it).
     fn gateway_started(&self, state: &Path) -> anyhow::Result<()> {
-        if let Backend::Solana(network) = &self.backend {
+        if let Backend::Solana { network, .. } = &self.backend {
             let wallet: SolanaAddress = d402_wallet::load(&state.join("wallet.json"))?
                 .public()
                 .to_string()
                 .parse()?;
             network.fund_sol(&wallet, LAMPORTS_PER_SOL)?;
+            network.fund_usdc(&wallet, 0)?;
         }
         Ok(())
     }
@@ -198,7 +202,14 @@ impl LocalChain {
             Backend::Evm { .. } => format!(
                 "d402 x402-task --gateway {gateway} --url https://example.com/ --key-file {key}"
             ),
-            Backend::Solana(network) => format!(
+            Backend::Solana {
+                network,
+                rail: RailId::X402Solana,
+            } => format!(
+                "d402-agent init --gateway {gateway} --rail x402-solana --key-file {key} --solana-rpc-url {} --solana-network solana:localnet, then d402-agent request --url https://example.com/",
+                network.rpc_url()
+            ),
+            Backend::Solana { network, .. } => format!(
                 "d402 solana-task --gateway {gateway} --url https://example.com/ --key {key} --rpc-url {} --network solana:localnet",
                 network.rpc_url()
             ),
@@ -286,12 +297,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         RailId::X402Base | RailId::X402BaseEscrow => {
             Some(runtime.block_on(LocalChain::start(&args.dir, args.evm_port, args.rail))?)
         }
-        RailId::SolanaDirect => {
-            Some(runtime.block_on(LocalChain::start_solana(&args.dir, args.solana_port))?)
-        }
-        other => anyhow::bail!(
-            "the devnet runs --rail simulated, x402-base, x402-base-escrow or solana-direct; {other} is not available yet"
-        ),
+        RailId::SolanaDirect | RailId::X402Solana => Some(runtime.block_on(
+            LocalChain::start_solana(&args.dir, args.solana_port, args.rail),
+        )?),
     };
     let gateway_state = args.dir.join("gateway").join("state");
     let buyer = fund_buyer(&args.dir.join("buyer.json"), &gateway_state)?;

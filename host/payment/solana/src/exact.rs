@@ -16,10 +16,14 @@ use d402_payment::{
     RailError, RailId, ReadinessCheck,
 };
 use d402_protocol::{Amount, Payout, Refund};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use solana_address::Address;
+use solana_hash::Hash;
+use solana_instruction::Instruction;
 use solana_keypair::Keypair;
+use solana_message::{CompileError, VersionedMessage};
+use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 
@@ -37,11 +41,70 @@ pub const MAX_COMPUTE_UNIT_PRICE_MICROLAMPORTS: u64 = 5_000_000;
 const MAX_INSTRUCTIONS: usize = 7;
 
 /// The x402 `exact` SVM payload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExactSvmPayload {
     /// base64 of the partially-signed versioned transaction.
     transaction: String,
+}
+
+/// Compute Budget `SetComputeUnitLimit`.
+pub fn compute_unit_limit(units: u32) -> Instruction {
+    compute_budget(2, &units.to_le_bytes())
+}
+
+/// Compute Budget `SetComputeUnitPrice`, in micro-lamports per unit.
+pub fn compute_unit_price(micro_lamports: u64) -> Instruction {
+    compute_budget(3, &micro_lamports.to_le_bytes())
+}
+
+/// A Compute Budget instruction: its tag, then its little-endian argument.
+fn compute_budget(tag: u8, argument: &[u8]) -> Instruction {
+    let mut data = vec![tag];
+    data.extend_from_slice(argument);
+    Instruction {
+        program_id: COMPUTE_BUDGET_PROGRAM,
+        accounts: Vec::new(),
+        data,
+    }
+}
+
+/// The v0 transaction of `instructions` whose fees `fee_payer` pays, signed by `signer`
+/// where the message requires it; every other signature (the fee payer's, the gateway's to
+/// add) is left empty.
+pub fn partially_signed(
+    fee_payer: &Address,
+    signer: &Keypair,
+    instructions: &[Instruction],
+    blockhash: Hash,
+) -> Result<VersionedTransaction, CompileError> {
+    let message = VersionedMessage::V0(solana_message::v0::Message::try_compile(
+        fee_payer,
+        instructions,
+        &[],
+        blockhash,
+    )?);
+    let required = usize::from(message.header().num_required_signatures);
+    let mut signatures = vec![Signature::default(); required];
+    if let Some(position) = message.static_account_keys()[..required]
+        .iter()
+        .position(|k| *k == signer.pubkey())
+    {
+        signatures[position] = signer.sign_message(&message.serialize());
+    }
+    Ok(VersionedTransaction {
+        signatures,
+        message,
+    })
+}
+
+/// The x402 `exact` SVM payload carrying `transaction`: `{"transaction": base64}`.
+pub fn payload(transaction: &VersionedTransaction) -> serde_json::Value {
+    let bytes = bincode::serialize(transaction).expect("a transaction serializes");
+    serde_json::to_value(ExactSvmPayload {
+        transaction: BASE64.encode(bytes),
+    })
+    .expect("the payload serializes")
 }
 
 /// What a payment transaction pays, once its layout checked.

@@ -8,6 +8,7 @@
 //!   verifies the transaction before any work, refunds on chain).
 //! - [`X402SolanaRail`] is x402 `exact` on SVM (the client's partially-signed transaction,
 //!   checked, co-signed as fee payer and submitted before any work).
+//! - [`SolanaPayer`] is the buyer's side of both ([`SolanaScheme`]).
 //! - [`SolanaNetwork`] names clusters the CAIP-2 way (and accepts the spec's
 //!   `solana:mainnet-beta`).
 
@@ -24,7 +25,7 @@ mod wallet;
 pub use direct::SolanaDirectRail;
 pub use exact::X402SolanaRail;
 pub use network::{NetworkError, SolanaNetwork};
-pub use payer::SolanaPayer;
+pub use payer::{SolanaPayer, SolanaScheme};
 pub use payout::{PayoutOutcome, SignedSolanaTransfer, SolanaPayoutSender};
 pub use rpc::{ConfirmedTransaction, RpcError, SignatureStatus, SolanaRpc};
 pub use solana_address::Address;

@@ -1,6 +1,10 @@
-//! The buyer's side of `solana-direct`: pays a trusted `d402-solana-transfer` requirement
-//! first — a USDC transfer to the gateway with the memo naming the buyer's own request
-//! body — waits for it to be confirmed, and proves it with `Authorization: Payment`.
+//! The buyer's side of Solana USDC. On `solana-direct` it pays a trusted
+//! `d402-solana-transfer` requirement first — a USDC transfer to the gateway with the memo
+//! naming the buyer's own request body — waits for it to be confirmed, and proves it with
+//! `Authorization: Payment`. On `x402-solana` (x402 `exact` on SVM) it sends nothing: it
+//! signs the transfer (with the same memo) as a transaction whose fees the gateway's
+//! `extra.feePayer` pays, and hands it over in `PAYMENT-SIGNATURE` for the gateway to
+//! co-sign and submit.
 
 use std::time::Duration;
 
@@ -14,11 +18,37 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 
 use crate::direct::{MEMO_PREFIX, SCHEME};
+use crate::exact;
 use crate::network::SolanaNetwork;
 use crate::rpc::SolanaRpc;
+use crate::token;
 use crate::transfer::{self, TransferOrder};
 
-/// Pays `d402-solana-transfer` requirements from a Solana keypair.
+/// How a [`SolanaPayer`] pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SolanaScheme {
+    /// `solana-direct`: the buyer sends the transfer and proves it.
+    Direct,
+    /// `x402-solana`: x402 `exact` on SVM, the transfer signed for the gateway to submit.
+    X402Exact,
+}
+
+impl SolanaScheme {
+    /// The x402 scheme name of its requirements.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Direct => SCHEME,
+            Self::X402Exact => "exact",
+        }
+    }
+}
+
+/// Compute units an `exact` payment asks for: the transfer and memo use about a third.
+const EXACT_COMPUTE_UNITS: u32 = 40_000;
+/// Priority fee of an `exact` payment, micro-lamports per compute unit (the gateway pays).
+const EXACT_COMPUTE_UNIT_PRICE: u64 = 1;
+
+/// Pays Solana USDC requirements from a Solana keypair.
 pub struct SolanaPayer {
     key: Keypair,
     rpc: SolanaRpc,
@@ -26,11 +56,12 @@ pub struct SolanaPayer {
     mint: Address,
     decimals: u8,
     max_amount: u64,
+    scheme: SolanaScheme,
 }
 
 impl SolanaPayer {
-    /// Pays from `key` through `rpc` on `network`, in `mint` (with `decimals`) only, at most
-    /// `max_amount` atomic units per payment.
+    /// Pays `d402-solana-transfer` requirements from `key` through `rpc` on `network`, in
+    /// `mint` (with `decimals`) only, at most `max_amount` atomic units per payment.
     pub fn new(
         key: Keypair,
         rpc: SolanaRpc,
@@ -46,14 +77,61 @@ impl SolanaPayer {
             mint,
             decimals,
             max_amount,
+            scheme: SolanaScheme::Direct,
         }
+    }
+
+    /// The same payer paying `scheme` requirements instead.
+    pub fn paying(self, scheme: SolanaScheme) -> Self {
+        Self { scheme, ..self }
+    }
+
+    /// The `exact` payment of `order`: its transaction, signed by the buyer, the fees left
+    /// to `requirements`' `extra.feePayer`.
+    async fn sign_exact(
+        &self,
+        requirements: &PaymentRequirements,
+        order: &TransferOrder<'_>,
+    ) -> Result<serde_json::Value, PayError> {
+        let refuse = |why: String| PayError::Signing(why);
+        let fee_payer: Address = requirements
+            .extra
+            .get("feePayer")
+            .and_then(|f| f.as_str())
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| refuse("the challenge names no extra.feePayer".into()))?;
+        if fee_payer == self.key.pubkey() {
+            return Err(refuse("the fee payer must not be the buyer".into()));
+        }
+        let buyer = self.key.pubkey();
+        let mut instructions = vec![
+            exact::compute_unit_limit(EXACT_COMPUTE_UNITS),
+            exact::compute_unit_price(EXACT_COMPUTE_UNIT_PRICE),
+            token::transfer_checked(
+                token::associated_token_address(&buyer, &order.mint),
+                order.mint,
+                token::associated_token_address(&order.recipient, &order.mint),
+                buyer,
+                order.amount,
+                order.decimals,
+            ),
+        ];
+        instructions.extend(order.memo.map(token::memo));
+        let blockhash = self
+            .rpc
+            .latest_blockhash()
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        let transaction = exact::partially_signed(&fee_payer, &self.key, &instructions, blockhash)
+            .map_err(|e| refuse(e.to_string()))?;
+        Ok(exact::payload(&transaction))
     }
 }
 
 #[async_trait]
 impl Payer for SolanaPayer {
     fn can_pay(&self, requirements: &PaymentRequirements) -> bool {
-        requirements.scheme == SCHEME
+        requirements.scheme == self.scheme.name()
             && requirements.network.parse::<SolanaNetwork>() == Ok(self.network)
             && requirements.asset.parse::<Address>() == Ok(self.mint)
             && requirements
@@ -92,25 +170,38 @@ impl Payer for SolanaPayer {
             amount,
             memo: Some(&memo),
         };
-        let signature = transfer::send(&self.rpc, &self.key, &order, Duration::from_secs(60))
-            .await
-            .map_err(|e| refuse(e.to_string()))?;
-        let proof = TransferProof {
-            scheme: SCHEME.into(),
-            network: requirements.network.clone(),
-            transaction: signature.to_string(),
-            payer: self.key.pubkey().to_string(),
+        let payload = match self.scheme {
+            SolanaScheme::X402Exact => self.sign_exact(requirements, &order).await?,
+            SolanaScheme::Direct => {
+                let signature =
+                    transfer::send(&self.rpc, &self.key, &order, Duration::from_secs(60))
+                        .await
+                        .map_err(|e| refuse(e.to_string()))?;
+                let proof = TransferProof {
+                    scheme: SCHEME.into(),
+                    network: requirements.network.clone(),
+                    transaction: signature.to_string(),
+                    payer: self.key.pubkey().to_string(),
+                };
+                serde_json::to_value(proof).map_err(|e| refuse(e.to_string()))?
+            }
         };
         Ok(PaymentPayload {
             x402_version: X402_VERSION,
             resource: purchase.resource.cloned(),
             accepted: requirements.clone(),
-            payload: serde_json::to_value(proof).map_err(|e| refuse(e.to_string()))?,
+            payload,
             extensions: Default::default(),
         })
     }
 
     fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {
+        if self.scheme == SolanaScheme::X402Exact {
+            return (
+                d402_payment::x402::headers::PAYMENT_SIGNATURE,
+                d402_payment::x402::encode_header(payment),
+            );
+        }
         let proof = serde_json::to_vec(&payment.payload).expect("a proof serializes");
         (
             "authorization",

@@ -3,11 +3,10 @@
 //! checked, co-signed and submitted before any work, once however often it is presented;
 //! every layout the scheme forbids is refused with nothing submitted.
 
-use base64::Engine;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements, X402_VERSION};
 use d402_payment::{Expectation, PaymentError, PaymentRail};
 use d402_protocol::{Amount, Timestamp};
-use d402_rail_solana::exact::COMPUTE_BUDGET_PROGRAM;
+use d402_rail_solana::exact;
 use d402_rail_solana::token::{self, associated_token_address};
 use d402_rail_solana::{
     Address, Keypair, Signer, SolanaRpc, USDC_DECIMALS, USDC_MINT, X402SolanaRail,
@@ -15,8 +14,6 @@ use d402_rail_solana::{
 use d402_solana_devnet::SolanaDevnet;
 use serde_json::json;
 use solana_instruction::{AccountMeta, Instruction};
-use solana_message::VersionedMessage;
-use solana_transaction::versioned::VersionedTransaction;
 
 mod common;
 
@@ -52,26 +49,6 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn compute_limit(units: u32) -> Instruction {
-    let mut data = vec![2];
-    data.extend_from_slice(&units.to_le_bytes());
-    Instruction {
-        program_id: COMPUTE_BUDGET_PROGRAM,
-        accounts: Vec::new(),
-        data,
-    }
-}
-
-fn compute_price(micro_lamports: u64) -> Instruction {
-    let mut data = vec![3];
-    data.extend_from_slice(&micro_lamports.to_le_bytes());
-    Instruction {
-        program_id: COMPUTE_BUDGET_PROGRAM,
-        accounts: Vec::new(),
-        data,
-    }
-}
-
 impl Fixture {
     fn challenge(&self) -> PaymentRequirements {
         self.rail
@@ -92,38 +69,21 @@ impl Fixture {
     /// The layout an `@x402/svm` client sends, with `instructions` in place of its own.
     async fn pay(&self, instructions: &[Instruction], fee_payer: Address) -> PaymentPayload {
         let blockhash = self.rpc.latest_blockhash().await.unwrap();
-        let message =
-            solana_message::v0::Message::try_compile(&fee_payer, instructions, &[], blockhash)
-                .unwrap();
-        let message = VersionedMessage::V0(message);
-        let signers = usize::from(message.header().num_required_signatures);
-        let mut signatures = vec![solana_signature::Signature::default(); signers];
-        let buyer = message
-            .static_account_keys()
-            .iter()
-            .position(|k| *k == self.buyer.pubkey())
-            .filter(|i| *i < signers);
-        if let Some(position) = buyer {
-            signatures[position] = self.buyer.sign_message(&message.serialize());
-        }
-        let transaction = VersionedTransaction {
-            signatures,
-            message,
-        };
-        let bytes = bincode::serialize(&transaction).unwrap();
+        let transaction =
+            exact::partially_signed(&fee_payer, &self.buyer, instructions, blockhash).unwrap();
         PaymentPayload {
             x402_version: X402_VERSION,
             resource: None,
             accepted: self.challenge(),
-            payload: json!({"transaction": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+            payload: exact::payload(&transaction),
             extensions: Default::default(),
         }
     }
 
     fn standard(&self) -> Vec<Instruction> {
         vec![
-            compute_limit(20_000),
-            compute_price(1),
+            exact::compute_unit_limit(20_000),
+            exact::compute_unit_price(1),
             self.transfer(PRICE),
             token::memo(&format!("d402:{BINDING}")),
         ]
@@ -211,7 +171,7 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
         (
             "two transfers",
             vec![
-                compute_limit(1),
+                exact::compute_unit_limit(1),
                 f.transfer(PRICE),
                 f.transfer(1),
                 memo.clone(),
@@ -220,17 +180,25 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
         ),
         (
             "to another account",
-            vec![compute_limit(1), to_stranger, memo.clone()],
+            vec![exact::compute_unit_limit(1), to_stranger, memo.clone()],
             |e| matches!(e, PaymentError::WrongPayee(_)),
         ),
         (
             "the fee payer in an instruction",
-            vec![compute_limit(1), f.transfer(PRICE), fee_payer_named],
+            vec![
+                exact::compute_unit_limit(1),
+                f.transfer(PRICE),
+                fee_payer_named,
+            ],
             |e| matches!(e, PaymentError::Malformed(m) if m.contains("fee payer")),
         ),
         (
             "a compute price above the cap",
-            vec![compute_price(5_000_001), f.transfer(PRICE), memo.clone()],
+            vec![
+                exact::compute_unit_price(5_000_001),
+                f.transfer(PRICE),
+                memo.clone(),
+            ],
             |e| matches!(e, PaymentError::Malformed(_)),
         ),
         (
@@ -240,13 +208,17 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
         ),
         (
             "less than the price",
-            vec![compute_limit(1), f.transfer(PRICE - 1), memo.clone()],
+            vec![
+                exact::compute_unit_limit(1),
+                f.transfer(PRICE - 1),
+                memo.clone(),
+            ],
             |e| matches!(e, PaymentError::Underpaid { .. }),
         ),
         (
             "a memo for another request",
             vec![
-                compute_limit(1),
+                exact::compute_unit_limit(1),
                 f.transfer(PRICE),
                 token::memo("d402:sha256:33"),
             ],
@@ -279,4 +251,67 @@ async fn layouts_the_scheme_forbids_are_refused_with_nothing_submitted() {
     ));
     assert_eq!(f.devnet.usdc_balance(&f.gateway), 0, "nothing submitted");
     assert_eq!(f.devnet.usdc_balance(&f.buyer.pubkey()), FUNDS);
+}
+
+#[tokio::test]
+async fn the_rust_payer_signs_what_the_rail_accepts_and_only_for_its_own_request() {
+    use d402_payment::{Payer, Purchase, request_binding};
+    let f = fixture().await;
+    let body = json!({"input": {"n": 1}});
+    let binding = request_binding(&body);
+    let payer = d402_rail_solana::SolanaPayer::new(
+        f.buyer.insecure_clone(),
+        SolanaRpc::new(f.devnet.rpc_url()),
+        d402_rail_solana::SolanaNetwork::Localnet,
+        USDC_MINT,
+        USDC_DECIMALS,
+        PRICE,
+    )
+    .paying(d402_rail_solana::SolanaScheme::X402Exact);
+    let challenge = f
+        .rail
+        .requirements_for(Amount::from_micros(PRICE), 300, &binding);
+    assert!(payer.can_pay(&challenge));
+    let purchase = Purchase {
+        resource: None,
+        body: &body,
+        now: Timestamp::now(),
+    };
+    // A challenge whose memo names another request body is not signed.
+    let other = f
+        .rail
+        .requirements_for(Amount::from_micros(PRICE), 300, BINDING);
+    assert!(payer.pay(&other, &purchase).await.is_err());
+    // Nor one without a fee payer.
+    let mut no_fee_payer = challenge.clone();
+    no_fee_payer.extra["feePayer"] = json!(null);
+    assert!(payer.pay(&no_fee_payer, &purchase).await.is_err());
+    // Above its cap it does not offer to pay.
+    let mut dearer = challenge.clone();
+    dearer.amount = (PRICE + 1).to_string();
+    assert!(!payer.can_pay(&dearer));
+
+    let payment = payer.pay(&challenge, &purchase).await.unwrap();
+    let (name, header) = payer.header(&payment);
+    assert_eq!(name, "payment-signature");
+    assert_eq!(
+        d402_payment::x402::decode_header::<PaymentPayload>(&header).unwrap(),
+        payment
+    );
+    assert_eq!(
+        f.devnet.usdc_balance(&f.gateway),
+        0,
+        "signed, not sent: the gateway submits it"
+    );
+    let expectation = Expectation {
+        binding: &binding,
+        ..expected()
+    };
+    let authorization = f.rail.authorize(&payment, &expectation).await.unwrap();
+    assert_eq!(
+        authorization.payer.to_string(),
+        f.buyer.pubkey().to_string()
+    );
+    assert_eq!(f.devnet.usdc_balance(&f.gateway), PRICE);
+    assert_eq!(f.devnet.usdc_balance(&f.buyer.pubkey()), FUNDS - PRICE);
 }
