@@ -63,6 +63,10 @@ pub enum Entry {
         header: String,
         /// The payment header's value (sent again as is on a retry).
         payment: String,
+        /// The signed transfer the agent puts on chain itself before presenting the
+        /// payment (base64; Solana direct), recorded before it is sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transaction: Option<String>,
     },
     /// What the gateway made of it.
     Settled {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use d402_client::{Client, ClientError};
-use d402_payment::{Payer, Purchase, request_binding};
+use d402_payment::{PayError, Payer, Purchase, request_binding};
 use d402_protocol::Timestamp;
 use serde_json::{Value, json};
 
@@ -80,12 +80,25 @@ pub async fn buy(paths: &Paths, order: Order, payer: Option<&dyn Payer>) -> anyh
         pins.check(&gateway.url, &key, order.accept_new_key)?;
         let endpoints = &discovery.endpoints;
         let now = || Timestamp::now().unix_millis();
-        let unfinished = unfinished(&ledger.entries()?, &gateway.url, &order.body);
-        let (id, header) = match unfinished {
-            // A payment signed and recorded earlier whose answer never arrived (a dropped
-            // connection, a crash): sent again as it is, never signed anew.
-            Some(recorded) if !order.manual => recorded,
-            _ => {
+        // A payment signed and recorded earlier whose answer never arrived (a dropped
+        // connection, a crash): sent again as it is, never signed anew — unless its transfer
+        // can never land (then it is released and a new one signed).
+        let resumed = match unfinished(&ledger.entries()?, &gateway.url, &order.body) {
+            Some(recorded) if !order.manual => {
+                let landed = match &recorded.transaction {
+                    Some(transaction) => {
+                        let payer = payer.context("no signer is configured to pay with")?;
+                        put_on_chain(&ledger, payer, &recorded.id, transaction).await?
+                    }
+                    None => true,
+                };
+                landed.then_some((recorded.id, recorded.header))
+            }
+            _ => None,
+        };
+        let (id, header) = match resumed {
+            Some(recorded) => recorded,
+            None => {
                 let challenge = client
                     .challenge(&endpoints.create_task, &order.body)
                     .await?;
@@ -169,8 +182,8 @@ async fn sign(
         body: &order.body,
         now: Timestamp::now(),
     };
-    let mut payment = match payer.pay(requirements, &purchase).await {
-        Ok(payment) => payment,
+    let prepared = match payer.prepare(requirements, &purchase).await {
+        Ok(prepared) => prepared,
         Err(e) => {
             ledger.append(&Entry::Released {
                 id,
@@ -180,6 +193,7 @@ async fn sign(
             return Err(e.into());
         }
     };
+    let mut payment = prepared.payment;
     // The gateway's idempotency key for this payment: a resend is the same request.
     let payment_id = format!("d402-agent-{}", id.trim_start_matches("req:"));
     d402_payment::x402::payment_identifier::append(&mut payment.extensions, &payment_id);
@@ -193,18 +207,60 @@ async fn sign(
         pid: std::process::id(),
         header: name.to_string(),
         payment: value.clone(),
+        transaction: prepared.transaction.clone(),
     })?;
+    if let Some(transaction) = &prepared.transaction
+        && !put_on_chain(ledger, payer, &id, transaction).await?
+    {
+        anyhow::bail!("the payment's transfer failed on chain; nothing was paid");
+    }
     Ok((id, (name.to_string(), value)))
+}
+
+/// Puts the recorded payment `id`'s `transaction` on chain (sent unless it landed already)
+/// before the payment is presented: `true` once confirmed, `false` when it never will land
+/// (the payment is released: nothing was paid). An error leaves it reserved.
+async fn put_on_chain(
+    ledger: &Ledger,
+    payer: &dyn Payer,
+    id: &str,
+    transaction: &str,
+) -> anyhow::Result<bool> {
+    match payer.broadcast(transaction).await {
+        Ok(()) => Ok(true),
+        Err(PayError::NotLanded {
+            reason,
+            settled_unpaid: true,
+        }) => {
+            ledger.append(&Entry::Released {
+                id: id.to_string(),
+                at_ms: Timestamp::now().unix_millis(),
+                reason: format!("its transfer did not land: {reason}"),
+            })?;
+            Ok(false)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "the payment's transfer is recorded but not confirmed; it stays reserved in {} \
+             (run the same request again: the agent puts this same transfer on chain, once)",
+            ledger.path().display()
+        ))),
+    }
+}
+
+/// A payment the ledger holds with no outcome yet.
+struct Recorded {
+    /// Its ledger id.
+    id: String,
+    /// Its header, sent again as is.
+    header: (String, String),
+    /// The transfer to put on chain before presenting it, if any.
+    transaction: Option<String>,
 }
 
 /// The payment recorded for `body` at `gateway` that has no outcome yet (neither settled
 /// nor released) and whose process is gone (an identical request running right now is not
-/// abandoned): its ledger id and header.
-fn unfinished(
-    entries: &[Entry],
-    gateway: &str,
-    body: &Value,
-) -> Option<(String, (String, String))> {
+/// abandoned).
+fn unfinished(entries: &[Entry], gateway: &str, body: &Value) -> Option<Recorded> {
     let at_gateway: std::collections::HashSet<&str> = entries
         .iter()
         .filter_map(|e| match e {
@@ -224,13 +280,18 @@ fn unfinished(
             header,
             payment,
             pid,
+            transaction,
             ..
         } if b == body
             && at_gateway.contains(id.as_str())
             && !finished.contains(id.as_str())
             && !std::path::Path::new(&format!("/proc/{pid}")).exists() =>
         {
-            Some((id.clone(), (header.clone(), payment.clone())))
+            Some(Recorded {
+                id: id.clone(),
+                header: (header.clone(), payment.clone()),
+                transaction: transaction.clone(),
+            })
         }
         _ => None,
     })

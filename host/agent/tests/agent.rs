@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -117,6 +117,16 @@ const TASK: &str = r#"{"value": {"a": {"b": 2}}, "select": ["a.b"]}"#;
 /// util.json_transform@1's price, micro-dollars.
 const PRICE: u64 = 100;
 
+/// The event names of ledger `entries` (`ledger --json`), in order.
+fn events(entries: &Value) -> Vec<&str> {
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
+}
+
 fn request(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "request",
@@ -166,12 +176,7 @@ fn the_agent_discovers_searches_buys_and_verifies_on_a_real_node() {
     assert_eq!(challenge["accepts"][0]["amount"], PRICE.to_string());
     let entries = json(agent(dir, &["ledger", "--json", "--limit", "100"]));
     assert_eq!(entries.as_array().unwrap().len(), entries_before);
-    let events: Vec<&str> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = events(&entries);
     assert_eq!(
         events,
         ["reserved", "paid", "settled", "reserved", "paid", "settled"]
@@ -890,9 +895,49 @@ impl Devnet {
             .expect("the chain's address is printed")
     }
 
-    /// The value after `flag` in the buyer command.
-    fn after(&self, flag: &str) -> &str {
-        &self.buyer[self.buyer.iter().position(|w| w == flag).unwrap() + 1]
+    /// The value after the first of `flags` in the buyer command.
+    fn after(&self, flags: &[&str]) -> &str {
+        let position = self
+            .buyer
+            .iter()
+            .position(|w| flags.contains(&w.as_str()))
+            .unwrap_or_else(|| panic!("{flags:?} not in {:?}", self.buyer));
+        &self.buyer[position + 1]
+    }
+
+    /// The buyer key file it printed.
+    fn key(&self) -> &str {
+        self.after(&["--key-file", "--key"])
+    }
+
+    /// `d402-agent init` paying its gateway on `rail` with the printed buyer key (on
+    /// Solana through `solana_rpc`, its own RPC unless given), at most 10,000 per request.
+    fn init_agent(&self, dir: &Path, rail: &str, solana_rpc: Option<&str>) {
+        let mut args = vec![
+            "init",
+            "--gateway",
+            self.after(&["--gateway"]),
+            "--rail",
+            rail,
+        ];
+        args.extend(["--key-file", self.key(), "--max-per-request", "10000"]);
+        if rail.starts_with("x402-base") {
+            args.extend(["--evm-rpc-url", self.chain_url()]);
+        } else {
+            let rpc = solana_rpc.unwrap_or_else(|| self.solana_rpc());
+            args.extend([
+                "--solana-rpc-url",
+                rpc,
+                "--solana-network",
+                "solana:localnet",
+            ]);
+        }
+        ok(agent(dir, &args));
+    }
+
+    /// The Solana RPC it printed.
+    fn solana_rpc(&self) -> &str {
+        self.after(&["--rpc-url", "--solana-rpc-url"])
     }
 }
 
@@ -970,116 +1015,35 @@ fn buy_on_a_real_rail(dir: &Path, network_prefix: &str) {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("max-per-request"));
 }
 
+/// A devnet paid on `rail` (in a fresh directory) where the agent bought a task and
+/// verified its receipt.
+fn bought_on(rail: &str, network_prefix: &str) -> (tempfile::TempDir, Devnet) {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(dir.path(), rail);
+    devnet.init_agent(dir.path(), rail, None);
+    buy_on_a_real_rail(dir.path(), network_prefix);
+    (dir, devnet)
+}
+
 #[test]
 fn the_agent_pays_x402_on_base_on_a_local_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let devnet = Devnet::start(dir, "x402-base");
-    let (gateway, key_file) = (devnet.after("--gateway"), devnet.after("--key-file"));
-    ok(agent(
-        dir,
-        &[
-            "init",
-            "--gateway",
-            gateway,
-            "--rail",
-            "x402-base",
-            "--key-file",
-            key_file,
-            "--evm-rpc-url",
-            devnet.chain_url(),
-            "--max-per-request",
-            "10000",
-        ],
-    ));
-    buy_on_a_real_rail(dir, "eip155:8453");
+    bought_on("x402-base", "eip155:8453");
 }
 
 #[test]
 fn the_agent_pays_into_a_base_task_escrow_and_finds_its_split_on_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let devnet = Devnet::start(dir, "x402-base-escrow");
-    let (gateway, key_file) = (devnet.after("--gateway"), devnet.after("--key-file"));
-    ok(agent(
-        dir,
-        &[
-            "init",
-            "--gateway",
-            gateway,
-            "--rail",
-            "x402-base-escrow",
-            "--key-file",
-            key_file,
-            "--evm-rpc-url",
-            devnet.chain_url(),
-            "--max-per-request",
-            "10000",
-        ],
-    ));
-    buy_on_a_real_rail(dir, "eip155:8453");
+    bought_on("x402-base-escrow", "eip155:8453");
 }
 
 #[test]
 fn the_agent_pays_solana_usdc_on_a_local_cluster() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let devnet = Devnet::start(dir, "solana-direct");
-    let (gateway, key, rpc) = (
-        devnet.after("--gateway"),
-        devnet.after("--key"),
-        devnet.after("--rpc-url"),
-    );
-    ok(agent(
-        dir,
-        &[
-            "init",
-            "--gateway",
-            gateway,
-            "--rail",
-            "solana-direct",
-            "--key-file",
-            key,
-            "--solana-rpc-url",
-            rpc,
-            "--solana-network",
-            "solana:localnet",
-            "--max-per-request",
-            "10000",
-        ],
-    ));
-    buy_on_a_real_rail(dir, "solana:");
+    bought_on("solana-direct", "solana:");
 }
 
 #[test]
 fn the_agent_pays_x402_on_solana_and_the_gateway_pays_the_fee() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let devnet = Devnet::start(dir, "x402-solana");
-    let (gateway, key, rpc) = (
-        devnet.after("--gateway"),
-        devnet.after("--key-file"),
-        devnet.after("--solana-rpc-url"),
-    );
-    ok(agent(
-        dir,
-        &[
-            "init",
-            "--gateway",
-            gateway,
-            "--rail",
-            "x402-solana",
-            "--key-file",
-            key,
-            "--solana-rpc-url",
-            rpc,
-            "--solana-network",
-            "solana:localnet",
-            "--max-per-request",
-            "10000",
-        ],
-    ));
-    buy_on_a_real_rail(dir, "solana:");
+    let (dir, devnet) = bought_on("x402-solana", "solana:");
+    let (dir, key, rpc) = (dir.path(), devnet.key(), devnet.solana_rpc());
     // The payment went as PAYMENT-SIGNATURE, the buyer's signed transaction, whose fee the
     // gateway paid (it is the transaction's first signer, not the buyer).
     let entries = json(agent(dir, &["ledger", "--json"]));
@@ -1109,6 +1073,81 @@ fn the_agent_pays_x402_on_solana_and_the_gateway_pays_the_fee() {
         buyer,
         "the buyer signed the transfer"
     );
+}
+
+/// A proxy to the Solana RPC at `upstream` that forwards every call until the first
+/// `sendTransaction`: that one reaches the network but its answer is lost, and from then on
+/// every call is dropped until `healed` is set (the RPC vanished just as the transfer went).
+fn vanishing_rpc(listener: std::net::TcpListener, upstream: String) -> Arc<AtomicBool> {
+    let healed = Arc::new(AtomicBool::new(false));
+    let heal = healed.clone();
+    std::thread::spawn(move || {
+        let mut down = false;
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let request = read_request(&mut client);
+            if down && !heal.load(Ordering::SeqCst) {
+                continue;
+            }
+            let url = upstream.trim_start_matches("http://").trim_end_matches('/');
+            let mut server = std::net::TcpStream::connect(url).unwrap();
+            server.write_all(&request).unwrap();
+            let mut answer = Vec::new();
+            server.read_to_end(&mut answer).unwrap();
+            if !down && String::from_utf8_lossy(&request).contains("\"sendTransaction\"") {
+                down = true;
+                continue;
+            }
+            let _ = client.write_all(&answer);
+        }
+    });
+    healed
+}
+
+#[test]
+fn a_solana_transfer_sent_as_the_rpc_vanished_is_resumed_not_paid_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let devnet = Devnet::start(dir, "solana-direct");
+    let (key, rpc) = (devnet.key(), devnet.solana_rpc());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let healed = vanishing_rpc(listener, rpc.to_string());
+    devnet.init_agent(dir, "solana-direct", Some(&proxy));
+    let usdc = |owner: &str| {
+        let owner: d402_rail_solana::Address = owner.parse().unwrap();
+        let account =
+            d402_rail_solana::token::associated_token_address(&owner, &d402_rail_solana::USDC_MINT);
+        let rpc = d402_rail_solana::SolanaRpc::new(rpc.parse().unwrap());
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(rpc.token_balance(&account))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let buyer = d402_wallet::load(&dir.join(key))
+        .unwrap()
+        .public()
+        .to_string();
+    let before = usdc(&buyer);
+
+    // The transfer went out, the agent never learnt whether it landed: it keeps the
+    // payment reserved with its signed transfer, and says how to go on.
+    let lost = request(dir, &[]);
+    assert_eq!(lost.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&lost.stderr);
+    assert!(stderr.contains("stays reserved"), "{stderr}");
+    assert_eq!(usdc(&buyer), before - PRICE, "the transfer landed");
+
+    // The next identical request puts that same transfer on chain (it is there) and
+    // presents it: one task, one charge, one signature.
+    healed.store(true, Ordering::SeqCst);
+    let bought = json(request(dir, &[]));
+    assert_eq!(bought["task"]["status"], "accepted", "{bought}");
+    assert_eq!(usdc(&buyer), before - PRICE, "charged once");
+    let entries = json(agent(dir, &["ledger", "--json"]));
+    let events = events(&entries);
+    assert_eq!(events, ["reserved", "paid", "settled"], "{entries}");
 }
 
 #[test]

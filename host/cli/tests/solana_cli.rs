@@ -55,7 +55,8 @@ fn devnet_with_solana_direct_prints_a_buyer_command_that_pays_on_chain() {
         runtime
             .block_on(rpc.token_balance(&gateway_account))
             .unwrap(),
-        None
+        Some(0),
+        "the devnet opened the gateway's USDC account; nothing is paid yet"
     );
 
     // Above --max-amount: refused before anything is sent.

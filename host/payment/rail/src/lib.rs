@@ -452,6 +452,25 @@ pub enum PayError {
     /// Signing failed.
     #[error("cannot sign the payment: {0}")]
     Signing(String),
+    /// The payment's transaction did not land (yet).
+    #[error("the payment's transaction did not land: {reason}")]
+    NotLanded {
+        /// Why.
+        reason: String,
+        /// Nothing moved and nothing will (it failed, or it can no longer land): the
+        /// payment may be released. Otherwise it may still land.
+        settled_unpaid: bool,
+    },
+}
+
+/// A payment signed and not yet presented: what the buyer must record before acting on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The payment to present.
+    pub payment: PaymentPayload,
+    /// A signed transaction the buyer itself must put on chain before presenting the
+    /// payment (base64 of its bytes; a direct transfer), or `None` when presenting is all.
+    pub transaction: Option<String>,
 }
 
 /// The buyer's side of a rail: makes the `PAYMENT-SIGNATURE` payload for a requirement.
@@ -465,6 +484,26 @@ pub trait Payer: Send + Sync {
         requirements: &PaymentRequirements,
         purchase: &Purchase<'_>,
     ) -> Result<PaymentPayload, PayError>;
+    /// The payment for `requirements` signed but nothing sent: a buyer that must not lose a
+    /// payment records it durably, then [`Payer::broadcast`]s its transaction, if any.
+    /// The default signs with [`Payer::pay`], which sends nothing.
+    async fn prepare(
+        &self,
+        requirements: &PaymentRequirements,
+        purchase: &Purchase<'_>,
+    ) -> Result<Prepared, PayError> {
+        Ok(Prepared {
+            payment: self.pay(requirements, purchase).await?,
+            transaction: None,
+        })
+    }
+    /// Puts a prepared `transaction` on chain (sent unless it landed already) and waits
+    /// until it is confirmed. Payers whose payments carry no transaction refuse.
+    async fn broadcast(&self, _transaction: &str) -> Result<(), PayError> {
+        Err(PayError::Signing(
+            "this payer's payments carry no transaction to send".into(),
+        ))
+    }
     /// The request header that carries `payment` (name, value): `PAYMENT-SIGNATURE` by
     /// default; a direct-transfer proof goes in `Authorization: Payment`.
     fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {

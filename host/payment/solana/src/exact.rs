@@ -28,8 +28,8 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::direct::{MEMO_PREFIX, names_request};
-use crate::rpc::RpcError;
 use crate::token::{self, TransferChecked};
+use crate::transfer::{self, LandError};
 use crate::wallet::{DirectConfig, GatewayWallet, Paid, kept, key_of};
 
 /// The Compute Budget program.
@@ -251,46 +251,18 @@ impl X402SolanaRail {
     /// Submits the co-signed transaction (or finds it already landed, from a retry) and
     /// waits for it.
     async fn submit(&self, transaction: &VersionedTransaction) -> Result<(), PaymentError> {
-        let signature = transaction.signatures[0];
-        let rpc = &self.wallet.rpc;
-        let unavailable = |e: RpcError| PaymentError::Unavailable(e.to_string());
-        let landed = match rpc
-            .signature_status(&signature)
-            .await
-            .map_err(unavailable)?
-        {
-            Some(status) => status,
-            None => {
-                if let Err(error) = rpc.send_transaction(transaction).await {
-                    // A concurrent retry may have sent the same bytes first.
-                    match rpc
-                        .signature_status(&signature)
-                        .await
-                        .map_err(unavailable)?
-                    {
-                        Some(status) => status,
-                        None => {
-                            return Err(match error {
-                                RpcError::Refused { message, .. } => {
-                                    PaymentError::WouldFail(message)
-                                }
-                                other => unavailable(other),
-                            });
-                        }
-                    }
-                } else {
-                    rpc.wait_confirmed(&signature, self.wallet.config.confirm_timeout)
-                        .await
-                        .map_err(unavailable)?
-                }
-            }
-        };
-        match landed.err {
-            None => Ok(()),
-            Some(err) => Err(PaymentError::WouldFail(format!(
-                "{signature} failed: {err}"
-            ))),
-        }
+        transfer::land(
+            &self.wallet.rpc,
+            transaction,
+            self.wallet.config.confirm_timeout,
+        )
+        .await
+        .map_err(|error| match error {
+            LandError::Refused(message) => PaymentError::WouldFail(message),
+            failed @ LandError::Failed { .. } => PaymentError::WouldFail(failed.to_string()),
+            LandError::Expired => PaymentError::Expired,
+            LandError::Unknown(error) => PaymentError::Unavailable(error.to_string()),
+        })
     }
 }
 

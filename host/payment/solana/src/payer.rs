@@ -10,19 +10,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use d402_payment::x402::{PaymentPayload, PaymentRequirements, TransferProof, X402_VERSION};
-use d402_payment::{PayError, Payer, Purchase, request_binding};
+use d402_payment::{PayError, Payer, Prepared, Purchase, request_binding};
 use solana_address::Address;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
+use solana_transaction::versioned::VersionedTransaction;
 
 use crate::direct::{MEMO_PREFIX, SCHEME};
 use crate::exact;
 use crate::network::SolanaNetwork;
 use crate::rpc::SolanaRpc;
 use crate::token;
-use crate::transfer::{self, TransferOrder};
+use crate::transfer::{self, LandError, TransferOrder};
 
 /// How a [`SolanaPayer`] pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ impl SolanaScheme {
     }
 }
 
+/// How long a direct transfer is waited for until confirmed.
+const LAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Compute units an `exact` payment asks for: the transfer and memo use about a third.
 const EXACT_COMPUTE_UNITS: u32 = 40_000;
 /// Priority fee of an `exact` payment, micro-lamports per compute unit (the gateway pays).
@@ -103,18 +106,10 @@ impl SolanaPayer {
         if fee_payer == self.key.pubkey() {
             return Err(refuse("the fee payer must not be the buyer".into()));
         }
-        let buyer = self.key.pubkey();
         let mut instructions = vec![
             exact::compute_unit_limit(EXACT_COMPUTE_UNITS),
             exact::compute_unit_price(EXACT_COMPUTE_UNIT_PRICE),
-            token::transfer_checked(
-                token::associated_token_address(&buyer, &order.mint),
-                order.mint,
-                token::associated_token_address(&order.recipient, &order.mint),
-                buyer,
-                order.amount,
-                order.decimals,
-            ),
+            order.transfer_from(self.key.pubkey()),
         ];
         instructions.extend(order.memo.map(token::memo));
         let blockhash = self
@@ -140,11 +135,11 @@ impl Payer for SolanaPayer {
                 .is_ok_and(|amount| amount <= self.max_amount)
     }
 
-    async fn pay(
+    async fn prepare(
         &self,
         requirements: &PaymentRequirements,
         purchase: &Purchase<'_>,
-    ) -> Result<PaymentPayload, PayError> {
+    ) -> Result<Prepared, PayError> {
         let refuse = |why: String| PayError::Signing(why);
         let recipient: Address = requirements.pay_to.parse().map_err(|_| {
             refuse(format!(
@@ -170,29 +165,67 @@ impl Payer for SolanaPayer {
             amount,
             memo: Some(&memo),
         };
-        let payload = match self.scheme {
-            SolanaScheme::X402Exact => self.sign_exact(requirements, &order).await?,
+        let (payload, transaction) = match self.scheme {
+            SolanaScheme::X402Exact => (self.sign_exact(requirements, &order).await?, None),
             SolanaScheme::Direct => {
-                let signature =
-                    transfer::send(&self.rpc, &self.key, &order, Duration::from_secs(60))
-                        .await
-                        .map_err(|e| refuse(e.to_string()))?;
+                let blockhash = self
+                    .rpc
+                    .latest_blockhash()
+                    .await
+                    .map_err(|e| refuse(e.to_string()))?;
+                let transaction = transfer::sign(&self.key, &order, blockhash);
                 let proof = TransferProof {
                     scheme: SCHEME.into(),
                     network: requirements.network.clone(),
-                    transaction: signature.to_string(),
+                    transaction: transaction.signatures[0].to_string(),
                     payer: self.key.pubkey().to_string(),
                 };
-                serde_json::to_value(proof).map_err(|e| refuse(e.to_string()))?
+                let bytes = bincode::serialize(&transaction).map_err(|e| refuse(e.to_string()))?;
+                (
+                    serde_json::to_value(proof).map_err(|e| refuse(e.to_string()))?,
+                    Some(STANDARD.encode(bytes)),
+                )
             }
         };
-        Ok(PaymentPayload {
-            x402_version: X402_VERSION,
-            resource: purchase.resource.cloned(),
-            accepted: requirements.clone(),
-            payload,
-            extensions: Default::default(),
+        Ok(Prepared {
+            payment: PaymentPayload {
+                x402_version: X402_VERSION,
+                resource: purchase.resource.cloned(),
+                accepted: requirements.clone(),
+                payload,
+                extensions: Default::default(),
+            },
+            transaction,
         })
+    }
+
+    /// On `solana-direct`: signs the transfer, sends it and waits until it is confirmed.
+    /// A buyer that must not lose a payment uses [`Payer::prepare`] and records the
+    /// transfer before [`Payer::broadcast`]ing it instead.
+    async fn pay(
+        &self,
+        requirements: &PaymentRequirements,
+        purchase: &Purchase<'_>,
+    ) -> Result<PaymentPayload, PayError> {
+        let prepared = self.prepare(requirements, purchase).await?;
+        if let Some(transaction) = &prepared.transaction {
+            self.broadcast(transaction).await?;
+        }
+        Ok(prepared.payment)
+    }
+
+    async fn broadcast(&self, transaction: &str) -> Result<(), PayError> {
+        let transaction: VersionedTransaction = STANDARD
+            .decode(transaction)
+            .ok()
+            .and_then(|bytes| bincode::deserialize(&bytes).ok())
+            .ok_or_else(|| PayError::Signing("the recorded transfer does not decode".into()))?;
+        transfer::land(&self.rpc, &transaction, LAND_TIMEOUT)
+            .await
+            .map_err(|error| PayError::NotLanded {
+                settled_unpaid: matches!(error, LandError::Expired | LandError::Failed { .. }),
+                reason: error.to_string(),
+            })
     }
 
     fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {

@@ -177,7 +177,7 @@ impl GatewayWallet {
                     self.config.confirm_timeout,
                 )
                 .await
-                .map_err(retry)?;
+                .map_err(|e| RailError::Retry(e.to_string()))?;
                 tracing::info!(%signature, "Solana refund confirmed");
                 signature
             }
