@@ -15,7 +15,7 @@ pub struct BazaarRoute<'a> {
     pub input_schema: &'a Value,
     /// Its output JSON Schema.
     pub output_schema: &'a Value,
-    /// The body is the bare input (an alias route), not `{"capabilityId", "input"}`.
+    /// The body is the bare input (a capability's own route), not `{"capabilityId", "input"}`.
     pub bare_input: bool,
 }
 

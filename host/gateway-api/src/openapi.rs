@@ -2,15 +2,27 @@
 //! router (`d402_node::http::route_table`), the shapes its handlers really return, and
 //! `x-payment-info` on the paid operations (what listing services read: method, currency,
 //! decimal amount, SKU, an integer pricing version, and `offers[]` in base units, one per
-//! payment rail).
+//! payment rail). Each capability sold has its own paid route ([`capability_path`]), so
+//! each operation carries exactly one `x-payment-info`.
 //!
 //! [`document`] is pure: the gateway hands it its base URL and the operations it sells.
 
 use d402_protocol::{Amount, Price};
 use serde_json::{Map, Value, json};
 
-/// The paid alias route for `web.page_to_markdown@1` (it also takes the bare input).
+/// The paid route of `web.page_to_markdown@1` (see [`capability_path`]).
 pub const PAGE_TO_MARKDOWN_ALIAS: &str = "/v1/web/page-to-markdown";
+
+/// The paid route of the capability `id@major`: `/v<major>/` and the id's dot-separated
+/// segments as path segments, `_` spelled `-` (`web.page_to_markdown@1` →
+/// `/v1/web/page-to-markdown`). Capability names hold only `a-z`, `0-9` and `_`, so no two
+/// capabilities share a route.
+pub fn capability_path(capability_id: &str) -> String {
+    let (id, major) = capability_id
+        .rsplit_once('@')
+        .unwrap_or((capability_id, "1"));
+    format!("/v{major}/{}", id.replace('.', "/").replace('_', "-"))
+}
 
 /// One capability the gateway sells, as the document describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +39,6 @@ pub struct PaidOperation {
     pub input_schema: Value,
     /// The manifest's output JSON Schema.
     pub output_schema: Value,
-    /// A paid alias route for this capability (e.g. [`PAGE_TO_MARKDOWN_ALIAS`]), if any.
-    pub alias_path: Option<String>,
 }
 
 /// One way to pay a price: an `offers[]` entry of `x-payment-info`.
@@ -81,9 +91,9 @@ pub fn payment_info(operation: &PaidOperation) -> Value {
 /// The OpenAPI 3.1 document of a gateway reachable at `base_url` that sells `operations`.
 ///
 /// `POST /tasks` takes the capability's input schema and returns its output schema when
-/// there is exactly one operation (any object otherwise); its `x-payment-info` is that
-/// operation's, or an array of them when there are several. Each operation with an
-/// `alias_path` gets that route as well.
+/// there is exactly one operation (any object otherwise); its `x-payment-info` is the
+/// default capability's (the first operation: what a request naming none buys). Each
+/// operation has its own paid route ([`capability_path`]) with its own `x-payment-info`.
 pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     let single = match operations {
         [only] => Some(only),
@@ -152,53 +162,49 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
         "/network".into(),
         get_json("network", "The peer network as this gateway sees it: its addresses and the verified offers it heard.", "Network"),
     );
-    let payment = match operations {
-        [] => None,
-        [only] => Some(payment_info(only)),
-        many => Some(Value::Array(many.iter().map(payment_info).collect())),
-    };
     paths.insert(
         "/tasks".into(),
         json!({"post": paid_operation(
             "createTask",
             "Create a paid task. Unpaid: 402 with the x402 challenge; paid: 200 with the \
-             settled task (sync) or 202 while it runs (`\"sync\": false`).",
+             settled task (sync) or 202 while it runs (`\"sync\": false`). Without \
+             `capabilityId` it buys the default capability at the price documented here; \
+             each capability's own route documents its price.",
             schema_ref("TaskRequest"),
-            payment,
+            operations.first().map(payment_info),
         )}),
     );
     for op in operations {
-        if let Some(alias) = &op.alias_path {
-            let name = op
-                .capability_id
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-            let bare_input = if single.is_some() {
-                input.clone()
-            } else {
-                let component = format!("Input_{name}");
-                schemas.insert(
-                    component.clone(),
-                    rebase_refs(
-                        &op.input_schema,
-                        &format!("#/components/schemas/{component}"),
-                    ),
-                );
-                schema_ref(&component)
-            };
-            let body = json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
-            paths.insert(
-                alias.clone(),
-                json!({"post": paid_operation(
-                    &format!("createTask_{name}"),
-                    &format!(
-                        "Paid alias of POST /tasks for {}: takes the task request or the bare input.",
-                        op.capability_id
-                    ),
-                    body,
-                    Some(payment_info(op)),
-                )}),
+        let name = op
+            .capability_id
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let bare_input = if single.is_some() {
+            input.clone()
+        } else {
+            let component = format!("Input_{name}");
+            schemas.insert(
+                component.clone(),
+                rebase_refs(
+                    &op.input_schema,
+                    &format!("#/components/schemas/{component}"),
+                ),
             );
-        }
+            schema_ref(&component)
+        };
+        let body = json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
+        paths.insert(
+            capability_path(&op.capability_id),
+            json!({"post": paid_operation(
+                &format!("createTask_{name}"),
+                &format!(
+                    "Paid route of {}: POST /tasks for this capability; takes the task \
+                     request or the bare input.",
+                    op.capability_id
+                ),
+                body,
+                Some(payment_info(op)),
+            )}),
+        );
     }
     paths.insert(
         "/tasks/{taskId}".into(),
@@ -437,8 +443,8 @@ fn task_request(input: Value, ids: &[&str]) -> Value {
             "capabilityId": {
                 "enum": capability_ids,
                 "description": "One of the capabilities this gateway serves (default: the first); \
-                    any other value is refused with 400 `unknown_capability`. The alias route always \
-                    runs its own capability."
+                    any other value is refused with 400 `unknown_capability`. A capability's own \
+                    route always runs that capability."
             }
         },
         "additionalProperties": true
@@ -951,7 +957,7 @@ fn components() -> Map<String, Value> {
 mod tests {
     use super::*;
 
-    fn operation(alias: bool) -> PaidOperation {
+    fn operation() -> PaidOperation {
         PaidOperation {
             capability_id: "web.page_to_markdown@1".into(),
             pricing_version: 3,
@@ -966,13 +972,12 @@ mod tests {
             }],
             input_schema: json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
             output_schema: json!({"type": "object", "properties": {"markdown": {"type": "string"}}}),
-            alias_path: alias.then(|| PAGE_TO_MARKDOWN_ALIAS.to_string()),
         }
     }
 
     #[test]
     fn is_openapi_3_1_json_with_the_gateways_url() {
-        let doc = document("http://127.0.0.1:8402/", &[operation(true)]);
+        let doc = document("http://127.0.0.1:8402/", &[operation()]);
         let text = serde_json::to_string(&doc).unwrap();
         let reparsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(reparsed["openapi"], "3.1.0");
@@ -980,15 +985,26 @@ mod tests {
     }
 
     #[test]
-    fn the_alias_is_documented_only_when_an_operation_has_it() {
-        let doc = document("http://gw", &[operation(false)]);
+    fn each_capability_has_its_own_route_named_after_it() {
+        assert_eq!(
+            capability_path("web.page_to_markdown@1"),
+            PAGE_TO_MARKDOWN_ALIAS
+        );
+        assert_eq!(
+            capability_path("example.sub.extract_product@2"),
+            "/v2/example/sub/extract-product"
+        );
+        let mut other = operation();
+        other.capability_id = "util.json_transform@1".into();
+        let doc = document("http://gw", &[other]);
         assert!(doc["paths"].get(PAGE_TO_MARKDOWN_ALIAS).is_none());
+        assert!(doc["paths"]["/v1/util/json-transform"]["post"].is_object());
         assert!(doc["paths"]["/tasks"]["post"].is_object());
     }
 
     #[test]
     fn paid_operations_carry_the_price() {
-        let doc = document("http://gw", &[operation(true)]);
+        let doc = document("http://gw", &[operation()]);
         for path in ["/tasks", PAGE_TO_MARKDOWN_ALIAS] {
             let info = &doc["paths"][path]["post"]["x-payment-info"];
             assert_eq!(info["method"], "x402", "{path}");
@@ -1041,10 +1057,10 @@ mod tests {
 
     #[test]
     fn the_capability_schemas_are_embedded_and_every_reference_resolves() {
-        let doc = document("http://gw", &[operation(true)]);
+        let doc = document("http://gw", &[operation()]);
         let schemas = &doc["components"]["schemas"];
-        assert_eq!(schemas["Input"], operation(true).input_schema);
-        assert_eq!(schemas["Output"], operation(true).output_schema);
+        assert_eq!(schemas["Input"], operation().input_schema);
+        assert_eq!(schemas["Output"], operation().output_schema);
         assert_eq!(
             schemas["TaskRequest"]["properties"]["input"]["$ref"],
             "#/components/schemas/Input"
@@ -1063,7 +1079,7 @@ mod tests {
 
     #[test]
     fn local_references_in_capability_schemas_follow_them() {
-        let mut op = operation(false);
+        let mut op = operation();
         op.input_schema = json!({"$defs": {"u": {"type": "string"}}, "properties": {"url": {"$ref": "#/$defs/u"}}});
         let doc = document("http://gw", &[op]);
         let reference = doc["components"]["schemas"]["Input"]["properties"]["url"]["$ref"]
@@ -1077,24 +1093,21 @@ mod tests {
     }
 
     #[test]
-    fn several_operations_take_any_object_and_list_every_price() {
-        let mut other = operation(false);
+    fn several_operations_take_any_object_and_each_carries_one_price() {
+        let mut other = operation();
         other.capability_id = "util.json_transform@1".into();
         other.price = Amount::from_micros(100);
-        let doc = document("http://gw", &[operation(true), other]);
+        let doc = document("http://gw", &[operation(), other]);
         assert_eq!(
             doc["components"]["schemas"]["TaskRequest"]["properties"]["input"],
             json!({"type": "object"})
         );
-        let info = doc["paths"]["/tasks"]["post"]["x-payment-info"]
-            .as_array()
-            .unwrap();
-        assert_eq!(
-            info.iter()
-                .map(|i| i["amount"].as_str().unwrap())
-                .collect::<Vec<_>>(),
-            ["0.01", "0.0001"]
-        );
+        let default = &doc["paths"]["/tasks"]["post"]["x-payment-info"];
+        assert!(default.is_object(), "one object per operation: {default}");
+        assert_eq!(default["sku"], "web.page_to_markdown@1", "the default's");
+        let own = &doc["paths"]["/v1/util/json-transform"]["post"]["x-payment-info"];
+        assert_eq!(own["sku"], "util.json_transform@1");
+        assert_eq!(own["amount"], "0.0001");
         let alias = &doc["paths"][PAGE_TO_MARKDOWN_ALIAS]["post"];
         assert_eq!(alias["x-payment-info"]["amount"], "0.01");
         let bare =
@@ -1102,7 +1115,7 @@ mod tests {
         assert_eq!(bare, "#/components/schemas/Input_web_page_to_markdown_1");
         assert_eq!(
             doc["components"]["schemas"]["Input_web_page_to_markdown_1"],
-            operation(true).input_schema
+            operation().input_schema
         );
     }
 

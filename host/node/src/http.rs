@@ -1,5 +1,6 @@
 //! The gateway's HTTP API (axum): discovery, health, capability search, the 402 flow on
-//! `POST /tasks` and the page-to-markdown alias, and task, result and receipt reads. Every
+//! `POST /tasks` and on each capability's own route (`/v1/web/page-to-markdown`), and task,
+//! result and receipt reads. Every
 //! error is JSON `{"error": {"code", "message"}}` and changes nothing.
 
 use std::sync::Arc;
@@ -23,15 +24,15 @@ use d402_payment::PaymentError;
 use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
 use d402_store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
-/// The page-to-markdown alias route and the capability it serves.
-const PAGE_ALIAS: (&str, &str) = (
-    d402_gateway_api::PAGE_TO_MARKDOWN_ALIAS,
-    "web.page_to_markdown@1",
-);
-
 /// The HTTP API over `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    routes()
+    let capabilities: Vec<String> = gateway
+        .catalog()
+        .all()
+        .iter()
+        .map(|served| served.capability_id.clone())
+        .collect();
+    routes(&capabilities)
         .router
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -46,16 +47,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// Every route the API serves, as `(method, path)` in OpenAPI's spelling (`get`,
-/// `/tasks/{taskId}`): what the OpenAPI document must describe.
-pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    routes().listed
+/// Every route the API of a gateway selling `sold` (capability IDs) serves, as `(method, path)` in
+/// OpenAPI's spelling (`get`, `/tasks/{taskId}`): what the OpenAPI document must describe.
+pub fn route_table(sold: &[String]) -> Vec<(&'static str, String)> {
+    routes(sold).listed
 }
 
-/// The API's routes: the router and the list of what was added to it, built together so
-/// that the list cannot miss a route.
-fn routes() -> Routes {
-    Routes::default()
+/// The API's routes for a gateway selling `sold`: the router and the list of what
+/// was added to it, built together so that the list cannot miss a route.
+fn routes(sold: &[String]) -> Routes {
+    let fixed = Routes::default()
         .get("/health", health)
         .get("/healthz", healthz)
         .get("/.well-known/d402-gateway.json", discovery)
@@ -64,17 +65,54 @@ fn routes() -> Routes {
         .get("/openapi.json", openapi)
         .get("/network", network)
         .post("/tasks", create_task)
-        .post(PAGE_ALIAS.0, create_page_task)
         .get("/tasks/{taskId}", get_task)
         .get("/tasks/{taskId}/result", get_result)
-        .get("/tasks/{taskId}/receipt", get_receipt)
+        .get("/tasks/{taskId}/receipt", get_receipt);
+    // Each capability's own paid route: one price, one `x-payment-info`, per operation.
+    sold.iter().fold(fixed, |routes, capability| {
+        let route = PaidRoute::Capability {
+            path: d402_gateway_api::capability_path(capability),
+            capability: capability.clone(),
+        };
+        let path = route.path().to_string();
+        let handler = move |State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body| {
+            let route = route.clone();
+            async move { handle_task(g, &route, headers, body).await }
+        };
+        routes.add("post", path, post(handler))
+    })
+}
+
+/// The paid route a task request came in on.
+#[derive(Debug, Clone)]
+enum PaidRoute {
+    /// `POST /tasks`: the capability the body names, or the default.
+    Tasks,
+    /// A capability's own route: that capability, the body the task request or the bare
+    /// input.
+    Capability {
+        /// Its path.
+        path: String,
+        /// The capability it sells.
+        capability: String,
+    },
+}
+
+impl PaidRoute {
+    /// Its path.
+    fn path(&self) -> &str {
+        match self {
+            Self::Tasks => "/tasks",
+            Self::Capability { path, .. } => path,
+        }
+    }
 }
 
 /// A router under construction and the `(method, path)` of each route added to it.
 #[derive(Default)]
 struct Routes {
     router: Router<Arc<Gateway>>,
-    listed: Vec<(&'static str, &'static str)>,
+    listed: Vec<(&'static str, String)>,
 }
 
 impl Routes {
@@ -83,7 +121,7 @@ impl Routes {
         H: axum::handler::Handler<T, Arc<Gateway>>,
         T: 'static,
     {
-        self.add("get", path, get(handler))
+        self.add("get", path.into(), get(handler))
     }
 
     fn post<H, T>(self, path: &'static str, handler: H) -> Self
@@ -91,17 +129,17 @@ impl Routes {
         H: axum::handler::Handler<T, Arc<Gateway>>,
         T: 'static,
     {
-        self.add("post", path, post(handler))
+        self.add("post", path.into(), post(handler))
     }
 
     fn add(
         mut self,
         method: &'static str,
-        path: &'static str,
+        path: String,
         route: axum::routing::MethodRouter<Arc<Gateway>>,
     ) -> Self {
+        self.router = self.router.route(&path, route);
         self.listed.push((method, path));
-        self.router = self.router.route(path, route);
         self
     }
 }
@@ -475,8 +513,6 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
                     .collect(),
                 input_schema: manifest.input_schema.clone(),
                 output_schema: manifest.output_schema.clone(),
-                alias_path: (served.capability_id == PAGE_ALIAS.1)
-                    .then(|| PAGE_ALIAS.0.to_string()),
             }
         })
         .collect();
@@ -488,23 +524,19 @@ async fn create_task(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    handle_task(g, "/tasks", headers, body).await
+    handle_task(g, &PaidRoute::Tasks, headers, body).await
 }
 
-async fn create_page_task(
-    State(g): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    handle_task(g, PAGE_ALIAS.0, headers, body).await
-}
-
-/// Parses a task request body. The capability is the alias's, or the one named by
+/// Parses a task request body. The capability is the route's own, or the one named by
 /// `capabilityId` among those served (never one outside the gateway's policy; anything else
 /// is a 400), or the default. Everything else a client sends about policy (mode, fanout, quorum, maxBudget,
-/// price, payTo) is server-owned and ignored. On the alias a body without `input` is the
-/// input itself, as in the spec's `{"url": "https://example.com"}` example.
-fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, bool), ApiError> {
+/// price, payTo) is server-owned and ignored. On a capability's own route a body without
+/// `input` is the input itself, as in the spec's `{"url": "https://example.com"}` example.
+fn parse_request(
+    g: &Gateway,
+    bytes: &[u8],
+    route: &PaidRoute,
+) -> Result<(TaskRequest, bool), ApiError> {
     let body: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -519,7 +551,7 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
             "request body must be a JSON object",
         ));
     };
-    let alias = path == PAGE_ALIAS.0;
+    let alias = matches!(route, PaidRoute::Capability { .. });
     let input = match object.get("input") {
         Some(input) => input.clone(),
         None if alias => body.clone(),
@@ -559,16 +591,14 @@ fn parse_request(g: &Gateway, bytes: &[u8], path: &str) -> Result<(TaskRequest, 
             ));
         }
     };
-    let capability = match (alias, named) {
-        (true, _) => g.catalog().get(PAGE_ALIAS.1).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_capability",
-                format!("this gateway does not serve {}", PAGE_ALIAS.1),
-            )
-        })?,
-        (false, Some(named)) => named,
-        (false, None) => g.catalog().default_capability().clone(),
+    let capability = match (route, named) {
+        (PaidRoute::Capability { capability, .. }, _) => g
+            .catalog()
+            .get(capability)
+            .cloned()
+            .expect("a capability's route is made from the catalog"),
+        (PaidRoute::Tasks, Some(named)) => named,
+        (PaidRoute::Tasks, None) => g.catalog().default_capability().clone(),
     };
     if let Some(url) = input.get("url") {
         let ok = url
@@ -703,7 +733,7 @@ async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes
 
 async fn handle_task(
     g: Arc<Gateway>,
-    path: &str,
+    route: &PaidRoute,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -729,7 +759,8 @@ async fn handle_task(
         ));
     }
     let bytes = read_body(&g, &headers, body).await?;
-    let (request, sync) = parse_request(&g, &bytes, path)?;
+    let (request, sync) = parse_request(&g, &bytes, route)?;
+    let path = route.path();
     let served = request.capability.clone();
     let binding = d402_payment::request_binding(&request.body);
     let present = |name: &str| headers.contains_key(name);
@@ -1145,28 +1176,31 @@ async fn get_receipt(
 
 #[cfg(test)]
 mod tests {
-    use d402_gateway_api::{PAGE_TO_MARKDOWN_ALIAS, PaidOperation, document};
+    use d402_gateway_api::{PaidOperation, document};
     use d402_protocol::Amount;
 
     use super::*;
 
     #[test]
     fn every_route_the_router_serves_is_documented_and_nothing_else() {
-        let operation = PaidOperation {
-            capability_id: PAGE_ALIAS.1.into(),
-            pricing_version: 1,
-            price: Amount::from_micros(10_000),
-            offers: Vec::new(),
-            input_schema: json!({"type": "object"}),
-            output_schema: json!({"type": "object"}),
-            alias_path: Some(PAGE_TO_MARKDOWN_ALIAS.into()),
-        };
-        let doc = document("http://gw", &[operation]);
+        let sold = ["web.page_to_markdown@1", "util.json_transform@1"].map(String::from);
+        let operations: Vec<PaidOperation> = sold
+            .iter()
+            .map(|id| PaidOperation {
+                capability_id: id.clone(),
+                pricing_version: 1,
+                price: Amount::from_micros(10_000),
+                offers: Vec::new(),
+                input_schema: json!({"type": "object"}),
+                output_schema: json!({"type": "object"}),
+            })
+            .collect();
+        let doc = document("http://gw", &operations);
         // The router's own list: a route added without documentation fails here.
-        let routes = route_table();
+        let routes = route_table(&sold);
         for (method, path) in &routes {
             assert!(
-                doc["paths"][path][method].is_object(),
+                doc["paths"][path.as_str()][method].is_object(),
                 "{method} {path} is served but not documented"
             );
         }

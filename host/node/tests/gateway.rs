@@ -384,6 +384,61 @@ async fn page_to_markdown_alias_takes_the_bare_input() {
     }
 }
 
+/// A gateway selling several capabilities gives each its own paid route, priced alone:
+/// one `x-payment-info` object per operation, a challenge for that capability's price, and
+/// a paid retry on the same route runs it.
+#[tokio::test]
+async fn each_capability_sold_has_its_own_paid_route_and_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, bytes) = common::json_transform();
+    install(dir.path(), &manifest, &bytes);
+    common::install_page_to_markdown(dir.path());
+    let node = serve(dir, |_| {}).await.unwrap();
+    let route = "/v1/util/json-transform";
+
+    let doc = node.get("/openapi.json").await.1;
+    let default = &doc["paths"]["/tasks"]["post"]["x-payment-info"];
+    assert_eq!(default["sku"], "web.page_to_markdown@1", "{default}");
+    for (path, sku, amount) in [
+        (route, "util.json_transform@1", "0.0001"),
+        ("/v1/web/page-to-markdown", "web.page_to_markdown@1", "0.01"),
+    ] {
+        let info = &doc["paths"][path]["post"]["x-payment-info"];
+        assert_eq!(info["sku"], sku, "{path}: {info}");
+        assert_eq!(info["amount"], amount, "{path}");
+    }
+
+    let input = json!({"value": {"a": {"b": 2}}, "select": ["a.b"]});
+    let url = format!("{}{route}", node.base);
+    let response = node.client.post(&url).json(&input).send().await.unwrap();
+    assert_eq!(response.status(), 402);
+    let challenge: PaymentRequired = response.json().await.unwrap();
+    assert_eq!(challenge.accepts[0].amount, "100", "json-transform's price");
+    assert!(
+        challenge.resource.url.ends_with(route),
+        "{:?}",
+        challenge.resource
+    );
+    let payment = common::pay_simulated(&challenge.accepts[0], &input, &node.buyer);
+    let paid = node
+        .client
+        .post(&url)
+        .header("payment-signature", payment)
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let task: Value = paid.json().await.unwrap();
+    assert_eq!(task["status"], "accepted", "{task}");
+    assert_eq!(task["capabilityId"], "util.json_transform@1");
+    assert_eq!(
+        node.buyer_balance(),
+        common::FUNDS - 100,
+        "charged its own price"
+    );
+}
+
 #[tokio::test]
 async fn the_pricing_version_moves_with_the_price_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

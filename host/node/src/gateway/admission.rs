@@ -29,7 +29,7 @@ fn bazaar(served: &ServedCapability, path: &str) -> Value {
         capability_id: &served.capability_id,
         input_schema: &manifest.input_schema,
         output_schema: &manifest.output_schema,
-        bare_input: path == d402_gateway_api::PAGE_TO_MARKDOWN_ALIAS,
+        bare_input: path == d402_gateway_api::capability_path(&served.capability_id),
     })
 }
 
