@@ -29,7 +29,9 @@ use d402_rail_simulated::{SIMULATED_NETWORK, SimulatedRail};
 use d402_rail_solana::{SolanaDirectRail, X402SolanaRail};
 use d402_rail_x402_evm::{EscrowRail, X402EvmRail};
 use d402_store::StateDir;
-use d402_store::{NodeStore, OwedPayout, PayoutState, Receipts, TaskRecord, TaskStatus};
+use d402_store::{
+    NodeStore, OwedPayout, PayoutState, Receipts, StoreError, TaskRecord, TaskStatus,
+};
 
 mod admission;
 
@@ -496,12 +498,19 @@ impl Gateway {
         if record.status.is_settling() || record.status == TaskStatus::SettlementFailed {
             self.metrics.settlement_failure(rail.id().as_str());
         }
-        if let Err(e) = self
+        match self
             .store
             .settle_async(&record, &receipts, &ledger, &owed)
             .await
         {
-            tracing::error!(task = %record.task_id, error = %e, "cannot record the settlement; it is reconciled with the rail on the next attempt");
+            Ok(()) => {}
+            // An earlier attempt recorded it (this one read the task before): it stands.
+            Err(StoreError::AlreadyDecided(_)) => {
+                tracing::debug!(task = %record.task_id, "settled already by an earlier attempt")
+            }
+            Err(e) => {
+                tracing::error!(task = %record.task_id, error = %e, "cannot record the settlement; it is reconciled with the rail on the next attempt")
+            }
         }
         (record, receipts)
     }

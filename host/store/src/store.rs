@@ -80,6 +80,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// The task was decided and settled already: a second decision would move money twice.
+    #[error("task {0} is decided and settled already; a second decision is refused")]
+    AlreadyDecided(String),
     /// Another process has the store open.
     #[error("the store is open in another process; stop it first")]
     InUse,
@@ -441,6 +444,7 @@ impl NodeStore {
     /// Settles a task, durably and atomically: stores the final record and its receipts,
     /// applies the rail's ledger changes and the receipts' reputation events, and records
     /// the payouts `owed` on an external rail (each once: a recorded payout keeps its state).
+    /// A task already final (neither running nor settling) is refused, changing nothing.
     /// Blocks the calling thread.
     pub fn settle(
         &self,
@@ -813,6 +817,13 @@ impl Tables<'_> {
         ledger: &[LedgerChange],
         reputation: &[(String, i64)],
     ) -> Result<(), StoreError> {
+        // Only a running task (its decision) or a settling one (its settlement completing,
+        // or a retry) is settled: a final one stays as it was.
+        if self.running.get(task_id).map_err(db)?.is_none()
+            && self.settling.get(task_id).map_err(db)?.is_none()
+        {
+            return Err(StoreError::AlreadyDecided(task_id.to_string()));
+        }
         self.apply_ledger(ledger)?;
         self.tasks.insert(task_id, record).map_err(db)?;
         self.receipts.insert(task_id, receipts).map_err(db)?;

@@ -272,3 +272,50 @@ fn a_settling_task_is_remembered_until_settled_and_counted_once() {
         "counted once, not three times"
     );
 }
+
+/// A decided task cannot be decided again: the second decision (another payout, or a
+/// refund of what was paid out) is refused and moves nothing.
+#[test]
+fn a_second_decision_is_refused_and_moves_nothing() {
+    use d402_payment::LedgerChange;
+    use d402_store::{StoreError, TaskStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let store = NodeStore::open(&dir.path().join("node.redb")).unwrap();
+    store.credit(&buyer(), Amount::from_micros(100)).unwrap();
+    let worker = d402_protocol::Keypair::from_seed(&[6; 32]);
+    let mut task = record("task:d", "sim:key", "b", 10);
+    store.accept_payment(&task).unwrap();
+    let paid = [LedgerChange::Credit {
+        account: "worker".into(),
+        amount: Amount::from_micros(10),
+    }];
+    task.status = TaskStatus::Accepted;
+    store
+        .settle(&task, &receipts("task:d", &worker), &paid, &[])
+        .unwrap();
+    assert_eq!(store.balance("worker").unwrap().micros(), 10);
+
+    let refund = [LedgerChange::Credit {
+        account: buyer(),
+        amount: Amount::from_micros(10),
+    }];
+    task.status = TaskStatus::Rejected;
+    let second = store.settle(&task, &receipts("task:d", &worker), &refund, &[]);
+    assert!(
+        matches!(second, Err(StoreError::AlreadyDecided(ref t)) if t == "task:d"),
+        "{second:?}"
+    );
+    let again = store.settle(&task, &receipts("task:d", &worker), &paid, &[]);
+    assert!(matches!(again, Err(StoreError::AlreadyDecided(_))));
+    assert_eq!(store.balance("worker").unwrap().micros(), 10, "paid once");
+    assert_eq!(
+        store.balance(&buyer()).unwrap().micros(),
+        90,
+        "not refunded"
+    );
+    assert_eq!(
+        store.task("task:d").unwrap().unwrap().status,
+        TaskStatus::Accepted,
+        "the first decision stands"
+    );
+}
