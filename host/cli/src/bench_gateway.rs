@@ -110,12 +110,10 @@ async fn measure(
     bench: &GatewayBench<'_>,
     state: &Path,
 ) -> anyhow::Result<(Sample, Sample, SettledTask)> {
-    let config = NodeConfig {
-        state: state.to_path_buf(),
-        http_port: 0,
-        capability: "util.json_transform@1".into(),
-        ..NodeConfig::default()
-    };
+    let mut config = NodeConfig::default();
+    config.node.state = state.to_path_buf();
+    config.node.capability = "util.json_transform@1".into();
+    config.http.port = 0;
     let gateway = Gateway::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -189,13 +189,11 @@ async fn tasks_per_second(
     let state = std::env::temp_dir().join(format!("d402-bench-x402-{rail}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     install_bench_capability(bench.manifest, bench.wasm, &state)?;
-    let mut config = NodeConfig {
-        state: state.clone(),
-        http_port: 0,
-        capability: "util.json_transform@1".into(),
-        rails: vec![rail],
-        ..NodeConfig::default()
-    };
+    let mut config = NodeConfig::default();
+    config.node.state = state.clone();
+    config.node.capability = "util.json_transform@1".into();
+    config.http.port = 0;
+    config.rails.accepted = vec![rail];
     if rail != RailId::Simulated {
         let key_file = state.join("gas.key");
         write_key(&key_file, &chain.account(1))?;

@@ -87,17 +87,12 @@ pub fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     if let Some(admin) = AdminClient::find(&args.state)? {
         return task_on_running_node(&args, admin.public_url(), input, key);
     }
-    let config = d402_node::NodeConfig {
-        state: args.state,
-        mode: args.mode,
-        fanout: args.fanout,
-        quorum: args.quorum,
-        local_workers: args
-            .fanout
-            .max(d402_node::NodeConfig::default().local_workers),
-        allow_private_addresses: args.allow_private_addresses,
-        ..d402_node::NodeConfig::default()
-    };
+    let mut config = d402_node::NodeConfig::default();
+    let node = &mut config.node;
+    node.local_workers = args.fanout.max(node.local_workers);
+    (node.state, node.mode, node.fanout, node.quorum) =
+        (args.state, args.mode, args.fanout, args.quorum);
+    config.browser.allow_private_addresses = args.allow_private_addresses;
     config.validate()?;
     tokio()?.block_on(async move {
         let gateway = Gateway::open(config).await?;

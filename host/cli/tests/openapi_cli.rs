@@ -35,7 +35,8 @@ impl Drop for Node {
 fn start_node(source_dir: &str, component: &str, capability: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), source_dir, &format!("{component}.wasm"));
-    let config = format!("state = \"state\"\nhttp-port = 0\ncapability = \"{capability}\"\n");
+    let config =
+        format!("[node]\nstate = \"state\"\ncapability = \"{capability}\"\n[http]\nport = 0\n");
     std::fs::write(dir.path().join("node.toml"), config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
         .args(["node", "--config", "node.toml"])

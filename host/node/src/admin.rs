@@ -42,8 +42,8 @@ struct Admin {
 /// until the process ends. The file is removed by [`remove_endpoint`] when the node stops.
 pub async fn start(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     let config = gateway.config();
-    let state = StateDir::new(&config.state);
-    let address = (config.admin_host, config.admin_port);
+    let state = StateDir::new(&config.node.state);
+    let address = (config.admin.host, config.admin.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| {
@@ -68,7 +68,7 @@ pub async fn start(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     tracing::info!(%bound, "admin API listening");
     let limits = crate::server::ConnectionLimits {
         max_connections: 64,
-        header_timeout: Duration::from_secs(config.http_header_timeout_seconds),
+        header_timeout: Duration::from_secs(config.http.header_timeout_seconds),
     };
     let admin = Admin {
         gateway,

@@ -114,8 +114,8 @@ impl Catalog {
         runtime: &Runtime,
         installed: Vec<Installed>,
     ) -> anyhow::Result<Self> {
-        let blobs = BlobStore::open(StateDir::new(&config.state).blobs())?;
-        let envelopes = read_registrations(&config.state)?;
+        let blobs = BlobStore::open(StateDir::new(&config.node.state).blobs())?;
+        let envelopes = read_registrations(&config.node.state)?;
         let now = Timestamp::now();
         let mut entries = Vec::new();
         for installed in installed {
@@ -127,7 +127,7 @@ impl Catalog {
                 .find_map(|(path, envelope)| {
                     match envelope.verify_registration(
                         Some(&manifest),
-                        config.max_creator_commission_bps,
+                        config.capabilities.max_creator_commission_bps,
                         now,
                     ) {
                         Ok(registration) => Some(Registered {
@@ -140,7 +140,10 @@ impl Catalog {
                         }
                     }
                 });
-            let price = config.price.map_or(manifest.pricing.price.0, |p| p.0);
+            let price = config
+                .capabilities
+                .price
+                .map_or(manifest.pricing.price.0, |p| p.0);
             if let Err(reason) = admit(config, &manifest, &cid, registration.as_ref(), price) {
                 tracing::warn!(capability = %manifest.capability_id(), manifest = %cid, "not served: {reason}");
                 continue;
@@ -170,13 +173,14 @@ impl Catalog {
         if entries.is_empty() {
             bail!(
                 "no installed capability passes this gateway's policy in {} (see the log)",
-                config.state.display()
+                config.node.state.display()
             );
         }
         let wanted = config
+            .capabilities
             .accepted_manifest_cids
             .first()
-            .unwrap_or(&config.capability);
+            .unwrap_or(&config.node.capability);
         let catalog = Self { entries };
         if let Some(position) = catalog.entries.iter().position(|e| matches(e, wanted)) {
             let mut entries = catalog.entries;
@@ -186,8 +190,8 @@ impl Catalog {
         }
         // The embedded default names page-to-markdown; a node serving only other
         // capabilities did not ask for it, so that is no reason to warn.
-        if config.accepted_manifest_cids.is_empty()
-            && config.capability == crate::config::DEFAULT_CAPABILITY
+        if config.capabilities.accepted_manifest_cids.is_empty()
+            && config.node.capability == crate::config::DEFAULT_CAPABILITY
         {
             tracing::debug!(default = %catalog.entries[0].capability_id, "serving another default capability");
         } else {
@@ -274,14 +278,15 @@ fn admit(
     price: Amount,
 ) -> Result<(), String> {
     let accepted: Vec<ContentId> = config
+        .capabilities
         .accepted_manifest_cids
         .iter()
         .filter_map(|c| c.parse().ok())
         .collect();
-    if !config.accepted_manifest_cids.is_empty() && !accepted.contains(cid) {
+    if !config.capabilities.accepted_manifest_cids.is_empty() && !accepted.contains(cid) {
         return Err("its manifest CID is not an --accepted-manifest-cid".into());
     }
-    let namespaces = &config.trusted_capability_namespaces;
+    let namespaces = &config.capabilities.trusted_namespaces;
     if !namespaces.is_empty() && !namespaces.iter().any(|n| n == manifest.namespace()) {
         return Err(format!(
             "namespace {:?} is not a --trusted-capability-namespace",
@@ -289,11 +294,11 @@ fn admit(
         ));
     }
     let needs_registration =
-        config.require_capability_registration || config.require_signed_capability_registration;
+        config.capabilities.require_registration || config.capabilities.require_signed_registration;
     if needs_registration && registration.is_none() {
         return Err("no valid signed registration for this exact manifest CID".into());
     }
-    if config.require_capability_namespace_proof
+    if config.capabilities.require_namespace_proof
         && registration.is_none_or(|r| r.registration.namespace_proof.is_none())
     {
         return Err("its registration carries no valid namespace proof".into());
@@ -301,7 +306,7 @@ fn admit(
     if registration.is_some_and(|r| r.registration.deprecated) {
         return Err("its registration is deprecated".into());
     }
-    if let Some(cap) = config.safety_max_task_budget
+    if let Some(d402_protocol::Price(cap)) = config.safety.max_task_budget
         && price > cap
     {
         return Err(format!(

@@ -74,13 +74,13 @@ impl NodeParts {
     /// installed first installs the built-in capabilities; a node that is not a gateway may
     /// have nothing installed.
     pub fn prepare(config: &NodeConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.state)
-            .with_context(|| format!("cannot create {}", config.state.display()))?;
-        let key = d402_wallet::load_or_create(&StateDir::new(&config.state).wallet())?;
-        if config.has(Role::Gateway) && !crate::installed::any_installed(&config.state) {
-            crate::installed::install_builtins(&config.state, &key)?;
+        std::fs::create_dir_all(&config.node.state)
+            .with_context(|| format!("cannot create {}", config.node.state.display()))?;
+        let key = d402_wallet::load_or_create(&StateDir::new(&config.node.state).wallet())?;
+        if config.has(Role::Gateway) && !crate::installed::any_installed(&config.node.state) {
+            crate::installed::install_builtins(&config.node.state, &key)?;
         }
-        let installed = match list_installed(&config.state) {
+        let installed = match list_installed(&config.node.state) {
             Err(e) if !config.has(Role::Gateway) => {
                 tracing::warn!("{e:#}");
                 Vec::new()
@@ -88,11 +88,11 @@ impl NodeParts {
             listed => listed?,
         };
         let runtime = Runtime::new(RuntimeConfig {
-            compile_cache_dir: Some(StateDir::new(&config.state).compile_cache()),
+            compile_cache_dir: Some(StateDir::new(&config.node.state).compile_cache()),
             fuel_metering: installed.iter().any(|i| i.manifest.limits.fuel.is_some()),
             ..RuntimeConfig::default()
         })?;
-        let blobs = BlobStore::open(StateDir::new(&config.state).blobs())?;
+        let blobs = BlobStore::open(StateDir::new(&config.node.state).blobs())?;
         let pages: Option<Arc<dyn PageSource>> = if installed
             .iter()
             .any(|i| i.manifest.permissions.browser.is_some())
@@ -149,6 +149,7 @@ impl Gateway {
         let account = Account::from(key.public());
         let rails = config
             .rails
+            .accepted
             .iter()
             .map(|rail| match rail {
                 d402_payment::RailId::Simulated => {
@@ -176,7 +177,7 @@ impl Gateway {
                 d402_payment::RailId::X402BaseEscrow => {
                     let settings = &config.x402;
                     let (escrow, rpc_url) =
-                        settings.escrow_config(config.max_creator_commission_bps)?;
+                        settings.escrow_config(config.capabilities.max_creator_commission_bps)?;
                     let operator = d402_rail_x402_evm::load_key(
                         settings.escrow_tx_key_file.as_deref(),
                         ESCROW_TX_KEY_ENV,
@@ -224,7 +225,7 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Self>> {
         let catalog = Catalog::load(&config, &parts.runtime, parts.installed)?;
         let key = parts.key;
-        let store = StateDir::new(&config.state).open_store()?;
+        let store = StateDir::new(&config.node.state).open_store()?;
         let listings: Vec<(&str, Amount, &str)> = catalog
             .all()
             .iter()
@@ -240,7 +241,7 @@ impl Gateway {
             .map(|(&(sku, _, _), version)| (sku.to_string(), version))
             .collect();
         let mut engine = Engine::open(
-            &config.state,
+            &config.node.state,
             config.local_pool(),
             parts.runtime,
             key.clone(),
@@ -249,8 +250,8 @@ impl Gateway {
         )?;
         if let Some(network) = network {
             let policy = PeerPolicy {
-                min_protocol_version: config.min_protocol_version,
-                min_software_version: config.min_software_version.clone(),
+                min_protocol_version: config.network.min_protocol_version,
+                min_software_version: config.network.min_software_version.clone(),
             };
             engine = engine.with_network(network, policy);
         }
@@ -293,7 +294,7 @@ impl Gateway {
     /// Why the operator paused new paid tasks (incident mode: `<state>/PAUSE` exists), or
     /// `None` while the gateway takes them.
     pub fn paused(&self) -> Option<String> {
-        let file = StateDir::new(&self.config.state).pause_file();
+        let file = StateDir::new(&self.config.node.state).pause_file();
         std::fs::read_to_string(file)
             .ok()
             .map(|reason| reason.trim().to_string())
@@ -377,12 +378,12 @@ impl Gateway {
     /// The base URL announced in discovery and challenges: `--public-url`, else the bound
     /// address, else the configured one.
     pub fn base_url(&self) -> String {
-        if let Some(url) = &self.config.public_url {
+        if let Some(url) = &self.config.http.public_url {
             return url.clone();
         }
         match self.bound.get() {
             Some(address) => format!("http://{address}"),
-            None => format!("http://{}:{}", self.config.http_host, self.config.http_port),
+            None => format!("http://{}:{}", self.config.http.host, self.config.http.port),
         }
     }
 
@@ -438,7 +439,7 @@ impl Gateway {
                     (record, receipts)
                 };
                 if let Some(network) = self.network() {
-                    gossip_settled(network, &receipts, self.config.gossip_tasks).await;
+                    gossip_settled(network, &receipts, self.config.network.gossip_tasks).await;
                 }
                 let intent = &record.intent.payload;
                 let seconds = Timestamp::now()
@@ -842,7 +843,7 @@ impl Gateway {
             price: record.payment.amount,
             workers: &workers,
             commission: commission.as_ref(),
-            validator: Some((validator.as_str(), self.config.validator_fee_bps)),
+            validator: Some((validator.as_str(), self.config.node.validator_fee_bps)),
             rail: record.payment.rail.as_str(),
         };
         let rail = self.rail_of(&record)?.clone();

@@ -156,7 +156,7 @@ pub async fn serve(gateway: Arc<Gateway>) -> anyhow::Result<()> {
 /// Binds the configured address and records it as the gateway's own.
 pub async fn bind(gateway: &Gateway) -> anyhow::Result<tokio::net::TcpListener> {
     let config = gateway.config();
-    let address = (config.http_host, config.http_port);
+    let address = (config.http.host, config.http.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {}:{}", address.0, address.1))?;
@@ -188,8 +188,8 @@ pub async fn serve_on(
     gateway.set_bound(listener.local_addr()?);
     let config = gateway.config();
     let limits = crate::server::ConnectionLimits {
-        max_connections: config.http_max_connections,
-        header_timeout: Duration::from_secs(config.http_header_timeout_seconds),
+        max_connections: config.http.max_connections,
+        header_timeout: Duration::from_secs(config.http.header_timeout_seconds),
     };
     crate::server::serve(listener, router(gateway), limits).await;
     Ok(())
@@ -284,7 +284,7 @@ fn commission_policy(g: &Gateway) -> Value {
     json!({
         "pricingMode": "included",
         "scope": "exact-manifest",
-        "maxRateBps": g.config().max_creator_commission_bps,
+        "maxRateBps": g.config().capabilities.max_creator_commission_bps,
         "payoutRail": g.rails().first().id().as_str(),
         "requiresEscrowForDirectProviderPayTo": true
     })
@@ -357,7 +357,7 @@ async fn network(State(g): State<Arc<Gateway>>) -> Json<Value> {
 
 async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let base = g.base_url();
-    let roles: Vec<&str> = g.config().roles.iter().map(|r| r.as_str()).collect();
+    let roles: Vec<&str> = g.config().node.roles.iter().map(|r| r.as_str()).collect();
     let capabilities: Vec<Value> = g
         .catalog()
         .all()
@@ -499,8 +499,8 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
                 offers: g
                     .rails_selling(served)
                     .map(|rail| {
-                        let requirement =
-                            rail.requirements(served.price, g.config().payment_timeout_seconds);
+                        let requirement = rail
+                            .requirements(served.price, g.config().rails.payment_timeout_seconds);
                         d402_gateway_api::Offer {
                             rail: rail.id().as_str().into(),
                             maturity: rail.id().maturity().into(),
@@ -613,7 +613,7 @@ fn parse_request(
         if capability.loaded.manifest().permissions.browser.is_some()
             && let Some(url) = url.as_str().and_then(|u| url::Url::parse(u).ok())
         {
-            refuse_unfetchable(&url, g.config().allow_private_addresses)?;
+            refuse_unfetchable(&url, g.config().browser.allow_private_addresses)?;
         }
     }
     capability
@@ -701,7 +701,7 @@ fn with_challenge(
 /// Reads a request body: refused at once (413) when its declared length is over the limit,
 /// and refused when it is larger than declared or arrives slower than the body timeout.
 async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = g.config().max_body_bytes;
+    let limit = g.config().http.max_body_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -716,7 +716,7 @@ async fn read_body(g: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let timeout = Duration::from_secs(g.config().http_body_timeout_seconds);
+    let timeout = Duration::from_secs(g.config().http.body_timeout_seconds);
     match tokio::time::timeout(timeout, to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(too_large()),

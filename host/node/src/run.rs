@@ -31,14 +31,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     config.validate()?;
     let parts = NodeParts::prepare(&config)?;
     let key = parts.key.clone();
-    let network = match &config.p2p_listen {
+    let network = match &config.network.listen {
         None => None,
         Some(listen) => Some(start_network(&config, &key, listen, &parts).await?),
     };
     let gateway = if config.has(Role::Gateway) {
         let gateway = Gateway::open_with(config.clone(), parts.clone(), network.clone()).await?;
         // The store is ours now: other commands on this state name this process.
-        if let Err(e) = StateDir::new(&config.state).claim() {
+        if let Err(e) = StateDir::new(&config.node.state).claim() {
             tracing::warn!(error = %e, "cannot record the node's pid");
         }
         Some(gateway)
@@ -47,7 +47,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     if let Some(network) = &network {
         if config.has(Role::Worker) {
-            let worker = WorkerService::new(key.clone(), &parts, network, config.max_leases);
+            let worker =
+                WorkerService::new(key.clone(), &parts, network, config.network.max_leases);
             network.serve_leases(Arc::new(worker));
         }
         for installed in &parts.installed {
@@ -82,7 +83,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                     Ok(())
                 }
             };
-            let state = StateDir::new(&config.state);
+            let state = StateDir::new(&config.node.state);
             crate::admin::remove_endpoint(&state);
             let _ = std::fs::remove_file(state.pid_file());
             outcome
@@ -91,6 +92,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             println!(
                 "d402 node running ({})",
                 config
+                    .node
                     .roles
                     .iter()
                     .map(|r| r.as_str())
@@ -126,7 +128,7 @@ async fn shutdown_signal() {
 /// refunded when the node starts again (each once: the store decides a task only once).
 async fn drain(gateway: &Gateway) {
     gateway.start_draining();
-    let grace = Duration::from_secs(gateway.config().shutdown_grace_seconds);
+    let grace = Duration::from_secs(gateway.config().admin.shutdown_grace_seconds);
     let started = std::time::Instant::now();
     tracing::info!(
         grace_seconds = grace.as_secs(),
@@ -157,11 +159,12 @@ async fn start_network(
     let network_config = NetworkConfig {
         listen: listen.parse()?,
         bootstrap: config
+            .network
             .bootstrap
             .iter()
             .map(|a| a.parse())
             .collect::<Result<_, _>>()?,
-        peer_store: Some(StateDir::new(&config.state).peers()),
+        peer_store: Some(StateDir::new(&config.node.state).peers()),
         blobs: Some(parts.blobs.clone()),
     };
     let network = Arc::new(Network::start(key, network_config)?);
@@ -179,11 +182,13 @@ async fn announce(
     config: NodeConfig,
     installed: Vec<Installed>,
 ) {
-    let interval = Duration::from_secs(config.offer_interval_seconds);
+    let interval = Duration::from_secs(config.network.offer_interval_seconds);
     let addresses: Vec<String> = network.listen_address_texts().await;
     // Registrations are signed documents anyone may relay and they do not lapse: announced
     // once, they are re-published to every peer that subscribes.
-    for (_, registration) in crate::catalog::read_registrations(&config.state).unwrap_or_default() {
+    for (_, registration) in
+        crate::catalog::read_registrations(&config.node.state).unwrap_or_default()
+    {
         if let Ok(cid) = registration.cid() {
             let _ = network.announce(&registration, &cid.to_string()).await;
         }
@@ -218,7 +223,10 @@ async fn announce(
 /// The price a node asks for an installed capability: the configured override or the
 /// manifest's price.
 fn price_of(config: &NodeConfig, installed: &Installed) -> Price {
-    config.price.unwrap_or(installed.manifest.pricing.price)
+    config
+        .capabilities
+        .price
+        .unwrap_or(installed.manifest.pricing.price)
 }
 
 /// This node's offer: its roles, addresses and, as a worker, the exact manifests it runs.
@@ -247,6 +255,7 @@ pub fn node_offer(
         payout_wallet: key.public().to_string(),
         evm_payout_wallet: config.x402.evm_payout_wallet.clone(),
         roles: config
+            .node
             .roles
             .iter()
             .map(|r| r.as_str().to_string())
@@ -255,7 +264,7 @@ pub fn node_offer(
         software_version: SOFTWARE_VERSION.into(),
         protocol_version: PROTOCOL_VERSION,
         issued_at: now,
-        expires_at: now.plus_millis(config.offer_interval_seconds * 3 * 1000),
+        expires_at: now.plus_millis(config.network.offer_interval_seconds * 3 * 1000),
     }
 }
 
@@ -272,11 +281,15 @@ fn validator_offers(
             validator_id: key.public(),
             capability_family: i.manifest.capability_id(),
             models: vec![i.manifest.validator.model],
-            fee: Price(price_of(config, i).0.share_bps(config.validator_fee_bps)),
+            fee: Price(
+                price_of(config, i)
+                    .0
+                    .share_bps(config.node.validator_fee_bps),
+            ),
             payout_wallet: key.public().to_string(),
             evm_payout_wallet: config.x402.evm_payout_wallet.clone(),
             issued_at: now,
-            expires_at: now.plus_millis(config.offer_interval_seconds * 3 * 1000),
+            expires_at: now.plus_millis(config.network.offer_interval_seconds * 3 * 1000),
         })
         .collect()
 }

@@ -20,7 +20,7 @@ const RATE_WINDOWS: [(&str, Duration); 2] = [
 
 /// The snapshot of a running gateway: its store's measures and its live ones.
 pub async fn live_snapshot(gateway: &Gateway) -> Result<Snapshot, StoreError> {
-    let state = StateDir::new(&gateway.config().state);
+    let state = StateDir::new(&gateway.config().node.state);
     let now = Timestamp::now();
     let mut measures = vec![Measure::new("node_up", Some(1.0))];
     let highest_price = gateway.catalog().all().iter().map(|s| s.price).max();
@@ -28,8 +28,9 @@ pub async fn live_snapshot(gateway: &Gateway) -> Result<Snapshot, StoreError> {
         Measure::new("max_task_price_usd", highest_price.map(|p| p.as_dollars())).with_limit(
             gateway
                 .config()
-                .safety_max_task_budget
-                .map(|a| a.as_dollars()),
+                .safety
+                .max_task_budget
+                .map(|budget| budget.0.as_dollars()),
         ),
     );
     measures.push(Measure::new(

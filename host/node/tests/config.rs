@@ -43,20 +43,23 @@ fn error_of(result: anyhow::Result<NodeConfig>) -> String {
 fn no_file_no_flags_is_the_embedded_default() {
     let config = resolve(&[]).unwrap();
     let default = NodeConfig::default();
-    assert_eq!(config.http_port, 8402);
-    assert_eq!(config.state, default.state);
-    assert_eq!(config.roles, [Role::Gateway, Role::Worker, Role::Validator]);
+    assert_eq!(config.http.port, 8402);
+    assert_eq!(config.node.state, default.node.state);
+    assert_eq!(
+        config.node.roles,
+        [Role::Gateway, Role::Worker, Role::Validator]
+    );
     assert_eq!(
         (
-            config.local_workers,
-            config.mode,
-            config.fanout,
-            config.quorum
+            config.node.local_workers,
+            config.node.mode,
+            config.node.fanout,
+            config.node.quorum
         ),
         (3, ExecutionMode::Single, 1, 1)
     );
-    assert_eq!(config.validator_fee_bps, 0);
-    assert!(!config.require_capability_registration);
+    assert_eq!(config.node.validator_fee_bps, 0);
+    assert!(!config.capabilities.require_registration);
 }
 
 #[test]
@@ -65,48 +68,58 @@ fn the_file_overrides_defaults_and_flags_override_the_file() {
     let file = write(
         dir.path(),
         r#"
-http-port = 9000
-http-host = "0.0.0.0"
+[http]
+port = 9000
+host = "0.0.0.0"
+max-body-bytes = 1024
+[node]
 roles = ["gateway", "worker"]
-accepted-manifest-cid = ["bafkreione", "bafkreitwo"]
-trusted-capability-namespace = ["example"]
-price = "$0.02"
-safety-max-task-budget = "$0.05"
-require-capability-registration = true
 local-workers = 5
 mode = "quorum"
 fanout = 3
 quorum = 2
 validator-fee-bps = 500
-max-body-bytes = 1024
+[capabilities]
+accepted-manifest-cids = ["bafkreione", "bafkreitwo"]
+trusted-namespaces = ["example"]
+price = "$0.02"
+require-registration = true
+[safety]
+max-task-budget = "$0.05"
 "#,
     );
     let config = resolve(&["--config", &file]).unwrap();
-    assert_eq!(config.http_port, 9000);
-    assert_eq!(config.http_host.to_string(), "0.0.0.0");
-    assert_eq!(config.roles, [Role::Gateway, Role::Worker]);
-    assert_eq!(config.accepted_manifest_cids, ["bafkreione", "bafkreitwo"]);
-    assert_eq!(config.trusted_capability_namespaces, ["example"]);
-    assert_eq!(config.price.map(|p| p.0), Some(Amount::from_micros(20_000)));
+    assert_eq!(config.http.port, 9000);
+    assert_eq!(config.http.host.to_string(), "0.0.0.0");
+    assert_eq!(config.node.roles, [Role::Gateway, Role::Worker]);
     assert_eq!(
-        config.safety_max_task_budget,
+        config.capabilities.accepted_manifest_cids,
+        ["bafkreione", "bafkreitwo"]
+    );
+    assert_eq!(config.capabilities.trusted_namespaces, ["example"]);
+    assert_eq!(
+        config.capabilities.price.map(|p| p.0),
+        Some(Amount::from_micros(20_000))
+    );
+    assert_eq!(
+        config.safety.max_task_budget.map(|p| p.0),
         Some(Amount::from_micros(50_000))
     );
-    assert!(config.require_capability_registration);
+    assert!(config.capabilities.require_registration);
     assert_eq!(
         (
-            config.local_workers,
-            config.mode,
-            config.fanout,
-            config.quorum
+            config.node.local_workers,
+            config.node.mode,
+            config.node.fanout,
+            config.node.quorum
         ),
         (5, ExecutionMode::Quorum, 3, 2)
     );
-    assert_eq!(config.validator_fee_bps, 500);
-    assert_eq!(config.max_body_bytes, 1024);
+    assert_eq!(config.node.validator_fee_bps, 500);
+    assert_eq!(config.http.max_body_bytes, 1024);
     assert_eq!(
-        config.capability,
-        NodeConfig::default().capability,
+        config.node.capability,
+        NodeConfig::default().node.capability,
         "unset keys keep the default"
     );
 
@@ -127,23 +140,23 @@ max-body-bytes = 1024
         "race",
     ])
     .unwrap();
-    assert_eq!(config.http_port, 0);
-    assert_eq!(config.roles, [Role::Gateway]);
+    assert_eq!(config.http.port, 0);
+    assert_eq!(config.node.roles, [Role::Gateway]);
     assert_eq!(
-        config.accepted_manifest_cids,
+        config.capabilities.accepted_manifest_cids,
         ["bafkreithree"],
         "a list flag replaces the file's list"
     );
     assert!(
-        !config.require_capability_registration,
+        !config.capabilities.require_registration,
         "a boolean flag can turn a file's true off"
     );
     assert_eq!(
-        (config.mode, config.fanout, config.quorum),
+        (config.node.mode, config.node.fanout, config.node.quorum),
         (ExecutionMode::Race, 2, 2)
     );
     assert_eq!(
-        config.validator_fee_bps, 500,
+        config.node.validator_fee_bps, 500,
         "what the flags leave alone stays as the file says"
     );
 }
@@ -157,9 +170,9 @@ fn boolean_flags_alone_mean_true() {
         "1",
     ])
     .unwrap();
-    assert!(config.allow_private_addresses);
-    assert!(config.require_capability_namespace_proof);
-    assert_eq!(config.http_port, 1);
+    assert!(config.browser.allow_private_addresses);
+    assert!(config.capabilities.require_namespace_proof);
+    assert_eq!(config.http.port, 1);
 }
 
 #[test]
@@ -167,7 +180,7 @@ fn the_environment_sits_between_the_file_and_the_flags() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
-        "max-creator-commission-bps = 1000\nstate = \"from-file\"\n",
+        "[capabilities]\nmax-creator-commission-bps = 1000\n[node]\nstate = \"from-file\"\n",
     );
     let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: every test of this file that parses arguments holds the ENV lock, and nothing
@@ -185,16 +198,16 @@ fn the_environment_sits_between_the_file_and_the_flags() {
     }
     let from_env = from_env.unwrap();
     assert_eq!(
-        from_env.max_creator_commission_bps, 1500,
+        from_env.capabilities.max_creator_commission_bps, 1500,
         "the environment overrides the file"
     );
     assert_eq!(
-        from_env.state,
+        from_env.node.state,
         Path::new("from-file"),
         "D402_CONFIG names the file"
     );
     assert_eq!(
-        from_flag.unwrap().max_creator_commission_bps,
+        from_flag.unwrap().capabilities.max_creator_commission_bps,
         1200,
         "a flag overrides the environment"
     );
@@ -203,42 +216,53 @@ fn the_environment_sits_between_the_file_and_the_flags() {
 #[test]
 fn unknown_keys_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "http-port = 9000\nhttp-prot = 9001\n");
+    let file = write(dir.path(), "[http]\nport = 9000\nprot = 9001\n");
     let message = error_of(resolve(&["--config", &file]));
-    assert!(message.contains("http-prot"), "{message}");
+    assert!(message.contains("http.prot"), "{message}");
     assert!(message.contains("unknown field"), "{message}");
     assert!(
         message.contains("node.toml"),
         "the file is named: {message}"
     );
-    // Flag spellings only: the Rust field names are not keys.
-    let message = error_of(resolve(&[
-        "--config",
-        &write(dir.path(), "http_port = 9000\n"),
-    ]));
-    assert!(message.contains("http_port"), "{message}");
+    // Keys are kebab-case, inside their section: neither the Rust field names nor the
+    // flag names at the top level are keys.
+    for (text, key) in [
+        ("[http]\nmax_body_bytes = 9000\n", "max_body_bytes"),
+        ("http-port = 9000\n", "http-port"),
+        ("[htp]\nport = 9000\n", "htp"),
+    ] {
+        let message = error_of(resolve(&["--config", &write(dir.path(), text)]));
+        assert!(
+            message.contains(key) && message.contains("unknown field"),
+            "{text:?}: {message}"
+        );
+    }
 }
 
 #[test]
 fn bad_values_name_the_key_and_why() {
     let dir = tempfile::tempdir().unwrap();
     for (text, key, why) in [
-        ("http-port = \"high\"\n", "http-port", "invalid type"),
-        ("\n\nhttp-port = 70000\n", "http-port", "line 3"),
+        ("[http]\nport = \"high\"\n", "http.port", "invalid type"),
+        ("\n\n[http]\nport = 70000\n", "http.port", "line 4"),
         (
-            "price = \"0.01.5\"\n",
-            "price",
+            "[capabilities]\nprice = \"0.01.5\"\n",
+            "capabilities.price",
             "expected digits like $0.01",
         ),
-        ("mode = \"fastest\"\n", "mode", "unknown variant"),
         (
-            "roles = [\"gateway\", \"bank\"]\n",
-            "roles",
+            "[node]\nmode = \"fastest\"\n",
+            "node.mode",
             "unknown variant",
         ),
         (
-            "http-host = \"localhost:1\"\n",
-            "http-host",
+            "[node]\nroles = [\"gateway\", \"bank\"]\n",
+            "node.roles",
+            "unknown variant",
+        ),
+        (
+            "[http]\nhost = \"localhost:1\"\n",
+            "http.host",
             "invalid IP address",
         ),
     ] {
@@ -246,9 +270,12 @@ fn bad_values_name_the_key_and_why() {
         assert!(message.contains(&format!("`{key}")), "{text:?}: {message}");
         assert!(message.contains(why), "{text:?}: {message}");
     }
-    let message = error_of(resolve(&["--config", &write(dir.path(), "http-port = \n")]));
+    let message = error_of(resolve(&[
+        "--config",
+        &write(dir.path(), "[http]\nport = \n"),
+    ]));
     assert!(
-        message.contains("line 1"),
+        message.contains("line 2"),
         "TOML syntax errors say where: {message}"
     );
     let message = error_of(resolve(&["--config", "/nonexistent/node.toml"]));
@@ -263,69 +290,73 @@ fn inconsistent_combinations_are_refused_precisely() {
     let dir = tempfile::tempdir().unwrap();
     for (text, flags, expected) in [
         (
-            "fanout = 2\n",
+            "[node]\nfanout = 2\n",
             &[][..],
             "mode single sends each task to one worker: fanout must be 1, not 2",
         ),
         (
-            "mode = \"quorum\"\nfanout = 3\nquorum = 4\n",
+            "[node]\nmode = \"quorum\"\nfanout = 3\nquorum = 4\n",
             &[],
             "quorum (4) must be between 1 and fanout (3)",
         ),
         (
-            "mode = \"race\"\nfanout = 3\n",
+            "[node]\nmode = \"race\"\nfanout = 3\n",
             &["--quorum", "0"][..],
             "quorum (0) must be between 1 and fanout (3)",
         ),
         (
-            "mode = \"race\"\nfanout = 0\n",
+            "[node]\nmode = \"race\"\nfanout = 0\n",
             &[],
             "fanout must be at least 1",
         ),
         (
-            "mode = \"race\"\nfanout = 4\n",
+            "[node]\nmode = \"race\"\nfanout = 4\n",
             &[],
             "fanout (4) cannot exceed local-workers (3)",
         ),
         (
-            "local-workers = 0\n",
+            "[node]\nlocal-workers = 0\n",
             &[],
             "local-workers must be at least 1",
         ),
         (
-            "validator-fee-bps = 10001\n",
+            "[node]\nvalidator-fee-bps = 10001\n",
             &[],
             "validator-fee-bps (10001) cannot exceed 10000",
         ),
         (
-            "max-creator-commission-bps = 10001\n",
+            "[capabilities]\nmax-creator-commission-bps = 10001\n",
             &[],
             "max-creator-commission-bps (10001) cannot exceed 10000",
         ),
         (
-            "validator-fee-bps = 9000\n",
+            "[node]\nvalidator-fee-bps = 9000\n",
             &[],
             "validator-fee-bps (9000) plus max-creator-commission-bps (2000) cannot exceed 10000",
         ),
-        ("roles = []\n", &[], "roles cannot be empty"),
-        ("max-leases = 0\n", &[], "max-leases must be at least 1"),
+        ("[node]\nroles = []\n", &[], "roles cannot be empty"),
         (
-            "roles = [\"worker\"]\n",
+            "[network]\nmax-leases = 0\n",
+            &[],
+            "max-leases must be at least 1",
+        ),
+        (
+            "[node]\nroles = [\"worker\"]\n",
             &[],
             "only a gateway runs without the peer network: set p2p-listen",
         ),
         (
-            "bootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n",
+            "[network]\nbootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n",
             &["--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
             "must end in /p2p/<PeerId>",
         ),
         (
-            "p2p-listen = \"127.0.0.1:4001\"\n",
+            "[network]\nlisten = \"127.0.0.1:4001\"\n",
             &[],
             "p2p-listen \"127.0.0.1:4001\" is not a multiaddr",
         ),
         (
-            "p2p-listen = \"/ip4/127.0.0.1/tcp/0\"\noffer-interval-seconds = 0\n",
+            "[network]\nlisten = \"/ip4/127.0.0.1/tcp/0\"\noffer-interval-seconds = 0\n",
             &[],
             "offer-interval-seconds must be at least 1",
         ),
@@ -379,7 +410,7 @@ fn browser_settings_reach_the_page_fetcher() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
-        "browser-tabs = 2\nbrowser-launch-timeout-seconds = 45\n",
+        "[browser]\ntabs = 2\nlaunch-timeout-seconds = 45\n",
     );
     let config = resolve(&["--config", &file, "--browser-tabs", "8"]).unwrap();
     let browser = config.browser_config();
@@ -419,7 +450,7 @@ fn every_node_flag_is_listed_in_its_section() {
     for (flag, section) in [
         ("state", "Node"),
         ("price", "Capability policy"),
-        ("rails", "Payment rails"),
+        ("rail", "Payment rails"),
         ("http_port", "HTTP"),
         ("bootstrap", "Peer network"),
         ("browser_tabs", "Browser"),
@@ -433,6 +464,39 @@ fn every_node_flag_is_listed_in_its_section() {
         .map(|a| a.get_id().to_string())
         .collect();
     assert!(loose.is_empty(), "flags outside any section: {loose:?}");
+    // Each flag's help shows its default, taken from the embedded defaults, and its key in
+    // the file.
+    let help = |id: &str| {
+        command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap()
+    };
+    let port = NodeConfig::default().http.port;
+    assert!(
+        help("http_port").ends_with(&format!("[default: {port}] [file: http.port]")),
+        "{}",
+        help("http_port")
+    );
+    assert!(help("rail").ends_with("[default: simulated] [file: rails.accepted]"));
+    assert!(
+        help("evm_rpc_url").ends_with("(required with --rail x402-base) [file: x402.evm-rpc-url]")
+    );
+    let undocumented: Vec<_> = command
+        .get_arguments()
+        .filter(|a| a.get_id() != "config")
+        .filter(|a| {
+            !a.get_help()
+                .is_some_and(|h| h.to_string().contains("[file: "))
+        })
+        .map(|a| a.get_id().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "flags without a file key: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -442,8 +506,9 @@ fn the_x402_rail_is_configured_by_file_environment_and_flags() {
     let file = write(
         dir.path(),
         &format!(
-            "rail = [\"x402-base\"]\nx402-network = \"eip155:84532\"\nevm-rpc-url = \"http://127.0.0.1:8545\"\n\
-             provider-payout-wallet = \"{pay_to}\"\nx402-asset-name = \"USDC\"\n"
+            "[rails]\naccepted = [\"x402-base\"]\n[x402]\nnetwork = \"eip155:84532\"\n\
+             evm-rpc-url = \"http://127.0.0.1:8545\"\nprovider-payout-wallet = \"{pay_to}\"\n\
+             asset-name = \"USDC\"\n"
         ),
     );
     let asset = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
@@ -470,7 +535,7 @@ fn the_x402_rail_is_configured_by_file_environment_and_flags() {
     assert!(error.contains("eip155:<chain id>"), "{error}");
     let without_wallet = write(
         dir.path(),
-        "rail = [\"x402-base\"]\nevm-rpc-url = \"http://127.0.0.1:8545\"\n",
+        "[rails]\naccepted = [\"x402-base\"]\n[x402]\nevm-rpc-url = \"http://127.0.0.1:8545\"\n",
     );
     let error = error_of(parse(&["--config", &without_wallet]).resolve());
     assert!(error.contains("D402_PROVIDER_PAYOUT_WALLET"), "{error}");
@@ -481,23 +546,29 @@ fn money_is_read_with_or_without_the_dollar_sign_in_flags_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
-        "price = \"0.02\"\nsafety-max-task-budget = \"$0.05\"\n",
+        "[capabilities]\nprice = \"0.02\"\n[safety]\nmax-task-budget = \"$0.05\"\n",
     );
     let config = resolve(&["--config", &file]).unwrap();
-    assert_eq!(config.price.map(|p| p.0.micros()), Some(20_000));
     assert_eq!(
-        config.safety_max_task_budget.map(Amount::micros),
+        config.capabilities.price.map(|p| p.0.micros()),
+        Some(20_000)
+    );
+    assert_eq!(
+        config.safety.max_task_budget.map(|p| p.0.micros()),
         Some(50_000)
     );
     let config = resolve(&["--price", "$0.03", "--safety-max-task-budget", "0.04"]).unwrap();
-    assert_eq!(config.price.map(|p| p.0.micros()), Some(30_000));
     assert_eq!(
-        config.safety_max_task_budget.map(Amount::micros),
+        config.capabilities.price.map(|p| p.0.micros()),
+        Some(30_000)
+    );
+    assert_eq!(
+        config.safety.max_task_budget.map(|p| p.0.micros()),
         Some(40_000)
     );
     let error = error_of(resolve(&[
         "--config",
-        &write(dir.path(), "price = \"cheap\"\n"),
+        &write(dir.path(), "[capabilities]\nprice = \"cheap\"\n"),
     ]));
     assert!(
         error.contains("price") && error.contains("invalid price"),

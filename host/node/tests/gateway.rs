@@ -446,12 +446,10 @@ async fn the_pricing_version_moves_with_the_price_across_restarts() {
     install(dir.path(), &manifest, &bytes);
     let sku = "util.json_transform@1";
     let version_at = |price: Option<&str>| {
-        let config = d402_node::NodeConfig {
-            state: dir.path().to_path_buf(),
-            capability: sku.into(),
-            price: price.map(|p| p.parse().unwrap()),
-            ..d402_node::NodeConfig::default()
-        };
+        let mut config = d402_node::NodeConfig::default();
+        config.node.state = dir.path().to_path_buf();
+        config.node.capability = sku.into();
+        config.capabilities.price = price.map(|p| p.parse().unwrap());
         async move {
             let gateway = d402_node::Gateway::open(config).await.unwrap();
             gateway.pricing_version(sku)

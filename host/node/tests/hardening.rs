@@ -38,7 +38,7 @@ fn raw_exchange(base: &str, request: &[u8], wait: Duration) -> (String, Duration
 async fn a_client_that_disconnects_from_a_paid_sync_task_does_not_strand_it() {
     let dir = tempfile::tempdir().unwrap();
     common::install_hostile(dir.path(), 3_000);
-    let node = serve(dir, |c| c.capability = "test.hostile@1".into())
+    let node = serve(dir, |c| c.node.capability = "test.hostile@1".into())
         .await
         .unwrap();
     let request = json!({"input": {"behaviour": "loop"}});
@@ -70,8 +70,8 @@ async fn a_client_that_disconnects_from_a_paid_sync_task_does_not_strand_it() {
 #[tokio::test]
 async fn half_sent_headers_and_slow_bodies_are_cut_off() {
     let node = start(|c| {
-        c.http_header_timeout_seconds = 1;
-        c.http_body_timeout_seconds = 1;
+        c.http.header_timeout_seconds = 1;
+        c.http.body_timeout_seconds = 1;
     })
     .await;
     let base = node.base.clone();

@@ -15,9 +15,9 @@ fn select(key: &str) -> Value {
 #[tokio::test]
 async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
     let node = start(|c| {
-        c.mode = ExecutionMode::Quorum;
-        c.fanout = 3;
-        c.quorum = 2;
+        c.node.mode = ExecutionMode::Quorum;
+        c.node.fanout = 3;
+        c.node.quorum = 2;
     })
     .await;
     let task = node.run(&select("q")).await;
@@ -67,8 +67,8 @@ async fn quorum_pays_the_agreeing_workers_and_the_split_adds_up() {
 #[tokio::test]
 async fn race_pays_only_the_winner() {
     let node = start(|c| {
-        c.mode = ExecutionMode::Race;
-        c.fanout = 3;
+        c.node.mode = ExecutionMode::Race;
+        c.node.fanout = 3;
     })
     .await;
     let task = node.run(&select("r")).await;
@@ -103,10 +103,10 @@ async fn a_quorum_that_cannot_agree_refunds_the_buyer() {
     ];
     install(dir.path(), &manifest, &bytes);
     let node = serve(dir, |c| {
-        c.capability = "test.hostile@1".into();
-        c.mode = ExecutionMode::Quorum;
-        c.fanout = 3;
-        c.quorum = 3;
+        c.node.capability = "test.hostile@1".into();
+        c.node.mode = ExecutionMode::Quorum;
+        c.node.fanout = 3;
+        c.node.quorum = 3;
     })
     .await
     .unwrap();
@@ -144,9 +144,9 @@ async fn a_signed_registration_earns_its_creator_commission_and_the_validator_it
         ));
     });
     let node = serve(dir, |c| {
-        c.require_capability_registration = true;
-        c.require_signed_capability_registration = true;
-        c.validator_fee_bps = 500;
+        c.capabilities.require_registration = true;
+        c.capabilities.require_signed_registration = true;
+        c.node.validator_fee_bps = 500;
     })
     .await
     .unwrap();
@@ -197,7 +197,7 @@ async fn the_acceptance_policy_decides_what_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, bytes) = json_transform();
     install(dir.path(), &manifest, &bytes);
-    let error = serve(dir, |c| c.require_capability_registration = true)
+    let error = serve(dir, |c| c.capabilities.require_registration = true)
         .await
         .err()
         .expect("refused");
@@ -210,7 +210,7 @@ async fn the_acceptance_policy_decides_what_is_served() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
     register(dir.path(), &manifest, |_| {});
-    let error = serve(dir, |c| c.require_capability_namespace_proof = true)
+    let error = serve(dir, |c| c.capabilities.require_namespace_proof = true)
         .await
         .err()
         .expect("refused");
@@ -220,7 +220,7 @@ async fn the_acceptance_policy_decides_what_is_served() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &manifest, &bytes);
     assert!(
-        serve(dir, |c| c.trusted_capability_namespaces =
+        serve(dir, |c| c.capabilities.trusted_namespaces =
             vec!["other".into()])
         .await
         .is_err()
@@ -229,7 +229,7 @@ async fn the_acceptance_policy_decides_what_is_served() {
     install(dir.path(), &manifest, &bytes);
     let other = d402_protocol::ContentId::of_bytes(b"another manifest").to_string();
     assert!(
-        serve(dir, |c| c.accepted_manifest_cids = vec![other])
+        serve(dir, |c| c.capabilities.accepted_manifest_cids = vec![other])
             .await
             .is_err()
     );
@@ -260,7 +260,7 @@ async fn the_acceptance_policy_decides_what_is_served() {
         serde_json::to_vec(&envelope).unwrap(),
     )
     .unwrap();
-    let error = serve(dir, |c| c.require_capability_registration = true)
+    let error = serve(dir, |c| c.capabilities.require_registration = true)
         .await
         .err()
         .expect("refused");
@@ -283,7 +283,7 @@ async fn capabilities_are_searchable_and_unknown_ones_are_refused() {
         ),
         &hostile,
     );
-    let node = serve(dir, |c| c.capability = "util.json_transform@1".into())
+    let node = serve(dir, |c| c.node.capability = "util.json_transform@1".into())
         .await
         .unwrap();
     let ids = |v: &Value| -> Vec<String> {

@@ -57,10 +57,10 @@ async fn setup_on(
     install_capability(dir.path());
     let rpc = devnet.rpc_url().to_string();
     let node = serve(dir, |c| {
-        c.rails = vec![rail];
+        c.rails.accepted = vec![rail];
         c.solana.network = network.into();
         c.solana.rpc_url = Some(rpc);
-        c.capability = capability.into();
+        c.node.capability = capability.into();
         configure(c);
     })
     .await
@@ -467,7 +467,7 @@ async fn page_to_markdown_is_paid_with_a_solana_transfer() {
         "web.page_to_markdown@1",
         RailId::SolanaDirect,
         "solana:localnet",
-        |c| c.allow_private_addresses = true,
+        |c| c.browser.allow_private_addresses = true,
     )
     .await;
     let page = d402_testkit::serve_html(

@@ -62,7 +62,7 @@ impl Chain {
         let key_file = state.join("facilitator.key");
         let _ = std::fs::remove_file(&key_file);
         d402_rail_x402_evm::write_key(&key_file, &self.dev.account(1)).unwrap();
-        config.rails = vec![RailId::X402Base];
+        config.rails.accepted = vec![RailId::X402Base];
         config.x402.evm_rpc_url = Some(self.dev.rpc_url().to_string());
         config.x402.provider_payout_wallet = Some(self.pay_to.to_string());
         config.x402.facilitator_key_file = Some(key_file);
@@ -217,7 +217,7 @@ async fn a_rejected_task_transfers_nothing() {
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);
-        c.capability = "test.hostile@1".into();
+        c.node.capability = "test.hostile@1".into();
     })
     .await
     .unwrap();
@@ -337,7 +337,7 @@ async fn the_official_x402_client_lists_and_pays_for_page_to_markdown_and_json_t
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);
-        c.allow_private_addresses = true;
+        c.browser.allow_private_addresses = true;
     })
     .await
     .unwrap();
@@ -409,8 +409,8 @@ async fn a_capability_with_a_creator_commission_is_not_sold_on_x402_base() {
         async move {
             serve(dir, |c| {
                 chain.configure(c, &state);
-                c.rails = rails;
-                c.require_capability_registration = true;
+                c.rails.accepted = rails;
+                c.capabilities.require_registration = true;
             })
             .await
             .unwrap()

@@ -65,12 +65,12 @@ impl Chain {
         let key_file = state.join("escrow-operator.key");
         let _ = std::fs::remove_file(&key_file);
         d402_rail_x402_evm::write_key(&key_file, &self.dev.account(1)).unwrap();
-        config.rails = vec![RailId::X402BaseEscrow];
+        config.rails.accepted = vec![RailId::X402BaseEscrow];
         config.x402.evm_rpc_url = Some(self.dev.rpc_url().to_string());
         config.x402.escrow_factory_address = Some(self.factory.to_string());
         config.x402.escrow_tx_key_file = Some(key_file);
         config.x402.evm_payout_wallet = Some(self.own.to_string());
-        config.validator_fee_bps = 500;
+        config.node.validator_fee_bps = 500;
     }
 }
 
@@ -124,7 +124,7 @@ async fn a_stock_x402_client_funds_the_escrow_and_the_contract_pays_each_payee()
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);
-        c.require_capability_registration = true;
+        c.capabilities.require_registration = true;
     })
     .await
     .unwrap();
@@ -212,7 +212,7 @@ async fn a_rejected_task_is_refunded_from_the_escrow_on_chain() {
     let state = dir.path().to_path_buf();
     let node = serve(dir, |c| {
         chain.configure(c, &state);
-        c.capability = "test.hostile@1".into();
+        c.node.capability = "test.hostile@1".into();
     })
     .await
     .unwrap();

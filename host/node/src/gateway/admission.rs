@@ -108,12 +108,12 @@ impl Gateway {
     /// it, single otherwise.
     pub fn policy(&self, served: &ServedCapability) -> ExecutionPolicy {
         let config = &self.config;
-        if config.mode == ExecutionMode::Single
+        if config.node.mode == ExecutionMode::Single
             || !served
                 .loaded
                 .manifest()
                 .execution_modes
-                .contains(&config.mode)
+                .contains(&config.node.mode)
         {
             return ExecutionPolicy {
                 mode: ExecutionMode::Single,
@@ -121,14 +121,14 @@ impl Gateway {
                 quorum: 1,
             };
         }
-        let quorum = if config.mode == ExecutionMode::Quorum {
-            config.quorum
+        let quorum = if config.node.mode == ExecutionMode::Quorum {
+            config.node.quorum
         } else {
             1
         };
         ExecutionPolicy {
-            mode: config.mode,
-            fanout: config.fanout,
+            mode: config.node.mode,
+            fanout: config.node.fanout,
             quorum,
         }
     }
@@ -153,7 +153,7 @@ impl Gateway {
         served: &ServedCapability,
         binding: &str,
     ) -> Vec<PaymentRequirements> {
-        let timeout = self.config.payment_timeout_seconds;
+        let timeout = self.config.rails.payment_timeout_seconds;
         self.rails_selling(served)
             .map(|rail| rail.requirements_for(served.price, timeout, binding))
             .collect()
@@ -192,7 +192,8 @@ impl Gateway {
     /// The MPP `Payment` challenges for `served` to a request whose body has `binding`: one
     /// per rail that sells it and speaks MPP, valid as long as an x402 authorization may be.
     pub fn mpp_challenges(&self, served: &ServedCapability, binding: &str) -> Vec<Challenge> {
-        let expires = Timestamp::now().unix_millis() / 1000 + self.config.payment_timeout_seconds;
+        let expires =
+            Timestamp::now().unix_millis() / 1000 + self.config.rails.payment_timeout_seconds;
         self.rails_selling(served)
             .filter_map(|rail| {
                 let method = rail.mpp_method()?;
@@ -306,7 +307,7 @@ impl Gateway {
             price: served.price,
             binding: &binding,
             now: Timestamp::now(),
-            max_timeout_seconds: self.config.payment_timeout_seconds,
+            max_timeout_seconds: self.config.rails.payment_timeout_seconds,
         };
         let authorization = match rail.authorize(&payment, &expectation).await {
             Ok(authorization) => authorization,
@@ -333,7 +334,7 @@ impl Gateway {
         match self.store.accept_payment_async(&record).await? {
             Accepted::New => {
                 tracing::info!(task = %record.task_id, rail = %record.payment.rail, "payment accepted");
-                if let Some(network) = self.network().filter(|_| self.config.gossip_tasks)
+                if let Some(network) = self.network().filter(|_| self.config.network.gossip_tasks)
                     && let Err(e) = network.publish(&record.intent).await
                 {
                     tracing::warn!(error = %e, "cannot gossip the task intent");

@@ -100,11 +100,9 @@ pub async fn serve_on_networks(
     configure: impl FnOnce(&mut NodeConfig),
     networks: &[&str],
 ) -> anyhow::Result<Node> {
-    let mut config = NodeConfig {
-        state: dir.path().to_path_buf(),
-        http_port: 0,
-        ..NodeConfig::default()
-    };
+    let mut config = NodeConfig::default();
+    config.node.state = dir.path().to_path_buf();
+    config.http.port = 0;
     configure(&mut config);
     let gateway = if networks.is_empty() {
         Gateway::open(config).await?
