@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod bazaar;
+pub mod documents;
 mod openapi;
 
 pub use bazaar::{BAZAAR, BazaarRoute, extension as bazaar_extension};

@@ -484,24 +484,11 @@ fn result(output: Value) -> Value {
     })
 }
 
-/// The schemas that do not depend on the capability.
+/// The schemas that do not depend on the capability: those generated from the document
+/// types, and the task, receipt and x402 shapes (still written here).
 fn components() -> Map<String, Value> {
     let string = json!({"type": "string"});
     let entries = [
-        (
-            "Error",
-            json!({
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["code", "message"],
-                        "properties": {"code": string, "message": string}
-                    }
-                }
-            }),
-        ),
         (
             "PaymentRequired",
             json!({
@@ -795,120 +782,6 @@ fn components() -> Map<String, Value> {
             }),
         ),
         (
-            "CommissionPolicy",
-            json!({
-                "type": "object",
-                "required": ["pricingMode", "scope", "maxRateBps", "payoutRail"],
-                "properties": {
-                    "pricingMode": string,
-                    "scope": string,
-                    "maxRateBps": {"type": "integer", "minimum": 0},
-                    "payoutRail": string,
-                    "requiresEscrowForDirectProviderPayTo": {"type": "boolean"}
-                }
-            }),
-        ),
-        (
-            "Health",
-            json!({
-                "type": "object",
-                "required": ["ok", "paymentReady", "nodeId", "policy"],
-                "properties": {
-                    "ok": {"type": "boolean"},
-                    "paymentReady": {"type": "boolean", "description": "Every rail passed its live checks (chain reachable, chain id, gas signer funded)."},
-                    "incidentMode": {"type": "boolean", "description": "The operator paused new paid tasks (`d402 ops pause`); reads, receipts, settlements and refunds continue."},
-                    "nodeId": string,
-                    "policy": {
-                        "type": "object",
-                        "required": ["price", "capabilityId", "mode", "fanout", "quorum", "deadlineMs", "allowAsync", "paymentRouter"],
-                        "properties": {
-                            "price": string,
-                            "capabilityId": string,
-                            "mode": {"enum": ["single", "race", "quorum"]},
-                            "fanout": {"type": "integer", "minimum": 1},
-                            "quorum": {"type": "integer", "minimum": 1},
-                            "deadlineMs": {"type": "integer", "minimum": 0},
-                            "allowAsync": {"type": "boolean"},
-                            "paymentRouter": string,
-                            "creatorCommission": schema_ref("CommissionPolicy")
-                        }
-                    }
-                }
-            }),
-        ),
-        (
-            "Network",
-            json!({
-                "type": "object",
-                "required": ["enabled", "addresses", "nodeOffers", "validatorOffers"],
-                "properties": {
-                    "enabled": {"type": "boolean"},
-                    "peerId": string,
-                    "addresses": {"type": "array", "items": string},
-                    "nodeOffers": {"type": "array", "items": {"type": "object"}},
-                    "validatorOffers": {"type": "array", "items": {"type": "object"}}
-                }
-            }),
-        ),
-        (
-            "Healthz",
-            json!({
-                "type": "object",
-                "required": ["ok"],
-                "properties": {"ok": {"type": "boolean"}}
-            }),
-        ),
-        (
-            "Discovery",
-            json!({
-                "type": "object",
-                "required": ["d402GatewayVersion", "nodeId", "roles", "protocol", "endpoints", "capabilities", "payment"],
-                "properties": {
-                    "d402GatewayVersion": {"type": "integer"},
-                    "dncGatewayVersion": {"type": "integer"},
-                    "nodeId": string,
-                    "roles": {"type": "array", "items": string},
-                    "protocol": {
-                        "type": "object",
-                        "required": ["transport", "taskApi", "paymentChallenge"],
-                        "properties": {"transport": string, "taskApi": string, "legacyTaskApi": string, "paymentChallenge": string}
-                    },
-                    "endpoints": {
-                        "type": "object",
-                        "required": ["health", "createTask", "task", "result", "receipt"],
-                        "properties": {"health": string, "createTask": string, "task": string, "result": string, "receipt": string}
-                    },
-                    "capabilities": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["capabilityId", "price"],
-                            "properties": {
-                                "capabilityId": string,
-                                "manifestCid": string,
-                                "price": string,
-                                "mode": string,
-                                "fanout": {"type": "integer"},
-                                "quorum": {"type": "integer"}
-                            }
-                        }
-                    },
-                    "payment": {
-                        "type": "object",
-                        "required": ["rail", "network", "asset", "payTo", "price"],
-                        "properties": {
-                            "rail": string,
-                            "network": string,
-                            "asset": string,
-                            "payTo": string,
-                            "price": string,
-                            "creatorCommission": schema_ref("CommissionPolicy")
-                        }
-                    }
-                }
-            }),
-        ),
-        (
             "Capabilities",
             json!({
                 "type": "object",
@@ -947,10 +820,13 @@ fn components() -> Map<String, Value> {
             }),
         ),
     ];
-    entries
-        .into_iter()
-        .map(|(name, schema)| (name.to_string(), schema))
-        .collect()
+    let mut schemas = crate::documents::generated_schemas();
+    schemas.extend(
+        entries
+            .into_iter()
+            .map(|(name, schema)| (name.to_string(), schema)),
+    );
+    schemas
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{CapabilityQuery, ServedCapability};
 use crate::gateway::{Admission, Gateway, MppProof, Refusal, TaskRequest};
-use d402_gateway_api::IDEMPOTENT_REPLAY_HEADERS;
+use d402_gateway_api::{IDEMPOTENT_REPLAY_HEADERS, documents};
 use d402_payment::PaymentError;
 use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
 use d402_store::{Receipts, StoreError, TaskRecord, TaskStatus};
@@ -252,7 +252,12 @@ impl IntoResponse for ApiError {
                 response
             }
             None => {
-                let body = json!({"error": {"code": self.code, "message": self.message}});
+                let body = documents::ErrorBody {
+                    error: documents::ErrorDetail {
+                        code: self.code.to_string(),
+                        message: self.message,
+                    },
+                };
                 (self.status, Json(body)).into_response()
             }
         };
@@ -280,20 +285,20 @@ impl From<&StoreError> for ApiError {
     }
 }
 
-fn commission_policy(g: &Gateway) -> Value {
-    json!({
-        "pricingMode": "included",
-        "scope": "exact-manifest",
-        "maxRateBps": g.config().capabilities.max_creator_commission_bps,
-        "payoutRail": g.rails().first().id().as_str(),
-        "requiresEscrowForDirectProviderPayTo": true
-    })
+fn commission_policy(g: &Gateway) -> documents::CommissionPolicy {
+    documents::CommissionPolicy {
+        pricing_mode: "included".into(),
+        scope: "exact-manifest".into(),
+        max_rate_bps: g.config().capabilities.max_creator_commission_bps,
+        payout_rail: g.rails().first().id().as_str().into(),
+        requires_escrow_for_direct_provider_pay_to: true,
+    }
 }
 
 /// Longest wait for one rail's live readiness checks in `/health`.
 pub(crate) const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
+async fn health(State(g): State<Arc<Gateway>>) -> Json<documents::Health> {
     let served = g.catalog().default_capability();
     let policy = g.policy(served);
     let mut rails = rail_descriptions(&g);
@@ -310,118 +315,137 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<Value> {
             });
         let rail_ready = checks.iter().all(|c| c.ok);
         ready &= rail_ready;
-        described["ready"] = json!(rail_ready);
-        described["checks"] = json!(checks);
+        described.ready = Some(rail_ready);
+        described.checks = Some(checks.iter().map(|check| json!(check)).collect());
     }
-    Json(json!({
-        "ok": true,
-        "paymentReady": ready,
-        "incidentMode": g.paused().is_some(),
-        "nodeId": g.node_id(),
-        "policy": {
-            "price": Price(served.price).to_string(),
-            "capabilityId": served.capability_id,
-            "mode": policy.mode,
-            "fanout": policy.fanout,
-            "quorum": policy.quorum,
-            "deadlineMs": served.loaded.manifest().limits.deadline_ms,
-            "allowAsync": true,
-            "paymentRouter": g.rails().first().id().as_str(),
-            "rails": rails,
-            "creatorCommission": commission_policy(&g)
-        }
-    }))
+    Json(documents::Health {
+        ok: true,
+        payment_ready: ready,
+        incident_mode: g.paused().is_some(),
+        node_id: g.node_id().to_string(),
+        policy: documents::HealthPolicy {
+            price: Price(served.price).to_string(),
+            capability_id: served.capability_id.clone(),
+            mode: policy.mode.into(),
+            fanout: policy.fanout,
+            quorum: policy.quorum,
+            deadline_ms: served.loaded.manifest().limits.deadline_ms,
+            allow_async: true,
+            payment_router: g.rails().first().id().as_str().into(),
+            rails,
+            creator_commission: commission_policy(&g),
+        },
+    })
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"ok": true}))
+async fn healthz() -> Json<documents::Healthz> {
+    Json(documents::Healthz { ok: true })
 }
 
-async fn network(State(g): State<Arc<Gateway>>) -> Json<Value> {
+async fn network(State(g): State<Arc<Gateway>>) -> Json<documents::NetworkView> {
     let Some(network) = g.network() else {
-        return Json(
-            json!({"enabled": false, "addresses": [], "nodeOffers": [], "validatorOffers": []}),
-        );
+        return Json(documents::NetworkView {
+            enabled: false,
+            peer_id: None,
+            addresses: Vec::new(),
+            node_offers: Vec::new(),
+            validator_offers: Vec::new(),
+        });
     };
     let addresses: Vec<String> = network.listen_address_texts().await;
     let mut offers: Vec<_> = network.offers().into_values().collect();
     offers.sort_by_key(|o| o.payload.node_id.to_string());
-    Json(json!({
-        "enabled": true,
-        "peerId": network.peer_id().to_string(),
-        "addresses": addresses,
-        "nodeOffers": offers,
-        "validatorOffers": network.validator_offers(),
-    }))
+    Json(documents::NetworkView {
+        enabled: true,
+        peer_id: Some(network.peer_id().to_string()),
+        addresses,
+        node_offers: offers.iter().map(|offer| json!(offer)).collect(),
+        validator_offers: network
+            .validator_offers()
+            .iter()
+            .map(|offer| json!(offer))
+            .collect(),
+    })
 }
 
-async fn discovery(State(g): State<Arc<Gateway>>) -> Json<Value> {
+async fn discovery(State(g): State<Arc<Gateway>>) -> Json<documents::Discovery> {
     let base = g.base_url();
-    let roles: Vec<&str> = g.config().node.roles.iter().map(|r| r.as_str()).collect();
-    let capabilities: Vec<Value> = g
+    let capabilities = g
         .catalog()
         .all()
         .iter()
         .map(|served| {
             let policy = g.policy(served);
-            json!({
-                "capabilityId": served.capability_id,
-                "manifestCid": served.manifest_cid,
-                "price": Price(served.price).to_string(),
-                "mode": policy.mode,
-                "fanout": policy.fanout,
-                "quorum": policy.quorum
-            })
+            documents::DiscoveredCapability {
+                capability_id: served.capability_id.clone(),
+                manifest_cid: served.manifest_cid.to_string(),
+                price: Price(served.price).to_string(),
+                mode: policy.mode.into(),
+                fanout: policy.fanout,
+                quorum: policy.quorum,
+            }
         })
         .collect();
     let default = g.catalog().default_capability();
-    Json(json!({
-        "d402GatewayVersion": 1,
-        "dncGatewayVersion": 1,
-        "nodeId": g.node_id(),
-        "roles": roles,
-        "protocol": {
-            "transport": if base.starts_with("https") { "https" } else { "http" },
-            "taskApi": "d402-http-task-v1",
-            "legacyTaskApi": "dnc-http-task-v1",
-            "paymentChallenge": "x402"
+    let preferred = g.rails().first();
+    let transport = if base.starts_with("https") {
+        "https"
+    } else {
+        "http"
+    };
+    Json(documents::Discovery {
+        d402_gateway_version: 1,
+        dnc_gateway_version: 1,
+        node_id: g.node_id().to_string(),
+        roles: g
+            .config()
+            .node
+            .roles
+            .iter()
+            .map(|r| r.as_str().into())
+            .collect(),
+        protocol: documents::Protocol {
+            transport: transport.into(),
+            task_api: "d402-http-task-v1".into(),
+            legacy_task_api: "dnc-http-task-v1".into(),
+            payment_challenge: "x402".into(),
         },
-        "endpoints": {
-            "health": format!("{base}/health"),
-            "createTask": format!("{base}/tasks"),
-            "task": format!("{base}/tasks/{{taskId}}"),
-            "result": format!("{base}/tasks/{{taskId}}/result"),
-            "receipt": format!("{base}/tasks/{{taskId}}/receipt"),
-            "capabilities": format!("{base}/capabilities"),
-            "openapi": format!("{base}/openapi.json")
+        endpoints: documents::Endpoints {
+            health: format!("{base}/health"),
+            create_task: format!("{base}/tasks"),
+            task: format!("{base}/tasks/{{taskId}}"),
+            result: format!("{base}/tasks/{{taskId}}/result"),
+            receipt: format!("{base}/tasks/{{taskId}}/receipt"),
+            capabilities: format!("{base}/capabilities"),
+            openapi: format!("{base}/openapi.json"),
         },
-        "capabilities": capabilities,
-        "payment": {
-            "rail": g.rails().first().id().as_str(),
-            "network": g.rails().first().network(),
-            "asset": g.rails().first().asset(),
-            "payTo": g.rails().first().pay_to().to_string(),
-            "rails": rail_descriptions(&g),
-            "price": Price(default.price).to_string(),
-            "creatorCommission": commission_policy(&g)
-        }
-    }))
+        capabilities,
+        payment: documents::PaymentSummary {
+            rail: preferred.id().as_str().into(),
+            network: preferred.network().into(),
+            asset: preferred.asset().into(),
+            pay_to: preferred.pay_to().to_string(),
+            rails: rail_descriptions(&g),
+            price: Price(default.price).to_string(),
+            creator_commission: commission_policy(&g),
+        },
+    })
 }
 
 /// Each accepted rail: its name, network, asset and receiving account.
-fn rail_descriptions(g: &Gateway) -> Vec<Value> {
+fn rail_descriptions(g: &Gateway) -> Vec<documents::RailDescription> {
     g.rails()
         .all()
         .iter()
-        .map(|rail| {
-            json!({
-                "rail": rail.id().as_str(),
-                "maturity": rail.id().maturity(),
-                "scheme": rail.scheme(),
-                "network": rail.network(),
-                "asset": rail.asset(),
-                "payTo": rail.pay_to().to_string()
-            })
+        .map(|rail| documents::RailDescription {
+            rail: rail.id().as_str().into(),
+            maturity: rail.id().maturity().into(),
+            scheme: rail.scheme().into(),
+            network: rail.network().into(),
+            asset: rail.asset().into(),
+            pay_to: rail.pay_to().to_string(),
+            ready: None,
+            checks: None,
         })
         .collect()
 }

@@ -1,0 +1,280 @@
+//! The gateway's discovery, health and error documents as types: what `/health`,
+//! `/healthz`, `/network`, `/.well-known/d402-gateway.json` and every error answer. The
+//! server builds these; the OpenAPI document's schemas for them are generated from them
+//! ([`generated_schemas`]), so the two cannot drift apart.
+
+use d402_protocol::ExecutionMode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
+
+/// An execution mode as the documents name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One worker.
+    Single,
+    /// The first acceptable result of several workers.
+    Race,
+    /// Agreeing results of several workers.
+    Quorum,
+}
+
+impl From<ExecutionMode> for Mode {
+    fn from(mode: ExecutionMode) -> Self {
+        match mode {
+            ExecutionMode::Single => Self::Single,
+            ExecutionMode::Race => Self::Race,
+            ExecutionMode::Quorum => Self::Quorum,
+        }
+    }
+}
+
+/// Every error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// An error's machine-readable code and human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `unknown_task`.
+    pub code: String,
+    /// What went wrong and what to do next.
+    pub message: String,
+}
+
+/// `GET /healthz`: the readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Healthz {
+    /// Always true while the gateway answers.
+    pub ok: bool,
+}
+
+/// An accepted payment rail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RailDescription {
+    /// Its `--rail` name.
+    pub rail: String,
+    /// How far it is from carrying real money.
+    pub maturity: String,
+    /// The x402 scheme of its requirements.
+    pub scheme: String,
+    /// Its network (CAIP-2 style).
+    pub network: String,
+    /// The asset paid.
+    pub asset: String,
+    /// Where payments go.
+    pub pay_to: String,
+    /// Whether its live checks passed (in `/health` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Its live checks (in `/health` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub checks: Option<Vec<Value>>,
+}
+
+/// How creator commissions are priced and paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommissionPolicy {
+    /// `included`: commissions come out of the price.
+    pub pricing_mode: String,
+    /// What a commission is bound to (`exact-manifest`).
+    pub scope: String,
+    /// The highest commission rate served, basis points.
+    pub max_rate_bps: u32,
+    /// The rail commissions are paid on.
+    pub payout_rail: String,
+    /// A provider's own `payTo` needs the escrow to pay creators.
+    pub requires_escrow_for_direct_provider_pay_to: bool,
+}
+
+/// `GET /health`: liveness, payment readiness and the public policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Always true while the gateway answers.
+    pub ok: bool,
+    /// Every rail passed its live checks (chain reachable, chain id, gas signer funded).
+    pub payment_ready: bool,
+    /// The operator paused new paid tasks (`d402 ops pause`); reads, receipts,
+    /// settlements and refunds continue.
+    pub incident_mode: bool,
+    /// `gateway:<base58 key>`.
+    pub node_id: String,
+    /// The default capability's policy.
+    pub policy: HealthPolicy,
+}
+
+/// The policy `/health` publishes for the default capability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthPolicy {
+    /// Its price, `$0.01`.
+    pub price: String,
+    /// Its capability ID.
+    pub capability_id: String,
+    /// How its tasks run.
+    pub mode: Mode,
+    /// Workers per task.
+    #[schema(minimum = 1)]
+    pub fanout: u32,
+    /// Agreeing results needed.
+    #[schema(minimum = 1)]
+    pub quorum: u32,
+    /// Its deadline, milliseconds.
+    pub deadline_ms: u64,
+    /// `"sync": false` is taken.
+    pub allow_async: bool,
+    /// The preferred rail.
+    pub payment_router: String,
+    /// Every accepted rail, with its live checks.
+    pub rails: Vec<RailDescription>,
+    /// How creator commissions are paid.
+    pub creator_commission: CommissionPolicy,
+}
+
+/// `GET /network`: the peer network as this gateway sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Network)]
+pub struct NetworkView {
+    /// Whether the node joined a peer network.
+    pub enabled: bool,
+    /// Its libp2p peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// Its listen addresses.
+    pub addresses: Vec<String>,
+    /// The verified worker offers it heard (signed envelopes).
+    #[schema(value_type = Vec<Object>)]
+    pub node_offers: Vec<Value>,
+    /// The verified validator offers it heard (signed envelopes).
+    #[schema(value_type = Vec<Object>)]
+    pub validator_offers: Vec<Value>,
+}
+
+/// `GET /.well-known/d402-gateway.json`: capabilities, prices, rails, endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Discovery {
+    /// Version of this document.
+    pub d402_gateway_version: u32,
+    /// The same, under its legacy name.
+    pub dnc_gateway_version: u32,
+    /// `gateway:<base58 key>`: the key its receipts are signed with.
+    pub node_id: String,
+    /// Roles the node holds.
+    pub roles: Vec<String>,
+    /// The protocols it speaks.
+    pub protocol: Protocol,
+    /// Where to call.
+    pub endpoints: Endpoints,
+    /// What it sells.
+    pub capabilities: Vec<DiscoveredCapability>,
+    /// How it is paid.
+    pub payment: PaymentSummary,
+}
+
+/// The protocols a gateway speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Protocol {
+    /// `http` or `https`.
+    pub transport: String,
+    /// `d402-http-task-v1`.
+    pub task_api: String,
+    /// `dnc-http-task-v1`.
+    pub legacy_task_api: String,
+    /// `x402`.
+    pub payment_challenge: String,
+}
+
+/// A gateway's endpoints, absolute (`{taskId}` to fill in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// `GET`: liveness and policy.
+    pub health: String,
+    /// `POST`: create a task.
+    pub create_task: String,
+    /// `GET`: a task.
+    pub task: String,
+    /// `GET`: a task's result.
+    pub result: String,
+    /// `GET`: a task's receipts.
+    pub receipt: String,
+    /// `GET`: capability search.
+    pub capabilities: String,
+    /// `GET`: the OpenAPI document.
+    pub openapi: String,
+}
+
+/// A capability in the discovery document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredCapability {
+    /// Its capability ID.
+    pub capability_id: String,
+    /// Its manifest CID.
+    pub manifest_cid: String,
+    /// Its price, `$0.01`.
+    pub price: String,
+    /// How its tasks run.
+    pub mode: Mode,
+    /// Workers per task.
+    pub fanout: u32,
+    /// Agreeing results needed.
+    pub quorum: u32,
+}
+
+/// How a gateway is paid: its preferred rail, every rail, the default price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSummary {
+    /// The preferred rail's name.
+    pub rail: String,
+    /// Its network.
+    pub network: String,
+    /// Its asset.
+    pub asset: String,
+    /// Where it pays.
+    pub pay_to: String,
+    /// Every accepted rail.
+    pub rails: Vec<RailDescription>,
+    /// The default capability's price.
+    pub price: String,
+    /// How creator commissions are paid.
+    pub creator_commission: CommissionPolicy,
+}
+
+/// The documents whose schemas are generated.
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    ErrorBody,
+    Healthz,
+    Health,
+    NetworkView,
+    Discovery,
+    CommissionPolicy
+)))]
+struct Generated;
+
+/// The OpenAPI schemas generated from these types (and the types they hold), by name.
+pub fn generated_schemas() -> serde_json::Map<String, Value> {
+    let components = Generated::openapi().components.unwrap_or_default();
+    components
+        .schemas
+        .into_iter()
+        .map(|(name, schema)| {
+            let schema = serde_json::to_value(schema).expect("a schema serializes");
+            (name, schema)
+        })
+        .collect()
+}
