@@ -254,6 +254,150 @@ pub struct PaymentSummary {
     pub creator_commission: CommissionPolicy,
 }
 
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    /// Paid; running.
+    Running,
+    /// Accepted; its payment is still settling on chain.
+    Settling,
+    /// Accepted and settled: the result is released.
+    Accepted,
+    /// Rejected; the refund is still being sent.
+    Refunding,
+    /// Rejected and refunded.
+    Rejected,
+    /// Its payment could never be settled: nothing was charged, the result is withheld.
+    SettlementFailed,
+}
+
+/// A task's own links, relative to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Links {
+    /// `GET`: the task.
+    pub task: String,
+    /// `GET`: its result.
+    pub result: String,
+    /// `GET`: its receipts.
+    pub receipt: String,
+}
+
+impl Links {
+    /// The links of task `task_id`.
+    pub fn of(task_id: &str) -> Self {
+        Self {
+            task: format!("/tasks/{task_id}"),
+            result: format!("/tasks/{task_id}/result"),
+            receipt: format!("/tasks/{task_id}/receipt"),
+        }
+    }
+}
+
+/// A task that is not finished: running, or settling its payment (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Running {
+    /// The task.
+    pub task_id: String,
+    /// `running` or `settling`.
+    pub status: TaskState,
+    /// Where to look again.
+    pub links: Links,
+}
+
+/// A task that ended without a result: rejected (422, `task_rejected`) or whose payment
+/// could never be settled (402, `settlement_failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Rejected)]
+pub struct TaskFailure {
+    /// Why.
+    pub error: ErrorDetail,
+    /// The task.
+    pub task_id: String,
+    /// Where it stands.
+    pub status: TaskState,
+}
+
+/// The task document (`POST /tasks`, `GET /tasks/{taskId}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Task)]
+pub struct TaskDocument {
+    /// The task.
+    pub task_id: String,
+    /// Where it stands.
+    pub status: TaskState,
+    /// Its capability.
+    pub capability_id: String,
+    /// Its capability's manifest CID.
+    pub manifest_cid: String,
+    /// How it runs.
+    pub mode: Mode,
+    /// Workers leased.
+    pub fanout: u32,
+    /// Agreeing results needed.
+    pub quorum: u32,
+    /// The workers that ran it.
+    pub workers: Vec<String>,
+    /// Its links.
+    pub links: Links,
+    /// The accepted output, once its payment settled (the capability's output schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The run's evidence, once its payment settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<Value>,
+    /// Why the run failed (kind, message); the buyer was refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    /// Why the last attempt to settle the payment on chain did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_error: Option<String>,
+    /// The validation receipt, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = validation_receipt)]
+    pub validation_receipt: Option<Value>,
+    /// Payouts and refunds, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = settlement)]
+    pub settlement: Option<Value>,
+}
+
+/// `GET /tasks/{taskId}/result` of an accepted task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Result)]
+pub struct TaskResult {
+    /// The task.
+    pub task_id: String,
+    /// `accepted`.
+    pub status: TaskState,
+    /// The accepted output (the capability's output schema).
+    #[schema(value_type = Object)]
+    pub result: Value,
+    /// The run's evidence.
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<Value>,
+}
+
+/// A schema written in the document (the protocol's receipts), by name.
+fn written(name: &str) -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name(name)
+}
+
+fn validation_receipt() -> utoipa::openapi::Ref {
+    written("ValidationReceipt")
+}
+
+fn settlement() -> utoipa::openapi::Ref {
+    written("Settlement")
+}
+
 /// The documents whose schemas are generated.
 #[derive(OpenApi)]
 #[openapi(components(schemas(
@@ -262,7 +406,11 @@ pub struct PaymentSummary {
     Health,
     NetworkView,
     Discovery,
-    CommissionPolicy
+    CommissionPolicy,
+    Running,
+    TaskFailure,
+    TaskDocument,
+    TaskResult
 )))]
 struct Generated;
 

@@ -125,8 +125,15 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
         .map(|op| op.capability_id.as_str())
         .collect();
     schemas.insert("TaskRequest".into(), task_request(input.clone(), &ids));
-    schemas.insert("Task".into(), task(output.clone()));
-    schemas.insert("Result".into(), result(output));
+    // The generated task documents carry the capability's output schema as their result.
+    for document in ["Task", "Result"] {
+        if let Some(result) = schemas
+            .get_mut(document)
+            .and_then(|schema| schema.pointer_mut("/properties/result"))
+        {
+            *result = output.clone();
+        }
+    }
 
     let mut paths = Map::new();
     paths.insert(
@@ -451,39 +458,6 @@ fn task_request(input: Value, ids: &[&str]) -> Value {
     })
 }
 
-fn task(output: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["taskId", "status", "capabilityId", "manifestCid", "links"],
-        "properties": {
-            "taskId": {"type": "string"},
-            "status": {"enum": ["running", "settling", "accepted", "refunding", "rejected", "settlement-failed"]},
-            "capabilityId": {"type": "string"},
-            "manifestCid": {"type": "string"},
-            "links": schema_ref("Links"),
-            "result": output,
-            "evidence": {"type": ["object", "null"]},
-            "error": {"type": "object", "description": "Why the run failed (kind, message); the buyer was refunded."},
-            "settlementError": {"type": "string", "description": "Why the last attempt to settle the payment on chain did not complete (settling, settlement-failed)."},
-            "validationReceipt": schema_ref("ValidationReceipt"),
-            "settlement": schema_ref("Settlement")
-        }
-    })
-}
-
-fn result(output: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["taskId", "status", "result", "evidence"],
-        "properties": {
-            "taskId": {"type": "string"},
-            "status": {"const": "accepted"},
-            "result": output,
-            "evidence": {"type": ["object", "null"]}
-        }
-    })
-}
-
 /// The schemas that do not depend on the capability: those generated from the document
 /// types, and the task, receipt and x402 shapes (still written here).
 fn components() -> Map<String, Value> {
@@ -638,38 +612,6 @@ fn components() -> Map<String, Value> {
                     "transaction": string,
                     "network": string,
                     "amount": string
-                }
-            }),
-        ),
-        (
-            "Links",
-            json!({
-                "type": "object",
-                "required": ["task", "result", "receipt"],
-                "properties": {"task": string, "result": string, "receipt": string}
-            }),
-        ),
-        (
-            "Running",
-            json!({
-                "type": "object",
-                "required": ["taskId", "status", "links"],
-                "properties": {"taskId": string, "status": {"enum": ["running", "settling"]}, "links": schema_ref("Links")}
-            }),
-        ),
-        (
-            "Rejected",
-            json!({
-                "type": "object",
-                "required": ["error", "taskId", "status"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["code", "message"],
-                        "properties": {"code": {"const": "task_rejected"}, "message": string}
-                    },
-                    "taskId": string,
-                    "status": {"const": "rejected"}
                 }
             }),
         ),

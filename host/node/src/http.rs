@@ -1016,11 +1016,23 @@ fn refusal_error(g: &Gateway, context: &RefusalContext<'_>, refusal: &Refusal) -
         .with_challenge(challenge, g.mpp_challenges(served, binding))
 }
 
-fn links(task_id: &str) -> Value {
+/// A stored status as the documents name it.
+fn state(status: TaskStatus) -> documents::TaskState {
+    match status {
+        TaskStatus::Running => documents::TaskState::Running,
+        TaskStatus::Settling => documents::TaskState::Settling,
+        TaskStatus::Accepted => documents::TaskState::Accepted,
+        TaskStatus::Refunding => documents::TaskState::Refunding,
+        TaskStatus::Rejected => documents::TaskState::Rejected,
+        TaskStatus::SettlementFailed => documents::TaskState::SettlementFailed,
+    }
+}
+
+/// Its payouts and refunds, as the task and receipt documents show them.
+fn settlement_of(receipts: &Receipts) -> Value {
     json!({
-        "task": format!("/tasks/{task_id}"),
-        "result": format!("/tasks/{task_id}/result"),
-        "receipt": format!("/tasks/{task_id}/receipt")
+        "payouts": receipts.settlement_receipt.payload.payouts,
+        "refunds": receipts.settlement_receipt.payload.refunds
     })
 }
 
@@ -1044,41 +1056,28 @@ fn task_response(
         },
     };
     let intent = &record.intent.payload;
-    let mut document = json!({
-        "taskId": record.task_id,
-        "status": record.status.as_str(),
-        "capabilityId": intent.capability_id,
-        "manifestCid": intent.manifest_cid,
-        "mode": intent.mode,
-        "fanout": intent.fanout,
-        "quorum": intent.quorum,
-        "workers": record.workers,
-        "links": links(&record.task_id),
-    });
     // The result is released only once its payment settled.
     let released = !matches!(
         record.status,
         TaskStatus::Settling | TaskStatus::SettlementFailed
     );
-    if let Some(result) = record.result.as_ref().filter(|_| released) {
-        document["result"] = result.clone();
-    }
-    if let Some(evidence) = record.evidence.as_ref().filter(|_| released) {
-        document["evidence"] = evidence.clone();
-    }
-    if let Some(error) = &record.error {
-        document["error"] = json!(error);
-    }
-    if let Some(error) = &record.settlement_error {
-        document["settlementError"] = json!(error);
-    }
-    if let Some(receipts) = receipts {
-        document["validationReceipt"] = json!(receipts.validation_receipt.payload);
-        document["settlement"] = json!({
-            "payouts": receipts.settlement_receipt.payload.payouts,
-            "refunds": receipts.settlement_receipt.payload.refunds
-        });
-    }
+    let document = documents::TaskDocument {
+        task_id: record.task_id.clone(),
+        status: state(record.status),
+        capability_id: intent.capability_id.clone(),
+        manifest_cid: intent.manifest_cid.to_string(),
+        mode: intent.mode.into(),
+        fanout: intent.fanout,
+        quorum: intent.quorum,
+        workers: record.workers.clone(),
+        links: documents::Links::of(&record.task_id),
+        result: record.result.clone().filter(|_| released),
+        evidence: record.evidence.clone().filter(|_| released),
+        error: record.error.as_ref().map(|error| json!(error)),
+        settlement_error: record.settlement_error.clone(),
+        validation_receipt: receipts.map(|r| json!(r.validation_receipt.payload)),
+        settlement: receipts.map(settlement_of),
+    };
     let status = match record.status {
         TaskStatus::Settling => StatusCode::ACCEPTED,
         // x402: a payment that could not be settled is answered with 402.
@@ -1124,11 +1123,12 @@ fn load_task(
 
 /// 202 for a task that is not finished: running, or settling its payment.
 fn still_running(id: &str, status: TaskStatus) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"taskId": id, "status": status.as_str(), "links": links(id)})),
-    )
-        .into_response()
+    let running = documents::Running {
+        task_id: id.to_string(),
+        status: state(status),
+        links: documents::Links::of(id),
+    };
+    (StatusCode::ACCEPTED, Json(running)).into_response()
 }
 
 async fn get_task(
@@ -1144,19 +1144,35 @@ async fn get_result(
 ) -> Result<Response, ApiError> {
     let record = load_task(&g, id)?;
     let id = record.task_id.clone();
+    let failure = |code: &str, message: String| documents::TaskFailure {
+        error: documents::ErrorDetail {
+            code: code.into(),
+            message,
+        },
+        task_id: id.clone(),
+        status: state(record.status),
+    };
     Ok(match record.status {
         TaskStatus::Running | TaskStatus::Settling => still_running(&id, record.status),
         TaskStatus::SettlementFailed => {
-            let message = record.settlement_error.unwrap_or_default();
-            let body = json!({"error": {"code": "settlement_failed", "message": message}, "taskId": id, "status": record.status.as_str()});
+            let message = record.settlement_error.clone().unwrap_or_default();
+            let body = failure("settlement_failed", message);
             (StatusCode::PAYMENT_REQUIRED, Json(body)).into_response()
         }
-        TaskStatus::Accepted => {
-            Json(json!({"taskId": id, "status": "accepted", "result": record.result, "evidence": record.evidence})).into_response()
-        }
+        TaskStatus::Accepted => Json(documents::TaskResult {
+            task_id: id.clone(),
+            status: documents::TaskState::Accepted,
+            result: record.result.clone().unwrap_or_default(),
+            evidence: record.evidence.clone(),
+        })
+        .into_response(),
         TaskStatus::Rejected | TaskStatus::Refunding => {
-            let message = record.error.map(|e| e.to_string()).unwrap_or_default();
-            let body = json!({"error": {"code": "task_rejected", "message": message}, "taskId": id, "status": record.status.as_str()});
+            let message = record
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            let body = failure("task_rejected", message);
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
     })
@@ -1175,10 +1191,7 @@ async fn get_receipt(
         "taskId": id,
         "status": record.status.as_str(),
         "validationReceipt": receipts.validation_receipt.payload,
-        "settlement": {
-            "payouts": receipts.settlement_receipt.payload.payouts,
-            "refunds": receipts.settlement_receipt.payload.refunds
-        },
+        "settlement": settlement_of(&receipts),
         "payment": record.payment_response,
         "claims": receipts.claims.iter().zip(&receipts.verdicts).map(|(claim, verdict)| json!({
             "claimCid": claim.cid().ok(),

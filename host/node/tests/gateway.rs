@@ -120,6 +120,15 @@ async fn challenge_pay_replay_and_reuse() {
     conforms("Task", &task);
     conforms("Receipt", &h.get(&format!("/tasks/{id}/receipt")).await.1);
     conforms("Result", &h.get(&format!("/tasks/{id}/result")).await.1);
+    for (schema, path) in [
+        ("Health", "/health"),
+        ("Healthz", "/healthz"),
+        ("Discovery", "/.well-known/d402-gateway.json"),
+        ("Network", "/network"),
+        ("Error", "/tasks/task:nope"),
+    ] {
+        conforms(schema, &h.get(path).await.1);
+    }
     let receipt: Value = h.get(&format!("/tasks/{id}/receipt")).await.1;
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
     assert_eq!(
