@@ -385,6 +385,101 @@ pub struct TaskResult {
     pub evidence: Option<Value>,
 }
 
+/// `GET /tasks/{taskId}/receipt`: validation and settlement receipts, the claims and their
+/// verdicts, and the signed originals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Receipt)]
+pub struct ReceiptDocument {
+    /// The task.
+    pub task_id: String,
+    /// Where it stands.
+    pub status: TaskState,
+    /// The validation receipt.
+    #[schema(schema_with = validation_receipt)]
+    pub validation_receipt: Value,
+    /// Payouts and refunds.
+    #[schema(schema_with = settlement)]
+    pub settlement: Value,
+    /// The `PAYMENT-RESPONSE` document.
+    #[schema(schema_with = payment_response)]
+    pub payment: Value,
+    /// Each claim and its verdict.
+    pub claims: Vec<ClaimView>,
+    /// Leased runs that produced no claim.
+    pub failures: Vec<RunFailure>,
+    /// The signed originals, to check offline.
+    pub signed: SignedReceipts,
+}
+
+/// A claim as the receipt shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimView {
+    /// The signed claim's CID.
+    pub claim_cid: Option<String>,
+    /// The worker that made it.
+    pub worker_id: String,
+    /// The hash of its output.
+    pub output_hash: String,
+    /// What validation made of it.
+    pub verdict: VerdictView,
+}
+
+/// A claim's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerdictView {
+    /// `accepted`, `rejected` or `unused`.
+    pub status: VerdictStatus,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What validation made of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictStatus {
+    /// Accepted.
+    Accepted,
+    /// Refused (invalid, failed replay, out-voted).
+    Rejected,
+    /// Valid but not needed.
+    Unused,
+}
+
+/// A leased run that produced no claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFailure {
+    /// The worker.
+    pub worker_id: String,
+    /// Why (kind, message).
+    #[schema(value_type = Object)]
+    pub error: Value,
+}
+
+/// The signed envelopes behind a receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedReceipts {
+    /// The task intent the gateway signed when it was paid.
+    #[schema(schema_with = signed)]
+    pub task_intent: Value,
+    /// The validation receipt.
+    #[schema(schema_with = signed)]
+    pub validation_receipt: Value,
+    /// The settlement receipt.
+    #[schema(schema_with = signed)]
+    pub settlement_receipt: Value,
+    /// The workers' claims.
+    #[schema(schema_with = signed_list)]
+    pub claims: Vec<Value>,
+    /// The reputation events.
+    #[schema(schema_with = signed_list)]
+    pub reputation_events: Vec<Value>,
+}
+
 /// A schema written in the document (the protocol's receipts), by name.
 fn written(name: &str) -> utoipa::openapi::Ref {
     utoipa::openapi::Ref::from_schema_name(name)
@@ -396,6 +491,18 @@ fn validation_receipt() -> utoipa::openapi::Ref {
 
 fn settlement() -> utoipa::openapi::Ref {
     written("Settlement")
+}
+
+fn payment_response() -> utoipa::openapi::Ref {
+    written("PaymentResponse")
+}
+
+fn signed() -> utoipa::openapi::Ref {
+    written("Signed")
+}
+
+fn signed_list() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(signed())
 }
 
 /// The documents whose schemas are generated.
@@ -410,7 +517,8 @@ fn settlement() -> utoipa::openapi::Ref {
     Running,
     TaskFailure,
     TaskDocument,
-    TaskResult
+    TaskResult,
+    ReceiptDocument
 )))]
 struct Generated;
 

@@ -680,50 +680,6 @@ fn components() -> Map<String, Value> {
             }),
         ),
         (
-            "Receipt",
-            json!({
-                "type": "object",
-                "required": ["taskId", "status", "validationReceipt", "settlement", "payment", "claims", "failures", "signed"],
-                "properties": {
-                    "taskId": string,
-                    "status": {"enum": ["settling", "accepted", "refunding", "rejected", "settlement-failed"]},
-                    "validationReceipt": schema_ref("ValidationReceipt"),
-                    "settlement": schema_ref("Settlement"),
-                    "payment": schema_ref("PaymentResponse"),
-                    "claims": {"type": "array", "items": {
-                        "type": "object",
-                        "required": ["claimCid", "workerId", "outputHash", "verdict"],
-                        "properties": {
-                            "claimCid": string,
-                            "workerId": string,
-                            "outputHash": string,
-                            "verdict": {
-                                "type": "object",
-                                "required": ["status"],
-                                "properties": {"status": {"enum": ["accepted", "rejected", "unused"]}, "reason": string}
-                            }
-                        }
-                    }},
-                    "failures": {"type": "array", "items": {
-                        "type": "object",
-                        "required": ["workerId", "error"],
-                        "properties": {"workerId": string, "error": {"type": "object"}}
-                    }},
-                    "signed": {
-                        "type": "object",
-                        "required": ["taskIntent", "validationReceipt", "settlementReceipt", "claims", "reputationEvents"],
-                        "properties": {
-                            "taskIntent": schema_ref("Signed"),
-                            "validationReceipt": schema_ref("Signed"),
-                            "settlementReceipt": schema_ref("Signed"),
-                            "claims": {"type": "array", "items": schema_ref("Signed")},
-                            "reputationEvents": {"type": "array", "items": schema_ref("Signed")}
-                        }
-                    }
-                }
-            }),
-        ),
-        (
             "Capabilities",
             json!({
                 "type": "object",

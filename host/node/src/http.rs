@@ -316,7 +316,7 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<documents::Health> {
         let rail_ready = checks.iter().all(|c| c.ok);
         ready &= rail_ready;
         described.ready = Some(rail_ready);
-        described.checks = Some(checks.iter().map(|check| json!(check)).collect());
+        described.checks = Some(as_values(&checks));
     }
     Json(documents::Health {
         ok: true,
@@ -359,12 +359,8 @@ async fn network(State(g): State<Arc<Gateway>>) -> Json<documents::NetworkView> 
         enabled: true,
         peer_id: Some(network.peer_id().to_string()),
         addresses,
-        node_offers: offers.iter().map(|offer| json!(offer)).collect(),
-        validator_offers: network
-            .validator_offers()
-            .iter()
-            .map(|offer| json!(offer))
-            .collect(),
+        node_offers: as_values(&offers),
+        validator_offers: as_values(&network.validator_offers()),
     })
 }
 
@@ -1187,28 +1183,57 @@ async fn get_receipt(
     let Some(receipts) = g.store().receipts(&id)? else {
         return Ok(still_running(&id, record.status));
     };
-    Ok(Json(json!({
-        "taskId": id,
-        "status": record.status.as_str(),
-        "validationReceipt": receipts.validation_receipt.payload,
-        "settlement": settlement_of(&receipts),
-        "payment": record.payment_response,
-        "claims": receipts.claims.iter().zip(&receipts.verdicts).map(|(claim, verdict)| json!({
-            "claimCid": claim.cid().ok(),
-            "workerId": crate::engine::worker_id(&claim.payload.worker.to_string()),
-            "outputHash": claim.payload.output_hash,
-            "verdict": verdict
-        })).collect::<Vec<_>>(),
-        "failures": receipts.failures,
-        "signed": {
-            "taskIntent": record.intent,
-            "validationReceipt": receipts.validation_receipt,
-            "settlementReceipt": receipts.settlement_receipt,
-            "claims": receipts.claims,
-            "reputationEvents": receipts.reputation
-        }
-    }))
+    let claims = receipts
+        .claims
+        .iter()
+        .zip(&receipts.verdicts)
+        .map(|(claim, verdict)| documents::ClaimView {
+            claim_cid: claim.cid().ok().map(|cid| cid.to_string()),
+            worker_id: crate::engine::worker_id(&claim.payload.worker.to_string()),
+            output_hash: claim.payload.output_hash.to_string(),
+            verdict: verdict_view(verdict),
+        })
+        .collect();
+    Ok(Json(documents::ReceiptDocument {
+        task_id: id,
+        status: state(record.status),
+        validation_receipt: json!(receipts.validation_receipt.payload),
+        settlement: settlement_of(&receipts),
+        payment: json!(record.payment_response),
+        claims,
+        failures: receipts
+            .failures
+            .iter()
+            .map(|failed| documents::RunFailure {
+                worker_id: failed.worker_id.clone(),
+                error: json!(failed.error),
+            })
+            .collect(),
+        signed: documents::SignedReceipts {
+            task_intent: json!(record.intent),
+            validation_receipt: json!(receipts.validation_receipt),
+            settlement_receipt: json!(receipts.settlement_receipt),
+            claims: as_values(&receipts.claims),
+            reputation_events: as_values(&receipts.reputation),
+        },
+    })
     .into_response())
+}
+
+/// Each of `items` as its JSON document.
+fn as_values<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
+    items.iter().map(|item| json!(item)).collect()
+}
+
+/// A claim's verdict as the receipt shows it.
+fn verdict_view(verdict: &d402_protocol::Verdict) -> documents::VerdictView {
+    use d402_protocol::Verdict;
+    let (status, reason) = match verdict {
+        Verdict::Accepted => (documents::VerdictStatus::Accepted, None),
+        Verdict::Rejected { reason } => (documents::VerdictStatus::Rejected, Some(reason.clone())),
+        Verdict::Unused => (documents::VerdictStatus::Unused, None),
+    };
+    documents::VerdictView { status, reason }
 }
 
 #[cfg(test)]
