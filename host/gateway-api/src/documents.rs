@@ -254,6 +254,81 @@ pub struct PaymentSummary {
     pub creator_commission: CommissionPolicy,
 }
 
+/// `GET /capabilities`: the capabilities served that match the search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Capabilities {
+    /// Each, with its manifest's description, schemas, price and policy.
+    pub capabilities: Vec<CapabilityListing>,
+}
+
+/// A served capability as the search lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityListing {
+    /// Its capability ID.
+    pub capability_id: String,
+    /// Its manifest CID.
+    pub manifest_cid: String,
+    /// Its component's CID.
+    pub artifact_cid: String,
+    /// Its publisher namespace.
+    pub namespace: String,
+    /// What it does.
+    pub description: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// The hash shard it belongs to.
+    pub shard: String,
+    /// How deterministic its output is.
+    #[schema(value_type = String)]
+    pub determinism: Value,
+    /// How its claims are validated.
+    #[schema(value_type = Object)]
+    pub validator: Value,
+    /// Its price, `$0.01`.
+    pub price: String,
+    /// The execution modes it allows.
+    #[schema(value_type = Vec<String>)]
+    pub execution_modes: Vec<Value>,
+    /// How this gateway runs it.
+    pub mode: Mode,
+    /// Workers per task.
+    pub fanout: u32,
+    /// Agreeing results needed.
+    pub quorum: u32,
+    /// Its input JSON Schema.
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+    /// Its output JSON Schema.
+    #[schema(value_type = Object)]
+    pub output_schema: Value,
+    /// Served by this gateway's acceptance policy.
+    pub accepted: bool,
+    /// Its signed registration, if any.
+    pub registration: Option<RegistrationView>,
+}
+
+/// A capability's signed registration as the search lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationView {
+    /// The registration's CID.
+    pub registration_cid: String,
+    /// Its publisher's key.
+    pub publisher: String,
+    /// The namespace it claims.
+    pub namespace: String,
+    /// Registrations are always signed envelopes.
+    pub signed: bool,
+    /// It carries a namespace proof.
+    pub namespace_proof: bool,
+    /// Its publisher deprecated it.
+    pub deprecated: bool,
+    /// The creator commission it declares.
+    #[schema(value_type = Option<Object>)]
+    pub creator_commission: Option<Value>,
+}
+
 /// Where a task stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -511,6 +586,7 @@ fn signed_list() -> utoipa::openapi::schema::Array {
     ErrorBody,
     Healthz,
     Health,
+    Capabilities,
     NetworkView,
     Discovery,
     CommissionPolicy,

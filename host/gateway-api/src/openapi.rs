@@ -680,36 +680,6 @@ fn components() -> Map<String, Value> {
             }),
         ),
         (
-            "Capabilities",
-            json!({
-                "type": "object",
-                "required": ["capabilities"],
-                "properties": {
-                    "capabilities": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["capabilityId", "manifestCid", "price", "accepted"],
-                            "properties": {
-                                "capabilityId": string,
-                                "manifestCid": string,
-                                "artifactCid": string,
-                                "namespace": string,
-                                "description": string,
-                                "tags": {"type": "array", "items": string},
-                                "determinism": string,
-                                "validator": {"type": "object"},
-                                "price": string,
-                                "executionModes": {"type": "array", "items": string},
-                                "accepted": {"type": "boolean"},
-                                "registration": {"type": ["object", "null"]}
-                            }
-                        }
-                    }
-                }
-            }),
-        ),
-        (
             "OpenApi",
             json!({
                 "type": "object",

@@ -446,46 +446,47 @@ fn rail_descriptions(g: &Gateway) -> Vec<documents::RailDescription> {
         .collect()
 }
 
-fn describe(g: &Gateway, served: &ServedCapability) -> Value {
+fn describe(g: &Gateway, served: &ServedCapability) -> documents::CapabilityListing {
     let manifest = served.loaded.manifest();
     let policy = g.policy(served);
-    let registration = served.registration.as_ref().map(|r| {
-        json!({
-            "registrationCid": r.cid,
-            "publisher": r.registration.publisher,
-            "namespace": r.registration.namespace,
-            "signed": true,
-            "namespaceProof": r.registration.namespace_proof.is_some(),
-            "deprecated": r.registration.deprecated,
-            "creatorCommission": r.registration.creator_commission
-        })
-    });
-    json!({
-        "capabilityId": served.capability_id,
-        "manifestCid": served.manifest_cid,
-        "artifactCid": served.loaded.artifact_cid(),
-        "namespace": manifest.namespace(),
-        "description": manifest.description,
-        "tags": manifest.tags,
-        "shard": served.shard,
-        "determinism": manifest.determinism,
-        "validator": manifest.validator,
-        "price": Price(served.price).to_string(),
-        "executionModes": manifest.execution_modes,
-        "mode": policy.mode,
-        "fanout": policy.fanout,
-        "quorum": policy.quorum,
-        "inputSchema": manifest.input_schema,
-        "outputSchema": manifest.output_schema,
-        "accepted": true,
-        "registration": registration
-    })
+    let registration = served
+        .registration
+        .as_ref()
+        .map(|r| documents::RegistrationView {
+            registration_cid: r.cid.to_string(),
+            publisher: r.registration.publisher.to_string(),
+            namespace: r.registration.namespace.clone(),
+            signed: true,
+            namespace_proof: r.registration.namespace_proof.is_some(),
+            deprecated: r.registration.deprecated,
+            creator_commission: r.registration.creator_commission.as_ref().map(|c| json!(c)),
+        });
+    documents::CapabilityListing {
+        capability_id: served.capability_id.clone(),
+        manifest_cid: served.manifest_cid.to_string(),
+        artifact_cid: served.loaded.artifact_cid().to_string(),
+        namespace: manifest.namespace().into(),
+        description: manifest.description.clone(),
+        tags: manifest.tags.clone(),
+        shard: served.shard.clone(),
+        determinism: json!(manifest.determinism),
+        validator: json!(manifest.validator),
+        price: Price(served.price).to_string(),
+        execution_modes: as_values(&manifest.execution_modes),
+        mode: policy.mode.into(),
+        fanout: policy.fanout,
+        quorum: policy.quorum,
+        input_schema: manifest.input_schema.clone(),
+        output_schema: manifest.output_schema.clone(),
+        accepted: true,
+        registration,
+    }
 }
 
 async fn capabilities(
     State(g): State<Arc<Gateway>>,
     query: Result<Query<CapabilityQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<documents::Capabilities>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -493,13 +494,13 @@ async fn capabilities(
             rejection.body_text(),
         )
     })?;
-    let found: Vec<Value> = g
+    let capabilities = g
         .catalog()
         .search(&query)
         .into_iter()
         .map(|served| describe(&g, served))
         .collect();
-    Ok(Json(json!({"capabilities": found})))
+    Ok(Json(documents::Capabilities { capabilities }))
 }
 
 /// `GET /openapi.json`: every served capability as a paid operation. The servers entry is

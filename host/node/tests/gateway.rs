@@ -125,6 +125,7 @@ async fn challenge_pay_replay_and_reuse() {
         ("Healthz", "/healthz"),
         ("Discovery", "/.well-known/d402-gateway.json"),
         ("Network", "/network"),
+        ("Capabilities", "/capabilities"),
         ("Error", "/tasks/task:nope"),
     ] {
         conforms(schema, &h.get(path).await.1);
