@@ -594,7 +594,9 @@ fn signed_list() -> utoipa::openapi::schema::Array {
     TaskFailure,
     TaskDocument,
     TaskResult,
-    ReceiptDocument
+    ReceiptDocument,
+    d402_x402::PaymentRequired,
+    d402_x402::SettlementResponse
 )))]
 struct Generated;
 

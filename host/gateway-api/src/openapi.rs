@@ -464,44 +464,6 @@ fn components() -> Map<String, Value> {
     let string = json!({"type": "string"});
     let entries = [
         (
-            "PaymentRequired",
-            json!({
-                "type": "object",
-                "description": "The x402 v2 challenge.",
-                "required": ["x402Version", "resource", "accepts"],
-                "properties": {
-                    "x402Version": {"const": 2},
-                    "error": {"type": "string"},
-                    "resource": {
-                        "type": "object",
-                        "required": ["url"],
-                        "properties": {"url": string, "description": string, "mimeType": string}
-                    },
-                    "accepts": {"type": "array", "minItems": 1, "items": schema_ref("PaymentRequirements")},
-                    "extensions": {
-                        "type": "object",
-                        "description": "Extensions the gateway supports, by name (`payment-identifier`)."
-                    }
-                }
-            }),
-        ),
-        (
-            "PaymentRequirements",
-            json!({
-                "type": "object",
-                "required": ["scheme", "network", "amount", "asset", "payTo", "maxTimeoutSeconds"],
-                "properties": {
-                    "scheme": {"const": "exact"},
-                    "network": string,
-                    "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "Atomic units (micro-dollars)."},
-                    "asset": string,
-                    "payTo": string,
-                    "maxTimeoutSeconds": {"type": "integer", "minimum": 0},
-                    "extra": {}
-                }
-            }),
-        ),
-        (
             "PaymentPayload",
             json!({
                 "type": "object",
@@ -598,21 +560,6 @@ fn components() -> Map<String, Value> {
                     gateway co-signs as fee payer, as the x402 specification defines it.",
                 "required": ["transaction"],
                 "properties": {"transaction": string}
-            }),
-        ),
-        (
-            "PaymentResponse",
-            json!({
-                "type": "object",
-                "required": ["success", "transaction", "network"],
-                "properties": {
-                    "success": {"type": "boolean"},
-                    "errorReason": string,
-                    "payer": string,
-                    "transaction": string,
-                    "network": string,
-                    "amount": string
-                }
             }),
         ),
         (

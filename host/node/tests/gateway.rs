@@ -130,6 +130,8 @@ async fn challenge_pay_replay_and_reuse() {
     ] {
         conforms(schema, &h.get(path).await.1);
     }
+    conforms("PaymentRequired", &json!(challenge));
+    conforms("PaymentResponse", &response);
     let receipt: Value = h.get(&format!("/tasks/{id}/receipt")).await.1;
     assert_eq!(receipt["validationReceipt"]["status"], "accepted");
     assert_eq!(

@@ -38,6 +38,7 @@ pub mod headers {
 
 /// The resource a challenge is for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
     /// The URL paid for.
@@ -52,6 +53,7 @@ pub struct Resource {
 
 /// One way to pay (x402 `PaymentRequirements`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirements {
     /// Payment scheme, e.g. `exact`.
@@ -59,6 +61,7 @@ pub struct PaymentRequirements {
     /// Network: CAIP-2 (`eip155:8453`) or a d402 name (`d402:simulated`).
     pub network: String,
     /// Atomic units as a decimal string.
+    #[cfg_attr(feature = "schema", schema(pattern = "^[0-9]+$"))]
     pub amount: String,
     /// Asset identifier (token address, mint, or a ledger name).
     pub asset: String,
@@ -68,11 +71,13 @@ pub struct PaymentRequirements {
     pub max_timeout_seconds: u64,
     /// Scheme-specific details.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
     pub extra: Value,
 }
 
 /// The 402 challenge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequired {
     /// 2.
@@ -86,6 +91,7 @@ pub struct PaymentRequired {
     pub accepts: Vec<PaymentRequirements>,
     /// Extensions the server declares (e.g. `payment-identifier`), by name.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
     pub extensions: Map<String, Value>,
 }
 
@@ -144,6 +150,8 @@ pub struct PaymentPayloadV1<P = Value> {
 
 /// The `PAYMENT-RESPONSE` document: how the payment was settled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = PaymentResponse))]
 #[serde(rename_all = "camelCase")]
 pub struct SettlementResponse {
     /// Whether the payment settled.
