@@ -254,6 +254,26 @@ pub struct PaymentSummary {
     pub creator_commission: CommissionPolicy,
 }
 
+/// The body of `POST /tasks` (and of a capability's own route, which also takes the bare
+/// input). Server-owned policy fields a client may send (mode, fanout, quorum, maxBudget,
+/// price, payTo) are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = TaskRequest)]
+pub struct TaskRequestBody {
+    /// The capability's input (its input schema).
+    #[schema(value_type = Object, required = true)]
+    pub input: Option<Value>,
+    /// false: answer 202 at once and run in the background. Default (and null): true.
+    #[serde(default)]
+    pub sync: Option<bool>,
+    /// One of the capabilities this gateway serves (default: the first); any other value
+    /// is refused with 400 `unknown_capability`. A capability's own route always runs that
+    /// capability.
+    #[serde(default)]
+    pub capability_id: Option<String>,
+}
+
 /// `GET /capabilities`: the capabilities served that match the search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Capabilities {
@@ -587,6 +607,7 @@ fn signed_list() -> utoipa::openapi::schema::Array {
     Healthz,
     Health,
     Capabilities,
+    TaskRequestBody,
     NetworkView,
     Discovery,
     CommissionPolicy,

@@ -124,16 +124,18 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
         .iter()
         .map(|op| op.capability_id.as_str())
         .collect();
-    schemas.insert("TaskRequest".into(), task_request(input.clone(), &ids));
-    // The generated task documents carry the capability's output schema as their result.
-    for document in ["Task", "Result"] {
-        if let Some(result) = schemas
-            .get_mut(document)
-            .and_then(|schema| schema.pointer_mut("/properties/result"))
-        {
-            *result = output.clone();
-        }
-    }
+    // The generated request and task documents carry the capabilities' own schemas.
+    let mut capability_ids: Vec<Value> = ids.iter().map(|id| json!(id)).collect();
+    capability_ids.push(Value::Null);
+    overlay(&mut schemas, "TaskRequest", "input", &input);
+    overlay(
+        &mut schemas,
+        "TaskRequest",
+        "capabilityId",
+        &json!({"enum": capability_ids}),
+    );
+    overlay(&mut schemas, "Task", "result", &output);
+    overlay(&mut schemas, "Result", "result", &output);
 
     let mut paths = Map::new();
     paths.insert(
@@ -433,29 +435,20 @@ fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Optio
     operation
 }
 
-fn task_request(input: Value, ids: &[&str]) -> Value {
-    let mut capability_ids: Vec<Value> = ids.iter().map(|id| json!(id)).collect();
-    capability_ids.push(Value::Null);
-    json!({
-        "type": "object",
-        "description": "A task. Server-owned policy fields a client may send (mode, fanout, quorum, \
-            maxBudget, price, payTo) are ignored.",
-        "required": ["input"],
-        "properties": {
-            "input": input,
-            "sync": {
-                "type": ["boolean", "null"],
-                "description": "false: answer 202 at once and run in the background. Default (and null): true."
-            },
-            "capabilityId": {
-                "enum": capability_ids,
-                "description": "One of the capabilities this gateway serves (default: the first); \
-                    any other value is refused with 400 `unknown_capability`. A capability's own \
-                    route always runs that capability."
-            }
-        },
-        "additionalProperties": true
-    })
+/// Sets property `property` of generated schema `schema` to `value` (the runtime overlay:
+/// what depends on the capabilities sold), keeping its description.
+fn overlay(schemas: &mut Map<String, Value>, schema: &str, property: &str, value: &Value) {
+    let pointer = format!("/properties/{property}");
+    if let Some(slot) = schemas
+        .get_mut(schema)
+        .and_then(|schema| schema.pointer_mut(&pointer))
+    {
+        let description = slot.get("description").cloned();
+        *slot = value.clone();
+        if let (Some(description), Some(object)) = (description, slot.as_object_mut()) {
+            object.entry("description").or_insert(description);
+        }
+    }
 }
 
 /// The schemas that do not depend on the capability: those generated from the document
@@ -789,9 +782,12 @@ mod tests {
         other.capability_id = "util.json_transform@1".into();
         other.price = Amount::from_micros(100);
         let doc = document("http://gw", &[operation(), other]);
+        let request = &doc["components"]["schemas"]["TaskRequest"];
+        assert_eq!(request["properties"]["input"]["type"], "object");
+        assert_eq!(request["required"], json!(["input"]));
         assert_eq!(
-            doc["components"]["schemas"]["TaskRequest"]["properties"]["input"],
-            json!({"type": "object"})
+            request["properties"]["capabilityId"]["enum"],
+            json!(["web.page_to_markdown@1", "util.json_transform@1", null])
         );
         let default = &doc["paths"]["/tasks"]["post"]["x-payment-info"];
         assert!(default.is_object(), "one object per operation: {default}");

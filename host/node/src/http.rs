@@ -565,18 +565,26 @@ fn parse_request(
             format!("request body is not JSON: {e}"),
         )
     })?;
-    let Some(object) = body.as_object() else {
+    if !body.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_request",
             "request body must be a JSON object",
         ));
-    };
-    let alias = matches!(route, PaidRoute::Capability { .. });
-    let input = match object.get("input") {
-        Some(input) => input.clone(),
-        None if alias => body.clone(),
-        None => {
+    }
+    let request: documents::TaskRequestBody =
+        serde_json::from_value(body.clone()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                format!("the task request is malformed: {e}"),
+            )
+        })?;
+    let input = match (request.input, route) {
+        (Some(input), _) => input,
+        // On a capability's own route the body may be the bare input.
+        (None, PaidRoute::Capability { .. }) => body.clone(),
+        (None, PaidRoute::Tasks) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "missing_input",
@@ -584,33 +592,17 @@ fn parse_request(
             ));
         }
     };
-    let sync = match object.get("sync") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "\"sync\" must be a boolean",
-            ));
-        }
-    };
-    let named = match object.get("capabilityId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(g.catalog().get(id).cloned().ok_or_else(|| {
+    let sync = request.sync.unwrap_or(true);
+    // A named capability must be served, on any route.
+    let named = match request.capability_id {
+        Some(id) => Some(g.catalog().get(&id).cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unknown_capability",
                 format!("this gateway does not serve {id:?}"),
             )
         })?),
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "\"capabilityId\" must be a string",
-            ));
-        }
+        None => None,
     };
     let capability = match (route, named) {
         (PaidRoute::Capability { capability, .. }, _) => g

@@ -422,6 +422,13 @@ async fn each_capability_sold_has_its_own_paid_route_and_price() {
 
     let input = json!({"value": {"a": {"b": 2}}, "select": ["a.b"]});
     let url = format!("{}{route}", node.base);
+    // A capability named in the body must be served there too (schemathesis found an
+    // unknown one taken on a capability's own route).
+    let unknown = json!({"input": input, "capabilityId": "AAA"});
+    let refused = node.client.post(&url).json(&unknown).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "unknown_capability");
     let response = node.client.post(&url).json(&input).send().await.unwrap();
     assert_eq!(response.status(), 402);
     let challenge: PaymentRequired = response.json().await.unwrap();
