@@ -278,12 +278,9 @@ async fn forged_or_misdirected_escrow_payments_and_replays_move_nothing_twice() 
         futures_util::future::join_all((0..8).map(|_| node.post(&request, Some(&payment)))).await;
     let mut task_ids = Vec::new();
     for response in responses {
-        assert!(
-            [200, 202].contains(&response.status().as_u16()),
-            "{}",
-            response.status()
-        );
+        let status = response.status();
         let task: Value = response.json().await.unwrap();
+        assert!([200, 202].contains(&status.as_u16()), "{status}: {task}");
         task_ids.push(task["taskId"].as_str().unwrap().to_string());
     }
     task_ids.dedup();

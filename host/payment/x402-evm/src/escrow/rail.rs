@@ -62,6 +62,9 @@ pub struct EscrowRail {
     factory: Account,
     issuer: TermsIssuer,
     operator: Arc<EscrowOperator>,
+    /// Fundings in progress, by escrow: the same payment presented again meanwhile waits
+    /// for the first funding to be mined and finds it, instead of racing it.
+    funding: std::sync::Mutex<std::collections::HashMap<Address, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl EscrowRail {
@@ -99,6 +102,7 @@ impl EscrowRail {
                 config.max_commission_bps,
             ),
             operator,
+            funding: Default::default(),
             config,
         }
     }
@@ -122,6 +126,32 @@ impl EscrowRail {
     /// payment): the funding transaction. Concurrent retries of one payment race to fund
     /// it; the chain decides, so every one of them finds the same funding.
     async fn fund(
+        &self,
+        terms: &EscrowTerms,
+        payment: &ExactEvmPayload,
+    ) -> Result<B256, PaymentError> {
+        let escrow = terms.escrow_address(self.config.factory);
+        let lock = self
+            .funding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(escrow)
+            .or_default()
+            .clone();
+        let funded = {
+            let _one_at_a_time = lock.lock().await;
+            self.fund_once(terms, payment).await
+        };
+        let mut funding = self.funding.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's entry and this one: nobody else waits for this escrow.
+        if Arc::strong_count(&lock) == 2 {
+            funding.remove(&escrow);
+        }
+        funded
+    }
+
+    /// [`Self::fund`] for one caller at a time per escrow.
+    async fn fund_once(
         &self,
         terms: &EscrowTerms,
         payment: &ExactEvmPayload,
