@@ -3,7 +3,8 @@
 //! server builds these; the OpenAPI document's schemas for them are generated from them
 //! ([`generated_schemas`]), so the two cannot drift apart.
 
-use d402_protocol::ExecutionMode;
+use d402_protocol::{ExecutionMode, Payout, Refund, ValidationReceipt};
+use d402_x402::SettlementResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
@@ -455,12 +456,19 @@ pub struct TaskDocument {
     pub settlement_error: Option<String>,
     /// The validation receipt, once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = validation_receipt)]
-    pub validation_receipt: Option<Value>,
+    pub validation_receipt: Option<ValidationReceipt>,
     /// Payouts and refunds, once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = settlement)]
-    pub settlement: Option<Value>,
+    pub settlement: Option<Settlement>,
+}
+
+/// Where a task's money went: its settlement receipt's payouts and refunds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Settlement {
+    /// Payouts to workers, creator and validator.
+    pub payouts: Vec<Payout>,
+    /// Refunds to the buyer.
+    pub refunds: Vec<Refund>,
 }
 
 /// `GET /tasks/{taskId}/result` of an accepted task.
@@ -491,14 +499,11 @@ pub struct ReceiptDocument {
     /// Where it stands.
     pub status: TaskState,
     /// The validation receipt.
-    #[schema(schema_with = validation_receipt)]
-    pub validation_receipt: Value,
+    pub validation_receipt: ValidationReceipt,
     /// Payouts and refunds.
-    #[schema(schema_with = settlement)]
-    pub settlement: Value,
+    pub settlement: Settlement,
     /// The `PAYMENT-RESPONSE` document.
-    #[schema(schema_with = payment_response)]
-    pub payment: Value,
+    pub payment: SettlementResponse,
     /// Each claim and its verdict.
     pub claims: Vec<ClaimView>,
     /// Leased runs that produced no claim.
@@ -578,18 +583,6 @@ pub struct SignedReceipts {
 /// A schema written in the document (the protocol's receipts), by name.
 fn written(name: &str) -> utoipa::openapi::Ref {
     utoipa::openapi::Ref::from_schema_name(name)
-}
-
-fn validation_receipt() -> utoipa::openapi::Ref {
-    written("ValidationReceipt")
-}
-
-fn settlement() -> utoipa::openapi::Ref {
-    written("Settlement")
-}
-
-fn payment_response() -> utoipa::openapi::Ref {
-    written("PaymentResponse")
 }
 
 fn signed() -> utoipa::openapi::Ref {

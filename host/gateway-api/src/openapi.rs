@@ -556,62 +556,6 @@ fn components() -> Map<String, Value> {
             }),
         ),
         (
-            "ValidationReceipt",
-            json!({
-                "type": "object",
-                "required": ["taskId", "status", "acceptedClaimCids", "rejectedClaimCids", "model", "validator", "issuedAt"],
-                "properties": {
-                    "taskId": string,
-                    "status": {"enum": ["accepted", "rejected"]},
-                    "acceptedClaimCids": {"type": "array", "items": string},
-                    "rejectedClaimCids": {"type": "array", "items": string},
-                    "model": string,
-                    "validator": string,
-                    "reason": string,
-                    "issuedAt": string
-                }
-            }),
-        ),
-        (
-            "Payout",
-            json!({
-                "type": "object",
-                "required": ["account", "amount", "reason"],
-                "properties": {
-                    "account": string,
-                    "workerId": string,
-                    "amount": {"type": "number", "minimum": 0, "description": "Dollars."},
-                    "grossAmount": {"type": "number", "minimum": 0},
-                    "reason": {"enum": ["accepted-result", "creator-commission", "validator-fee"]},
-                    "rateBps": {"type": "integer", "minimum": 0},
-                    "rail": string,
-                    "manifestCid": string,
-                    "registrationCid": string,
-                    "publisher": string,
-                    "namespace": string
-                }
-            }),
-        ),
-        (
-            "Refund",
-            json!({
-                "type": "object",
-                "required": ["account", "amount", "reason"],
-                "properties": {"account": string, "amount": {"type": "number", "minimum": 0}, "reason": string}
-            }),
-        ),
-        (
-            "Settlement",
-            json!({
-                "type": "object",
-                "required": ["payouts", "refunds"],
-                "properties": {
-                    "payouts": {"type": "array", "items": schema_ref("Payout")},
-                    "refunds": {"type": "array", "items": schema_ref("Refund")}
-                }
-            }),
-        ),
-        (
             "Signed",
             json!({
                 "type": "object",

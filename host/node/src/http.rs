@@ -1018,11 +1018,12 @@ fn state(status: TaskStatus) -> documents::TaskState {
 }
 
 /// Its payouts and refunds, as the task and receipt documents show them.
-fn settlement_of(receipts: &Receipts) -> Value {
-    json!({
-        "payouts": receipts.settlement_receipt.payload.payouts,
-        "refunds": receipts.settlement_receipt.payload.refunds
-    })
+fn settlement_of(receipts: &Receipts) -> documents::Settlement {
+    let settled = &receipts.settlement_receipt.payload;
+    documents::Settlement {
+        payouts: settled.payouts.clone(),
+        refunds: settled.refunds.clone(),
+    }
 }
 
 /// The task document (the spec's accepted response shape), with `PAYMENT-RESPONSE`. The
@@ -1064,7 +1065,7 @@ fn task_response(
         evidence: record.evidence.clone().filter(|_| released),
         error: record.error.as_ref().map(|error| json!(error)),
         settlement_error: record.settlement_error.clone(),
-        validation_receipt: receipts.map(|r| json!(r.validation_receipt.payload)),
+        validation_receipt: receipts.map(|r| r.validation_receipt.payload.clone()),
         settlement: receipts.map(settlement_of),
     };
     let status = match record.status {
@@ -1190,9 +1191,9 @@ async fn get_receipt(
     Ok(Json(documents::ReceiptDocument {
         task_id: id,
         status: state(record.status),
-        validation_receipt: json!(receipts.validation_receipt.payload),
+        validation_receipt: receipts.validation_receipt.payload.clone(),
         settlement: settlement_of(&receipts),
-        payment: json!(record.payment_response),
+        payment: record.payment_response.clone(),
         claims,
         failures: receipts
             .failures

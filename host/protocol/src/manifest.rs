@@ -146,6 +146,7 @@ pub enum DeterminismClass {
 
 /// How result claims are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ValidationModel {
     /// Output bytes must match exactly.

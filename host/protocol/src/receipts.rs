@@ -10,6 +10,7 @@ use crate::signed::SignedObject;
 use crate::time::Timestamp;
 
 /// Outcome of validation.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValidationStatus {
@@ -20,6 +21,7 @@ pub enum ValidationStatus {
 }
 
 /// A validator's decision on the claims of one task.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidationReceipt {
@@ -28,17 +30,21 @@ pub struct ValidationReceipt {
     /// Accepted or rejected.
     pub status: ValidationStatus,
     /// CIDs of accepted claims.
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<String>))]
     pub accepted_claim_cids: Vec<ContentId>,
     /// CIDs of rejected claims.
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<String>))]
     pub rejected_claim_cids: Vec<ContentId>,
     /// Model applied.
     pub model: ValidationModel,
     /// The validator's key.
+    #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub validator: PublicKey,
     /// Why, in words, when rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When the decision was made.
+    #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub issued_at: Timestamp,
 }
 
@@ -47,6 +53,7 @@ impl SignedObject for ValidationReceipt {
 }
 
 /// Why money moved.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PayoutReason {
@@ -59,6 +66,7 @@ pub enum PayoutReason {
 }
 
 /// One payment to one account, shaped as the spec's receipt shows it.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Payout {
@@ -67,10 +75,12 @@ pub struct Payout {
     /// Worker node id, for worker payouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
-    /// Net amount paid.
+    /// Net amount paid, dollars.
+    #[cfg_attr(feature = "schema", schema(value_type = f64))]
     pub amount: Amount,
-    /// The all-in price this payout is a share of.
+    /// The all-in price this payout is a share of, dollars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<f64>))]
     pub gross_amount: Option<Amount>,
     /// Why it was paid.
     pub reason: PayoutReason,
@@ -82,9 +92,11 @@ pub struct Payout {
     pub rail: Option<String>,
     /// Manifest the commission is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>))]
     pub manifest_cid: Option<ContentId>,
     /// Registration declaring the commission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>))]
     pub registration_cid: Option<ContentId>,
     /// Publisher of that registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,12 +113,14 @@ pub struct Payout {
 }
 
 /// Money returned to the buyer.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refund {
     /// The buyer's account.
     pub account: String,
-    /// Amount returned.
+    /// Amount returned, dollars.
+    #[cfg_attr(feature = "schema", schema(value_type = f64))]
     pub amount: Amount,
     /// Why, e.g. `rejected`, `deadline-missed`, `failed`.
     pub reason: String,
