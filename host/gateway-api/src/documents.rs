@@ -580,6 +580,17 @@ pub struct SignedReceipts {
     pub reputation_events: Vec<Value>,
 }
 
+/// What a paid route answers with 402: the challenge (no payment, or a refused one's
+/// reason in `error`), or the error document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PaymentRefusal {
+    /// The x402 v2 challenge.
+    Challenge(d402_x402::PaymentRequired),
+    /// The error.
+    Error(ErrorBody),
+}
+
 /// A schema written in the document (the protocol's receipts), by name.
 fn written(name: &str) -> utoipa::openapi::Ref {
     utoipa::openapi::Ref::from_schema_name(name)
@@ -609,6 +620,7 @@ fn signed_list() -> utoipa::openapi::schema::Array {
     TaskDocument,
     TaskResult,
     ReceiptDocument,
+    PaymentRefusal,
     d402_x402::PaymentRequired,
     d402_x402::SettlementResponse
 )))]

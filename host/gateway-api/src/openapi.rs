@@ -88,13 +88,15 @@ pub fn payment_info(operation: &PaidOperation) -> Value {
     })
 }
 
-/// The OpenAPI 3.1 document of a gateway reachable at `base_url` that sells `operations`.
+/// The OpenAPI 3.1 document of a gateway reachable at `base_url` that sells `operations`,
+/// whose fixed routes are documented by `paths` (the path items its handlers declare).
 ///
 /// `POST /tasks` takes the capability's input schema and returns its output schema when
 /// there is exactly one operation (any object otherwise); its `x-payment-info` is the
 /// default capability's (the first operation: what a request naming none buys). Each
-/// operation has its own paid route ([`capability_path`]) with its own `x-payment-info`.
-pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
+/// operation gets its own paid route ([`capability_path`]): `POST /tasks`'s operation with
+/// its own `x-payment-info`, taking the task request or the bare input.
+pub fn document(base_url: &str, operations: &[PaidOperation], paths: Map<String, Value>) -> Value {
     let single = match operations {
         [only] => Some(only),
         _ => None,
@@ -137,52 +139,20 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
     overlay(&mut schemas, "Task", "result", &output);
     overlay(&mut schemas, "Result", "result", &output);
 
-    let mut paths = Map::new();
-    paths.insert(
-        "/health".into(),
-        get_json("health", "Gateway liveness and public policy.", "Health"),
-    );
-    paths.insert(
-        "/healthz".into(),
-        get_json("healthz", "Readiness probe.", "Healthz"),
-    );
-    paths.insert(
-        "/.well-known/d402-gateway.json".into(),
-        get_json(
-            "discovery",
-            "Discovery document: capabilities, prices, payment rail, endpoints.",
-            "Discovery",
-        ),
-    );
-    paths.insert(
-        "/.well-known/dnc-gateway.json".into(),
-        get_json(
-            "discoveryLegacy",
-            "Legacy alias of /.well-known/d402-gateway.json.",
-            "Discovery",
-        ),
-    );
-    paths.insert("/capabilities".into(), capabilities_path());
-    paths.insert(
-        "/openapi.json".into(),
-        get_json("openapi", "This OpenAPI 3.1 document.", "OpenApi"),
-    );
-    paths.insert(
-        "/network".into(),
-        get_json("network", "The peer network as this gateway sees it: its addresses and the verified offers it heard.", "Network"),
-    );
-    paths.insert(
-        "/tasks".into(),
-        json!({"post": paid_operation(
-            "createTask",
-            "Create a paid task. Unpaid: 402 with the x402 challenge; paid: 200 with the \
-             settled task (sync) or 202 while it runs (`\"sync\": false`). Without \
-             `capabilityId` it buys the default capability at the price documented here; \
-             each capability's own route documents its price.",
-            schema_ref("TaskRequest"),
-            operations.first().map(payment_info),
-        )}),
-    );
+    let mut paths = paths;
+    let create = paths
+        .get("/tasks")
+        .and_then(|item| item.get("post"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let (Some(default), Some(post)) = (
+        operations.first(),
+        paths
+            .get_mut("/tasks")
+            .and_then(|item| item.get_mut("post")),
+    ) {
+        post["x-payment-info"] = payment_info(default);
+    }
     for op in operations {
         let name = op
             .capability_id
@@ -200,59 +170,18 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
             );
             schema_ref(&component)
         };
-        let body = json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
-        paths.insert(
-            capability_path(&op.capability_id),
-            json!({"post": paid_operation(
-                &format!("createTask_{name}"),
-                &format!(
-                    "Paid route of {}: POST /tasks for this capability; takes the task \
-                     request or the bare input.",
-                    op.capability_id
-                ),
-                body,
-                Some(payment_info(op)),
-            )}),
-        );
+        let mut post = create.clone();
+        post["operationId"] = json!(format!("createTask_{name}"));
+        post["summary"] = json!(format!(
+            "Paid route of {}: POST /tasks for this capability; takes the task request or \
+             the bare input.",
+            op.capability_id
+        ));
+        post["requestBody"]["content"]["application/json"]["schema"] =
+            json!({"anyOf": [schema_ref("TaskRequest"), bare_input]});
+        post["x-payment-info"] = payment_info(op);
+        paths.insert(capability_path(&op.capability_id), json!({"post": post}));
     }
-    paths.insert(
-        "/tasks/{taskId}".into(),
-        task_get(
-            "getTask",
-            "The task record: status, result when accepted, receipts, links.",
-            json!({
-                "200": task_response("The task.", false),
-                "202": task_response("Accepted by validation; the payment is still settling on chain (`settling`): the result follows once it settled.", false),
-                "402": task_response("The payment could never be settled (`settlement-failed`): nothing was charged and the result is withheld.", false),
-                "404": error_response("No such task (`unknown_task`)."),
-                "500": error_response("Store failure."),
-            }),
-        ),
-    );
-    paths.insert(
-        "/tasks/{taskId}/result".into(),
-        task_get("getTaskResult", "The accepted output, 202 while running, 422 when rejected.", json!({
-            "200": json_response("The accepted result.", schema_ref("Result")),
-            "202": json_response("Still running, or settling its payment.", schema_ref("Running")),
-            "402": error_response("The payment could never be settled (`settlement_failed`); nothing was charged."),
-            "404": error_response("No such task (`unknown_task`)."),
-            "422": json_response("The task was rejected and refunded (`task_rejected`).", schema_ref("Rejected")),
-            "500": error_response("Store failure."),
-        })),
-    );
-    paths.insert(
-        "/tasks/{taskId}/receipt".into(),
-        task_get(
-            "getTaskReceipt",
-            "Validation and settlement receipts (and the signed originals).",
-            json!({
-                "200": json_response("The receipts.", schema_ref("Receipt")),
-                "202": json_response("Still running: no receipt yet.", schema_ref("Running")),
-                "404": error_response("No such task (`unknown_task`)."),
-                "500": error_response("Store failure."),
-            }),
-        ),
-    );
 
     json!({
         "openapi": "3.1.0",
@@ -282,18 +211,6 @@ pub fn document(base_url: &str, operations: &[PaidOperation]) -> Value {
                     "name": "X-PAYMENT",
                     "description": "Legacy name of PAYMENT-SIGNATURE, read only when PAYMENT-SIGNATURE is absent."
                 }
-            },
-            "headers": {
-                "PaymentRequired": {
-                    "description": "Base64 of the JSON x402 v2 challenge (the PaymentRequired schema).",
-                    "required": true,
-                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
-                },
-                "PaymentResponse": {
-                    "description": "Base64 of the JSON settlement response (the PaymentResponse schema).",
-                    "required": true,
-                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
-                }
             }
         }
     })
@@ -320,119 +237,6 @@ fn rebase_refs(schema: &Value, base: &str) -> Value {
 
 fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-fn json_response(description: &str, schema: Value) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema}}})
-}
-
-fn error_response(description: &str) -> Value {
-    json_response(description, schema_ref("Error"))
-}
-
-fn get_json(operation_id: &str, summary: &str, schema: &str) -> Value {
-    json!({"get": {
-        "operationId": operation_id,
-        "summary": summary,
-        "responses": {"200": json_response(summary, schema_ref(schema))}
-    }})
-}
-
-fn capabilities_path() -> Value {
-    let parameter = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}});
-    json!({"get": {
-        "operationId": "listCapabilities",
-        "summary": "Capabilities this gateway serves. The search parameters are accepted; this \
-            node serves one capability and does not filter on them yet.",
-        "parameters": [
-            parameter("q", "Free-text query."),
-            parameter("namespace", "Publisher namespace."),
-            parameter("tag", "Tag."),
-            parameter("shard", "Hash shard."),
-            parameter("capabilityId", "Capability ID, e.g. web.page_to_markdown@1."),
-            parameter("manifestCid", "Manifest CID."),
-        ],
-        "responses": {"200": json_response("The capabilities.", schema_ref("Capabilities"))}
-    }})
-}
-
-fn task_get(operation_id: &str, summary: &str, responses: Value) -> Value {
-    json!({"get": {
-        "operationId": operation_id,
-        "summary": summary,
-        "parameters": [{
-            "name": "taskId", "in": "path", "required": true,
-            "description": "Task ID (`task:<hex>`).", "schema": {"type": "string"}
-        }],
-        "responses": responses
-    }})
-}
-
-/// A task document response, with the `PAYMENT-RESPONSE` header it always carries.
-fn task_response(description: &str, replay_header: bool) -> Value {
-    let mut headers = json!({"PAYMENT-RESPONSE": {"$ref": "#/components/headers/PaymentResponse"}});
-    if replay_header {
-        for name in crate::IDEMPOTENT_REPLAY_HEADERS {
-            headers[name] = json!({
-                "description": "`true` when a paid request was replayed with the same proof and body (same task, charged once).",
-                "schema": {"type": "string", "enum": ["true"]}
-            });
-        }
-    }
-    json!({
-        "description": description,
-        "headers": headers,
-        "content": {"application/json": {"schema": schema_ref("Task")}}
-    })
-}
-
-fn paid_operation(operation_id: &str, summary: &str, body: Value, payment: Option<Value>) -> Value {
-    let payment_required = json!({"$ref": "#/components/headers/PaymentRequired"});
-    let mut operation = json!({
-        "operationId": operation_id,
-        "summary": summary,
-        "security": [{}, {"x402": []}, {"x402Legacy": []}],
-        "requestBody": {
-            "required": true,
-            "content": {"application/json": {"schema": body}}
-        },
-        "responses": {
-            "200": task_response("Paid and settled (sync), or an idempotent replay of a paid request.", true),
-            "202": task_response("Paid; the task runs (`\"sync\": false`). Poll /tasks/{taskId}.", false),
-            "400": {
-                "description": "Malformed request (`malformed_json`, `malformed_request`, `missing_input`, \
-                    `unknown_capability`, `bad_url`, `invalid_input`) or malformed payment header (`malformed_payment`, with a \
-                    fresh PAYMENT-REQUIRED challenge).",
-                "headers": {"PAYMENT-REQUIRED": {
-                    "description": "Present when the payment header was refused: base64 of the JSON challenge.",
-                    "required": false,
-                    "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json"}
-                }},
-                "content": {"application/json": {"schema": schema_ref("Error")}}
-            },
-            "402": {
-                "description": "Payment required: without a payment, the x402 v2 challenge; with a refused \
-                    payment (`invalid_signature`, `underpaid`, `payment_expired`, `wrong_payee`, \
-                    `unsupported_network`, `insufficient_funds`, `wrong_asset`, `payment_already_used`, \
-                    `transfer_would_fail`, `rail_not_offered`), the error. \
-                    Either way PAYMENT-REQUIRED carries the challenge.",
-                "headers": {"PAYMENT-REQUIRED": payment_required},
-                "content": {"application/json": {"schema": {"anyOf": [schema_ref("PaymentRequired"), schema_ref("Error")]}}}
-            },
-            "409": error_response("This payment proof is for another request (`binding_mismatch`), was already used for \
-                another request (`payment_already_used`), or its payment-identifier was used with another payment \
-                (`payment_identifier_reused`)."),
-            "413": error_response("The request body is over the gateway's limit (`body_too_large`)."),
-            "500": error_response("Store or signing failure (`store_failure`, `internal`)."),
-            "503": error_response("A payment rail cannot verify payments now (`rail_unavailable`), or no enabled \
-                rail can pay out the capability's creator commission (`no_rail_sells_capability`), or the \
-                operator paused new paid tasks (`incident_mode`)."),
-        }
-    });
-    if let Some(payment) = payment {
-        operation["x-payment-info"] = payment;
-    }
-    operation
 }
 
 /// Sets property `property` of generated schema `schema` to `value` (the runtime overlay:
@@ -563,14 +367,6 @@ fn components() -> Map<String, Value> {
                 "properties": {"type": string, "payload": {"type": "object"}, "signer": string, "signature": string}
             }),
         ),
-        (
-            "OpenApi",
-            json!({
-                "type": "object",
-                "required": ["openapi", "info", "paths"],
-                "properties": {"openapi": string, "info": {"type": "object"}, "paths": {"type": "object"}}
-            }),
-        ),
     ];
     let mut schemas = crate::documents::generated_schemas();
     schemas.extend(
@@ -584,6 +380,21 @@ fn components() -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Path items as the node's handlers declare them, reduced to what the document adds
+    /// to: a free route and the paid operation.
+    fn paths() -> Map<String, Value> {
+        let paths = json!({
+            "/health": {"get": {"operationId": "health", "responses": {}}},
+            "/tasks": {"post": {
+                "operationId": "createTask",
+                "security": [{}, {"x402": []}],
+                "requestBody": {"content": {"application/json": {"schema": schema_ref("TaskRequest")}}},
+                "responses": {}
+            }}
+        });
+        paths.as_object().cloned().unwrap()
+    }
 
     fn operation() -> PaidOperation {
         PaidOperation {
@@ -605,7 +416,7 @@ mod tests {
 
     #[test]
     fn is_openapi_3_1_json_with_the_gateways_url() {
-        let doc = document("http://127.0.0.1:8402/", &[operation()]);
+        let doc = document("http://127.0.0.1:8402/", &[operation()], paths());
         let text = serde_json::to_string(&doc).unwrap();
         let reparsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(reparsed["openapi"], "3.1.0");
@@ -624,7 +435,7 @@ mod tests {
         );
         let mut other = operation();
         other.capability_id = "util.json_transform@1".into();
-        let doc = document("http://gw", &[other]);
+        let doc = document("http://gw", &[other], paths());
         assert!(doc["paths"].get(PAGE_TO_MARKDOWN_ALIAS).is_none());
         assert!(doc["paths"]["/v1/util/json-transform"]["post"].is_object());
         assert!(doc["paths"]["/tasks"]["post"].is_object());
@@ -632,7 +443,7 @@ mod tests {
 
     #[test]
     fn paid_operations_carry_the_price() {
-        let doc = document("http://gw", &[operation()]);
+        let doc = document("http://gw", &[operation()], paths());
         for path in ["/tasks", PAGE_TO_MARKDOWN_ALIAS] {
             let info = &doc["paths"][path]["post"]["x-payment-info"];
             assert_eq!(info["method"], "x402", "{path}");
@@ -654,38 +465,24 @@ mod tests {
                 .is_none(),
             "free routes are free"
         );
-        let create = &doc["paths"]["/tasks"]["post"];
+        // Each capability's route repeats POST /tasks's operation under its own id.
+        let route = &doc["paths"][PAGE_TO_MARKDOWN_ALIAS]["post"];
+        assert_eq!(route["operationId"], "createTask_web_page_to_markdown_1");
         assert_eq!(
-            create["security"][0],
-            json!({}),
-            "the first request goes unpaid"
+            route["security"],
+            doc["paths"]["/tasks"]["post"]["security"]
         );
-        assert_eq!(create["security"][1], json!({"x402": []}));
         assert_eq!(
             doc["components"]["securitySchemes"]["x402"]["name"],
             "PAYMENT-SIGNATURE"
         );
-        assert_eq!(
-            create["responses"]["402"]["headers"]["PAYMENT-REQUIRED"]["$ref"],
-            "#/components/headers/PaymentRequired"
-        );
-        assert_eq!(
-            create["responses"]["200"]["headers"]["PAYMENT-RESPONSE"]["$ref"],
-            "#/components/headers/PaymentResponse"
-        );
-        for status in ["200", "202", "400", "402", "409", "413", "500"] {
-            assert!(
-                create["responses"][status].is_object(),
-                "POST /tasks documents {status}"
-            );
-        }
         assert_eq!(dollars(Amount::from_micros(100)), "0.0001");
         assert_eq!(dollars(Amount::from_micros(2_000_000)), "2.00");
     }
 
     #[test]
     fn the_capability_schemas_are_embedded_and_every_reference_resolves() {
-        let doc = document("http://gw", &[operation()]);
+        let doc = document("http://gw", &[operation()], paths());
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["Input"], operation().input_schema);
         assert_eq!(schemas["Output"], operation().output_schema);
@@ -709,7 +506,7 @@ mod tests {
     fn local_references_in_capability_schemas_follow_them() {
         let mut op = operation();
         op.input_schema = json!({"$defs": {"u": {"type": "string"}}, "properties": {"url": {"$ref": "#/$defs/u"}}});
-        let doc = document("http://gw", &[op]);
+        let doc = document("http://gw", &[op], paths());
         let reference = doc["components"]["schemas"]["Input"]["properties"]["url"]["$ref"]
             .as_str()
             .unwrap();
@@ -725,7 +522,7 @@ mod tests {
         let mut other = operation();
         other.capability_id = "util.json_transform@1".into();
         other.price = Amount::from_micros(100);
-        let doc = document("http://gw", &[operation(), other]);
+        let doc = document("http://gw", &[operation(), other], paths());
         let request = &doc["components"]["schemas"]["TaskRequest"];
         assert_eq!(request["properties"]["input"]["type"], "object");
         assert_eq!(request["required"], json!(["input"]));

@@ -24,6 +24,32 @@ use d402_payment::PaymentError;
 use d402_payment::x402::{PaymentHeader, PaymentRequired, encode_header, headers as x402_headers};
 use d402_store::{Receipts, StoreError, TaskRecord, TaskStatus};
 
+/// The fixed operations, documented where they are handled.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    health,
+    healthz,
+    discovery,
+    discovery_legacy,
+    capabilities,
+    openapi,
+    network,
+    create_task,
+    get_task,
+    get_result,
+    get_receipt
+))]
+struct Operations;
+
+/// The documented operations of the fixed routes, as JSON path items by path.
+pub fn operations() -> serde_json::Map<String, Value> {
+    let paths = <Operations as utoipa::OpenApi>::openapi().paths;
+    match serde_json::to_value(paths.paths) {
+        Ok(Value::Object(paths)) => paths,
+        _ => unreachable!("path items serialize to a JSON object"),
+    }
+}
+
 /// The HTTP API over `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let capabilities: Vec<String> = gateway
@@ -60,7 +86,7 @@ fn routes(sold: &[String]) -> Routes {
         .get("/health", health)
         .get("/healthz", healthz)
         .get("/.well-known/d402-gateway.json", discovery)
-        .get("/.well-known/dnc-gateway.json", discovery)
+        .get("/.well-known/dnc-gateway.json", discovery_legacy)
         .get("/capabilities", capabilities)
         .get("/openapi.json", openapi)
         .get("/network", network)
@@ -298,6 +324,10 @@ fn commission_policy(g: &Gateway) -> documents::CommissionPolicy {
 /// Longest wait for one rail's live readiness checks in `/health`.
 pub(crate) const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// `GET /health`.
+#[utoipa::path(get, path = "/health", operation_id = "health",
+    summary = "Gateway liveness and public policy.",
+    responses((status = 200, description = "Liveness, payment readiness and the policy.", body = documents::Health)))]
 async fn health(State(g): State<Arc<Gateway>>) -> Json<documents::Health> {
     let served = g.catalog().default_capability();
     let policy = g.policy(served);
@@ -338,10 +368,17 @@ async fn health(State(g): State<Arc<Gateway>>) -> Json<documents::Health> {
     })
 }
 
+/// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", summary = "Readiness probe.",
+    responses((status = 200, description = "Ready.", body = documents::Healthz)))]
 async fn healthz() -> Json<documents::Healthz> {
     Json(documents::Healthz { ok: true })
 }
 
+/// `GET /network`.
+#[utoipa::path(get, path = "/network", operation_id = "network",
+    summary = "The peer network as this gateway sees it: its addresses and the verified offers it heard.",
+    responses((status = 200, description = "The peer network.", body = documents::NetworkView)))]
 async fn network(State(g): State<Arc<Gateway>>) -> Json<documents::NetworkView> {
     let Some(network) = g.network() else {
         return Json(documents::NetworkView {
@@ -364,6 +401,10 @@ async fn network(State(g): State<Arc<Gateway>>) -> Json<documents::NetworkView> 
     })
 }
 
+/// `GET /.well-known/d402-gateway.json`.
+#[utoipa::path(get, path = "/.well-known/d402-gateway.json", operation_id = "discovery",
+    summary = "Discovery document: capabilities, prices, payment rails, endpoints.",
+    responses((status = 200, description = "The discovery document.", body = documents::Discovery)))]
 async fn discovery(State(g): State<Arc<Gateway>>) -> Json<documents::Discovery> {
     let base = g.base_url();
     let capabilities = g
@@ -428,6 +469,14 @@ async fn discovery(State(g): State<Arc<Gateway>>) -> Json<documents::Discovery> 
     })
 }
 
+/// `GET /.well-known/dnc-gateway.json`.
+#[utoipa::path(get, path = "/.well-known/dnc-gateway.json", operation_id = "discoveryLegacy",
+    summary = "Legacy alias of /.well-known/d402-gateway.json.",
+    responses((status = 200, description = "The discovery document.", body = documents::Discovery)))]
+async fn discovery_legacy(state: State<Arc<Gateway>>) -> Json<documents::Discovery> {
+    discovery(state).await
+}
+
 /// Each accepted rail: its name, network, asset and receiving account.
 fn rail_descriptions(g: &Gateway) -> Vec<documents::RailDescription> {
     g.rails()
@@ -483,6 +532,21 @@ fn describe(g: &Gateway, served: &ServedCapability) -> documents::CapabilityList
     }
 }
 
+/// `GET /capabilities`.
+#[utoipa::path(get, path = "/capabilities", operation_id = "listCapabilities",
+    summary = "Capabilities this gateway serves that match every search parameter given.",
+    params(
+        ("q" = Option<String>, Query, description = "Free-text query."),
+        ("namespace" = Option<String>, Query, description = "Publisher namespace."),
+        ("tag" = Option<String>, Query, description = "Tag."),
+        ("shard" = Option<String>, Query, description = "Hash shard."),
+        ("capabilityId" = Option<String>, Query, description = "Capability ID, e.g. web.page_to_markdown@1."),
+        ("manifestCid" = Option<String>, Query, description = "Manifest CID."),
+    ),
+    responses(
+        (status = 200, description = "The capabilities.", body = documents::Capabilities),
+        (status = 400, description = "A malformed query (`malformed_query`).", body = documents::ErrorBody),
+    ))]
 async fn capabilities(
     State(g): State<Arc<Gateway>>,
     query: Result<Query<CapabilityQuery>, QueryRejection>,
@@ -506,6 +570,9 @@ async fn capabilities(
 /// `GET /openapi.json`: every served capability as a paid operation. The servers entry is
 /// the gateway's own base URL (`--public-url`, else the bound address), never a client's
 /// `Host` header.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi",
+    summary = "This OpenAPI 3.1 document.",
+    responses((status = 200, description = "This OpenAPI 3.1 document.", body = serde_json::Value)))]
 async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
     let operations: Vec<d402_gateway_api::PaidOperation> = g
         .catalog()
@@ -537,9 +604,37 @@ async fn openapi(State(g): State<Arc<Gateway>>) -> Json<Value> {
             }
         })
         .collect();
-    Json(d402_gateway_api::document(&g.base_url(), &operations))
+    Json(d402_gateway_api::document(
+        &g.base_url(),
+        &operations,
+        self::operations(),
+    ))
 }
 
+/// `POST /tasks`, the paid operation each capability's own route repeats.
+#[utoipa::path(post, path = "/tasks", operation_id = "createTask",
+    summary = "Create a paid task. Unpaid: 402 with the x402 challenge; paid: 200 with the settled task (sync) or 202 while it runs (`\"sync\": false`). Without `capabilityId` it buys the default capability at the price documented here; each capability's own route documents its price.",
+    request_body = documents::TaskRequestBody,
+    security((), ("x402" = []), ("x402Legacy" = [])),
+    responses(
+        (status = 200, description = "Paid and settled (sync), or an idempotent replay of a paid request.",
+            body = documents::TaskDocument,
+            headers(("PAYMENT-RESPONSE" = String, description = "Base64 of the JSON settlement response (the PaymentResponse schema), once there is a settlement to report."),
+                ("x-d402-idempotent-replay" = String, description = "`true` when a paid request was replayed with the same proof and body (same task, charged once)."),
+                ("x-dnc-idempotent-replay" = String, description = "Legacy name of x-d402-idempotent-replay."))),
+        (status = 202, description = "Paid; the task runs (`\"sync\": false`). Poll /tasks/{taskId}.",
+            body = documents::TaskDocument, headers(("PAYMENT-RESPONSE" = String, description = "Base64 of the JSON settlement response (the PaymentResponse schema), once there is a settlement to report."))),
+        (status = 400, description = "Malformed request (`malformed_json`, `malformed_request`, `missing_input`, `unknown_capability`, `bad_url`, `url_refused`, `invalid_input`) or malformed payment header (`malformed_payment`, with a fresh PAYMENT-REQUIRED challenge).",
+            body = documents::ErrorBody,
+            headers(("PAYMENT-REQUIRED" = String, description = "Present when the payment header was refused: base64 of the JSON challenge."))),
+        (status = 402, description = "Payment required: without a payment, the x402 v2 challenge; with a refused payment (`invalid_signature`, `underpaid`, `payment_expired`, `wrong_payee`, `unsupported_network`, `insufficient_funds`, `wrong_asset`, `payment_already_used`, `transfer_would_fail`, `rail_not_offered`), the error. Either way PAYMENT-REQUIRED carries the challenge.",
+            body = documents::PaymentRefusal,
+            headers(("PAYMENT-REQUIRED" = String, description = "Base64 of the JSON x402 v2 challenge (the PaymentRequired schema)."))),
+        (status = 409, description = "This payment proof is for another request (`binding_mismatch`), was already used for another request (`payment_already_used`), or its payment-identifier was used with another payment (`payment_identifier_reused`).", body = documents::ErrorBody),
+        (status = 413, description = "The request body is over the gateway's limit (`body_too_large`).", body = documents::ErrorBody),
+        (status = 500, description = "Store or signing failure (`store_failure`, `internal`).", body = documents::ErrorBody),
+        (status = 503, description = "A payment rail cannot verify payments now (`rail_unavailable`), no enabled rail can pay out the capability's creator commission (`no_rail_sells_capability`), the operator paused new paid tasks (`incident_mode`), or the node is stopping (`draining`).", body = documents::ErrorBody),
+    ))]
 async fn create_task(
     State(g): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -1121,6 +1216,17 @@ fn still_running(id: &str, status: TaskStatus) -> Response {
     (StatusCode::ACCEPTED, Json(running)).into_response()
 }
 
+/// `GET /tasks/{taskId}`.
+#[utoipa::path(get, path = "/tasks/{taskId}", operation_id = "getTask",
+    summary = "The task record: status, result when accepted, receipts, links.",
+    params(("taskId" = String, Path, description = "Task ID (`task:<hex>`).")),
+    responses(
+        (status = 200, description = "The task.", body = documents::TaskDocument, headers(("PAYMENT-RESPONSE" = String, description = "Base64 of the JSON settlement response (the PaymentResponse schema), once there is a settlement to report."))),
+        (status = 202, description = "Accepted by validation; the payment is still settling on chain (`settling`): the result follows once it settled.", body = documents::TaskDocument, headers(("PAYMENT-RESPONSE" = String, description = "Base64 of the JSON settlement response (the PaymentResponse schema), once there is a settlement to report."))),
+        (status = 402, description = "The payment could never be settled (`settlement-failed`): nothing was charged and the result is withheld.", body = documents::TaskDocument, headers(("PAYMENT-RESPONSE" = String, description = "Base64 of the JSON settlement response (the PaymentResponse schema), once there is a settlement to report."))),
+        (status = 404, description = "No such task (`unknown_task`).", body = documents::ErrorBody),
+        (status = 500, description = "Store failure.", body = documents::ErrorBody),
+    ))]
 async fn get_task(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
@@ -1128,6 +1234,18 @@ async fn get_task(
     task_response(&g, &load_task(&g, id)?, None)
 }
 
+/// `GET /tasks/{taskId}/result`.
+#[utoipa::path(get, path = "/tasks/{taskId}/result", operation_id = "getTaskResult",
+    summary = "The accepted output, 202 while running, 422 when rejected.",
+    params(("taskId" = String, Path, description = "Task ID (`task:<hex>`).")),
+    responses(
+        (status = 200, description = "The accepted result.", body = documents::TaskResult),
+        (status = 202, description = "Still running, or settling its payment.", body = documents::Running),
+        (status = 402, description = "The payment could never be settled (`settlement_failed`); nothing was charged.", body = documents::TaskFailure),
+        (status = 404, description = "No such task (`unknown_task`).", body = documents::ErrorBody),
+        (status = 422, description = "The task was rejected and refunded (`task_rejected`).", body = documents::TaskFailure),
+        (status = 500, description = "Store failure.", body = documents::ErrorBody),
+    ))]
 async fn get_result(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
@@ -1168,6 +1286,16 @@ async fn get_result(
     })
 }
 
+/// `GET /tasks/{taskId}/receipt`.
+#[utoipa::path(get, path = "/tasks/{taskId}/receipt", operation_id = "getTaskReceipt",
+    summary = "Validation and settlement receipts (and the signed originals).",
+    params(("taskId" = String, Path, description = "Task ID (`task:<hex>`).")),
+    responses(
+        (status = 200, description = "The receipts.", body = documents::ReceiptDocument),
+        (status = 202, description = "Still running: no receipt yet.", body = documents::Running),
+        (status = 404, description = "No such task (`unknown_task`).", body = documents::ErrorBody),
+        (status = 500, description = "Store failure.", body = documents::ErrorBody),
+    ))]
 async fn get_receipt(
     State(g): State<Arc<Gateway>>,
     id: Result<UrlPath<String>, PathRejection>,
@@ -1251,7 +1379,41 @@ mod tests {
                 output_schema: json!({"type": "object"}),
             })
             .collect();
-        let doc = document("http://gw", &operations);
+        let doc = document("http://gw", &operations, super::operations());
+        // The paid operation as its handler declares it, repeated on each capability's route.
+        for path in ["/tasks", "/v1/util/json-transform"] {
+            let create = &doc["paths"][path]["post"];
+            assert_eq!(
+                create["security"][0],
+                json!({}),
+                "the first request goes unpaid"
+            );
+            assert_eq!(create["security"][1], json!({"x402": []}));
+            for status in ["200", "202", "400", "402", "409", "413", "500", "503"] {
+                assert!(
+                    create["responses"][status].is_object(),
+                    "{path} documents {status}"
+                );
+            }
+            assert!(create["responses"]["402"]["headers"]["PAYMENT-REQUIRED"].is_object());
+            assert!(create["responses"]["200"]["headers"]["PAYMENT-RESPONSE"].is_object());
+            assert!(create["x-payment-info"].is_object(), "{path}");
+        }
+        let refusal = &doc["components"]["schemas"]["PaymentRefusal"]["oneOf"];
+        assert_eq!(
+            refusal.as_array().map(Vec::len),
+            Some(2),
+            "challenge or error"
+        );
+        // Every reference the operations make resolves in the document.
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#").skip(1) {
+            let pointer = &reference[..reference.find('"').unwrap()];
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "#{pointer} does not resolve"
+            );
+        }
         // The router's own list: a route added without documentation fails here.
         let routes = route_table(&sold);
         for (method, path) in &routes {
