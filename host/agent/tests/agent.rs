@@ -864,18 +864,7 @@ impl Devnet {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut lines = Vec::new();
-        let command = loop {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "devnet exited early"
-            );
-            if let Some(command) = line.strip_prefix("buyer: ") {
-                break command.trim().to_string();
-            }
-            lines.push(line.trim().to_string());
-        };
+        let (lines, command) = d402_testkit::devnet_banner(&mut stdout);
         // Keep reading its output so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let buyer = command.split_whitespace().map(str::to_string).collect();
@@ -888,11 +877,7 @@ impl Devnet {
 
     /// The local chain's address it printed.
     fn chain_url(&self) -> &str {
-        self.lines
-            .iter()
-            .find_map(|l| l.strip_prefix("local chain "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the chain's address is printed")
+        d402_testkit::devnet_chain_url(&self.lines)
     }
 
     /// The value after the first of `flags` in the buyer command.

@@ -667,8 +667,9 @@ fn parse_request(
             "request body must be a JSON object",
         ));
     }
-    let request: documents::TaskRequestBody =
-        serde_json::from_value(body.clone()).map_err(|e| {
+    // Read in place: only the input is copied out of the body.
+    let request =
+        <documents::TaskRequestBody as serde::Deserialize>::deserialize(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_request",

@@ -140,3 +140,29 @@ pub fn worker_payees(document: &serde_json::Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// What a starting `d402 devnet` printed on `stdout` up to its `buyer: …` line: the lines
+/// before it, and the buyer command. Panics if the devnet exits first.
+pub fn devnet_banner(stdout: &mut impl std::io::BufRead) -> (Vec<String>, String) {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "devnet exited early"
+        );
+        if let Some(command) = line.strip_prefix("buyer: ") {
+            return (lines, command.trim().to_string());
+        }
+        lines.push(line.trim().to_string());
+    }
+}
+
+/// The local chain's address among a devnet's printed `lines` (`local chain URL …`).
+pub fn devnet_chain_url(lines: &[String]) -> &str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("local chain "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the chain's address is printed")
+}

@@ -328,18 +328,7 @@ impl Devnet {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut lines = Vec::new();
-        let command = loop {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "devnet exited early"
-            );
-            if let Some(printed) = line.strip_prefix("buyer: ") {
-                break printed.trim().to_string();
-            }
-            lines.push(line.trim().to_string());
-        };
+        let (lines, command) = d402_testkit::devnet_banner(&mut stdout);
         let words: Vec<&str> = command.split_whitespace().collect();
         assert_eq!(words[0], "d402", "{command}");
         let mut buyer = Vec::new();
@@ -365,12 +354,7 @@ impl Devnet {
 
     /// The address of the local chain it printed.
     pub fn chain_url(&self) -> String {
-        self.lines
-            .iter()
-            .find_map(|l| l.strip_prefix("local chain "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the chain's address is printed")
-            .to_string()
+        d402_testkit::devnet_chain_url(&self.lines).to_string()
     }
 
     /// Stops it with Ctrl-C; whether it exited cleanly.

@@ -507,11 +507,16 @@ pub trait Payer: Send + Sync {
     /// The request header that carries `payment` (name, value): `PAYMENT-SIGNATURE` by
     /// default; a direct-transfer proof goes in `Authorization: Payment`.
     fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {
-        (
-            d402_x402::headers::PAYMENT_SIGNATURE,
-            d402_x402::encode_header(payment),
-        )
+        payment_signature(payment)
     }
+}
+
+/// The x402 v2 request header carrying `payment`: `PAYMENT-SIGNATURE`, base64 of its JSON.
+pub fn payment_signature(payment: &PaymentPayload) -> (&'static str, String) {
+    (
+        d402_x402::headers::PAYMENT_SIGNATURE,
+        d402_x402::encode_header(payment),
+    )
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@
 //! than a task and its validation may take), then refunds a failed task by a transfer back.
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements};
 use d402_payment::{
     Account, Authorization, Completion, Expectation, PaymentError, PaymentKey, PaymentRail,
@@ -100,9 +98,8 @@ pub fn partially_signed(
 
 /// The x402 `exact` SVM payload carrying `transaction`: `{"transaction": base64}`.
 pub fn payload(transaction: &VersionedTransaction) -> serde_json::Value {
-    let bytes = bincode::serialize(transaction).expect("a transaction serializes");
     serde_json::to_value(ExactSvmPayload {
-        transaction: BASE64.encode(bytes),
+        transaction: transfer::to_base64(transaction),
     })
     .expect("the payload serializes")
 }
@@ -145,11 +142,8 @@ impl X402SolanaRail {
         let payload: ExactSvmPayload = payment
             .typed()
             .map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let bytes = BASE64
-            .decode(payload.transaction.trim())
-            .map_err(|_| malformed("transaction is not base64"))?;
-        let mut transaction: VersionedTransaction =
-            bincode::deserialize(&bytes).map_err(|_| malformed("transaction is not decodable"))?;
+        let mut transaction = transfer::from_base64(&payload.transaction)
+            .ok_or_else(|| malformed("transaction is not base64 of a wire transaction"))?;
         let keys = transaction.message.static_account_keys();
         if keys.first() != Some(&self.wallet.address()) {
             return Err(PaymentError::WrongPayee(

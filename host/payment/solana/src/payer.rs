@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use d402_payment::x402::{PaymentPayload, PaymentRequirements, TransferProof, X402_VERSION};
 use d402_payment::{PayError, Payer, Prepared, Purchase, request_binding};
 use solana_address::Address;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use solana_transaction::versioned::VersionedTransaction;
 
 use crate::direct::{MEMO_PREFIX, SCHEME};
 use crate::exact;
@@ -180,10 +179,9 @@ impl Payer for SolanaPayer {
                     transaction: transaction.signatures[0].to_string(),
                     payer: self.key.pubkey().to_string(),
                 };
-                let bytes = bincode::serialize(&transaction).map_err(|e| refuse(e.to_string()))?;
                 (
                     serde_json::to_value(proof).map_err(|e| refuse(e.to_string()))?,
-                    Some(STANDARD.encode(bytes)),
+                    Some(transfer::to_base64(&transaction)),
                 )
             }
         };
@@ -215,10 +213,7 @@ impl Payer for SolanaPayer {
     }
 
     async fn broadcast(&self, transaction: &str) -> Result<(), PayError> {
-        let transaction: VersionedTransaction = STANDARD
-            .decode(transaction)
-            .ok()
-            .and_then(|bytes| bincode::deserialize(&bytes).ok())
+        let transaction = transfer::from_base64(transaction)
             .ok_or_else(|| PayError::Signing("the recorded transfer does not decode".into()))?;
         transfer::land(&self.rpc, &transaction, LAND_TIMEOUT)
             .await
@@ -230,10 +225,7 @@ impl Payer for SolanaPayer {
 
     fn header(&self, payment: &PaymentPayload) -> (&'static str, String) {
         if self.scheme == SolanaScheme::X402Exact {
-            return (
-                d402_payment::x402::headers::PAYMENT_SIGNATURE,
-                d402_payment::x402::encode_header(payment),
-            );
+            return d402_payment::payment_signature(payment);
         }
         let proof = serde_json::to_vec(&payment.payload).expect("a proof serializes");
         (

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use solana_address::Address;
 use solana_keypair::Keypair;
 use solana_signature::Signature;
@@ -69,25 +67,20 @@ impl SolanaPayoutSender {
             memo: Some(memo),
         };
         let transaction = transfer::sign(&self.key, &order, self.rpc.latest_blockhash().await?);
-        let bytes = bincode::serialize(&transaction).map_err(|e| RpcError::Transport {
-            method: "sendTransaction",
-            message: e.to_string(),
-        })?;
         Ok(SignedSolanaTransfer {
             signature: transaction.signatures[0],
-            raw: BASE64.encode(bytes),
+            raw: transfer::to_base64(&transaction),
         })
     }
 
     fn decode(signed: &SignedSolanaTransfer) -> Result<VersionedTransaction, RpcError> {
-        let malformed = |what: &str| RpcError::Transport {
+        transfer::from_base64(&signed.raw).ok_or_else(|| RpcError::Transport {
             method: "sendTransaction",
-            message: format!("recorded transfer {}: {what}", signed.signature),
-        };
-        let bytes = BASE64
-            .decode(&signed.raw)
-            .map_err(|_| malformed("not base64"))?;
-        bincode::deserialize(&bytes).map_err(|_| malformed("not a transaction"))
+            message: format!(
+                "recorded transfer {} is not base64 of a wire transaction",
+                signed.signature
+            ),
+        })
     }
 
     /// Sends `signed` (again): the same bytes, so it lands at most once.

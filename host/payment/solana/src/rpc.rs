@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use solana_address::Address;
@@ -160,14 +158,10 @@ impl SolanaRpc {
         &self,
         transaction: &VersionedTransaction,
     ) -> Result<Signature, RpcError> {
-        let bytes = bincode::serialize(transaction).map_err(|e| RpcError::Transport {
-            method: "sendTransaction",
-            message: e.to_string(),
-        })?;
         let signature: String = self
             .call(
                 "sendTransaction",
-                json!([BASE64.encode(bytes), {"encoding": "base64", "preflightCommitment": self.commitment}]),
+                json!([crate::transfer::to_base64(transaction), {"encoding": "base64", "preflightCommitment": self.commitment}]),
             )
             .await?;
         signature.parse().map_err(|_| RpcError::Transport {
@@ -251,11 +245,8 @@ impl SolanaRpc {
         let encoded = answer["transaction"][0]
             .as_str()
             .ok_or_else(|| malformed("no transaction"))?;
-        let bytes = BASE64
-            .decode(encoded)
-            .map_err(|_| malformed("transaction not base64"))?;
-        let transaction: VersionedTransaction =
-            bincode::deserialize(&bytes).map_err(|_| malformed("transaction not decodable"))?;
+        let transaction = crate::transfer::from_base64(encoded)
+            .ok_or_else(|| malformed("transaction not base64 of a wire transaction"))?;
         let meta = &answer["meta"];
         let addresses = |key: &str| -> Result<Vec<Address>, RpcError> {
             meta["loadedAddresses"][key]

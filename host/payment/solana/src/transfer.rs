@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use solana_address::Address;
 use solana_hash::Hash;
 use solana_instruction::Instruction;
@@ -13,6 +15,18 @@ use solana_transaction::Transaction;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::rpc::{ConfirmedTransaction, RpcError, SolanaRpc};
+
+/// A signed transaction's wire form as JSON-RPC, x402 payloads and durable records carry
+/// it: base64 of its bytes.
+pub fn to_base64(transaction: &VersionedTransaction) -> String {
+    BASE64.encode(bincode::serialize(transaction).expect("a transaction serializes"))
+}
+
+/// The transaction `text` (base64 of its wire bytes) carries, if it is one.
+pub fn from_base64(text: &str) -> Option<VersionedTransaction> {
+    let bytes = BASE64.decode(text.trim()).ok()?;
+    bincode::deserialize(&bytes).ok()
+}
 
 /// Why a signed transaction did not land.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
